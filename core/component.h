@@ -1,0 +1,104 @@
+/*
+ * component.h - the four kinds of pipeline component and the consumer that
+ * links them.
+ *
+ * Like the OpenTelemetry Collector's factories and Fluent Bit's plugins,
+ * every receiver, processor, exporter and extension is one struct of
+ * callbacks with a type name, registered in one table (core/registry.c).
+ * The service looks components up by the type in their config id
+ * ("batch" in "batch/fast") and never switches on names.
+ *
+ * Life cycle, for every kind:
+ *   create   parses and validates the component's own config section. It
+ *            has no side effects (no sockets, no threads, no files), so
+ *            `validate` runs it too. NULL with err filled on a bad config.
+ *   start    acquires resources and begins work.
+ *   shutdown finishes work: receivers stop accepting and wait for requests
+ *            in flight; processors flush what they hold into `next`;
+ *            exporters deliver or persist what they hold.
+ *   destroy  frees the instance. Called after shutdown, or after a failed
+ *            create/start.
+ *
+ * Data moves as rc_batch (core/batch.h) through rc_consumer. consume() takes
+ * ownership of the batch whatever it returns. Its return value is what the
+ * receiver tells the client: RC_OK accepted; RC_EBUSY or RC_ENOMEM
+ * backpressure, retry later; RC_EINVAL rejected for good.
+ */
+#ifndef RC_COMPONENT_H
+#define RC_COMPONENT_H
+
+#include "core/batch.h"
+#include "core/config.h"
+#include "core/error.h"
+
+typedef struct rc_consumer {
+    rc_status (*consume)(void *self, rc_batch *batch, rc_error *err);
+    void *self;
+} rc_consumer;
+
+static inline rc_status rc_consume(const rc_consumer *c, rc_batch *batch, rc_error *err)
+{
+    return c->consume(c->self, batch, err);
+}
+
+/* What every factory's create() is told about the instance it makes. */
+typedef struct rc_component_id {
+    const char *id;   /* full id from the config, e.g. "batch/fast" */
+    const char *type; /* "batch" */
+} rc_component_id;
+
+typedef struct rc_receiver_factory {
+    const char *type;
+    const char *description;
+    void *(*create)(const rc_component_id *id, rc_cfg *cfg, rc_error *err);
+    /* `next` stays valid until shutdown returns. */
+    rc_status (*start)(void *inst, const rc_consumer *next, rc_error *err);
+    void (*shutdown)(void *inst);
+    void (*destroy)(void *inst);
+} rc_receiver_factory;
+
+typedef struct rc_processor_factory {
+    const char *type;
+    const char *description;
+    void *(*create)(const rc_component_id *id, rc_cfg *cfg, rc_error *err);
+    rc_status (*start)(void *inst, const rc_consumer *next, rc_error *err);
+    /* Processes the batch and passes it on to `next`, now or later. */
+    rc_status (*consume)(void *inst, rc_batch *batch, rc_error *err);
+    void (*shutdown)(void *inst);
+    void (*destroy)(void *inst);
+} rc_processor_factory;
+
+typedef struct rc_exporter_factory {
+    const char *type;
+    const char *description;
+    void *(*create)(const rc_component_id *id, rc_cfg *cfg, rc_error *err);
+    rc_status (*start)(void *inst, rc_error *err);
+    /* Delivers (or durably queues) the batch. The batch stays the caller's.
+     * May be called from several threads at once. */
+    rc_status (*export_batch)(void *inst, const rc_batch *batch, rc_error *err);
+    void (*shutdown)(void *inst);
+    void (*destroy)(void *inst);
+} rc_exporter_factory;
+
+typedef struct rc_extension_factory {
+    const char *type;
+    const char *description;
+    void *(*create)(const rc_component_id *id, rc_cfg *cfg, rc_error *err);
+    rc_status (*start)(void *inst, rc_error *err);
+    void (*shutdown)(void *inst);
+    void (*destroy)(void *inst);
+} rc_extension_factory;
+
+/* The registry (core/registry.c): NULL when no component has that type. */
+const rc_receiver_factory *rc_find_receiver(const char *type);
+const rc_processor_factory *rc_find_processor(const char *type);
+const rc_exporter_factory *rc_find_exporter(const char *type);
+const rc_extension_factory *rc_find_extension(const char *type);
+/* Comma-separated type names of a kind, for error messages and --help. */
+const char *rc_list_types(char kind /* 'r', 'p', 'e', 'x' */);
+
+/* Service state, for the health check: true from the moment every pipeline
+ * has started until shutdown begins. */
+bool rc_service_is_ready(void);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * otlp_internal.h - what the OTLP receiver's transports share.
+ *
+ * receiver/otlp.c is the component (config, start, shutdown). It runs a
+ * gRPC server (otlp_grpc.c) and an HTTP server (otlp_http.c). Both hand
+ * every request body to rc_otlp_ingest (ingest.c), the single place where
+ * a body becomes a pipeline request: decode, validate ids, count, consume.
+ * The transports only translate its result into their protocol's status.
+ */
+#ifndef RC_OTLP_INTERNAL_H
+#define RC_OTLP_INTERNAL_H
+
+#include "core/batch.h"
+#include "core/component.h"
+#include "core/endpoint.h"
+#include "core/metrics.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum rc_payload_format {
+    RC_FORMAT_PROTO,
+    RC_FORMAT_JSON,
+} rc_payload_format;
+
+/* Per-transport state the ingest path needs: where batches go and what to
+ * count. Owned by the receiver; lives from start to shutdown. */
+typedef struct rc_otlp_ingest_ctx {
+    const char *receiver_id; /* "otlp" */
+    const char *transport;   /* "grpc" or "http" */
+    const rc_consumer *next;
+    rc_counter *accepted_spans;
+    rc_counter *refused_spans;
+    unsigned retry_after_s; /* suggested client delay under backpressure */
+} rc_otlp_ingest_ctx;
+
+typedef struct rc_ingest_result {
+    /* RC_OK: accepted (maybe partially); RC_EINVAL: undecodable, 400 /
+     * INVALID_ARGUMENT; RC_EBUSY or RC_ENOMEM: backpressure, 503 /
+     * UNAVAILABLE; RC_ETOOBIG: the request alone exceeds a limit, 413 /
+     * RESOURCE_EXHAUSTED. */
+    rc_status status;
+    size_t accepted_spans;
+    size_t rejected_spans; /* invalid spans dropped: partial success */
+    unsigned retry_after_s;
+    rc_error err; /* why, for the client: failure or partial success */
+} rc_ingest_result;
+
+/* Decodes `body` (already decompressed), builds a request in `arena` (taken
+ * over, also on failure) with the transport metadata `meta` (copied into the
+ * arena), and passes it down the pipeline. Spans with a trace id that is not
+ * 16 bytes or a span id that is not 8 bytes are dropped and reported as a
+ * partial success. */
+void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const uint8_t *body,
+                    size_t len, rc_arena *arena, const rc_request_meta *meta,
+                    rc_ingest_result *res);
+
+/* --- gRPC (otlp_grpc.c) --------------------------------------------------- */
+
+typedef struct rc_otlp_grpc_config {
+    bool enabled;
+    rc_endpoint endpoint;           /* default 127.0.0.1:4317 */
+    size_t max_recv_msg_size;       /* bytes; max_recv_msg_size_mib, default 4 */
+    unsigned max_concurrent_streams; /* 0: gRPC's default */
+    unsigned num_threads;           /* completion-queue threads, default 2 */
+} rc_otlp_grpc_config;
+
+/* Parses receivers.otlp.protocols.grpc (`node` may be a null node). */
+rc_status rc_otlp_grpc_parse_config(rc_cfg *node, rc_otlp_grpc_config *out, rc_error *err);
+
+typedef struct rc_otlp_grpc_server rc_otlp_grpc_server;
+rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_ingest_ctx *ctx,
+                                        rc_error *err);
+/* Stops accepting, answers the calls in flight, joins threads, frees. */
+void rc_otlp_grpc_stop(rc_otlp_grpc_server *s);
+
+/* --- HTTP (otlp_http.c) --------------------------------------------------- */
+
+typedef struct rc_otlp_http_config {
+    bool enabled;
+    rc_endpoint endpoint;         /* default 127.0.0.1:4318 */
+    size_t max_request_body_size; /* bytes; max_request_body_size_mib, default 20 */
+    uint64_t read_timeout_ms;     /* a connection idle this long is closed */
+    const char *traces_url_path;  /* default /v1/traces */
+    unsigned num_threads;         /* default 2 */
+    unsigned max_connections;     /* default 1024 */
+} rc_otlp_http_config;
+
+rc_status rc_otlp_http_parse_config(rc_cfg *node, rc_otlp_http_config *out, rc_error *err);
+
+typedef struct rc_otlp_http_server rc_otlp_http_server;
+rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_ingest_ctx *ctx,
+                                        rc_error *err);
+void rc_otlp_http_stop(rc_otlp_http_server *s);
+
+#endif
