@@ -1,0 +1,902 @@
+/*
+ * config.c - the YAML configuration tree (see config.h).
+ *
+ * libyaml's event parser drives a small recursive-descent builder: every
+ * MAPPING_START / SEQUENCE_START / SCALAR event becomes one rc_cfg node that
+ * records the file, the 1-based line and column where it starts, and its
+ * dotted path ("service.pipelines.traces.receivers[0]"). Building the path
+ * while descending means a component never has to know where its section
+ * sits in the file to report an error precisely.
+ *
+ * Rules the parser enforces, so that components never see them:
+ *   - the top level is a map; an empty file is an empty map;
+ *   - map keys are non-empty scalars and appear at most once per map;
+ *   - only one YAML document per file;
+ *   - aliases (*name) are rejected with an error: configs are small, and
+ *     copying subtrees would let a few lines expand into millions of nodes
+ *     (the "billion laughs" file). Anchors alone are harmless and ignored;
+ *   - a plain (unquoted) empty, "~" or "null" value is RC_CFG_NULL; a quoted
+ *     "" is an empty string scalar;
+ *   - ${env:NAME}, ${env:NAME:-default}, ${NAME} (shorthand for env) are
+ *     substituted once, not recursively, in every scalar value (not in keys);
+ *     $${ is a literal ${. Anything else after ${ is an error.
+ *
+ * Memory: each node is one malloc with its path, scalar text and child
+ * arrays; rc_config_free walks the tree. The root alone owns the file name
+ * that every node points to. Map entries carry a `read` flag that getters
+ * set, which is what rc_cfg_reject_unknown inspects.
+ */
+#include "core/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define RC_CFG_MAX_DEPTH 64
+#define RC_CFG_MAX_FILE (16u << 20)
+
+typedef struct rc_cfg_entry {
+    char *key;
+    int line, col; /* of the key, for "unknown key" and duplicate errors */
+    bool read;
+    rc_cfg *value;
+} rc_cfg_entry;
+
+struct rc_cfg {
+    rc_cfg_kind kind;
+    bool owns_file; /* true on the root only */
+    const char *file;
+    int line, col;
+    char *path;
+    char *scalar; /* RC_CFG_SCALAR: text after substitution */
+    size_t len, cap;
+    rc_cfg_entry *entries; /* RC_CFG_MAP */
+    rc_cfg **items;        /* RC_CFG_SEQ */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Nodes                                                                    */
+
+static rc_cfg *node_new(rc_cfg_kind kind, const char *file, int line, int col, const char *path)
+{
+    rc_cfg *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    n->path = strdup(path);
+    if (!n->path) {
+        free(n);
+        return NULL;
+    }
+    n->kind = kind;
+    n->file = file;
+    n->line = line;
+    n->col = col;
+    return n;
+}
+
+void rc_config_free(rc_cfg *n)
+{
+    if (!n) return;
+    for (size_t i = 0; i < n->len; i++) {
+        if (n->kind == RC_CFG_MAP) {
+            free(n->entries[i].key);
+            rc_config_free(n->entries[i].value);
+        } else if (n->kind == RC_CFG_SEQ) {
+            rc_config_free(n->items[i]);
+        }
+    }
+    free(n->entries);
+    free(n->items);
+    free(n->scalar);
+    free(n->path);
+    if (n->owns_file) free((char *)n->file);
+    free(n);
+}
+
+/* Makes room for one more child; false when out of memory. */
+static bool node_grow(rc_cfg *n)
+{
+    if (n->len < n->cap) return true;
+    size_t cap = n->cap ? n->cap * 2 : 4;
+    if (n->kind == RC_CFG_MAP) {
+        rc_cfg_entry *e = realloc(n->entries, cap * sizeof *e);
+        if (!e) return false;
+        n->entries = e;
+    } else {
+        rc_cfg **it = realloc(n->items, cap * sizeof *it);
+        if (!it) return false;
+        n->items = it;
+    }
+    n->cap = cap;
+    return true;
+}
+
+static rc_cfg_entry *map_find(const rc_cfg *map, const char *key)
+{
+    if (!map || map->kind != RC_CFG_MAP || !key) return NULL;
+    for (size_t i = 0; i < map->len; i++)
+        if (strcmp(map->entries[i].key, key) == 0) return &map->entries[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+
+static void error_at(rc_error *err, const char *file, int line, int col, const char *path,
+                     const char *fmt, va_list ap)
+{
+    char msg[sizeof err->msg];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (path && *path)
+        rc_error_set(err, "%s:%d:%d: %s: %s", file, line, col, path, msg);
+    else
+        rc_error_set(err, "%s:%d:%d: %s", file, line, col, msg);
+}
+
+rc_status rc_cfg_error(rc_error *err, const rc_cfg *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (n) {
+        error_at(err, n->file, n->line, n->col, n->path, fmt, ap);
+    } else {
+        rc_error_setv(err, fmt, ap);
+    }
+    va_end(ap);
+    return RC_EINVAL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Environment substitution                                                 */
+
+/* A growable string for the substituted text. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sbuf_add(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 32;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static bool is_name_start(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_name_char(char c)
+{
+    return is_name_start(c) || (c >= '0' && c <= '9');
+}
+
+static size_t name_len(const char *s)
+{
+    if (!is_name_start(*s)) return 0;
+    size_t n = 1;
+    while (is_name_char(s[n]))
+        n++;
+    return n;
+}
+
+/*
+ * Expands the reference whose body starts right after "${" at `s`. On
+ * success appends its value to `out` and returns the number of bytes
+ * consumed including the closing brace; on a malformed reference returns 0
+ * with a reason in `why`.
+ */
+static size_t expand_ref(const char *s, sbuf *out, char *why, size_t why_len)
+{
+    const char *close = strchr(s, '}');
+    if (!close) {
+        snprintf(why, why_len, "unterminated ${ reference (missing '}')");
+        return 0;
+    }
+    int body_len = (int)(close - s);
+    size_t n = name_len(s);
+    const char *name = s;
+    /* NAME:-default without a scheme is the env shorthand, like ${NAME} */
+    if (n && s[n] == ':' && s[n + 1] != '-') { /* a scheme: only env is known */
+        if (n != 3 || strncmp(s, "env", 3) != 0) {
+            snprintf(why, why_len, "unsupported reference ${%.*s}: only ${env:NAME} is known",
+                     body_len, s);
+            return 0;
+        }
+        name = s + 4;
+        n = name_len(name);
+    }
+    const char *after = name + n;
+    const char *def = NULL;
+    if (n && after[0] == ':' && after[1] == '-') def = after + 2;
+    if (!n || (!def && after != close)) {
+        snprintf(why, why_len,
+                 "invalid reference ${%.*s}: expected ${env:NAME} or ${env:NAME:-default} "
+                 "with NAME made of letters, digits and _",
+                 body_len, s);
+        return 0;
+    }
+    char var[256];
+    if (n >= sizeof var) {
+        snprintf(why, why_len, "environment variable name too long in ${%.*s}", body_len, s);
+        return 0;
+    }
+    memcpy(var, name, n);
+    var[n] = '\0';
+    const char *val = getenv(var);
+    if (def && (!val || !*val)) {
+        sbuf_add(out, def, (size_t)(close - def));
+    } else if (val) {
+        sbuf_add(out, val, strlen(val));
+    }
+    return (size_t)(close - s) + 1;
+}
+
+/* Substitutes references in `in`; NULL with `why` set when malformed. */
+static char *substitute(const char *in, bool *oom, char *why, size_t why_len)
+{
+    sbuf out = {0};
+    sbuf_add(&out, "", 0);
+    for (const char *s = in; *s;) {
+        if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
+            sbuf_add(&out, "${", 2);
+            s += 3;
+        } else if (s[0] == '$' && s[1] == '{') {
+            size_t used = expand_ref(s + 2, &out, why, why_len);
+            if (!used) {
+                free(out.p);
+                return NULL;
+            }
+            s += 2 + used;
+        } else {
+            const char *next = strchr(s + 1, '$');
+            size_t n = next ? (size_t)(next - s) : strlen(s);
+            sbuf_add(&out, s, n);
+            s += n;
+        }
+    }
+    if (out.oom) {
+        *oom = true;
+        free(out.p);
+        return NULL;
+    }
+    return out.p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parsing                                                                  */
+
+typedef struct builder {
+    yaml_parser_t parser;
+    const char *file; /* owned by the root under construction */
+    rc_error *err;
+    rc_status status; /* of the first failure */
+} builder;
+
+static rc_status fail_at(builder *b, const yaml_mark_t *m, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static rc_status fail_at(builder *b, const yaml_mark_t *m, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_at(b->err, b->file, (int)m->line + 1, (int)m->column + 1, path, fmt, ap);
+    va_end(ap);
+    b->status = RC_EINVAL;
+    return RC_EINVAL;
+}
+
+static rc_status fail_oom(builder *b)
+{
+    rc_error_set(b->err, "%s: out of memory while parsing the configuration", b->file);
+    b->status = RC_ENOMEM;
+    return RC_ENOMEM;
+}
+
+static rc_status fail_yaml(builder *b)
+{
+    yaml_parser_t *p = &b->parser;
+    if (p->error == YAML_MEMORY_ERROR) return fail_oom(b);
+    const char *problem = p->problem ? p->problem : "malformed YAML";
+    if (p->context) {
+        return fail_at(b, &p->problem_mark, NULL, "%s (%s at line %d)", problem, p->context,
+                       (int)p->context_mark.line + 1);
+    }
+    return fail_at(b, &p->problem_mark, NULL, "%s", problem);
+}
+
+static rc_status next_event(builder *b, yaml_event_t *ev)
+{
+    if (!yaml_parser_parse(&b->parser, ev)) return fail_yaml(b);
+    return RC_OK;
+}
+
+static bool is_plain_null(const yaml_event_t *ev)
+{
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
+    const char *v = (const char *)ev->data.scalar.value;
+    return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+           strcmp(v, "NULL") == 0;
+}
+
+static char *join_path(const char *parent, const char *key)
+{
+    size_t pl = strlen(parent), kl = strlen(key);
+    char *p = malloc(pl + kl + 2);
+    if (!p) return NULL;
+    if (pl) {
+        memcpy(p, parent, pl);
+        p[pl] = '.';
+        memcpy(p + pl + 1, key, kl + 1);
+    } else {
+        memcpy(p, key, kl + 1);
+    }
+    return p;
+}
+
+static char *index_path(const char *parent, size_t i)
+{
+    size_t n = strlen(parent) + 24;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s[%zu]", parent, i);
+    return p;
+}
+
+static rc_status build_node(builder *b, yaml_event_t *ev, const char *path, int depth,
+                            rc_cfg **out);
+
+static rc_status build_scalar(builder *b, yaml_event_t *ev, const char *path, rc_cfg **out)
+{
+    const yaml_mark_t *m = &ev->start_mark;
+    int line = (int)m->line + 1, col = (int)m->column + 1;
+    if (is_plain_null(ev)) {
+        *out = node_new(RC_CFG_NULL, b->file, line, col, path);
+        return *out ? RC_OK : fail_oom(b);
+    }
+    char why[400];
+    bool oom = false;
+    char *text = substitute((const char *)ev->data.scalar.value, &oom, why, sizeof why);
+    if (!text) return oom ? fail_oom(b) : fail_at(b, m, path, "%s", why);
+    rc_cfg *n = node_new(RC_CFG_SCALAR, b->file, line, col, path);
+    if (!n) {
+        free(text);
+        return fail_oom(b);
+    }
+    n->scalar = text;
+    *out = n;
+    return RC_OK;
+}
+
+/* Reads one key event of a map; sets *done at MAPPING_END. */
+static rc_status read_key(builder *b, rc_cfg *map, char **key, yaml_mark_t *mark, bool *done)
+{
+    yaml_event_t ev;
+    rc_status st = next_event(b, &ev);
+    if (st) return st;
+    *done = ev.type == YAML_MAPPING_END_EVENT;
+    *mark = ev.start_mark;
+    if (*done) {
+        yaml_event_delete(&ev);
+        return RC_OK;
+    }
+    if (ev.type == YAML_ALIAS_EVENT) {
+        st = fail_at(b, mark, map->path, "aliases (*%s) are not supported",
+                     (const char *)ev.data.alias.anchor);
+    } else if (ev.type != YAML_SCALAR_EVENT) {
+        st = fail_at(b, mark, map->path, "a map key must be a plain string, not a %s",
+                     ev.type == YAML_MAPPING_START_EVENT ? "map" : "sequence");
+    } else if (!ev.data.scalar.length) {
+        st = fail_at(b, mark, map->path, "a map key must not be empty");
+    } else if (!(*key = strdup((const char *)ev.data.scalar.value))) {
+        st = fail_oom(b);
+    }
+    yaml_event_delete(&ev);
+    return st;
+}
+
+static rc_status check_duplicate(builder *b, rc_cfg *map, const char *key, const yaml_mark_t *m)
+{
+    const rc_cfg_entry *prev = map_find(map, key);
+    if (!prev) return RC_OK;
+    return fail_at(b, m, map->path, "duplicate key \"%s\" (first defined on line %d)", key,
+                   prev->line);
+}
+
+static rc_status build_map(builder *b, rc_cfg *map, int depth)
+{
+    for (;;) {
+        char *key = NULL;
+        yaml_mark_t km;
+        bool done = false;
+        rc_status st = read_key(b, map, &key, &km, &done);
+        if (st || done) return st;
+        char *path = NULL;
+        rc_cfg *value = NULL;
+        yaml_event_t ev;
+        st = check_duplicate(b, map, key, &km);
+        if (!st && !(path = join_path(map->path, key))) st = fail_oom(b);
+        if (!st) st = next_event(b, &ev);
+        if (!st) {
+            st = build_node(b, &ev, path, depth + 1, &value);
+            yaml_event_delete(&ev);
+        }
+        if (!st && !node_grow(map)) st = fail_oom(b);
+        free(path);
+        if (st) {
+            free(key);
+            rc_config_free(value);
+            return st;
+        }
+        map->entries[map->len++] = (rc_cfg_entry){
+            .key = key, .line = (int)km.line + 1, .col = (int)km.column + 1, .value = value};
+    }
+}
+
+static rc_status build_seq(builder *b, rc_cfg *seq, int depth)
+{
+    for (size_t i = 0;; i++) {
+        yaml_event_t ev;
+        rc_status st = next_event(b, &ev);
+        if (st) return st;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            return RC_OK;
+        }
+        rc_cfg *item = NULL;
+        char *path = index_path(seq->path, i);
+        if (!path) st = fail_oom(b);
+        if (!st) st = build_node(b, &ev, path, depth + 1, &item);
+        yaml_event_delete(&ev);
+        free(path);
+        if (!st && !node_grow(seq)) st = fail_oom(b);
+        if (st) {
+            rc_config_free(item);
+            return st;
+        }
+        seq->items[seq->len++] = item;
+    }
+}
+
+/* Builds the node that starts with `ev` (which the caller deletes). */
+static rc_status build_node(builder *b, yaml_event_t *ev, const char *path, int depth, rc_cfg **out)
+{
+    const yaml_mark_t *m = &ev->start_mark;
+    *out = NULL;
+    if (depth > RC_CFG_MAX_DEPTH)
+        return fail_at(b, m, path, "nesting is deeper than %d levels", RC_CFG_MAX_DEPTH);
+    rc_cfg_kind kind;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        return build_scalar(b, ev, path, out);
+    case YAML_ALIAS_EVENT:
+        return fail_at(b, m, path, "aliases (*%s) are not supported",
+                       (const char *)ev->data.alias.anchor);
+    case YAML_MAPPING_START_EVENT:
+        kind = RC_CFG_MAP;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        kind = RC_CFG_SEQ;
+        break;
+    default:
+        return fail_at(b, m, path, "unexpected YAML event");
+    }
+    rc_cfg *n = node_new(kind, b->file, (int)m->line + 1, (int)m->column + 1, path);
+    if (!n) return fail_oom(b);
+    rc_status st = kind == RC_CFG_MAP ? build_map(b, n, depth) : build_seq(b, n, depth);
+    if (st) {
+        rc_config_free(n);
+        return st;
+    }
+    *out = n;
+    return RC_OK;
+}
+
+/* Expects an event of `type`, failing with `what` otherwise. */
+static rc_status expect_event(builder *b, yaml_event_type_t type, const char *what)
+{
+    yaml_event_t ev;
+    rc_status st = next_event(b, &ev);
+    if (st) return st;
+    if (ev.type != type) st = fail_at(b, &ev.start_mark, NULL, "%s", what);
+    yaml_event_delete(&ev);
+    return st;
+}
+
+/* Parses the single document of the stream into *root (NULL when none). */
+static rc_status build_document(builder *b, rc_cfg **root)
+{
+    yaml_event_t ev;
+    rc_status st = expect_event(b, YAML_STREAM_START_EVENT, "expected the start of YAML");
+    if (!st) st = next_event(b, &ev);
+    if (st) return st;
+    bool empty = ev.type == YAML_STREAM_END_EVENT;
+    yaml_event_delete(&ev);
+    if (empty) return RC_OK;
+    if (!(st = next_event(b, &ev))) {
+        st = build_node(b, &ev, "", 0, root);
+        yaml_event_delete(&ev);
+    }
+    if (!st) st = expect_event(b, YAML_DOCUMENT_END_EVENT, "expected the end of the document");
+    if (!st)
+        st = expect_event(b, YAML_STREAM_END_EVENT,
+                          "the configuration must be a single YAML document");
+    return st;
+}
+
+/* Checks the top-level node: a map, or nothing at all (an empty map). */
+static rc_status adopt_root(builder *b, rc_cfg **root)
+{
+    rc_cfg *r = *root;
+    if (r && r->kind != RC_CFG_NULL && r->kind != RC_CFG_MAP) {
+        rc_error_set(b->err, "%s:%d:%d: the top level of the configuration must be a map", b->file,
+                     r->line, r->col);
+        return RC_EINVAL;
+    }
+    if (!r || r->kind == RC_CFG_NULL) {
+        int line = r ? r->line : 1, col = r ? r->col : 1;
+        rc_config_free(r);
+        *root = r = node_new(RC_CFG_MAP, b->file, line, col, "");
+        if (!r) return fail_oom(b);
+    }
+    return RC_OK;
+}
+
+rc_status rc_config_parse(const char *file, const char *text, size_t len, rc_cfg **root,
+                          rc_error *err)
+{
+    builder b = {.err = err, .file = file ? file : "<config>"};
+    rc_cfg *r = NULL;
+    *root = NULL;
+    char *owned_file = strdup(b.file);
+    if (!owned_file) return fail_oom(&b);
+    b.file = owned_file;
+    if (!yaml_parser_initialize(&b.parser)) {
+        free(owned_file);
+        b.file = file ? file : "<config>";
+        return fail_oom(&b);
+    }
+    yaml_parser_set_input_string(&b.parser, (const unsigned char *)text, len);
+    rc_status st = build_document(&b, &r);
+    if (!st) st = adopt_root(&b, &r);
+    yaml_parser_delete(&b.parser);
+    if (st) {
+        rc_config_free(r);
+        /* the message is formatted already, so the name can go */
+        free(owned_file);
+        return st;
+    }
+    r->owns_file = true;
+    *root = r;
+    return RC_OK;
+}
+
+rc_status rc_config_load(const char *path, rc_cfg **root, rc_error *err)
+{
+    rc_status st = RC_OK;
+    char *text = NULL;
+    *root = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rc_error_set(err, "cannot read config file %s: %s", path, strerror(errno));
+        return RC_EIO;
+    }
+    text = malloc(RC_CFG_MAX_FILE + 1);
+    if (!text) {
+        rc_error_set(err, "cannot read config file %s: out of memory", path);
+        st = RC_ENOMEM;
+        goto out;
+    }
+    size_t n = fread(text, 1, RC_CFG_MAX_FILE + 1, f);
+    if (ferror(f)) {
+        rc_error_set(err, "cannot read config file %s: %s", path, strerror(errno));
+        st = RC_EIO;
+        goto out;
+    }
+    if (n > RC_CFG_MAX_FILE) {
+        rc_error_set(err, "config file %s is larger than %u MiB", path, RC_CFG_MAX_FILE >> 20);
+        st = RC_ETOOBIG;
+        goto out;
+    }
+    st = rc_config_parse(path, text, n, root, err);
+out:
+    free(text);
+    fclose(f);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Accessors                                                                */
+
+rc_cfg_kind rc_cfg_kind_of(const rc_cfg *n)
+{
+    return n ? n->kind : RC_CFG_NULL;
+}
+
+const char *rc_cfg_path(const rc_cfg *n)
+{
+    return n ? n->path : "";
+}
+
+const char *rc_cfg_file(const rc_cfg *n)
+{
+    return n ? n->file : "";
+}
+
+int rc_cfg_line(const rc_cfg *n)
+{
+    return n ? n->line : 0;
+}
+
+int rc_cfg_col(const rc_cfg *n)
+{
+    return n ? n->col : 0;
+}
+
+const char *rc_cfg_scalar(const rc_cfg *n)
+{
+    return n && n->kind == RC_CFG_SCALAR ? n->scalar : NULL;
+}
+
+rc_cfg *rc_cfg_get(rc_cfg *map, const char *key)
+{
+    rc_cfg_entry *e = map_find(map, key);
+    if (!e) return NULL;
+    e->read = true;
+    return e->value;
+}
+
+size_t rc_cfg_len(const rc_cfg *n)
+{
+    return n && (n->kind == RC_CFG_MAP || n->kind == RC_CFG_SEQ) ? n->len : 0;
+}
+
+rc_cfg *rc_cfg_at(rc_cfg *n, size_t i)
+{
+    if (!n || i >= rc_cfg_len(n)) return NULL;
+    if (n->kind == RC_CFG_SEQ) return n->items[i];
+    n->entries[i].read = true;
+    return n->entries[i].value;
+}
+
+const char *rc_cfg_key_at(const rc_cfg *n, size_t i)
+{
+    if (!n || n->kind != RC_CFG_MAP || i >= n->len) return NULL;
+    return n->entries[i].key;
+}
+
+rc_status rc_cfg_reject_unknown(rc_cfg *map, rc_error *err)
+{
+    if (!map || map->kind != RC_CFG_MAP) return RC_OK;
+    for (size_t i = 0; i < map->len; i++) {
+        const rc_cfg_entry *e = &map->entries[i];
+        if (e->read) continue;
+        if (*map->path)
+            rc_error_set(err, "%s:%d:%d: %s: unknown key \"%s\"", map->file, e->line, e->col,
+                         map->path, e->key);
+        else
+            rc_error_set(err, "%s:%d:%d: unknown key \"%s\"", map->file, e->line, e->col, e->key);
+        return RC_EINVAL;
+    }
+    return RC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typed getters                                                            */
+
+/* The value of `key`, or NULL when absent or null (the default applies). */
+static rc_cfg *present_value(rc_cfg *map, const char *key)
+{
+    rc_cfg *v = rc_cfg_get(map, key);
+    return v && v->kind != RC_CFG_NULL ? v : NULL;
+}
+
+static const char *kind_name(rc_cfg_kind k)
+{
+    switch (k) {
+    case RC_CFG_MAP:
+        return "a map";
+    case RC_CFG_SEQ:
+        return "a list";
+    case RC_CFG_SCALAR:
+        return "a string";
+    default:
+        return "null";
+    }
+}
+
+rc_status rc_cfg_string(rc_cfg *map, const char *key, const char *def, const char **out,
+                        rc_error *err)
+{
+    rc_cfg *v = present_value(map, key);
+    if (!v) {
+        *out = def;
+        return RC_OK;
+    }
+    if (v->kind != RC_CFG_SCALAR)
+        return rc_cfg_error(err, v, "expected a string, got %s", kind_name(v->kind));
+    *out = v->scalar;
+    return RC_OK;
+}
+
+static bool parse_decimal(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s) return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+rc_status rc_cfg_uint(rc_cfg *map, const char *key, uint64_t def, uint64_t min, uint64_t max,
+                      uint64_t *out, rc_error *err)
+{
+    rc_cfg *v = present_value(map, key);
+    if (!v) {
+        *out = def;
+        return RC_OK;
+    }
+    uint64_t n = 0;
+    if (v->kind != RC_CFG_SCALAR)
+        return rc_cfg_error(err, v,
+                            "expected an integer between %" PRIu64 " and %" PRIu64 ", got %s", min,
+                            max, kind_name(v->kind));
+    if (!parse_decimal(v->scalar, &n) || n < min || n > max)
+        return rc_cfg_error(err, v,
+                            "expected an integer between %" PRIu64 " and %" PRIu64 ", got \"%s\"",
+                            min, max, v->scalar);
+    *out = n;
+    return RC_OK;
+}
+
+rc_status rc_cfg_bool(rc_cfg *map, const char *key, bool def, bool *out, rc_error *err)
+{
+    rc_cfg *v = present_value(map, key);
+    if (!v) {
+        *out = def;
+        return RC_OK;
+    }
+    const char *s = v->kind == RC_CFG_SCALAR ? v->scalar : "";
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) {
+        *out = true;
+    } else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) {
+        *out = false;
+    } else if (v->kind == RC_CFG_SCALAR) {
+        return rc_cfg_error(err, v, "expected true or false, got \"%s\"", s);
+    } else {
+        return rc_cfg_error(err, v, "expected true or false, got %s", kind_name(v->kind));
+    }
+    return RC_OK;
+}
+
+/* Nanoseconds per unit, for the units Go's time.ParseDuration knows. */
+static uint64_t unit_ns(const char *s, size_t *len)
+{
+    static const struct {
+        const char *name;
+        uint64_t ns;
+    } units[] = {
+        {"ns", 1},           {"us", 1000},         {"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
+        {"\xce\xbcs", 1000},                                            /* U+03BC Greek mu */
+        {"ms", 1000000},     {"s", 1000000000ull}, {"m", 60000000000ull}, {"h", 3600000000000ull},
+    };
+    /* longest match first: "ms" before "m" and "s" */
+    size_t best = 0;
+    uint64_t ns = 0;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        size_t n = strlen(units[i].name);
+        if (n > best && strncmp(s, units[i].name, n) == 0) {
+            best = n;
+            ns = units[i].ns;
+        }
+    }
+    *len = best;
+    return ns;
+}
+
+/* Adds a + b into *sum; false on overflow. */
+static bool add_ns(uint64_t a, uint64_t b, uint64_t *sum)
+{
+    if (a > UINT64_MAX - b) return false;
+    *sum = a + b;
+    return true;
+}
+
+/* Parses one "<number><unit>" term at *s, adding its value to *total_ns. */
+static bool parse_term(const char **s, uint64_t *total_ns)
+{
+    const char *p = *s;
+    uint64_t whole = 0, frac = 0, frac_scale = 1;
+    bool digits = false;
+    for (; *p >= '0' && *p <= '9'; p++, digits = true) {
+        if (whole > (UINT64_MAX - 9) / 10) return false;
+        whole = whole * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++, digits = true) {
+            /* nine digits are below a millisecond for every unit up to 1h */
+            if (frac_scale == 1000000000) continue;
+            frac = frac * 10 + (uint64_t)(*p - '0');
+            frac_scale *= 10;
+        }
+    }
+    size_t ulen = 0;
+    uint64_t ns = digits ? unit_ns(p, &ulen) : 0;
+    if (!ulen || whole > UINT64_MAX / ns) return false;
+    /* frac * ns / frac_scale without overflow: frac < frac_scale keeps
+     * frac * (ns / frac_scale) below ns, and frac * (ns % frac_scale) below
+     * 10^18; the remainder rounds up so that a non-zero term never vanishes */
+    uint64_t q = ns / frac_scale, r = ns % frac_scale;
+    uint64_t part = frac * q + (frac * r + frac_scale - 1) / frac_scale;
+    if (!add_ns(*total_ns, whole * ns, total_ns) || !add_ns(*total_ns, part, total_ns))
+        return false;
+    *s = p + ulen;
+    return true;
+}
+
+bool rc_parse_duration_ms(const char *text, uint64_t *out_ms)
+{
+    if (!text || !*text) return false;
+    if (strcmp(text, "0") == 0) {
+        *out_ms = 0;
+        return true;
+    }
+    uint64_t ns = 0;
+    const char *s = text;
+    while (*s)
+        if (!parse_term(&s, &ns)) return false;
+    /* whole milliseconds, rounded up: a non-zero duration never becomes 0 */
+    *out_ms = ns / 1000000 + (ns % 1000000 != 0);
+    return true;
+}
+
+rc_status rc_cfg_duration_ms(rc_cfg *map, const char *key, uint64_t def_ms, uint64_t *out_ms,
+                             rc_error *err)
+{
+    rc_cfg *v = present_value(map, key);
+    if (!v) {
+        *out_ms = def_ms;
+        return RC_OK;
+    }
+    if (v->kind != RC_CFG_SCALAR)
+        return rc_cfg_error(err, v, "expected a duration such as 200ms or 5s, got %s",
+                            kind_name(v->kind));
+    if (!rc_parse_duration_ms(v->scalar, out_ms))
+        return rc_cfg_error(err, v, "expected a duration such as 200ms or 5s, got \"%s\"",
+                            v->scalar);
+    return RC_OK;
+}
+
+rc_status rc_cfg_map(rc_cfg *map, const char *key, rc_cfg **out, rc_error *err)
+{
+    rc_cfg *v = rc_cfg_get(map, key);
+    *out = NULL;
+    if (!v) return RC_OK;
+    if (v->kind != RC_CFG_MAP && v->kind != RC_CFG_NULL)
+        return rc_cfg_error(err, v, "expected a map, got %s", kind_name(v->kind));
+    /* a null section is kept (not NULL) so that errors about it can say where it is */
+    *out = v;
+    return RC_OK;
+}

@@ -1,0 +1,627 @@
+/*
+ * test_config.c - the YAML configuration tree and its typed getters.
+ *
+ * Most cases are rows of tables: a YAML snippet and either the value a
+ * getter must return or a piece of the error it must report (file, line,
+ * column and key path included). The example config from the README is the
+ * contract for the config shape and must read completely. Files under
+ * tests/golden/config/ are error cases too: each starts with a line
+ * "# error: <expected substring>".
+ */
+#include "core/config.h"
+#include "testing.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char example_config[] =
+    "receivers:\n"
+    "  otlp:\n"
+    "    protocols:\n"
+    "      grpc: { endpoint: \"127.0.0.1:4317\" }\n"
+    "      http: { endpoint: \"127.0.0.1:4318\" }\n"
+    "processors:\n"
+    "  batch: { send_batch_size: 8192, timeout: 200ms }\n"
+    "exporters:\n"
+    "  file: { path: \"spans.jsonl\" }\n"
+    "  debug: {}\n"
+    "extensions:\n"
+    "  health_check: { endpoint: \"127.0.0.1:13133\" }\n"
+    "service:\n"
+    "  extensions: [health_check]\n"
+    "  telemetry: { metrics: { endpoint: \"127.0.0.1:8888\" }, logs: { level: info } }\n"
+    "  pipelines:\n"
+    "    traces: { receivers: [otlp], processors: [batch], exporters: [file] }\n";
+
+static rc_cfg *parse(const char *yaml, rc_error *err)
+{
+    rc_cfg *root = NULL;
+    memset(err, 0, sizeof *err);
+    if (rc_config_parse("t.yaml", yaml, strlen(yaml), &root, err) != RC_OK) return NULL;
+    return root;
+}
+
+/* Follows a dotted path of map keys ("a.b.c"); "" is the node itself. */
+static rc_cfg *lookup(rc_cfg *n, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && n; k = strtok_r(NULL, ".", &save))
+        n = rc_cfg_get(n, k);
+    return n;
+}
+
+/* --- the contract: the example config reads completely ------------------ */
+
+static void read_endpoint(rc_cfg *parent, const char *section, const char *want, rc_error *err)
+{
+    rc_cfg *m = NULL;
+    const char *ep = NULL;
+    CHECK(rc_cfg_map(parent, section, &m, err) == RC_OK);
+    CHECK(rc_cfg_string(m, "endpoint", NULL, &ep, err) == RC_OK);
+    CHECK_STR(ep, want);
+    CHECK(rc_cfg_reject_unknown(m, err) == RC_OK);
+}
+
+static void check_seq1(rc_cfg *map, const char *key, const char *want, const char *want_path)
+{
+    rc_cfg *s = rc_cfg_get(map, key);
+    CHECK(rc_cfg_kind_of(s) == RC_CFG_SEQ);
+    CHECK(rc_cfg_len(s) == 1);
+    CHECK_STR(rc_cfg_scalar(rc_cfg_at(s, 0)), want);
+    CHECK_STR(rc_cfg_path(rc_cfg_at(s, 0)), want_path);
+}
+
+static void test_example_config(void)
+{
+    rc_error err;
+    rc_cfg *root = parse(example_config, &err);
+    CHECK(root != NULL);
+    if (!root) {
+        fprintf(stderr, "  %s\n", err.msg);
+        return;
+    }
+    rc_cfg *protocols = lookup(root, "receivers.otlp.protocols");
+    read_endpoint(protocols, "grpc", "127.0.0.1:4317", &err);
+    read_endpoint(protocols, "http", "127.0.0.1:4318", &err);
+    CHECK(rc_cfg_line(rc_cfg_get(protocols, "http")) == 5);
+    CHECK_STR(rc_cfg_path(rc_cfg_get(rc_cfg_get(protocols, "http"), "endpoint")),
+              "receivers.otlp.protocols.http.endpoint");
+
+    rc_cfg *batch = lookup(root, "processors.batch");
+    uint64_t size = 0, timeout = 0;
+    CHECK(rc_cfg_uint(batch, "send_batch_size", 1, 1, 1 << 20, &size, &err) == RC_OK);
+    CHECK(size == 8192);
+    CHECK(rc_cfg_duration_ms(batch, "timeout", 0, &timeout, &err) == RC_OK);
+    CHECK(timeout == 200);
+    CHECK(rc_cfg_reject_unknown(batch, &err) == RC_OK);
+    rc_cfg *timeout_node = rc_cfg_get(batch, "timeout");
+    CHECK_STR(rc_cfg_path(timeout_node), "processors.batch.timeout");
+    CHECK(rc_cfg_line(timeout_node) == 7);
+    CHECK(rc_cfg_col(timeout_node) == 44);
+    CHECK_STR(rc_cfg_file(timeout_node), "t.yaml");
+
+    rc_cfg *exporters = rc_cfg_get(root, "exporters");
+    CHECK(rc_cfg_len(exporters) == 2);
+    CHECK_STR(rc_cfg_key_at(exporters, 0), "file");
+    CHECK_STR(rc_cfg_key_at(exporters, 1), "debug");
+    const char *path = NULL;
+    CHECK(rc_cfg_string(rc_cfg_at(exporters, 0), "path", NULL, &path, &err) == RC_OK);
+    CHECK_STR(path, "spans.jsonl");
+    rc_cfg *debug = rc_cfg_at(exporters, 1);
+    CHECK(rc_cfg_kind_of(debug) == RC_CFG_MAP && rc_cfg_len(debug) == 0);
+
+    read_endpoint(rc_cfg_get(root, "extensions"), "health_check", "127.0.0.1:13133", &err);
+
+    rc_cfg *service = rc_cfg_get(root, "service");
+    check_seq1(service, "extensions", "health_check", "service.extensions[0]");
+    rc_cfg *telemetry = rc_cfg_get(service, "telemetry");
+    read_endpoint(telemetry, "metrics", "127.0.0.1:8888", &err);
+    const char *level = NULL;
+    CHECK(rc_cfg_string(rc_cfg_get(telemetry, "logs"), "level", "warn", &level, &err) == RC_OK);
+    CHECK_STR(level, "info");
+    rc_cfg *traces = lookup(service, "pipelines.traces");
+    check_seq1(traces, "receivers", "otlp", "service.pipelines.traces.receivers[0]");
+    check_seq1(traces, "processors", "batch", "service.pipelines.traces.processors[0]");
+    check_seq1(traces, "exporters", "file", "service.pipelines.traces.exporters[0]");
+
+    /* everything above was read, at every level */
+    const char *maps[] = {"",
+                          "receivers",
+                          "receivers.otlp",
+                          "processors",
+                          "exporters",
+                          "extensions",
+                          "service",
+                          "service.telemetry",
+                          "service.telemetry.logs",
+                          "service.pipelines",
+                          "service.pipelines.traces"};
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) {
+        CHECK(rc_cfg_reject_unknown(lookup(root, maps[i]), &err) == RC_OK);
+    }
+    CHECK(rc_cfg_reject_unknown(protocols, &err) == RC_OK);
+    rc_config_free(root);
+}
+
+/* --- parse errors ------------------------------------------------------- */
+
+static const struct {
+    const char *yaml;
+    const char *want; /* substring of the error */
+} parse_errors[] = {
+    {"a: 1\nb: [1, 2\n", "t.yaml:3:1: "},
+    {"a: 1\n  b: 2\n", "t.yaml:2:4: mapping values are not allowed"},
+    {"a:\n  x: 1\n  y: 2\n  x: 3\n",
+     "t.yaml:4:3: a: duplicate key \"x\" (first defined on line 2)"},
+    {"- a\n- b\n", "t.yaml:1:1: the top level of the configuration must be a map"},
+    {"just text\n", "the top level of the configuration must be a map"},
+    {"? [a, b]\n: 1\n", "t.yaml:1:3: a map key must be a plain string, not a sequence"},
+    {"x:\n  ? {a: 1}\n  : 1\n", "t.yaml:2:5: x: a map key must be a plain string, not a map"},
+    {"\"\": 1\n", "t.yaml:1:1: a map key must not be empty"},
+    {"a: &x {b: 1}\nc: *x\n", "t.yaml:2:4: c: aliases (*x) are not supported"},
+    {"a: 1\n---\nb: 2\n", "t.yaml:2:1: the configuration must be a single YAML document"},
+    {"a: \"unterminated\n", "t.yaml:"},
+    {"a:\n\tb: 1\n", "t.yaml:2:1: found character that cannot start any token"},
+    {"p:\n  x: \"${env:FOO\"\n", "t.yaml:2:6: p.x: unterminated ${ reference"},
+    {"p:\n  x: ${file:/etc/passwd}\n",
+     "t.yaml:2:6: p.x: unsupported reference ${file:/etc/passwd}"},
+    {"p: ${env:1ABC}\n", "t.yaml:1:4: p: invalid reference ${env:1ABC}"},
+    {"p: ${env:}\n", "invalid reference ${env:}"},
+    {"p: ${}\n", "invalid reference ${}"},
+    {"p: ${env:A B}\n", "invalid reference ${env:A B}"},
+    {"p: ${env:A:default}\n", "invalid reference ${env:A:default}"},
+    {"p: [a, \"${env:X\"]\n", "t.yaml:1:8: p[1]: unterminated ${ reference"},
+};
+
+static void test_parse_errors(void)
+{
+    for (size_t i = 0; i < sizeof parse_errors / sizeof parse_errors[0]; i++) {
+        rc_error err;
+        rc_cfg *root = parse(parse_errors[i].yaml, &err);
+        CHECK(root == NULL);
+        CHECK_CONTAINS(err.msg, parse_errors[i].want);
+        rc_config_free(root);
+    }
+}
+
+static void test_nesting_limit(void)
+{
+    char yaml[1024];
+    size_t n = 0;
+    for (int i = 0; i < 100; i++)
+        yaml[n++] = '[';
+    for (int i = 0; i < 100; i++)
+        yaml[n++] = ']';
+    yaml[n] = '\0';
+    char doc[1100];
+    snprintf(doc, sizeof doc, "a: %s\n", yaml);
+    rc_error err;
+    CHECK(parse(doc, &err) == NULL);
+    CHECK_CONTAINS(err.msg, "nesting is deeper than 64 levels");
+}
+
+/* --- shapes that parse -------------------------------------------------- */
+
+static void test_empty_and_null(void)
+{
+    const char *empties[] = {"", "\n", "# only a comment\n", "---\n", "~\n", "---\n...\n"};
+    for (size_t i = 0; i < sizeof empties / sizeof empties[0]; i++) {
+        rc_error err;
+        rc_cfg *root = parse(empties[i], &err);
+        CHECK(root != NULL);
+        CHECK(rc_cfg_kind_of(root) == RC_CFG_MAP);
+        CHECK(rc_cfg_len(root) == 0);
+        CHECK_STR(rc_cfg_path(root), "");
+        CHECK(rc_cfg_reject_unknown(root, &err) == RC_OK);
+        rc_config_free(root);
+    }
+
+    rc_error err;
+    rc_cfg *root = parse("exporters:\n  debug:\n  other: {}\n  t: ~\n  n: null\n  q: \"\"\n"
+                         "  s: ''\n  z: \"null\"\n",
+                         &err);
+    CHECK(root != NULL);
+    rc_cfg *ex = rc_cfg_get(root, "exporters");
+    rc_cfg *debug = NULL, *other = NULL, *absent = (rc_cfg *)&err;
+    CHECK(rc_cfg_map(ex, "debug", &debug, &err) == RC_OK);
+    CHECK(rc_cfg_kind_of(debug) == RC_CFG_NULL);
+    CHECK(rc_cfg_line(debug) == 2);
+    CHECK(rc_cfg_len(debug) == 0 && rc_cfg_get(debug, "x") == NULL);
+    CHECK(rc_cfg_reject_unknown(debug, &err) == RC_OK);
+    CHECK(rc_cfg_map(ex, "other", &other, &err) == RC_OK);
+    CHECK(rc_cfg_kind_of(other) == RC_CFG_MAP);
+    CHECK(rc_cfg_map(ex, "absent", &absent, &err) == RC_OK);
+    CHECK(absent == NULL);
+    CHECK(rc_cfg_kind_of(rc_cfg_get(ex, "t")) == RC_CFG_NULL);
+    CHECK(rc_cfg_kind_of(rc_cfg_get(ex, "n")) == RC_CFG_NULL);
+    CHECK_STR(rc_cfg_scalar(rc_cfg_get(ex, "q")), "");
+    CHECK_STR(rc_cfg_scalar(rc_cfg_get(ex, "s")), "");
+    CHECK_STR(rc_cfg_scalar(rc_cfg_get(ex, "z")), "null");
+    const char *s = NULL;
+    CHECK(rc_cfg_string(ex, "t", "dflt", &s, &err) == RC_OK);
+    CHECK_STR(s, "dflt");
+    CHECK(rc_cfg_scalar(debug) == NULL);
+    rc_config_free(root);
+}
+
+static void test_block_and_flow_sequences(void)
+{
+    rc_error err;
+    rc_cfg *root = parse("a:\n  - x\n  - {k: v}\n  - [1, 2]\nb: {c: [d]}\n", &err);
+    CHECK(root != NULL);
+    rc_cfg *a = rc_cfg_get(root, "a");
+    CHECK(rc_cfg_len(a) == 3);
+    CHECK_STR(rc_cfg_path(rc_cfg_at(a, 1)), "a[1]");
+    CHECK_STR(rc_cfg_path(rc_cfg_get(rc_cfg_at(a, 1), "k")), "a[1].k");
+    CHECK_STR(rc_cfg_path(rc_cfg_at(rc_cfg_at(a, 2), 1)), "a[2][1]");
+    CHECK(rc_cfg_line(rc_cfg_at(a, 2)) == 4 && rc_cfg_col(rc_cfg_at(a, 2)) == 5);
+    CHECK(rc_cfg_at(a, 3) == NULL);
+    CHECK(rc_cfg_key_at(a, 0) == NULL);
+    CHECK_STR(rc_cfg_path(rc_cfg_at(rc_cfg_get(rc_cfg_get(root, "b"), "c"), 0)), "b.c[0]");
+    rc_config_free(root);
+}
+
+/* --- environment substitution ------------------------------------------- */
+
+static const struct {
+    const char *value; /* YAML value text */
+    const char *want;
+} env_cases[] = {
+    {"${env:RC_T_SET}", "hello"},
+    {"\"${env:RC_T_SET}\"", "hello"},
+    {"'x-${env:RC_T_SET}-y'", "x-hello-y"},
+    {"${env:RC_T_SET}${env:RC_T_SET}", "hellohello"},
+    {"${RC_T_SET}", "hello"},
+    {"\"${env:RC_T_UNSET}\"", ""},
+    {"\"${env:RC_T_EMPTY}\"", ""},
+    {"${env:RC_T_UNSET:-fallback}", "fallback"},
+    {"${env:RC_T_EMPTY:-fallback}", "fallback"},
+    {"${env:RC_T_SET:-fallback}", "hello"},
+    {"\"${env:RC_T_UNSET:-}\"", ""},
+    {"${RC_T_UNSET:-short}", "short"},
+    {"\"${env:RC_T_UNSET:-a:b c}\"", "a:b c"},
+    {"$${env:RC_T_SET}", "${env:RC_T_SET}"},
+    {"\"a$${b}c\"", "a${b}c"},
+    {"$RC_T_SET", "$RC_T_SET"},
+    {"cost$", "cost$"},
+    {"a$$b", "a$$b"},
+    {"${env:RC_T_REF}", "${env:RC_T_SET}"}, /* not recursive */
+    {"${env:RC_T_PORT}", "4317"},
+};
+
+static void test_env(void)
+{
+    setenv("RC_T_SET", "hello", 1);
+    setenv("RC_T_EMPTY", "", 1);
+    setenv("RC_T_REF", "${env:RC_T_SET}", 1);
+    setenv("RC_T_PORT", "4317", 1);
+    unsetenv("RC_T_UNSET");
+    for (size_t i = 0; i < sizeof env_cases / sizeof env_cases[0]; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "k: %s\n", env_cases[i].value);
+        rc_error err;
+        rc_cfg *root = parse(yaml, &err);
+        CHECK(root != NULL);
+        if (!root) {
+            fprintf(stderr, "  case %zu: %s\n", i, err.msg);
+            continue;
+        }
+        const char *got = NULL;
+        CHECK(rc_cfg_string(root, "k", NULL, &got, &err) == RC_OK);
+        CHECK_STR(got, env_cases[i].want);
+        rc_config_free(root);
+    }
+
+    /* substituted text is typed afterwards; keys are not substituted */
+    rc_error err;
+    rc_cfg *root = parse("n: ${env:RC_T_PORT}\n${env:RC_T_SET}: 1\n", &err);
+    uint64_t n = 0;
+    CHECK(rc_cfg_uint(root, "n", 0, 1, 65535, &n, &err) == RC_OK && n == 4317);
+    CHECK_STR(rc_cfg_key_at(root, 1), "${env:RC_T_SET}");
+    rc_config_free(root);
+}
+
+/* --- typed getters ------------------------------------------------------ */
+
+enum getter { G_STRING, G_UINT, G_BOOL, G_DURATION, G_MAP };
+
+static const struct {
+    enum getter g;
+    const char *yaml; /* the getters read key "k" of map "m" */
+    const char *want; /* value printed as text, or the error substring */
+    bool ok;
+} getter_cases[] = {
+    {G_STRING, "m:\n  k: abc\n", "abc", true},
+    {G_STRING, "m:\n  k: 42\n", "42", true},
+    {G_STRING, "m:\n  k: \"\"\n", "", true},
+    {G_STRING, "m:\n  k:\n", "default", true},
+    {G_STRING, "m:\n", "default", true},
+    {G_STRING, "m:\n  k: {a: 1}\n", "t.yaml:2:6: m.k: expected a string, got a map", false},
+    {G_STRING, "m:\n  k:\n    - a\n", "t.yaml:3:5: m.k: expected a string, got a list", false},
+    {G_UINT, "m: {k: 8192}\n", "8192", true},
+    {G_UINT, "m: {k: \"10\"}\n", "10", true},
+    {G_UINT, "m: {k: 1}\n", "1", true},
+    {G_UINT, "m: {k: 100000}\n", "100000", true},
+    {G_UINT, "m: {}\n", "7", true},
+    {G_UINT, "m: {k: abc}\n",
+     "t.yaml:1:8: m.k: expected an integer between 1 and 100000, got \"abc\"", false},
+    {G_UINT, "m: {k: 0}\n", "expected an integer between 1 and 100000, got \"0\"", false},
+    {G_UINT, "m: {k: 100001}\n", "got \"100001\"", false},
+    {G_UINT, "m: {k: -1}\n", "got \"-1\"", false},
+    {G_UINT, "m: {k: 1.5}\n", "got \"1.5\"", false},
+    {G_UINT, "m: {k: 0x10}\n", "got \"0x10\"", false},
+    {G_UINT, "m: {k: \" 5\"}\n", "got \" 5\"", false},
+    {G_UINT, "m: {k: 99999999999999999999999}\n", "got \"99999999999999999999999\"", false},
+    {G_UINT, "m:\n  k: [1]\n",
+     "t.yaml:2:6: m.k: expected an integer between 1 and 100000, got a list", false},
+    {G_BOOL, "m: {k: true}\n", "true", true},
+    {G_BOOL, "m: {k: True}\n", "true", true},
+    {G_BOOL, "m: {k: TRUE}\n", "true", true},
+    {G_BOOL, "m: {k: false}\n", "false", true},
+    {G_BOOL, "m: {k: FALSE}\n", "false", true},
+    {G_BOOL, "m: {k: ~}\n", "true", true},
+    {G_BOOL, "m: {k: yes}\n", "m.k: expected true or false, got \"yes\"", false},
+    {G_BOOL, "m: {k: 1}\n", "expected true or false, got \"1\"", false},
+    {G_BOOL, "m: {k: {}}\n", "expected true or false, got a map", false},
+    {G_DURATION, "m: {k: 200ms}\n", "200", true},
+    {G_DURATION, "m: {k: 0}\n", "0", true},
+    {G_DURATION, "m: {}\n", "5000", true},
+    {G_DURATION, "m: {k: 5}\n",
+     "t.yaml:1:8: m.k: expected a duration such as 200ms or 5s, got \"5\"", false},
+    {G_DURATION, "m: {k: {a: b}}\n", "expected a duration such as 200ms or 5s, got a map", false},
+    {G_MAP, "m: {k: {a: b}}\n", "map", true},
+    {G_MAP, "m: {k: }\n", "null", true},
+    {G_MAP, "m: {}\n", "absent", true},
+    {G_MAP, "m: {k: x}\n", "t.yaml:1:8: m.k: expected a map, got a string", false},
+    {G_MAP, "m: {k: [x]}\n", "expected a map, got a list", false},
+};
+
+/* Runs one getter on key "k" of map "m" and prints its result as text. */
+static rc_status run_getter(enum getter g, rc_cfg *m, char *out, size_t out_len, rc_error *err)
+{
+    rc_status st = RC_EINVAL;
+    const char *s = NULL;
+    uint64_t u = 0;
+    bool b = false;
+    rc_cfg *map = NULL;
+    switch (g) {
+    case G_STRING:
+        if (!(st = rc_cfg_string(m, "k", "default", &s, err))) snprintf(out, out_len, "%s", s);
+        break;
+    case G_UINT:
+        if (!(st = rc_cfg_uint(m, "k", 7, 1, 100000, &u, err)))
+            snprintf(out, out_len, "%" PRIu64, u);
+        break;
+    case G_BOOL:
+        if (!(st = rc_cfg_bool(m, "k", true, &b, err)))
+            snprintf(out, out_len, "%s", b ? "true" : "false");
+        break;
+    case G_DURATION:
+        if (!(st = rc_cfg_duration_ms(m, "k", 5000, &u, err)))
+            snprintf(out, out_len, "%" PRIu64, u);
+        break;
+    case G_MAP:
+        if (!(st = rc_cfg_map(m, "k", &map, err)))
+            snprintf(out, out_len, "%s",
+                     !map                                ? "absent"
+                     : rc_cfg_kind_of(map) == RC_CFG_MAP ? "map"
+                                                         : "null");
+        break;
+    }
+    return st;
+}
+
+static void test_getters(void)
+{
+    for (size_t i = 0; i < sizeof getter_cases / sizeof getter_cases[0]; i++) {
+        rc_error err;
+        rc_cfg *root = parse(getter_cases[i].yaml, &err);
+        CHECK(root != NULL);
+        if (!root) continue;
+        char got[128] = "";
+        rc_cfg *m = rc_cfg_get(root, "m");
+        rc_status st = run_getter(getter_cases[i].g, m, got, sizeof got, &err);
+        if (getter_cases[i].ok) {
+            CHECK(st == RC_OK);
+            CHECK_STR(got, getter_cases[i].want);
+            /* the key counts as read, even when it held null */
+            CHECK(rc_cfg_reject_unknown(m, &err) == RC_OK);
+        } else {
+            CHECK(st == RC_EINVAL);
+            CHECK_CONTAINS(err.msg, getter_cases[i].want);
+        }
+        rc_config_free(root);
+    }
+
+    /* a NULL map (a section that is absent) yields defaults */
+    rc_error err;
+    const char *s = NULL;
+    uint64_t u = 0;
+    bool b = false;
+    rc_cfg *m = (rc_cfg *)&err;
+    CHECK(rc_cfg_string(NULL, "k", "d", &s, &err) == RC_OK);
+    CHECK_STR(s, "d");
+    CHECK(rc_cfg_uint(NULL, "k", 3, 0, 9, &u, &err) == RC_OK && u == 3);
+    CHECK(rc_cfg_bool(NULL, "k", true, &b, &err) == RC_OK && b);
+    CHECK(rc_cfg_duration_ms(NULL, "k", 9, &u, &err) == RC_OK && u == 9);
+    CHECK(rc_cfg_map(NULL, "k", &m, &err) == RC_OK && m == NULL);
+    CHECK(rc_cfg_reject_unknown(NULL, &err) == RC_OK);
+    CHECK(rc_cfg_get(NULL, "k") == NULL);
+    CHECK(rc_cfg_len(NULL) == 0);
+}
+
+/* --- durations ---------------------------------------------------------- */
+
+static const struct {
+    const char *text;
+    bool ok;
+    uint64_t ms;
+} durations[] = {
+    {"0", true, 0},
+    {"200ms", true, 200},
+    {"1s", true, 1000},
+    {"1.5s", true, 1500},
+    {"1m30s", true, 90000},
+    {"2h", true, 7200000},
+    {"1h1m1s1ms", true, 3661001},
+    {"500us", true, 1},
+    {"100ns", true, 1},
+    {"1500us", true, 2},
+    {"0s", true, 0},
+    {"0ms", true, 0},
+    {".5s", true, 500},
+    {"0.1s", true, 100},
+    {"0.001s", true, 1},
+    {"2.5m", true, 150000},
+    {"1.000000001s", true, 1001},
+    {"3\xc2\xb5s", true, 1},
+    {"1m0.5s", true, 60500},
+    {"", false, 0},
+    {"5", false, 0},
+    {"-1s", false, 0},
+    {"+1s", false, 0},
+    {"1 s", false, 0},
+    {"1sec", false, 0},
+    {"ms", false, 0},
+    {"1.s.", false, 0},
+    {"1d", false, 0},
+    {"s1", false, 0},
+    {"99999999999999999999h", false, 0},
+    {"5124096h", false, 0},
+    {"1e3ms", false, 0},
+};
+
+static void test_durations(void)
+{
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        uint64_t ms = 12345;
+        bool ok = rc_parse_duration_ms(durations[i].text, &ms);
+        if (ok != durations[i].ok || (ok && ms != durations[i].ms)) {
+            fprintf(stderr, "duration \"%s\": got ok=%d ms=%" PRIu64 "\n", durations[i].text, ok,
+                    ms);
+        }
+        CHECK(ok == durations[i].ok);
+        if (ok && durations[i].ok) CHECK(ms == durations[i].ms);
+    }
+}
+
+/* --- read tracking ------------------------------------------------------ */
+
+static void test_unknown_keys(void)
+{
+    rc_error err;
+    rc_cfg *root = parse("processors:\n  batch:\n    timeout: 1s\n    send_batch_sise: 10\n", &err);
+    CHECK(root != NULL);
+    rc_cfg *batch = lookup(root, "processors.batch");
+    uint64_t u = 0;
+    CHECK(rc_cfg_uint(batch, "send_batch_size", 5, 1, 100, &u, &err) == RC_OK && u == 5);
+    CHECK(rc_cfg_duration_ms(batch, "timeout", 0, &u, &err) == RC_OK && u == 1000);
+    CHECK(rc_cfg_reject_unknown(batch, &err) == RC_EINVAL);
+    CHECK_STR(err.msg, "t.yaml:4:5: processors.batch: unknown key \"send_batch_sise\"");
+
+    /* rc_cfg_at marks map values read; the top level has no path */
+    rc_cfg *procs = rc_cfg_get(root, "processors");
+    CHECK(rc_cfg_at(procs, 0) == batch);
+    CHECK(rc_cfg_reject_unknown(procs, &err) == RC_OK);
+    rc_config_free(root);
+
+    root = parse("receivers: {}\nrecievers: {}\n", &err);
+    rc_cfg_get(root, "receivers");
+    CHECK(rc_cfg_reject_unknown(root, &err) == RC_EINVAL);
+    CHECK_STR(err.msg, "t.yaml:2:1: unknown key \"recievers\"");
+    rc_config_free(root);
+}
+
+static void test_cfg_error(void)
+{
+    rc_error err;
+    rc_cfg *root = parse("a:\n  b:\n    c: 1\n", &err);
+    rc_cfg *b = lookup(root, "a.b");
+    CHECK(rc_cfg_error(&err, b, "needs %s", "an endpoint") == RC_EINVAL);
+    CHECK_STR(err.msg, "t.yaml:3:5: a.b: needs an endpoint");
+    CHECK(rc_cfg_error(&err, root, "top") == RC_EINVAL);
+    CHECK_STR(err.msg, "t.yaml:1:1: top");
+    CHECK(rc_cfg_error(&err, NULL, "no node") == RC_EINVAL);
+    CHECK_STR(err.msg, "no node");
+    rc_config_free(root);
+}
+
+/* --- files -------------------------------------------------------------- */
+
+static void test_load(void)
+{
+    rc_error err;
+    rc_cfg *root = NULL;
+    CHECK(rc_config_load("/nonexistent/respan.yaml", &root, &err) != RC_OK);
+    CHECK(root == NULL);
+    CHECK_STR(err.msg,
+              "cannot read config file /nonexistent/respan.yaml: No such file or directory");
+
+    char path[] = "/tmp/rc_test_config_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(example_config, f);
+    fclose(f);
+    CHECK(rc_config_load(path, &root, &err) == RC_OK);
+    CHECK(root != NULL);
+    CHECK_STR(rc_cfg_file(lookup(root, "processors.batch.timeout")), path);
+    rc_config_free(root);
+    unlink(path);
+}
+
+/* Each golden file starts with "# error: <substring of the message>". */
+static void test_golden_errors(void)
+{
+    const char *dir = "tests/golden/config";
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (!d) return;
+    int files = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 5, ".yaml") != 0) continue;
+        char path[512], first[512] = "";
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f || !fgets(first, sizeof first, f)) {
+            CHECK(!"cannot read golden file");
+            if (f) fclose(f);
+            continue;
+        }
+        fclose(f);
+        first[strcspn(first, "\n")] = '\0';
+        const char *want = strncmp(first, "# error: ", 9) == 0 ? first + 9 : NULL;
+        CHECK(want != NULL);
+        rc_error err = {{0}};
+        rc_cfg *root = NULL;
+        rc_status st = rc_config_load(path, &root, &err);
+        CHECK(st == RC_EINVAL);
+        if (want) CHECK_CONTAINS(err.msg, want);
+        rc_config_free(root);
+        files++;
+    }
+    closedir(d);
+    CHECK(files > 0);
+}
+
+int main(void)
+{
+    test_example_config();
+    test_parse_errors();
+    test_nesting_limit();
+    test_empty_and_null();
+    test_block_and_flow_sequences();
+    test_env();
+    test_getters();
+    test_durations();
+    test_unknown_keys();
+    test_cfg_error();
+    test_load();
+    test_golden_errors();
+    TEST_MAIN_END();
+}
