@@ -30,16 +30,21 @@ struct rc_arena {
     size_t max_bytes; /* 0: unbounded but for the limiter */
     size_t next_size;
     bool exhausted;
+    bool hit_max; /* refused by max_bytes rather than by the global limit */
+    bool charged; /* chunks are charged to the memory limiter */
 };
 
 static chunk *chunk_new(rc_arena *a, size_t usable)
 {
     size_t total = sizeof(chunk) + usable;
-    if (a->max_bytes && a->bytes + total > a->max_bytes) return NULL;
-    if (!rc_mem_try_charge(total)) return NULL;
+    if (a->max_bytes && a->bytes + total > a->max_bytes) {
+        a->hit_max = true;
+        return NULL;
+    }
+    if (a->charged && !rc_mem_try_charge(total)) return NULL;
     chunk *c = malloc(total);
     if (!c) {
-        rc_mem_release(total);
+        if (a->charged) rc_mem_release(total);
         return NULL;
     }
     c->size = usable;
@@ -48,16 +53,27 @@ static chunk *chunk_new(rc_arena *a, size_t usable)
     return c;
 }
 
-rc_arena *rc_arena_new(size_t first_chunk)
+static rc_arena *arena_new(size_t first_chunk, bool charged)
 {
-    if (!rc_mem_try_charge(sizeof(rc_arena))) return NULL;
+    if (charged && !rc_mem_try_charge(sizeof(rc_arena))) return NULL;
     rc_arena *a = calloc(1, sizeof *a);
     if (!a) {
-        rc_mem_release(sizeof(rc_arena));
+        if (charged) rc_mem_release(sizeof(rc_arena));
         return NULL;
     }
+    a->charged = charged;
     a->next_size = first_chunk < 1024 ? 1024 : first_chunk;
     return a;
+}
+
+rc_arena *rc_arena_new(size_t first_chunk)
+{
+    return arena_new(first_chunk, true);
+}
+
+rc_arena *rc_arena_new_scratch(size_t first_chunk)
+{
+    return arena_new(first_chunk, false);
 }
 
 void rc_arena_free(rc_arena *a)
@@ -69,7 +85,7 @@ void rc_arena_free(rc_arena *a)
         free(c);
         c = next;
     }
-    rc_mem_release(a->bytes + sizeof(rc_arena));
+    if (a->charged) rc_mem_release(a->bytes + sizeof(rc_arena));
     free(a);
 }
 
@@ -86,6 +102,11 @@ size_t rc_arena_bytes(const rc_arena *a)
 bool rc_arena_exhausted(const rc_arena *a)
 {
     return a->exhausted;
+}
+
+bool rc_arena_hit_max(const rc_arena *a)
+{
+    return a->hit_max;
 }
 
 void *rc_arena_alloc(rc_arena *a, size_t n)

@@ -22,6 +22,10 @@ typedef struct rc_arena rc_arena;
 
 /* Returns NULL when the memory limit refuses the first chunk. */
 rc_arena *rc_arena_new(size_t first_chunk);
+/* An arena that is not charged to the memory limiter, for the small, bounded
+ * working memory of stages that must not fail under memory pressure (an
+ * exporter building a view of a batch it has to deliver). */
+rc_arena *rc_arena_new_scratch(size_t first_chunk);
 void rc_arena_free(rc_arena *a);
 
 /* 16-byte aligned; NULL when the memory limit or max_bytes refuses a chunk. */
@@ -36,6 +40,9 @@ void rc_arena_set_max(rc_arena *a, size_t max_bytes);
 size_t rc_arena_bytes(const rc_arena *a);
 /* True once an allocation failed because a limit refused it. */
 bool rc_arena_exhausted(const rc_arena *a);
+/* True when that limit was this arena's own max_bytes: retrying the same
+ * input cannot succeed, unlike a refusal by the (shared) global limit. */
+bool rc_arena_hit_max(const rc_arena *a);
 
 /* A protobuf-c allocator that allocates from `a`; its free is a no-op. */
 ProtobufCAllocator rc_arena_protobuf_allocator(rc_arena *a);

@@ -51,6 +51,9 @@ typedef struct rc_request {
 rc_request *rc_request_new(rc_arena *arena);
 void rc_request_ref(rc_request *r);
 void rc_request_unref(rc_request *r);
+/* Copies meta (strings and headers) into r's arena; false when the memory
+ * limit refuses it. */
+bool rc_request_set_meta(rc_request *r, const rc_request_meta *meta);
 /* Value of a header (name compared case-insensitively), or NULL. */
 const char *rc_request_header(const rc_request *r, const char *name);
 

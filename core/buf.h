@@ -20,7 +20,10 @@ typedef struct rc_buf {
     bool failed;
 } rc_buf;
 
-#define RC_BUF_INIT {NULL, 0, 0, false}
+#define RC_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0, false                                                                          \
+    }
 
 void rc_buf_free(rc_buf *b);
 void rc_buf_reset(rc_buf *b);

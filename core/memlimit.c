@@ -24,8 +24,8 @@ bool rc_mem_try_charge(size_t n)
     size_t cur = atomic_load_explicit(&g_in_use, memory_order_relaxed);
     do {
         if (n > limit || cur > limit - n) return false;
-    } while (!atomic_compare_exchange_weak_explicit(&g_in_use, &cur, cur + n,
-                                                    memory_order_relaxed, memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(&g_in_use, &cur, cur + n, memory_order_relaxed,
+                                                    memory_order_relaxed));
     return true;
 }
 

@@ -82,9 +82,13 @@ const char *rc_list_types(char kind)
 {
     static _Thread_local char out[512];
     switch (kind) {
-    case 'r': LIST(receivers);
-    case 'p': LIST(processors);
-    case 'e': LIST(exporters);
-    default: LIST(extensions);
+    case 'r':
+        LIST(receivers);
+    case 'p':
+        LIST(processors);
+    case 'e':
+        LIST(exporters);
+    default:
+        LIST(extensions);
     }
 }

@@ -1,0 +1,651 @@
+/*
+ * service.c - pipelines from config (see service.h).
+ *
+ * The shape follows the OpenTelemetry Collector: receivers and exporters
+ * are shared by every pipeline that names them, each pipeline gets its own
+ * instance of each processor. Data enters a pipeline through `entry`, the
+ * consumer of its first processor (or of its exporter fan-out when it has
+ * no processor); each processor's `next` is the following link. A receiver
+ * used by several pipelines hands each a batch of its own (a clone), since
+ * processors may modify spans.
+ *
+ * The exporter fan-out is where delivery is counted: each exporter's spans
+ * are counted as otelcol_exporter_sent_spans or _send_failed_spans, and the
+ * first failure is returned upstream so that, without a buffering
+ * processor in between, the client learns its data was not delivered.
+ */
+#include "core/service.h"
+
+#include "core/admin_http.h"
+#include "core/component.h"
+#include "core/endpoint.h"
+#include "core/log.h"
+#include "core/memlimit.h"
+#include "core/metrics.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PER_PIPELINE 32
+
+typedef enum { KIND_RECEIVER, KIND_PROCESSOR, KIND_EXPORTER, KIND_EXTENSION } comp_kind;
+static const char *const kind_words[] = {"receiver", "processor", "exporter", "extension"};
+static const char *const section_names[] = {"receivers", "processors", "exporters", "extensions"};
+
+typedef struct component {
+    comp_kind kind;
+    char *id;
+    rc_cfg *cfg;
+    const void *factory;
+    void *inst;
+    bool started;
+    bool used;
+    rc_counter *sent;   /* exporters */
+    rc_counter *failed; /* exporters */
+} component;
+
+typedef struct pipeline {
+    char *id;
+    component *receivers[MAX_PER_PIPELINE];
+    size_t n_receivers;
+    component processors[MAX_PER_PIPELINE]; /* owned: one instance per pipeline */
+    size_t n_processors;
+    component *exporters[MAX_PER_PIPELINE];
+    size_t n_exporters;
+    rc_consumer links[MAX_PER_PIPELINE + 1];
+} pipeline;
+
+/* What one receiver feeds: every pipeline that lists it. */
+typedef struct receiver_fanout {
+    component *receiver;
+    pipeline *targets[MAX_PER_PIPELINE];
+    size_t n_targets;
+    rc_consumer consumer;
+} receiver_fanout;
+
+typedef struct comp_list {
+    component *items;
+    size_t n;
+} comp_list;
+
+struct rc_service {
+    comp_list defined[4]; /* by comp_kind; processors here are templates */
+    pipeline *pipelines;
+    size_t n_pipelines;
+    receiver_fanout *fanouts;
+    size_t n_fanouts;
+    component **extensions; /* enabled in service.extensions */
+    size_t n_extensions;
+    rc_endpoint metrics_endpoint;
+    bool metrics_enabled;
+    rc_admin_server *metrics_server;
+    struct timespec started_at;
+};
+
+static atomic_bool g_ready;
+
+bool rc_service_is_ready(void)
+{
+    return atomic_load(&g_ready);
+}
+
+/* --- component creation ---------------------------------------------------- */
+
+static const void *find_factory(comp_kind kind, const char *type)
+{
+    switch (kind) {
+    case KIND_RECEIVER:
+        return rc_find_receiver(type);
+    case KIND_PROCESSOR:
+        return rc_find_processor(type);
+    case KIND_EXPORTER:
+        return rc_find_exporter(type);
+    default:
+        return rc_find_extension(type);
+    }
+}
+
+/* Every factory struct starts with type, description and create. */
+typedef struct factory_head {
+    const char *type;
+    const char *description;
+    void *(*create)(const rc_component_id *id, rc_cfg *cfg, rc_error *err);
+} factory_head;
+
+static const factory_head *head_of(const component *c)
+{
+    return (const factory_head *)c->factory;
+}
+
+static rc_status create_component(component *c, const rc_cfg *where, rc_error *err)
+{
+    char type[128];
+    const char *slash = strchr(c->id, '/');
+    size_t tlen = slash ? (size_t)(slash - c->id) : strlen(c->id);
+    if (tlen == 0 || tlen >= sizeof type || (slash && slash[1] == '\0'))
+        return rc_cfg_error(err, where, "\"%s\" is not a valid component id (type or type/name)",
+                            c->id);
+    memcpy(type, c->id, tlen);
+    type[tlen] = '\0';
+    c->factory = find_factory(c->kind, type);
+    if (!c->factory)
+        return rc_cfg_error(err, where, "unknown %s type \"%s\" (known: %s)", kind_words[c->kind],
+                            type, rc_list_types("rpex"[c->kind]));
+    rc_component_id cid = {c->id, type};
+    c->inst = head_of(c)->create(&cid, c->cfg, err);
+    return c->inst ? RC_OK : RC_EINVAL;
+}
+
+static void destroy_component(component *c)
+{
+    if (!c->inst) return;
+    switch (c->kind) {
+    case KIND_RECEIVER:
+        ((const rc_receiver_factory *)c->factory)->destroy(c->inst);
+        break;
+    case KIND_PROCESSOR:
+        ((const rc_processor_factory *)c->factory)->destroy(c->inst);
+        break;
+    case KIND_EXPORTER:
+        ((const rc_exporter_factory *)c->factory)->destroy(c->inst);
+        break;
+    default:
+        ((const rc_extension_factory *)c->factory)->destroy(c->inst);
+        break;
+    }
+    c->inst = NULL;
+}
+
+static rc_status parse_section(rc_service *s, rc_cfg *root, comp_kind kind, rc_error *err)
+{
+    rc_cfg *sec = NULL;
+    if (rc_cfg_map(root, section_names[kind], &sec, err) != RC_OK) return RC_EINVAL;
+    comp_list *list = &s->defined[kind];
+    size_t n = rc_cfg_len(sec);
+    if (n == 0) return RC_OK;
+    list->items = calloc(n, sizeof *list->items);
+    if (!list->items) {
+        rc_error_set(err, "out of memory");
+        return RC_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        component *c = &list->items[list->n++];
+        c->kind = kind;
+        c->cfg = rc_cfg_at(sec, i);
+        if (!(c->id = strdup(rc_cfg_key_at(sec, i)))) {
+            rc_error_set(err, "out of memory");
+            return RC_ENOMEM;
+        }
+        if (c->cfg && rc_cfg_kind_of(c->cfg) != RC_CFG_MAP && rc_cfg_kind_of(c->cfg) != RC_CFG_NULL)
+            return rc_cfg_error(err, c->cfg, "expected a map of settings (or nothing)");
+        if (rc_cfg_kind_of(c->cfg) == RC_CFG_NULL) c->cfg = NULL;
+        /* Processors are created per pipeline; create a template here only
+         * to report config errors even when no pipeline uses it. */
+        if (create_component(c, rc_cfg_at(sec, i) ? rc_cfg_at(sec, i) : sec, err) != RC_OK)
+            return RC_EINVAL;
+    }
+    return RC_OK;
+}
+
+static component *find_defined(rc_service *s, comp_kind kind, const char *id)
+{
+    comp_list *list = &s->defined[kind];
+    for (size_t i = 0; i < list->n; i++)
+        if (strcmp(list->items[i].id, id) == 0) return &list->items[i];
+    return NULL;
+}
+
+/* --- pipelines --------------------------------------------------------------- */
+
+static rc_status exporter_fanout(void *self, rc_batch *batch, rc_error *err)
+{
+    pipeline *p = self;
+    rc_status first = RC_OK;
+    for (size_t i = 0; i < p->n_exporters; i++) {
+        component *e = p->exporters[i];
+        rc_error eerr = {{0}};
+        rc_status st =
+            ((const rc_exporter_factory *)e->factory)->export_batch(e->inst, batch, &eerr);
+        if (st == RC_OK) {
+            rc_counter_add(e->sent, batch->n_spans);
+            continue;
+        }
+        rc_counter_add(e->failed, batch->n_spans);
+        rc_warn(e->id, "failed to export %zu spans: %s", batch->n_spans, eerr.msg);
+        if (first == RC_OK) {
+            first = st;
+            if (err) *err = eerr;
+        }
+    }
+    rc_batch_free(batch);
+    return first;
+}
+
+static rc_status processor_link(void *self, rc_batch *batch, rc_error *err)
+{
+    component *c = self;
+    return ((const rc_processor_factory *)c->factory)->consume(c->inst, batch, err);
+}
+
+static rc_status receiver_fanout_consume(void *self, rc_batch *batch, rc_error *err)
+{
+    receiver_fanout *f = self;
+    rc_status worst = RC_OK;
+    for (size_t i = 0; i < f->n_targets; i++) {
+        rc_batch *mine = batch;
+        if (i + 1 < f->n_targets && !(mine = rc_batch_clone(batch))) {
+            rc_error_set(err, "memory limit reached, retry later");
+            rc_batch_free(batch);
+            return RC_ENOMEM;
+        }
+        rc_status st = rc_consume(&f->targets[i]->links[0], mine, err);
+        if (st != RC_OK && worst == RC_OK) worst = st;
+    }
+    return worst;
+}
+
+static rc_status resolve_list(rc_service *s, rc_cfg *list, comp_kind kind, component **out,
+                              size_t *n, bool required, const rc_cfg *pipeline_node, rc_error *err)
+{
+    if (!list || rc_cfg_kind_of(list) == RC_CFG_NULL) {
+        if (required)
+            return rc_cfg_error(err, pipeline_node, "a pipeline needs at least one %s",
+                                kind_words[kind]);
+        return RC_OK;
+    }
+    if (rc_cfg_kind_of(list) != RC_CFG_SEQ)
+        return rc_cfg_error(err, list, "expected a list of %s ids", kind_words[kind]);
+    if (required && rc_cfg_len(list) == 0)
+        return rc_cfg_error(err, list, "a pipeline needs at least one %s", kind_words[kind]);
+    if (rc_cfg_len(list) > MAX_PER_PIPELINE)
+        return rc_cfg_error(err, list, "at most %d %ss per pipeline", MAX_PER_PIPELINE,
+                            kind_words[kind]);
+    for (size_t i = 0; i < rc_cfg_len(list); i++) {
+        rc_cfg *item = rc_cfg_at(list, i);
+        const char *id = rc_cfg_scalar(item);
+        if (!id) return rc_cfg_error(err, item, "expected a %s id", kind_words[kind]);
+        component *c = find_defined(s, kind, id);
+        if (!c)
+            return rc_cfg_error(err, item, "%s \"%s\" is not defined in `%s`", kind_words[kind], id,
+                                section_names[kind]);
+        for (size_t k = 0; k < *n; k++)
+            if (out[k] == c)
+                return rc_cfg_error(err, item, "%s \"%s\" is listed twice", kind_words[kind], id);
+        out[(*n)++] = c;
+    }
+    return RC_OK;
+}
+
+static rc_status build_processors(pipeline *p, component **templates, size_t n, rc_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        component *c = &p->processors[p->n_processors++];
+        c->kind = KIND_PROCESSOR;
+        c->cfg = templates[i]->cfg;
+        if (!(c->id = strdup(templates[i]->id))) {
+            rc_error_set(err, "out of memory");
+            return RC_ENOMEM;
+        }
+        rc_error cerr;
+        if (create_component(c, c->cfg, &cerr) != RC_OK) {
+            *err = cerr;
+            return RC_EINVAL;
+        }
+        templates[i]->used = true;
+    }
+    for (size_t i = 0; i < p->n_processors; i++)
+        p->links[i] = (rc_consumer){processor_link, &p->processors[i]};
+    p->links[p->n_processors] = (rc_consumer){exporter_fanout, p};
+    return RC_OK;
+}
+
+static rc_status parse_pipeline(rc_service *s, pipeline *p, const char *id, rc_cfg *node,
+                                rc_error *err)
+{
+    if (!(p->id = strdup(id))) return RC_ENOMEM;
+    const char *slash = strchr(id, '/');
+    size_t tlen = slash ? (size_t)(slash - id) : strlen(id);
+    if (tlen != 6 || strncmp(id, "traces", 6) != 0)
+        return rc_cfg_error(err, node, "pipeline \"%s\": only traces pipelines are supported", id);
+    if (!node || rc_cfg_kind_of(node) != RC_CFG_MAP)
+        return rc_cfg_error(err, node, "a pipeline needs receivers and exporters");
+    component *procs[MAX_PER_PIPELINE];
+    size_t n_procs = 0;
+    if (resolve_list(s, rc_cfg_get(node, "receivers"), KIND_RECEIVER, p->receivers, &p->n_receivers,
+                     true, node, err) ||
+        resolve_list(s, rc_cfg_get(node, "processors"), KIND_PROCESSOR, procs, &n_procs, false,
+                     node, err) ||
+        resolve_list(s, rc_cfg_get(node, "exporters"), KIND_EXPORTER, p->exporters, &p->n_exporters,
+                     true, node, err) ||
+        rc_cfg_reject_unknown(node, err))
+        return RC_EINVAL;
+    for (size_t i = 0; i < p->n_receivers; i++)
+        p->receivers[i]->used = true;
+    for (size_t i = 0; i < p->n_exporters; i++)
+        p->exporters[i]->used = true;
+    return build_processors(p, procs, n_procs, err);
+}
+
+static rc_status parse_pipelines(rc_service *s, rc_cfg *svc, rc_error *err)
+{
+    rc_cfg *pipes = NULL;
+    if (rc_cfg_map(svc, "pipelines", &pipes, err) != RC_OK) return RC_EINVAL;
+    size_t n = rc_cfg_len(pipes);
+    if (n == 0)
+        return rc_cfg_error(err, svc ? svc : pipes,
+                            "service.pipelines must define a traces pipeline");
+    s->pipelines = calloc(n, sizeof *s->pipelines);
+    if (!s->pipelines) return RC_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        rc_cfg *node = rc_cfg_at(pipes, i);
+        rc_status st = parse_pipeline(s, &s->pipelines[s->n_pipelines++], rc_cfg_key_at(pipes, i),
+                                      node ? node : pipes, err);
+        if (st != RC_OK) return st;
+    }
+    return RC_OK;
+}
+
+static rc_status build_fanouts(rc_service *s, rc_error *err)
+{
+    comp_list *recv = &s->defined[KIND_RECEIVER];
+    s->fanouts = calloc(recv->n ? recv->n : 1, sizeof *s->fanouts);
+    if (!s->fanouts) return RC_ENOMEM;
+    for (size_t r = 0; r < recv->n; r++) {
+        component *c = &recv->items[r];
+        if (!c->used) continue;
+        receiver_fanout *f = &s->fanouts[s->n_fanouts++];
+        f->receiver = c;
+        f->consumer = (rc_consumer){receiver_fanout_consume, f};
+        for (size_t p = 0; p < s->n_pipelines; p++)
+            for (size_t k = 0; k < s->pipelines[p].n_receivers; k++)
+                if (s->pipelines[p].receivers[k] == c && f->n_targets < MAX_PER_PIPELINE)
+                    f->targets[f->n_targets++] = &s->pipelines[p];
+    }
+    return RC_OK;
+}
+
+/* --- service section: extensions, telemetry, memory limit --------------------- */
+
+static rc_status parse_telemetry(rc_service *s, rc_cfg *svc, rc_error *err)
+{
+    rc_cfg *tel = NULL, *metrics = NULL, *logs = NULL;
+    if (rc_cfg_map(svc, "telemetry", &tel, err) || rc_cfg_map(tel, "metrics", &metrics, err) ||
+        rc_cfg_map(tel, "logs", &logs, err))
+        return RC_EINVAL;
+    const char *level = "info", *endpoint = "127.0.0.1:8888";
+    if (rc_cfg_string(logs, "level", "info", &level, err)) return RC_EINVAL;
+    rc_log_level lvl;
+    if (!rc_log_parse_level(level, &lvl))
+        return rc_cfg_error(err, rc_cfg_get(logs, "level"),
+                            "log level must be debug, info, warn or error, not \"%s\"", level);
+    rc_log_set_level(lvl);
+    const char *mlevel = "normal";
+    if (rc_cfg_string(metrics, "endpoint", endpoint, &endpoint, err) ||
+        rc_cfg_string(metrics, "level", "normal", &mlevel, err))
+        return RC_EINVAL;
+    s->metrics_enabled = strcmp(mlevel, "none") != 0;
+    char why[256];
+    if (!rc_endpoint_parse(endpoint, &s->metrics_endpoint, why, sizeof why))
+        return rc_cfg_error(err, rc_cfg_get(metrics, "endpoint"), "%s", why);
+    if (rc_cfg_reject_unknown(metrics, err) || rc_cfg_reject_unknown(logs, err) ||
+        rc_cfg_reject_unknown(tel, err))
+        return RC_EINVAL;
+    return RC_OK;
+}
+
+static rc_status parse_service_extensions(rc_service *s, rc_cfg *svc, rc_error *err)
+{
+    rc_cfg *list = rc_cfg_get(svc, "extensions");
+    size_t n = rc_cfg_len(list);
+    if (list && rc_cfg_kind_of(list) != RC_CFG_SEQ && rc_cfg_kind_of(list) != RC_CFG_NULL)
+        return rc_cfg_error(err, list, "expected a list of extension ids");
+    if (n == 0) return RC_OK;
+    s->extensions = calloc(n, sizeof *s->extensions);
+    if (!s->extensions) return RC_ENOMEM;
+    return resolve_list(s, list, KIND_EXTENSION, s->extensions, &s->n_extensions, false, list, err);
+}
+
+static rc_status parse_memory_limit(rc_cfg *svc, rc_error *err)
+{
+    uint64_t mib;
+    if (rc_cfg_uint(svc, "memory_limit_mib", 512, 8, 1u << 20, &mib, err)) return RC_EINVAL;
+    rc_mem_set_limit((size_t)mib << 20);
+    return RC_OK;
+}
+
+rc_status rc_service_build(rc_cfg *root, rc_service **out, rc_error *err)
+{
+    rc_service *s = calloc(1, sizeof *s);
+    if (!s) {
+        rc_error_set(err, "out of memory");
+        return RC_ENOMEM;
+    }
+    rc_cfg *svc = NULL;
+    rc_status st = RC_EINVAL;
+    for (int k = KIND_RECEIVER; k <= KIND_EXTENSION; k++)
+        if ((st = parse_section(s, root, (comp_kind)k, err)) != RC_OK) goto fail;
+    if ((st = rc_cfg_map(root, "service", &svc, err)) != RC_OK) goto fail;
+    if (!svc) {
+        st = rc_cfg_error(err, root, "the config needs a `service` section with pipelines");
+        goto fail;
+    }
+    if ((st = parse_telemetry(s, svc, err)) || (st = parse_memory_limit(svc, err)) ||
+        (st = parse_service_extensions(s, svc, err)) || (st = parse_pipelines(s, svc, err)) ||
+        (st = rc_cfg_reject_unknown(svc, err)) || (st = rc_cfg_reject_unknown(root, err)) ||
+        (st = build_fanouts(s, err)))
+        goto fail;
+    *out = s;
+    return RC_OK;
+fail:
+    if (st == RC_ENOMEM && !err->msg[0]) rc_error_set(err, "out of memory");
+    rc_service_free(s);
+    return st;
+}
+
+/* --- running --------------------------------------------------------------------- */
+
+static double gauge_in_flight(void *arg)
+{
+    return (double)rc_mem_in_use();
+}
+
+static double gauge_limit(void *arg)
+{
+    return (double)rc_mem_limit();
+}
+
+static double gauge_uptime(void *arg)
+{
+    const rc_service *s = arg;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - s->started_at.tv_sec) +
+           (double)(now.tv_nsec - s->started_at.tv_nsec) / 1e9;
+}
+
+static double gauge_rss(void *arg)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+    fclose(f);
+    return (double)rss * (double)sysconf(_SC_PAGESIZE);
+}
+
+static unsigned metrics_answer(void *arg, const char *method, const char *path, rc_buf *body,
+                               const char **ctype)
+{
+    if (strcmp(path, "/metrics") != 0) {
+        rc_buf_puts(body, "not found: metrics are at /metrics\n");
+        return 404;
+    }
+    *ctype = "text/plain; version=0.0.4; charset=utf-8";
+    rc_metrics_render(body);
+    return 200;
+}
+
+static void register_exporter_counters(rc_service *s)
+{
+    comp_list *ex = &s->defined[KIND_EXPORTER];
+    for (size_t i = 0; i < ex->n; i++) {
+        char labels[200];
+        snprintf(labels, sizeof labels, "exporter=\"%s\"", ex->items[i].id);
+        ex->items[i].sent =
+            rc_counter_register("otelcol_exporter_sent_spans",
+                                "Number of spans successfully sent to destination.", labels);
+        ex->items[i].failed = rc_counter_register(
+            "otelcol_exporter_send_failed_spans",
+            "Number of spans in failed attempts to send to destination.", labels);
+    }
+    rc_gauge_register("otelcol_process_uptime", "Uptime of the process in seconds.", NULL,
+                      gauge_uptime, s);
+    rc_gauge_register("otelcol_process_memory_rss", "Total physical memory (resident set size).",
+                      NULL, gauge_rss, NULL);
+    rc_gauge_register("respan_collector_memory_in_flight_bytes",
+                      "Bytes held by requests between receipt and export.", NULL, gauge_in_flight,
+                      NULL);
+    rc_gauge_register("respan_collector_memory_limit_bytes",
+                      "service.memory_limit_mib in bytes; receivers push back above it.", NULL,
+                      gauge_limit, NULL);
+}
+
+static rc_status start_exporters(rc_service *s, rc_error *err)
+{
+    comp_list *ex = &s->defined[KIND_EXPORTER];
+    for (size_t i = 0; i < ex->n; i++) {
+        component *c = &ex->items[i];
+        if (!c->used) continue;
+        if (((const rc_exporter_factory *)c->factory)->start(c->inst, err) != RC_OK) return RC_EIO;
+        c->started = true;
+    }
+    return RC_OK;
+}
+
+static rc_status start_processors(rc_service *s, rc_error *err)
+{
+    for (size_t p = 0; p < s->n_pipelines; p++) {
+        pipeline *pl = &s->pipelines[p];
+        /* Last first, so each processor's downstream runs before it does. */
+        for (size_t i = pl->n_processors; i-- > 0;) {
+            component *c = &pl->processors[i];
+            const rc_processor_factory *f = c->factory;
+            if (f->start(c->inst, &pl->links[i + 1], err) != RC_OK) return RC_EIO;
+            c->started = true;
+        }
+    }
+    return RC_OK;
+}
+
+static rc_status start_receivers(rc_service *s, rc_error *err)
+{
+    for (size_t i = 0; i < s->n_fanouts; i++) {
+        component *c = s->fanouts[i].receiver;
+        if (((const rc_receiver_factory *)c->factory)
+                ->start(c->inst, &s->fanouts[i].consumer, err) != RC_OK)
+            return RC_EIO;
+        c->started = true;
+    }
+    return RC_OK;
+}
+
+static rc_status start_extensions(rc_service *s, rc_error *err)
+{
+    for (size_t i = 0; i < s->n_extensions; i++) {
+        component *c = s->extensions[i];
+        if (((const rc_extension_factory *)c->factory)->start(c->inst, err) != RC_OK) return RC_EIO;
+        c->started = true;
+    }
+    return RC_OK;
+}
+
+rc_status rc_service_start(rc_service *s, rc_error *err)
+{
+    clock_gettime(CLOCK_MONOTONIC, &s->started_at);
+    register_exporter_counters(s);
+    if (s->metrics_enabled) {
+        s->metrics_server =
+            rc_admin_server_start("telemetry", &s->metrics_endpoint, metrics_answer, s, err);
+        if (!s->metrics_server) return RC_EIO;
+        rc_info("telemetry", "metrics on http://%s/metrics", s->metrics_endpoint.text);
+    }
+    rc_status st;
+    if ((st = start_extensions(s, err)) || (st = start_exporters(s, err)) ||
+        (st = start_processors(s, err)) || (st = start_receivers(s, err)))
+        return st;
+    atomic_store(&g_ready, true);
+    return RC_OK;
+}
+
+void rc_service_shutdown(rc_service *s)
+{
+    atomic_store(&g_ready, false);
+    for (size_t i = 0; i < s->n_fanouts; i++) {
+        component *c = s->fanouts[i].receiver;
+        if (c->started) ((const rc_receiver_factory *)c->factory)->shutdown(c->inst);
+        c->started = false;
+    }
+    for (size_t p = 0; p < s->n_pipelines; p++) {
+        pipeline *pl = &s->pipelines[p];
+        for (size_t i = 0; i < pl->n_processors; i++) { /* first first: flushes flow down */
+            component *c = &pl->processors[i];
+            if (c->started) ((const rc_processor_factory *)c->factory)->shutdown(c->inst);
+            c->started = false;
+        }
+    }
+    comp_list *ex = &s->defined[KIND_EXPORTER];
+    for (size_t i = 0; i < ex->n; i++) {
+        component *c = &ex->items[i];
+        if (c->started) ((const rc_exporter_factory *)c->factory)->shutdown(c->inst);
+        c->started = false;
+    }
+    for (size_t i = 0; i < s->n_extensions; i++) {
+        component *c = s->extensions[i];
+        if (c->started) ((const rc_extension_factory *)c->factory)->shutdown(c->inst);
+        c->started = false;
+    }
+    rc_admin_server_stop(s->metrics_server);
+    s->metrics_server = NULL;
+}
+
+void rc_service_free(rc_service *s)
+{
+    if (!s) return;
+    for (size_t p = 0; p < s->n_pipelines; p++) {
+        for (size_t i = 0; i < s->pipelines[p].n_processors; i++) {
+            destroy_component(&s->pipelines[p].processors[i]);
+            free(s->pipelines[p].processors[i].id);
+        }
+        free(s->pipelines[p].id);
+    }
+    for (int k = 0; k < 4; k++) {
+        for (size_t i = 0; i < s->defined[k].n; i++) {
+            destroy_component(&s->defined[k].items[i]);
+            free(s->defined[k].items[i].id);
+        }
+        free(s->defined[k].items);
+    }
+    free(s->pipelines);
+    free(s->fanouts);
+    free(s->extensions);
+    free(s);
+}
+
+void rc_service_describe(const rc_service *s, rc_buf *out)
+{
+    for (size_t p = 0; p < s->n_pipelines; p++) {
+        const pipeline *pl = &s->pipelines[p];
+        rc_buf_printf(out, "%spipeline %s: ", p ? "; " : "", pl->id);
+        for (size_t i = 0; i < pl->n_receivers; i++)
+            rc_buf_printf(out, "%s%s", i ? "+" : "", pl->receivers[i]->id);
+        for (size_t i = 0; i < pl->n_processors; i++)
+            rc_buf_printf(out, " -> %s", pl->processors[i].id);
+        rc_buf_puts(out, " -> ");
+        for (size_t i = 0; i < pl->n_exporters; i++)
+            rc_buf_printf(out, "%s%s", i ? "+" : "", pl->exporters[i]->id);
+    }
+}
