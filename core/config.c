@@ -622,6 +622,8 @@ out:
     return st;
 }
 
+static rc_status check_section(const rc_cfg *map, rc_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Accessors                                                                */
 
@@ -684,6 +686,7 @@ const char *rc_cfg_key_at(const rc_cfg *n, size_t i)
 
 rc_status rc_cfg_reject_unknown(rc_cfg *map, rc_error *err)
 {
+    if (check_section(map, err)) return RC_EINVAL;
     if (!map || map->kind != RC_CFG_MAP) return RC_OK;
     for (size_t i = 0; i < map->len; i++) {
         const rc_cfg_entry *e = &map->entries[i];
@@ -701,13 +704,6 @@ rc_status rc_cfg_reject_unknown(rc_cfg *map, rc_error *err)
 /* ------------------------------------------------------------------------ */
 /* Typed getters                                                            */
 
-/* The value of `key`, or NULL when absent or null (the default applies). */
-static rc_cfg *present_value(rc_cfg *map, const char *key)
-{
-    rc_cfg *v = rc_cfg_get(map, key);
-    return v && v->kind != RC_CFG_NULL ? v : NULL;
-}
-
 static const char *kind_name(rc_cfg_kind k)
 {
     switch (k) {
@@ -722,10 +718,28 @@ static const char *kind_name(rc_cfg_kind k)
     }
 }
 
+/* A section handed to a getter must be a map; NULL or null means empty. */
+static rc_status check_section(const rc_cfg *map, rc_error *err)
+{
+    if (!map || map->kind == RC_CFG_MAP || map->kind == RC_CFG_NULL) return RC_OK;
+    return rc_cfg_error(err, map, "expected a map, got %s", kind_name(map->kind));
+}
+
+/* Finds `key`; *v is NULL when it is absent or null (the default applies). */
+static rc_status present_value(rc_cfg *map, const char *key, rc_cfg **v, rc_error *err)
+{
+    *v = NULL;
+    if (check_section(map, err)) return RC_EINVAL;
+    rc_cfg *n = rc_cfg_get(map, key);
+    if (n && n->kind != RC_CFG_NULL) *v = n;
+    return RC_OK;
+}
+
 rc_status rc_cfg_string(rc_cfg *map, const char *key, const char *def, const char **out,
                         rc_error *err)
 {
-    rc_cfg *v = present_value(map, key);
+    rc_cfg *v = NULL;
+    if (present_value(map, key, &v, err)) return RC_EINVAL;
     if (!v) {
         *out = def;
         return RC_OK;
@@ -753,7 +767,8 @@ static bool parse_decimal(const char *s, uint64_t *out)
 rc_status rc_cfg_uint(rc_cfg *map, const char *key, uint64_t def, uint64_t min, uint64_t max,
                       uint64_t *out, rc_error *err)
 {
-    rc_cfg *v = present_value(map, key);
+    rc_cfg *v = NULL;
+    if (present_value(map, key, &v, err)) return RC_EINVAL;
     if (!v) {
         *out = def;
         return RC_OK;
@@ -773,7 +788,8 @@ rc_status rc_cfg_uint(rc_cfg *map, const char *key, uint64_t def, uint64_t min, 
 
 rc_status rc_cfg_bool(rc_cfg *map, const char *key, bool def, bool *out, rc_error *err)
 {
-    rc_cfg *v = present_value(map, key);
+    rc_cfg *v = NULL;
+    if (present_value(map, key, &v, err)) return RC_EINVAL;
     if (!v) {
         *out = def;
         return RC_OK;
@@ -875,7 +891,8 @@ bool rc_parse_duration_ms(const char *text, uint64_t *out_ms)
 rc_status rc_cfg_duration_ms(rc_cfg *map, const char *key, uint64_t def_ms, uint64_t *out_ms,
                              rc_error *err)
 {
-    rc_cfg *v = present_value(map, key);
+    rc_cfg *v = NULL;
+    if (present_value(map, key, &v, err)) return RC_EINVAL;
     if (!v) {
         *out_ms = def_ms;
         return RC_OK;
@@ -891,8 +908,9 @@ rc_status rc_cfg_duration_ms(rc_cfg *map, const char *key, uint64_t def_ms, uint
 
 rc_status rc_cfg_map(rc_cfg *map, const char *key, rc_cfg **out, rc_error *err)
 {
-    rc_cfg *v = rc_cfg_get(map, key);
     *out = NULL;
+    if (check_section(map, err)) return RC_EINVAL;
+    rc_cfg *v = rc_cfg_get(map, key);
     if (!v) return RC_OK;
     if (v->kind != RC_CFG_MAP && v->kind != RC_CFG_NULL)
         return rc_cfg_error(err, v, "expected a map, got %s", kind_name(v->kind));

@@ -437,6 +437,23 @@ static void test_getters(void)
         rc_config_free(root);
     }
 
+    /* a section that is a scalar or a list, not a map, is refused by every getter */
+    static const char *not_maps[] = {"m: text\n", "m: [a]\n"};
+    for (size_t i = 0; i < 2; i++) {
+        rc_error err;
+        rc_cfg *root = parse(not_maps[i], &err);
+        rc_cfg *m = rc_cfg_get(root, "m");
+        for (enum getter g = G_STRING; g <= G_MAP; g++) {
+            char got[64];
+            CHECK(run_getter(g, m, got, sizeof got, &err) == RC_EINVAL);
+            CHECK_CONTAINS(err.msg, i ? "t.yaml:1:4: m: expected a map, got a list"
+                                      : "t.yaml:1:4: m: expected a map, got a string");
+        }
+        CHECK(rc_cfg_reject_unknown(m, &err) == RC_EINVAL);
+        CHECK_CONTAINS(err.msg, "t.yaml:1:4: m: expected a map");
+        rc_config_free(root);
+    }
+
     /* a NULL map (a section that is absent) yields defaults */
     rc_error err;
     const char *s = NULL;
