@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Writes the hand-made fuzz seeds and the compressed HTTP body seeds.
+
+The seed corpus is checked in; this script is how its synthetic part was
+made, so an edge case can be changed or added here and regenerated:
+
+    fuzz/corpus/make_seeds.py            # from the repository root
+
+  proto/edge-*.pb      small protobuf requests (minimal span, every value
+                       kind, nesting at and past OTLP_MAX_DEPTH, unknown
+                       fields, invalid UTF-8, repeated singular fields)
+  json/edge-*.json     the OTLP/JSON counterparts plus JSON-only cases
+                       (snake_case names, ints as numbers, NaN strings,
+                       escapes, unknown fields)
+  http_body/*          proto/ and json/ seeds behind the selector byte of
+                       fuzz_http_body.c, compressed with gzip, deflate
+                       (zlib and raw) and zstd
+
+The real SDK captures (proto/*.pb, json/*.json without the edge- prefix) are
+copies of /work/shared/fixtures and are not written here. Standard library
+only, plus the zstd command for the zstd bodies.
+"""
+import gzip
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAX_DEPTH = 32  # OTLP_MAX_DEPTH in otlp/otlp.h
+
+TRACE_ID = bytes.fromhex("5b8efff798038103d269b633813fc60c")
+SPAN_ID = bytes.fromhex("eee19b7ec3c1b174")
+PARENT_ID = bytes.fromhex("eee19b7ec3c1b173")
+
+# --- a minimal protobuf writer ------------------------------------------------
+
+
+def varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def tag(field, wire):
+    return varint(field << 3 | wire)
+
+
+def f_varint(field, n):
+    return tag(field, 0) + varint(n)
+
+
+def f_bytes(field, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return tag(field, 2) + varint(len(data)) + data
+
+
+def f_fixed64(field, n):
+    return tag(field, 1) + struct.pack("<Q", n)
+
+
+def f_double(field, x):
+    return tag(field, 1) + struct.pack("<d", x)
+
+
+def f_fixed32(field, n):
+    return tag(field, 5) + struct.pack("<I", n)
+
+
+# AnyValue: string 1, bool 2, int 3, double 4, array 5, kvlist 6, bytes 7
+def any_string(s):
+    return f_bytes(1, s)
+
+
+def any_int(n):
+    return f_varint(3, n)
+
+
+def any_array(values):
+    return f_bytes(5, b"".join(f_bytes(1, v) for v in values))
+
+
+def any_kvlist(pairs):
+    return f_bytes(6, b"".join(f_bytes(1, kv(k, v)) for k, v in pairs))
+
+
+def kv(key, value):
+    return f_bytes(1, key) + f_bytes(2, value)
+
+
+def span(name, attrs=(), extra=b""):
+    body = f_bytes(1, TRACE_ID) + f_bytes(2, SPAN_ID) + f_bytes(5, name)
+    body += b"".join(f_bytes(9, kv(k, v)) for k, v in attrs)
+    return body + extra
+
+
+def request(spans, resource_attrs=(), scope=b""):
+    scope_spans = (f_bytes(1, scope) if scope else b"") + b"".join(f_bytes(2, s) for s in spans)
+    resource = b"".join(f_bytes(1, kv(k, v)) for k, v in resource_attrs)
+    rs = f_bytes(1, resource) + f_bytes(2, scope_spans)
+    return f_bytes(1, rs)
+
+
+def nested_array(depth):
+    """An AnyValue holding `depth` nested arrays around a string."""
+    v = any_string("leaf")
+    for _ in range(depth):
+        v = any_array([v])
+    return v
+
+
+def proto_seeds():
+    every_kind = [
+        ("s", any_string("text")),
+        ("b", f_varint(2, 1)),
+        ("i", any_int(-42)),
+        ("i64max", any_int(2**63 - 1)),
+        ("d", f_double(4, 3.5)),
+        ("nan", f_double(4, float("nan"))),
+        ("inf", f_double(4, float("-inf"))),
+        ("bytes", f_bytes(7, b"\x00\xff\x10")),
+        ("arr", any_array([any_string("a"), any_int(1), f_double(4, 0.1)])),
+        ("kv", any_kvlist([("inner", any_kvlist([("deep", any_array([any_string("x")]))]))])),
+        ("empty", b""),
+    ]
+    full_span = span(
+        "chat gpt-4o",
+        every_kind,
+        f_bytes(3, "vendor=abc")
+        + f_bytes(4, PARENT_ID)
+        + f_fixed32(16, 0x301)
+        + f_varint(6, 3)
+        + f_fixed64(7, 1795453076995000000)
+        + f_fixed64(8, 1795453079795000000)
+        + f_varint(10, 2)
+        + f_bytes(11, f_fixed64(1, 1795453077000000000) + f_bytes(2, "gen_ai.content.prompt")
+                  + f_bytes(3, kv("gen_ai.prompt", any_string("hi"))))
+        + f_varint(12, 1)
+        + f_bytes(13, f_bytes(1, TRACE_ID) + f_bytes(2, PARENT_ID) + f_fixed32(6, 1)
+                  + f_bytes(4, kv("link", any_int(1))))
+        + f_bytes(15, f_bytes(2, "provider returned 429") + f_varint(3, 2)),
+    )
+    scope = f_bytes(1, "edge") + f_bytes(2, "1.0") + f_bytes(3, kv("scope.attr", any_int(7)))
+    return {
+        "edge-empty.pb": b"",
+        "edge-minimal-span.pb": request([span("minimal")]),
+        "edge-every-kind.pb": request([full_span], [("service.name", any_string("edge"))], scope),
+        "edge-nested-kvlist.pb": request(
+            [span("nested", [("k", any_kvlist([("a", any_kvlist([("b", any_array(
+                [any_kvlist([("c", any_string("d"))])]))]))]))])]),
+        "edge-depth-max.pb": request([span("deep", [("deep", nested_array(MAX_DEPTH))])]),
+        "edge-depth-over.pb": request([span("deep", [("deep", nested_array(MAX_DEPTH + 1))])]),
+        # field 99 (varint) and field 100 (bytes) are unknown to every message
+        "edge-unknown-fields.pb": request([span("unknown", [], f_varint(99, 1) + f_bytes(100, b"?"))]),
+        "edge-invalid-utf8.pb": request([span(b"bad \xff\xfe name", [("k\xe9".encode("latin-1"),
+                                                                         any_string(b"\xc0\x80"))])]),
+        # a singular field twice: the last one wins
+        "edge-repeated-singular.pb": request([span("first", [], f_bytes(5, "second"))]),
+        "edge-odd-ids.pb": f_bytes(1, f_bytes(2, f_bytes(2, f_bytes(1, b"\x01\x02") + f_bytes(2, b"")
+                                                         + f_bytes(5, "short ids")))),
+    }
+
+
+# --- OTLP/JSON ------------------------------------------------------------------
+
+
+def jspan(name, attrs=None, **extra):
+    s = {"traceId": TRACE_ID.hex(), "spanId": SPAN_ID.hex(), "name": name}
+    if attrs is not None:
+        s["attributes"] = attrs
+    s.update(extra)
+    return s
+
+
+def jrequest(spans, resource_attrs=None):
+    rs = {"scopeSpans": [{"scope": {"name": "edge"}, "spans": spans}]}
+    if resource_attrs is not None:
+        rs["resource"] = {"attributes": resource_attrs}
+    return {"resourceSpans": [rs]}
+
+
+def jnested(depth):
+    v = {"stringValue": "leaf"}
+    for _ in range(depth):
+        v = {"arrayValue": {"values": [v]}}
+    return v
+
+
+def dump(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def json_seeds():
+    every_kind = [
+        {"key": "s", "value": {"stringValue": "text"}},
+        {"key": "b", "value": {"boolValue": True}},
+        {"key": "i", "value": {"intValue": "-42"}},
+        {"key": "i_number", "value": {"intValue": 9007199254740993}},
+        {"key": "d", "value": {"doubleValue": 3.5}},
+        {"key": "d_int", "value": {"doubleValue": 3}},
+        {"key": "nan", "value": {"doubleValue": "NaN"}},
+        {"key": "inf", "value": {"doubleValue": "-Infinity"}},
+        {"key": "bytes", "value": {"bytesValue": "AP8Q"}},
+        {"key": "arr", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": 1}]}}},
+        {"key": "kv", "value": {"kvlistValue": {"values": [
+            {"key": "inner", "value": {"kvlistValue": {"values": [
+                {"key": "deep", "value": {"arrayValue": {"values": [{"stringValue": "x"}]}}}]}}}]}}},
+        {"key": "empty", "value": {}},
+    ]
+    full = jspan(
+        "chat gpt-4o", every_kind,
+        traceState="vendor=abc", parentSpanId=PARENT_ID.hex(), flags=769, kind=3,
+        startTimeUnixNano="1795453076995000000", endTimeUnixNano=1795453079795000000,
+        droppedAttributesCount=2,
+        events=[{"timeUnixNano": "1795453077000000000", "name": "gen_ai.content.prompt",
+                 "attributes": [{"key": "gen_ai.prompt", "value": {"stringValue": "hi"}}]}],
+        links=[{"traceId": TRACE_ID.hex(), "spanId": PARENT_ID.hex(), "flags": 1}],
+        status={"code": 2, "message": "provider returned 429"})
+    snake = {"resource_spans": [{"scope_spans": [{"spans": [{
+        "trace_id": TRACE_ID.hex(), "span_id": SPAN_ID.hex(), "parent_span_id": "",
+        "name": "snake_case", "start_time_unix_nano": "1", "end_time_unix_nano": "2",
+        "attributes": [{"key": "k", "value": {"string_value": "v", "unknown": [1, {"x": None}]}}],
+        "dropped_attributes_count": 0}]}]}]}
+    return {
+        "edge-empty.json": b"",
+        "edge-empty-object.json": b"{}",
+        "edge-minimal-span.json": dump(jrequest([jspan("minimal")])),
+        "edge-every-kind.json": dump(jrequest([full], [{"key": "service.name",
+                                                         "value": {"stringValue": "edge"}}])),
+        "edge-nested-kvlist.json": dump(jrequest([jspan("nested", [
+            {"key": "k", "value": {"kvlistValue": {"values": [{"key": "a", "value": {
+                "kvlistValue": {"values": [{"key": "b", "value": {"arrayValue": {"values": [
+                    {"kvlistValue": {"values": [{"key": "c", "value": {"stringValue": "d"}}]}}]}}}]}}}]}}}])])),
+        "edge-depth-max.json": dump(jrequest([jspan("deep", [{"key": "d", "value": jnested(MAX_DEPTH)}])])),
+        "edge-depth-over.json": dump(jrequest([jspan("deep", [{"key": "d", "value": jnested(MAX_DEPTH + 1)}])])),
+        "edge-snake-case.json": dump(snake),
+        "edge-escapes.json": b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"'
+        + TRACE_ID.hex().encode() + b'","spanId":"' + SPAN_ID.hex().encode()
+        + b'","name":"q\\"\\\\\\/\\b\\f\\n\\r\\t \\u00e9 \\ud83d\\ude00 \\ud800 lone \\u0000 nul",'
+        b'"attributes":[{"key":"raw \xff\xfe bytes","value":{"stringValue":"\xc3\xa9\xe2\x82"}}]}]}]}]}',
+        "edge-unknown-fields.json": b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"u",'
+        b'"somethingNew":{"a":[1,2,{"b":null}]},"traceId":"' + TRACE_ID.hex().encode()
+        + b'","spanId":"' + SPAN_ID.hex().encode() + b'"}]}],"extra":true}],"x":-1.5e300}',
+        "edge-nulls.json": b'{"resourceSpans":[{"resource":null,"scopeSpans":[{"scope":null,'
+        b'"spans":[{"traceId":null,"spanId":"","name":null,"attributes":null,"status":{}}]}]}]}',
+    }
+
+
+# --- compressed HTTP bodies for fuzz_http_body ------------------------------------
+
+ENC = {"identity": 0, "gzip": 1, "deflate": 2, "zstd": 3}
+
+
+def compress(enc, data, raw=False):
+    if enc == "identity":
+        return data
+    if enc == "gzip":
+        return gzip.compress(data, mtime=0)
+    if enc == "deflate":
+        c = zlib.compressobj(wbits=-15 if raw else 15)
+        return c.compress(data) + c.flush()
+    return subprocess.run(["zstd", "-q", "-c", "-3"], input=data, check=True,
+                          capture_output=True).stdout
+
+
+def http_body_seeds():
+    seeds = {}
+    picks = [("proto", "genai-current.pb", 0), ("proto", "edge-every-kind.pb", 0),
+             ("json", "openllmetry.json", 4), ("json", "edge-every-kind.json", 4)]
+    for folder, name, codec_bit in picks:
+        with open(os.path.join(HERE, folder, name), "rb") as f:
+            data = f.read()
+        stem = os.path.splitext(name)[0]
+        for enc, bits in ENC.items():
+            seeds[f"{enc}-{stem}"] = bytes([bits | codec_bit]) + compress(enc, data)
+            # bit 3: the harness compresses the plain body itself
+            seeds[f"plain-{enc}-{stem}"] = bytes([bits | codec_bit | 8]) + data
+        seeds[f"deflate-raw-{stem}"] = bytes([ENC["deflate"] | codec_bit]) + compress(
+            "deflate", data, raw=True)
+    two_members = gzip.compress(b'{"resourceSpans":[', mtime=0) + gzip.compress(b"]}", mtime=0)
+    seeds["gzip-two-members"] = bytes([ENC["gzip"] | 4]) + two_members
+    seeds["gzip-truncated"] = bytes([ENC["gzip"]]) + compress("gzip", b"\x0a\x00" * 64)[:-6]
+    seeds["gzip-bomb"] = bytes([ENC["gzip"]]) + gzip.compress(b"\x00" * (4 << 20), mtime=0)
+    seeds["zstd-bomb"] = bytes([ENC["zstd"]]) + compress("zstd", b"\x00" * (4 << 20))
+    return seeds
+
+
+def write_all(folder, files):
+    path = os.path.join(HERE, folder)
+    os.makedirs(path, exist_ok=True)
+    for name, data in files.items():
+        with open(os.path.join(path, name), "wb") as f:
+            f.write(data)
+
+
+def main():
+    write_all("proto", proto_seeds())
+    write_all("json", json_seeds())
+    shutil.rmtree(os.path.join(HERE, "http_body"), ignore_errors=True)
+    write_all("http_body", http_body_seeds())
+
+
+if __name__ == "__main__":
+    main()
