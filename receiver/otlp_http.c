@@ -1,0 +1,674 @@
+/*
+ * otlp_http.c - the OTLP/HTTP transport of the otlp receiver.
+ *
+ * One libmicrohttpd daemon serves POST <traces_url_path> (default
+ * /v1/traces) with binary protobuf or OTLP/JSON bodies, optionally gzip,
+ * deflate or zstd compressed. The daemon runs a small pool of event-driven
+ * (epoll) worker threads, so a slow or stalled client occupies a connection
+ * slot, never a worker: MHD closes a connection idle for read_timeout, and
+ * an upload still unfinished read_timeout after its headers arrived is cut
+ * off here, however steadily it trickles.
+ *
+ * A request goes through three stages, matching MHD's calls of the access
+ * handler:
+ *   headers  path, method, Content-Type, Content-Encoding and a declared
+ *            Content-Length are checked before any body byte is read, and
+ *            rejected requests are answered at once (MHD then closes the
+ *            connection instead of reading an unwanted body);
+ *   body     chunks are appended to an upload buffer charged to the memory
+ *            limiter. Past max_request_body_size, or when the limiter
+ *            refuses, the request is marked failed and the rest of its body
+ *            is discarded: MHD only lets us answer once the upload is over;
+ *   complete the body is decompressed (bounded by max_request_body_size),
+ *            handed to rc_otlp_ingest, and its result becomes the status.
+ *
+ * Status mapping, as the OTLP/HTTP specification and the OpenTelemetry
+ * Collector have it: 200 with an ExportTraceServiceResponse (partial
+ * success when spans were dropped); 400 malformed body or encoding; 404
+ * wrong path; 405 not POST; 413 too large; 415 unknown Content-Type; 503
+ * with Retry-After under backpressure. Error bodies are a google.rpc.Status
+ * in the request's format (JSON when the request's format is unknown).
+ *
+ * Invariant: everything a request holds (its upload buffer and that
+ * buffer's memory charge) hangs off MHD's per-request pointer and is freed
+ * in the request-completed callback, which MHD calls for every request that
+ * got one, finished or aborted. An aborted upload therefore never leaks a
+ * charge. The decompressed body and the arena live only within the
+ * completing call.
+ */
+#include <stdbool.h> /* before compression.h, which uses bool */
+
+#include "receiver/otlp_internal.h"
+
+#include "core/log.h"
+#include "core/memlimit.h"
+#include "otlp/compression.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_DEFAULT_ENDPOINT "127.0.0.1:4318"
+#define HTTP_DEFAULT_PATH "/v1/traces"
+#define HTTP_DEFAULT_BODY_MIB 20
+#define HTTP_MAX_BODY_MIB 4096
+#define HTTP_DEFAULT_READ_TIMEOUT_MS 30000
+/* Per-connection memory of MHD: request line and headers must fit, and body
+ * chunks are handed over in pieces of about this size. */
+#define HTTP_CONN_MEMORY ((size_t)64 << 10)
+/* First upload buffer. It then doubles as bytes arrive, up to the declared
+ * Content-Length or the body limit: the charge follows what was received,
+ * so clients that declare large bodies and stall cannot reserve the memory
+ * budget. */
+#define UPLOAD_MIN_CAP ((size_t)64 << 10)
+/* First arena chunk: room for the decoded structs of a typical body, capped
+ * so that a large request grows its arena as it needs instead of charging
+ * the limiter for a guess. */
+#define ARENA_MIN_CHUNK ((size_t)16 << 10)
+#define ARENA_MAX_FIRST_CHUNK ((size_t)16 << 20)
+/* How long stop() lets requests already being received finish. */
+#define STOP_GRACE_MS 5000
+
+#define CT_PROTO "application/x-protobuf"
+#define CT_JSON "application/json"
+
+struct rc_otlp_http_server {
+    struct MHD_Daemon *daemon;
+    rc_otlp_ingest_ctx *ctx;
+    size_t max_body;
+    uint64_t read_timeout_ms;
+    char *path;
+    char endpoint[300];
+    atomic_int active; /* requests past their headers, not yet completed */
+};
+
+/* Per-request state, MHD's *con_cls from the headers until completion. */
+typedef struct upload {
+    rc_payload_format fmt;
+    rc_encoding enc;
+    uint8_t *data;
+    size_t len;
+    size_t cap;      /* == bytes charged to the memory limiter */
+    size_t expected; /* declared Content-Length, or the body limit */
+    uint64_t started_ms;
+    unsigned failed_status; /* set mid-body; answered when the body ends */
+    rc_error failure;
+} upload;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* --- configuration ---------------------------------------------------------- */
+
+static rc_status parse_endpoint(rc_cfg *node, rc_otlp_http_config *out, rc_error *err)
+{
+    const char *text = NULL;
+    if (rc_cfg_string(node, "endpoint", HTTP_DEFAULT_ENDPOINT, &text, err) != RC_OK)
+        return RC_EINVAL;
+    char why[300];
+    if (!rc_endpoint_parse(text, &out->endpoint, why, sizeof why))
+        return rc_cfg_error(err, rc_cfg_get(node, "endpoint"), "%s", why);
+    return RC_OK;
+}
+
+static rc_status parse_path(rc_cfg *node, rc_otlp_http_config *out, rc_error *err)
+{
+    if (rc_cfg_string(node, "traces_url_path", HTTP_DEFAULT_PATH, &out->traces_url_path, err) !=
+        RC_OK)
+        return RC_EINVAL;
+    const char *p = out->traces_url_path;
+    if (p[0] != '/' || strpbrk(p, " \t\r\n?#"))
+        return rc_cfg_error(err, rc_cfg_get(node, "traces_url_path"),
+                            "must be a URL path starting with \"/\" (no spaces, query or "
+                            "fragment), got \"%s\"",
+                            p);
+    return RC_OK;
+}
+
+rc_status rc_otlp_http_parse_config(rc_cfg *node, rc_otlp_http_config *out, rc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    rc_cfg_kind kind = rc_cfg_kind_of(node);
+    if (kind != RC_CFG_MAP && kind != RC_CFG_NULL)
+        return rc_cfg_error(err, node, "expected a map of OTLP/HTTP settings");
+    uint64_t body_mib = 0, threads = 0, conns = 0;
+    bool include_metadata = false;
+    if (parse_endpoint(node, out, err) != RC_OK) return RC_EINVAL;
+    if (rc_cfg_uint(node, "max_request_body_size_mib", HTTP_DEFAULT_BODY_MIB, 1, HTTP_MAX_BODY_MIB,
+                    &body_mib, err) != RC_OK)
+        return RC_EINVAL;
+    if (rc_cfg_duration_ms(node, "read_timeout", HTTP_DEFAULT_READ_TIMEOUT_MS,
+                           &out->read_timeout_ms, err) != RC_OK)
+        return RC_EINVAL;
+    if (out->read_timeout_ms == 0)
+        return rc_cfg_error(err, rc_cfg_get(node, "read_timeout"),
+                            "must be more than 0 (it bounds how long a client may take to send "
+                            "a request)");
+    if (parse_path(node, out, err) != RC_OK) return RC_EINVAL;
+    if (rc_cfg_uint(node, "num_threads", 2, 1, 256, &threads, err) != RC_OK) return RC_EINVAL;
+    if (rc_cfg_uint(node, "max_connections", 1024, 1, 1000000, &conns, err) != RC_OK)
+        return RC_EINVAL;
+    /* Accepted for compatibility with OpenTelemetry Collector configs:
+     * every request header is always passed down as metadata. */
+    if (rc_cfg_bool(node, "include_metadata", false, &include_metadata, err) != RC_OK)
+        return RC_EINVAL;
+    out->max_request_body_size = (size_t)body_mib << 20;
+    out->num_threads = (unsigned)threads;
+    out->max_connections = (unsigned)conns;
+    out->enabled = true;
+    return rc_cfg_reject_unknown(node, err);
+}
+
+/* --- the request's format, encoding and metadata ------------------------ */
+
+/* Compares a media type with `want`, ignoring parameters ("; charset=...")
+ * and case. */
+static bool media_type_is(const char *value, const char *want)
+{
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t n = strcspn(value, ";");
+    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
+    return n == strlen(want) && strncasecmp(value, want, n) == 0;
+}
+
+static bool parse_content_type(const char *value, rc_payload_format *fmt)
+{
+    if (!value) return false;
+    if (media_type_is(value, CT_PROTO)) {
+        *fmt = RC_FORMAT_PROTO;
+        return true;
+    }
+    if (media_type_is(value, CT_JSON)) {
+        *fmt = RC_FORMAT_JSON;
+        return true;
+    }
+    return false;
+}
+
+static const char *header(struct MHD_Connection *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+/* The format error bodies are written in: the request's, else JSON. */
+static rc_payload_format reply_format(struct MHD_Connection *conn)
+{
+    rc_payload_format fmt = RC_FORMAT_JSON;
+    parse_content_type(header(conn, MHD_HTTP_HEADER_CONTENT_TYPE), &fmt);
+    return fmt;
+}
+
+/* "ip:port" of the client, "[ip]:port" for IPv6, "" when unknown. */
+static void peer_text(struct MHD_Connection *conn, char *out, size_t len)
+{
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    const struct sockaddr *sa = ci->client_addr;
+    socklen_t salen =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    if (getnameinfo(sa, salen, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        return;
+    snprintf(out, len, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* All request headers with lower-cased names, in one heap block: the
+ * array first, then the names. Values are borrowed from MHD and stay valid
+ * for the duration of the access-handler call; ingest copies them. */
+typedef struct header_walk {
+    rc_header *items;
+    char *names;
+    size_t n;
+    size_t names_len;
+} header_walk;
+
+static enum MHD_Result measure_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    header_walk *w = cls;
+    w->n++;
+    w->names_len += strlen(key) + 1;
+    return MHD_YES;
+}
+
+static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    header_walk *w = cls;
+    char *name = w->names;
+    size_t i = 0;
+    for (; key[i]; i++)
+        name[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
+    name[i] = '\0';
+    w->names += i + 1;
+    w->items[w->n].name = name;
+    w->items[w->n].value = value ? value : "";
+    w->n++;
+    return MHD_YES;
+}
+
+/* Returns the block to free, or NULL (meta->n_headers == 0 then). */
+static void *collect_headers(struct MHD_Connection *conn, rc_request_meta *meta)
+{
+    header_walk w = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, measure_header, &w);
+    if (w.n == 0) return NULL;
+    size_t count = w.n;
+    void *block = malloc(count * sizeof(rc_header) + w.names_len);
+    if (!block) return NULL;
+    w.items = block;
+    w.names = (char *)block + count * sizeof(rc_header);
+    w.n = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, copy_header, &w);
+    meta->headers = w.items;
+    meta->n_headers = w.n < count ? w.n : count;
+    return block;
+}
+
+/* --- responses ---------------------------------------------------------------- */
+
+static int rpc_code_for(unsigned http_status)
+{
+    switch (http_status) {
+    case MHD_HTTP_NOT_FOUND:
+        return RPC_CODE_NOT_FOUND;
+    case MHD_HTTP_METHOD_NOT_ALLOWED:
+        return RPC_CODE_UNIMPLEMENTED;
+    case MHD_HTTP_CONTENT_TOO_LARGE:
+        return RPC_CODE_RESOURCE_EXHAUSTED;
+    case MHD_HTTP_SERVICE_UNAVAILABLE:
+        return RPC_CODE_UNAVAILABLE;
+    case MHD_HTTP_INTERNAL_SERVER_ERROR:
+        return RPC_CODE_INTERNAL;
+    default:
+        return RPC_CODE_INVALID_ARGUMENT; /* 400, 408, 415 */
+    }
+}
+
+/* Queues `body` (taken over) with the headers every answer carries. */
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, rc_payload_format fmt,
+                             rc_buf *body, unsigned retry_after_s)
+{
+    if (body->failed) rc_buf_free(body); /* send the status alone */
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(body->len, body->data, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        rc_buf_free(body);
+        return MHD_NO;
+    }
+    body->data = NULL; /* now the response's */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            fmt == RC_FORMAT_PROTO ? CT_PROTO : CT_JSON);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "POST");
+    if (retry_after_s) {
+        char v[16];
+        snprintf(v, sizeof v, "%u", retry_after_s);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Answers with a google.rpc.Status. A 503 always carries Retry-After:
+ * `retry_after_s`, else the receiver's suggestion, and at least 1. */
+static enum MHD_Result reply_error_retry(const rc_otlp_http_server *s, struct MHD_Connection *conn,
+                                         rc_payload_format fmt, unsigned status, const char *msg,
+                                         unsigned retry_after_s)
+{
+    unsigned retry = 0;
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+        retry = retry_after_s ? retry_after_s : s->ctx->retry_after_s;
+        if (retry == 0) retry = 1;
+    }
+    rc_buf body = RC_BUF_INIT;
+    if (fmt == RC_FORMAT_PROTO)
+        otlp_status_encode_proto(rpc_code_for(status), msg, retry, &body);
+    else
+        otlp_status_encode_json(rpc_code_for(status), msg, &body);
+    rc_debug(s->ctx->receiver_id, "http: %u: %s", status, msg);
+    return reply(conn, status, fmt, &body, retry);
+}
+
+static enum MHD_Result reply_error(const rc_otlp_http_server *s, struct MHD_Connection *conn,
+                                   rc_payload_format fmt, unsigned status, const char *msg)
+{
+    return reply_error_retry(s, conn, fmt, status, msg, 0);
+}
+
+static enum MHD_Result reply_ok(struct MHD_Connection *conn, rc_payload_format fmt,
+                                const rc_ingest_result *res)
+{
+    rc_buf body = RC_BUF_INIT;
+    int64_t rejected = (int64_t)res->rejected_spans;
+    const char *msg = rejected > 0 ? res->err.msg : "";
+    if (fmt == RC_FORMAT_PROTO)
+        otlp_response_encode_proto(rejected, msg, &body);
+    else
+        otlp_response_encode_json(rejected, msg, &body);
+    return reply(conn, MHD_HTTP_OK, fmt, &body, 0);
+}
+
+/* --- the upload buffer ---------------------------------------------------- */
+
+static void upload_release(upload *u)
+{
+    free(u->data);
+    rc_mem_release(u->cap);
+    u->data = NULL;
+    u->len = u->cap = 0;
+}
+
+/* Grows the buffer to hold `need` bytes (never more than max). */
+static rc_status upload_reserve(upload *u, size_t need, size_t max)
+{
+    if (need <= u->cap) return RC_OK;
+    if (need > max) return RC_ETOOBIG;
+    size_t cap = u->cap ? u->cap : UPLOAD_MIN_CAP;
+    while (cap < need)
+        cap = cap > max / 2 ? max : cap * 2;
+    if (cap > max) cap = max;
+    if (cap < need) cap = need;
+    if (!rc_mem_try_charge(cap - u->cap)) return RC_ENOMEM;
+    uint8_t *p = realloc(u->data, cap);
+    if (!p) {
+        rc_mem_release(cap - u->cap);
+        return RC_ENOMEM;
+    }
+    u->data = p;
+    u->cap = cap;
+    return RC_OK;
+}
+
+static void upload_fail(upload *u, unsigned status, const char *fmt, size_t n)
+{
+    u->failed_status = status;
+    rc_error_set(&u->failure, fmt, n);
+    upload_release(u);
+}
+
+/* --- the three stages ---------------------------------------------------------- */
+
+static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection *conn,
+                                  const char *url, const char *method, void **con_cls)
+{
+    char msg[512];
+    rc_payload_format fmt = reply_format(conn);
+    if (strcmp(url, s->path) != 0) {
+        snprintf(msg, sizeof msg, "no OTLP endpoint at \"%.200s\"; send traces to %s", url,
+                 s->path);
+        return reply_error(s, conn, fmt, MHD_HTTP_NOT_FOUND, msg);
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
+        snprintf(msg, sizeof msg, "method %.32s is not allowed on %s; use POST", method, s->path);
+        return reply_error(s, conn, fmt, MHD_HTTP_METHOD_NOT_ALLOWED, msg);
+    }
+    const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!parse_content_type(ct, &fmt)) {
+        if (ct)
+            snprintf(msg, sizeof msg,
+                     "unsupported content type \"%.200s\"; use " CT_PROTO " or " CT_JSON, ct);
+        else
+            snprintf(msg, sizeof msg, "missing Content-Type; use " CT_PROTO " or " CT_JSON);
+        return reply_error(s, conn, RC_FORMAT_JSON, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, msg);
+    }
+    rc_encoding enc;
+    const char *ce = header(conn, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    if (!rc_encoding_parse(ce, &enc)) {
+        snprintf(msg, sizeof msg,
+                 "unsupported Content-Encoding: %.200s; use gzip, deflate, zstd or none", ce);
+        return reply_error(s, conn, fmt, MHD_HTTP_BAD_REQUEST, msg);
+    }
+    const char *cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    if (declared > s->max_body) {
+        snprintf(msg, sizeof msg, "request body of %llu bytes exceeds the limit of %zu bytes",
+                 declared, s->max_body);
+        return reply_error(s, conn, fmt, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+    }
+
+    upload *u = calloc(1, sizeof *u);
+    if (!u)
+        return reply_error(s, conn, fmt, MHD_HTTP_SERVICE_UNAVAILABLE,
+                           "out of memory, retry later");
+    u->expected = cl ? (size_t)declared : s->max_body;
+    u->fmt = fmt;
+    u->enc = enc;
+    u->started_ms = now_ms();
+    atomic_fetch_add(&s->active, 1);
+    *con_cls = u;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_body(rc_otlp_http_server *s, upload *u, const char *data, size_t n)
+{
+    if (now_ms() - u->started_ms > s->read_timeout_ms) {
+        /* MHD cannot answer mid-upload; closing is the only answer */
+        rc_debug(s->ctx->receiver_id, "http: upload still incomplete after %llu ms, closing",
+                 (unsigned long long)s->read_timeout_ms);
+        return MHD_NO;
+    }
+    if (u->failed_status) return MHD_YES; /* discard the rest */
+    if (n > u->expected - u->len) {       /* expected <= max_body */
+        upload_fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds the limit of %zu bytes",
+                    s->max_body);
+        return MHD_YES;
+    }
+    if (upload_reserve(u, u->len + n, u->expected) != RC_OK) {
+        upload_fail(u, MHD_HTTP_SERVICE_UNAVAILABLE,
+                    "memory limit reached after %zu bytes of the body, retry later", u->len);
+        return MHD_YES;
+    }
+    memcpy(u->data + u->len, data, n);
+    u->len += n;
+    return MHD_YES;
+}
+
+static unsigned status_for(rc_status st)
+{
+    switch (st) {
+    case RC_OK:
+        return MHD_HTTP_OK;
+    case RC_EINVAL:
+        return MHD_HTTP_BAD_REQUEST;
+    case RC_ETOOBIG:
+        return MHD_HTTP_CONTENT_TOO_LARGE;
+    case RC_EBUSY:
+    case RC_ENOMEM:
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    default:
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+static size_t arena_first_chunk(size_t body_len)
+{
+    size_t want = body_len < ARENA_MAX_FIRST_CHUNK / 2 ? body_len * 2 : ARENA_MAX_FIRST_CHUNK;
+    return want < ARENA_MIN_CHUNK ? ARENA_MIN_CHUNK : want;
+}
+
+/* Ingests `body` and answers. The body stays the caller's. */
+static enum MHD_Result ingest_and_reply(rc_otlp_http_server *s, struct MHD_Connection *conn,
+                                        rc_payload_format fmt, const uint8_t *body, size_t len)
+{
+    rc_arena *arena = rc_arena_new(arena_first_chunk(len));
+    if (!arena)
+        return reply_error(s, conn, fmt, MHD_HTTP_SERVICE_UNAVAILABLE,
+                           "memory limit reached, retry later");
+    char peer[INET6_ADDRSTRLEN + 16];
+    peer_text(conn, peer, sizeof peer);
+    rc_request_meta meta = {.receiver = s->ctx->receiver_id, .transport = "http", .peer = peer};
+    void *headers = collect_headers(conn, &meta);
+
+    rc_ingest_result res;
+    rc_otlp_ingest(s->ctx, fmt, body, len, arena, &meta, &res); /* takes the arena */
+    free(headers);
+    if (res.status == RC_OK) return reply_ok(conn, fmt, &res);
+    return reply_error_retry(s, conn, fmt, status_for(res.status), res.err.msg, res.retry_after_s);
+}
+
+static enum MHD_Result on_complete(rc_otlp_http_server *s, struct MHD_Connection *conn, upload *u)
+{
+    if (u->failed_status) return reply_error(s, conn, u->fmt, u->failed_status, u->failure.msg);
+    static const uint8_t empty[1];
+    if (u->enc == RC_ENC_IDENTITY || u->len == 0) {
+        /* the hot path: decode straight from the upload buffer */
+        enum MHD_Result r = ingest_and_reply(s, conn, u->fmt, u->len ? u->data : empty, u->len);
+        upload_release(u);
+        return r;
+    }
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    rc_error err = {{0}};
+    rc_status st = rc_decompress(u->enc, u->data, u->len, s->max_body, &plain, &plain_len, &err);
+    upload_release(u); /* the compressed bytes are no longer needed */
+    if (st != RC_OK) return reply_error(s, conn, u->fmt, status_for(st), err.msg);
+    enum MHD_Result r = ingest_and_reply(s, conn, u->fmt, plain, plain_len);
+    rc_decompressed_free(plain, plain_len);
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    rc_otlp_http_server *s = cls;
+    upload *u = *con_cls;
+    if (!u) return on_headers(s, conn, url, method, con_cls);
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        return on_body(s, u, upload_data, n);
+    }
+    return on_complete(s, conn, u);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    rc_otlp_http_server *s = cls;
+    upload *u = *con_cls;
+    if (!u) return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        rc_debug(s->ctx->receiver_id, "http: request ended early (%d) after %zu body bytes",
+                 (int)toe, u->len);
+    upload_release(u);
+    free(u);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->active, 1);
+}
+
+/* What clients cause (hang-ups, resets, our own refusals) is routine and
+ * logged at debug; anything else from MHD is about the server. */
+static bool client_caused(const char *line)
+{
+    static const char *const marks[] = {
+        "remote side",      "Application reported", "Socket disconnected",    "reset by peer",
+        "Connection reset", "Failed to send data",  "Failed to receive data", "timed out"};
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+        if (strstr(line, marks[i])) return true;
+    return false;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    const rc_otlp_http_server *s = cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (client_caused(line))
+        rc_debug(s->ctx->receiver_id, "http server: %s", line);
+    else
+        rc_warn(s->ctx->receiver_id, "http server: %s", line);
+}
+
+/* --- life cycle ----------------------------------------------------------------- */
+
+static void server_free(rc_otlp_http_server *s)
+{
+    free(s->path);
+    free(s);
+}
+
+rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_ingest_ctx *ctx,
+                                        rc_error *err)
+{
+    rc_otlp_http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        rc_error_set(err, "out of memory starting the OTLP/HTTP server");
+        return NULL;
+    }
+    s->ctx = ctx;
+    s->max_body = cfg->max_request_body_size;
+    s->read_timeout_ms = cfg->read_timeout_ms ? cfg->read_timeout_ms : 1;
+    s->path = strdup(cfg->traces_url_path ? cfg->traces_url_path : HTTP_DEFAULT_PATH);
+    snprintf(s->endpoint, sizeof s->endpoint, "%s", cfg->endpoint.text);
+    atomic_init(&s->active, 0);
+    if (!s->path) {
+        rc_error_set(err, "out of memory starting the OTLP/HTTP server");
+        goto fail;
+    }
+
+    char why[512];
+    int fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why);
+    if (fd < 0) {
+        rc_error_set(err, "%s", why);
+        goto fail;
+    }
+    unsigned timeout_s = (unsigned)((s->read_timeout_ms + 999) / 1000);
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+        (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO);
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_THREAD_POOL_SIZE, cfg->num_threads ? cfg->num_threads : 1u,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        cfg->max_connections ? cfg->max_connections : 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        HTTP_CONN_MEMORY, MHD_OPTION_END);
+    if (!s->daemon) {
+        close(fd);
+        rc_error_set(err, "cannot start the OTLP/HTTP server on %s (see the log above)",
+                     s->endpoint);
+        goto fail;
+    }
+    return s;
+fail:
+    server_free(s);
+    return NULL;
+}
+
+void rc_otlp_http_stop(rc_otlp_http_server *s)
+{
+    if (!s) return;
+    /* Stop accepting first, then give uploads in progress a moment to
+     * finish before MHD closes every connection. */
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    uint64_t deadline = now_ms() + STOP_GRACE_MS;
+    while (atomic_load(&s->active) > 0 && now_ms() < deadline) {
+        struct timespec pause = {0, 10 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+    MHD_stop_daemon(s->daemon); /* joins the workers, completing every request */
+    /* once quiesced, the listening socket is ours to close */
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    server_free(s);
+}
