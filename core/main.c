@@ -10,6 +10,7 @@
  * sigwait, so no handler ever runs inside library code: SIGTERM and SIGINT
  * start an orderly shutdown (stop accepting, flush, exit 0).
  */
+#include "core/component.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/service.h"

@@ -202,9 +202,12 @@ static rc_status batch_consume(void *inst, rc_batch *batch, rc_error *err)
 {
     batch_processor *p = inst;
     pthread_mutex_lock(&p->mu);
-    if (p->pending->n_spans == 0) clock_gettime(CLOCK_MONOTONIC, &p->oldest);
+    /* The thread sleeps without a deadline while nothing waits, so the
+     * first spans must wake it to arm the timeout. */
+    bool was_empty = p->pending->n_spans == 0;
+    if (was_empty) clock_gettime(CLOCK_MONOTONIC, &p->oldest);
     bool moved = rc_batch_move(p->pending, batch);
-    bool wake = p->pending->n_spans >= p->send_batch_size || p->timeout_ms == 0;
+    bool wake = was_empty || p->pending->n_spans >= p->send_batch_size;
     pthread_mutex_unlock(&p->mu);
     if (!moved) {
         rc_batch_free(batch);
