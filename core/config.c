@@ -19,7 +19,11 @@
  *     "" is an empty string scalar;
  *   - ${env:NAME}, ${env:NAME:-default}, ${NAME} (shorthand for env) are
  *     substituted once, not recursively, in every scalar value (not in keys);
- *     $${ is a literal ${. Anything else after ${ is an error.
+ *     $${ is a literal ${. Anything else after ${ is an error. A reference
+ *     to an unset variable yields "" (a string, not null), so a typed getter
+ *     reports it; ${env:X:-default} is the way to make it optional. YAML
+ *     itself forbids { and } in plain scalars inside flow collections, so
+ *     `{ endpoint: ${env:X} }` must quote the reference; block style need not.
  *
  * Memory: each node is one malloc with its path, scalar text and child
  * arrays; rc_config_free walks the tree. The root alone owns the file name

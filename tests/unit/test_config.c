@@ -578,6 +578,9 @@ static void test_load(void)
     CHECK_STR(err.msg,
               "cannot read config file /nonexistent/respan.yaml: No such file or directory");
 
+    CHECK(rc_config_load("tests", &root, &err) != RC_OK);
+    CHECK_STR(err.msg, "cannot read config file tests: Is a directory");
+
     char path[] = "/tmp/rc_test_config_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
@@ -594,7 +597,10 @@ static void test_load(void)
 /* Each golden file starts with "# error: <substring of the message>". */
 static void test_golden_errors(void)
 {
-    const char *dir = "tests/golden/config";
+    /* ctest runs from the source tree; RC_SOURCE_DIR helps a run from elsewhere */
+    const char *src = getenv("RC_SOURCE_DIR");
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s%stests/golden/config", src ? src : "", src ? "/" : "");
     DIR *d = opendir(dir);
     CHECK(d != NULL);
     if (!d) return;
@@ -602,7 +608,7 @@ static void test_golden_errors(void)
     for (struct dirent *e; (e = readdir(d));) {
         size_t n = strlen(e->d_name);
         if (n < 5 || strcmp(e->d_name + n - 5, ".yaml") != 0) continue;
-        char path[512], first[512] = "";
+        char path[700], first[512] = "";
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         FILE *f = fopen(path, "r");
         if (!f || !fgets(first, sizeof first, f)) {
