@@ -16,11 +16,18 @@
  *            rejected requests are answered at once (MHD then closes the
  *            connection instead of reading an unwanted body);
  *   body     chunks are appended to an upload buffer charged to the memory
- *            limiter. Past max_request_body_size, or when the limiter
- *            refuses, the request is marked failed and the rest of its body
- *            is discarded: MHD only lets us answer once the upload is over;
- *   complete the body is decompressed (bounded by max_request_body_size),
- *            handed to rc_otlp_ingest, and its result becomes the status.
+ *            limiter. Past the body limit, or when the limiter refuses, the
+ *            request is marked failed and the rest of its body is
+ *            discarded: MHD only lets us answer once the upload is over;
+ *   complete the body is decompressed (bounded by the same limit), handed
+ *            to rc_otlp_ingest, and its result becomes the status. With no
+ *            Content-Encoding the body is decoded straight from the upload
+ *            buffer, without a copy.
+ *
+ * The body limit is max_request_body_size, and never more than half of the
+ * memory budget: ingest refuses a decoded request past that half with 413,
+ * and a body past it could never be accepted either, so it gets 413 too
+ * rather than a 503 that would have the client retry forever.
  *
  * Status mapping, as the OTLP/HTTP specification and the OpenTelemetry
  * Collector have it: 200 with an ExportTraceServiceResponse (partial
@@ -68,8 +75,8 @@
  * budget. */
 #define UPLOAD_MIN_CAP ((size_t)64 << 10)
 /* First arena chunk: room for the decoded structs of a typical body, capped
- * so that a large request grows its arena as it needs instead of charging
- * the limiter for a guess. */
+ * (also to 1/16 of the budget, see arena_first_chunk) so that a large
+ * request grows its arena as it needs instead of charging for a guess. */
 #define ARENA_MIN_CHUNK ((size_t)16 << 10)
 #define ARENA_MAX_FIRST_CHUNK ((size_t)16 << 20)
 /* How long stop() lets requests already being received finish. */
@@ -95,7 +102,8 @@ typedef struct upload {
     uint8_t *data;
     size_t len;
     size_t cap;      /* == bytes charged to the memory limiter */
-    size_t expected; /* declared Content-Length, or the body limit */
+    size_t limit;    /* body_limit() when the headers arrived */
+    size_t expected; /* declared Content-Length, or the limit */
     uint64_t started_ms;
     unsigned failed_status; /* set mid-body; answered when the body ends */
     rc_error failure;
@@ -403,6 +411,14 @@ static void upload_fail(upload *u, unsigned status, const char *fmt, size_t n)
     upload_release(u);
 }
 
+/* The most a body may hold, compressed or decompressed (see the top of the
+ * file for why half the budget). */
+static size_t body_limit(const rc_otlp_http_server *s)
+{
+    size_t half = rc_mem_limit() / 2;
+    return s->max_body < half ? s->max_body : half;
+}
+
 /* --- the three stages ---------------------------------------------------------- */
 
 static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection *conn,
@@ -437,9 +453,10 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
     }
     const char *cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
     unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
-    if (declared > s->max_body) {
+    size_t limit = body_limit(s);
+    if (declared > limit) {
         snprintf(msg, sizeof msg, "request body of %llu bytes exceeds the limit of %zu bytes",
-                 declared, s->max_body);
+                 declared, limit);
         return reply_error(s, conn, fmt, MHD_HTTP_CONTENT_TOO_LARGE, msg);
     }
 
@@ -447,7 +464,8 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
     if (!u)
         return reply_error(s, conn, fmt, MHD_HTTP_SERVICE_UNAVAILABLE,
                            "out of memory, retry later");
-    u->expected = cl ? (size_t)declared : s->max_body;
+    u->limit = limit;
+    u->expected = cl ? (size_t)declared : limit;
     u->fmt = fmt;
     u->enc = enc;
     u->started_ms = now_ms();
@@ -465,9 +483,9 @@ static enum MHD_Result on_body(rc_otlp_http_server *s, upload *u, const char *da
         return MHD_NO;
     }
     if (u->failed_status) return MHD_YES; /* discard the rest */
-    if (n > u->expected - u->len) {       /* expected <= max_body */
+    if (n > u->expected - u->len) {       /* expected <= limit */
         upload_fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds the limit of %zu bytes",
-                    s->max_body);
+                    u->limit);
         return MHD_YES;
     }
     if (upload_reserve(u, u->len + n, u->expected) != RC_OK) {
@@ -497,9 +515,14 @@ static unsigned status_for(rc_status st)
     }
 }
 
+/* A guess, so it stays a small part of the budget: a failure to get it
+ * then really means memory pressure (503), and a request too big to decode
+ * is left for ingest to recognise (413). */
 static size_t arena_first_chunk(size_t body_len)
 {
-    size_t want = body_len < ARENA_MAX_FIRST_CHUNK / 2 ? body_len * 2 : ARENA_MAX_FIRST_CHUNK;
+    size_t cap = rc_mem_limit() / 16;
+    if (cap > ARENA_MAX_FIRST_CHUNK) cap = ARENA_MAX_FIRST_CHUNK;
+    size_t want = body_len < cap / 2 ? body_len * 2 : cap;
     return want < ARENA_MIN_CHUNK ? ARENA_MIN_CHUNK : want;
 }
 
@@ -536,7 +559,7 @@ static enum MHD_Result on_complete(rc_otlp_http_server *s, struct MHD_Connection
     uint8_t *plain = NULL;
     size_t plain_len = 0;
     rc_error err = {{0}};
-    rc_status st = rc_decompress(u->enc, u->data, u->len, s->max_body, &plain, &plain_len, &err);
+    rc_status st = rc_decompress(u->enc, u->data, u->len, u->limit, &plain, &plain_len, &err);
     upload_release(u); /* the compressed bytes are no longer needed */
     if (st != RC_OK) return reply_error(s, conn, u->fmt, status_for(st), err.msg);
     enum MHD_Result r = ingest_and_reply(s, conn, u->fmt, plain, plain_len);
