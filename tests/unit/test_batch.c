@@ -61,7 +61,7 @@ static void test_from_request_and_take(void)
     CHECK(b->n_spans == 13);
     CHECK(b->n_runs == 3);
     CHECK(b->runs[0].n_spans == 3);
-    CHECK(b->runs[0].spans[0]->start_time_unix_nano == 2); /* continues after the split */
+    CHECK(b->runs[0].spans[0]->start_time_unix_nano == 102); /* scope 1 continues after the split */
 
     rc_batch *rest = rc_batch_take(b, 100);
     CHECK(rest->n_spans == 13 && b->n_spans == 0 && b->n_runs == 0);
