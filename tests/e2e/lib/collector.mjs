@@ -1,0 +1,249 @@
+/*
+ * collector.mjs - runs one respan-collector for an end-to-end test.
+ *
+ * Every test file starts its own collector on ports it found free itself
+ * and writes into its own temporary directory, so ctest can run the files
+ * in parallel. The collector is spawned in a process group of its own; a
+ * process 'exit' hook kills every group still alive, so a failing or
+ * crashing test never leaves a collector behind holding ports.
+ *
+ * The binary comes from RC_BIN (set by tests/CMakeLists.txt); stderr is
+ * kept in memory and printed when the test file fails.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const sourceDir = process.env.RC_SOURCE_DIR || path.resolve(here, '../../..');
+export const collectorBin = process.env.RC_BIN || path.join(sourceDir, 'build', 'respan-collector');
+
+const running = new Set();
+process.on('exit', () => {
+  for (const proc of running) killGroup(proc, 'SIGKILL');
+});
+
+function killGroup(proc, signal) {
+  try {
+    process.kill(-proc.pid, signal);
+  } catch {
+    /* already gone */
+  }
+}
+
+/* Distinct free loopback ports: all listeners stay open until every port
+ * is known, so the kernel cannot hand the same one out twice. */
+export async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      await new Promise((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(0, '127.0.0.1', resolve);
+      });
+      servers.push(srv);
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+export function makeTempDir(prefix) {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `rc-${prefix}-`));
+}
+
+/* The YAML of a collector with the OTLP receiver, the batch processor and
+ * the file exporter. `httpExtra`/`grpcExtra` are extra keys of the protocol
+ * sections, e.g. { read_timeout: '2s' }, written as YAML flow entries. */
+export function fileExporterConfig({ ports, outPath, memoryLimitMib = 256, httpExtra = {}, grpcExtra = {} }) {
+  const flow = (obj) =>
+    Object.entries(obj)
+      .map(([k, v]) => `, ${k}: ${v}`)
+      .join('');
+  return [
+    'receivers:',
+    '  otlp:',
+    '    protocols:',
+    `      grpc: { endpoint: "127.0.0.1:${ports.grpc}"${flow(grpcExtra)} }`,
+    `      http: { endpoint: "127.0.0.1:${ports.http}"${flow(httpExtra)} }`,
+    'processors:',
+    '  batch: { send_batch_size: 8192, timeout: 200ms }',
+    'exporters:',
+    `  file: { path: ${JSON.stringify(outPath)} }`,
+    'extensions:',
+    `  health_check: { endpoint: "127.0.0.1:${ports.health}" }`,
+    'service:',
+    '  extensions: [health_check]',
+    `  telemetry: { metrics: { endpoint: "127.0.0.1:${ports.metrics}" }, logs: { level: info } }`,
+    `  memory_limit_mib: ${memoryLimitMib}`,
+    '  pipelines:',
+    '    traces: { receivers: [otlp], processors: [batch], exporters: [file] }',
+    '',
+  ].join('\n');
+}
+
+export function httpGet(port, urlPath, timeoutMs = 2000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${urlPath} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+export function httpPost(port, urlPath, body, headers = {}, timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: urlPath,
+        method: 'POST',
+        headers: { 'Content-Length': body.length, ...headers },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`POST ${urlPath} timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export class Collector {
+  constructor(name) {
+    this.dir = makeTempDir(name);
+    this.outPath = path.join(this.dir, 'spans.jsonl');
+    this.configPath = path.join(this.dir, 'config.yaml');
+    this.stderr = '';
+    this.proc = null;
+    this.exit = null; /* { code, signal } once exited */
+    /* A failed test file exits non-zero: show what the collector said and
+     * keep its directory (config, output) for a post-mortem. */
+    process.on('exit', (code) => {
+      if (code !== 0) console.error(`${this.describe()}\nkept ${this.dir}`);
+      else this.cleanup();
+    });
+  }
+
+  /* Writes the config, spawns the binary and waits until the health check
+   * answers 200. Throws (with the collector's stderr) when it never does. */
+  async start({ httpExtra, grpcExtra, memoryLimitMib } = {}) {
+    const [grpc, httpPort, health, metrics] = await freePorts(4);
+    this.ports = { grpc, http: httpPort, health, metrics };
+    fs.writeFileSync(
+      this.configPath,
+      fileExporterConfig({ ports: this.ports, outPath: this.outPath, httpExtra, grpcExtra, memoryLimitMib }),
+    );
+    this.proc = spawn(collectorBin, ['--config', this.configPath], {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    running.add(this.proc);
+    this.proc.stderr.on('data', (c) => {
+      this.stderr += c.toString();
+    });
+    this.exited = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        running.delete(this.proc);
+        resolve(this.exit);
+      });
+      this.proc.on('error', (e) => {
+        this.stderr += `spawn ${collectorBin}: ${e.message}\n`;
+        this.exit = { code: null, signal: null, error: e };
+        running.delete(this.proc);
+        resolve(this.exit);
+      });
+    });
+    await this.waitHealthy(15000);
+    return this;
+  }
+
+  async waitHealthy(timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no answer';
+    while (Date.now() < deadline) {
+      if (this.exit) throw new Error(`collector exited early (${JSON.stringify(this.exit)})\n${this.describe()}`);
+      try {
+        const r = await httpGet(this.ports.health, '/', 500);
+        if (r.status === 200) return;
+        last = `status ${r.status}`;
+      } catch (e) {
+        last = e.message;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`collector not healthy after ${timeoutMs} ms (${last})\n${this.describe()}`);
+  }
+
+  alive() {
+    return this.proc !== null && this.exit === null;
+  }
+
+  /* SIGTERM, then wait for the exit; returns { code, signal }. A collector
+   * that does not exit in time is killed and reported as such. */
+  async stop(timeoutMs = 20000) {
+    if (!this.proc) return { code: null, signal: null };
+    if (this.exit) return this.exit;
+    this.proc.kill('SIGTERM');
+    let timer;
+    const timeout = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(null), timeoutMs);
+    });
+    const result = await Promise.race([this.exited, timeout]);
+    clearTimeout(timer);
+    if (result === null) {
+      killGroup(this.proc, 'SIGKILL');
+      await this.exited;
+      return { code: null, signal: 'SIGKILL', timedOut: true };
+    }
+    return result;
+  }
+
+  /* For after() hooks: make sure nothing survives, whatever happened. */
+  async kill() {
+    if (this.proc && !this.exit) {
+      killGroup(this.proc, 'SIGKILL');
+      await this.exited;
+    }
+  }
+
+  cleanup() {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  describe() {
+    const exit = this.exit ? `exited with ${JSON.stringify(this.exit)}` : 'still running';
+    return `--- collector stderr (${this.configPath}, ${exit}) ---\n${this.stderr}--- end of stderr ---`;
+  }
+
+  /* Every ExportTraceServiceRequest line the file exporter wrote. */
+  readOutputLines() {
+    if (!fs.existsSync(this.outPath)) return [];
+    return fs
+      .readFileSync(this.outPath, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l, i) => {
+        try {
+          return JSON.parse(l);
+        } catch (e) {
+          throw new Error(`${this.outPath}:${i + 1}: not JSON (${e.message}): ${l.slice(0, 200)}`);
+        }
+      });
+  }
+}

@@ -1,0 +1,404 @@
+"""collector.py - shared helpers of the system tests: run one collector,
+talk raw HTTP to it, encode and decode the few protobuf messages the tests
+need, and report results.
+
+Each test file starts its own collector on ports it found free itself and
+writes into its own temporary directory, so ctest can run the files in
+parallel. The collector runs in a session (process group) of its own and is
+killed at interpreter exit whatever happened, so a failing test never
+leaves one behind holding ports. Its stderr goes to a file in the temporary
+directory; the Runner prints it when a case fails.
+
+Standard library only: the tests must run on a bare Debian with python3.
+"""
+
+import atexit
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SOURCE_DIR = os.environ.get(
+    "RC_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+COLLECTOR_BIN = os.environ.get("RC_BIN", os.path.join(SOURCE_DIR, "build", "respan-collector"))
+
+_running = []
+
+
+@atexit.register
+def _kill_leftovers():
+    for proc in _running:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def free_ports(n):
+    """n distinct free loopback ports: every socket stays bound until all
+    are known, so the kernel cannot hand the same port out twice."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_is_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def flow(extra):
+    """{'read_timeout': '2s'} -> ', read_timeout: 2s' for a YAML flow map."""
+    return "".join(", %s: %s" % (k, v) for k, v in (extra or {}).items())
+
+
+def file_exporter_config(ports, out_path, memory_limit_mib=256, http_extra=None,
+                         grpc_extra=None, batch="{ send_batch_size: 8192, timeout: 200ms }"):
+    return "\n".join([
+        "receivers:",
+        "  otlp:",
+        "    protocols:",
+        '      grpc: { endpoint: "127.0.0.1:%d"%s }' % (ports["grpc"], flow(grpc_extra)),
+        '      http: { endpoint: "127.0.0.1:%d"%s }' % (ports["http"], flow(http_extra)),
+        "processors:",
+        "  batch: %s" % batch,
+        "exporters:",
+        "  file: { path: %s }" % json.dumps(out_path),
+        "extensions:",
+        '  health_check: { endpoint: "127.0.0.1:%d" }' % ports["health"],
+        "service:",
+        "  extensions: [health_check]",
+        '  telemetry: { metrics: { endpoint: "127.0.0.1:%d" }, logs: { level: info } }'
+        % ports["metrics"],
+        "  memory_limit_mib: %d" % memory_limit_mib,
+        "  pipelines:",
+        "    traces: { receivers: [otlp], processors: [batch], exporters: [file] }",
+        "",
+    ])
+
+
+class Collector:
+    """One collector process with the file exporter, in its own temp dir."""
+
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix="rc-%s-" % name)
+        self.out_path = os.path.join(self.dir, "spans.jsonl")
+        self.config_path = os.path.join(self.dir, "config.yaml")
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.proc = None
+        self.ports = None
+
+    def start(self, memory_limit_mib=256, http_extra=None, grpc_extra=None, timeout=15):
+        grpc, http_port, health, metrics = free_ports(4)
+        self.ports = {"grpc": grpc, "http": http_port, "health": health, "metrics": metrics}
+        with open(self.config_path, "w") as f:
+            f.write(file_exporter_config(self.ports, self.out_path, memory_limit_mib,
+                                         http_extra, grpc_extra))
+        self.stderr_file = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([COLLECTOR_BIN, "--config", self.config_path],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr_file, start_new_session=True)
+        _running.append(self.proc)
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout):
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("collector exited early with %s" % self.proc.returncode)
+            try:
+                status, _, _ = request(self.ports["health"], "GET", "/", timeout=1)
+                if status == 200:
+                    return
+                last = "status %d" % status
+            except OSError as e:
+                last = str(e)
+            time.sleep(0.1)
+        raise AssertionError("collector not healthy after %ss (%s)" % (timeout, last))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=20):
+        """SIGTERM and wait; the exit code, or None when it had to be killed."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                return None
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def vm_hwm_kib(self):
+        """Peak resident set size so far, from /proc/PID/status."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmHWM in /proc/%d/status" % self.proc.pid)
+
+    def output_lines(self):
+        if not os.path.exists(self.out_path):
+            return []
+        lines = []
+        with open(self.out_path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        lines.append(json.loads(line))
+                    except ValueError as e:
+                        raise AssertionError("%s:%d: not JSON (%s)" % (self.out_path, n, e))
+        return lines
+
+    def output_spans(self):
+        """Every span of the output as (resource, scope, span) dicts."""
+        spans = []
+        for req in self.output_lines():
+            for rs in req.get("resourceSpans", []):
+                for ss in rs.get("scopeSpans", []):
+                    for span in ss.get("spans", []):
+                        spans.append((rs.get("resource", {}), ss.get("scope", {}), span))
+        return spans
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- HTTP --------------------------------------------------------------------
+
+def request(port, method, path, body=None, headers=None, timeout=30):
+    """One request on a fresh connection: (status, headers dict, body).
+    Header names in the result are lower-case."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        hdrs = dict(headers or {})
+        if body is not None and not any(k.lower() == "content-length" for k in hdrs):
+            hdrs["Content-Length"] = str(len(body))
+        for k, v in hdrs.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        if body:
+            conn.send(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def post_traces(port, body, content_type="application/x-protobuf", encoding=None, timeout=30,
+                path="/v1/traces"):
+    headers = {}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    if encoding is not None:
+        headers["Content-Encoding"] = encoding
+    return request(port, "POST", path, body, headers, timeout)
+
+
+# --- protobuf ----------------------------------------------------------------
+
+def varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def tag(field, wire):
+    return varint(field << 3 | wire)
+
+
+def pb_bytes(field, data):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return tag(field, 2) + varint(len(data)) + data
+
+
+def pb_varint(field, n):
+    return tag(field, 0) + varint(n)
+
+
+def pb_fixed64(field, n):
+    return tag(field, 1) + struct.pack("<Q", n)
+
+
+def kv_string(key, value):
+    """KeyValue{key, AnyValue{string_value}}; value may be raw bytes (for
+    invalid UTF-8)."""
+    return pb_bytes(1, key) + pb_bytes(2, pb_bytes(1, value))
+
+
+def span_pb(trace_id, span_id, name, attributes=b"", start=1700000000000000000,
+            end=1700000000000001000):
+    return (pb_bytes(1, trace_id) + pb_bytes(2, span_id) + pb_bytes(5, name) + pb_varint(6, 1)
+            + pb_fixed64(7, start) + pb_fixed64(8, end) + attributes)
+
+
+def trace_request_pb(spans, service="system-test"):
+    """ExportTraceServiceRequest with one resource and scope holding `spans`
+    (encoded Span messages)."""
+    resource = pb_bytes(1, kv_string("service.name", service))
+    scope_spans = pb_bytes(1, pb_bytes(1, "system-test")) + b"".join(pb_bytes(2, s) for s in spans)
+    resource_spans = pb_bytes(1, resource) + pb_bytes(2, scope_spans)
+    return pb_bytes(1, resource_spans)
+
+
+def read_fields(buf):
+    """One message level as {field: [values]} (ints for varints, bytes for
+    length-delimited). Raises ValueError on malformed input."""
+    fields = {}
+    pos = 0
+
+    def rvarint():
+        nonlocal pos
+        result = shift = 0
+        while True:
+            if pos >= len(buf):
+                raise ValueError("truncated varint")
+            b = buf[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    while pos < len(buf):
+        key = rvarint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value = rvarint()
+        elif wire == 2:
+            n = rvarint()
+            if pos + n > len(buf):
+                raise ValueError("truncated bytes field")
+            value = bytes(buf[pos:pos + n])
+            pos += n
+        elif wire == 1:
+            value = bytes(buf[pos:pos + 8])
+            pos += 8
+        elif wire == 5:
+            value = bytes(buf[pos:pos + 4])
+            pos += 4
+        else:
+            raise ValueError("wire type %d" % wire)
+        fields.setdefault(field, []).append(value)
+    return fields
+
+
+def decode_status(content_type, body):
+    """A google.rpc.Status body as (code, message), in the encoding its
+    Content-Type names; raises AssertionError when it is not one."""
+    ct = (content_type or "").split(";")[0].strip().lower()
+    if ct == "application/x-protobuf":
+        try:
+            f = read_fields(body)
+            code = f.get(1, [0])[0]
+            message = f.get(2, [b""])[0].decode("utf-8")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise AssertionError("protobuf Status body does not decode (%s): %r" % (e, body[:200]))
+        return code, message
+    if ct == "application/json":
+        try:
+            obj = json.loads(body)
+        except ValueError as e:
+            raise AssertionError("JSON Status body does not parse (%s): %r" % (e, body[:200]))
+        if not isinstance(obj, dict):
+            raise AssertionError("JSON Status body is not an object: %r" % body[:200])
+        return obj.get("code", 0), obj.get("message", "")
+    raise AssertionError("Status body with Content-Type %r: %r" % (content_type, body[:200]))
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+# --- reporting -----------------------------------------------------------------
+
+class Runner:
+    """Runs named cases, prints one line per case and a summary line
+    "N passed, N failed"; on a failure also the collector's stderr."""
+
+    def __init__(self, collector=None):
+        self.collector = collector
+        self.passed = 0
+        self.failed = []
+
+    def case(self, name, fn, *args):
+        t0 = time.monotonic()
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none hides another
+            self.failed.append(name)
+            detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0, detail), flush=True)
+            if not isinstance(e, AssertionError):
+                traceback.print_exc()
+            return False
+        self.passed += 1
+        print("ok   %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+        return True
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, len(self.failed)), flush=True)
+        if self.failed:
+            print("failed: %s" % ", ".join(self.failed))
+            if self.collector is not None:
+                print("--- collector stderr (%s) ---\n%s--- end ---"
+                      % (self.collector.dir, self.collector.stderr()))
+        elif self.collector is not None:
+            self.collector.cleanup()
+        sys.exit(1 if self.failed else 0)

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""test_cli.py - the command line: --version, --help, `validate`, SIGTERM
+and the embedded default config.
+
+`validate --config FILE` must exit 0 for a good config and non-zero for each
+config of a table of mistakes, with stderr naming the file, the line of the
+mistake and the key at fault, so that a user can go straight to it. The
+line is found by a marker in the YAML text, never hard-coded.
+
+The embedded default binds the fixed ports 127.0.0.1:4317, 4318, 13133 and
+8888; when any of them is taken (another test, a running collector) that
+case is skipped with a message instead of failing.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from collector import (COLLECTOR_BIN, Collector, Runner, file_exporter_config,  # noqa: E402
+                       free_ports, port_is_free, post_traces, request)
+
+workdir = tempfile.mkdtemp(prefix="rc-cli-")
+last_stderr = [""]  # of the last command, for failure messages
+
+
+def run(args, timeout=20, env=None):
+    p = subprocess.run([COLLECTOR_BIN] + args, stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=timeout, env=env, cwd=workdir)
+    out, err = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+    last_stderr[0] = err
+    return p.returncode, out, err
+
+
+def good_config():
+    ports = dict(zip(("grpc", "http", "health", "metrics"), free_ports(4)))
+    return file_exporter_config(ports, os.path.join(workdir, "spans.jsonl"))
+
+
+def write(name, text):
+    path = os.path.join(workdir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def case_version():
+    code, out, err = run(["--version"])
+    assert code == 0, "exit %d" % code
+    assert re.search(r"\d+\.\d+\.\d+", out + err), "no version number in %r" % (out + err)
+
+
+def case_help():
+    code, out, err = run(["--help"])
+    assert code == 0, "exit %d" % code
+    text = out + err
+    assert "validate" in text, "--help does not mention validate: %r" % text[:500]
+    assert "--config" in text, "--help does not mention --config: %r" % text[:500]
+
+
+def case_unknown_option():
+    code, out, err = run(["--no-such-option"])
+    assert code != 0, "an unknown option exits 0"
+    assert "--no-such-option" in err, "stderr does not name the option: %r" % err
+
+
+def case_validate_good():
+    path = write("good.yaml", good_config())
+    code, out, err = run(["validate", "--config", path])
+    assert code == 0, "validate of a good config exits %d: %s" % (code, err)
+
+
+def replace_line(text, old, new):
+    assert old in text, "the good config has no %r" % old
+    return text.replace(old, new, 1)
+
+
+# name, edit(good yaml) -> bad yaml, marker on the line at fault, key to name
+BAD_CONFIGS = [
+    ("unknown exporter type",
+     lambda t: replace_line(t, "exporters:\n", "exporters:\n  bogus_exporter: {}\n"),
+     "bogus_exporter:", "bogus_exporter"),
+    ("endpoint port out of range",
+     lambda t: re.sub(r'(grpc: \{ endpoint: )"127\.0\.0\.1:\d+"', r'\1"127.0.0.1:99999"', t),
+     "99999", "endpoint"),
+    ("send_batch_size not a number",
+     lambda t: replace_line(t, "send_batch_size: 8192", 'send_batch_size: "abc"'),
+     '"abc"', "send_batch_size"),
+    ("batch timeout not a duration",
+     lambda t: replace_line(t, "timeout: 200ms", "timeout: soon"),
+     "timeout: soon", "timeout"),
+    ("pipeline names an undefined processor",
+     lambda t: replace_line(t, "processors: [batch]", "processors: [batch, nosuch_processor]"),
+     "nosuch_processor", "nosuch_processor"),
+    ("typo in a batch key",
+     lambda t: replace_line(t, "send_batch_size: 8192", "send_batch_sise: 8192"),
+     "send_batch_sise", "send_batch_sise"),
+    ("pipeline names an undefined receiver",
+     lambda t: replace_line(t, "receivers: [otlp]", "receivers: [otlp, kafka]"),
+     "kafka]", "kafka"),
+    ("memory limit negative",
+     lambda t: replace_line(t, "memory_limit_mib: 256", "memory_limit_mib: -5"),
+     "memory_limit_mib: -5", "memory_limit_mib"),
+    ("YAML syntax error",
+     lambda t: replace_line(t, "processors:\n  batch:", "processors:\n  batch: [unclosed\n  oops:"),
+     "[unclosed", None),
+]
+
+
+def line_of(text, marker):
+    for n, line in enumerate(text.splitlines(), 1):
+        if marker in line:
+            return n
+    raise AssertionError("marker %r not in the config" % marker)
+
+
+def case_validate_bad(name, edit, marker, key):
+    def check():
+        text = edit(good_config())
+        path = write(re.sub(r"\W+", "_", name) + ".yaml", text)
+        line = line_of(text, marker)
+        code, out, err = run(["validate", "--config", path])
+        assert code != 0, "validate exits 0 for: %s" % name
+        assert path in err, "stderr does not name the file %s: %r" % (path, err)
+        # "file:line:col: ..." or "... line N ..."
+        assert re.search(r"%s:%d\b|line %d\b" % (re.escape(path), line, line), err), (
+            "stderr does not name line %d: %r" % (line, err))
+        if key:
+            assert key in err, "stderr does not name %r: %r" % (key, err)
+    return check
+
+
+def case_validate_missing_file():
+    path = os.path.join(workdir, "does-not-exist.yaml")
+    code, out, err = run(["validate", "--config", path])
+    assert code != 0, "validate of a missing file exits 0"
+    assert path in err, "stderr does not name the missing file: %r" % err
+
+
+def case_run_missing_file():
+    path = os.path.join(workdir, "also-missing.yaml")
+    code, out, err = run(["--config", path])
+    assert code != 0, "running with a missing config file exits 0"
+    assert path in err, "stderr does not name the missing file: %r" % err
+
+
+def case_sigterm_exits_0():
+    col = Collector("cli-sigterm")
+    try:
+        col.start()
+        body = b""
+        status, _, _ = post_traces(col.ports["http"], body)
+        assert status == 200, "an empty request: %d" % status
+        code = col.stop()
+        last_stderr[0] = col.stderr()
+        assert code == 0, "exit status after SIGTERM: %r" % code
+    finally:
+        col.kill()
+        col.cleanup()
+
+
+DEFAULT_PORTS = (4317, 4318, 13133, 8888)
+
+
+def case_embedded_default():
+    busy = [p for p in DEFAULT_PORTS if not port_is_free(p)]
+    if busy:
+        print("    SKIP: default port(s) %s busy on 127.0.0.1; not starting the embedded default"
+              % busy)
+        return
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # no HOME, no XDG_*
+    err_path = os.path.join(workdir, "default.stderr")
+    with open(err_path, "wb") as err_file:
+        proc = subprocess.Popen([COLLECTOR_BIN], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err_file, env=env, cwd=workdir,
+                                start_new_session=True)
+    try:
+        healthy = wait_default_healthy(proc)
+        with open(err_path, encoding="utf-8", errors="replace") as f:
+            err = f.read()
+        last_stderr[0] = err
+        if not healthy and re.search(r"in use|bind|listen", err, re.I):
+            print("    SKIP: a default port was taken meanwhile: %s" % err.strip()[-300:])
+            return
+        assert healthy, "the embedded default never became healthy on 127.0.0.1:13133"
+        for port in (4317, 4318):
+            assert not port_is_free(port), "nothing listens on the default port %d" % port
+        status, _, _ = post_traces(4318, b"")
+        assert status == 200, "OTLP/HTTP on 4318: status %d" % status
+        lines = [line for line in err.splitlines() if re.search(r"\bspans?\b", line, re.I)
+                 and re.search(r"debug|stderr|stdout", line, re.I)]
+        assert len(lines) == 1, "want one line saying where spans go, got %r in %r" % (lines, err)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+        assert code == 0, "exit status after SIGTERM: %r" % code
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_default_healthy(proc, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if request(13133, "GET", "/", timeout=1)[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def main():
+    r = Runner()
+    cases = [
+        ("--version prints a version", case_version),
+        ("--help exits 0 and mentions validate and --config", case_help),
+        ("an unknown option is an error naming it", case_unknown_option),
+        ("validate accepts a good config", case_validate_good),
+    ]
+    cases += [("validate rejects: " + name, case_validate_bad(name, edit, marker, key))
+              for name, edit, marker, key in BAD_CONFIGS]
+    cases += [
+        ("validate of a missing file names it", case_validate_missing_file),
+        ("running with a missing file names it", case_run_missing_file),
+        ("SIGTERM of a running collector exits 0", case_sigterm_exits_0),
+        ("no --config runs the embedded default", case_embedded_default),
+    ]
+    for name, fn in cases:
+        if not r.case(name, fn):
+            print("    stderr of the last command:\n    " + last_stderr[0].replace("\n", "\n    "))
+    if not r.failed:
+        import shutil
+        shutil.rmtree(workdir, ignore_errors=True)
+    r.finish()
+
+
+if __name__ == "__main__":
+    main()
