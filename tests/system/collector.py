@@ -13,7 +13,6 @@ Standard library only: the tests must run on a bare Debian with python3.
 """
 
 import atexit
-import base64
 import http.client
 import json
 import os
@@ -360,10 +359,6 @@ def decode_status(content_type, body):
             raise AssertionError("JSON Status body is not an object: %r" % body[:200])
         return obj.get("code", 0), obj.get("message", "")
     raise AssertionError("Status body with Content-Type %r: %r" % (content_type, body[:200]))
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 # --- reporting -----------------------------------------------------------------

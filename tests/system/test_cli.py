@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector import (COLLECTOR_BIN, Collector, Runner, file_exporter_config,  # noqa: E402
                        free_ports, port_is_free, post_traces, request)
