@@ -1,0 +1,330 @@
+/*
+ * json_writer.c - JSON token writers shared by every encoder (see json_writer.h).
+ *
+ * The promise is that whatever bytes come in, what goes out is valid JSON
+ * text: strings are escaped per RFC 8259 and any byte that does not belong
+ * to a well-formed UTF-8 sequence (truncated sequences, overlong forms,
+ * UTF-16 surrogates, code points past U+10FFFF, stray continuation bytes)
+ * becomes one U+FFFD. Telemetry attributes are mostly printable ASCII, so
+ * rc_json_string copies runs of such bytes with one memcpy and only drops
+ * to the per-character path for the rare byte that needs attention.
+ *
+ * Numbers follow what the OpenTelemetry Collector's JSON writer produces:
+ * 64-bit integers as quoted decimals, doubles in their shortest round-trip
+ * form, in fixed notation between 1e-6 and 1e21 and in exponent notation
+ * ("1e+21", "1.5e-7") outside, and non-finite doubles as the strings protobuf
+ * JSON uses. Nothing here allocates except through the rc_buf.
+ */
+#include "core/json_writer.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char hex_digits[] = "0123456789abcdef";
+static const char utf8_replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
+
+size_t rc_utf8_seq_len(const unsigned char *s, size_t n)
+{
+    if (n == 0) return 0;
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    /* The second byte's allowed range is what rules out overlong forms
+     * (E0, F0), surrogates (ED) and code points past U+10FFFF (F4). */
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t len;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0; /* continuation byte, C0/C1 (always overlong) or F5..FF */
+    }
+    if (n < len) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return len;
+}
+
+static inline bool is_plain_ascii(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+static void append_escape(rc_buf *b, unsigned char c)
+{
+    char esc[6] = {'\\', 0, 0, 0, 0, 0};
+    size_t n = 2;
+    switch (c) {
+    case '"':
+        esc[1] = '"';
+        break;
+    case '\\':
+        esc[1] = '\\';
+        break;
+    case '\b':
+        esc[1] = 'b';
+        break;
+    case '\f':
+        esc[1] = 'f';
+        break;
+    case '\n':
+        esc[1] = 'n';
+        break;
+    case '\r':
+        esc[1] = 'r';
+        break;
+    case '\t':
+        esc[1] = 't';
+        break;
+    default:
+        esc[1] = 'u';
+        esc[2] = '0';
+        esc[3] = '0';
+        esc[4] = hex_digits[c >> 4];
+        esc[5] = hex_digits[c & 0xF];
+        n = 6;
+    }
+    rc_buf_append(b, esc, n);
+}
+
+void rc_json_string(rc_buf *b, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    const unsigned char *end = s + n;
+    /* Most strings need no escaping: one reservation covers them. */
+    rc_buf_reserve(b, n + 2);
+    rc_buf_putc(b, '"');
+    while (s < end) {
+        const unsigned char *run = s;
+        while (s < end && is_plain_ascii(*s))
+            s++;
+        if (s > run) rc_buf_append(b, run, (size_t)(s - run));
+        if (s == end) break;
+        if (*s < 0x80) {
+            append_escape(b, *s);
+            s++;
+            continue;
+        }
+        size_t len = rc_utf8_seq_len(s, (size_t)(end - s));
+        if (len == 0) {
+            rc_buf_append(b, utf8_replacement, 3);
+            s++;
+        } else {
+            rc_buf_append(b, s, len);
+            s += len;
+        }
+    }
+    rc_buf_putc(b, '"');
+}
+
+void rc_json_key(rc_buf *b, const char *key)
+{
+    rc_json_string(b, key, strlen(key));
+    rc_buf_putc(b, ':');
+}
+
+/* Decimal digits of v, written backwards into the end of buf[21]. */
+static char *u64_digits(char *end, uint64_t v)
+{
+    char *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
+static void append_i64(rc_buf *b, int64_t v, bool quoted)
+{
+    char buf[24];
+    char *end = buf + sizeof buf;
+    char *p;
+    if (quoted) *--end = '"';
+    if (v < 0) {
+        /* Negate in unsigned arithmetic so INT64_MIN does not overflow. */
+        p = u64_digits(end, 0 - (uint64_t)v);
+        *--p = '-';
+    } else {
+        p = u64_digits(end, (uint64_t)v);
+    }
+    if (quoted) *--p = '"';
+    rc_buf_append(b, p, (size_t)(buf + sizeof buf - p));
+}
+
+static void append_u64(rc_buf *b, uint64_t v, bool quoted)
+{
+    char buf[24];
+    char *end = buf + sizeof buf;
+    if (quoted) *--end = '"';
+    char *p = u64_digits(end, v);
+    if (quoted) *--p = '"';
+    rc_buf_append(b, p, (size_t)(buf + sizeof buf - p));
+}
+
+void rc_json_u64(rc_buf *b, uint64_t v)
+{
+    append_u64(b, v, false);
+}
+
+void rc_json_i64(rc_buf *b, int64_t v)
+{
+    append_i64(b, v, false);
+}
+
+void rc_json_u64_quoted(rc_buf *b, uint64_t v)
+{
+    append_u64(b, v, true);
+}
+
+void rc_json_i64_quoted(rc_buf *b, int64_t v)
+{
+    append_i64(b, v, true);
+}
+
+/* The shortest decimal digits d1 d2 ... dn and exponent e such that
+ * d1.d2...dn x 10^e reads back as exactly v (v finite, non-zero, positive).
+ * Fifteen significant digits always suffice to round-trip when the shortest
+ * form has at most fifteen, and the correctly rounded 16- or 17-digit form
+ * is the closest one, so trying 15, 16, 17 finds the shortest for normal
+ * doubles. */
+static size_t shortest_digits(double v, char digits[20], int *exp10)
+{
+    char tmp[40];
+    /* Subnormals carry fewer significant bits, so the argument above does
+     * not hold for them: search from one digit up (they are rare). */
+    int first = v < DBL_MIN ? 1 : 15;
+    for (int prec = first; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+        if (prec == 17 || strtod(tmp, NULL) == v) break;
+    }
+    /* tmp is "d.ddd...e[+-]xx" (or "de[+-]xx"): gather digits, then exponent. */
+    size_t n = 0;
+    const char *p = tmp;
+    for (; *p && *p != 'e'; p++)
+        if (*p >= '0' && *p <= '9') digits[n++] = *p;
+    *exp10 = (*p == 'e') ? atoi(p + 1) : 0;
+    while (n > 1 && digits[n - 1] == '0')
+        n--;
+    return n;
+}
+
+static void append_fixed(rc_buf *b, const char *digits, size_t n, int exp10)
+{
+    if (exp10 < 0) {
+        rc_buf_append(b, "0.", 2);
+        for (int i = -1; i > exp10; i--)
+            rc_buf_putc(b, '0');
+        rc_buf_append(b, digits, n);
+        return;
+    }
+    size_t int_digits = (size_t)exp10 + 1;
+    if (n <= int_digits) {
+        rc_buf_append(b, digits, n);
+        for (size_t i = n; i < int_digits; i++)
+            rc_buf_putc(b, '0');
+        return;
+    }
+    rc_buf_append(b, digits, int_digits);
+    rc_buf_putc(b, '.');
+    rc_buf_append(b, digits + int_digits, n - int_digits);
+}
+
+static void append_exponent(rc_buf *b, const char *digits, size_t n, int exp10)
+{
+    rc_buf_putc(b, digits[0]);
+    if (n > 1) {
+        rc_buf_putc(b, '.');
+        rc_buf_append(b, digits + 1, n - 1);
+    }
+    /* Exponent notation is only used from 1e21 up and below 1e-6, so the
+     * exponent has at least two digits when positive; negative exponents
+     * are written unpadded ("e-7"), as Go's encoding/json writes them. */
+    char exp[8];
+    int len = snprintf(exp, sizeof exp, "e%c%d", exp10 < 0 ? '-' : '+', abs(exp10));
+    rc_buf_append(b, exp, (size_t)len);
+}
+
+void rc_json_double(rc_buf *b, double v)
+{
+    if (isnan(v)) {
+        rc_buf_append(b, "\"NaN\"", 5);
+        return;
+    }
+    if (isinf(v)) {
+        if (v > 0)
+            rc_buf_append(b, "\"Infinity\"", 10);
+        else
+            rc_buf_append(b, "\"-Infinity\"", 11);
+        return;
+    }
+    if (signbit(v)) rc_buf_putc(b, '-');
+    double a = fabs(v);
+    if (a == 0) {
+        rc_buf_putc(b, '0');
+        return;
+    }
+    char digits[20];
+    int exp10;
+    size_t n = shortest_digits(a, digits, &exp10);
+    if (a < 1e-6 || a >= 1e21)
+        append_exponent(b, digits, n, exp10);
+    else
+        append_fixed(b, digits, n, exp10);
+}
+
+void rc_json_hex(rc_buf *b, const uint8_t *p, size_t n)
+{
+    if (!rc_buf_reserve(b, 2 * n + 2)) return;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        *o++ = hex_digits[p[i] >> 4];
+        *o++ = hex_digits[p[i] & 0xF];
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+}
+
+void rc_json_base64(rc_buf *b, const uint8_t *p, size_t n)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t out_len = (n + 2) / 3 * 4;
+    if (!rc_buf_reserve(b, out_len + 2)) return;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        *o++ = alphabet[v >> 18];
+        *o++ = alphabet[(v >> 12) & 63];
+        *o++ = alphabet[(v >> 6) & 63];
+        *o++ = alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        *o++ = alphabet[v >> 18];
+        *o++ = alphabet[(v >> 12) & 63];
+        *o++ = '=';
+        *o++ = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        *o++ = alphabet[v >> 18];
+        *o++ = alphabet[(v >> 12) & 63];
+        *o++ = alphabet[(v >> 6) & 63];
+        *o++ = '=';
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+}

@@ -1,0 +1,474 @@
+/*
+ * proto_codec.c - binary OTLP (protobuf) decode and encode.
+ *
+ * Decoding is two passes over the bytes. The first, scan_message, walks the
+ * wire format guided by the protobuf-c descriptors without allocating: it
+ * checks every tag, varint and length, checks that each known field arrives
+ * with the wire type its declaration allows, and bounds nesting. The second
+ * is protobuf-c's own unpack into the caller's arena.
+ *
+ * The pre-scan exists because protobuf-c's unpack recurses once per nested
+ * message and AnyValue nests without limit (array_value, kvlist_value), so
+ * a few MiB of crafted input could exhaust the stack; and because unpack
+ * only says "failed", while a client debugging its exporter deserves to be
+ * told which field at which offset is wrong. After a successful scan, an
+ * unpack failure can only mean the arena's limit refused memory, so it is
+ * reported as RC_ENOMEM when the arena says so.
+ *
+ * Nesting is bounded twice: AnyValue containers (ArrayValue, KeyValueList)
+ * may nest OTLP_MAX_DEPTH deep, the same rule the JSON decoder applies, and
+ * any message path is cut at SCAN_MAX_DEPTH as a schema-independent guard.
+ * The scan recurses, but never deeper than that bound.
+ *
+ * A string field holding invalid UTF-8 does not fail the request: one bad
+ * attribute must not cost a whole batch. The scan notes it, and after the
+ * unpack (on that rare path only) every string of the request is checked
+ * and a bad one replaced by an arena copy with U+FFFD for each byte outside
+ * a well-formed sequence. So every decoded request holds valid UTF-8, and
+ * what the protobuf encoder writes is valid for strict proto3 readers too.
+ */
+#include "otlp/otlp.h"
+
+#include "core/json_writer.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Request > ResourceSpans > ScopeSpans > Span > Event > KeyValue > AnyValue
+ * is 7 levels; each container adds at most 3 (KeyValueList > KeyValue >
+ * AnyValue). The guard sits well above what valid OTLP can reach. */
+#define SCAN_MAX_DEPTH (OTLP_MAX_DEPTH * 3 + 16)
+
+enum wire_type {
+    WIRE_VARINT = 0,
+    WIRE_FIXED64 = 1,
+    WIRE_LEN = 2,
+    WIRE_GROUP_START = 3,
+    WIRE_GROUP_END = 4,
+    WIRE_FIXED32 = 5,
+};
+
+/* --- field tables ------------------------------------------------------------
+ *
+ * The scan visits every tag of the request, so what it needs to know about a
+ * field is packed into one small slot indexed by field number, built once
+ * from the descriptors of every message reachable from the request. Looking
+ * up a tag is then one load instead of a search through the descriptor.
+ * Field numbers from TABLE_FIELDS up (none in OTLP today) take the slow
+ * path through the descriptor. */
+
+#define TABLE_FIELDS 32
+#define MAX_TABLES 32 /* the request reaches 14 message types */
+
+enum slot_kind {
+    SLOT_UNKNOWN = 0, /* not declared: skipped, kept by protobuf-c as unknown */
+    SLOT_SCALAR,
+    SLOT_STRING,
+    SLOT_MESSAGE,
+};
+
+typedef struct field_slot {
+    uint8_t kind;
+    uint8_t wires; /* bit w set: wire type w is accepted */
+    uint8_t sub;   /* SLOT_MESSAGE: index of the field's message table */
+} field_slot;
+
+typedef struct msg_table {
+    const ProtobufCMessageDescriptor *d;
+    bool container;   /* ArrayValue or KeyValueList: counts toward OTLP_MAX_DEPTH */
+    bool high_fields; /* some field number is >= TABLE_FIELDS */
+    field_slot slots[TABLE_FIELDS];
+} msg_table;
+
+static msg_table tables[MAX_TABLES];
+static unsigned n_tables;
+static bool tables_overflow;
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+/* The wire type a field's declared type is encoded with. */
+static int expected_wire_type(ProtobufCType type)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return WIRE_FIXED32;
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return WIRE_FIXED64;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return WIRE_LEN;
+    default:
+        return WIRE_VARINT;
+    }
+}
+
+/* protobuf_c_message_descriptor_get_field, inlined: OTLP messages have one
+ * or two runs of consecutive field numbers. field_ranges ends with a
+ * sentinel whose orig_index is n_fields. */
+static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d,
+                                                  uint64_t number)
+{
+    const ProtobufCIntRange *r = d->field_ranges;
+    for (unsigned i = 0; i < d->n_field_ranges; i++) {
+        uint64_t start = (uint64_t)r[i].start_value;
+        uint64_t count = r[i + 1].orig_index - r[i].orig_index;
+        if (number >= start && number - start < count)
+            return &d->fields[r[i].orig_index + (number - start)];
+    }
+    return NULL;
+}
+
+static unsigned table_index(const ProtobufCMessageDescriptor *d);
+
+static field_slot slot_for(const ProtobufCFieldDescriptor *f)
+{
+    field_slot s = {.kind = SLOT_SCALAR, .wires = (uint8_t)(1u << expected_wire_type(f->type))};
+    /* Repeated scalars may also come packed in one length-delimited run. */
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) s.wires |= 1u << WIRE_LEN;
+    if (f->type == PROTOBUF_C_TYPE_STRING) s.kind = SLOT_STRING;
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+        s.kind = SLOT_MESSAGE;
+        s.sub = (uint8_t)table_index(f->descriptor);
+    }
+    return s;
+}
+
+/* The table of d, built (with the tables of every message below it) on
+ * first sight; tables are never freed. */
+static unsigned table_index(const ProtobufCMessageDescriptor *d)
+{
+    for (unsigned i = 0; i < n_tables; i++)
+        if (tables[i].d == d) return i;
+    if (n_tables == MAX_TABLES) {
+        tables_overflow = true;
+        return 0;
+    }
+    unsigned idx = n_tables++;
+    msg_table *t = &tables[idx];
+    t->d = d;
+    t->container = d == &opentelemetry__proto__common__v1__array_value__descriptor ||
+                   d == &opentelemetry__proto__common__v1__key_value_list__descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        field_slot s = slot_for(f); /* may add tables: t stays valid, tables is static */
+        if (f->id < TABLE_FIELDS)
+            t->slots[f->id] = s;
+        else
+            t->high_fields = true;
+    }
+    return idx;
+}
+
+static void build_tables(void)
+{
+    table_index(
+        &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor);
+}
+
+/* --- the scan ------------------------------------------------------------- */
+
+typedef struct scan_ctx {
+    const uint8_t *base; /* start of the request, for offsets in messages */
+    rc_error *err;
+    bool bad_utf8; /* some string field is not valid UTF-8 */
+} scan_ctx;
+
+/* Whether p[0..n) is plain ASCII: OR-ing 8-byte words (the last one
+ * overlapping) tests a short string in a couple of loads. */
+static inline bool all_ascii(const uint8_t *p, size_t n)
+{
+    uint64_t acc = 0, w;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            memcpy(&w, p + i, 8);
+            acc |= w;
+        }
+        memcpy(&w, p + n - 8, 8);
+        acc |= w;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            acc |= p[i];
+    }
+    return !(acc & 0x8080808080808080ULL);
+}
+
+/* Whether p[0..n) is valid UTF-8. Telemetry strings are mostly ASCII, so
+ * that is tested first, in bulk. */
+static bool utf8_valid(const uint8_t *p, size_t n)
+{
+    if (all_ascii(p, n)) return true;
+    for (size_t i = 0; i < n;) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = rc_utf8_seq_len(p + i, n - i);
+        if (len == 0) return false;
+        i += len;
+    }
+    return true;
+}
+
+/* Reads a varint of at most 10 bytes; NULL when it runs past end or is
+ * longer than any 64-bit value. */
+static inline const uint8_t *read_varint(const uint8_t *p, const uint8_t *end, uint64_t *out)
+{
+    if (p < end && *p < 0x80) { /* tags and short lengths: one byte */
+        *out = *p;
+        return p + 1;
+    }
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 70 && p < end; shift += 7) {
+        uint8_t byte = *p++;
+        v |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *out = v;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Fails the scan with a message naming the field ("field
+ * opentelemetry.proto.trace.v1.Span.trace_id", or "field 17 of
+ * opentelemetry.proto.trace.v1.Span" when undeclared) and the offset. */
+static rc_status scan_fail(scan_ctx *c, const msg_table *t, uint64_t number, const uint8_t *at,
+                           const char *what)
+{
+    const ProtobufCFieldDescriptor *f = find_field(t->d, number);
+    char name[200];
+    if (f)
+        snprintf(name, sizeof name, "field %s.%s", t->d->name, f->name);
+    else
+        snprintf(name, sizeof name, "field %llu of %s", (unsigned long long)number, t->d->name);
+    rc_error_set(c->err, "invalid protobuf: %s: %s at offset %zu", name, what,
+                 (size_t)(at - c->base));
+    return RC_EINVAL;
+}
+
+static rc_status scan_wrong_wire(scan_ctx *c, const msg_table *t, uint64_t number, int wire,
+                                 const uint8_t *at)
+{
+    char what[64];
+    snprintf(what, sizeof what, "wrong wire type %d (expected %d)", wire,
+             expected_wire_type(find_field(t->d, number)->type));
+    return scan_fail(c, t, number, at, what);
+}
+
+static field_slot slot_of(const msg_table *t, uint64_t number)
+{
+    if (number < TABLE_FIELDS) return t->slots[number];
+    field_slot none = {0};
+    if (!t->high_fields) return none;
+    const ProtobufCFieldDescriptor *f = find_field(t->d, number);
+    return f ? slot_for(f) : none;
+}
+
+static rc_status scan_message(scan_ctx *c, const msg_table *t, const uint8_t *p, const uint8_t *end,
+                              unsigned depth, unsigned containers);
+
+/* Checks one length-delimited value whose length varint starts at *pp and
+ * descends into it when it is a message. */
+static rc_status scan_len(scan_ctx *c, const msg_table *t, uint64_t number, field_slot s,
+                          const uint8_t **pp, const uint8_t *end, unsigned depth,
+                          unsigned containers)
+{
+    const uint8_t *at = *pp;
+    uint64_t len;
+    const uint8_t *p = read_varint(at, end, &len);
+    if (!p) return scan_fail(c, t, number, at, "truncated length");
+    if (len > (uint64_t)(end - p)) {
+        char what[96];
+        snprintf(what, sizeof what, "length %llu past end of message", (unsigned long long)len);
+        return scan_fail(c, t, number, at, what);
+    }
+    *pp = p + len;
+    if (s.kind == SLOT_STRING) {
+        if (!c->bad_utf8 && !utf8_valid(p, len)) c->bad_utf8 = true;
+        return RC_OK;
+    }
+    if (s.kind != SLOT_MESSAGE) return RC_OK;
+
+    const msg_table *sub = &tables[s.sub];
+    if (sub->container && ++containers > OTLP_MAX_DEPTH) {
+        rc_error_set(c->err,
+                     "invalid protobuf: AnyValue arrays/kvlists nested deeper than %d "
+                     "at offset %zu",
+                     OTLP_MAX_DEPTH, (size_t)(p - c->base));
+        return RC_EINVAL;
+    }
+    if (depth + 1 > SCAN_MAX_DEPTH) {
+        rc_error_set(c->err, "invalid protobuf: messages nested deeper than %d at offset %zu",
+                     SCAN_MAX_DEPTH, (size_t)(p - c->base));
+        return RC_EINVAL;
+    }
+    return scan_message(c, sub, p, p + len, depth + 1, containers);
+}
+
+/* Checks that [p, end) is a well-formed encoding of t's message. */
+static rc_status scan_message(scan_ctx *c, const msg_table *t, const uint8_t *p, const uint8_t *end,
+                              unsigned depth, unsigned containers)
+{
+    while (p < end) {
+        const uint8_t *tag_at = p;
+        uint64_t tag;
+        p = read_varint(p, end, &tag);
+        if (!p || tag > UINT32_MAX) {
+            rc_error_set(c->err, "invalid protobuf: %s: malformed tag at offset %zu", t->d->name,
+                         (size_t)(tag_at - c->base));
+            return RC_EINVAL;
+        }
+        uint64_t number = tag >> 3;
+        int wire = (int)(tag & 7);
+        if (number == 0) {
+            rc_error_set(c->err, "invalid protobuf: %s: field number 0 at offset %zu", t->d->name,
+                         (size_t)(tag_at - c->base));
+            return RC_EINVAL;
+        }
+        field_slot s = slot_of(t, number);
+        if (s.kind != SLOT_UNKNOWN && !(s.wires & (1u << wire)))
+            return scan_wrong_wire(c, t, number, wire, tag_at);
+        switch (wire) {
+        case WIRE_VARINT: {
+            uint64_t ignored;
+            const uint8_t *next = read_varint(p, end, &ignored);
+            if (!next) return scan_fail(c, t, number, p, "malformed varint");
+            p = next;
+            break;
+        }
+        case WIRE_FIXED64:
+            if (end - p < 8) return scan_fail(c, t, number, p, "truncated fixed64");
+            p += 8;
+            break;
+        case WIRE_FIXED32:
+            if (end - p < 4) return scan_fail(c, t, number, p, "truncated fixed32");
+            p += 4;
+            break;
+        case WIRE_LEN: {
+            rc_status st = scan_len(c, t, number, s, &p, end, depth, containers);
+            if (st != RC_OK) return st;
+            break;
+        }
+        case WIRE_GROUP_START:
+        case WIRE_GROUP_END:
+            return scan_fail(c, t, number, tag_at, "groups are not supported");
+        default:
+            return scan_fail(c, t, number, tag_at, "invalid wire type");
+        }
+    }
+    return RC_OK;
+}
+
+/* --- UTF-8 repair (after unpack, only when the scan found a bad string) --- */
+
+static bool repair_string(char **slot, rc_arena *arena)
+{
+    const unsigned char *s = (const unsigned char *)*slot;
+    size_t n = strlen(*slot);
+    if (utf8_valid(s, n)) return true;
+    char *fixed = rc_arena_alloc(arena, n * 3 + 1);
+    if (!fixed) return false;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = s[i] < 0x80 ? 1 : rc_utf8_seq_len(s + i, n - i);
+        if (len == 0) {
+            memcpy(fixed + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(fixed + o, s + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    fixed[o] = '\0';
+    *slot = fixed;
+    return true;
+}
+
+static bool repair_message(ProtobufCMessage *m, rc_arena *arena);
+
+static bool repair_item(const ProtobufCFieldDescriptor *f, void **slot, rc_arena *arena)
+{
+    if (!*slot) return true;
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE) return repair_message(*slot, arena);
+    return repair_string((char **)slot, arena);
+}
+
+/* Walks every string of m and the messages below it; the depth is the one
+ * the scan already bounded. */
+static bool repair_message(ProtobufCMessage *m, rc_arena *arena)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    char *base = (char *)m;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(size_t *)(base + f->quantifier_offset);
+            void **items = *(void ***)(base + f->offset);
+            for (size_t j = 0; j < n; j++)
+                if (!repair_item(f, &items[j], arena)) return false;
+        } else if (!repair_item(f, (void **)(base + f->offset), arena)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+rc_status otlp_proto_decode(const uint8_t *data, size_t len, rc_arena *arena,
+                            otlp_export_request **out, rc_error *err)
+{
+    static const uint8_t empty[1];
+    if (len == 0) data = empty; /* protobuf-c wants a pointer even for nothing */
+
+    pthread_once(&tables_once, build_tables);
+    if (tables_overflow) { /* a schema change outgrew MAX_TABLES: fix the constant */
+        rc_error_set(err, "protobuf decoder: more than %d message types in the schema", MAX_TABLES);
+        return RC_EINVAL;
+    }
+    scan_ctx c = {.base = data, .err = err};
+    rc_status st = scan_message(&c, &tables[0], data, data + len, 1, 0);
+    if (st != RC_OK) return st;
+
+    ProtobufCAllocator alloc = rc_arena_protobuf_allocator(arena);
+    otlp_export_request *req =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(&alloc,
+                                                                                         len, data);
+    if (!req) {
+        if (rc_arena_exhausted(arena)) {
+            rc_error_set(err, "memory limit reached while decoding a %zu-byte protobuf request",
+                         len);
+            return RC_ENOMEM;
+        }
+        rc_error_set(err, "invalid protobuf: ExportTraceServiceRequest could not be decoded");
+        return RC_EINVAL;
+    }
+    if (c.bad_utf8 && !repair_message(&req->base, arena)) {
+        rc_error_set(err,
+                     "memory limit reached while repairing invalid UTF-8 in a %zu-byte "
+                     "protobuf request",
+                     len);
+        return RC_ENOMEM;
+    }
+    *out = req;
+    return RC_OK;
+}
+
+void otlp_proto_encode(const otlp_export_request *req, rc_buf *out)
+{
+    size_t size = protobuf_c_message_get_packed_size(&req->base);
+    if (!rc_buf_reserve(out, size)) return;
+    size_t written = protobuf_c_message_pack(&req->base, (uint8_t *)out->data + out->len);
+    out->len += written;
+}
