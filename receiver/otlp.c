@@ -16,6 +16,7 @@
 #include "core/metrics.h"
 #include "receiver/otlp_internal.h"
 
+#include <grpc/support/log.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,9 +89,20 @@ static void init_ctx(otlp_receiver *r, rc_otlp_ingest_ctx *ctx, const char *tran
                             "Number of spans that could not be pushed into the pipeline.", labels);
 }
 
+/* gRPC core logs through its own process-wide hook; routing it here keeps
+ * stderr at one format, one line per event. */
+static void log_from_grpc(gpr_log_func_args *args)
+{
+    rc_log_level level = args->severity == GPR_LOG_SEVERITY_ERROR  ? RC_LOG_ERROR
+                         : args->severity == GPR_LOG_SEVERITY_INFO ? RC_LOG_INFO
+                                                                   : RC_LOG_DEBUG;
+    rc_log(level, "grpc", "%s", args->message);
+}
+
 static rc_status otlp_start(void *inst, const rc_consumer *next, rc_error *err)
 {
     otlp_receiver *r = inst;
+    gpr_set_log_function(log_from_grpc);
     if (r->grpc.enabled) {
         init_ctx(r, &r->grpc_ctx, "grpc", next);
         r->grpc_server = rc_otlp_grpc_start(&r->grpc, &r->grpc_ctx, err);
