@@ -682,18 +682,6 @@ static json_t *parse(const char *data, size_t len, json_error_t *jerr)
 
 /* --- entry point ------------------------------------------------------------ */
 
-static rc_status empty_request(rc_arena *arena, otlp_export_request **out, rc_error *err)
-{
-    otlp_export_request *req = rc_arena_alloc(arena, sizeof *req);
-    if (!req) {
-        rc_error_set(err, "memory limit reached while decoding an OTLP/JSON request");
-        return RC_ENOMEM;
-    }
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(req);
-    *out = req;
-    return RC_OK;
-}
-
 rc_status otlp_json_decode(const char *data, size_t len, rc_arena *arena, otlp_export_request **out,
                            rc_error *err)
 {
@@ -702,7 +690,10 @@ rc_status otlp_json_decode(const char *data, size_t len, rc_arena *arena, otlp_e
     json_t *root = NULL;
     dec *d = NULL;
 
-    if (len == 0) return empty_request(arena, out, err); /* as in protobuf */
+    if (len == 0) { /* valid protobuf, but not valid JSON (the Go collector agrees) */
+        rc_error_set(err, "invalid JSON: the body is empty");
+        return RC_EINVAL;
+    }
 
     size_t bad = first_invalid_utf8((const unsigned char *)data, len);
     if (bad < len) {
