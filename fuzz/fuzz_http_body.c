@@ -14,14 +14,12 @@
  * Whatever decompresses is then decoded and round-tripped (roundtrip.c).
  * Seeds: fuzz/corpus/http_body/, made by fuzz/corpus/make_http_body.sh.
  */
-/* compression.h uses bool without including <stdbool.h>. */
-#include <stdbool.h>
-
 #include "fuzz/roundtrip.h"
 
 #include "core/error.h"
 #include "otlp/compression.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

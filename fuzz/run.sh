@@ -67,8 +67,13 @@ for target in $targets; do
     echo "$target: ok, ${runs:-?} runs in ${seconds}s, $(final_stats "$log") (from $seed_count seeds)"
   else
     failed=1
-    echo "$target: FAILED; last lines of its log:"
-    tail -n 60 "$log" | sed 's/^/    /'
+    echo "$target: FAILED; the finding, from its log:"
+    # The first report and its stack; libFuzzer's own deadly-signal trace
+    # that follows repeats it.
+    awk '!shown && /ERROR: |runtime error|fuzz: property broken|^INFO: .*(leak|Timeout|out-of-memory)/ {shown=1}
+         shown && (/^[[:space:]]*$/ || n++ == 16) {exit}
+         shown' "$log" | sed 's/^/    /'
+    grep -E '^SUMMARY: |Test unit written to' "$log" | sort -u | sed 's/^/    /'
     echo "$target: reproducers in $artifacts/$target/ (rerun: $bin <file>)"
   fi
 done
