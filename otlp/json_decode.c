@@ -21,7 +21,8 @@
  * an unpacked one. Empty strings point at protobuf_c_empty_string, except
  * the members of a oneof: protobuf-c does not pack a oneof string equal to
  * the field default, so an explicit {"stringValue":""} gets its own "" to
- * survive a protobuf round trip. AnyValue arrays/kvlists nest at most
+ * survive a protobuf round trip. A "\u0000" inside a string becomes U+FFFD,
+ * since a C string would end there. AnyValue arrays/kvlists nest at most
  * OTLP_MAX_DEPTH deep, the same bound the protobuf decoder applies.
  *
  * Three jansson limits are worked around on rare paths, with a rewritten
@@ -290,6 +291,28 @@ static bool is_hex_id_field(const ProtobufCFieldDescriptor *f)
            strcmp(n, "parent_span_id") == 0;
 }
 
+/* A C string cannot hold a NUL, so each one becomes U+FFFD instead of
+ * cutting the string short. */
+static char *copy_without_nuls(rc_arena *arena, const char *s, size_t n)
+{
+    size_t nuls = 0;
+    for (const char *z = memchr(s, 0, n); z; z = memchr(z + 1, 0, n - (size_t)(z + 1 - s)))
+        nuls++;
+    char *out = rc_arena_alloc(arena, n + 2 * nuls + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i]) {
+            out[o++] = s[i];
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static rc_status get_string(dec *d, const ProtobufCFieldDescriptor *f, const json_t *v, char **out)
 {
     if (!json_is_string(v)) return fail(d, "expected a string");
@@ -299,7 +322,9 @@ static rc_status get_string(dec *d, const ProtobufCFieldDescriptor *f, const jso
         *out = (char *)protobuf_c_empty_string;
         return RC_OK;
     }
-    char *s = rc_arena_strndup(d->arena, json_string_value(v), n);
+    const char *text = json_string_value(v);
+    char *s = memchr(text, 0, n) ? copy_without_nuls(d->arena, text, n)
+                                 : rc_arena_strndup(d->arena, text, n);
     if (!s) return out_of_memory(d);
     *out = s;
     return RC_OK;

@@ -20,12 +20,14 @@
  * any message path is cut at SCAN_MAX_DEPTH as a schema-independent guard.
  * The scan recurses, but never deeper than that bound.
  *
- * A string field holding invalid UTF-8 does not fail the request: one bad
- * attribute must not cost a whole batch. The scan notes it, and after the
- * unpack (on that rare path only) every string of the request is checked
- * and a bad one replaced by an arena copy with U+FFFD for each byte outside
- * a well-formed sequence. So every decoded request holds valid UTF-8, and
- * what the protobuf encoder writes is valid for strict proto3 readers too.
+ * A string field holding invalid UTF-8 or a NUL does not fail the request:
+ * one bad attribute must not cost a whole batch. The scan notes it, and on
+ * that rare path only, NULs are first masked in a copy of the input (a C
+ * string cannot hold one; see mark_nuls) and after the unpack every string
+ * of the request is checked and a bad one replaced by an arena copy with
+ * U+FFFD for each byte outside a well-formed sequence. So every decoded
+ * request holds valid UTF-8 and whole strings, and what the protobuf encoder
+ * writes is valid for strict proto3 readers too.
  */
 #include "otlp/otlp.h"
 
@@ -177,34 +179,46 @@ static void build_tables(void)
 typedef struct scan_ctx {
     const uint8_t *base; /* start of the request, for offsets in messages */
     rc_error *err;
-    bool bad_utf8; /* some string field is not valid UTF-8 */
+    bool bad_string; /* some string field holds invalid UTF-8 or a NUL */
+    uint8_t *patch;  /* second scan: copy of the request whose NULs in strings
+                      * are overwritten (see mark_nuls) */
 } scan_ctx;
 
-/* Whether p[0..n) is plain ASCII: OR-ing 8-byte words (the last one
- * overlapping) tests a short string in a couple of loads. */
-static inline bool all_ascii(const uint8_t *p, size_t n)
+#define HIGH_BITS 0x8080808080808080ULL
+#define LOW_BITS 0x0101010101010101ULL
+
+/* Whether the 8 bytes of w hold a byte >= 0x80 or a zero byte (the classic
+ * "has zero byte" test: only a zero byte borrows into its own high bit). */
+static inline uint64_t unusual_bytes(uint64_t w)
+{
+    return (w | ((w - LOW_BITS) & ~w)) & HIGH_BITS;
+}
+
+/* Whether p[0..n) is ASCII without NUL: OR-ing the test over 8-byte words
+ * (the last one overlapping) checks a short string in a couple of loads. */
+static inline bool plain_ascii(const uint8_t *p, size_t n)
 {
     uint64_t acc = 0, w;
     if (n >= 8) {
         for (size_t i = 0; i + 8 <= n; i += 8) {
             memcpy(&w, p + i, 8);
-            acc |= w;
+            acc |= unusual_bytes(w);
         }
         memcpy(&w, p + n - 8, 8);
-        acc |= w;
-    } else {
-        for (size_t i = 0; i < n; i++)
-            acc |= p[i];
+        return !(acc | unusual_bytes(w));
     }
-    return !(acc & 0x8080808080808080ULL);
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == 0 || p[i] >= 0x80) return false;
+    return true;
 }
 
-/* Whether p[0..n) is valid UTF-8. Telemetry strings are mostly ASCII, so
- * that is tested first, in bulk. */
-static bool utf8_valid(const uint8_t *p, size_t n)
+/* Whether p[0..n) is valid UTF-8 without NUL, which a C string cannot hold.
+ * Telemetry strings are mostly ASCII, so that is tested first, in bulk. */
+static bool clean_string(const uint8_t *p, size_t n)
 {
-    if (all_ascii(p, n)) return true;
+    if (plain_ascii(p, n)) return true;
     for (size_t i = 0; i < n;) {
+        if (p[i] == 0) return false;
         if (p[i] < 0x80) {
             i++;
             continue;
@@ -262,6 +276,16 @@ static rc_status scan_wrong_wire(scan_ctx *c, const msg_table *t, uint64_t numbe
     return scan_fail(c, t, number, at, what);
 }
 
+/* protobuf-c stores strings NUL-terminated, so a NUL inside one would cut
+ * it short. Before unpacking, each such NUL is overwritten with 0xFF, a byte
+ * that is never valid UTF-8; the repair after unpack then turns it into
+ * U+FFFD like any other bad byte, and nothing after it is lost. */
+static void mark_nuls(uint8_t *p, size_t n)
+{
+    for (uint8_t *z = memchr(p, 0, n); z; z = memchr(z + 1, 0, n - (size_t)(z + 1 - p)))
+        *z = 0xFF;
+}
+
 static field_slot slot_of(const msg_table *t, uint64_t number)
 {
     if (number < TABLE_FIELDS) return t->slots[number];
@@ -291,7 +315,10 @@ static rc_status scan_len(scan_ctx *c, const msg_table *t, uint64_t number, fiel
     }
     *pp = p + len;
     if (s.kind == SLOT_STRING) {
-        if (!c->bad_utf8 && !utf8_valid(p, len)) c->bad_utf8 = true;
+        if (c->patch)
+            mark_nuls(c->patch + (p - c->base), len);
+        else if (!c->bad_string && !clean_string(p, len))
+            c->bad_string = true;
         return RC_OK;
     }
     if (s.kind != SLOT_MESSAGE) return RC_OK;
@@ -372,7 +399,7 @@ static bool repair_string(char **slot, rc_arena *arena)
 {
     const unsigned char *s = (const unsigned char *)*slot;
     size_t n = strlen(*slot);
-    if (utf8_valid(s, n)) return true;
+    if (clean_string(s, n)) return true;
     char *fixed = rc_arena_alloc(arena, n * 3 + 1);
     if (!fixed) return false;
     size_t o = 0;
@@ -441,28 +468,34 @@ rc_status otlp_proto_decode(const uint8_t *data, size_t len, rc_arena *arena,
     rc_status st = scan_message(&c, &tables[0], data, data + len, 1, 0);
     if (st != RC_OK) return st;
 
+    /* Rare path: strings with a NUL are unpacked from a patched copy. The
+     * copy lives in the arena; protobuf-c copies what it keeps. */
+    const uint8_t *input = data;
+    if (c.bad_string) {
+        uint8_t *copy = rc_arena_alloc(arena, len);
+        if (!copy) goto no_memory;
+        memcpy(copy, data, len);
+        c.patch = copy;
+        scan_message(&c, &tables[0], data, data + len, 1, 0);
+        input = copy;
+    }
+
     ProtobufCAllocator alloc = rc_arena_protobuf_allocator(arena);
     otlp_export_request *req =
-        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(&alloc,
-                                                                                         len, data);
+        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+            &alloc, len, input);
     if (!req) {
-        if (rc_arena_exhausted(arena)) {
-            rc_error_set(err, "memory limit reached while decoding a %zu-byte protobuf request",
-                         len);
-            return RC_ENOMEM;
-        }
+        if (rc_arena_exhausted(arena)) goto no_memory;
         rc_error_set(err, "invalid protobuf: ExportTraceServiceRequest could not be decoded");
         return RC_EINVAL;
     }
-    if (c.bad_utf8 && !repair_message(&req->base, arena)) {
-        rc_error_set(err,
-                     "memory limit reached while repairing invalid UTF-8 in a %zu-byte "
-                     "protobuf request",
-                     len);
-        return RC_ENOMEM;
-    }
+    if (c.bad_string && !repair_message(&req->base, arena)) goto no_memory;
     *out = req;
     return RC_OK;
+
+no_memory:
+    rc_error_set(err, "memory limit reached while decoding a %zu-byte protobuf request", len);
+    return RC_ENOMEM;
 }
 
 void otlp_proto_encode(const otlp_export_request *req, rc_buf *out)

@@ -199,6 +199,15 @@ def proto_cases():
                               ld(9, kv(b"key\xff", anyv("str", "v"))))],
                   scope=ld(1, b"scope\x80")))
 
+    # A NUL cannot live in a C string: it becomes U+FFFD, the rest is kept.
+    # Bytes values are not strings and keep their NULs.
+    write("proto-nul-in-string.pb",
+          request([basic_span(ld(9, kv(b"key\0nul", anyv("str", b"a\0b\0\0c"))),
+                              ld(9, kv("bytes", anyv("bytes", b"\0\0x\0"))),
+                              ld(9, kv("bad+nul", anyv("str", b"\xff\0\xc3"))))],
+                  resource=ld(3, ld(3, b"id\0key")),
+                  scope=ld(1, b"scope\0name")))
+
     unknown = (vi(100, 5) + f64(101, 7) + f32(102, 9) + ld(103, b"opaque")
                + ld(104, ld(1, b"nested-looking but unknown")))
     write("proto-unknown-fields.pb",

@@ -16,7 +16,7 @@ declaration order, default values left out, resource/scope/status/value
 always present, ids lower-case hex (all-zero ids left out), 64-bit
 integers as quoted decimals, enums as numbers, bytes as standard base64,
 doubles in the shortest round-trip form (fixed between 1e-6 and 1e21),
-invalid UTF-8 replaced byte by byte with U+FFFD, strings cut at a NUL.
+invalid UTF-8 replaced byte by byte with U+FFFD, and so is a NUL.
 """
 import base64
 import codecs
@@ -116,10 +116,10 @@ codecs.register_error("per_byte", lambda e: ("\ufffd", e.start + 1))
 
 
 def c_string(text):
-    """Strings live in C as NUL-terminated char*: an embedded NUL ends them.
-    A lone UTF-16 surrogate (json.loads keeps "\\ud83d" as one) is U+FFFD."""
-    text = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
-    return text.split("\0", 1)[0]
+    """Strings live in C as NUL-terminated char*, so an embedded NUL becomes
+    U+FFFD; so does a lone UTF-16 surrogate (json.loads keeps "\\ud83d")."""
+    return "".join("\ufffd" if ch == "\0" or 0xD800 <= ord(ch) <= 0xDFFF else ch
+                   for ch in text)
 
 
 def camel(name):
