@@ -61,6 +61,35 @@ static inline bool is_plain_ascii(unsigned char c)
     return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
+#define BYTES(x) (0x0101010101010101ULL * (x))
+
+/* Non-zero when one of the 8 bytes of w is not plain ASCII: a control
+ * character, a quote, a backslash or a byte >= 0x80. Each term is the exact
+ * "has a byte less than n" test (a borrow can only spread above a byte that
+ * already matched), so there are no false negatives. */
+static inline uint64_t word_needs_care(uint64_t w)
+{
+    uint64_t quote = w ^ BYTES('"'), backslash = w ^ BYTES('\\');
+    uint64_t low = (w - BYTES(0x20)) & ~w;
+    uint64_t q = (quote - BYTES(1)) & ~quote;
+    uint64_t bs = (backslash - BYTES(1)) & ~backslash;
+    return (low | q | bs | w) & BYTES(0x80);
+}
+
+/* The end of the run of plain ASCII bytes starting at s, 8 bytes a step. */
+static const unsigned char *plain_run_end(const unsigned char *s, const unsigned char *end)
+{
+    while (end - s >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        if (word_needs_care(w)) break;
+        s += 8;
+    }
+    while (s < end && is_plain_ascii(*s))
+        s++;
+    return s;
+}
+
 static void append_escape(rc_buf *b, unsigned char c)
 {
     char esc[6] = {'\\', 0, 0, 0, 0, 0};
@@ -107,8 +136,7 @@ void rc_json_string(rc_buf *b, const char *str, size_t n)
     rc_buf_putc(b, '"');
     while (s < end) {
         const unsigned char *run = s;
-        while (s < end && is_plain_ascii(*s))
-            s++;
+        s = plain_run_end(s, end);
         if (s > run) rc_buf_append(b, run, (size_t)(s - run));
         if (s == end) break;
         if (*s < 0x80) {

@@ -91,6 +91,43 @@ static void test_long_string_fast_path(void)
     free(in);
 }
 
+/* Every single byte value, at every offset of a string long enough for the
+ * 8-byte fast path, comes out as it would one byte at a time. */
+static void test_every_byte_at_every_offset(void)
+{
+    int bad = 0;
+    for (int c = 0; c < 256; c++) {
+        char want_mid[8];
+        if (c == '"' || c == '\\')
+            snprintf(want_mid, sizeof want_mid, "\\%c", c);
+        else if (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f')
+            snprintf(want_mid, sizeof want_mid, "\\%c",
+                     c == '\n'   ? 'n'
+                     : c == '\r' ? 'r'
+                     : c == '\t' ? 't'
+                     : c == '\b' ? 'b'
+                                 : 'f');
+        else if (c < 0x20)
+            snprintf(want_mid, sizeof want_mid, "\\u%04x", c);
+        else if (c >= 0x80)
+            snprintf(want_mid, sizeof want_mid, "%s", FFFD);
+        else
+            snprintf(want_mid, sizeof want_mid, "%c", c);
+        for (int at = 0; at < 20; at++) {
+            char in[24], want[64];
+            memset(in, 'a', sizeof in);
+            in[at] = (char)c;
+            snprintf(want, sizeof want, "\"%.*s%s%.*s\"", at, in, want_mid, 23 - at, in + at + 1);
+            rc_buf b = RC_BUF_INIT;
+            rc_json_string(&b, in, sizeof in);
+            if (strcmp(take(&b), want) != 0 && bad++ < 5)
+                fprintf(stderr, "  byte 0x%02x at %d: got %s\n", c, at, b.data);
+            rc_buf_free(&b);
+        }
+    }
+    CHECK(bad == 0);
+}
+
 static void test_seq_len(void)
 {
     CHECK(rc_utf8_seq_len((const unsigned char *)"a", 1) == 1);
@@ -230,6 +267,7 @@ int main(void)
 {
     test_strings();
     test_long_string_fast_path();
+    test_every_byte_at_every_offset();
     test_seq_len();
     test_key();
     test_doubles();
