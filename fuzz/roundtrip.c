@@ -4,17 +4,15 @@
  *
  * The chain for one input is
  *
- *     bytes -> decode -> R1 -> json J1 (valid UTF-8), proto P1
- *     P1 -> proto decode -> R2 -> json J2 (== J1), proto P2 (== P1), R2 sane
+ *     bytes -> decode -> R1 sane -> json J1 (valid UTF-8), proto P1
+ *     P1 -> proto decode -> R2 sane -> json J2 (== J1), proto P2 (== P1)
  *     J1 -> json decode  -> R3 -> json J3 (== J1)
  *
- * where "R2 sane" means what a processor may assume of a decoded request:
- * every string is non-NULL and no value nests deeper than OTLP_MAX_DEPTH.
- * otlp.h also promises that the encoders repair invalid UTF-8; the JSON
- * writer does, proto_codec.c passes bytes through as it says it does, so the
- * UTF-8 check on R2's strings runs only with FUZZ_PROTO_UTF8=1 in the
- * environment until the two agree. Each request lives in its own arena,
- * freed before returning, so the limiter must end where it began.
+ * where "sane" means what a processor may assume of a decoded request:
+ * every string is non-NULL and valid UTF-8 (both decoders repair bad bytes
+ * to U+FFFD, so the protobuf we forward is valid for strict proto3 readers)
+ * and no value nests deeper than OTLP_MAX_DEPTH. Each request lives in its
+ * own arena, freed before returning, so the limiter must end where it began.
  *
  * abort() is the verdict: libFuzzer and the sanitizers print the stack and
  * keep the input. This file is test code; it never ships in the library.
@@ -35,7 +33,6 @@
 #include <string.h>
 
 static size_t g_baseline;
-static bool g_proto_utf8; /* FUZZ_PROTO_UTF8=1: see the top of the file */
 
 /* One decode, in an arena of its own. */
 typedef struct decoded {
@@ -52,8 +49,6 @@ void fuzz_setup(void)
      * would drown libFuzzer's own output. */
     rc_log_set_level(RC_LOG_ERROR);
     g_baseline = rc_mem_in_use();
-    const char *strict = getenv("FUZZ_PROTO_UTF8");
-    g_proto_utf8 = strict && strcmp(strict, "1") == 0;
 }
 
 static const char *codec_name(fuzz_codec codec)
@@ -168,9 +163,8 @@ static bool utf8_valid(const char *s, size_t n)
 
 static void check_string(const char *s, const char *field)
 {
-    if (!s) fail("re-decoded request: %s is NULL (protobuf-c strings are never NULL)", field);
-    if (g_proto_utf8 && !utf8_valid(s, strlen(s)))
-        fail("re-decoded request: %s is not valid UTF-8", field);
+    if (!s) fail("decoded request: %s is NULL (protobuf-c strings are never NULL)", field);
+    if (!utf8_valid(s, strlen(s))) fail("decoded request: %s is not valid UTF-8", field);
 }
 
 static void check_attributes(otlp_key_value **kv, size_t n, int depth);
@@ -183,13 +177,13 @@ static void check_value(const otlp_any_value *v, int depth)
         check_string(v->string_value, "a string value");
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
-        if (depth >= OTLP_MAX_DEPTH) fail("re-decoded request nests values past OTLP_MAX_DEPTH");
+        if (depth >= OTLP_MAX_DEPTH) fail("decoded request nests values past OTLP_MAX_DEPTH");
         if (v->array_value)
             for (size_t i = 0; i < v->array_value->n_values; i++)
                 check_value(v->array_value->values[i], depth + 1);
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
-        if (depth >= OTLP_MAX_DEPTH) fail("re-decoded request nests values past OTLP_MAX_DEPTH");
+        if (depth >= OTLP_MAX_DEPTH) fail("decoded request nests values past OTLP_MAX_DEPTH");
         if (v->kvlist_value)
             check_attributes(v->kvlist_value->values, v->kvlist_value->n_values, depth + 1);
         break;
@@ -294,6 +288,7 @@ void fuzz_check_decode(fuzz_codec codec, const uint8_t *data, size_t size)
     rc_buf j1 = RC_BUF_INIT, p1 = RC_BUF_INIT;
     decode_into(&r1, codec, data, size);
     if (r1.status != RC_OK) goto done;
+    check_request(r1.req);
     otlp_json_encode(r1.req, &j1);
     otlp_proto_encode(r1.req, &p1);
     if (j1.failed || p1.failed) goto done;
