@@ -9,9 +9,10 @@
  * Decoders are total: any byte string gives either a request or RC_EINVAL
  * with a message naming what is wrong. They never crash, never recurse past
  * OTLP_MAX_DEPTH nested values and never allocate past the arena's limit
- * (RC_ENOMEM then). String fields with invalid UTF-8 are accepted as bytes
- * and repaired (U+FFFD) by the encoders, so one bad attribute cannot make a
- * whole batch undeliverable.
+ * (RC_ENOMEM then). Invalid UTF-8 and embedded NULs in string fields are
+ * repaired (U+FFFD) by the decoders, so every decoded string is valid UTF-8
+ * and one bad attribute cannot make a whole batch undeliverable; the JSON
+ * writer repairs again as a safety net.
  */
 #ifndef RC_OTLP_H
 #define RC_OTLP_H
