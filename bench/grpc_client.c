@@ -193,6 +193,7 @@ static double start_idle_slots(client *c, double now, double later)
     for (unsigned i = 0; i < c->n_slots; i++) {
         slot *s = &c->slots[i];
         if (s->call) continue;
+        if (!lg_run_may_issue(c->run)) break; /* e.g. --requests reached */
         if (s->resume_at > now) {
             later = s->resume_at < later ? s->resume_at : later;
             continue;

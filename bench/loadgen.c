@@ -300,10 +300,16 @@ static void report(const options *o, const lg_corpus *c, lg_run *r, const window
     }
     double bytes_per_span = spans ? (double)raw / (double)spans : 0;
 
+    char wire_note[64];
+    if (o->gzip && !c->gzipped)
+        snprintf(wire_note, sizeof wire_note, "gzipped per call by gRPC");
+    else
+        snprintf(wire_note, sizeof wire_note, "%.0f on the wire",
+                 spans ? (double)wire / (double)spans : 0);
     printf("loadgen: %s, %s spans, %zu spans/request, %zu bodies of %.0f bytes/span encoded"
-           " (%.0f on the wire), concurrency %u\n",
+           " (%s), concurrency %u\n",
            PROTOCOLS[o->protocol], KINDS[o->kind], o->spans_per_request, c->n, bytes_per_span,
-           spans ? (double)wire / (double)spans : 0, o->concurrency);
+           wire_note, o->concurrency);
     printf("  measured %.2f s: %llu spans accepted in %llu calls; %llu refused (backpressure), "
            "%llu failed, %llu spans rejected\n",
            seconds, (unsigned long long)r->ok_spans, (unsigned long long)r->ok_calls,
