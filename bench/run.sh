@@ -25,6 +25,11 @@
 #   BENCH_LOADGEN_ARGS=      more loadgen options, e.g. "--connections 1 --gzip"
 #   BENCH_GRPC_PORT=14317 BENCH_HTTP_PORT=14318 BENCH_METRICS_PORT=18888
 # Raw loadgen output goes to BUILD_DIR/bench-results/.
+#
+# Exit status is non-zero when a collector fails to start, does not exit 0
+# on SIGTERM, or a scenario yields no result. The targets (250k small spans/s
+# per core, peak RSS under the limit) are reported under the table, not
+# enforced: a slow shared machine should not fail a build.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -210,7 +215,7 @@ if [[ -n $grpc_small_per_core && $grpc_small_per_core != na ]]; then
         "$(group "$grpc_small_per_core") ($verdict)"
 fi
 if ((${#over_limit[@]})); then
-    echo "Peak RSS reached the memory limit ($BENCH_MEMORY_LIMIT_MIB MiB) in: ${over_limit[*]}"
+    echo "Peak RSS went over the memory limit ($BENCH_MEMORY_LIMIT_MIB MiB) in: ${over_limit[*]}"
 else
     echo "Peak RSS stayed under the memory limit ($BENCH_MEMORY_LIMIT_MIB MiB) in every scenario."
 fi
