@@ -73,8 +73,8 @@ void otlp_proto_encode(const otlp_export_request *req, rc_buf *out);
  * OTLP/JSON rules: hex trace/span ids, 64-bit integers as strings or
  * numbers, enums as integers, unknown fields ignored, lowerCamelCase and
  * original proto field names both accepted. */
-rc_status otlp_json_decode(const char *data, size_t len, rc_arena *arena,
-                           otlp_export_request **out, rc_error *err);
+rc_status otlp_json_decode(const char *data, size_t len, rc_arena *arena, otlp_export_request **out,
+                           rc_error *err);
 /* Appends `req` as one compact OTLP/JSON object (no newline), in the form
  * the OpenTelemetry Collector's file exporter writes. */
 void otlp_json_encode(const otlp_export_request *req, rc_buf *out);
@@ -82,6 +82,9 @@ void otlp_json_encode(const otlp_export_request *req, rc_buf *out);
 /* --- helpers (otlp/otlp_util.c) -------------------------------------------- */
 
 size_t otlp_count_spans(const otlp_export_request *req);
+
+/* Appends the binary encoding of any protobuf-c message to `out`. */
+void otlp_pack_message(const ProtobufCMessage *msg, rc_buf *out);
 
 /* Encodes a google.rpc.Status {code, message} as protobuf or as JSON; with
  * retry_delay_s > 0 a google.rpc.RetryInfo detail is attached. */

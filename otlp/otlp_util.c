@@ -31,10 +31,10 @@ size_t otlp_count_spans(const otlp_export_request *req)
     return n;
 }
 
-static void pack_into(const ProtobufCMessage *msg, rc_buf *out)
+void otlp_pack_message(const ProtobufCMessage *msg, rc_buf *out)
 {
     size_t size = protobuf_c_message_get_packed_size(msg);
-    if (!rc_buf_reserve(out, size)) return;
+    if (size == 0 || !rc_buf_reserve(out, size)) return; /* an empty buffer may have no data */
     out->len += protobuf_c_message_pack(msg, (uint8_t *)out->data + out->len);
 }
 
@@ -60,7 +60,7 @@ void otlp_status_encode_proto(int code, const char *message, unsigned retry_dela
         status.n_details = 1;
         status.details = details;
     }
-    pack_into(&status.base, out);
+    otlp_pack_message(&status.base, out);
 }
 
 void otlp_status_encode_json(int code, const char *message, rc_buf *out)
@@ -96,7 +96,7 @@ void otlp_response_encode_proto(int64_t rejected, const char *message, rc_buf *o
         partial.error_message = (char *)(message ? message : "");
         resp.partial_success = &partial;
     }
-    pack_into(&resp.base, out);
+    otlp_pack_message(&resp.base, out);
 }
 
 void otlp_response_encode_json(int64_t rejected, const char *message, rc_buf *out)

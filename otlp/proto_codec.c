@@ -500,8 +500,5 @@ no_memory:
 
 void otlp_proto_encode(const otlp_export_request *req, rc_buf *out)
 {
-    size_t size = protobuf_c_message_get_packed_size(&req->base);
-    if (!rc_buf_reserve(out, size)) return;
-    size_t written = protobuf_c_message_pack(&req->base, (uint8_t *)out->data + out->len);
-    out->len += written;
+    otlp_pack_message(&req->base, out);
 }
