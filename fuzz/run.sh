@@ -70,7 +70,7 @@ for target in $targets; do
     echo "$target: FAILED; the finding, from its log:"
     # The first report and its stack; libFuzzer's own deadly-signal trace
     # that follows repeats it.
-    awk '!shown && /ERROR: |runtime error|fuzz: property broken|^INFO: .*(leak|Timeout|out-of-memory)/ {shown=1}
+    awk '!shown && /ERROR: |runtime error|^fuzz: |^INFO: .*(leak|Timeout|out-of-memory)/ {shown=1}
          shown && (/^[[:space:]]*$/ || n++ == 16) {exit}
          shown' "$log" | sed 's/^/    /'
     grep -E '^SUMMARY: |Test unit written to' "$log" | sort -u | sed 's/^/    /'
