@@ -270,7 +270,7 @@ static void check_json_round_trip(const rc_buf *j1)
     decode_into(&r3, FUZZ_JSON, buf_bytes(j1), j1->len);
     if (r3.status == RC_ENOMEM) goto done;
     if (r3.status != RC_OK) {
-        fprintf(stderr, "fuzz: our OTLP/JSON: %.*s\n", j1->len > 2000 ? 2000 : (int)j1->len,
+        fprintf(stderr, "fuzz: our OTLP/JSON: %.*s\n", j1->len > 400 ? 400 : (int)j1->len,
                 buf_bytes(j1));
         fail("our own OTLP/JSON (%zu bytes) does not decode: %s", j1->len, r3.err.msg);
     }
