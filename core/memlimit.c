@@ -5,8 +5,32 @@
 
 #include <stdatomic.h>
 
-static atomic_size_t g_limit = (size_t)512 << 20;
+static atomic_size_t g_limit = (size_t)320 << 20;
 static atomic_size_t g_in_use;
+static atomic_size_t g_process_limit;
+
+void rc_mem_configure(size_t process_bytes)
+{
+    atomic_store(&g_process_limit, process_bytes);
+    atomic_store(&g_limit, process_bytes / 2);
+}
+
+size_t rc_mem_process_limit(void)
+{
+    return atomic_load(&g_process_limit);
+}
+
+size_t rc_mem_cache_limit(void)
+{
+    size_t total = atomic_load(&g_process_limit);
+    return total ? total / 16 : atomic_load(&g_limit) / 8;
+}
+
+size_t rc_mem_transport_quota(void)
+{
+    size_t total = atomic_load(&g_process_limit);
+    return total ? total / 8 : atomic_load(&g_limit) / 4;
+}
 
 void rc_mem_set_limit(size_t bytes)
 {

@@ -7,6 +7,12 @@
  * answers with backpressure (HTTP 503, gRPC UNAVAILABLE) instead of
  * allocating, so peak memory stays near service.memory_limit_mib however
  * fast clients push. Charging is one atomic add; there is no lock.
+ *
+ * service.memory_limit_mib is a target for the whole process's resident
+ * memory, so it is split (rc_mem_configure): 1/2 is the budget charged
+ * here, 1/4 is the quota gRPC core may use for its own transport buffers
+ * (bytes read for calls not yet handed to us), and the last 1/4 is left for
+ * the program itself, thread stacks and allocator slack.
  */
 #ifndef RC_MEMLIMIT_H
 #define RC_MEMLIMIT_H
@@ -14,6 +20,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Splits a process memory target as described above. */
+void rc_mem_configure(size_t process_bytes);
+/* The process target given to rc_mem_configure (0 if never configured). */
+size_t rc_mem_process_limit(void);
+/* What gRPC core's resource quota should be. */
+size_t rc_mem_transport_quota(void);
+/* How many bytes of free chunks the arena may keep for reuse. */
+size_t rc_mem_cache_limit(void);
+/* Sets the in-flight budget directly (tests, fuzzers). */
 void rc_mem_set_limit(size_t bytes);
 size_t rc_mem_limit(void);
 /* Charges n bytes; false (and nothing charged) when that would pass the limit. */

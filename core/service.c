@@ -413,7 +413,7 @@ static rc_status parse_memory_limit(rc_cfg *svc, rc_error *err)
 {
     uint64_t mib;
     if (rc_cfg_uint(svc, "memory_limit_mib", 512, 8, 1u << 20, &mib, err)) return RC_EINVAL;
-    rc_mem_set_limit((size_t)mib << 20);
+    rc_mem_configure((size_t)mib << 20);
     return RC_OK;
 }
 
@@ -456,6 +456,11 @@ static double gauge_in_flight(void *arg)
 static double gauge_limit(void *arg)
 {
     return (double)rc_mem_limit();
+}
+
+static double gauge_process_limit(void *arg)
+{
+    return (double)rc_mem_process_limit();
 }
 
 static double gauge_uptime(void *arg)
@@ -509,9 +514,13 @@ static void register_exporter_counters(rc_service *s)
     rc_gauge_register("respan_collector_memory_in_flight_bytes",
                       "Bytes held by requests between receipt and export.", NULL, gauge_in_flight,
                       NULL);
+    rc_gauge_register("respan_collector_memory_in_flight_limit_bytes",
+                      "The in-flight budget (half of service.memory_limit_mib); receivers push "
+                      "back above it.",
+                      NULL, gauge_limit, NULL);
     rc_gauge_register("respan_collector_memory_limit_bytes",
-                      "service.memory_limit_mib in bytes; receivers push back above it.", NULL,
-                      gauge_limit, NULL);
+                      "service.memory_limit_mib in bytes: the target for resident memory.", NULL,
+                      gauge_process_limit, NULL);
 }
 
 static rc_status start_exporters(rc_service *s, rc_error *err)

@@ -73,6 +73,10 @@
 #define DEFAULT_MAX_RECV_MIB 4
 #define MAX_RECV_MIB_LIMIT 2047 /* gRPC takes the byte count as an int */
 #define DEFAULT_NUM_THREADS 2
+/* Streams per connection. gRPC reads every open stream's message into its
+ * own buffers, which the memory limit cannot see; this bounds them to a few
+ * messages per connection. Clients queue further calls on their side. */
+#define DEFAULT_MAX_STREAMS 16
 #define MAX_NUM_THREADS 64
 
 #define SLOTS_PER_THREAD 32
@@ -172,7 +176,9 @@ rc_status rc_otlp_grpc_parse_config(rc_cfg *node, rc_otlp_grpc_config *out, rc_e
     if (st == RC_OK)
         st = rc_cfg_uint(node, "max_recv_msg_size_mib", DEFAULT_MAX_RECV_MIB, 1, MAX_RECV_MIB_LIMIT,
                          &mib, err);
-    if (st == RC_OK) st = rc_cfg_uint(node, "max_concurrent_streams", 0, 0, INT_MAX, &streams, err);
+    if (st == RC_OK)
+        st = rc_cfg_uint(node, "max_concurrent_streams", DEFAULT_MAX_STREAMS, 0, INT_MAX, &streams,
+                         err);
     if (st == RC_OK)
         st = rc_cfg_uint(node, "num_threads", DEFAULT_NUM_THREADS, 1, MAX_NUM_THREADS, &threads,
                          err);
@@ -581,7 +587,7 @@ static grpc_arg int_arg(const char *key, int value)
 
 static grpc_server *create_grpc_server(const rc_otlp_grpc_config *cfg)
 {
-    grpc_arg args[12];
+    grpc_arg args[13];
     size_t n = 0;
     int max_recv = cfg->max_recv_msg_size > INT_MAX ? INT_MAX : (int)cfg->max_recv_msg_size;
     /* Checked by gRPC after decompression too, so it also bounds a bomb. */
@@ -600,8 +606,22 @@ static grpc_server *create_grpc_server(const rc_otlp_grpc_config *cfg)
     args[n++] = int_arg(GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET,
                         (1 << GRPC_COMPRESS_NONE) | (1 << GRPC_COMPRESS_DEFLATE) |
                             (1 << GRPC_COMPRESS_GZIP));
+    /* gRPC reads messages of calls we have not picked up yet into its own
+     * buffers, which the in-flight budget cannot see; its quota bounds them
+     * (memlimit.h explains the split of service.memory_limit_mib). */
+    grpc_resource_quota *quota = grpc_resource_quota_create("otlp-receiver");
+    grpc_resource_quota_resize(quota, rc_mem_transport_quota());
+    grpc_arg qarg;
+    memset(&qarg, 0, sizeof qarg);
+    qarg.type = GRPC_ARG_POINTER;
+    qarg.key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+    qarg.value.pointer.p = quota;
+    qarg.value.pointer.vtable = grpc_resource_quota_arg_vtable();
+    args[n++] = qarg;
     grpc_channel_args channel_args = {n, args};
-    return grpc_server_create(&channel_args, NULL);
+    grpc_server *server = grpc_server_create(&channel_args, NULL);
+    grpc_resource_quota_unref(quota); /* the server holds its own reference */
+    return server;
 }
 
 /* gRPC's listen address: IPv6 hosts in brackets; "" is every IPv4

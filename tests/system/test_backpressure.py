@@ -3,7 +3,7 @@
 load with 503 + Retry-After instead of growing, and loses nothing it
 acknowledged.
 
-The collector runs with service.memory_limit_mib: 128. Eight threads post
+The collector runs with service.memory_limit_mib: 256 (an in-flight budget of 128). Eight threads post
 large OTLP/JSON requests at once (each a few spans with big string
 attributes, about 2 MB, which the JSON decoder charges at 24 times its size
 while jansson's tree lives: one request fits the budget, a handful in flight
@@ -27,7 +27,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector import Collector, Runner, decode_status, post_traces  # noqa: E402
 
-MEMORY_LIMIT_MIB = 128
+MEMORY_LIMIT_MIB = 256
 THREADS = 8
 ROUNDS = 4  # requests per thread
 MAX_ATTEMPTS = 10  # per request, counting the first

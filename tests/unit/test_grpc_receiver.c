@@ -679,7 +679,7 @@ static void test_config_parsing(void)
     CHECK_STR(cfg.endpoint.text, "127.0.0.1:4317");
     CHECK(cfg.endpoint.port == 4317);
     CHECK(cfg.max_recv_msg_size == 4 * MIB);
-    CHECK(cfg.max_concurrent_streams == 0);
+    CHECK(cfg.max_concurrent_streams == 16);
     CHECK(cfg.num_threads == 2);
 
     CHECK(parse_yaml("endpoint: \"[::1]:5317\"\nmax_recv_msg_size_mib: 16\n"
