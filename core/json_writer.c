@@ -299,7 +299,11 @@ void rc_json_double(rc_buf *b, double v)
     if (signbit(v)) rc_buf_putc(b, '-');
     double a = fabs(v);
     if (a == 0) {
-        rc_buf_putc(b, '0');
+        /* "-0" would read back as the integer 0 and lose its sign. */
+        if (signbit(v))
+            rc_buf_append(b, "0.0", 3);
+        else
+            rc_buf_putc(b, '0');
         return;
     }
     char digits[20];

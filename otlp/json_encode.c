@@ -301,7 +301,7 @@ static void write_status(rc_buf *b, const otlp_status *s)
         STR(&o, "message", s->message);
         if (s->code) {
             KEY(&o, "code");
-            rc_json_i64(b, (int64_t)s->code);
+            rc_json_i64(b, (int32_t)s->code); /* enums are int32 on the wire */
         }
     }
     obj_close(&o);
@@ -324,7 +324,7 @@ static void write_span(rc_buf *b, const otlp_span *s)
     STR(&o, "name", s->name);
     if (s->kind) {
         KEY(&o, "kind");
-        rc_json_i64(b, (int64_t)s->kind);
+        rc_json_i64(b, (int32_t)s->kind); /* enums are int32 on the wire */
     }
     TIME(&o, "startTimeUnixNano", s->start_time_unix_nano);
     TIME(&o, "endTimeUnixNano", s->end_time_unix_nano);

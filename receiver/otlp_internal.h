@@ -59,10 +59,10 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
 
 typedef struct rc_otlp_grpc_config {
     bool enabled;
-    rc_endpoint endpoint;           /* default 127.0.0.1:4317 */
-    size_t max_recv_msg_size;       /* bytes; max_recv_msg_size_mib, default 4 */
+    rc_endpoint endpoint;            /* default 127.0.0.1:4317 */
+    size_t max_recv_msg_size;        /* bytes; max_recv_msg_size_mib, default 4 */
     unsigned max_concurrent_streams; /* 0: gRPC's default */
-    unsigned num_threads;           /* completion-queue threads, default 2 */
+    unsigned num_threads;            /* completion-queue threads, default 2 */
 } rc_otlp_grpc_config;
 
 /* Parses receivers.otlp.protocols.grpc (`node` may be a null node). */

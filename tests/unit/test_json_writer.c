@@ -158,7 +158,7 @@ static void test_doubles(void)
 {
     const struct double_case cases[] = {
         {0.0, "0"},
-        {-0.0, "-0"},
+        {-0.0, "-0.0"}, /* "-0" would read back as the integer 0 */
         {1.0, "1"},
         {-1.0, "-1"},
         {1.5, "1.5"},

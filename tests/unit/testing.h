@@ -19,7 +19,7 @@ static int t_passed, t_failed;
             t_passed++;                                                                            \
         } else {                                                                                   \
             t_failed++;                                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);               \
         }                                                                                          \
     } while (0)
 
@@ -43,7 +43,7 @@ static int t_passed, t_failed;
             t_passed++;                                                                            \
         } else {                                                                                   \
             t_failed++;                                                                            \
-            fprintf(stderr, "%s:%d: %s does not contain \"%s\"\n  got: %s\n", __FILE__, __LINE__, \
+            fprintf(stderr, "%s:%d: %s does not contain \"%s\"\n  got: %s\n", __FILE__, __LINE__,  \
                     #got, n_, g_ ? g_ : "(null)");                                                 \
         }                                                                                          \
     } while (0)
