@@ -23,7 +23,7 @@ size_t rc_mem_process_limit(void)
 size_t rc_mem_cache_limit(void)
 {
     size_t total = atomic_load(&g_process_limit);
-    return total ? total / 16 : atomic_load(&g_limit) / 8;
+    return total ? total / 8 : atomic_load(&g_limit) / 4;
 }
 
 size_t rc_mem_transport_quota(void)
