@@ -18,97 +18,60 @@ made, so an edge case can be changed or added here and regenerated:
 
 The real SDK captures (proto/*.pb, json/*.json without the edge- prefix) are
 copies of /work/shared/fixtures and are not written here. Standard library
-only, plus the zstd command for the zstd bodies.
+only (the protobuf writer is the shared tests/lib/protowire.py), plus the
+zstd command for the zstd bodies.
 """
 import gzip
 import json
 import os
 import shutil
-import struct
 import subprocess
+import sys
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_DEPTH = 32  # OTLP_MAX_DEPTH in otlp/otlp.h
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "lib"))
+from protowire import pb_bytes, pb_double, pb_fixed32, pb_fixed64, pb_varint  # noqa: E402
+
 TRACE_ID = bytes.fromhex("5b8efff798038103d269b633813fc60c")
 SPAN_ID = bytes.fromhex("eee19b7ec3c1b174")
 PARENT_ID = bytes.fromhex("eee19b7ec3c1b173")
 
-# --- a minimal protobuf writer ------------------------------------------------
-
-
-def varint(n):
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def tag(field, wire):
-    return varint(field << 3 | wire)
-
-
-def f_varint(field, n):
-    return tag(field, 0) + varint(n)
-
-
-def f_bytes(field, data):
-    if isinstance(data, str):
-        data = data.encode()
-    return tag(field, 2) + varint(len(data)) + data
-
-
-def f_fixed64(field, n):
-    return tag(field, 1) + struct.pack("<Q", n)
-
-
-def f_double(field, x):
-    return tag(field, 1) + struct.pack("<d", x)
-
-
-def f_fixed32(field, n):
-    return tag(field, 5) + struct.pack("<I", n)
-
-
 # AnyValue: string 1, bool 2, int 3, double 4, array 5, kvlist 6, bytes 7
 def any_string(s):
-    return f_bytes(1, s)
+    return pb_bytes(1, s)
 
 
 def any_int(n):
-    return f_varint(3, n)
+    return pb_varint(3, n)
 
 
 def any_array(values):
-    return f_bytes(5, b"".join(f_bytes(1, v) for v in values))
+    return pb_bytes(5, b"".join(pb_bytes(1, v) for v in values))
 
 
 def any_kvlist(pairs):
-    return f_bytes(6, b"".join(f_bytes(1, kv(k, v)) for k, v in pairs))
+    return pb_bytes(6, b"".join(pb_bytes(1, kv(k, v)) for k, v in pairs))
 
 
 def kv(key, value):
-    return f_bytes(1, key) + f_bytes(2, value)
+    return pb_bytes(1, key) + pb_bytes(2, value)
 
 
 def span(name, attrs=(), extra=b""):
-    body = f_bytes(1, TRACE_ID) + f_bytes(2, SPAN_ID) + f_bytes(5, name)
-    body += b"".join(f_bytes(9, kv(k, v)) for k, v in attrs)
+    body = pb_bytes(1, TRACE_ID) + pb_bytes(2, SPAN_ID) + pb_bytes(5, name)
+    body += b"".join(pb_bytes(9, kv(k, v)) for k, v in attrs)
     return body + extra
 
 
 def request(spans, resource_attrs=(), scope=b""):
-    scope_spans = (f_bytes(1, scope) if scope else b"") + b"".join(f_bytes(2, s) for s in spans)
-    resource = b"".join(f_bytes(1, kv(k, v)) for k, v in resource_attrs)
-    rs = f_bytes(1, resource) + f_bytes(2, scope_spans)
-    return f_bytes(1, rs)
+    scope_spans = (pb_bytes(1, scope) if scope else b"") + b"".join(pb_bytes(2, s) for s in spans)
+    resource = b"".join(pb_bytes(1, kv(k, v)) for k, v in resource_attrs)
+    rs = pb_bytes(1, resource) + pb_bytes(2, scope_spans)
+    return pb_bytes(1, rs)
 
 
 def nested_array(depth):
@@ -122,35 +85,35 @@ def nested_array(depth):
 def proto_seeds():
     every_kind = [
         ("s", any_string("text")),
-        ("b", f_varint(2, 1)),
+        ("b", pb_varint(2, 1)),
         ("i", any_int(-42)),
         ("i64max", any_int(2**63 - 1)),
-        ("d", f_double(4, 3.5)),
-        ("nan", f_double(4, float("nan"))),
-        ("inf", f_double(4, float("-inf"))),
-        ("bytes", f_bytes(7, b"\x00\xff\x10")),
-        ("arr", any_array([any_string("a"), any_int(1), f_double(4, 0.1)])),
+        ("d", pb_double(4, 3.5)),
+        ("nan", pb_double(4, float("nan"))),
+        ("inf", pb_double(4, float("-inf"))),
+        ("bytes", pb_bytes(7, b"\x00\xff\x10")),
+        ("arr", any_array([any_string("a"), any_int(1), pb_double(4, 0.1)])),
         ("kv", any_kvlist([("inner", any_kvlist([("deep", any_array([any_string("x")]))]))])),
         ("empty", b""),
     ]
     full_span = span(
         "chat gpt-4o",
         every_kind,
-        f_bytes(3, "vendor=abc")
-        + f_bytes(4, PARENT_ID)
-        + f_fixed32(16, 0x301)
-        + f_varint(6, 3)
-        + f_fixed64(7, 1795453076995000000)
-        + f_fixed64(8, 1795453079795000000)
-        + f_varint(10, 2)
-        + f_bytes(11, f_fixed64(1, 1795453077000000000) + f_bytes(2, "gen_ai.content.prompt")
-                  + f_bytes(3, kv("gen_ai.prompt", any_string("hi"))))
-        + f_varint(12, 1)
-        + f_bytes(13, f_bytes(1, TRACE_ID) + f_bytes(2, PARENT_ID) + f_fixed32(6, 1)
-                  + f_bytes(4, kv("link", any_int(1))))
-        + f_bytes(15, f_bytes(2, "provider returned 429") + f_varint(3, 2)),
+        pb_bytes(3, "vendor=abc")
+        + pb_bytes(4, PARENT_ID)
+        + pb_fixed32(16, 0x301)
+        + pb_varint(6, 3)
+        + pb_fixed64(7, 1795453076995000000)
+        + pb_fixed64(8, 1795453079795000000)
+        + pb_varint(10, 2)
+        + pb_bytes(11, pb_fixed64(1, 1795453077000000000) + pb_bytes(2, "gen_ai.content.prompt")
+                   + pb_bytes(3, kv("gen_ai.prompt", any_string("hi"))))
+        + pb_varint(12, 1)
+        + pb_bytes(13, pb_bytes(1, TRACE_ID) + pb_bytes(2, PARENT_ID) + pb_fixed32(6, 1)
+                   + pb_bytes(4, kv("link", any_int(1))))
+        + pb_bytes(15, pb_bytes(2, "provider returned 429") + pb_varint(3, 2)),
     )
-    scope = f_bytes(1, "edge") + f_bytes(2, "1.0") + f_bytes(3, kv("scope.attr", any_int(7)))
+    scope = pb_bytes(1, "edge") + pb_bytes(2, "1.0") + pb_bytes(3, kv("scope.attr", any_int(7)))
     return {
         "edge-empty.pb": b"",
         "edge-minimal-span.pb": request([span("minimal")]),
@@ -161,13 +124,15 @@ def proto_seeds():
         "edge-depth-max.pb": request([span("deep", [("deep", nested_array(MAX_DEPTH))])]),
         "edge-depth-over.pb": request([span("deep", [("deep", nested_array(MAX_DEPTH + 1))])]),
         # field 99 (varint) and field 100 (bytes) are unknown to every message
-        "edge-unknown-fields.pb": request([span("unknown", [], f_varint(99, 1) + f_bytes(100, b"?"))]),
+        "edge-unknown-fields.pb": request(
+            [span("unknown", [], pb_varint(99, 1) + pb_bytes(100, b"?"))]),
         "edge-invalid-utf8.pb": request([span(b"bad \xff\xfe name", [("k\xe9".encode("latin-1"),
                                                                          any_string(b"\xc0\x80"))])]),
         # a singular field twice: the last one wins
-        "edge-repeated-singular.pb": request([span("first", [], f_bytes(5, "second"))]),
-        "edge-odd-ids.pb": f_bytes(1, f_bytes(2, f_bytes(2, f_bytes(1, b"\x01\x02") + f_bytes(2, b"")
-                                                         + f_bytes(5, "short ids")))),
+        "edge-repeated-singular.pb": request([span("first", [], pb_bytes(5, "second"))]),
+        "edge-odd-ids.pb": pb_bytes(1, pb_bytes(2, pb_bytes(2, pb_bytes(1, b"\x01\x02")
+                                                               + pb_bytes(2, b"")
+                                                               + pb_bytes(5, "short ids")))),
     }
 
 

@@ -19,48 +19,15 @@ ScopeSpans .scope=1 .spans=2; Span .trace_id=1 .span_id=2 .trace_state=3
 """
 import json
 import os
-import struct
+import sys
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decode")
 MAX_DEPTH = 32  # OTLP_MAX_DEPTH in otlp/otlp.h
 
-
-def varint(v):
-    v &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def tag(num, wire):
-    return varint(num << 3 | wire)
-
-
-def ld(num, payload):
-    """A length-delimited field."""
-    return tag(num, 2) + varint(len(payload)) + payload
-
-
-def vi(num, v):
-    return tag(num, 0) + varint(v)
-
-
-def f64(num, v):
-    return tag(num, 1) + struct.pack("<Q", v)
-
-
-def f32(num, v):
-    return tag(num, 5) + struct.pack("<I", v)
-
-
-def dbl(num, v):
-    return tag(num, 1) + struct.pack("<d", v)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from protowire import (pb_bytes, pb_double, pb_fixed32, pb_fixed64, pb_varint,  # noqa: E402
+                       tag, varint)
 
 
 def s(text):
@@ -71,24 +38,24 @@ def s(text):
 
 def anyv(kind, v):
     if kind == "str":
-        return ld(1, s(v))
+        return pb_bytes(1, s(v))
     if kind == "bool":
-        return vi(2, 1 if v else 0)
+        return pb_varint(2, 1 if v else 0)
     if kind == "int":
-        return vi(3, v)
+        return pb_varint(3, v)
     if kind == "double":
-        return dbl(4, v)
+        return pb_double(4, v)
     if kind == "array":
-        return ld(5, b"".join(ld(1, x) for x in v))
+        return pb_bytes(5, b"".join(pb_bytes(1, x) for x in v))
     if kind == "kvlist":
-        return ld(6, b"".join(ld(1, x) for x in v))
+        return pb_bytes(6, b"".join(pb_bytes(1, x) for x in v))
     if kind == "bytes":
-        return ld(7, v)
+        return pb_bytes(7, v)
     raise ValueError(kind)
 
 
 def kv(key, value):
-    return ld(1, s(key)) + (ld(2, value) if value is not None else b"")
+    return pb_bytes(1, s(key)) + (pb_bytes(2, value) if value is not None else b"")
 
 
 def span(fields):
@@ -96,9 +63,9 @@ def span(fields):
 
 
 def request(spans, resource=b"", scope=b"", rs_extra=b"", ss_extra=b""):
-    ss = ld(1, scope) + b"".join(ld(2, sp) for sp in spans) + ss_extra
-    rs = ld(1, resource) + ld(2, ss) + rs_extra
-    return ld(1, rs)
+    ss = pb_bytes(1, scope) + b"".join(pb_bytes(2, sp) for sp in spans) + ss_extra
+    rs = pb_bytes(1, resource) + pb_bytes(2, ss) + rs_extra
+    return pb_bytes(1, rs)
 
 
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
@@ -107,8 +74,8 @@ PARENT = bytes.fromhex("eee19b7ec3c1b173")
 
 
 def basic_span(*extra):
-    return span([ld(1, TRACE), ld(2, SPAN), ld(5, b"op"), f64(7, 1700000000000000000),
-                 f64(8, 1700000000500000000), *extra])
+    return span([pb_bytes(1, TRACE), pb_bytes(2, SPAN), pb_bytes(5, b"op"),
+                 pb_fixed64(7, 1700000000000000000), pb_fixed64(8, 1700000000500000000), *extra])
 
 
 def nested_array(depth, leaf):
@@ -140,90 +107,96 @@ def proto_cases():
     write("proto-empty-body.pb", b"")
 
     full = basic_span(
-        ld(3, b"vendor=1"),
-        ld(4, PARENT),
-        f32(16, 0x301),
-        vi(6, 5),
-        ld(9, kv("s", anyv("str", "text"))),
-        ld(9, kv("s.empty", anyv("str", ""))),
-        ld(9, kv("b.true", anyv("bool", True))),
-        ld(9, kv("b.false", anyv("bool", False))),
-        ld(9, kv("i.zero", anyv("int", 0))),
-        ld(9, kv("i.neg", anyv("int", -42))),
-        ld(9, kv("i.max", anyv("int", 2**63 - 1))),
-        ld(9, kv("i.min", anyv("int", -2**63))),
-        ld(9, kv("d.zero", anyv("double", 0.0))),
-        ld(9, kv("d.frac", anyv("double", 0.1))),
-        ld(9, kv("d.big", anyv("double", 1e21))),
-        ld(9, kv("d.small", anyv("double", 1.5e-7))),
-        ld(9, kv("d.nan", anyv("double", float("nan")))),
-        ld(9, kv("d.inf", anyv("double", float("-inf")))),
-        ld(9, kv("bytes", anyv("bytes", bytes([0, 1, 2, 0xfb, 0xff])))),
-        ld(9, kv("bytes.empty", anyv("bytes", b""))),
-        ld(9, kv("arr", anyv("array", [anyv("str", "a"), anyv("int", 1),
-                                        anyv("array", [anyv("bool", True)]), b""]))),
-        ld(9, kv("arr.empty", anyv("array", []))),
-        ld(9, kv("kv", anyv("kvlist", [kv("x", anyv("double", 2.5)),
-                                       kv("y", anyv("kvlist", [kv("z", anyv("str", "deep"))])),
-                                       kv("", None)]))),
-        ld(9, kv("kv.empty", anyv("kvlist", []))),
-        ld(9, kv("unset", b"")),
-        vi(10, 3),
-        ld(11, f64(1, 1700000000100000000) + ld(2, b"event") + ld(3, kv("e", anyv("int", 7)))
-           + vi(4, 1)),
-        ld(11, b""),
-        vi(12, 2),
-        ld(13, ld(1, TRACE) + ld(2, PARENT) + ld(3, b"ts=1") + ld(4, kv("l", anyv("bool", True)))
-           + vi(5, 4) + f32(6, 0x100)),
-        ld(13, b""),
-        vi(14, 6),
-        ld(15, ld(2, b"boom") + vi(3, 2)),
+        pb_bytes(3, b"vendor=1"),
+        pb_bytes(4, PARENT),
+        pb_fixed32(16, 0x301),
+        pb_varint(6, 5),
+        pb_bytes(9, kv("s", anyv("str", "text"))),
+        pb_bytes(9, kv("s.empty", anyv("str", ""))),
+        pb_bytes(9, kv("b.true", anyv("bool", True))),
+        pb_bytes(9, kv("b.false", anyv("bool", False))),
+        pb_bytes(9, kv("i.zero", anyv("int", 0))),
+        pb_bytes(9, kv("i.neg", anyv("int", -42))),
+        pb_bytes(9, kv("i.max", anyv("int", 2**63 - 1))),
+        pb_bytes(9, kv("i.min", anyv("int", -2**63))),
+        pb_bytes(9, kv("d.zero", anyv("double", 0.0))),
+        pb_bytes(9, kv("d.frac", anyv("double", 0.1))),
+        pb_bytes(9, kv("d.big", anyv("double", 1e21))),
+        pb_bytes(9, kv("d.small", anyv("double", 1.5e-7))),
+        pb_bytes(9, kv("d.nan", anyv("double", float("nan")))),
+        pb_bytes(9, kv("d.inf", anyv("double", float("-inf")))),
+        pb_bytes(9, kv("bytes", anyv("bytes", bytes([0, 1, 2, 0xfb, 0xff])))),
+        pb_bytes(9, kv("bytes.empty", anyv("bytes", b""))),
+        pb_bytes(9, kv("arr", anyv("array", [anyv("str", "a"), anyv("int", 1),
+                                              anyv("array", [anyv("bool", True)]), b""]))),
+        pb_bytes(9, kv("arr.empty", anyv("array", []))),
+        pb_bytes(9, kv("kv", anyv("kvlist", [
+            kv("x", anyv("double", 2.5)),
+            kv("y", anyv("kvlist", [kv("z", anyv("str", "deep"))])),
+            kv("", None)]))),
+        pb_bytes(9, kv("kv.empty", anyv("kvlist", []))),
+        pb_bytes(9, kv("unset", b"")),
+        pb_varint(10, 3),
+        pb_bytes(11, pb_fixed64(1, 1700000000100000000) + pb_bytes(2, b"event")
+                 + pb_bytes(3, kv("e", anyv("int", 7))) + pb_varint(4, 1)),
+        pb_bytes(11, b""),
+        pb_varint(12, 2),
+        pb_bytes(13, pb_bytes(1, TRACE) + pb_bytes(2, PARENT) + pb_bytes(3, b"ts=1")
+                 + pb_bytes(4, kv("l", anyv("bool", True))) + pb_varint(5, 4)
+                 + pb_fixed32(6, 0x100)),
+        pb_bytes(13, b""),
+        pb_varint(14, 6),
+        pb_bytes(15, pb_bytes(2, b"boom") + pb_varint(3, 2)),
     )
-    resource = (ld(1, kv("service.name", anyv("str", "svc"))) + vi(2, 1)
-                + ld(3, ld(1, b"https://schema/1") + ld(2, b"service") + ld(3, b"service.name")
-                     + ld(3, b"service.namespace") + ld(4, b"service.version")))
-    scope = (ld(1, b"lib") + ld(2, b"2.0") + ld(3, kv("scope.attr", anyv("str", "v")))
-             + vi(4, 9))
-    write("proto-full-span.pb", request([full, basic_span()], resource, scope,
-                                        rs_extra=ld(3, b"https://opentelemetry.io/schemas/1.26"),
-                                        ss_extra=ld(3, b"https://scope/schema")))
+    resource = (pb_bytes(1, kv("service.name", anyv("str", "svc"))) + pb_varint(2, 1)
+                + pb_bytes(3, pb_bytes(1, b"https://schema/1") + pb_bytes(2, b"service")
+                           + pb_bytes(3, b"service.name") + pb_bytes(3, b"service.namespace")
+                           + pb_bytes(4, b"service.version")))
+    scope = (pb_bytes(1, b"lib") + pb_bytes(2, b"2.0")
+             + pb_bytes(3, kv("scope.attr", anyv("str", "v"))) + pb_varint(4, 9))
+    write("proto-full-span.pb",
+          request([full, basic_span()], resource, scope,
+                  rs_extra=pb_bytes(3, b"https://opentelemetry.io/schemas/1.26"),
+                  ss_extra=pb_bytes(3, b"https://scope/schema")))
 
     # Zero-valued fields, an all-zero parent id and empty messages all vanish.
-    zero = span([ld(1, TRACE), ld(2, SPAN), ld(4, bytes(8)), ld(5, b""), vi(6, 0), f64(7, 0),
-                 f32(16, 0), ld(15, b"")])
-    write("proto-zero-values.pb", ld(1, ld(2, ld(2, zero))) + ld(1, b""))
+    zero = span([pb_bytes(1, TRACE), pb_bytes(2, SPAN), pb_bytes(4, bytes(8)), pb_bytes(5, b""),
+                 pb_varint(6, 0), pb_fixed64(7, 0), pb_fixed32(16, 0), pb_bytes(15, b"")])
+    write("proto-zero-values.pb", pb_bytes(1, pb_bytes(2, pb_bytes(2, zero))) + pb_bytes(1, b""))
 
     bad = b"ok\xff\xfe ok \xc3\xa9 \xe2\x82 \xed\xa0\x80 \xc0\xaf end"
     write("proto-invalid-utf8.pb",
-          request([basic_span(ld(9, kv("bad", anyv("str", bad))),
-                              ld(9, kv(b"key\xff", anyv("str", "v"))))],
-                  scope=ld(1, b"scope\x80")))
+          request([basic_span(pb_bytes(9, kv("bad", anyv("str", bad))),
+                              pb_bytes(9, kv(b"key\xff", anyv("str", "v"))))],
+                  scope=pb_bytes(1, b"scope\x80")))
 
     # A NUL cannot live in a C string: it becomes U+FFFD, the rest is kept.
     # Bytes values are not strings and keep their NULs.
     write("proto-nul-in-string.pb",
-          request([basic_span(ld(9, kv(b"key\0nul", anyv("str", b"a\0b\0\0c"))),
-                              ld(9, kv("bytes", anyv("bytes", b"\0\0x\0"))),
-                              ld(9, kv("bad+nul", anyv("str", b"\xff\0\xc3"))))],
-                  resource=ld(3, ld(3, b"id\0key")),
-                  scope=ld(1, b"scope\0name")))
+          request([basic_span(pb_bytes(9, kv(b"key\0nul", anyv("str", b"a\0b\0\0c"))),
+                              pb_bytes(9, kv("bytes", anyv("bytes", b"\0\0x\0"))),
+                              pb_bytes(9, kv("bad+nul", anyv("str", b"\xff\0\xc3"))))],
+                  resource=pb_bytes(3, pb_bytes(3, b"id\0key")),
+                  scope=pb_bytes(1, b"scope\0name")))
 
-    unknown = (vi(100, 5) + f64(101, 7) + f32(102, 9) + ld(103, b"opaque")
-               + ld(104, ld(1, b"nested-looking but unknown")))
+    unknown = (pb_varint(100, 5) + pb_fixed64(101, 7) + pb_fixed32(102, 9)
+               + pb_bytes(103, b"opaque")
+               + pb_bytes(104, pb_bytes(1, b"nested-looking but unknown")))
     write("proto-unknown-fields.pb",
-          request([basic_span(unknown, ld(9, kv("k", anyv("int", 1) + unknown)))],
+          request([basic_span(unknown, pb_bytes(9, kv("k", anyv("int", 1) + unknown)))],
                   resource=unknown, scope=unknown, rs_extra=unknown) + unknown)
 
     write("proto-nesting-max.pb",
-          request([basic_span(ld(9, kv("deep", nested_array(MAX_DEPTH, anyv("str", "leaf")))),
-                              ld(9, kv("deepkv", nested_kvlist(MAX_DEPTH, anyv("int", 1)))))]))
+          request([basic_span(
+              pb_bytes(9, kv("deep", nested_array(MAX_DEPTH, anyv("str", "leaf")))),
+              pb_bytes(9, kv("deepkv", nested_kvlist(MAX_DEPTH, anyv("int", 1)))))]))
 
     # --- errors ---
-    good = request([basic_span(ld(9, kv("k", anyv("str", "v"))))])
+    good = request([basic_span(pb_bytes(9, kv("k", anyv("str", "v"))))])
     write("proto-err-truncated.pb", good[:-3])
     write_error("proto-err-truncated", "past end of message")
 
-    write("proto-err-wrong-wire-type.pb", request([span([vi(1, 5)])]))
+    write("proto-err-wrong-wire-type.pb", request([span([pb_varint(1, 5)])]))
     write_error("proto-err-wrong-wire-type",
                 "field opentelemetry.proto.trace.v1.Span.trace_id: wrong wire type 0")
 
@@ -234,18 +207,20 @@ def proto_cases():
                 "field opentelemetry.proto.trace.v1.Span.trace_id: length 400 past end of message")
 
     write("proto-err-deep-array.pb",
-          request([basic_span(ld(9, kv("deep", nested_array(MAX_DEPTH + 1, anyv("str", "x")))))]))
+          request([basic_span(
+              pb_bytes(9, kv("deep", nested_array(MAX_DEPTH + 1, anyv("str", "x")))))]))
     write_error("proto-err-deep-array", "nested deeper than 32")
 
     write("proto-err-deep-kvlist.pb",
-          request([basic_span(ld(9, kv("deep", nested_kvlist(MAX_DEPTH + 1, anyv("int", 1)))))]))
+          request([basic_span(
+              pb_bytes(9, kv("deep", nested_kvlist(MAX_DEPTH + 1, anyv("int", 1)))))]))
     write_error("proto-err-deep-kvlist", "nested deeper than 32")
 
     # Far past the bound: rejected by the pre-scan before unpack recurses.
     deep = anyv("str", "x")
     for _ in range(3000):
-        deep = ld(5, ld(1, deep))
-    write("proto-err-very-deep.pb", request([basic_span(ld(9, kv("deep", deep)))]))
+        deep = pb_bytes(5, pb_bytes(1, deep))
+    write("proto-err-very-deep.pb", request([basic_span(pb_bytes(9, kv("deep", deep)))]))
     write_error("proto-err-very-deep", "nested deeper than 32")
 
     write("proto-err-group.pb", request([basic_span(tag(20, 3) + tag(20, 4))]))
@@ -254,10 +229,10 @@ def proto_cases():
     write("proto-err-bad-varint.pb", request([span([tag(6, 0) + b"\xff" * 11])]))
     write_error("proto-err-bad-varint", "Span.kind: malformed varint")
 
-    write("proto-err-field-zero.pb", ld(1, vi(0, 1)))
+    write("proto-err-field-zero.pb", pb_bytes(1, pb_varint(0, 1)))
     write_error("proto-err-field-zero", "field number 0")
 
-    write("proto-err-wire-type-7.pb", ld(1, tag(50, 7)))
+    write("proto-err-wire-type-7.pb", pb_bytes(1, tag(50, 7)))
     write_error("proto-err-wire-type-7", "invalid wire type")
 
     write("proto-err-truncated-fixed64.pb", request([span([tag(7, 1) + b"\x01\x02"])]))

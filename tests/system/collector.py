@@ -19,12 +19,17 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+# The writer is shared with the corpus and golden generators; the test files
+# import these names (and read_fields below) from this module.
+from protowire import pb_bytes, pb_fixed64, pb_varint, tag, varint  # noqa: E402,F401
 
 SOURCE_DIR = os.environ.get(
     "RC_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -243,37 +248,7 @@ def post_traces(port, body, content_type="application/x-protobuf", encoding=None
 
 
 # --- protobuf ----------------------------------------------------------------
-
-def varint(n):
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def tag(field, wire):
-    return varint(field << 3 | wire)
-
-
-def pb_bytes(field, data):
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    return tag(field, 2) + varint(len(data)) + data
-
-
-def pb_varint(field, n):
-    return tag(field, 0) + varint(n)
-
-
-def pb_fixed64(field, n):
-    return tag(field, 1) + struct.pack("<Q", n)
-
+# The wire writer (varint, tag, pb_*) is tests/lib/protowire.py, imported above.
 
 def kv_string(key, value):
     """KeyValue{key, AnyValue{string_value}}; value may be raw bytes (for
