@@ -1,0 +1,804 @@
+/*
+ * conventions.c - the convention table and the one-pass scanner.
+ *
+ * The table below is the single source of truth for which attribute feeds
+ * which canonical fact, and with what precedence (rank: lower wins, per
+ * fact). docs/llm-mapping.md documents it; rc_conv_table() exposes it so a
+ * test can keep the two in step.
+ *
+ * Lookup: at first use an open-addressing hash of the exact keys is built
+ * (pthread_once). Entries sharing a key (a JSON attribute with several
+ * members, llm.model_name feeding two facts) are chained by `next_same`.
+ * A key that misses goes through a short prefix list filtered by its first
+ * byte. So scanning a span costs one hash per attribute, whatever the size
+ * of the table.
+ *
+ * JSON attributes are not parsed during the walk: the walk notes them, and
+ * after it each is parsed (with jansson, its transient heap charged to the
+ * memory limiter) only when one of its members could still win a wanted
+ * fact, so a span that carries the flat key never pays for the JSON one.
+ */
+#include "llm/conventions.h"
+
+#include "core/memlimit.h"
+#include "llm/span_attrs.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* --- the table ---------------------------------------------------------- */
+
+#define X(k, f, r, c)                                                                              \
+    {                                                                                              \
+        k, NULL, f, r, RC_MATCH_EXACT, 0, c                                                        \
+    }
+#define XS(k, f, r, src, c)                                                                        \
+    {                                                                                              \
+        k, NULL, f, r, RC_MATCH_EXACT, src, c                                                      \
+    }
+#define J(k, m, f, r, c)                                                                           \
+    {                                                                                              \
+        k, m, f, r, RC_MATCH_JSON, 0, c                                                            \
+    }
+#define P(k, src, c)                                                                               \
+    {                                                                                              \
+        k, NULL, -1, 0, RC_MATCH_PREFIX, src, c                                                    \
+    }
+
+/* The customer_params object members, in every place they can arrive. */
+#define CUSTOMER_PARAM(member, fact)                                                               \
+    X("respan.customer_params." member, fact, 0, "respan"),                                        \
+        X("keywordsai.customer_params." member, fact, 1, "keywordsai"),                            \
+        J("respan.customer_params", member, fact, 2, "respan"),                                    \
+        J("keywordsai.customer_params", member, fact, 3, "keywordsai"),                            \
+        J("ai.telemetry.metadata.customer_params", member, fact, 4, "vercel")
+
+static const rc_conv_entry table[] = {
+    /* customer identifier */
+    X("respan.customer_params.customer_identifier", RC_FACT_CUSTOMER_ID, 0, "respan"),
+    X("respan.customer_identifier", RC_FACT_CUSTOMER_ID, 1, "respan"),
+    X("respan.customer.identifier", RC_FACT_CUSTOMER_ID, 2, "respan"),
+    X("keywordsai.customer_params.customer_identifier", RC_FACT_CUSTOMER_ID, 3, "keywordsai"),
+    X("keywordsai.customer_identifier", RC_FACT_CUSTOMER_ID, 4, "keywordsai"),
+    X("keywordsai.customer.identifier", RC_FACT_CUSTOMER_ID, 5, "keywordsai"),
+    J("respan.customer_params", "customer_identifier", RC_FACT_CUSTOMER_ID, 6, "respan"),
+    J("keywordsai.customer_params", "customer_identifier", RC_FACT_CUSTOMER_ID, 7, "keywordsai"),
+    X("ai.telemetry.metadata.customer_identifier", RC_FACT_CUSTOMER_ID, 8, "vercel"),
+    J("ai.telemetry.metadata.customer_params", "customer_identifier", RC_FACT_CUSTOMER_ID, 9,
+      "vercel"),
+    X("traceloop.association.properties.customer_id", RC_FACT_CUSTOMER_ID, 10, "openllmetry"),
+    X("traceloop.association.properties.customer_identifier", RC_FACT_CUSTOMER_ID, 11,
+      "openllmetry"),
+    X("metadata.user_api_key_end_user_id", RC_FACT_CUSTOMER_ID, 12, "litellm"),
+    X("litellm.end_user.id", RC_FACT_CUSTOMER_ID, 13, "litellm"),
+    X("langfuse.user.id", RC_FACT_CUSTOMER_ID, 14, "langfuse"),
+    X("ai.telemetry.metadata.userId", RC_FACT_CUSTOMER_ID, 15, "vercel"),
+    X("traceloop.association.properties.user_id", RC_FACT_CUSTOMER_ID, 16, "openllmetry"),
+    X("user.id", RC_FACT_CUSTOMER_ID, 17, "generic"),
+    X("enduser.id", RC_FACT_CUSTOMER_ID, 18, "generic"),
+
+    /* customer name and email */
+    X("respan.customer_params.name", RC_FACT_CUSTOMER_NAME, 0, "respan"),
+    X("respan.customer.name", RC_FACT_CUSTOMER_NAME, 1, "respan"),
+    X("keywordsai.customer_params.name", RC_FACT_CUSTOMER_NAME, 2, "keywordsai"),
+    X("keywordsai.customer.name", RC_FACT_CUSTOMER_NAME, 3, "keywordsai"),
+    J("respan.customer_params", "name", RC_FACT_CUSTOMER_NAME, 4, "respan"),
+    J("keywordsai.customer_params", "name", RC_FACT_CUSTOMER_NAME, 5, "keywordsai"),
+    J("ai.telemetry.metadata.customer_params", "name", RC_FACT_CUSTOMER_NAME, 6, "vercel"),
+    X("respan.customer_params.email", RC_FACT_CUSTOMER_EMAIL, 0, "respan"),
+    X("respan.customer.email", RC_FACT_CUSTOMER_EMAIL, 1, "respan"),
+    X("keywordsai.customer_params.email", RC_FACT_CUSTOMER_EMAIL, 2, "keywordsai"),
+    X("keywordsai.customer.email", RC_FACT_CUSTOMER_EMAIL, 3, "keywordsai"),
+    J("respan.customer_params", "email", RC_FACT_CUSTOMER_EMAIL, 4, "respan"),
+    J("keywordsai.customer_params", "email", RC_FACT_CUSTOMER_EMAIL, 5, "keywordsai"),
+    J("ai.telemetry.metadata.customer_params", "email", RC_FACT_CUSTOMER_EMAIL, 6, "vercel"),
+
+    /* budgets and limits */
+    CUSTOMER_PARAM("budget_duration", RC_FACT_BUDGET_DURATION),
+    CUSTOMER_PARAM("period_budget", RC_FACT_PERIOD_BUDGET),
+    CUSTOMER_PARAM("total_budget", RC_FACT_TOTAL_BUDGET),
+    CUSTOMER_PARAM("period_start", RC_FACT_PERIOD_START),
+    CUSTOMER_PARAM("period_end", RC_FACT_PERIOD_END),
+    CUSTOMER_PARAM("markup_percentage", RC_FACT_MARKUP_PERCENTAGE),
+    CUSTOMER_PARAM("rate_limit", RC_FACT_RATE_LIMIT),
+
+    /* thread, session, custom and trace-group identifiers */
+    X("respan.thread_identifier", RC_FACT_THREAD_ID, 0, "respan"),
+    X("respan.threads.thread_identifier", RC_FACT_THREAD_ID, 1, "respan"),
+    X("keywordsai.thread_identifier", RC_FACT_THREAD_ID, 2, "keywordsai"),
+    X("keywordsai.threads.thread_identifier", RC_FACT_THREAD_ID, 3, "keywordsai"),
+    X("gen_ai.conversation.id", RC_FACT_THREAD_ID, 4, "genai"),
+    X("respan.session_identifier", RC_FACT_SESSION_ID, 0, "respan"),
+    X("keywordsai.session_identifier", RC_FACT_SESSION_ID, 1, "keywordsai"),
+    X("langfuse.session.id", RC_FACT_SESSION_ID, 2, "langfuse"),
+    X("traceloop.association.properties.session_id", RC_FACT_SESSION_ID, 3, "openllmetry"),
+    X("ai.telemetry.metadata.sessionId", RC_FACT_SESSION_ID, 4, "vercel"),
+    X("session.id", RC_FACT_SESSION_ID, 5, "generic"),
+    X("respan.custom_identifier", RC_FACT_CUSTOM_ID, 0, "respan"),
+    X("respan.span_params.custom_identifier", RC_FACT_CUSTOM_ID, 1, "respan"),
+    X("keywordsai.custom_identifier", RC_FACT_CUSTOM_ID, 2, "keywordsai"),
+    X("keywordsai.span_params.custom_identifier", RC_FACT_CUSTOM_ID, 3, "keywordsai"),
+    X("respan.trace_group_identifier", RC_FACT_TRACE_GROUP_ID, 0, "respan"),
+    X("respan.trace.trace_group_identifier", RC_FACT_TRACE_GROUP_ID, 1, "respan"),
+    X("keywordsai.trace_group_identifier", RC_FACT_TRACE_GROUP_ID, 2, "keywordsai"),
+    X("keywordsai.trace.trace_group_identifier", RC_FACT_TRACE_GROUP_ID, 3, "keywordsai"),
+    X("deployment.environment.name", RC_FACT_ENVIRONMENT, 0, "generic"),
+    X("deployment.environment", RC_FACT_ENVIRONMENT, 1, "generic"),
+
+    /* model, provider, operation */
+    X("gen_ai.request.model", RC_FACT_REQUEST_MODEL, 0, "genai"),
+    X("ai.model.id", RC_FACT_REQUEST_MODEL, 1, "vercel"),
+    X("llm.request.model", RC_FACT_REQUEST_MODEL, 2, "openllmetry"),
+    X("llm.model_name", RC_FACT_REQUEST_MODEL, 3, "openinference"),
+    X("langfuse.observation.model.name", RC_FACT_REQUEST_MODEL, 4, "langfuse"),
+    X("gen_ai.response.model", RC_FACT_RESPONSE_MODEL, 0, "genai"),
+    X("ai.response.model", RC_FACT_RESPONSE_MODEL, 1, "vercel"),
+    X("llm.response.model", RC_FACT_RESPONSE_MODEL, 2, "openllmetry"),
+    X("llm.model_name", RC_FACT_RESPONSE_MODEL, 3, "openinference"),
+    X("gen_ai.provider.name", RC_FACT_PROVIDER, 0, "genai"),
+    X("gen_ai.system", RC_FACT_PROVIDER, 1, "genai"),
+    X("llm.provider", RC_FACT_PROVIDER, 2, "openinference"),
+    X("llm.system", RC_FACT_PROVIDER, 3, "openinference"),
+    X("ai.model.provider", RC_FACT_PROVIDER, 4, "vercel"),
+    X("gen_ai.operation.name", RC_FACT_OPERATION, 0, "genai"),
+
+    /* token counts */
+    X("gen_ai.usage.input_tokens", RC_FACT_INPUT_TOKENS, 0, "genai"),
+    X("gen_ai.usage.prompt_tokens", RC_FACT_INPUT_TOKENS, 1, "genai"),
+    X("llm.token_count.prompt", RC_FACT_INPUT_TOKENS, 2, "openinference"),
+    X("ai.usage.inputTokens", RC_FACT_INPUT_TOKENS, 3, "vercel"),
+    X("ai.usage.promptTokens", RC_FACT_INPUT_TOKENS, 4, "vercel"),
+    X("llm.usage.prompt_tokens", RC_FACT_INPUT_TOKENS, 5, "openllmetry"),
+    J("langfuse.observation.usage_details", "input", RC_FACT_INPUT_TOKENS, 6, "langfuse"),
+    X("gen_ai.usage.output_tokens", RC_FACT_OUTPUT_TOKENS, 0, "genai"),
+    X("gen_ai.usage.completion_tokens", RC_FACT_OUTPUT_TOKENS, 1, "genai"),
+    X("llm.token_count.completion", RC_FACT_OUTPUT_TOKENS, 2, "openinference"),
+    X("ai.usage.outputTokens", RC_FACT_OUTPUT_TOKENS, 3, "vercel"),
+    X("ai.usage.completionTokens", RC_FACT_OUTPUT_TOKENS, 4, "vercel"),
+    X("llm.usage.completion_tokens", RC_FACT_OUTPUT_TOKENS, 5, "openllmetry"),
+    J("langfuse.observation.usage_details", "output", RC_FACT_OUTPUT_TOKENS, 6, "langfuse"),
+    X("gen_ai.usage.cache_read.input_tokens", RC_FACT_CACHE_READ_TOKENS, 0, "genai"),
+    X("gen_ai.usage.cache_read_input_tokens", RC_FACT_CACHE_READ_TOKENS, 1, "genai"),
+    X("llm.token_count.prompt_details.cache_read", RC_FACT_CACHE_READ_TOKENS, 2, "openinference"),
+    X("ai.usage.cachedInputTokens", RC_FACT_CACHE_READ_TOKENS, 3, "vercel"),
+    J("langfuse.observation.usage_details", "cache_read_input_tokens", RC_FACT_CACHE_READ_TOKENS, 4,
+      "langfuse"),
+    J("langfuse.observation.usage_details", "input_cache_read", RC_FACT_CACHE_READ_TOKENS, 5,
+      "langfuse"),
+    J("langfuse.observation.usage_details", "input_cached_tokens", RC_FACT_CACHE_READ_TOKENS, 6,
+      "langfuse"),
+    X("gen_ai.usage.cache_creation.input_tokens", RC_FACT_CACHE_CREATION_TOKENS, 0, "genai"),
+    X("gen_ai.usage.cache_creation_input_tokens", RC_FACT_CACHE_CREATION_TOKENS, 1, "genai"),
+    X("llm.token_count.prompt_details.cache_write", RC_FACT_CACHE_CREATION_TOKENS, 2,
+      "openinference"),
+    J("langfuse.observation.usage_details", "cache_creation_input_tokens",
+      RC_FACT_CACHE_CREATION_TOKENS, 3, "langfuse"),
+    J("langfuse.observation.usage_details", "input_cache_creation", RC_FACT_CACHE_CREATION_TOKENS,
+      4, "langfuse"),
+    X("gen_ai.usage.reasoning.output_tokens", RC_FACT_REASONING_TOKENS, 0, "genai"),
+    X("gen_ai.usage.reasoning_tokens", RC_FACT_REASONING_TOKENS, 1, "genai"),
+    X("llm.token_count.completion_details.reasoning", RC_FACT_REASONING_TOKENS, 2, "openinference"),
+    X("ai.usage.reasoningTokens", RC_FACT_REASONING_TOKENS, 3, "vercel"),
+    J("langfuse.observation.usage_details", "output_reasoning_tokens", RC_FACT_REASONING_TOKENS, 4,
+      "langfuse"),
+    X("gen_ai.usage.total_tokens", RC_FACT_TOTAL_TOKENS, 0, "genai"),
+    X("llm.usage.total_tokens", RC_FACT_TOTAL_TOKENS, 1, "openllmetry"),
+    X("llm.token_count.total", RC_FACT_TOTAL_TOKENS, 2, "openinference"),
+    X("ai.usage.totalTokens", RC_FACT_TOTAL_TOKENS, 3, "vercel"),
+    J("langfuse.observation.usage_details", "total", RC_FACT_TOTAL_TOKENS, 4, "langfuse"),
+
+    /* cost the instrumentation reported */
+    X("gen_ai.usage.cost", RC_FACT_REPORTED_COST, 0, "genai"),
+    X("llm.cost.total", RC_FACT_REPORTED_COST, 1, "openinference"),
+    X("gen_ai.cost.total_cost", RC_FACT_REPORTED_COST, 2, "litellm"),
+    J("langfuse.observation.cost_details", "total", RC_FACT_REPORTED_COST, 3, "langfuse"),
+
+    /* kind hints */
+    X("respan.entity.log_type", RC_FACT_LOG_TYPE, 0, "respan"),
+    X("keywordsai.entity.log_type", RC_FACT_LOG_TYPE, 1, "keywordsai"),
+    X("traceloop.span.kind", RC_FACT_TRACELOOP_KIND, 0, "openllmetry"),
+    X("openinference.span.kind", RC_FACT_OPENINFERENCE_KIND, 0, "openinference"),
+    X("llm.request.type", RC_FACT_LLM_REQUEST_TYPE, 0, "openllmetry"),
+    X("ai.operationId", RC_FACT_VERCEL_OPERATION, 0, "vercel"),
+    X("operation.name", RC_FACT_VERCEL_OPERATION, 1, "vercel"),
+
+    /* messages */
+    XS("gen_ai.input.messages", RC_FACT_INPUT_MESSAGES, 0, RC_MSG_GENAI_JSON, "genai"),
+    XS("gen_ai.output.messages", RC_FACT_OUTPUT_MESSAGES, 0, RC_MSG_GENAI_JSON, "genai"),
+    XS("ai.prompt.messages", -1, 0, RC_MSG_VERCEL, "vercel"),
+    XS("ai.response.text", -1, 0, RC_MSG_VERCEL, "vercel"),
+    XS("ai.response.toolCalls", -1, 0, RC_MSG_VERCEL, "vercel"),
+    P("gen_ai.prompt.", RC_MSG_OPENLLMETRY, "openllmetry"),
+    P("gen_ai.completion.", RC_MSG_OPENLLMETRY, "openllmetry"),
+    P("llm.input_messages.", RC_MSG_OPENINFERENCE, "openinference"),
+    P("llm.output_messages.", RC_MSG_OPENINFERENCE, "openinference"),
+
+    /* metadata families: no canonical fact, noted for the exporter */
+    XS("metadata", -1, 0, RC_SRC_METADATA, "openinference"),
+    XS("respan.metadata", -1, 0, RC_SRC_METADATA, "respan"),
+    XS("keywordsai.metadata", -1, 0, RC_SRC_METADATA, "keywordsai"),
+    P("traceloop.association.properties.", RC_SRC_METADATA, "openllmetry"),
+    P("ai.telemetry.metadata.", RC_SRC_METADATA, "vercel"),
+    P("respan.metadata.", RC_SRC_METADATA, "respan"),
+    P("keywordsai.metadata.", RC_SRC_METADATA, "keywordsai"),
+};
+
+#define N_ENTRIES (sizeof table / sizeof table[0])
+
+static const struct {
+    const char *name;
+    rc_fact_type type;
+} facts_info[RC_FACT_COUNT] = {
+    [RC_FACT_CUSTOMER_ID] = {"customer_id", RC_FACT_STR},
+    [RC_FACT_CUSTOMER_NAME] = {"customer_name", RC_FACT_STR},
+    [RC_FACT_CUSTOMER_EMAIL] = {"customer_email", RC_FACT_STR},
+    [RC_FACT_BUDGET_DURATION] = {"budget_duration", RC_FACT_STR},
+    [RC_FACT_PERIOD_BUDGET] = {"period_budget", RC_FACT_DOUBLE},
+    [RC_FACT_TOTAL_BUDGET] = {"total_budget", RC_FACT_DOUBLE},
+    [RC_FACT_PERIOD_START] = {"period_start", RC_FACT_STR},
+    [RC_FACT_PERIOD_END] = {"period_end", RC_FACT_STR},
+    [RC_FACT_MARKUP_PERCENTAGE] = {"markup_percentage", RC_FACT_DOUBLE},
+    [RC_FACT_RATE_LIMIT] = {"rate_limit", RC_FACT_INT},
+    [RC_FACT_THREAD_ID] = {"thread_id", RC_FACT_STR},
+    [RC_FACT_SESSION_ID] = {"session_id", RC_FACT_STR},
+    [RC_FACT_CUSTOM_ID] = {"custom_id", RC_FACT_STR},
+    [RC_FACT_TRACE_GROUP_ID] = {"trace_group_id", RC_FACT_STR},
+    [RC_FACT_ENVIRONMENT] = {"environment", RC_FACT_STR},
+    [RC_FACT_REQUEST_MODEL] = {"request_model", RC_FACT_STR},
+    [RC_FACT_RESPONSE_MODEL] = {"response_model", RC_FACT_STR},
+    [RC_FACT_PROVIDER] = {"provider", RC_FACT_STR},
+    [RC_FACT_OPERATION] = {"operation", RC_FACT_STR},
+    [RC_FACT_INPUT_TOKENS] = {"input_tokens", RC_FACT_INT},
+    [RC_FACT_OUTPUT_TOKENS] = {"output_tokens", RC_FACT_INT},
+    [RC_FACT_CACHE_READ_TOKENS] = {"cache_read_tokens", RC_FACT_INT},
+    [RC_FACT_CACHE_CREATION_TOKENS] = {"cache_creation_tokens", RC_FACT_INT},
+    [RC_FACT_REASONING_TOKENS] = {"reasoning_tokens", RC_FACT_INT},
+    [RC_FACT_TOTAL_TOKENS] = {"total_tokens", RC_FACT_INT},
+    [RC_FACT_REPORTED_COST] = {"reported_cost", RC_FACT_DOUBLE},
+    [RC_FACT_LOG_TYPE] = {"log_type", RC_FACT_STR},
+    [RC_FACT_TRACELOOP_KIND] = {"traceloop_kind", RC_FACT_STR},
+    [RC_FACT_OPENINFERENCE_KIND] = {"openinference_kind", RC_FACT_STR},
+    [RC_FACT_LLM_REQUEST_TYPE] = {"llm_request_type", RC_FACT_STR},
+    [RC_FACT_VERCEL_OPERATION] = {"vercel_operation", RC_FACT_STR},
+    [RC_FACT_INPUT_MESSAGES] = {"input_messages", RC_FACT_STR},
+    [RC_FACT_OUTPUT_MESSAGES] = {"output_messages", RC_FACT_STR},
+};
+
+_Static_assert(RC_FACT_COUNT <= 64, "fact masks are 64 bits");
+
+const rc_conv_entry *rc_conv_table(size_t *n)
+{
+    *n = N_ENTRIES;
+    return table;
+}
+
+const char *rc_fact_name(rc_fact_id id)
+{
+    return id < RC_FACT_COUNT ? facts_info[id].name : "?";
+}
+
+rc_fact_type rc_fact_type_of(rc_fact_id id)
+{
+    return id < RC_FACT_COUNT ? facts_info[id].type : RC_FACT_STR;
+}
+
+/* --- the index ------------------------------------------------------------ */
+
+#define HASH_SLOTS 1024 /* power of two, > 3x the distinct exact keys */
+#define NO_ENTRY 0xffff
+
+static uint16_t slots[HASH_SLOTS];    /* first entry of a key, or NO_ENTRY */
+static uint16_t next_same[N_ENTRIES]; /* next entry with the same key */
+static uint16_t prefixes[16];         /* RC_MATCH_PREFIX entries */
+static size_t n_prefixes;
+static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+
+_Static_assert(N_ENTRIES < NO_ENTRY, "entry indexes are 16 bits");
+
+static uint32_t hash_key(const char *s, size_t *len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    const char *p = s;
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    *len = (size_t)(p - s);
+    return h;
+}
+
+static void build_index(void)
+{
+    memset(slots, 0xff, sizeof slots);
+    memset(next_same, 0xff, sizeof next_same);
+    /* Insert in reverse so each chain runs in table order. */
+    for (size_t k = N_ENTRIES; k-- > 0;) {
+        const rc_conv_entry *e = &table[k];
+        if (e->match == RC_MATCH_PREFIX) continue;
+        size_t len;
+        uint32_t i = hash_key(e->key, &len) & (HASH_SLOTS - 1);
+        while (slots[i] != NO_ENTRY && strcmp(table[slots[i]].key, e->key) != 0)
+            i = (i + 1) & (HASH_SLOTS - 1);
+        next_same[k] = slots[i];
+        slots[i] = (uint16_t)k;
+    }
+    for (size_t k = 0; k < N_ENTRIES; k++)
+        if (table[k].match == RC_MATCH_PREFIX && n_prefixes < 16)
+            prefixes[n_prefixes++] = (uint16_t)k;
+}
+
+static uint16_t lookup_exact(const char *key)
+{
+    size_t len;
+    uint32_t i = hash_key(key, &len) & (HASH_SLOTS - 1);
+    for (; slots[i] != NO_ENTRY; i = (i + 1) & (HASH_SLOTS - 1))
+        if (strcmp(table[slots[i]].key, key) == 0) return slots[i];
+    return NO_ENTRY;
+}
+
+static const rc_conv_entry *lookup_prefix(const char *key)
+{
+    for (size_t i = 0; i < n_prefixes; i++) {
+        const rc_conv_entry *e = &table[prefixes[i]];
+        if (e->key[0] == key[0] && strncmp(e->key, key, strlen(e->key)) == 0) return e;
+    }
+    return NULL;
+}
+
+/* --- candidate values ------------------------------------------------------- */
+
+/* A value on its way to a fact: from an AnyValue or a JSON member. */
+typedef enum cand_kind { C_NONE, C_STR, C_INT, C_DOUBLE, C_BOOL } cand_kind;
+
+typedef struct cand {
+    cand_kind kind;
+    const char *s; /* C_STR, NUL-terminated */
+    size_t len;
+    bool transient; /* s dies with a JSON tree: copy it on a win */
+    int64_t i;
+    double d;
+} cand;
+
+static cand cand_of_any(const otlp_any_value *v)
+{
+    cand c = {0};
+    if (!v) return c;
+    switch (v->value_case) {
+    case RC_AV_STRING:
+        c.kind = v->string_value ? C_STR : C_NONE;
+        c.s = v->string_value;
+        c.len = c.s ? strlen(c.s) : 0;
+        break;
+    case RC_AV_INT:
+        c.kind = C_INT;
+        c.i = v->int_value;
+        break;
+    case RC_AV_DOUBLE:
+        c.kind = C_DOUBLE;
+        c.d = v->double_value;
+        break;
+    case RC_AV_BOOL:
+        c.kind = C_BOOL;
+        break;
+    default:
+        c.kind = C_BOOL; /* arrays, maps, bytes: unusable as a scalar */
+        break;
+    }
+    return c;
+}
+
+static cand cand_of_json(const json_t *j)
+{
+    cand c = {0};
+    if (json_is_string(j)) {
+        c.kind = C_STR;
+        c.s = json_string_value(j);
+        c.len = json_string_length(j);
+        c.transient = true;
+    } else if (json_is_integer(j)) {
+        c.kind = C_INT;
+        c.i = (int64_t)json_integer_value(j);
+    } else if (json_is_real(j)) {
+        c.kind = C_DOUBLE;
+        c.d = json_real_value(j);
+    } else if (!json_is_null(j)) {
+        c.kind = C_BOOL; /* true/false/object/array: not a scalar we use */
+    }
+    return c;
+}
+
+/* Reads c as the fact's type into out (strings not yet materialised).
+ * False when c does not fit; C_NONE (absent, empty) is neither fit nor
+ * rejected and is filtered by the caller. */
+static bool coerce(rc_fact_type t, const cand *c, rc_fact *out)
+{
+    switch (t) {
+    case RC_FACT_STR:
+        if (c->kind == C_STR) return true;
+        if (c->kind == C_INT) return true;
+        if (c->kind == C_DOUBLE && c->d == (double)(int64_t)c->d) {
+            out->i = (int64_t)c->d;
+            return true;
+        }
+        return false;
+    case RC_FACT_INT:
+        if (c->kind == C_INT) {
+            out->i = c->i;
+            return true;
+        }
+        if (c->kind == C_DOUBLE) {
+            otlp_any_value v = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+            v.value_case = RC_AV_DOUBLE;
+            v.double_value = c->d;
+            return rc_av_int(&v, &out->i);
+        }
+        return c->kind == C_STR && rc_parse_int(c->s, c->len, &out->i);
+    case RC_FACT_DOUBLE:
+        if (c->kind == C_INT) {
+            out->d = (double)c->i;
+            return true;
+        }
+        if (c->kind == C_DOUBLE) {
+            out->d = c->d;
+            return c->d == c->d && c->d - c->d == 0; /* finite */
+        }
+        return c->kind == C_STR && rc_parse_double(c->s, c->len, &out->d);
+    }
+    return false;
+}
+
+/* Gives a winning string fact its lasting text. */
+static bool materialise_str(const cand *c, rc_fact *out, rc_arena *arena)
+{
+    if (c->kind == C_STR && !c->transient) {
+        out->s = c->s;
+        out->len = c->len;
+        return true;
+    }
+    if (!arena) return false;
+    if (c->kind == C_STR) {
+        out->s = rc_arena_strndup(arena, c->s, c->len);
+        out->len = c->len;
+        return out->s != NULL;
+    }
+    char num[24];
+    int n = snprintf(num, sizeof num, "%lld", (long long)(c->kind == C_INT ? c->i : out->i));
+    out->s = rc_arena_strndup(arena, num, (size_t)n);
+    out->len = (size_t)n;
+    return out->s != NULL;
+}
+
+typedef struct scan_ctx {
+    rc_facts *f;
+    rc_arena *arena;
+    bool from_resource;
+} scan_ctx;
+
+static void reject(rc_facts *f, int fact)
+{
+    f->rejected |= RC_FACT_BIT(fact);
+    f->n_rejected++;
+}
+
+/* Offers c to the entry's fact: it wins when it fits and outranks what is
+ * there. */
+static void offer(scan_ctx *sc, const rc_conv_entry *e, const char *key, const cand *c)
+{
+    rc_facts *f = sc->f;
+    if (e->fact < 0 || !(f->want & RC_FACT_BIT(e->fact))) return;
+    if (c->kind == C_NONE || (c->kind == C_STR && c->len == 0)) return;
+    rc_fact v = {0};
+    rc_fact_type t = facts_info[e->fact].type;
+    if (!coerce(t, c, &v)) {
+        reject(f, e->fact);
+        return;
+    }
+    rc_fact *cur = &f->f[e->fact];
+    if ((f->have & RC_FACT_BIT(e->fact)) && cur->rank <= e->rank) return;
+    if (t == RC_FACT_STR && !materialise_str(c, &v, sc->arena)) return;
+    v.key = key;
+    v.rank = e->rank;
+    v.from_resource = sc->from_resource;
+    *cur = v;
+    f->have |= RC_FACT_BIT(e->fact);
+}
+
+/* --- JSON sources ------------------------------------------------------------ */
+
+#define MAX_PENDING_JSON 8
+#define MAX_JSON_BYTES (64 * 1024)
+#define JSON_TREE_FACTOR 24 /* as otlp/json_decode.c: tree bytes per text byte */
+
+typedef struct pending_json {
+    uint16_t first; /* first table entry of the attribute's key */
+    const otlp_any_value *v;
+    const char *key;
+} pending_json;
+
+/* True when some member of the chain starting at `first` could still win
+ * a wanted fact. */
+static bool json_could_win(const rc_facts *f, uint16_t first)
+{
+    for (uint16_t k = first; k != NO_ENTRY; k = next_same[k]) {
+        const rc_conv_entry *e = &table[k];
+        if (e->fact < 0 || !(f->want & RC_FACT_BIT(e->fact))) continue;
+        if (!(f->have & RC_FACT_BIT(e->fact)) || f->f[e->fact].rank > e->rank) return true;
+    }
+    return false;
+}
+
+static void reject_members(rc_facts *f, uint16_t first)
+{
+    f->n_rejected++;
+    for (uint16_t k = first; k != NO_ENTRY; k = next_same[k])
+        if (table[k].fact >= 0 && (f->want & RC_FACT_BIT(table[k].fact)))
+            f->rejected |= RC_FACT_BIT(table[k].fact);
+}
+
+static void apply_kvlist(scan_ctx *sc, const pending_json *p)
+{
+    const otlp_kvlist *kl = p->v->kvlist_value;
+    if (!kl) return;
+    for (uint16_t k = p->first; k != NO_ENTRY; k = next_same[k]) {
+        const otlp_any_value *m = rc_attr_find(kl->values, kl->n_values, table[k].member);
+        if (m) {
+            cand c = cand_of_any(m);
+            offer(sc, &table[k], p->key, &c);
+        }
+    }
+}
+
+static void apply_json_text(scan_ctx *sc, const pending_json *p)
+{
+    const char *text = p->v->string_value;
+    size_t len = strlen(text);
+    size_t charge = len * JSON_TREE_FACTOR;
+    if (len > MAX_JSON_BYTES || !rc_mem_try_charge(charge)) {
+        reject_members(sc->f, p->first);
+        return;
+    }
+    json_t *root = json_loadb(text, len, 0, NULL);
+    if (!json_is_object(root)) {
+        reject_members(sc->f, p->first);
+    } else {
+        for (uint16_t k = p->first; k != NO_ENTRY; k = next_same[k]) {
+            const json_t *m = json_object_get(root, table[k].member);
+            if (m) {
+                cand c = cand_of_json(m);
+                offer(sc, &table[k], p->key, &c);
+            }
+        }
+    }
+    json_decref(root);
+    rc_mem_release(charge);
+}
+
+static void apply_pending(scan_ctx *sc, const pending_json *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!json_could_win(sc->f, p[i].first)) continue;
+        if (p[i].v->value_case == RC_AV_KVLIST)
+            apply_kvlist(sc, &p[i]);
+        else if (rc_av_looks_like_json(p[i].v))
+            apply_json_text(sc, &p[i]);
+        else if (!(p[i].v->value_case == RC_AV_STRING && p[i].v->string_value[0] == 0))
+            reject_members(sc->f, p[i].first);
+    }
+}
+
+/* --- the walk ----------------------------------------------------------------- */
+
+static void visit(scan_ctx *sc, const otlp_key_value *kv, pending_json *pend, size_t *n_pend)
+{
+    if (!kv || !kv->key || !kv->value) return;
+    uint16_t k = lookup_exact(kv->key);
+    if (k == NO_ENTRY) {
+        const rc_conv_entry *e = lookup_prefix(kv->key);
+        if (e) {
+            sc->f->msg_sources |= e->source & 0xff;
+            if (e->source & RC_SRC_METADATA) sc->f->has_metadata = true;
+        }
+        return;
+    }
+    if (table[k].match == RC_MATCH_JSON) {
+        if (*n_pend < MAX_PENDING_JSON) pend[(*n_pend)++] = (pending_json){k, kv->value, kv->key};
+        return;
+    }
+    cand c = cand_of_any(kv->value);
+    for (; k != NO_ENTRY; k = next_same[k]) {
+        const rc_conv_entry *e = &table[k];
+        if (e->source) {
+            sc->f->msg_sources |= e->source & 0xff;
+            if (e->source & RC_SRC_METADATA) sc->f->has_metadata = true;
+        }
+        offer(sc, e, kv->key, &c);
+    }
+}
+
+static void walk(scan_ctx *sc, otlp_key_value *const *kvs, size_t n)
+{
+    pthread_once(&index_once, build_index);
+    pending_json pend[MAX_PENDING_JSON];
+    size_t n_pend = 0;
+    for (size_t i = 0; i < n; i++)
+        visit(sc, kvs[i], pend, &n_pend);
+    apply_pending(sc, pend, n_pend);
+}
+
+void rc_facts_init(rc_facts *f, uint64_t want)
+{
+    /* f[] is left as is: only entries flagged in `have` are ever read. */
+    f->want = want;
+    f->have = f->rejected = 0;
+    f->n_rejected = 0;
+    f->msg_sources = 0;
+    f->has_metadata = false;
+    f->vercel = RC_VERCEL_NONE;
+}
+
+void rc_scan_attrs(rc_facts *f, otlp_key_value *const *kvs, size_t n, rc_arena *arena)
+{
+    scan_ctx sc = {f, arena, false};
+    walk(&sc, kvs, n);
+}
+
+void rc_scan_resource(rc_facts *f, const otlp_resource *res, rc_arena *arena)
+{
+    if (!res) return;
+    scan_ctx sc = {f, arena, true};
+    walk(&sc, res->attributes, res->n_attributes);
+}
+
+/* --- span-level extras ---------------------------------------------------------- */
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+static rc_vercel_role vercel_role_of(const char *op)
+{
+    if (!op || strncmp(op, "ai.", 3) != 0) return RC_VERCEL_NONE;
+    if (ends_with(op, ".doGenerate") || ends_with(op, ".doStream") || ends_with(op, ".doEmbed"))
+        return RC_VERCEL_CALL;
+    if (strcmp(op, "ai.toolCall") == 0) return RC_VERCEL_TOOL;
+    return RC_VERCEL_WRAPPER;
+}
+
+/* Operations that the GenAI span-name convention "{operation} {model}"
+ * puts in front of a model name. */
+static const char *const name_operations[] = {"chat", "text_completion", "generate_content",
+                                              "embeddings"};
+
+static void scan_span_name(rc_facts *f, const otlp_span *span)
+{
+    const char *name = span->name;
+    const char *space = name ? strchr(name, ' ') : NULL;
+    if (!space || space[1] == 0 || strchr(space + 1, ' ')) return;
+    size_t op_len = (size_t)(space - name);
+    for (size_t i = 0; i < sizeof name_operations / sizeof *name_operations; i++) {
+        const char *op = name_operations[i];
+        if (strlen(op) != op_len || memcmp(op, name, op_len) != 0) continue;
+        static const rc_conv_entry model_e = X("span.name", RC_FACT_REQUEST_MODEL, 50, "genai");
+        static const rc_conv_entry op_e = X("span.name", RC_FACT_OPERATION, 50, "genai");
+        scan_ctx sc = {f, NULL, false};
+        cand model = {.kind = C_STR, .s = space + 1, .len = strlen(space + 1)};
+        cand opc = {.kind = C_STR, .s = op, .len = op_len};
+        offer(&sc, &model_e, "span.name", &model);
+        offer(&sc, &op_e, "span.name", &opc);
+        return;
+    }
+}
+
+static void scan_events(rc_facts *f, const otlp_span *span)
+{
+    for (size_t i = 0; i < span->n_events; i++) {
+        const otlp_event *ev = span->events[i];
+        const char *name = ev ? ev->name : NULL;
+        if (!name || strncmp(name, "gen_ai.", 7) != 0) continue;
+        if (strcmp(name, "gen_ai.content.prompt") == 0 ||
+            strcmp(name, "gen_ai.content.completion") == 0)
+            f->msg_sources |= RC_MSG_CONTENT_EVENTS;
+        else if (ends_with(name, ".message") || strcmp(name, "gen_ai.choice") == 0)
+            f->msg_sources |= RC_MSG_EVENTS;
+        else
+            continue;
+        /* The old events repeat the provider as gen_ai.system. */
+        static const rc_conv_entry prov_e = X("gen_ai.system", RC_FACT_PROVIDER, 40, "genai");
+        scan_ctx sc = {f, NULL, false};
+        cand c = cand_of_any(rc_attr_find(ev->attributes, ev->n_attributes, "gen_ai.system"));
+        offer(&sc, &prov_e, "gen_ai.system", &c);
+    }
+}
+
+void rc_scan_span(rc_facts *f, const otlp_span *span, unsigned opts, rc_arena *arena)
+{
+    rc_scan_attrs(f, span->attributes, span->n_attributes, arena);
+    if (opts & RC_SCAN_EVENTS) scan_events(f, span);
+    if (opts & RC_SCAN_SPAN_NAME) scan_span_name(f, span);
+    if ((opts & RC_SCAN_SPAN_NAME) && span->name && strncmp(span->name, "ai.", 3) == 0) {
+        /* Vercel span names are the operation id. */
+        static const rc_conv_entry op_e = X("span.name", RC_FACT_VERCEL_OPERATION, 50, "vercel");
+        scan_ctx sc = {f, NULL, false};
+        cand c = {.kind = C_STR, .s = span->name, .len = strlen(span->name)};
+        offer(&sc, &op_e, "span.name", &c);
+    }
+    f->vercel = vercel_role_of(rc_facts_str(f, RC_FACT_VERCEL_OPERATION));
+}
+
+void rc_facts_fill_from(rc_facts *dst, const rc_facts *src)
+{
+    uint64_t missing = dst->want & src->have & ~dst->have;
+    for (int i = 0; missing; i++, missing >>= 1)
+        if (missing & 1) dst->f[i] = src->f[i];
+    dst->have |= dst->want & src->have;
+}
+
+/* --- log type ------------------------------------------------------------------- */
+
+static const char *const log_types[] = {
+    "chat", "completion", "response", "embedding", "generation", "workflow", "task",
+    "tool", "agent",      "handoff",  "guardrail", "function",   "custom",   "unknown"};
+
+typedef struct kind_map {
+    const char *from;
+    const char *to;
+} kind_map;
+
+static const char *map_kind(const char *v, const kind_map *m, size_t n)
+{
+    if (!v) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(v, m[i].from) == 0) return m[i].to;
+    return NULL;
+}
+
+#define MAP(v, m) map_kind(v, m, sizeof m / sizeof *m)
+
+static const kind_map operation_kinds[] = {
+    {"chat", "chat"},
+    {"text_completion", "completion"},
+    {"generate_content", "chat"},
+    {"embeddings", "embedding"},
+    {"invoke_agent", "agent"},
+    {"create_agent", "agent"},
+    {"execute_tool", "tool"},
+};
+static const kind_map request_types[] = {
+    {"chat", "chat"}, {"completion", "completion"}, {"embedding", "embedding"}, {"rerank", "task"}};
+static const kind_map openinference_kinds[] = {
+    {"LLM", "chat"},       {"EMBEDDING", "embedding"}, {"CHAIN", "workflow"},
+    {"RETRIEVER", "task"}, {"RERANKER", "task"},       {"TOOL", "tool"},
+    {"AGENT", "agent"},    {"GUARDRAIL", "guardrail"}, {"EVALUATOR", "task"}};
+static const kind_map traceloop_kinds[] = {
+    {"workflow", "workflow"}, {"task", "task"}, {"agent", "agent"}, {"tool", "tool"}};
+
+const char *rc_facts_log_type(const rc_facts *f)
+{
+    const char *explicit_type = rc_facts_str(f, RC_FACT_LOG_TYPE);
+    if (explicit_type)
+        for (size_t i = 0; i < sizeof log_types / sizeof *log_types; i++)
+            if (strcasecmp(explicit_type, log_types[i]) == 0) return log_types[i];
+    const char *op = rc_facts_str(f, RC_FACT_VERCEL_OPERATION);
+    switch (f->vercel) {
+    case RC_VERCEL_CALL:
+        return op && ends_with(op, ".doEmbed") ? "embedding" : "chat";
+    case RC_VERCEL_TOOL:
+        return "tool";
+    case RC_VERCEL_WRAPPER:
+        return "workflow";
+    case RC_VERCEL_NONE:
+        break;
+    }
+    const char *t;
+    if ((t = MAP(rc_facts_str(f, RC_FACT_OPERATION), operation_kinds))) return t;
+    if ((t = MAP(rc_facts_str(f, RC_FACT_LLM_REQUEST_TYPE), request_types))) return t;
+    if ((t = MAP(rc_facts_str(f, RC_FACT_OPENINFERENCE_KIND), openinference_kinds))) return t;
+    if ((t = MAP(rc_facts_str(f, RC_FACT_TRACELOOP_KIND), traceloop_kinds))) return t;
+    if (rc_facts_has(f, RC_FACT_REQUEST_MODEL) || rc_facts_has(f, RC_FACT_INPUT_TOKENS) ||
+        rc_facts_has(f, RC_FACT_OUTPUT_TOKENS))
+        return "chat";
+    return "unknown";
+}
