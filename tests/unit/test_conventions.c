@@ -6,10 +6,13 @@
  * i (int), d (double), b (bool), k (kvlist of "member:value" strings).
  * Separate tests cover precedence, wrong types, span-over-resource, JSON
  * sources, message-source flags, events, span-name fallback, Vercel roles,
- * the log-type derivation and the table's own consistency.
+ * the log-type derivation and the table's own consistency. The message
+ * converter (llm/messages.h) is specified the same way: attributes or
+ * events in, the exact GenAI parts JSON out.
  */
 #include "core/memlimit.h"
 #include "llm/conventions.h"
+#include "llm/messages.h"
 #include "llm/span_attrs.h"
 #include "testing.h"
 
@@ -500,6 +503,131 @@ static void test_log_types(void)
     }
 }
 
+typedef struct msg_case {
+    const char *name;
+    const char *attrs[MAXA];
+    const char *events[4]; /* "event.name|attr spec|attr spec" */
+    const char *input;     /* expected JSON, NULL for none */
+    const char *output;
+} msg_case;
+
+static const msg_case msg_cases[] = {
+    {"openllmetry with tool calls",
+     {"gen_ai.prompt.0.role=s:system", "gen_ai.prompt.0.content=s:Be brief.",
+      "gen_ai.prompt.1.role=s:user", "gen_ai.prompt.1.content=s:Weather in Paris?",
+      "gen_ai.prompt.2.role=s:tool", "gen_ai.prompt.2.content=s:18C",
+      "gen_ai.prompt.2.tool_call_id=s:c0", "gen_ai.completion.0.role=s:assistant",
+      "gen_ai.completion.0.finish_reason=s:tool_calls", "gen_ai.completion.0.tool_calls.0.id=s:c1",
+      "gen_ai.completion.0.tool_calls.0.name=s:get_weather",
+      "gen_ai.completion.0.tool_calls.0.arguments=s:{\"city\":\"Paris\"}"},
+     {0},
+     "[{\"role\":\"system\",\"parts\":[{\"type\":\"text\",\"content\":\"Be brief.\"}]},"
+     "{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"Weather in Paris?\"}]},"
+     "{\"role\":\"tool\",\"parts\":[{\"type\":\"tool_call_response\",\"id\":\"c0\","
+     "\"response\":\"18C\"}]}]",
+     "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"tool_call\",\"id\":\"c1\",\"name\":"
+     "\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}],\"finish_reason\":\"tool_calls\"}]"},
+    {"openllmetry anthropic content blocks, out of order, with a hole",
+     {"gen_ai.prompt.2.content=s:[{\"type\":\"text\",\"text\":\"second\"}]",
+      "gen_ai.prompt.0.content=s:first", "gen_ai.completion.0.content=s:Arr!",
+      "gen_ai.completion.0.finish_reason=s:end_turn"},
+     {0},
+     "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"first\"}]},"
+     "{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"second\"}]}]",
+     "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"Arr!\"}],"
+     "\"finish_reason\":\"end_turn\"}]"},
+    {"openinference",
+     {"llm.input_messages.0.message.role=s:user",
+      "llm.input_messages.0.message.contents.0.message_content.type=s:text",
+      "llm.input_messages.0.message.contents.0.message_content.text=s:look",
+      "llm.input_messages.1.message.role=s:assistant",
+      "llm.input_messages.1.message.tool_calls.0.tool_call.id=s:t1",
+      "llm.input_messages.1.message.tool_calls.0.tool_call.function.name=s:f",
+      "llm.input_messages.1.message.tool_calls.0.tool_call.function.arguments=s:not json",
+      "llm.output_messages.0.message.role=s:assistant",
+      "llm.output_messages.0.message.content=s:30 days."},
+     {0},
+     "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"look\"}]},"
+     "{\"role\":\"assistant\",\"parts\":[{\"type\":\"tool_call\",\"id\":\"t1\",\"name\":\"f\","
+     "\"arguments\":\"not json\"}]}]",
+     "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"30 days.\"}]}]"},
+    {"vercel",
+     {"ai.prompt.messages=s:[{\"role\":\"system\",\"content\":\"sys\"},{\"role\":\"user\","
+      "\"content\":[{\"type\":\"text\",\"text\":\"Summarise: ...\"}]},{\"role\":\"assistant\","
+      "\"content\":[{\"type\":\"tool-call\",\"toolCallId\":\"v1\",\"toolName\":\"w\",\"input\":"
+      "{\"q\":1}}]},{\"role\":\"tool\",\"content\":[{\"type\":\"tool-result\",\"toolCallId\":"
+      "\"v1\",\"toolName\":\"w\",\"output\":{\"type\":\"json\",\"value\":2}}]}]",
+      "ai.response.text=s:A summary.", "ai.response.finishReason=s:stop",
+      "ai.response.toolCalls=s:[{\"toolCallType\":\"function\",\"toolCallId\":\"v2\","
+      "\"toolName\":\"x\",\"args\":\"{\\\"a\\\":[1,2]}\"}]"},
+     {0},
+     "[{\"role\":\"system\",\"parts\":[{\"type\":\"text\",\"content\":\"sys\"}]},"
+     "{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"Summarise: ...\"}]},"
+     "{\"role\":\"assistant\",\"parts\":[{\"type\":\"tool_call\",\"id\":\"v1\",\"name\":\"w\","
+     "\"arguments\":{\"q\":1}}]},{\"role\":\"tool\",\"parts\":[{\"type\":\"tool_call_response\","
+     "\"id\":\"v1\",\"response\":{\"type\":\"json\",\"value\":2}}]}]",
+     "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"A summary.\"},"
+     "{\"type\":\"tool_call\",\"id\":\"v2\",\"name\":\"x\",\"arguments\":{\"a\":[1,2]}}],"
+     "\"finish_reason\":\"stop\"}]"},
+    {"old genai events",
+     {0},
+     {"gen_ai.system.message|content=s:Be brief.",
+      "gen_ai.user.message|content=s:Summarise this ticket.",
+      "gen_ai.choice|finish_reason=s:stop|message=s:{\"role\":\"assistant\",\"content\":"
+      "\"Customer wants a refund.\"}"},
+     "[{\"role\":\"system\",\"parts\":[{\"type\":\"text\",\"content\":\"Be brief.\"}]},"
+     "{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"Summarise this ticket.\"}]}]",
+     "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":"
+     "\"Customer wants a refund.\"}],\"finish_reason\":\"stop\"}]"},
+    {"content events",
+     {0},
+     {"gen_ai.content.prompt|gen_ai.prompt=s:[{\"role\":\"user\",\"content\":\"hi\"}]",
+      "gen_ai.content.completion|gen_ai.completion=s:plain answer"},
+     "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"hi\"}]}]",
+     "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"plain answer\"}]}]"},
+    {"nothing to convert", {"http.route=s:/"}, {0}, NULL, NULL},
+};
+
+static otlp_event *event_of(rc_arena *a, const char *spec)
+{
+    otlp_event *ev = rc_arena_alloc(a, sizeof *ev);
+    opentelemetry__proto__trace__v1__span__event__init(ev);
+    char *copy = rc_arena_strdup(a, spec);
+    char *save = NULL;
+    ev->name = strtok_r(copy, "|", &save);
+    ev->attributes = rc_arena_alloc(a, 4 * sizeof(void *));
+    for (char *t; (t = strtok_r(NULL, "|", &save)) && ev->n_attributes < 4;)
+        ev->attributes[ev->n_attributes++] = kv_of(a, t);
+    return ev;
+}
+
+static void test_messages(void)
+{
+    for (size_t i = 0; i < sizeof msg_cases / sizeof *msg_cases; i++) {
+        const msg_case *c = &msg_cases[i];
+        rc_arena *a = rc_arena_new(4096);
+        otlp_span *s = span_of(a, "x", c->attrs);
+        s->events = rc_arena_alloc(a, 4 * sizeof(void *));
+        for (size_t k = 0; k < 4 && c->events[k]; k++)
+            s->events[s->n_events++] = event_of(a, c->events[k]);
+        rc_facts f;
+        rc_facts_init(&f, RC_FACTS_COST);
+        rc_scan_span(&f, s, RC_SCAN_EVENTS, a);
+        rc_messages m;
+        CHECK(rc_messages_build(s, f.msg_sources, a, &m));
+        if (c->input)
+            CHECK_STR(m.input, c->input);
+        else
+            CHECK(m.input == NULL);
+        if (c->output)
+            CHECK_STR(m.output, c->output);
+        else
+            CHECK(m.output == NULL);
+        if (m.input) CHECK(m.input_len == strlen(m.input));
+        rc_arena_free(a);
+    }
+}
+
 static void test_table_is_consistent(void)
 {
     size_t n;
@@ -529,6 +657,7 @@ int main(void)
     test_message_sources_and_events();
     test_log_types();
     test_table_is_consistent();
+    test_messages();
     CHECK(rc_mem_in_use() == 0);
     TEST_MAIN_END();
 }
