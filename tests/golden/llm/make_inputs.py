@@ -491,6 +491,22 @@ case("customer-params-validation",
                     "keywordsai.customer_params.period_end": "31/12/2025",
                     "keywordsai.customer_params.markup_percentage": -1.5,
                     "keywordsai.customer_params.rate_limit": "lots"}},
+         # Invalid values under the canonical names themselves are removed.
+         {"name": "invalid canonical params", "trace": 3, "kind": SPAN_KIND_INTERNAL,
+          "attrs": {"respan.customer_params.customer_identifier": "canon-bad",
+                    "respan.customer_params.budget_duration": "hourly",
+                    "respan.customer_params.rate_limit": 2.5,
+                    "respan.customer_params.period_end": "2025-02-30",
+                    "respan.customer_params.total_budget": 50}},
+     ]})
+
+# drop_original: the convention attributes that fed a canonical one go.
+case("customer-drop-original",
+     {"spans": [
+         {"name": "several sources", "kind": SPAN_KIND_INTERNAL,
+          "attrs": {"keywordsai.customer_identifier": "drop-k", "user.id": "drop-user",
+                    "keywordsai.customer.email": "k@drop.example",
+                    "session.id": "drop-session", "http.route": "/kept"}},
      ]})
 
 case("customer-markup",
@@ -510,12 +526,16 @@ case("customer-markup",
 
 LONG_CUSTOMER = "cust-" + "x" * 140 + "-tail"  # 150 characters
 LONG_THREAD = "thread-" + "0123456789" * 13  # 137 characters
+LONG_UNICODE = "客户-" + "ü" * 130  # 133 characters, 269 bytes of UTF-8
 case("customer-truncate",
      {"spans": [
          {"name": "long identifiers", "kind": SPAN_KIND_INTERNAL,
           "attrs": {"respan.customer_identifier": LONG_CUSTOMER,
                     "respan.threads.thread_identifier": LONG_THREAD,
                     "session.id": "s" * 121}},
+         # Characters, not bytes: the cut falls on a code point boundary.
+         {"name": "long unicode identifier", "trace": 2, "kind": SPAN_KIND_INTERNAL,
+          "attrs": {"respan.customer_identifier": LONG_UNICODE}},
      ]})
 
 # --- customer from config: request header, default ----------------------------
@@ -525,12 +545,20 @@ case("customer-from-header",
          {"name": "no customer on span", "trace": 1, "kind": SPAN_KIND_SERVER, "attrs": {"http.route": "/a"}},
          {"name": "customer on span", "trace": 2, "kind": SPAN_KIND_SERVER,
           "attrs": {"respan.customer_identifier": "span-cust"}},
+         # The trace's own customer is more specific than the header.
+         {"name": "trace root with customer", "trace": 3, "kind": SPAN_KIND_SERVER,
+          "attrs": {"user.id": "trace-user"}},
+         {"name": "trace child", "trace": 3, "parent": "trace root with customer",
+          "attrs": gen_ai("gpt-4o-mini", inp=1000, out=100)},
      ]})
 
 case("customer-default",
      {"spans": [
          {"name": "anonymous", "trace": 1, "kind": SPAN_KIND_SERVER, "attrs": {"http.route": "/a"}},
          {"name": "known", "trace": 2, "kind": SPAN_KIND_SERVER, "attrs": {"enduser.id": "known-user"}},
+         # The trace's customer beats the default for a span naming none.
+         {"name": "child of known", "trace": 2, "parent": "known", "kind": SPAN_KIND_INTERNAL,
+          "attrs": {"http.route": "/b"}},
      ]})
 
 # --- cost config: per-model prices, reported costs ----------------------------
