@@ -33,7 +33,13 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
     }
     rc_buf body = RC_BUF_INIT;
     const char *ctype = "text/plain; charset=utf-8";
-    unsigned status = s->handler(s->arg, method, url, &body, &ctype);
+    unsigned status;
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+        status = s->handler(s->arg, method, url, &body, &ctype);
+    } else {
+        rc_buf_puts(&body, "only GET is served here\n");
+        status = 405;
+    }
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         body.len, body.len ? body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
     rc_buf_free(&body);
@@ -77,7 +83,6 @@ rc_admin_server *rc_admin_server_start(const char *name, const rc_endpoint *ep,
 void rc_admin_server_stop(rc_admin_server *s)
 {
     if (!s) return;
-    MHD_stop_daemon(s->daemon);
-    close(s->fd);
+    MHD_stop_daemon(s->daemon); /* closes the listening socket it was given */
     free(s);
 }

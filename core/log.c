@@ -50,6 +50,9 @@ void rc_log(rc_log_level level, const char *component, const char *fmt, ...)
                      "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s: ", tm.tm_year + 1900,
                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      ts.tv_nsec / 1000000, level_names[level], component);
+    /* A very long component name must not push the message past the buffer. */
+    if (n < 0) n = 0;
+    if ((size_t)n > sizeof line - 2) n = (int)(sizeof line - 2);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

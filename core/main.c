@@ -133,6 +133,9 @@ static void block_signals(sigset_t *set)
     /* Inherited by every thread started after this. */
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit must fail the write (the file exporter reports it),
+     * not kill the process. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static void wait_for_stop(const sigset_t *set)

@@ -10,9 +10,10 @@
  *
  * service.memory_limit_mib is a target for the whole process's resident
  * memory, so it is split (rc_mem_configure): 1/2 is the budget charged
- * here, 1/4 is the quota gRPC core may use for its own transport buffers
- * (bytes read for calls not yet handed to us), and the last 1/4 is left for
- * the program itself, thread stacks and allocator slack.
+ * here, 1/8 is the quota gRPC core may use for its own transport buffers
+ * (bytes read for calls not yet handed to us), at most 1/8 is kept in the
+ * arena's cache of free chunks, and the rest is left for the program
+ * itself, thread stacks and allocator slack.
  */
 #ifndef RC_MEMLIMIT_H
 #define RC_MEMLIMIT_H

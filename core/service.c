@@ -23,6 +23,7 @@
 #include "core/memlimit.h"
 #include "core/metrics.h"
 
+#include <ctype.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,9 +122,25 @@ static const factory_head *head_of(const component *c)
     return (const factory_head *)c->factory;
 }
 
+/* Ids end up in log lines and metric labels: keep them short and plain so
+ * that both stay well-formed without escaping. */
+static bool valid_id_chars(const char *id)
+{
+    for (const char *p = id; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.' || *p == '/'))
+            return false;
+    return true;
+}
+
+#define MAX_ID_LEN 100
+
 static rc_status create_component(component *c, const rc_cfg *where, rc_error *err)
 {
     char type[128];
+    if (strlen(c->id) > MAX_ID_LEN || !valid_id_chars(c->id))
+        return rc_cfg_error(err, where,
+                            "component id \"%.40s%s\": use at most %d letters, digits and _ - . /",
+                            c->id, strlen(c->id) > 40 ? "..." : "", MAX_ID_LEN);
     const char *slash = strchr(c->id, '/');
     size_t tlen = slash ? (size_t)(slash - c->id) : strlen(c->id);
     if (tlen == 0 || tlen >= sizeof type || (slash && slash[1] == '\0'))
@@ -231,19 +248,34 @@ static rc_status processor_link(void *self, rc_batch *batch, rc_error *err)
     return ((const rc_processor_factory *)c->factory)->consume(c->inst, batch, err);
 }
 
+/* Every pipeline gets its own copy, all made before any pipeline consumes:
+ * when memory refuses a copy the client is told to retry and no pipeline
+ * has seen the data, so the retry cannot duplicate it. A pipeline that
+ * fails after another has accepted (an exporter error without a buffering
+ * processor) still makes the client retry, as with the OpenTelemetry
+ * Collector's fan-out: at-least-once, never silently partial. */
 static rc_status receiver_fanout_consume(void *self, rc_batch *batch, rc_error *err)
 {
     receiver_fanout *f = self;
+    rc_batch *copies[MAX_PER_PIPELINE];
+    size_t n = f->n_targets;
+    copies[n - 1] = batch;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if ((copies[i] = rc_batch_clone(batch))) continue;
+        for (size_t k = 0; k < i; k++)
+            rc_batch_free(copies[k]);
+        rc_batch_free(batch);
+        rc_error_set(err, "memory limit reached, retry later");
+        return RC_ENOMEM;
+    }
     rc_status worst = RC_OK;
-    for (size_t i = 0; i < f->n_targets; i++) {
-        rc_batch *mine = batch;
-        if (i + 1 < f->n_targets && !(mine = rc_batch_clone(batch))) {
-            rc_error_set(err, "memory limit reached, retry later");
-            rc_batch_free(batch);
-            return RC_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        rc_error perr = {{0}};
+        rc_status st = rc_consume(&f->targets[i]->links[0], copies[i], &perr);
+        if (st != RC_OK && worst == RC_OK) {
+            worst = st;
+            *err = perr;
         }
-        rc_status st = rc_consume(&f->targets[i]->links[0], mine, err);
-        if (st != RC_OK && worst == RC_OK) worst = st;
     }
     return worst;
 }

@@ -9,8 +9,8 @@
  * writes, so `respan-collector replay` and other OTLP tools read it back.
  * The line is encoded outside the lock and written with one locked loop of
  * write(2) calls, so concurrent batches never interleave inside a line.
- * A failed write (a full disk) is reported to the caller, which counts the
- * spans as send_failed.
+ * A failed write (a full disk) leaves no partial line behind and is reported
+ * to the caller, which counts the spans as send_failed.
  */
 #include "core/component.h"
 #include "core/log.h"
@@ -87,6 +87,21 @@ static rc_status write_all(int fd, const char *p, size_t n)
     return RC_OK;
 }
 
+/* Appends one line, or nothing: a write that fails part-way (a full disk)
+ * is cut back to where the line began, so a later line is never glued onto
+ * a torn one and every line in the file stays a whole JSON object. Called
+ * with the exporter's mutex held. */
+static rc_status write_line(file_exporter *e, const char *p, size_t n, rc_error *err)
+{
+    off_t start = lseek(e->fd, 0, SEEK_END);
+    if (write_all(e->fd, p, n) == RC_OK) return RC_OK;
+    int saved = errno;
+    if (start >= 0 && ftruncate(e->fd, start) != 0)
+        rc_error_log(e->id, "cannot cut a partial line off %s: %s", e->path, strerror(errno));
+    rc_error_set(err, "%s: cannot write to %s: %s", e->id, e->path, strerror(saved));
+    return RC_EIO;
+}
+
 static rc_status file_export(void *inst, const rc_batch *batch, rc_error *err)
 {
     file_exporter *e = inst;
@@ -105,10 +120,8 @@ static rc_status file_export(void *inst, const rc_batch *batch, rc_error *err)
         goto done;
     }
     pthread_mutex_lock(&e->mu);
-    st = write_all(e->fd, line.data, line.len);
+    st = write_line(e, line.data, line.len, err);
     pthread_mutex_unlock(&e->mu);
-    if (st != RC_OK)
-        rc_error_set(err, "%s: cannot write to %s: %s", e->id, e->path, strerror(errno));
 done:
     rc_buf_free(&line);
     rc_arena_free(scratch);

@@ -31,10 +31,15 @@ typedef struct otlp_receiver {
     rc_otlp_http_server *http_server;
 } otlp_receiver;
 
+static void otlp_shutdown(void *inst);
+
 static void otlp_destroy(void *inst)
 {
     otlp_receiver *r = inst;
     if (!r) return;
+    /* After a start that failed half-way (gRPC up, HTTP port taken), the
+     * service does not call shutdown: stop what runs before freeing. */
+    otlp_shutdown(r);
     free(r->id);
     free(r);
 }

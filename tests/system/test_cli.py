@@ -103,6 +103,10 @@ BAD_CONFIGS = [
     ("pipeline names an undefined receiver",
      lambda t: replace_line(t, "receivers: [otlp]", "receivers: [otlp, kafka]"),
      "kafka]", "kafka"),
+    ("a processor id too long for logs and metric labels",
+     lambda t: replace_line(t, "processors: [batch]", "processors: [batch/%s]" % ("x" * 150))
+     .replace("  batch:", "  batch/%s:" % ("x" * 150), 1),
+     "  batch/xxx", "batch/xxx"),
     ("memory limit negative",
      lambda t: replace_line(t, "memory_limit_mib: 256", "memory_limit_mib: -5"),
      "memory_limit_mib: -5", "memory_limit_mib"),
