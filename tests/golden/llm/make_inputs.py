@@ -284,6 +284,31 @@ case("dated-prices",
           "attrs": gen_ai("o3", inp=1000, out=100)},
      ]})
 
+# Regex clauses (translated to POSIX by scripts/convert_pricing.py) and a
+# dated price history with tiers in both of its sets.
+case("regex-dated-tiered",
+     {"spans": [
+         {"name": "luna dated name, new prices", "trace": 1,
+          "attrs": gen_ai("gpt-5.6-luna-2026-09-01", inp=1000, cwrite=100, out=100)},
+         {"name": "luna dashed name, old prices", "trace": 2, "start": MAY_2025,
+          "attrs": gen_ai("gpt-5-6-luna-2025-04-01", inp=1000, cwrite=100, out=100)},
+         {"name": "luna over the tier", "trace": 3,
+          "attrs": gen_ai("gpt-5.6-luna", inp=300000, out=1000)},
+         {"name": "luna name the regex refuses", "trace": 4,
+          "attrs": gen_ai("gpt-5.6-luna-2026-9-1", inp=1000, out=100)},
+     ]})
+
+# An extra price table (pricing_file) adds models and wins over the shipped one.
+case("pricing-file",
+     {"spans": [
+         {"name": "model only in the file", "trace": 1,
+          "attrs": gen_ai("acme-llm-pro", provider="acme", inp=1000, out=100)},
+         {"name": "file overrides the table", "trace": 2,
+          "attrs": gen_ai("gpt-4o-mini", inp=1000, out=100)},
+         {"name": "table still used", "trace": 3,
+          "attrs": gen_ai("gpt-4o", inp=1000, out=100)},
+     ]})
+
 # --- OpenInference -----------------------------------------------------------
 
 case("openinference-anthropic-cache", {"attrs": {"service.name": "oi-app"}, "spans": [
