@@ -346,6 +346,15 @@ static const rc_conv_entry *lookup_prefix(const char *key)
     return NULL;
 }
 
+uint64_t rc_conv_key_facts(const char *key)
+{
+    pthread_once(&index_once, build_index);
+    uint64_t mask = 0;
+    for (uint16_t k = lookup_exact(key); k != NO_ENTRY; k = next_same[k])
+        if (table[k].fact >= 0) mask |= RC_FACT_BIT(table[k].fact);
+    return mask;
+}
+
 /* --- candidate values ------------------------------------------------------- */
 
 /* A value on its way to a fact: from an AnyValue or a JSON member. */

@@ -212,6 +212,10 @@ typedef struct rc_conv_entry {
     const char *convention; /* "genai", "openllmetry", "openinference", ... */
 } rc_conv_entry;
 
+/* The facts an attribute key feeds (exact and JSON entries; prefix
+ * families feed none): for dropping source attributes once canonicalised. */
+uint64_t rc_conv_key_facts(const char *key);
+
 /* The whole table, in documentation order. */
 const rc_conv_entry *rc_conv_table(size_t *n);
 const char *rc_fact_name(rc_fact_id id); /* "customer_id", ... */
