@@ -228,9 +228,13 @@ static const rc_conv_entry table[] = {
 
 #define N_ENTRIES (sizeof table / sizeof table[0])
 
+/* Token counts are never negative: a negative one is rejected like a value
+ * of the wrong type, so that a lower-ranked source may win. (Budgets stay
+ * as sent: the customer processor validates and reports those.) */
 static const struct {
     const char *name;
     rc_fact_type type;
+    bool count;
 } facts_info[RC_FACT_COUNT] = {
     [RC_FACT_CUSTOMER_ID] = {"customer_id", RC_FACT_STR},
     [RC_FACT_CUSTOMER_NAME] = {"customer_name", RC_FACT_STR},
@@ -251,12 +255,12 @@ static const struct {
     [RC_FACT_RESPONSE_MODEL] = {"response_model", RC_FACT_STR},
     [RC_FACT_PROVIDER] = {"provider", RC_FACT_STR},
     [RC_FACT_OPERATION] = {"operation", RC_FACT_STR},
-    [RC_FACT_INPUT_TOKENS] = {"input_tokens", RC_FACT_INT},
-    [RC_FACT_OUTPUT_TOKENS] = {"output_tokens", RC_FACT_INT},
-    [RC_FACT_CACHE_READ_TOKENS] = {"cache_read_tokens", RC_FACT_INT},
-    [RC_FACT_CACHE_CREATION_TOKENS] = {"cache_creation_tokens", RC_FACT_INT},
-    [RC_FACT_REASONING_TOKENS] = {"reasoning_tokens", RC_FACT_INT},
-    [RC_FACT_TOTAL_TOKENS] = {"total_tokens", RC_FACT_INT},
+    [RC_FACT_INPUT_TOKENS] = {"input_tokens", RC_FACT_INT, true},
+    [RC_FACT_OUTPUT_TOKENS] = {"output_tokens", RC_FACT_INT, true},
+    [RC_FACT_CACHE_READ_TOKENS] = {"cache_read_tokens", RC_FACT_INT, true},
+    [RC_FACT_CACHE_CREATION_TOKENS] = {"cache_creation_tokens", RC_FACT_INT, true},
+    [RC_FACT_REASONING_TOKENS] = {"reasoning_tokens", RC_FACT_INT, true},
+    [RC_FACT_TOTAL_TOKENS] = {"total_tokens", RC_FACT_INT, true},
     [RC_FACT_REPORTED_COST] = {"reported_cost", RC_FACT_DOUBLE},
     [RC_FACT_LOG_TYPE] = {"log_type", RC_FACT_STR},
     [RC_FACT_TRACELOOP_KIND] = {"traceloop_kind", RC_FACT_STR},
@@ -499,7 +503,7 @@ static void offer(scan_ctx *sc, const rc_conv_entry *e, const char *key, const c
     if (c->kind == C_NONE || (c->kind == C_STR && c->len == 0)) return;
     rc_fact v = {0};
     rc_fact_type t = facts_info[e->fact].type;
-    if (!coerce(t, c, &v)) {
+    if (!coerce(t, c, &v) || (facts_info[e->fact].count && v.i < 0)) {
         reject(f, e->fact);
         return;
     }

@@ -28,7 +28,8 @@
  * decimal text; a numeric string for a number fact is parsed. A value that
  * still does not fit is skipped (a lower-rank source may then win), its
  * fact's bit set in `rejected` and `n_rejected` incremented, for the caller
- * to add to a metric. Empty strings count as absent.
+ * to add to a metric. A negative token count is rejected the same way.
+ * Empty strings count as absent.
  *
  * Lifetime: strings in rc_facts point into the span, the resource or the
  * arena given to the scan; they live as long as the request.

@@ -361,6 +361,8 @@ static void test_wrong_types_are_skipped_and_counted(void)
                            "gen_ai.usage.prompt_tokens=i:5",
                            "gen_ai.usage.output_tokens=d:1.5",
                            "gen_ai.request.model=b:true",
+                           "gen_ai.usage.cache_read.input_tokens=i:-3",
+                           "gen_ai.usage.cache_read_input_tokens=s:4",
                            "respan.customer_params.period_budget=s:ten",
                            "ai.telemetry.metadata.customer_params=s:{not json",
                            "langfuse.observation.usage_details=s:plain",
@@ -379,7 +381,9 @@ static void test_wrong_types_are_skipped_and_counted(void)
     CHECK(f.rejected & RC_FACT_BIT(RC_FACT_REQUEST_MODEL));
     CHECK(f.rejected & RC_FACT_BIT(RC_FACT_PERIOD_BUDGET));
     CHECK(f.rejected & RC_FACT_BIT(RC_FACT_CUSTOMER_ID)); /* bad JSON */
-    CHECK(f.n_rejected == 6);
+    CHECK(f.f[RC_FACT_CACHE_READ_TOKENS].i == 4);         /* a negative count is no count */
+    CHECK(f.rejected & RC_FACT_BIT(RC_FACT_CACHE_READ_TOKENS));
+    CHECK(f.n_rejected == 7);
     rc_arena_free(a);
 }
 
