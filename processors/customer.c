@@ -785,14 +785,22 @@ static const uint8_t *trace_id_of(const otlp_span *s)
     return s->trace_id.len == TRACE_ID_BYTES ? s->trace_id.data : NULL;
 }
 
-static void count_source(customer_processor *p, int src)
+/* Spans by customer source, counted locally and added to the shared
+ * counters once per batch: receiver threads share those cache lines. */
+typedef struct source_counts {
+    uint64_t n[5];
+} source_counts;
+
+static void add_counts(customer_processor *p, const source_counts *c)
 {
-    rc_counter_add(p->by_source[src], 1);
+    for (int i = 0; i < 5; i++)
+        if (c->n[i]) rc_counter_add(p->by_source[i], c->n[i]);
 }
 
 /* First pass: each span's own facts, identifiers and own customer (which
  * is remembered for its trace). Spans without one are listed in *pend. */
-static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, size_t *n_pend)
+static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, size_t *n_pend,
+                       source_counts *counts)
 {
     size_t cap = 0;
     rc_facts res, f;
@@ -815,12 +823,13 @@ static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, 
             if (has_customer) {
                 write_customer(&c, &v);
                 c.written |= RC_FACTS_CUSTOMER;
-                count_source(p, SRC_ATTRIBUTE);
+                counts->n[SRC_ATTRIBUTE]++;
                 const uint8_t *tid = trace_id_of(s);
                 if (tid) {
                     pthread_mutex_lock(&p->mu);
                     cust_rec *known = remember(p, tid, &v, now_ms());
                     if (known) write_missing_params(&c, &v, &known->v);
+                    publish_stats(p);
                     pthread_mutex_unlock(&p->mu);
                 }
             } else {
@@ -842,7 +851,7 @@ static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, 
  * default; with `may_wait`, a span with none of those is left for later
  * and false returned. Called under mu. */
 static bool resolve(customer_processor *p, rc_batch *b, const pending_span *ps, bool may_wait,
-                    int64_t now)
+                    int64_t now, source_counts *counts)
 {
     rc_span_run *run = &b->runs[ps->run];
     otlp_span *s = run->spans[ps->span];
@@ -851,21 +860,21 @@ static bool resolve(customer_processor *p, rc_batch *b, const pending_span *ps, 
     cust_rec *known = tid ? lookup(p, tid, now) : NULL;
     if (known) {
         write_customer(&c, &known->v);
-        count_source(p, SRC_TRACE);
+        counts->n[SRC_TRACE]++;
         return true;
     }
     const char *header = p->from_header ? rc_request_header(run->owner, p->from_header) : NULL;
     if (header && *header) {
         rc_attr_set_strn(&c.attrs, K_CUSTOMER_ID, header, identifier_len(header, strlen(header)));
-        count_source(p, SRC_HEADER);
+        counts->n[SRC_HEADER]++;
         return true;
     }
     if (may_wait && tid) return false;
     if (p->default_customer) {
         rc_attr_set_str(&c.attrs, K_CUSTOMER_ID, p->default_customer); /* outlives us */
-        count_source(p, SRC_DEFAULT);
+        counts->n[SRC_DEFAULT]++;
     } else {
-        count_source(p, SRC_NONE);
+        counts->n[SRC_NONE]++;
     }
     return true;
 }
@@ -895,11 +904,13 @@ static void pass_on(customer_processor *p, rc_batch *b)
 /* Resolves every still-pending span of h without waiting, and sends it. */
 static void release(customer_processor *p, held *h)
 {
+    source_counts counts = {{0}};
     pthread_mutex_lock(&p->mu);
     int64_t now = now_ms();
     for (size_t i = 0; i < h->n_pending; i++)
-        resolve(p, h->batch, &h->pending[i], false, now);
+        resolve(p, h->batch, &h->pending[i], false, now, &counts);
     pthread_mutex_unlock(&p->mu);
+    add_counts(p, &counts);
     pass_on(p, h->batch);
     free(h->pending);
     free(h);
@@ -910,11 +921,16 @@ static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
     customer_processor *p = inst;
     pending_span *pend = NULL;
     size_t n_pend = 0;
-    if (!first_pass(p, b, &pend, &n_pend)) {
+    source_counts counts = {{0}};
+    if (!first_pass(p, b, &pend, &n_pend, &counts)) {
         free(pend);
         rc_batch_free(b);
         rc_error_set(err, "out of memory in %s, retry later", p->id);
         return RC_ENOMEM;
+    }
+    if (n_pend == 0) { /* every span named its customer */
+        add_counts(p, &counts);
+        return rc_consume(p->next, b, err);
     }
     /* Second pass: the trace, the header, or wait. Spans that can be
      * resolved now are moved out of the pending list. */
@@ -923,7 +939,7 @@ static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
     bool may_wait = p->wait_ms > 0 && !p->stopping;
     size_t waiting = 0;
     for (size_t i = 0; i < n_pend; i++)
-        if (!resolve(p, b, &pend[i], may_wait, now)) pend[waiting++] = pend[i];
+        if (!resolve(p, b, &pend[i], may_wait, now, &counts)) pend[waiting++] = pend[i];
     held *h = NULL;
     if (waiting) {
         size_t bytes = batch_arena_bytes(b);
@@ -940,11 +956,12 @@ static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
         } else {
             rc_counter_add(p->wait_skipped, waiting);
             for (size_t i = 0; i < waiting; i++)
-                resolve(p, b, &pend[i], false, now);
+                resolve(p, b, &pend[i], false, now, &counts);
         }
     }
     publish_stats(p);
     pthread_mutex_unlock(&p->mu);
+    add_counts(p, &counts);
     if (h) {
         pthread_cond_signal(&p->wake);
         return RC_OK;
