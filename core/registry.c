@@ -11,6 +11,7 @@
 extern const rc_receiver_factory rc_otlp_receiver_factory;
 extern const rc_processor_factory rc_batch_processor_factory;
 extern const rc_processor_factory rc_cost_processor_factory;
+extern const rc_processor_factory rc_customer_processor_factory;
 extern const rc_exporter_factory rc_file_exporter_factory;
 extern const rc_exporter_factory rc_debug_exporter_factory;
 extern const rc_exporter_factory rc_nop_exporter_factory;
@@ -22,6 +23,7 @@ static const rc_receiver_factory *const receivers[] = {
 
 static const rc_processor_factory *const processors[] = {
     &rc_batch_processor_factory,
+    &rc_customer_processor_factory,
     &rc_cost_processor_factory,
 };
 
