@@ -1,0 +1,114 @@
+/*
+ * llm_collector.mjs - a collector for the LLM end-to-end tests: the OTLP
+ * receiver, then `customer`, `cost` and `batch`, then the file exporter.
+ *
+ * It is lib/collector.mjs's Collector with another pipeline: only the
+ * config differs, so start() writes that config and spawns the binary the
+ * same way (own process group, killed on exit if still alive), and
+ * everything else - health wait, stop, output reading - is inherited.
+ * `customer` and `cost` are the processors' config sections as YAML flow
+ * maps, e.g. '{ propagation_wait: 3s, from_header: x-customer-id }'.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+
+import { Collector, collectorBin, freePorts } from './collector.mjs';
+
+const running = new Set();
+process.on('exit', () => {
+  for (const proc of running) {
+    try {
+      process.kill(-proc.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+export function llmPipelineConfig({ ports, outPath, customer, cost, memoryLimitMib = 256 }) {
+  return [
+    'receivers:',
+    '  otlp:',
+    '    protocols:',
+    `      grpc: { endpoint: "127.0.0.1:${ports.grpc}" }`,
+    `      http: { endpoint: "127.0.0.1:${ports.http}" }`,
+    'processors:',
+    `  customer: ${customer}`,
+    `  cost: ${cost}`,
+    '  batch: { send_batch_size: 8192, timeout: 100ms }',
+    'exporters:',
+    `  file: { path: ${JSON.stringify(outPath)} }`,
+    'extensions:',
+    `  health_check: { endpoint: "127.0.0.1:${ports.health}" }`,
+    'service:',
+    '  extensions: [health_check]',
+    `  telemetry: { metrics: { endpoint: "127.0.0.1:${ports.metrics}" }, logs: { level: info } }`,
+    `  memory_limit_mib: ${memoryLimitMib}`,
+    '  pipelines:',
+    '    traces: { receivers: [otlp], processors: [customer, cost, batch], exporters: [file] }',
+    '',
+  ].join('\n');
+}
+
+export class LlmCollector extends Collector {
+  async start({ customer = '{}', cost = '{}' } = {}) {
+    const [grpc, httpPort, health, metrics] = await freePorts(4);
+    this.ports = { grpc, http: httpPort, health, metrics };
+    fs.writeFileSync(this.configPath, llmPipelineConfig({ ports: this.ports, outPath: this.outPath, customer, cost }));
+    this.proc = spawn(collectorBin, ['--config', this.configPath], {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    running.add(this.proc);
+    this.proc.stderr.on('data', (c) => {
+      this.stderr += c.toString();
+    });
+    this.exited = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        running.delete(this.proc);
+        resolve(this.exit);
+      });
+      this.proc.on('error', (e) => {
+        this.stderr += `spawn ${collectorBin}: ${e.message}\n`;
+        this.exit = { code: null, signal: null, error: e };
+        running.delete(this.proc);
+        resolve(this.exit);
+      });
+    });
+    await this.waitHealthy(15000);
+    return this;
+  }
+}
+
+/* An OTLP/JSON attribute list as a plain object: strings, numbers (int64
+ * as Number: token counts are far below 2^53), booleans; other values as
+ * their JSON. A key seen twice is reported, not silently merged. */
+export function attributeMap(list) {
+  const out = {};
+  for (const { key, value } of list ?? []) {
+    if (Object.hasOwn(out, key)) throw new Error(`attribute ${key} appears twice`);
+    if ('stringValue' in value) out[key] = value.stringValue;
+    else if ('intValue' in value) out[key] = Number(value.intValue);
+    else if ('doubleValue' in value) out[key] = Number(value.doubleValue);
+    else if ('boolValue' in value) out[key] = value.boolValue;
+    else out[key] = JSON.stringify(value);
+  }
+  return out;
+}
+
+/* Every span of the file exporter's output, by span id. */
+export function spansById(requests) {
+  const byId = new Map();
+  for (const req of requests) {
+    for (const rs of req.resourceSpans ?? []) {
+      for (const ss of rs.scopeSpans ?? []) {
+        for (const span of ss.spans ?? []) {
+          if (byId.has(span.spanId)) throw new Error(`span ${span.spanId} (${span.name}) written twice`);
+          byId.set(span.spanId, { span, attrs: attributeMap(span.attributes), resource: rs.resource });
+        }
+      }
+    }
+  }
+  return byId;
+}
