@@ -298,6 +298,7 @@ static uint16_t slots[HASH_SLOTS];    /* first entry of a key, or NO_ENTRY */
 static uint16_t next_same[N_ENTRIES]; /* next entry with the same key */
 static uint16_t key_len[N_ENTRIES];   /* strlen of each entry's key */
 static uint16_t prefixes[16];         /* RC_MATCH_PREFIX entries */
+static uint8_t prefix_len[16];        /* their key lengths, so a miss costs no strlen */
 static size_t n_prefixes;
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
@@ -349,8 +350,10 @@ static void build_index(void)
         slots[i] = (uint16_t)k;
     }
     for (size_t k = 0; k < N_ENTRIES; k++)
-        if (table[k].match == RC_MATCH_PREFIX && n_prefixes < 16)
+        if (table[k].match == RC_MATCH_PREFIX && n_prefixes < 16) {
+            prefix_len[n_prefixes] = (uint8_t)strlen(table[k].key);
             prefixes[n_prefixes++] = (uint16_t)k;
+        }
 }
 
 static uint16_t lookup_exact(const char *key)
@@ -366,7 +369,7 @@ static const rc_conv_entry *lookup_prefix(const char *key)
 {
     for (size_t i = 0; i < n_prefixes; i++) {
         const rc_conv_entry *e = &table[prefixes[i]];
-        if (e->key[0] == key[0] && strncmp(e->key, key, strlen(e->key)) == 0) return e;
+        if (e->key[0] == key[0] && strncmp(e->key, key, prefix_len[i]) == 0) return e;
     }
     return NULL;
 }
@@ -623,6 +626,16 @@ static void apply_pending(scan_ctx *sc, const pending_json *p, size_t n)
 
 /* --- the walk ----------------------------------------------------------------- */
 
+/* Whether any entry for this key feeds a fact the caller wants: only then
+ * is the value read (and a long string measured), so the customer scan
+ * skips the message attributes only the cost scan needs. */
+static bool wants_any(const rc_facts *f, uint16_t k)
+{
+    for (; k != NO_ENTRY; k = next_same[k])
+        if (table[k].fact >= 0 && (f->want & RC_FACT_BIT(table[k].fact))) return true;
+    return false;
+}
+
 static void visit(scan_ctx *sc, const otlp_key_value *kv, pending_json *pend, size_t *n_pend)
 {
     if (!kv || !kv->key || !kv->value) return;
@@ -639,15 +652,17 @@ static void visit(scan_ctx *sc, const otlp_key_value *kv, pending_json *pend, si
         if (*n_pend < MAX_PENDING_JSON) pend[(*n_pend)++] = (pending_json){k, kv->value, kv->key};
         return;
     }
-    cand c = cand_of_any(kv->value);
-    for (; k != NO_ENTRY; k = next_same[k]) {
-        const rc_conv_entry *e = &table[k];
+    for (uint16_t j = k; j != NO_ENTRY; j = next_same[j]) {
+        const rc_conv_entry *e = &table[j];
         if (e->source) {
             sc->f->msg_sources |= e->source & 0xff;
             if (e->source & RC_SRC_METADATA) sc->f->has_metadata = true;
         }
-        offer(sc, e, kv->key, &c);
     }
+    if (!wants_any(sc->f, k)) return;
+    cand c = cand_of_any(kv->value);
+    for (; k != NO_ENTRY; k = next_same[k])
+        offer(sc, &table[k], kv->key, &c);
 }
 
 static void walk(scan_ctx *sc, otlp_key_value *const *kvs, size_t n)

@@ -15,8 +15,10 @@
 
 long rc_attr_index(otlp_key_value *const *kvs, size_t n, const char *key)
 {
+    /* The first byte rejects most keys without a call. */
     for (size_t i = 0; i < n; i++)
-        if (kvs[i] && kvs[i]->key && strcmp(kvs[i]->key, key) == 0) return (long)i;
+        if (kvs[i] && kvs[i]->key && kvs[i]->key[0] == key[0] && strcmp(kvs[i]->key, key) == 0)
+            return (long)i;
     return -1;
 }
 
