@@ -521,13 +521,22 @@ static void check_idempotent(const char *name, recorder *first, const char *yaml
     rc_buf_free(&after);
 }
 
+/* dir/name+ext into out; false (and an empty path) when it does not fit. */
+static bool case_path(char *out, size_t cap, const char *dir, const char *name, const char *ext)
+{
+    int n = snprintf(out, cap, "%s/%s%s", dir, name, ext);
+    if (n >= 0 && (size_t)n < cap) return true;
+    out[0] = '\0';
+    return false;
+}
+
 static rc_batch *decode_batch(const char *name, const char *dir, const char *input, size_t len)
 {
     rc_arena *arena = rc_arena_new(4096);
     rc_request *req = rc_request_new(arena);
     rc_error err = {{0}};
     char path[PATH_LEN];
-    snprintf(path, sizeof path, "%s/%s.headers.json", dir, name);
+    case_path(path, sizeof path, dir, name, ".headers.json");
     if (!req || otlp_json_decode(input, len, arena, &req->data, &err) != RC_OK ||
         !set_headers(req, path)) {
         fprintf(stderr, "  %s: decode: %s\n", name, err.msg);
@@ -541,12 +550,12 @@ static void run_case(const char *dir, const char *name)
 {
     char path[PATH_LEN];
     size_t len, cfg_len, exp_len;
-    snprintf(path, sizeof path, "%s/%s.json", dir, name);
-    char *input = read_file(path, &len);
-    snprintf(path, sizeof path, "%s/%s.config.yaml", dir, name);
-    char *config = read_file(path, &cfg_len);
-    snprintf(path, sizeof path, "%s/%s.expected.json", dir, name);
-    char *exp_text = read_file(path, &exp_len);
+    char *input = case_path(path, sizeof path, dir, name, ".json") ? read_file(path, &len) : NULL;
+    char *config =
+        case_path(path, sizeof path, dir, name, ".config.yaml") ? read_file(path, &cfg_len) : NULL;
+    char *exp_text = case_path(path, sizeof path, dir, name, ".expected.json")
+                         ? read_file(path, &exp_len)
+                         : NULL;
     json_error_t jerr;
     json_t *expected = exp_text ? json_loadb(exp_text, exp_len, 0, &jerr) : NULL;
     if (!input || !expected) {
