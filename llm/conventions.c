@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <strings.h>
 
 /* --- the table ---------------------------------------------------------- */
@@ -665,13 +666,102 @@ static void visit(scan_ctx *sc, const otlp_key_value *kv, pending_json *pend, si
         offer(sc, &table[k], kv->key, &c);
 }
 
+/* --- the key filter ------------------------------------------------------------
+ *
+ * Most attributes of a span cannot feed any fact a caller wants: for the
+ * customer processor, every gen_ai.* usage and message key. A filter per
+ * want mask holds the first 8 bytes of every table key (or prefix) that
+ * could, so the walk skips the rest without hashing the whole key. It is
+ * built once per distinct mask (a processor uses one) and read without a
+ * lock afterwards. A mask of customer facts only does not track message
+ * sources, which only the cost processor reads. */
+
+#define FILTER_SLOTS 512 /* power of two, well above the table's distinct heads */
+#define MAX_FILTERS 8
+
+typedef struct key_filter {
+    uint64_t want;
+    uint64_t heads[FILTER_SLOTS]; /* 0: empty (no key starts with a NUL) */
+} key_filter;
+
+static key_filter filters[MAX_FILTERS];
+static atomic_size_t n_filters;
+static pthread_mutex_t filter_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t head8(const char *s)
+{
+    uint64_t w = 0;
+    memcpy(&w, s, strnlen(s, 8)); /* never reads past the NUL */
+    return w;
+}
+
+static size_t filter_slot(uint64_t head)
+{
+    return (size_t)((head * 0x9E3779B97F4A7C15ull) >> 55) & (FILTER_SLOTS - 1);
+}
+
+static bool filter_has(const key_filter *flt, uint64_t head)
+{
+    for (size_t i = filter_slot(head);; i = (i + 1) & (FILTER_SLOTS - 1)) {
+        if (flt->heads[i] == head) return true;
+        if (flt->heads[i] == 0) return false;
+    }
+}
+
+static void filter_add(key_filter *flt, uint64_t head)
+{
+    size_t i = filter_slot(head);
+    while (flt->heads[i] != 0 && flt->heads[i] != head)
+        i = (i + 1) & (FILTER_SLOTS - 1);
+    flt->heads[i] = head;
+}
+
+static bool entry_matters(const rc_conv_entry *e, uint64_t want)
+{
+    bool sources = (want & ~(uint64_t)RC_FACTS_CUSTOMER) != 0;
+    return (e->fact >= 0 && (want & RC_FACT_BIT(e->fact))) || (e->source && sources);
+}
+
+static void build_filter(key_filter *flt, uint64_t want)
+{
+    memset(flt->heads, 0, sizeof flt->heads);
+    flt->want = want;
+    for (size_t k = 0; k < sizeof table / sizeof *table; k++)
+        if (entry_matters(&table[k], want)) filter_add(flt, head8(table[k].key));
+}
+
+/* The filter of a want mask, or NULL (no filtering) once MAX_FILTERS
+ * distinct masks have been seen. */
+static const key_filter *filter_for(uint64_t want)
+{
+    size_t n = atomic_load_explicit(&n_filters, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (filters[i].want == want) return &filters[i];
+    const key_filter *found = NULL;
+    pthread_mutex_lock(&filter_mu);
+    n = atomic_load_explicit(&n_filters, memory_order_relaxed);
+    for (size_t i = 0; i < n && !found; i++)
+        if (filters[i].want == want) found = &filters[i];
+    if (!found && n < MAX_FILTERS) {
+        build_filter(&filters[n], want);
+        found = &filters[n];
+        atomic_store_explicit(&n_filters, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&filter_mu);
+    return found;
+}
+
 static void walk(scan_ctx *sc, otlp_key_value *const *kvs, size_t n)
 {
     pthread_once(&index_once, build_index);
+    const key_filter *flt = filter_for(sc->f->want);
     pending_json pend[MAX_PENDING_JSON];
     size_t n_pend = 0;
-    for (size_t i = 0; i < n; i++)
-        visit(sc, kvs[i], pend, &n_pend);
+    for (size_t i = 0; i < n; i++) {
+        const otlp_key_value *kv = kvs[i];
+        if (flt && kv && kv->key && !filter_has(flt, head8(kv->key))) continue;
+        visit(sc, kv, pend, &n_pend);
+    }
     apply_pending(sc, pend, n_pend);
 }
 
