@@ -206,7 +206,7 @@ typedef struct customer_processor {
     rc_counter *invalid_fields, *wait_skipped, *waited_spans, *evictions, *failed_spans;
     rc_counter *by_source[5];
     /* rate-limited warning */
-    atomic_llong last_warn_ms;
+    _Atomic int64_t last_warn_ms;
     atomic_ulong suppressed_warns;
 } customer_processor;
 
