@@ -7,6 +7,7 @@
  */
 #include "core/component.h"
 #include "core/memlimit.h"
+#include "support.h"
 #include "testing.h"
 
 #include <pthread.h>
@@ -52,27 +53,8 @@ static bool wait_for_spans(recorder *r, size_t want)
 
 static rc_batch *batch_of(size_t n)
 {
-    rc_arena *a = rc_arena_new(4096);
-    rc_request *r = rc_request_new(a);
-    otlp_export_request *req = rc_arena_alloc(a, sizeof *req);
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(req);
-    otlp_resource_spans *rs = rc_arena_alloc(a, sizeof *rs);
-    opentelemetry__proto__trace__v1__resource_spans__init(rs);
-    otlp_scope_spans *ss = rc_arena_alloc(a, sizeof *ss);
-    opentelemetry__proto__trace__v1__scope_spans__init(ss);
-    ss->spans = rc_arena_alloc(a, n * sizeof(void *));
-    for (size_t i = 0; i < n; i++) {
-        ss->spans[i] = rc_arena_alloc(a, sizeof(otlp_span));
-        opentelemetry__proto__trace__v1__span__init(ss->spans[i]);
-    }
-    ss->n_spans = n;
-    rs->scope_spans = rc_arena_alloc(a, sizeof(void *));
-    rs->scope_spans[0] = ss;
-    rs->n_scope_spans = 1;
-    req->resource_spans = rc_arena_alloc(a, sizeof(void *));
-    req->resource_spans[0] = rs;
-    req->n_resource_spans = 1;
-    r->data = req;
+    rc_request *r = rc_request_new(rc_arena_new(4096));
+    test_request_one_scope(r, NULL, n);
     return rc_batch_from_request(r);
 }
 

@@ -14,6 +14,7 @@
 #include "llm/conventions.h"
 #include "llm/messages.h"
 #include "llm/span_attrs.h"
+#include "support.h"
 #include "testing.h"
 
 #include <stdlib.h>
@@ -26,47 +27,6 @@ typedef struct scan_case {
     const char *resource[8];
     const char *expect[MAXA]; /* "fact=value"; facts not listed must be absent */
 } scan_case;
-
-static otlp_key_value *kv_of(rc_arena *a, const char *spec)
-{
-    const char *eq = strchr(spec, '=');
-    otlp_key_value *kv = rc_arena_alloc(a, sizeof *kv);
-    opentelemetry__proto__common__v1__key_value__init(kv);
-    kv->key = rc_arena_strndup(a, spec, (size_t)(eq - spec));
-    otlp_any_value *v = rc_arena_alloc(a, sizeof *v);
-    opentelemetry__proto__common__v1__any_value__init(v);
-    const char *val = eq + 3;
-    switch (eq[1]) {
-    case 's':
-        v->value_case = RC_AV_STRING;
-        v->string_value = rc_arena_strdup(a, val);
-        break;
-    case 'i':
-        v->value_case = RC_AV_INT;
-        v->int_value = strtoll(val, NULL, 10);
-        break;
-    case 'd':
-        v->value_case = RC_AV_DOUBLE;
-        v->double_value = strtod(val, NULL);
-        break;
-    case 'b':
-        v->value_case = RC_AV_BOOL;
-        v->bool_value = strcmp(val, "true") == 0;
-        break;
-    case 'k': { /* one member "name:value" (string) */
-        otlp_kvlist *kl = rc_arena_alloc(a, sizeof *kl);
-        opentelemetry__proto__common__v1__key_value_list__init(kl);
-        kl->values = rc_arena_alloc(a, sizeof(void *));
-        kl->values[0] = kv_of(a, val); /* nested spec "member=s:value" */
-        kl->n_values = 1;
-        v->value_case = RC_AV_KVLIST;
-        v->kvlist_value = kl;
-        break;
-    }
-    }
-    kv->value = v;
-    return kv;
-}
 
 static size_t count(const char *const *specs, size_t max)
 {
@@ -84,7 +44,7 @@ static otlp_span *span_of(rc_arena *a, const char *name, const char *const *spec
     s->n_attributes = count(specs, MAXA);
     s->attributes = rc_arena_alloc(a, (s->n_attributes + 1) * sizeof(void *));
     for (size_t i = 0; i < s->n_attributes; i++)
-        s->attributes[i] = kv_of(a, specs[i]);
+        s->attributes[i] = test_kv_of(a, specs[i]);
     return s;
 }
 
@@ -95,7 +55,7 @@ static otlp_resource *resource_of(rc_arena *a, const char *const *specs)
     r->n_attributes = count(specs, 8);
     r->attributes = rc_arena_alloc(a, (r->n_attributes + 1) * sizeof(void *));
     for (size_t i = 0; i < r->n_attributes; i++)
-        r->attributes[i] = kv_of(a, specs[i]);
+        r->attributes[i] = test_kv_of(a, specs[i]);
     return r;
 }
 
@@ -601,7 +561,7 @@ static otlp_event *event_of(rc_arena *a, const char *spec)
     ev->name = strtok_r(copy, "|", &save);
     ev->attributes = rc_arena_alloc(a, 4 * sizeof(void *));
     for (char *t; (t = strtok_r(NULL, "|", &save)) && ev->n_attributes < 4;)
-        ev->attributes[ev->n_attributes++] = kv_of(a, t);
+        ev->attributes[ev->n_attributes++] = test_kv_of(a, t);
     return ev;
 }
 

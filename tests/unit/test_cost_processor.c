@@ -15,6 +15,7 @@
 #include "core/component.h"
 #include "core/metrics.h"
 #include "llm/span_attrs.h"
+#include "support.h"
 #include "testing.h"
 
 #include <stdlib.h>
@@ -437,16 +438,9 @@ static rc_batch *batch_of_span(const cost_case *c, otlp_span **out)
 {
     rc_arena *a = rc_arena_new(4096);
     rc_request *r = rc_request_new(a);
-    otlp_export_request *req = rc_arena_calloc(a, sizeof *req);
-    otlp_resource_spans *rs = rc_arena_calloc(a, sizeof *rs);
     otlp_resource *res = rc_arena_calloc(a, sizeof *res);
-    otlp_scope_spans *ss = rc_arena_calloc(a, sizeof *ss);
-    otlp_span *span = rc_arena_calloc(a, sizeof *span);
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(req);
-    opentelemetry__proto__trace__v1__resource_spans__init(rs);
     opentelemetry__proto__resource__v1__resource__init(res);
-    opentelemetry__proto__trace__v1__scope_spans__init(ss);
-    opentelemetry__proto__trace__v1__span__init(span);
+    otlp_span *span = test_request_one_scope(r, res, 1)[0];
     span->name = "span";
     span->start_time_unix_nano = c->start ? c->start : NOV_2026;
     rc_attr_list rl = rc_attr_list_of_resource(res, a);
@@ -455,17 +449,6 @@ static rc_batch *batch_of_span(const cost_case *c, otlp_span **out)
     rc_attr_list sl = rc_attr_list_of_span(span, a);
     for (const kv *p = c->attrs; p->key; p++)
         set_value(&sl, p->key, p->val);
-    ss->spans = rc_arena_alloc(a, sizeof(void *));
-    ss->spans[0] = span;
-    ss->n_spans = 1;
-    rs->resource = res;
-    rs->scope_spans = rc_arena_alloc(a, sizeof(void *));
-    rs->scope_spans[0] = ss;
-    rs->n_scope_spans = 1;
-    req->resource_spans = rc_arena_alloc(a, sizeof(void *));
-    req->resource_spans[0] = rs;
-    req->n_resource_spans = 1;
-    r->data = req;
     *out = span;
     return rc_batch_from_request(r);
 }

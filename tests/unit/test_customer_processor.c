@@ -14,6 +14,7 @@
 #include "core/memlimit.h"
 #include "core/metrics.h"
 #include "llm/span_attrs.h"
+#include "support.h"
 #include "testing.h"
 
 #include <malloc.h>
@@ -24,37 +25,6 @@
 extern const rc_processor_factory rc_customer_processor_factory;
 
 /* --- building requests ---------------------------------------------------------- */
-
-static otlp_key_value *kv_of(rc_arena *a, const char *spec)
-{
-    const char *eq = strchr(spec, '=');
-    otlp_key_value *kv = rc_arena_alloc(a, sizeof *kv);
-    opentelemetry__proto__common__v1__key_value__init(kv);
-    kv->key = rc_arena_strndup(a, spec, (size_t)(eq - spec));
-    otlp_any_value *v = rc_arena_alloc(a, sizeof *v);
-    opentelemetry__proto__common__v1__any_value__init(v);
-    const char *val = eq + 3;
-    switch (eq[1]) {
-    case 's':
-        v->value_case = RC_AV_STRING;
-        v->string_value = rc_arena_strdup(a, val);
-        break;
-    case 'i':
-        v->value_case = RC_AV_INT;
-        v->int_value = strtoll(val, NULL, 10);
-        break;
-    case 'd':
-        v->value_case = RC_AV_DOUBLE;
-        v->double_value = strtod(val, NULL);
-        break;
-    case 'b':
-        v->value_case = RC_AV_BOOL;
-        v->bool_value = strcmp(val, "true") == 0;
-        break;
-    }
-    kv->value = v;
-    return kv;
-}
 
 #define MAXA 16
 
@@ -71,7 +41,7 @@ static otlp_key_value **kvs_of(rc_arena *a, const char *const *specs, size_t *n)
         (*n)++;
     otlp_key_value **kvs = rc_arena_alloc(a, (*n + 1) * sizeof *kvs);
     for (size_t i = 0; i < *n; i++)
-        kvs[i] = kv_of(a, specs[i]);
+        kvs[i] = test_kv_of(a, specs[i]);
     return kvs;
 }
 
@@ -90,33 +60,16 @@ static rc_batch *request_of(const span_spec *spans, size_t n, const char *const 
 {
     rc_arena *a = rc_arena_new(4096);
     rc_request *r = rc_request_new(a);
-    otlp_export_request *req = rc_arena_alloc(a, sizeof *req);
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(req);
-    otlp_resource_spans *rs = rc_arena_alloc(a, sizeof *rs);
-    opentelemetry__proto__trace__v1__resource_spans__init(rs);
-    rs->resource = rc_arena_alloc(a, sizeof *rs->resource);
-    opentelemetry__proto__resource__v1__resource__init(rs->resource);
+    otlp_resource *res = rc_arena_alloc(a, sizeof *res);
+    opentelemetry__proto__resource__v1__resource__init(res);
     static const char *const none[] = {NULL};
-    rs->resource->attributes = kvs_of(a, resource ? resource : none, &rs->resource->n_attributes);
-    otlp_scope_spans *ss = rc_arena_alloc(a, sizeof *ss);
-    opentelemetry__proto__trace__v1__scope_spans__init(ss);
-    ss->spans = rc_arena_alloc(a, n * sizeof(void *));
+    res->attributes = kvs_of(a, resource ? resource : none, &res->n_attributes);
+    otlp_span **made = test_request_one_scope(r, res, n);
     for (size_t i = 0; i < n; i++) {
-        otlp_span *s = rc_arena_alloc(a, sizeof *s);
-        opentelemetry__proto__trace__v1__span__init(s);
-        s->name = rc_arena_strdup(a, spans[i].name);
-        set_trace_id(a, s, spans[i].trace);
-        s->attributes = kvs_of(a, spans[i].attrs, &s->n_attributes);
-        ss->spans[i] = s;
+        made[i]->name = rc_arena_strdup(a, spans[i].name);
+        set_trace_id(a, made[i], spans[i].trace);
+        made[i]->attributes = kvs_of(a, spans[i].attrs, &made[i]->n_attributes);
     }
-    ss->n_spans = n;
-    rs->scope_spans = rc_arena_alloc(a, sizeof(void *));
-    rs->scope_spans[0] = ss;
-    rs->n_scope_spans = 1;
-    req->resource_spans = rc_arena_alloc(a, sizeof(void *));
-    req->resource_spans[0] = rs;
-    req->n_resource_spans = 1;
-    r->data = req;
     if (header_name) {
         rc_header h = {header_name, header_value};
         rc_request_meta meta = {"otlp", "http", "", 1, &h};

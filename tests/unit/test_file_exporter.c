@@ -6,6 +6,7 @@
  */
 #include "core/component.h"
 #include "core/memlimit.h"
+#include "support.h"
 #include "testing.h"
 
 #include <jansson.h>
@@ -18,32 +19,16 @@ static rc_batch *batch_of(size_t n, const char *name)
 {
     rc_arena *a = rc_arena_new(4096);
     rc_request *r = rc_request_new(a);
-    otlp_export_request *req = rc_arena_alloc(a, sizeof *req);
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(req);
-    otlp_resource_spans *rs = rc_arena_alloc(a, sizeof *rs);
-    opentelemetry__proto__trace__v1__resource_spans__init(rs);
-    otlp_scope_spans *ss = rc_arena_alloc(a, sizeof *ss);
-    opentelemetry__proto__trace__v1__scope_spans__init(ss);
-    ss->spans = rc_arena_alloc(a, n * sizeof(void *));
+    otlp_span **spans = test_request_one_scope(r, NULL, n);
     for (size_t i = 0; i < n; i++) {
-        otlp_span *s = rc_arena_alloc(a, sizeof *s);
-        opentelemetry__proto__trace__v1__span__init(s);
+        otlp_span *s = spans[i];
         s->name = rc_arena_strdup(a, name);
         s->trace_id.len = 16;
         s->trace_id.data = rc_arena_calloc(a, 16);
         s->span_id.len = 8;
         s->span_id.data = rc_arena_calloc(a, 8);
         s->span_id.data[0] = (uint8_t)(i + 1);
-        ss->spans[i] = s;
     }
-    ss->n_spans = n;
-    rs->scope_spans = rc_arena_alloc(a, sizeof(void *));
-    rs->scope_spans[0] = ss;
-    rs->n_scope_spans = 1;
-    req->resource_spans = rc_arena_alloc(a, sizeof(void *));
-    req->resource_spans[0] = rs;
-    req->n_resource_spans = 1;
-    r->data = req;
     return rc_batch_from_request(r);
 }
 

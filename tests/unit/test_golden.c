@@ -23,6 +23,7 @@
  */
 #include "otlp/otlp.h"
 
+#include "support.h"
 #include "testing.h"
 
 #include <dirent.h>
@@ -33,21 +34,6 @@
 #define MAX_CASES 512
 /* Room for the 1 KiB data directory, a file name and a suffix. */
 #define PATH_LEN 1536
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    rc_buf b = RC_BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc_buf_append(&b, chunk, n);
-    fclose(f);
-    rc_buf_putc(&b, '\0');
-    *len = b.len - 1;
-    return b.data;
-}
 
 static bool write_file(const char *path, const char *data, size_t len)
 {
@@ -183,7 +169,7 @@ static void check_error_case(const char *name, const char *dir, rc_status st, co
     char path[PATH_LEN];
     snprintf(path, sizeof path, "%s/%s.error", dir, name);
     size_t len;
-    char *want = read_file(path, &len);
+    char *want = test_read_file(path, &len);
     while (len > 0 && (want[len - 1] == '\n' || want[len - 1] == '\r'))
         want[--len] = '\0';
     if (st != RC_EINVAL) {
@@ -200,7 +186,7 @@ static void check_expected(const char *name, const char *dir, const rc_buf *got)
     char path[PATH_LEN];
     snprintf(path, sizeof path, "%s/%s.expected.json", dir, name);
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = test_read_file(path, &len);
     if (!text) {
         if (getenv("RC_GOLDEN_UPDATE")) {
             rc_buf pretty = RC_BUF_INIT;
@@ -235,7 +221,7 @@ static void run_case(const char *dir, const char *file)
     char path[PATH_LEN];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     size_t len;
-    char *input = read_file(path, &len);
+    char *input = test_read_file(path, &len);
     CHECK(input != NULL);
     if (!input) return;
 
@@ -281,7 +267,7 @@ static void test_memory_limit(const char *dir)
         char path[PATH_LEN];
         snprintf(path, sizeof path, "%s/%s", dir, inputs[i]);
         size_t len;
-        char *data = read_file(path, &len);
+        char *data = test_read_file(path, &len);
         CHECK(data != NULL);
         if (!data) continue;
         rc_arena *arena = rc_arena_new(1024);
@@ -301,7 +287,7 @@ static void test_count_spans(const char *dir)
     char path[PATH_LEN];
     snprintf(path, sizeof path, "%s/sdk-proto-openllmetry.pb", dir);
     size_t len;
-    char *data = read_file(path, &len);
+    char *data = test_read_file(path, &len);
     CHECK(data != NULL);
     if (!data) return;
     rc_arena *arena = rc_arena_new(4096);

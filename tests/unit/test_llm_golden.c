@@ -43,6 +43,7 @@
 #include "core/component.h"
 #include "core/memlimit.h"
 #include "llm/conventions.h"
+#include "support.h"
 #include "testing.h"
 
 #include <dirent.h>
@@ -66,21 +67,6 @@ static const char default_config[] = "customer: {propagation_wait: 0}\ncost: {}\
 static bool show_all;
 
 /* --- files ----------------------------------------------------------------- */
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    rc_buf b = RC_BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc_buf_append(&b, chunk, n);
-    fclose(f);
-    rc_buf_putc(&b, '\0');
-    *len = b.len - 1;
-    return b.data;
-}
 
 static bool has_suffix(const char *s, const char *suffix)
 {
@@ -550,11 +536,13 @@ static void run_case(const char *dir, const char *name)
 {
     char path[PATH_LEN];
     size_t len, cfg_len, exp_len;
-    char *input = case_path(path, sizeof path, dir, name, ".json") ? read_file(path, &len) : NULL;
-    char *config =
-        case_path(path, sizeof path, dir, name, ".config.yaml") ? read_file(path, &cfg_len) : NULL;
+    char *input =
+        case_path(path, sizeof path, dir, name, ".json") ? test_read_file(path, &len) : NULL;
+    char *config = case_path(path, sizeof path, dir, name, ".config.yaml")
+                       ? test_read_file(path, &cfg_len)
+                       : NULL;
     char *exp_text = case_path(path, sizeof path, dir, name, ".expected.json")
-                         ? read_file(path, &exp_len)
+                         ? test_read_file(path, &exp_len)
                          : NULL;
     json_error_t jerr;
     json_t *expected = exp_text ? json_loadb(exp_text, exp_len, 0, &jerr) : NULL;
@@ -720,7 +708,7 @@ static void test_doc_matches_code_table(const char *root)
     char path[PATH_LEN];
     snprintf(path, sizeof path, "%s/docs/llm-mapping.md", root);
     size_t len;
-    char *doc = read_file(path, &len);
+    char *doc = test_read_file(path, &len);
     CHECK(doc != NULL);
     rc_buf want = RC_BUF_INIT;
     CHECK(render_table(&want));
