@@ -139,15 +139,19 @@ export class Collector {
     });
   }
 
+  /* The config start() writes, once this.ports is set: OTLP -> batch ->
+   * file. A collector with another pipeline overrides only this. */
+  configText({ httpExtra, grpcExtra, memoryLimitMib } = {}) {
+    return fileExporterConfig({ ports: this.ports, outPath: this.outPath, httpExtra, grpcExtra, memoryLimitMib });
+  }
+
   /* Writes the config, spawns the binary and waits until the health check
-   * answers 200. Throws (with the collector's stderr) when it never does. */
-  async start({ httpExtra, grpcExtra, memoryLimitMib } = {}) {
+   * answers 200. Throws (with the collector's stderr) when it never does.
+   * `options` go to configText(). */
+  async start(options = {}) {
     const [grpc, httpPort, health, metrics] = await freePorts(4);
     this.ports = { grpc, http: httpPort, health, metrics };
-    fs.writeFileSync(
-      this.configPath,
-      fileExporterConfig({ ports: this.ports, outPath: this.outPath, httpExtra, grpcExtra, memoryLimitMib }),
-    );
+    fs.writeFileSync(this.configPath, this.configText(options));
     this.proc = spawn(collectorBin, ['--config', this.configPath], {
       detached: true,
       stdio: ['ignore', 'ignore', 'pipe'],

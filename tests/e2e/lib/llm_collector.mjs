@@ -2,28 +2,13 @@
  * llm_collector.mjs - a collector for the LLM end-to-end tests: the OTLP
  * receiver, then `customer`, `cost` and `batch`, then the file exporter.
  *
- * It is lib/collector.mjs's Collector with another pipeline: only the
- * config differs, so start() writes that config and spawns the binary the
- * same way (own process group, killed on exit if still alive), and
- * everything else - health wait, stop, output reading - is inherited.
+ * It is lib/collector.mjs's Collector with another pipeline: it overrides
+ * only configText(); spawning (own process group, killed on exit if still
+ * alive), the health wait, stop and output reading are inherited.
  * `customer` and `cost` are the processors' config sections as YAML flow
  * maps, e.g. '{ propagation_wait: 3s, from_header: x-customer-id }'.
  */
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-
-import { Collector, collectorBin, freePorts } from './collector.mjs';
-
-const running = new Set();
-process.on('exit', () => {
-  for (const proc of running) {
-    try {
-      process.kill(-proc.pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-});
+import { Collector } from './collector.mjs';
 
 export function llmPipelineConfig({ ports, outPath, customer, cost, memoryLimitMib = 256 }) {
   return [
@@ -51,33 +36,8 @@ export function llmPipelineConfig({ ports, outPath, customer, cost, memoryLimitM
 }
 
 export class LlmCollector extends Collector {
-  async start({ customer = '{}', cost = '{}' } = {}) {
-    const [grpc, httpPort, health, metrics] = await freePorts(4);
-    this.ports = { grpc, http: httpPort, health, metrics };
-    fs.writeFileSync(this.configPath, llmPipelineConfig({ ports: this.ports, outPath: this.outPath, customer, cost }));
-    this.proc = spawn(collectorBin, ['--config', this.configPath], {
-      detached: true,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    running.add(this.proc);
-    this.proc.stderr.on('data', (c) => {
-      this.stderr += c.toString();
-    });
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        running.delete(this.proc);
-        resolve(this.exit);
-      });
-      this.proc.on('error', (e) => {
-        this.stderr += `spawn ${collectorBin}: ${e.message}\n`;
-        this.exit = { code: null, signal: null, error: e };
-        running.delete(this.proc);
-        resolve(this.exit);
-      });
-    });
-    await this.waitHealthy(15000);
-    return this;
+  configText({ customer = '{}', cost = '{}' } = {}) {
+    return llmPipelineConfig({ ports: this.ports, outPath: this.outPath, customer, cost });
   }
 }
 
