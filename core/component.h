@@ -34,6 +34,12 @@
 typedef struct rc_consumer {
     rc_status (*consume)(void *self, rc_batch *batch, rc_error *err);
     void *self;
+    /* Set by the service: somewhere downstream an exporter acknowledges
+     * only what it has persisted. A processor in front of it must then not
+     * answer RC_OK for spans it merely holds in memory (batch passes them
+     * straight on; customer does not hold spans back), or a crash would
+     * lose spans a client was told were accepted. */
+    bool durable;
 } rc_consumer;
 
 static inline rc_status rc_consume(const rc_consumer *c, rc_batch *batch, rc_error *err)
@@ -76,6 +82,14 @@ typedef struct rc_exporter_factory {
     /* Delivers (or durably queues) the batch. The batch stays the caller's.
      * May be called from several threads at once. */
     rc_status (*export_batch)(void *inst, const rc_batch *batch, rc_error *err);
+    /* Optional. True when export_batch returns only once the spans are
+     * persisted (a durable sending queue); see rc_consumer.durable. */
+    bool (*persists)(const void *inst);
+    /* True for exporters with a sending queue: they count
+     * otelcol_exporter_sent_spans / _send_failed_spans themselves when
+     * they deliver, and the service counts what the queue refused as
+     * otelcol_exporter_enqueue_failed_spans. */
+    bool queued;
     void (*shutdown)(void *inst);
     void (*destroy)(void *inst);
 } rc_exporter_factory;

@@ -111,12 +111,28 @@ void rc_gauge_register(const char *name, const char *help, const char *labels, r
     pthread_mutex_unlock(&g_lock);
 }
 
+rc_counter *rc_gauge_register_value(const char *name, const char *help, const char *labels)
+{
+    pthread_mutex_lock(&g_lock);
+    struct rc_counter *m = find_locked(name, labels);
+    if (!m) m = add_locked(KIND_GAUGE, name, help, labels);
+    if (m) m->fn = NULL; /* the value is set, not read */
+    pthread_mutex_unlock(&g_lock);
+    return m;
+}
+
+void rc_gauge_set(rc_counter *g, uint64_t v)
+{
+    if (g) atomic_store_explicit(&g->value, v, memory_order_relaxed);
+}
+
 static void render_series(rc_buf *out, const struct rc_counter *m)
 {
     rc_buf_puts(out, m->name);
     if (m->labels[0]) rc_buf_printf(out, "{%s}", m->labels);
     if (m->kind == KIND_GAUGE)
-        rc_buf_printf(out, " %.17g\n", m->fn ? m->fn(m->arg) : 0.0);
+        rc_buf_printf(out, " %.17g\n",
+                      m->fn ? m->fn(m->arg) : (double)rc_counter_value(m));
     else
         rc_buf_printf(out, " %llu\n", (unsigned long long)rc_counter_value(m));
 }

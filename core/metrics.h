@@ -28,6 +28,12 @@ typedef double (*rc_gauge_fn)(void *arg);
 void rc_gauge_register(const char *name, const char *help, const char *labels, rc_gauge_fn fn,
                        void *arg);
 
+/* A gauge whose owner sets its value; like a counter handle it lives until
+ * the process exits, so a component that is replaced (config reload) never
+ * leaves the renderer reading freed memory. */
+rc_counter *rc_gauge_register_value(const char *name, const char *help, const char *labels);
+void rc_gauge_set(rc_counter *g, uint64_t v);
+
 /* Appends every metric in the Prometheus text exposition format 0.0.4. */
 void rc_metrics_render(rc_buf *out);
 

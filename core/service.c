@@ -10,9 +10,14 @@
  * processors may modify spans.
  *
  * The exporter fan-out is where delivery is counted: each exporter's spans
- * are counted as otelcol_exporter_sent_spans or _send_failed_spans, and the
+ * are counted as otelcol_exporter_sent_spans or _send_failed_spans (for
+ * exporters with a sending queue: the queue refusing them, as
+ * _enqueue_failed_spans; they count their deliveries themselves), and the
  * first failure is returned upstream so that, without a buffering
  * processor in between, the client learns its data was not delivered.
+ * When an exporter persists what it accepts (rc_exporter_factory.persists)
+ * every consumer of the pipeline is marked durable, so processors that
+ * would hold spans pass them through instead (component.h).
  */
 #include "core/service.h"
 
@@ -224,11 +229,11 @@ static rc_status exporter_fanout(void *self, rc_batch *batch, rc_error *err)
     rc_status first = RC_OK;
     for (size_t i = 0; i < p->n_exporters; i++) {
         component *e = p->exporters[i];
+        const rc_exporter_factory *f = e->factory;
         rc_error eerr = {{0}};
-        rc_status st =
-            ((const rc_exporter_factory *)e->factory)->export_batch(e->inst, batch, &eerr);
+        rc_status st = f->export_batch(e->inst, batch, &eerr);
         if (st == RC_OK) {
-            rc_counter_add(e->sent, batch->n_spans);
+            if (!f->queued) rc_counter_add(e->sent, batch->n_spans);
             continue;
         }
         rc_counter_add(e->failed, batch->n_spans);
@@ -312,6 +317,17 @@ static rc_status resolve_list(rc_service *s, rc_cfg *list, comp_kind kind, compo
     return RC_OK;
 }
 
+/* Whether any exporter of the pipeline acknowledges only persisted spans:
+ * then no processor in front of it may acknowledge spans it holds. */
+static bool pipeline_persists(const pipeline *p)
+{
+    for (size_t i = 0; i < p->n_exporters; i++) {
+        const rc_exporter_factory *f = p->exporters[i]->factory;
+        if (f->persists && f->persists(p->exporters[i]->inst)) return true;
+    }
+    return false;
+}
+
 static rc_status build_processors(pipeline *p, component **templates, size_t n, rc_error *err)
 {
     for (size_t i = 0; i < n; i++) {
@@ -329,9 +345,10 @@ static rc_status build_processors(pipeline *p, component **templates, size_t n, 
         }
         templates[i]->used = true;
     }
+    bool durable = pipeline_persists(p);
     for (size_t i = 0; i < p->n_processors; i++)
-        p->links[i] = (rc_consumer){processor_link, &p->processors[i]};
-    p->links[p->n_processors] = (rc_consumer){exporter_fanout, p};
+        p->links[i] = (rc_consumer){processor_link, &p->processors[i], durable};
+    p->links[p->n_processors] = (rc_consumer){exporter_fanout, p, durable};
     return RC_OK;
 }
 
@@ -391,7 +408,7 @@ static rc_status build_fanouts(rc_service *s, rc_error *err)
         if (!c->used) continue;
         receiver_fanout *f = &s->fanouts[s->n_fanouts++];
         f->receiver = c;
-        f->consumer = (rc_consumer){receiver_fanout_consume, f};
+        f->consumer = (rc_consumer){receiver_fanout_consume, f, false};
         for (size_t p = 0; p < s->n_pipelines; p++)
             for (size_t k = 0; k < s->pipelines[p].n_receivers; k++)
                 if (s->pipelines[p].receivers[k] == c && f->n_targets < MAX_PER_PIPELINE)
@@ -535,9 +552,17 @@ static void register_exporter_counters(rc_service *s)
         ex->items[i].sent =
             rc_counter_register("otelcol_exporter_sent_spans",
                                 "Number of spans successfully sent to destination.", labels);
-        ex->items[i].failed = rc_counter_register(
-            "otelcol_exporter_send_failed_spans",
-            "Number of spans in failed attempts to send to destination.", labels);
+        /* A queued exporter counts its own delivery failures; what the
+         * service sees fail for it is the queue refusing spans. */
+        const rc_exporter_factory *f = ex->items[i].factory;
+        ex->items[i].failed =
+            f->queued ? rc_counter_register("otelcol_exporter_enqueue_failed_spans",
+                                            "Number of spans failed to be added to the sending "
+                                            "queue.",
+                                            labels)
+                      : rc_counter_register(
+                            "otelcol_exporter_send_failed_spans",
+                            "Number of spans in failed attempts to send to destination.", labels);
     }
     rc_gauge_register("otelcol_process_uptime", "Uptime of the process in seconds.", NULL,
                       gauge_uptime, s);

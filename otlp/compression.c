@@ -437,3 +437,25 @@ void rc_decompressed_free(uint8_t *buf, size_t len)
     free(buf);
     rc_mem_release(len);
 }
+
+bool rc_gzip(const void *in, size_t in_len, int level, rc_buf *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    /* 16 + window bits asks zlib for a gzip header and trailer. */
+    if (deflateInit2(&z, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return false;
+    size_t bound = deflateBound(&z, (uLong)in_len);
+    if (!rc_buf_reserve(out, bound)) {
+        deflateEnd(&z);
+        return false;
+    }
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)in_len;
+    z.next_out = (Bytef *)out->data + out->len;
+    z.avail_out = (uInt)(out->cap - out->len);
+    int rc = deflate(&z, Z_FINISH);
+    if (rc == Z_STREAM_END) out->len += z.total_out;
+    deflateEnd(&z);
+    return rc == Z_STREAM_END;
+}

@@ -1,5 +1,6 @@
 /*
- * compression.h - bounded decompression of request bodies.
+ * compression.h - bounded decompression of request bodies, and gzip for
+ * what exporters send.
  *
  * The output limit is enforced while inflating, before any allocation past
  * it: a 1 KiB zip bomb that expands to gigabytes costs at most `max_out`
@@ -9,6 +10,7 @@
 #ifndef RC_COMPRESSION_H
 #define RC_COMPRESSION_H
 
+#include "core/buf.h"
 #include "core/error.h"
 
 #include <stdbool.h>
@@ -33,5 +35,9 @@ bool rc_encoding_parse(const char *value, rc_encoding *out);
 rc_status rc_decompress(rc_encoding enc, const uint8_t *in, size_t in_len, size_t max_out,
                         uint8_t **out, size_t *out_len, rc_error *err);
 void rc_decompressed_free(uint8_t *buf, size_t len);
+
+/* Appends the gzip stream of `in` to `out` (an exporter's request body).
+ * False when zlib or the buffer ran out of memory. */
+bool rc_gzip(const void *in, size_t in_len, int level, rc_buf *out);
 
 #endif

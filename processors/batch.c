@@ -15,6 +15,13 @@
  * push back instead of this buffer growing without bound.
  *
  * On shutdown everything pending is sent before the thread exits.
+ *
+ * In front of an exporter that persists what it accepts (the respan
+ * exporter's durable queue; rc_consumer.durable), holding spans here would
+ * acknowledge data that is only in memory. There the processor passes each
+ * incoming batch straight on, in the caller's thread, still split by
+ * send_batch_max_size, and returns the exporter's answer: the exporter
+ * forms its own batches from its queue (max_batch_logs, flush_interval).
  */
 #include "core/component.h"
 #include "core/log.h"
@@ -94,9 +101,11 @@ oom:
     return NULL;
 }
 
-/* Sends one batch downstream, in pieces of at most send_batch_max_size. */
-static void send_downstream(batch_processor *p, rc_batch *b)
+/* Sends one batch downstream, in pieces of at most send_batch_max_size.
+ * Returns the first failure (with its message in err). */
+static rc_status send_downstream(batch_processor *p, rc_batch *b, rc_error *err)
 {
+    rc_status first = RC_OK;
     while (b->n_spans) {
         rc_batch *piece = b;
         if (p->send_batch_max_size && b->n_spans > p->send_batch_max_size) {
@@ -104,15 +113,20 @@ static void send_downstream(batch_processor *p, rc_batch *b)
             if (!piece) piece = b; /* cannot split: send it whole */
         }
         size_t n = piece->n_spans;
-        rc_error err = {{0}};
-        rc_status st = rc_consume(p->next, piece, &err);
-        if (st != RC_OK) {
-            rc_counter_add(p->failed_spans, n);
-            rc_warn(p->id, "could not pass %zu spans on: %s", n, err.msg);
+        rc_error perr = {{0}};
+        rc_status st = rc_consume(p->next, piece, &perr);
+        if (st != RC_OK && first == RC_OK) {
+            first = st;
+            if (err) *err = perr;
         }
-        if (piece == b) return; /* consumed, with the whole of b */
+        if (st != RC_OK && !p->next->durable) {
+            rc_counter_add(p->failed_spans, n);
+            rc_warn(p->id, "could not pass %zu spans on: %s", n, perr.msg);
+        }
+        if (piece == b) return first; /* consumed, with the whole of b */
     }
     rc_batch_free(b);
+    return first;
 }
 
 static uint64_t ms_since(const struct timespec *t)
@@ -168,7 +182,7 @@ static void *batch_loop(void *arg)
         p->pending = fresh;
         pthread_mutex_unlock(&p->mu);
         rc_counter_add(by_size ? p->size_triggers : p->timeout_triggers, 1);
-        send_downstream(p, out);
+        send_downstream(p, out, NULL);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
@@ -201,6 +215,7 @@ static rc_status batch_start(void *inst, const rc_consumer *next, rc_error *err)
 static rc_status batch_consume(void *inst, rc_batch *batch, rc_error *err)
 {
     batch_processor *p = inst;
+    if (p->next->durable) return send_downstream(p, batch, err);
     pthread_mutex_lock(&p->mu);
     /* The thread sleeps without a deadline while nothing waits, so the
      * first spans must wake it to arm the timeout. */

@@ -58,7 +58,9 @@
  * and at most max_held_mib (default 16) of them wait at once: beyond that a
  * batch is resolved at once (counted in respan_processor_customer_wait_
  * skipped_spans), so traffic without customers cannot fill the memory
- * budget with waiting spans.
+ * budget with waiting spans. In front of an exporter that persists what it
+ * accepts (rc_consumer.durable) nothing waits: a held span would have been
+ * acknowledged while only in memory.
  */
 #include "core/component.h"
 #include "core/log.h"
@@ -936,7 +938,7 @@ static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
      * resolved now are moved out of the pending list. */
     pthread_mutex_lock(&p->mu);
     int64_t now = now_ms();
-    bool may_wait = p->wait_ms > 0 && !p->stopping;
+    bool may_wait = p->wait_ms > 0 && !p->stopping && !p->next->durable;
     size_t waiting = 0;
     for (size_t i = 0; i < n_pend; i++)
         if (!resolve(p, b, &pend[i], may_wait, now, &counts)) pend[waiting++] = pend[i];
@@ -1190,6 +1192,10 @@ static rc_status customer_start(void *inst, const rc_consumer *next, rc_error *e
     char labels[256];
     snprintf(labels, sizeof labels, "processor=\"%s\"", p->id);
     p->next = next;
+    if (next->durable && p->wait_ms > 0)
+        rc_info(p->id, "an exporter after it persists what it accepts, so spans are not held for "
+                       "propagation_wait (that would acknowledge spans only in memory); a trace's "
+                       "customer reaches the spans that arrive with it or after it");
     if (!(p->stats = stats_for(p->id))) {
         rc_error_set(err, "%s: out of memory", p->id);
         return RC_ENOMEM;

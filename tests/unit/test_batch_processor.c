@@ -71,7 +71,7 @@ static bool start(harness *h, const char *yaml)
     rc_error err = {{0}};
     memset(h, 0, sizeof *h);
     pthread_mutex_init(&h->rec.mu, NULL);
-    h->next = (rc_consumer){record, &h->rec};
+    h->next = (rc_consumer){record, &h->rec, false};
     h->f = rc_find_processor("batch");
     if (!h->f || rc_config_parse("test.yaml", yaml, strlen(yaml), &h->root, &err) != RC_OK) {
         fprintf(stderr, "setup: %s\n", err.msg);

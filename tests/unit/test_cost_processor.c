@@ -474,7 +474,7 @@ static bool start(harness *h, const char *yaml)
 {
     rc_error err = {{0}};
     memset(h, 0, sizeof *h);
-    h->next = (rc_consumer){keep, h};
+    h->next = (rc_consumer){keep, h, false};
     if (!yaml) yaml = "cost:";
     if (rc_config_parse("test.yaml", yaml, strlen(yaml), &h->root, &err) != RC_OK) {
         fprintf(stderr, "setup: %s\n", err.msg);

@@ -177,7 +177,7 @@ static bool start(harness *h, const char *id, const char *yaml)
     rc_error err = {{0}};
     memset(h, 0, sizeof *h);
     pthread_mutex_init(&h->rec.mu, NULL);
-    h->next = (rc_consumer){record, &h->rec};
+    h->next = (rc_consumer){record, &h->rec, false};
     h->id = id;
     if (rc_config_parse("test.yaml", yaml, strlen(yaml), &h->root, &err) != RC_OK) {
         fprintf(stderr, "setup: %s\n", err.msg);

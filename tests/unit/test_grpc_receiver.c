@@ -71,7 +71,7 @@ static rc_status test_consume(void *self, rc_batch *batch, rc_error *err)
     return answer;
 }
 
-static const rc_consumer test_consumer = {test_consume, NULL};
+static const rc_consumer test_consumer = {test_consume, NULL, false};
 
 /* --- requests ------------------------------------------------------------- */
 

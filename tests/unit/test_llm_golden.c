@@ -431,13 +431,13 @@ static bool pipeline_start(pipeline *p, const char *name, const char *yaml, size
     rc_error err = {{0}};
     memset(p, 0, sizeof *p);
     pthread_mutex_init(&p->rec.mu, NULL);
-    p->to_recorder = (rc_consumer){record, &p->rec};
+    p->to_recorder = (rc_consumer){record, &p->rec, false};
     bool ok = rc_config_parse(name, yaml, len, &p->root, &err) == RC_OK &&
               (p->cost = create(&rc_cost_processor_factory, "cost", p->root, &err)) &&
               (p->customer = create(&rc_customer_processor_factory, "customer", p->root, &err)) &&
               (p->cost_started =
                    rc_cost_processor_factory.start(p->cost, &p->to_recorder, &err) == RC_OK);
-    p->to_cost = (rc_consumer){consume_by, p->cost};
+    p->to_cost = (rc_consumer){consume_by, p->cost, false};
     ok = ok && (p->customer_started =
                     rc_customer_processor_factory.start(p->customer, &p->to_cost, &err) == RC_OK);
     if (!ok) fprintf(stderr, "  %s: pipeline setup: %s\n", name, err.msg);

@@ -1,0 +1,982 @@
+/*
+ * queue.c - the durable sending queue (see queue.h for the contract).
+ *
+ * In memory the queue is a ring of entries, one per record not yet done,
+ * in append order; a record's id is its position in the sequence of all
+ * records ever appended, so the entry of an id is found by subtraction.
+ * Entries point at their segment and offset (or, for durability memory, at
+ * a heap copy). Segments form a list in file order; the last one is the
+ * active segment appends go to. Everything is under one mutex, which is
+ * held for the write() of an append but never across an fdatasync or a
+ * read: group commit and senders' reads happen outside it.
+ *
+ * Invariants:
+ *   - q->bytes is the sum of segment sizes (disk) or record sizes (memory),
+ *     and never exceeds opts.max_bytes after an append returns;
+ *   - a segment with live records, or the active one, is never deleted;
+ *   - while a sync is running (q->syncing) the active segment does not
+ *     change, so the syncer's file descriptor stays valid.
+ */
+#include "core/queue.h"
+
+#include "core/crc32c.h"
+#include "core/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REC_MAGIC 0x31514352u /* "RCQ1" as a little-endian u32 */
+#define REC_HDR 16u
+#define DEFAULT_SEGMENT_BYTES (16u << 20)
+
+typedef struct segment {
+    uint64_t seq;
+    int fd;     /* O_RDWR|O_APPEND; -1 in memory mode */
+    int ack_fd; /* opened at the first done; -1 before */
+    uint64_t size;
+    uint64_t live; /* records in it not yet done */
+    bool sealed;   /* a write failed and could not be undone: append no more */
+    struct segment *next;
+} segment;
+
+enum { E_QUEUED, E_TAKEN, E_DONE };
+
+typedef struct entry {
+    segment *seg;
+    uint64_t off; /* of the record header in the segment */
+    char *mem;    /* memory durability: the payload */
+    uint32_t len;
+    uint32_t weight;
+    int64_t enq_ms;
+    uint8_t state;
+} entry;
+
+struct rc_queue {
+    rc_queue_options o;
+    char *name;
+    char *dir;
+    int lock_fd;
+
+    pthread_mutex_t mu;
+    pthread_cond_t avail;  /* records to take, or woken */
+    pthread_cond_t synced; /* a group commit finished */
+
+    entry *ring;
+    size_t cap, head, count; /* ring[head] is the entry of id head_id */
+    uint64_t head_id;
+    uint64_t next_take; /* no QUEUED entry has an id below this */
+    uint64_t untaken_weight, untaken_bytes, untaken_count;
+    uint64_t live_records; /* not yet done */
+
+    segment *first, *active;
+    uint64_t next_seq;
+    uint64_t bytes;
+
+    uint64_t write_seq, synced_seq; /* appends written / covered by a sync */
+    bool syncing;
+    bool woken;
+};
+
+/* --- small helpers ----------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The checksum covers length and weight too, so a flipped length cannot
+ * make a torn record look whole. */
+static uint32_t record_crc(uint32_t len, uint32_t weight, const void *payload)
+{
+    unsigned char lw[8];
+    put_u32(lw, len);
+    put_u32(lw + 4, weight);
+    return rc_crc32c(rc_crc32c(0, lw, 8), payload, len);
+}
+
+static void seg_path(const rc_queue *q, uint64_t seq, const char *ext, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%016" PRIx64 ".%s", q->dir, seq, ext);
+}
+
+static entry *entry_of(rc_queue *q, uint64_t id)
+{
+    return &q->ring[(q->head + (size_t)(id - q->head_id)) % q->cap];
+}
+
+static bool ring_grow(rc_queue *q)
+{
+    size_t ncap = q->cap ? q->cap * 2 : 1024;
+    entry *n = malloc(ncap * sizeof *n);
+    if (!n) return false;
+    for (size_t i = 0; i < q->count; i++)
+        n[i] = q->ring[(q->head + i) % q->cap];
+    free(q->ring);
+    q->ring = n;
+    q->cap = ncap;
+    q->head = 0;
+    return true;
+}
+
+static bool ring_push(rc_queue *q, const entry *e)
+{
+    if (q->count == q->cap && !ring_grow(q)) return false;
+    q->ring[(q->head + q->count) % q->cap] = *e;
+    q->count++;
+    q->live_records++;
+    return true;
+}
+
+/* Writes all of iov, retrying short writes. */
+static bool write_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return true;
+}
+
+static bool read_all(int fd, void *buf, size_t n, uint64_t off)
+{
+    char *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return true;
+}
+
+static void sync_dir(const rc_queue *q)
+{
+    int fd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    fsync(fd);
+    close(fd);
+}
+
+/* --- segments ---------------------------------------------------------------- */
+
+static void segment_delete(rc_queue *q, segment *s)
+{
+    char path[PATH_MAX];
+    segment **pp = &q->first;
+    while (*pp != s)
+        pp = &(*pp)->next;
+    *pp = s->next;
+    if (s->fd >= 0) close(s->fd);
+    if (s->ack_fd >= 0) close(s->ack_fd);
+    if (q->o.durability != RC_QUEUE_MEMORY) {
+        /* Data first: an .ack file without its segment is harmless and is
+         * removed at the next open; the reverse would redeliver. */
+        seg_path(q, s->seq, "seg", path, sizeof path);
+        unlink(path);
+        seg_path(q, s->seq, "ack", path, sizeof path);
+        unlink(path);
+    }
+    q->bytes -= s->size;
+    free(s);
+}
+
+static segment *segment_append_new(rc_queue *q, rc_error *err)
+{
+    segment *s = calloc(1, sizeof *s);
+    if (!s) {
+        rc_error_set(err, "%s: out of memory", q->name);
+        return NULL;
+    }
+    s->seq = q->next_seq++;
+    s->fd = s->ack_fd = -1;
+    if (q->o.durability != RC_QUEUE_MEMORY) {
+        char path[PATH_MAX];
+        seg_path(q, s->seq, "seg", path, sizeof path);
+        s->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (s->fd < 0) {
+            rc_error_set(err, "%s: cannot create queue segment %s: %s", q->name, path,
+                         strerror(errno));
+            free(s);
+            return NULL;
+        }
+        if (q->o.durability == RC_QUEUE_FSYNC) sync_dir(q);
+    }
+    segment **pp = &q->first;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = s;
+    return s;
+}
+
+/* Retires the active segment if it is empty of live records. Under mu. */
+static void maybe_delete(rc_queue *q, segment *s)
+{
+    if (s->live == 0 && s != q->active) segment_delete(q, s);
+}
+
+/* The segment the next record of `need` bytes goes to; rolls when the
+ * active one is full. Under mu, with no sync running. */
+static segment *segment_for(rc_queue *q, uint64_t need, rc_error *err)
+{
+    segment *a = q->active;
+    if (a && !a->sealed && (a->size == 0 || a->size + need <= q->o.segment_bytes)) return a;
+    if (a && q->o.durability == RC_QUEUE_FSYNC && a->fd >= 0 && fdatasync(a->fd) != 0) {
+        rc_error_set(err, "%s: cannot sync queue segment: %s", q->name, strerror(errno));
+        return NULL;
+    }
+    segment *s = segment_append_new(q, err);
+    if (!s) return NULL;
+    q->active = s;
+    if (a) maybe_delete(q, a);
+    return s;
+}
+
+/* --- recovery ---------------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The offsets listed in a segment's .ack file, sorted. A torn last entry
+ * (fewer than 8 bytes) is ignored: that record is simply sent again. */
+static uint64_t *load_acks(const char *path, size_t *n)
+{
+    *n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    uint64_t *v = NULL;
+    if (fstat(fd, &st) == 0 && st.st_size >= 8) {
+        size_t count = (size_t)st.st_size / 8;
+        v = malloc(count * 8);
+        if (v && read_all(fd, v, count * 8, 0)) {
+            *n = count;
+            qsort(v, count, 8, cmp_u64);
+        } else {
+            free(v);
+            v = NULL;
+        }
+    }
+    close(fd);
+    return v;
+}
+
+/* Whether a valid record starts at p (of `avail` bytes); its total size. */
+static bool valid_record_at(const unsigned char *p, uint64_t avail, uint64_t *size)
+{
+    if (avail < REC_HDR || get_u32(p) != REC_MAGIC) return false;
+    uint32_t len = get_u32(p + 4), weight = get_u32(p + 8);
+    if (len > avail - REC_HDR) return false;
+    if (record_crc(len, weight, p + REC_HDR) != get_u32(p + 12)) return false;
+    *size = REC_HDR + (uint64_t)len;
+    return true;
+}
+
+/* Counts the whole records that survive past a corrupt point, for the log
+ * line: they are lost with the tail that is cut off. */
+static uint64_t count_records_after(const unsigned char *p, uint64_t from, uint64_t size)
+{
+    uint64_t n = 0, off = from + 1, rec;
+    while (off + REC_HDR <= size) {
+        if (valid_record_at(p + off, size - off, &rec)) {
+            n++;
+            off += rec;
+        } else {
+            off++;
+        }
+    }
+    return n;
+}
+
+static rc_status recover_segment(rc_queue *q, segment *s, rc_error *err)
+{
+    char path[PATH_MAX];
+    seg_path(q, s->seq, "seg", path, sizeof path);
+    struct stat st;
+    if (fstat(s->fd, &st) != 0) {
+        rc_error_set(err, "%s: cannot read %s: %s", q->name, path, strerror(errno));
+        return RC_EIO;
+    }
+    uint64_t size = (uint64_t)st.st_size, off = 0, rec;
+    const unsigned char *p = NULL;
+    if (size) {
+        p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, s->fd, 0);
+        if (p == MAP_FAILED) {
+            rc_error_set(err, "%s: cannot map %s: %s", q->name, path, strerror(errno));
+            return RC_EIO;
+        }
+    }
+    char ack_path[PATH_MAX];
+    seg_path(q, s->seq, "ack", ack_path, sizeof ack_path);
+    size_t n_acks;
+    uint64_t *acks = load_acks(ack_path, &n_acks);
+    rc_status st_ = RC_OK;
+    while (off < size && valid_record_at(p + off, size - off, &rec)) {
+        if (!(acks && bsearch(&off, acks, n_acks, 8, cmp_u64))) {
+            entry e = {s, off, NULL, get_u32(p + off + 4), get_u32(p + off + 8), 0, E_QUEUED};
+            if (!ring_push(q, &e)) {
+                rc_error_set(err, "%s: out of memory recovering the queue", q->name);
+                st_ = RC_ENOMEM;
+                break;
+            }
+            s->live++;
+            q->untaken_weight += e.weight;
+            q->untaken_bytes += e.len;
+            q->untaken_count++;
+        }
+        off += rec;
+    }
+    if (st_ == RC_OK && off < size) {
+        uint64_t lost = count_records_after(p, off, size);
+        rc_warn(q->name,
+                "queue segment %s: cut %" PRIu64 " bytes of torn or corrupt data at offset %" PRIu64
+                "; %" PRIu64 " records lost with them",
+                path, size - off, off, lost);
+        if (ftruncate(s->fd, (off_t)off) != 0)
+            rc_warn(q->name, "cannot truncate %s: %s", path, strerror(errno));
+    }
+    if (p) munmap((void *)p, size);
+    free(acks);
+    s->size = off;
+    q->bytes += off;
+    return st_;
+}
+
+static bool is_segment_name(const char *n, const char *ext, uint64_t *seq)
+{
+    size_t len = strlen(n);
+    if (len != 16 + 1 + strlen(ext) || n[16] != '.' || strcmp(n + 17, ext) != 0) return false;
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = n[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return false;
+        v = v << 4 | (uint64_t)d;
+    }
+    *seq = v;
+    return true;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    return cmp_u64(a, b);
+}
+
+/* Collects the sequence numbers of files with extension `ext`, sorted,
+ * into *out (malloc'd, NULL when there are none). */
+static rc_status list_files(rc_queue *q, const char *ext, uint64_t **out, size_t *n, rc_error *err)
+{
+    *n = 0;
+    *out = NULL;
+    DIR *d = opendir(q->dir);
+    if (!d) {
+        rc_error_set(err, "%s: cannot open queue directory %s: %s", q->name, q->dir,
+                     strerror(errno));
+        return RC_EIO;
+    }
+    size_t cap = 0;
+    uint64_t *v = NULL, seq;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_segment_name(de->d_name, ext, &seq)) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                free(v);
+                closedir(d);
+                rc_error_set(err, "%s: out of memory listing %s", q->name, q->dir);
+                *n = 0;
+                return RC_ENOMEM;
+            }
+            v = nv;
+        }
+        v[(*n)++] = seq;
+    }
+    closedir(d);
+    if (v) qsort(v, *n, sizeof *v, cmp_seq);
+    *out = v;
+    return RC_OK;
+}
+
+static void remove_orphan_acks(rc_queue *q, const uint64_t *segs, size_t n_segs)
+{
+    size_t n;
+    rc_error ignore;
+    uint64_t *acks;
+    if (list_files(q, "ack", &acks, &n, &ignore) != RC_OK) return;
+    for (size_t i = 0; i < n; i++) {
+        if (bsearch(&acks[i], segs, n_segs, sizeof *segs, cmp_u64)) continue;
+        char path[PATH_MAX];
+        seg_path(q, acks[i], "ack", path, sizeof path);
+        unlink(path);
+    }
+    free(acks);
+}
+
+static rc_status recover(rc_queue *q, rc_error *err)
+{
+    size_t n;
+    uint64_t *seqs;
+    rc_status st = list_files(q, "seg", &seqs, &n, err);
+    if (st != RC_OK) return st;
+    uint64_t records = 0;
+    for (size_t i = 0; i < n && st == RC_OK; i++) {
+        segment *s = calloc(1, sizeof *s);
+        if (!s) {
+            rc_error_set(err, "%s: out of memory recovering the queue", q->name);
+            st = RC_ENOMEM;
+            break;
+        }
+        s->seq = seqs[i];
+        s->ack_fd = -1;
+        char path[PATH_MAX];
+        seg_path(q, s->seq, "seg", path, sizeof path);
+        s->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+        if (s->fd < 0) {
+            rc_error_set(err, "%s: cannot open %s: %s", q->name, path, strerror(errno));
+            free(s);
+            st = RC_EIO;
+            break;
+        }
+        segment **pp = &q->first;
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = s;
+        q->next_seq = s->seq + 1;
+        st = recover_segment(q, s, err);
+        records += s->live;
+        if (st == RC_OK) maybe_delete(q, s);
+    }
+    if (st == RC_OK) remove_orphan_acks(q, seqs, n);
+    free(seqs);
+    if (st == RC_OK && records)
+        rc_info(q->name, "queue %s: recovered %" PRIu64 " undelivered records (%" PRIu64 " bytes)",
+                q->dir, records, q->untaken_bytes);
+    return st;
+}
+
+/* --- open / close ------------------------------------------------------------ */
+
+static rc_status make_dirs(const char *dir, rc_error *err)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        rc_error_set(err, "queue directory name is too long: %s", dir);
+        return RC_EINVAL;
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) goto fail;
+        *p = '/';
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) goto fail;
+    return RC_OK;
+fail:
+    rc_error_set(err, "cannot create queue directory %s: %s", path, strerror(errno));
+    return RC_EIO;
+}
+
+static rc_status lock_dir(rc_queue *q, rc_error *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/LOCK", q->dir);
+    q->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (q->lock_fd < 0) {
+        rc_error_set(err, "cannot open %s: %s", path, strerror(errno));
+        return RC_EIO;
+    }
+    if (flock(q->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc_error_set(err, "queue directory %s is in use by another process (%s)", q->dir,
+                     strerror(errno));
+        return RC_EBUSY;
+    }
+    return RC_OK;
+}
+
+rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *err)
+{
+    *out = NULL;
+    rc_queue *q = calloc(1, sizeof *q);
+    if (!q) {
+        rc_error_set(err, "out of memory opening a queue");
+        return RC_ENOMEM;
+    }
+    q->o = *opts;
+    q->lock_fd = -1;
+    if (!q->o.segment_bytes) q->o.segment_bytes = DEFAULT_SEGMENT_BYTES;
+    if (q->o.segment_bytes > q->o.max_bytes / 4 && q->o.max_bytes >= 4 * REC_HDR)
+        q->o.segment_bytes = q->o.max_bytes / 4;
+    q->name = strdup(opts->name ? opts->name : "queue");
+    q->dir = strdup(opts->directory ? opts->directory : "");
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->avail, &ca);
+    pthread_cond_init(&q->synced, &ca);
+    pthread_condattr_destroy(&ca);
+    rc_status st = RC_OK;
+    if (!q->name || !q->dir) {
+        rc_error_set(err, "out of memory opening a queue");
+        st = RC_ENOMEM;
+    } else if (q->o.durability != RC_QUEUE_MEMORY) {
+        st = make_dirs(q->dir, err);
+        if (st == RC_OK) st = lock_dir(q, err);
+        if (st == RC_OK) st = recover(q, err);
+    }
+    if (st != RC_OK) {
+        rc_queue_close(q);
+        return st;
+    }
+    q->next_take = q->head_id;
+    *out = q;
+    return RC_OK;
+}
+
+void rc_queue_close(rc_queue *q)
+{
+    if (!q) return;
+    for (size_t i = 0; i < q->count; i++)
+        free(q->ring[(q->head + i) % q->cap].mem);
+    free(q->ring);
+    for (segment *s = q->first, *nx; s; s = nx) {
+        nx = s->next;
+        if (s->fd >= 0) {
+            /* An async queue still gets its data to disk on a clean stop. */
+            if (q->o.durability == RC_QUEUE_ASYNC) fdatasync(s->fd);
+            close(s->fd);
+        }
+        if (s->ack_fd >= 0) close(s->ack_fd);
+        /* A segment that only ever held delivered records goes now. */
+        if (s->live == 0 && q->o.durability != RC_QUEUE_MEMORY) {
+            char path[PATH_MAX];
+            seg_path(q, s->seq, "seg", path, sizeof path);
+            unlink(path);
+            seg_path(q, s->seq, "ack", path, sizeof path);
+            unlink(path);
+        }
+        free(s);
+    }
+    if (q->lock_fd >= 0) close(q->lock_fd);
+    pthread_cond_destroy(&q->avail);
+    pthread_cond_destroy(&q->synced);
+    pthread_mutex_destroy(&q->mu);
+    free(q->name);
+    free(q->dir);
+    free(q);
+}
+
+/* --- append ------------------------------------------------------------------- */
+
+/* Takes back the last `n` entries of this append: their bytes are cut from
+ * the segment files so that nothing of a refused append is delivered. */
+static void undo_appends(rc_queue *q, size_t n)
+{
+    while (n--) {
+        entry *e = &q->ring[(q->head + q->count - 1) % q->cap];
+        segment *s = e->seg;
+        q->count--;
+        q->live_records--;
+        q->untaken_weight -= e->weight;
+        q->untaken_bytes -= e->len;
+        q->untaken_count--;
+        s->live--;
+        free(e->mem);
+        uint64_t cut = s->size - e->off;
+        if (s->fd >= 0 && ftruncate(s->fd, (off_t)e->off) != 0) {
+            /* The tail stays; recovery would cut it as torn. Stop writing
+             * after it so later records are not lost with it. */
+            rc_warn(q->name, "cannot truncate a refused append: %s", strerror(errno));
+            s->sealed = true;
+            continue;
+        }
+        s->size = e->off;
+        q->bytes -= cut;
+    }
+}
+
+static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, rc_error *err)
+{
+    uint64_t need = REC_HDR + c->len;
+    entry e = {NULL, 0, NULL, (uint32_t)c->len, c->weight, now_ms(), E_QUEUED};
+    if (q->o.durability == RC_QUEUE_MEMORY) {
+        if (!q->active && !(q->active = segment_append_new(q, err))) return RC_ENOMEM;
+        e.mem = malloc(c->len ? c->len : 1);
+        if (!e.mem) {
+            rc_error_set(err, "%s: out of memory queueing a record", q->name);
+            return RC_ENOMEM;
+        }
+        memcpy(e.mem, c->data, c->len);
+    } else {
+        segment *s = segment_for(q, need, err);
+        if (!s) return RC_EIO;
+        unsigned char hdr[REC_HDR];
+        put_u32(hdr, REC_MAGIC);
+        put_u32(hdr + 4, (uint32_t)c->len);
+        put_u32(hdr + 8, c->weight);
+        put_u32(hdr + 12, record_crc((uint32_t)c->len, c->weight, c->data));
+        struct iovec iov[2] = {{hdr, REC_HDR}, {(void *)c->data, c->len}};
+        if (!write_all(s->fd, iov, 2)) {
+            int e_ = errno;
+            if (ftruncate(s->fd, (off_t)s->size) != 0) s->sealed = true;
+            rc_error_set(err, "%s: cannot write to the queue: %s", q->name, strerror(e_));
+            return e_ == ENOSPC || e_ == EDQUOT || e_ == EFBIG ? RC_EBUSY : RC_EIO;
+        }
+        e.off = s->size;
+    }
+    e.seg = q->active;
+    if (!ring_push(q, &e)) {
+        free(e.mem);
+        if (e.seg->fd >= 0 && ftruncate(e.seg->fd, (off_t)e.seg->size) != 0) e.seg->sealed = true;
+        rc_error_set(err, "%s: out of memory queueing a record", q->name);
+        return RC_ENOMEM;
+    }
+    e.seg->size += need;
+    e.seg->live++;
+    q->bytes += need;
+    q->untaken_weight += e.weight;
+    q->untaken_bytes += e.len;
+    q->untaken_count++;
+    return RC_OK;
+}
+
+/* Group commit: the first appender to find no sync running syncs for all
+ * that wrote before it; the others wait for a sync that covers them. */
+static rc_status wait_synced(rc_queue *q, uint64_t my_seq, rc_error *err)
+{
+    while (q->synced_seq < my_seq) {
+        if (q->syncing) {
+            pthread_cond_wait(&q->synced, &q->mu);
+            continue;
+        }
+        q->syncing = true;
+        uint64_t target = q->write_seq;
+        int fd = q->active->fd;
+        pthread_mutex_unlock(&q->mu);
+        int rc = fdatasync(fd);
+        int e = errno;
+        pthread_mutex_lock(&q->mu);
+        q->syncing = false;
+        pthread_cond_broadcast(&q->synced);
+        if (rc != 0) {
+            rc_error_set(err, "%s: cannot sync the queue: %s", q->name, strerror(e));
+            return RC_EIO;
+        }
+        if (target > q->synced_seq) q->synced_seq = target;
+    }
+    return RC_OK;
+}
+
+rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (chunks[i].len > UINT32_MAX - REC_HDR) {
+            rc_error_set(err, "%s: a record of %zu bytes is too large", q->name, chunks[i].len);
+            return RC_ETOOBIG;
+        }
+        total += REC_HDR + chunks[i].len;
+    }
+    if (total > q->o.max_bytes) {
+        rc_error_set(err, "%s: %" PRIu64 " bytes can never fit a queue of %" PRIu64 " bytes",
+                     q->name, total, q->o.max_bytes);
+        return RC_ETOOBIG;
+    }
+    pthread_mutex_lock(&q->mu);
+    /* Rolling changes the active segment, which a running sync relies on. */
+    while (q->syncing && q->active && q->active->size + total > q->o.segment_bytes)
+        pthread_cond_wait(&q->synced, &q->mu);
+    if (q->bytes + total > q->o.max_bytes) {
+        pthread_mutex_unlock(&q->mu);
+        rc_error_set(err, "%s: sending queue is full (%" PRIu64 " of %" PRIu64 " MiB), retry later",
+                     q->name, q->bytes >> 20, q->o.max_bytes >> 20);
+        return RC_EBUSY;
+    }
+    rc_status st = RC_OK;
+    size_t done = 0;
+    for (; done < n && st == RC_OK; done++)
+        st = write_record(q, &chunks[done], err);
+    if (st != RC_OK) {
+        undo_appends(q, done - 1);
+        pthread_mutex_unlock(&q->mu);
+        return st;
+    }
+    uint64_t my_seq = ++q->write_seq;
+    pthread_cond_broadcast(&q->avail);
+    if (q->o.durability == RC_QUEUE_FSYNC) st = wait_synced(q, my_seq, err);
+    pthread_mutex_unlock(&q->mu);
+    return st;
+}
+
+/* --- take / done ---------------------------------------------------------- */
+
+/* Advances next_take past entries that are not waiting. Under mu. */
+static entry *first_untaken(rc_queue *q)
+{
+    while (q->next_take < q->head_id + q->count) {
+        entry *e = entry_of(q, q->next_take);
+        if (e->state == E_QUEUED) return e;
+        q->next_take++;
+    }
+    return NULL;
+}
+
+static bool ready(rc_queue *q, uint64_t max_weight, size_t max_bytes, uint64_t linger_ms,
+                  int64_t *wait_until)
+{
+    entry *e = first_untaken(q);
+    if (!e) {
+        *wait_until = -1;
+        return false;
+    }
+    if (q->untaken_weight >= max_weight || q->untaken_bytes >= max_bytes) return true;
+    *wait_until = e->enq_ms + (int64_t)linger_ms;
+    return now_ms() >= *wait_until;
+}
+
+static void timed_wait(rc_queue *q, int64_t until_ms)
+{
+    if (until_ms < 0) {
+        pthread_cond_wait(&q->avail, &q->mu);
+        return;
+    }
+    struct timespec ts = {(time_t)(until_ms / 1000), (long)(until_ms % 1000) * 1000000};
+    pthread_cond_timedwait(&q->avail, &q->mu, &ts);
+}
+
+/* Marks up to max_records entries TAKEN and describes them in out. */
+static size_t claim(rc_queue *q, rc_queue_record *out, entry **claimed, size_t max_records,
+                    uint64_t max_weight, size_t max_bytes)
+{
+    size_t n = 0;
+    uint64_t weight = 0, bytes = 0;
+    for (uint64_t id = q->next_take; id < q->head_id + q->count && n < max_records; id++) {
+        entry *e = entry_of(q, id);
+        if (e->state != E_QUEUED) continue;
+        if (n && (weight + e->weight > max_weight || bytes + e->len > max_bytes)) break;
+        e->state = E_TAKEN;
+        weight += e->weight;
+        bytes += e->len;
+        q->untaken_weight -= e->weight;
+        q->untaken_bytes -= e->len;
+        q->untaken_count--;
+        out[n] = (rc_queue_record){id, e->mem, e->len, e->weight};
+        claimed[n++] = e;
+    }
+    return n;
+}
+
+enum read_result { READ_OK, READ_FAILED, READ_CORRUPT };
+
+/* Reads a claimed record from its segment, outside the lock: a segment
+ * cannot go away while one of its records is taken. */
+static enum read_result read_claimed(rc_queue *q, rc_queue_record *r, segment *s, uint64_t off)
+{
+    r->data = malloc(r->len ? r->len : 1);
+    unsigned char hdr[REC_HDR];
+    if (!r->data || !read_all(s->fd, hdr, REC_HDR, off) ||
+        !read_all(s->fd, r->data, r->len, off + REC_HDR)) {
+        rc_warn(q->name, "cannot read a queued record: %s",
+                r->data ? strerror(errno) : "no memory");
+        free(r->data);
+        r->data = NULL;
+        return READ_FAILED;
+    }
+    if (record_crc((uint32_t)r->len, r->weight, r->data) != get_u32(hdr + 12)) {
+        rc_error_log(q->name,
+                     "a queued record (segment %016" PRIx64 ", offset %" PRIu64
+                     ") no longer matches its checksum: the disk corrupted it; dropped",
+                     s->seq, off);
+        free(r->data);
+        r->data = NULL;
+        return READ_CORRUPT;
+    }
+    return READ_OK;
+}
+
+size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint64_t max_weight,
+                     size_t max_bytes, uint64_t linger_ms)
+{
+    if (max_records == 0) return 0;
+    entry **claimed = malloc(max_records * sizeof *claimed);
+    segment **segs = malloc(max_records * sizeof *segs);
+    uint64_t *offs = malloc(max_records * sizeof *offs);
+    size_t n = 0;
+    if (!claimed || !segs || !offs) goto out;
+    pthread_mutex_lock(&q->mu);
+    int64_t until;
+    while (!q->woken && !ready(q, max_weight, max_bytes, linger_ms, &until))
+        timed_wait(q, until);
+    n = claim(q, out, claimed, max_records, max_weight, max_bytes);
+    for (size_t i = 0; i < n; i++) {
+        segs[i] = claimed[i]->seg;
+        offs[i] = claimed[i]->off;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (q->o.durability == RC_QUEUE_MEMORY) goto out;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        enum read_result rr = read_claimed(q, &out[i], segs[i], offs[i]);
+        if (rr == READ_OK) {
+            out[kept++] = out[i];
+            continue;
+        }
+        /* A corrupt record can never be delivered; one that failed to read
+         * is put back to be tried again. */
+        rc_queue_record r = out[i];
+        if (rr == READ_CORRUPT)
+            rc_queue_done(q, &r);
+        else
+            rc_queue_release(q, &r);
+    }
+    n = kept;
+out:
+    free(claimed);
+    free(segs);
+    free(offs);
+    return n;
+}
+
+static void pop_done(rc_queue *q)
+{
+    while (q->count && q->ring[q->head].state == E_DONE) {
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        q->head_id++;
+    }
+    if (q->next_take < q->head_id) q->next_take = q->head_id;
+}
+
+static void append_ack(rc_queue *q, segment *s, uint64_t off)
+{
+    if (s->ack_fd < 0) {
+        char path[PATH_MAX];
+        seg_path(q, s->seq, "ack", path, sizeof path);
+        s->ack_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (s->ack_fd < 0) {
+            rc_warn(q->name, "cannot open %s (%s): delivered records may be sent again", path,
+                    strerror(errno));
+            return;
+        }
+    }
+    /* No fsync: the page cache survives the process; after a power cut a
+     * lost ack only means the record is delivered twice. */
+    ssize_t w = write(s->ack_fd, &off, sizeof off);
+    (void)w;
+}
+
+void rc_queue_done(rc_queue *q, rc_queue_record *r)
+{
+    pthread_mutex_lock(&q->mu);
+    entry *e = entry_of(q, r->id);
+    segment *s = e->seg;
+    e->state = E_DONE;
+    q->live_records--;
+    if (q->o.durability == RC_QUEUE_MEMORY) {
+        free(e->mem);
+        e->mem = NULL;
+        q->bytes -= REC_HDR + e->len;
+        s->size -= REC_HDR + e->len;
+    } else {
+        free(r->data);
+    }
+    r->data = NULL;
+    s->live--;
+    /* The ack only matters while the segment lives on. */
+    if (s->fd >= 0 && (s->live > 0 || s == q->active)) append_ack(q, s, e->off);
+    maybe_delete(q, s);
+    pop_done(q);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void rc_queue_release(rc_queue *q, rc_queue_record *r)
+{
+    pthread_mutex_lock(&q->mu);
+    entry *e = entry_of(q, r->id);
+    e->state = E_QUEUED;
+    q->untaken_weight += e->weight;
+    q->untaken_bytes += e->len;
+    q->untaken_count++;
+    if (r->id < q->next_take) q->next_take = r->id;
+    if (q->o.durability != RC_QUEUE_MEMORY) free(r->data);
+    r->data = NULL;
+    pthread_cond_broadcast(&q->avail);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void rc_queue_wake(rc_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->woken = true;
+    pthread_cond_broadcast(&q->avail);
+    pthread_mutex_unlock(&q->mu);
+}
+
+uint64_t rc_queue_bytes(const rc_queue *q)
+{
+    rc_queue *m = (rc_queue *)q;
+    pthread_mutex_lock(&m->mu);
+    uint64_t v = m->bytes;
+    pthread_mutex_unlock(&m->mu);
+    return v;
+}
+
+uint64_t rc_queue_capacity(const rc_queue *q)
+{
+    return q->o.max_bytes;
+}
+
+uint64_t rc_queue_records(const rc_queue *q)
+{
+    rc_queue *m = (rc_queue *)q;
+    pthread_mutex_lock(&m->mu);
+    uint64_t n = m->live_records;
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}

@@ -1,0 +1,112 @@
+/*
+ * queue.h - the durable sending queue every queued exporter shares.
+ *
+ * An exporter appends opaque records (for the respan exporter, lines of
+ * request-log JSON); its senders take the oldest records, deliver them, and
+ * mark them done. The receiver's acknowledgement waits for the append, so
+ * what a client was told was accepted is on disk before it is told so.
+ *
+ * On disk (durability fsync or async) a queue is a directory of segment
+ * files, NNNNNNNNNNNNNNNN.seg, written append-only. Each record is a 16-byte
+ * header (magic, length, weight, CRC-32C over length, weight and payload)
+ * and its payload. Delivered records are listed, by offset, in the
+ * segment's .ack file; a segment and its .ack file are deleted once every
+ * record in them is delivered. On open the queue is recovered: records not
+ * listed as delivered are queued again, in order, and a torn or corrupt
+ * tail is cut off and logged with the number of records lost.
+ *
+ *   fsync  append returns once the records are fsync'd. Concurrent appends
+ *          share one fdatasync (group commit): whoever finds no sync running
+ *          syncs everything written so far and wakes the others.
+ *   async  append returns once the records are written to the page cache:
+ *          they survive the process being killed, not a power cut.
+ *   memory no files: records live in memory and are lost with the process.
+ *
+ * Delivery is at least once: a record taken but not marked done when the
+ * process dies is delivered again after restart, and only such a record.
+ *
+ * Thread-safety: every function may be called from any thread.
+ */
+#ifndef RC_QUEUE_H
+#define RC_QUEUE_H
+
+#include "core/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum rc_queue_durability {
+    RC_QUEUE_FSYNC,
+    RC_QUEUE_ASYNC,
+    RC_QUEUE_MEMORY,
+} rc_queue_durability;
+
+typedef struct rc_queue_options {
+    const char *name;       /* for log lines, e.g. the exporter id */
+    const char *directory;  /* created if missing; unused for memory */
+    uint64_t max_bytes;     /* bound on the queue (segment files, or records in memory) */
+    uint64_t segment_bytes; /* roll to a new segment file past this; 0: a default */
+    rc_queue_durability durability;
+} rc_queue_options;
+
+typedef struct rc_queue rc_queue;
+
+/* One record to append. `weight` is the caller's unit of batching (the
+ * respan exporter passes the number of logs in the record). */
+typedef struct rc_queue_chunk {
+    const void *data;
+    size_t len;
+    uint32_t weight;
+} rc_queue_chunk;
+
+/* A record handed to a sender. `data` is malloc'd and owned by the queue
+ * until rc_queue_done or rc_queue_release frees it. */
+typedef struct rc_queue_record {
+    uint64_t id;
+    char *data;
+    size_t len;
+    uint32_t weight;
+} rc_queue_record;
+
+/* Opens (and recovers) the queue. Fails when the directory cannot be
+ * created or is locked by another process. */
+rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *err);
+
+/* Closes files and frees the queue. Records not done stay on disk and are
+ * queued again by the next open. Takers must have returned. */
+void rc_queue_close(rc_queue *q);
+
+/* Appends every chunk or none. RC_EBUSY when the queue (or the disk) is
+ * full, RC_ETOOBIG when the chunks could never fit, RC_EIO when a write or
+ * sync failed (nothing of this call is kept then). Returns after the
+ * records are as durable as the queue's durability promises. */
+rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err);
+
+/* Takes the oldest untaken records, in order, for delivery. Waits until the
+ * untaken records reach max_weight or max_bytes, or the oldest of them has
+ * waited linger_ms, or rc_queue_wake is called. Takes at least one record
+ * when any is available and never more than max_records; beyond the first,
+ * never more than max_weight and max_bytes in total. Returns how many were
+ * taken (0 when woken with nothing there, or when a read failed). */
+size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint64_t max_weight,
+                     size_t max_bytes, uint64_t linger_ms);
+
+/* The record was delivered (or dead-lettered): it is removed for good.
+ * Frees r->data. */
+void rc_queue_done(rc_queue *q, rc_queue_record *r);
+
+/* Gives a taken record back, to be taken again first. Frees r->data. */
+void rc_queue_release(rc_queue *q, rc_queue_record *r);
+
+/* Stops takers waiting, for good: from now on rc_queue_take returns at
+ * once with whatever is there, 0 when nothing is (senders drain, then stop). */
+void rc_queue_wake(rc_queue *q);
+
+/* Bytes the queue holds (segment files, or records in memory) and its bound. */
+uint64_t rc_queue_bytes(const rc_queue *q);
+uint64_t rc_queue_capacity(const rc_queue *q);
+/* Records not yet done. */
+uint64_t rc_queue_records(const rc_queue *q);
+
+#endif
