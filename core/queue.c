@@ -250,10 +250,30 @@ static segment *segment_append_new(rc_queue *q, rc_error *err)
     return s;
 }
 
-/* Retires the active segment if it is empty of live records. Under mu. */
+/* Empties the active segment once everything in it is delivered, so an
+ * idle queue holds no bytes. The .ack file goes first: were the segment
+ * cut first and the process killed in between, old acks would match the
+ * offsets of new records and hide them. Under mu. */
+static void segment_rewind(rc_queue *q, segment *s)
+{
+    if (s->ack_fd >= 0 && ftruncate(s->ack_fd, 0) != 0) return;
+    if (ftruncate(s->fd, 0) != 0) {
+        s->sealed = true; /* roll at the next append rather than reuse offsets */
+        return;
+    }
+    q->bytes -= s->size;
+    s->size = 0;
+}
+
+/* Retires a segment that is empty of live records: deleted, or rewound
+ * when it is the active one. Under mu. */
 static void maybe_delete(rc_queue *q, segment *s)
 {
-    if (s->live == 0 && s != q->active) segment_delete(q, s);
+    if (s->live != 0) return;
+    if (s != q->active)
+        segment_delete(q, s);
+    else if (s->fd >= 0 && s->size > 0 && !s->sealed && !q->syncing)
+        segment_rewind(q, s);
 }
 
 /* The segment the next record of `need` bytes goes to; rolls when the
