@@ -22,6 +22,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* With RESPAN_API_KEY in the environment and no --config, spans go to
+ * Respan: OTLP -> customer -> cost -> batch -> respan. */
+static const char respan_default_config[] =
+    "# The embedded default with RESPAN_API_KEY set: OTLP on localhost, customer and\n"
+    "# cost derived, delivered to Respan through a durable queue in ./data/queue/respan.\n"
+    "receivers:\n"
+    "  otlp:\n"
+    "    protocols:\n"
+    "      grpc: { endpoint: \"127.0.0.1:4317\" }\n"
+    "      http: { endpoint: \"127.0.0.1:4318\" }\n"
+    "processors:\n"
+    "  customer: {}\n"
+    "  cost: {}\n"
+    "  batch: { send_batch_size: 8192, timeout: 200ms }\n"
+    "exporters:\n"
+    "  respan:\n"
+    "    endpoint: \"${env:RESPAN_BASE_URL:-https://api.respan.ai/api}\"\n"
+    "    api_key: \"${env:RESPAN_API_KEY}\"\n"
+    "    api: traces_ingest\n"
+    "    max_batch_logs: 1000\n"
+    "    max_batch_bytes_mib: 8\n"
+    "    flush_interval: 1s\n"
+    "    compression: none\n"
+    "    sending_queue: { directory: \"./data/queue/respan\", max_size_mib: 1024, durability: "
+    "fsync }\n"
+    "    retry_on_failure: { initial_interval: 1s, max_interval: 30s, max_elapsed_time: 0 }\n"
+    "extensions:\n"
+    "  health_check: { endpoint: \"127.0.0.1:13133\" }\n"
+    "service:\n"
+    "  extensions: [health_check]\n"
+    "  telemetry: { metrics: { endpoint: \"127.0.0.1:8888\" }, logs: { level: info } }\n"
+    "  pipelines:\n"
+    "    traces: { receivers: [otlp], processors: [customer, cost, batch], exporters: [respan] "
+    "}\n";
+
 static const char default_config[] =
     "# The embedded default: OTLP on localhost, batched, printed by `debug`.\n"
     "receivers:\n"
@@ -57,8 +92,10 @@ static void print_help(FILE *out)
             "  -c, --config FILE   YAML config shaped like the OpenTelemetry Collector's;\n"
             "                      ${env:NAME} and ${env:NAME:-default} are substituted.\n"
             "                      Without it, the embedded default runs: OTLP gRPC on\n"
-            "                      127.0.0.1:4317 and HTTP on 127.0.0.1:4318, batched, printed\n"
-            "                      to stderr by the debug exporter.\n"
+            "                      127.0.0.1:4317 and HTTP on 127.0.0.1:4318. With\n"
+            "                      RESPAN_API_KEY set, spans go through customer, cost and\n"
+            "                      batch to Respan (RESPAN_BASE_URL overrides the endpoint);\n"
+            "                      without it they are printed to stderr by `debug`.\n"
             "\n"
             "Components:\n"
             "  receivers:  %s\n",
@@ -68,6 +105,8 @@ static void print_help(FILE *out)
     fprintf(out, "  extensions: %s\n", rc_list_types('x'));
     fprintf(out,
             "\nSignals: SIGTERM or SIGINT stop accepting, flush everything in flight, exit 0.\n"
+            "         SIGHUP reloads the config file; a config that does not validate is\n"
+            "         logged and the running one is kept.\n"
             "Docs: README.md and docs/configuration.md.\n");
 }
 
@@ -110,17 +149,31 @@ static int parse_cli(int argc, char **argv, cli *c)
     return 0;
 }
 
-static rc_cfg *load_config(const char *path)
+static bool have_respan_key(void)
+{
+    const char *key = getenv("RESPAN_API_KEY");
+    return key && key[0];
+}
+
+static const char *embedded_config(void)
+{
+    return have_respan_key() ? respan_default_config : default_config;
+}
+
+static rc_cfg *parse_config(const char *path, rc_error *err)
 {
     rc_cfg *root = NULL;
+    const char *text = embedded_config();
+    rc_status st = path ? rc_config_load(path, &root, err)
+                        : rc_config_parse("<embedded default>", text, strlen(text), &root, err);
+    return st == RC_OK ? root : NULL;
+}
+
+static rc_cfg *load_config(const char *path)
+{
     rc_error err = {{0}};
-    rc_status st = path ? rc_config_load(path, &root, &err)
-                        : rc_config_parse("<embedded default>", default_config,
-                                          sizeof default_config - 1, &root, &err);
-    if (st != RC_OK) {
-        fprintf(stderr, "respan-collector: invalid config: %s\n", err.msg);
-        return NULL;
-    }
+    rc_cfg *root = parse_config(path, &err);
+    if (!root) fprintf(stderr, "respan-collector: invalid config: %s\n", err.msg);
     return root;
 }
 
@@ -138,50 +191,105 @@ static void block_signals(sigset_t *set)
     signal(SIGXFSZ, SIG_IGN);
 }
 
-static void wait_for_stop(const sigset_t *set)
+/* Waits for a signal: true for SIGHUP (reload), false for SIGTERM/SIGINT. */
+static bool wait_for_signal(const sigset_t *set)
 {
     for (;;) {
         int sig = 0;
         if (sigwait(set, &sig) != 0) continue;
-        if (sig == SIGHUP) {
-            rc_warn("service", "SIGHUP: reloading the config is not supported yet; ignored");
-            continue;
-        }
+        if (sig == SIGHUP) return true;
         rc_info("service", "%s received: stopping receivers and flushing pipelines",
                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        return;
+        return false;
     }
 }
 
-static int run(const cli *c, rc_cfg *root)
+static void log_running(const rc_service *svc)
+{
+    rc_buf where = RC_BUF_INIT;
+    rc_service_describe(svc, &where);
+    rc_buf_putc(&where, '\0');
+    rc_info("service", "respan-collector %s running: %s", RC_VERSION,
+            where.failed ? "" : where.data);
+    rc_buf_free(&where);
+}
+
+/* Builds and starts a service; NULL (with err) when either fails. */
+static rc_service *start_service(rc_cfg *root, rc_error *err)
+{
+    rc_service *svc = NULL;
+    if (rc_service_build(root, &svc, err) != RC_OK) return NULL;
+    if (rc_service_start(svc, err) == RC_OK) return svc;
+    rc_service_shutdown(svc);
+    rc_service_free(svc);
+    return NULL;
+}
+
+/* SIGHUP. The new config is parsed and built (validated) while the old one
+ * runs; only a valid one replaces it, as a whole, like the OpenTelemetry
+ * Collector does: the old service stops (receivers close, processors
+ * flush, exporters persist what they hold) and the new one starts. Clients
+ * see their connections refused for that moment and retry. If the new
+ * service cannot start (a port taken, say) the previous config is started
+ * again. Returns the running service, NULL when nothing could start. */
+static rc_service *reload(const cli *c, rc_service *old, rc_cfg **root)
+{
+    rc_error err = {{0}};
+    rc_service *probe = NULL;
+    rc_cfg *nroot = parse_config(c->config, &err);
+    if (!nroot || rc_service_build(nroot, &probe, &err) != RC_OK) {
+        rc_error_log("service", "SIGHUP: keeping the running config; the new one is invalid: %s",
+                     err.msg);
+        rc_config_free(nroot);
+        return old;
+    }
+    rc_service_free(probe); /* built only to validate: nothing was started */
+    rc_info("service", "SIGHUP: reloading %s", c->config ? c->config : "the embedded default");
+    rc_service_shutdown(old);
+    rc_service_free(old);
+    rc_service *svc = start_service(nroot, &err);
+    if (svc) {
+        rc_config_free(*root);
+        *root = nroot;
+        return svc;
+    }
+    rc_error_log("service", "SIGHUP: the new config cannot start (%s); restarting the previous one",
+                 err.msg);
+    rc_config_free(nroot);
+    svc = start_service(*root, &err);
+    if (!svc) rc_error_log("service", "the previous config cannot start either: %s", err.msg);
+    return svc;
+}
+
+static int run(const cli *c, rc_cfg **root)
 {
     rc_service *svc = NULL;
     rc_error err = {{0}};
     sigset_t set;
     block_signals(&set);
-    if (rc_service_build(root, &svc, &err) != RC_OK) {
+    if (rc_service_build(*root, &svc, &err) != RC_OK) {
         fprintf(stderr, "respan-collector: invalid config: %s\n", err.msg);
         return 1;
     }
-    rc_buf where = RC_BUF_INIT;
-    rc_service_describe(svc, &where);
-    rc_buf_putc(&where, '\0');
     if (rc_service_start(svc, &err) != RC_OK) {
         rc_error_log("service", "cannot start: %s", err.msg);
         rc_service_shutdown(svc);
         rc_service_free(svc);
-        rc_buf_free(&where);
         return 1;
     }
-    if (!c->config)
-        rc_info(
-            "service",
-            "no --config given: running the embedded default; spans sent to OTLP gRPC "
-            "127.0.0.1:4317 or HTTP 127.0.0.1:4318 are printed to stderr by the debug exporter");
-    rc_info("service", "respan-collector %s running: %s", RC_VERSION,
-            where.failed ? "" : where.data);
-    rc_buf_free(&where);
-    wait_for_stop(&set);
+    if (!c->config && have_respan_key())
+        rc_info("service", "no --config given: running the embedded default; spans sent to OTLP "
+                           "gRPC 127.0.0.1:4317 or HTTP 127.0.0.1:4318 go to Respan");
+    else if (!c->config)
+        rc_info("service",
+                "no --config given and RESPAN_API_KEY is not set: spans sent to OTLP gRPC "
+                "127.0.0.1:4317 or HTTP 127.0.0.1:4318 are printed to stderr by the debug "
+                "exporter; set RESPAN_API_KEY to send them to Respan");
+    log_running(svc);
+    while (wait_for_signal(&set)) {
+        if (!(svc = reload(c, svc, root))) return 1;
+        log_running(svc);
+    }
     rc_service_shutdown(svc);
     rc_service_free(svc);
     rc_info("service", "stopped cleanly");
@@ -206,7 +314,7 @@ int main(int argc, char **argv)
     tune_allocator();
     if (parse_cli(argc, argv, &c) != 0) return 2;
     if (strcmp(c.command, "default-config") == 0) {
-        fputs(default_config, stdout);
+        fputs(embedded_config(), stdout);
         return 0;
     }
     rc_cfg *root = load_config(c.config);
@@ -226,7 +334,7 @@ int main(int argc, char **argv)
             rc = 0;
         }
     } else {
-        rc = run(&c, root);
+        rc = run(&c, &root);
     }
     rc_config_free(root);
     return rc;

@@ -15,6 +15,7 @@ extern const rc_processor_factory rc_customer_processor_factory;
 extern const rc_exporter_factory rc_file_exporter_factory;
 extern const rc_exporter_factory rc_debug_exporter_factory;
 extern const rc_exporter_factory rc_nop_exporter_factory;
+extern const rc_exporter_factory rc_respan_exporter_factory;
 extern const rc_extension_factory rc_health_check_extension_factory;
 
 static const rc_receiver_factory *const receivers[] = {
@@ -31,6 +32,7 @@ static const rc_exporter_factory *const exporters[] = {
     &rc_file_exporter_factory,
     &rc_debug_exporter_factory,
     &rc_nop_exporter_factory,
+    &rc_respan_exporter_factory,
 };
 
 static const rc_extension_factory *const extensions[] = {
