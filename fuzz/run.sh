@@ -21,7 +21,7 @@ seconds=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
-targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body}
+targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -29,6 +29,7 @@ corpus_of() {
     fuzz_proto) echo proto ;;
     fuzz_json) echo json ;;
     fuzz_http_body) echo http_body ;;
+    fuzz_queue) echo queue ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }
