@@ -338,6 +338,9 @@ static uint16_t prefixes[MAX_PREFIXES]; /* RC_MATCH_PREFIX entries */
 static uint64_t prefix_head[MAX_PREFIXES];
 static uint8_t prefix_len[MAX_PREFIXES];
 static size_t n_prefixes;
+/* One bit per prefix, at a hash of its first 8 bytes: a key that misses
+ * the index and starts like no family leaves on one test. */
+static uint64_t prefix_bloom;
 static const char *canonical_key[RC_FACT_COUNT]; /* rc_fact_key() */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
@@ -361,6 +364,11 @@ static inline key_view key_view_of(const char *s)
         k.head |= (uint64_t)(unsigned char)s[i] << (8 * i);
     k.tail = k.head;
     return k;
+}
+
+static inline unsigned bloom_bit(uint64_t head)
+{
+    return (unsigned)((head * 0x9E3779B97F4A7C15ull) >> 58);
 }
 
 static inline uint32_t hash_view(const key_view *k)
@@ -426,6 +434,8 @@ static void build_index(void)
             key_view kv = key_view_of(table[k].key);
             prefix_len[n_prefixes] = (uint8_t)kv.len;
             prefix_head[n_prefixes] = kv.head;
+            /* A prefix shorter than 8 bytes has no whole head to test. */
+            prefix_bloom |= kv.len >= 8 ? (uint64_t)1 << bloom_bit(kv.head) : ~(uint64_t)0;
             prefixes[n_prefixes++] = (uint16_t)k;
         }
 }
@@ -458,6 +468,7 @@ static uint16_t lookup_exact(const key_view *k)
 
 static const rc_conv_entry *lookup_prefix(const key_view *k)
 {
+    if (!((prefix_bloom >> bloom_bit(k->head)) & 1)) return NULL;
     for (size_t i = 0; i < n_prefixes; i++) {
         size_t n = prefix_len[i];
         if (k->len < n) continue;
@@ -738,17 +749,9 @@ static void note_sources(rc_facts *f, unsigned source)
 /* A key's value is read (and a long string measured) only when one of its
  * entries feeds a fact the caller wants, so the customer scan skips the
  * message attributes only the cost scan needs. */
-static void visit(scan_ctx *sc, const otlp_key_value *kv, bool sources, pending_json *pend,
-                  size_t *n_pend)
+static void visit_entry(scan_ctx *sc, const otlp_key_value *kv, uint16_t k, bool sources,
+                        pending_json *pend, size_t *n_pend)
 {
-    if (!kv || !kv->key) return;
-    key_view key = key_view_of(kv->key);
-    uint16_t k = lookup_key(&key, sources ? NULL : &sc->f->want);
-    if (k == NO_ENTRY) {
-        const rc_conv_entry *e = sources && kv->value ? lookup_prefix(&key) : NULL;
-        if (e) note_sources(sc->f, e->source);
-        return;
-    }
     rc_facts *f = sc->f;
     /* Present even without a value: a write must replace it, not add one. */
     f->present |= chain_present[k] & (f->want | (sources ? EXTRA_BITS : 0));
@@ -770,10 +773,21 @@ static void walk(scan_ctx *sc, otlp_key_value *const *kvs, size_t n)
 {
     pthread_once(&index_once, build_index);
     bool sources = (sc->f->want & ~(uint64_t)RC_FACTS_CUSTOMER) != 0;
+    const uint64_t *only = sources ? NULL : &sc->f->want;
     pending_json pend[MAX_PENDING_JSON];
     size_t n_pend = 0;
-    for (size_t i = 0; i < n; i++)
-        visit(sc, kvs[i], sources, pend, &n_pend);
+    for (size_t i = 0; i < n; i++) {
+        const otlp_key_value *kv = kvs[i];
+        if (!kv || !kv->key) continue;
+        key_view key = key_view_of(kv->key);
+        uint16_t k = lookup_key(&key, only);
+        if (k != NO_ENTRY) {
+            visit_entry(sc, kv, k, sources, pend, &n_pend);
+        } else if (sources && kv->value) {
+            const rc_conv_entry *e = lookup_prefix(&key);
+            if (e) note_sources(sc->f, e->source);
+        }
+    }
     apply_pending(sc, pend, n_pend);
 }
 
@@ -823,8 +837,20 @@ static rc_vercel_role vercel_role_of(const char *op)
 static const char *const name_operations[] = {"chat", "text_completion", "generate_content",
                                               "embeddings"};
 
+/* Whether a source of this rank could still win fact id. */
+static bool could_win(const rc_facts *f, rc_fact_id id, uint16_t rank)
+{
+    return (f->want & RC_FACT_BIT(id)) && (!rc_facts_has(f, id) || f->f[id].rank > rank);
+}
+
+#define SPAN_NAME_RANK 50
+
 static void scan_span_name(rc_facts *f, const otlp_span *span)
 {
+    /* Most spans carry the model and operation as attributes already. */
+    if (!could_win(f, RC_FACT_REQUEST_MODEL, SPAN_NAME_RANK) &&
+        !could_win(f, RC_FACT_OPERATION, SPAN_NAME_RANK))
+        return;
     const char *name = span->name;
     const char *space = name ? strchr(name, ' ') : NULL;
     if (!space || space[1] == 0 || strchr(space + 1, ' ')) return;
@@ -832,8 +858,10 @@ static void scan_span_name(rc_facts *f, const otlp_span *span)
     for (size_t i = 0; i < sizeof name_operations / sizeof *name_operations; i++) {
         const char *op = name_operations[i];
         if (strlen(op) != op_len || memcmp(op, name, op_len) != 0) continue;
-        static const rc_conv_entry model_e = X("span.name", RC_FACT_REQUEST_MODEL, 50, "genai");
-        static const rc_conv_entry op_e = X("span.name", RC_FACT_OPERATION, 50, "genai");
+        static const rc_conv_entry model_e =
+            X("span.name", RC_FACT_REQUEST_MODEL, SPAN_NAME_RANK, "genai");
+        static const rc_conv_entry op_e =
+            X("span.name", RC_FACT_OPERATION, SPAN_NAME_RANK, "genai");
         scan_ctx sc = {f, NULL, false};
         cand model = {.kind = C_STR, .s = space + 1, .len = strlen(space + 1)};
         cand opc = {.kind = C_STR, .s = op, .len = op_len};
