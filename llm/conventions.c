@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -374,9 +375,7 @@ static inline unsigned bloom_bit(uint64_t head)
 static inline uint32_t hash_view(const key_view *k)
 {
     uint64_t h = (k->head * 0x9E3779B97F4A7C15ull) ^ (k->tail * 0xff51afd7ed558ccdull) ^ k->len;
-    h ^= h >> 32;
-    h *= 0xC2B2AE3D27D4EB4Full;
-    return (uint32_t)(h >> 29);
+    return (uint32_t)(h ^ (h >> 29) ^ (h >> 47));
 }
 
 /* Puts key k in its slot, chained after the entries already there with
@@ -769,16 +768,97 @@ static void visit_entry(scan_ctx *sc, const otlp_key_value *kv, uint16_t k, bool
         offer(sc, &table[k], kv->key, &c);
 }
 
+/* --- the key filter ------------------------------------------------------------
+ *
+ * A scan that notes no message sources (the customer processor's) can use
+ * few of a span's keys: none of the gen_ai.* usage and message keys. A
+ * bitmap per want mask, at a hash of the first 8 bytes of every key that
+ * feeds a wanted fact, drops the others without measuring or hashing the
+ * whole key. It is built once per distinct mask (a processor uses one) and
+ * read without a lock afterwards. */
+
+#define FILTER_BITS 4096 /* power of two, ~50 customer heads: ~1% false hits */
+#define MAX_FILTERS 8
+
+typedef struct key_filter {
+    uint64_t want;
+    uint64_t bits[FILTER_BITS / 64];
+} key_filter;
+
+static key_filter filters[MAX_FILTERS];
+static atomic_size_t n_filters;
+static pthread_mutex_t filter_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The first 8 bytes of s, zero-padded: key_view_of's head without the
+ * strlen. */
+static inline uint64_t head8(const char *s)
+{
+    uint64_t w = 0;
+    size_t n = strnlen(s, 8);
+    if (n == 8) {
+        memcpy(&w, s, 8);
+        return w;
+    }
+    for (size_t i = 0; i < n; i++)
+        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    return w;
+}
+
+static inline size_t filter_bit(uint64_t head)
+{
+    return (size_t)((head * 0x9E3779B97F4A7C15ull) >> 52) & (FILTER_BITS - 1);
+}
+
+static inline bool filter_has(const key_filter *flt, uint64_t head)
+{
+    size_t b = filter_bit(head);
+    return (flt->bits[b / 64] >> (b % 64)) & 1;
+}
+
+static void build_filter(key_filter *flt, uint64_t want)
+{
+    memset(flt->bits, 0, sizeof flt->bits);
+    flt->want = want;
+    for (size_t k = 0; k < N_ENTRIES; k++)
+        if (table[k].fact >= 0 && (want & RC_FACT_BIT(table[k].fact))) {
+            size_t b = filter_bit(head8(table[k].key));
+            flt->bits[b / 64] |= (uint64_t)1 << (b % 64);
+        }
+}
+
+/* The filter of a want mask, or NULL (no filtering) once MAX_FILTERS
+ * distinct masks have been seen. */
+static const key_filter *filter_for(uint64_t want)
+{
+    size_t n = atomic_load_explicit(&n_filters, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (filters[i].want == want) return &filters[i];
+    const key_filter *found = NULL;
+    pthread_mutex_lock(&filter_mu);
+    n = atomic_load_explicit(&n_filters, memory_order_relaxed);
+    for (size_t i = 0; i < n && !found; i++)
+        if (filters[i].want == want) found = &filters[i];
+    if (!found && n < MAX_FILTERS) {
+        build_filter(&filters[n], want);
+        found = &filters[n];
+        atomic_store_explicit(&n_filters, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&filter_mu);
+    return found;
+}
+
 static void walk(scan_ctx *sc, otlp_key_value *const *kvs, size_t n)
 {
     pthread_once(&index_once, build_index);
     bool sources = (sc->f->want & ~(uint64_t)RC_FACTS_CUSTOMER) != 0;
     const uint64_t *only = sources ? NULL : &sc->f->want;
+    const key_filter *flt = sources ? NULL : filter_for(sc->f->want);
     pending_json pend[MAX_PENDING_JSON];
     size_t n_pend = 0;
     for (size_t i = 0; i < n; i++) {
         const otlp_key_value *kv = kvs[i];
         if (!kv || !kv->key) continue;
+        if (flt && !filter_has(flt, head8(kv->key))) continue;
         key_view key = key_view_of(kv->key);
         uint16_t k = lookup_key(&key, only);
         if (k != NO_ENTRY) {
