@@ -7,11 +7,20 @@
  * test can keep the two in step.
  *
  * Lookup: at first use an open-addressing hash of the exact keys is built
- * (pthread_once). Entries sharing a key (a JSON attribute with several
- * members, llm.model_name feeding two facts) are chained by `next_same`.
- * A key that misses goes through a short prefix list filtered by its first
- * byte. So scanning a span costs one hash per attribute, whatever the size
- * of the table.
+ * (pthread_once), keyed by a key's length and its first and last 8 bytes,
+ * so a lookup costs one strlen and a few multiplies whatever the key's
+ * length. Entries sharing a key (a JSON attribute with several members,
+ * llm.model_name feeding two facts) are chained by `next_same`. A key that
+ * misses is tested against the prefix families only when its first 8
+ * bytes may start one (a 64-bit bloom). Scans for customer facts only
+ * first drop every key whose first 8 bytes start no wanted key (a bitmap
+ * per want mask), which is most keys of an LLM span. So scanning a span
+ * costs at most one hash per attribute, whatever the size of the table.
+ *
+ * The index also knows the keys the processors write (each fact's rank-0
+ * key, and respan.cost*): the scan records which of them a span already
+ * carries (rc_facts.present), so that a processor appends the others
+ * without searching the span's attributes for them.
  *
  * JSON attributes are not parsed during the walk: the walk notes them, and
  * after it each is parsed (with jansson, its transient heap charged to the
