@@ -7,11 +7,20 @@
  * test can keep the two in step.
  *
  * Lookup: at first use an open-addressing hash of the exact keys is built
- * (pthread_once). Entries sharing a key (a JSON attribute with several
- * members, llm.model_name feeding two facts) are chained by `next_same`.
- * A key that misses goes through a short prefix list filtered by its first
- * byte. So scanning a span costs one hash per attribute, whatever the size
- * of the table.
+ * (pthread_once), keyed by a key's length and its first and last 8 bytes,
+ * so a lookup costs one strlen and a few multiplies whatever the key's
+ * length. Entries sharing a key (a JSON attribute with several members,
+ * llm.model_name feeding two facts) are chained by `next_same`. A key that
+ * misses is tested against the prefix families only when its first 8
+ * bytes may start one (a 64-bit bloom). Scans for customer facts only
+ * first drop every key whose first 8 bytes start no wanted key (a bitmap
+ * per want mask), which is most keys of an LLM span. So scanning a span
+ * costs at most one hash per attribute, whatever the size of the table.
+ *
+ * The index also knows the keys the processors write (each fact's rank-0
+ * key, and respan.cost*): the scan records which of them a span already
+ * carries (rc_facts.present), so that a processor appends the others
+ * without searching the span's attributes for them.
  *
  * JSON attributes are not parsed during the walk: the walk notes them, and
  * after it each is parsed (with jansson, its transient heap charged to the
@@ -25,9 +34,9 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <stdatomic.h>
 #include <strings.h>
 
 /* --- the table ---------------------------------------------------------- */
@@ -272,7 +281,7 @@ static const struct {
     [RC_FACT_OUTPUT_MESSAGES] = {"output_messages", RC_FACT_STR, false},
 };
 
-_Static_assert(RC_FACT_COUNT <= 64, "fact masks are 64 bits");
+_Static_assert(RC_FACT_COUNT + 3 <= 64, "fact masks and RC_KEY_* bits are 64 bits");
 
 const rc_conv_entry *rc_conv_table(size_t *n)
 {
@@ -290,98 +299,207 @@ rc_fact_type rc_fact_type_of(rc_fact_id id)
     return id < RC_FACT_COUNT ? facts_info[id].type : RC_FACT_STR;
 }
 
-/* --- the index ------------------------------------------------------------ */
+/* --- the index ------------------------------------------------------------
+ *
+ * A key is looked up by its length and its first and last 8 bytes: one
+ * strlen, two loads and a multiply per attribute, whatever its length. A
+ * slot keeps the first 8 bytes and the length of its key, so a miss almost
+ * never reaches a memcmp, and a hit compares only what those did not cover.
+ */
 
 #define HASH_SLOTS 1024 /* power of two, > 3x the distinct exact keys */
 #define NO_ENTRY 0xffff
+#define MAX_PREFIXES 16
 
-static uint16_t slots[HASH_SLOTS];    /* first entry of a key, or NO_ENTRY */
-static uint16_t next_same[N_ENTRIES]; /* next entry with the same key */
-static uint16_t key_len[N_ENTRIES];   /* strlen of each entry's key */
-static uint16_t prefixes[16];         /* RC_MATCH_PREFIX entries */
-static uint8_t prefix_len[16];        /* their key lengths, so a miss costs no strlen */
+typedef struct key_slot {
+    uint64_t head;  /* first 8 bytes of the key, zero-padded */
+    uint16_t entry; /* first table entry with this key, or NO_ENTRY */
+    uint16_t len;
+    bool twin; /* another key has the same head and length */
+} key_slot;
+
+/* An attribute key as the lookup reads it. */
+typedef struct key_view {
+    const char *s;
+    size_t len;
+    uint64_t head, tail; /* first and last 8 bytes, zero-padded when shorter */
+} key_view;
+
+/* Keys the processors write that are no table entry, indexed after the
+ * table (entry N_ENTRIES + i) so the scan can note them present. */
+static const struct {
+    const char *key;
+    uint64_t bit;
+} extra_keys[] = {
+    {"respan.cost", RC_KEY_COST},
+    {"respan.cost.raw", RC_KEY_COST_RAW},
+    {"respan.cost.source", RC_KEY_COST_SOURCE},
+};
+#define N_EXTRA (sizeof extra_keys / sizeof extra_keys[0])
+#define N_KEYS (N_ENTRIES + N_EXTRA)
+#define EXTRA_BITS (RC_KEY_COST | RC_KEY_COST_RAW | RC_KEY_COST_SOURCE)
+
+static key_slot slots[HASH_SLOTS];
+static uint16_t next_same[N_KEYS];      /* next entry with the same key */
+static uint64_t chain_facts[N_KEYS];    /* facts fed by an entry and those after it */
+static unsigned chain_sources[N_KEYS];  /* the same for RC_MSG_* / RC_SRC_METADATA */
+static uint64_t chain_present[N_KEYS];  /* rc_facts.present bits the key sets */
+static uint16_t prefixes[MAX_PREFIXES]; /* RC_MATCH_PREFIX entries */
+static uint64_t prefix_head[MAX_PREFIXES];
+static uint8_t prefix_len[MAX_PREFIXES];
 static size_t n_prefixes;
+/* One bit per prefix, at a hash of its first 8 bytes: a key that misses
+ * the index and starts like no family leaves on one test. */
+static uint64_t prefix_bloom;
+static const char *canonical_key[RC_FACT_COUNT]; /* rc_fact_key() */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
-_Static_assert(N_ENTRIES < NO_ENTRY, "entry indexes are 16 bits");
+_Static_assert(N_KEYS < NO_ENTRY, "entry indexes are 16 bits");
 
-/* A word-at-a-time hash: this runs once per attribute of every span, and a
- * byte-at-a-time one (FNV) was most of the scan's time. */
-static uint32_t hash_key(const char *s, size_t *len)
+static const char *key_of(uint16_t k)
 {
-    size_t n = strlen(s), i = 0;
-    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull, w;
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&w, s + i, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
+    return k < N_ENTRIES ? table[k].key : extra_keys[k - N_ENTRIES].key;
+}
+
+/* Inlined into the walk: it runs once per attribute of every span. */
+static inline key_view key_view_of(const char *s)
+{
+    key_view k = {s, strlen(s), 0, 0};
+    if (k.len >= 8) {
+        memcpy(&k.head, s, 8);
+        memcpy(&k.tail, s + k.len - 8, 8);
+        return k;
     }
-    if (i < n) {
-        /* The last 8 bytes, overlapping what was hashed: no partial-word
-         * copy (its store-forwarding stall cost more than the loop). */
-        if (n >= 8) {
-            memcpy(&w, s + n - 8, 8);
-        } else {
-            w = 0;
-            for (size_t k = 0; k < n; k++)
-                w = w << 8 | (unsigned char)s[k];
-        }
-        h = (h ^ w) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    *len = n;
-    h ^= h >> 29;
-    return (uint32_t)h;
+    for (size_t i = 0; i < k.len; i++)
+        k.head |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    k.tail = k.head;
+    return k;
+}
+
+static inline unsigned bloom_bit(uint64_t head)
+{
+    return (unsigned)((head * 0x9E3779B97F4A7C15ull) >> 58);
+}
+
+static inline uint32_t hash_view(const key_view *k)
+{
+    uint64_t h = (k->head * 0x9E3779B97F4A7C15ull) ^ (k->tail * 0xff51afd7ed558ccdull) ^ k->len;
+    return (uint32_t)(h ^ (h >> 29) ^ (h >> 47));
+}
+
+/* Puts key k in its slot, chained after the entries already there with
+ * the same key. */
+static void index_key(uint16_t k)
+{
+    key_view kv = key_view_of(key_of(k));
+    uint32_t i = hash_view(&kv) & (HASH_SLOTS - 1);
+    while (slots[i].entry != NO_ENTRY && strcmp(key_of(slots[i].entry), kv.s) != 0)
+        i = (i + 1) & (HASH_SLOTS - 1);
+    next_same[k] = slots[i].entry;
+    slots[i] = (key_slot){kv.head, k, (uint16_t)kv.len, false};
 }
 
 static void build_index(void)
 {
-    memset(slots, 0xff, sizeof slots);
+    for (size_t i = 0; i < HASH_SLOTS; i++)
+        slots[i] = (key_slot){0, NO_ENTRY, 0, false};
     memset(next_same, 0xff, sizeof next_same);
+    /* A fact's canonical key is its first rank-0 exact entry. */
+    uint64_t canonical_seen = 0;
+    uint64_t canonical_of[N_ENTRIES] = {0};
+    for (size_t k = 0; k < N_ENTRIES; k++) {
+        const rc_conv_entry *e = &table[k];
+        if (e->fact < 0 || e->rank != 0 || e->match != RC_MATCH_EXACT ||
+            (canonical_seen & RC_FACT_BIT(e->fact)))
+            continue;
+        canonical_seen |= RC_FACT_BIT(e->fact);
+        canonical_of[k] = RC_FACT_BIT(e->fact);
+        canonical_key[e->fact] = e->key;
+    }
     /* Insert in reverse so each chain runs in table order. */
     for (size_t k = N_ENTRIES; k-- > 0;) {
         const rc_conv_entry *e = &table[k];
         if (e->match == RC_MATCH_PREFIX) continue;
-        size_t len;
-        uint32_t i = hash_key(e->key, &len) & (HASH_SLOTS - 1);
-        key_len[k] = (uint16_t)len;
-        while (slots[i] != NO_ENTRY && strcmp(table[slots[i]].key, e->key) != 0)
-            i = (i + 1) & (HASH_SLOTS - 1);
-        next_same[k] = slots[i];
-        slots[i] = (uint16_t)k;
+        index_key((uint16_t)k);
+        uint16_t nx = next_same[k];
+        chain_facts[k] =
+            (e->fact >= 0 ? RC_FACT_BIT(e->fact) : 0) | (nx != NO_ENTRY ? chain_facts[nx] : 0);
+        chain_sources[k] = e->source | (nx != NO_ENTRY ? chain_sources[nx] : 0);
+        chain_present[k] = canonical_of[k] | (nx != NO_ENTRY ? chain_present[nx] : 0);
     }
+    for (size_t i = 0; i < N_EXTRA; i++) {
+        uint16_t k = (uint16_t)(N_ENTRIES + i);
+        index_key(k);
+        chain_present[k] = extra_keys[i].bit;
+    }
+    for (size_t i = 0; i < HASH_SLOTS; i++)
+        for (size_t j = 0; j < HASH_SLOTS && slots[i].entry != NO_ENTRY; j++)
+            if (j != i && slots[j].entry != NO_ENTRY && slots[j].head == slots[i].head &&
+                slots[j].len == slots[i].len)
+                slots[i].twin = true;
     for (size_t k = 0; k < N_ENTRIES; k++)
-        if (table[k].match == RC_MATCH_PREFIX && n_prefixes < 16) {
-            prefix_len[n_prefixes] = (uint8_t)strlen(table[k].key);
+        if (table[k].match == RC_MATCH_PREFIX && n_prefixes < MAX_PREFIXES) {
+            key_view kv = key_view_of(table[k].key);
+            prefix_len[n_prefixes] = (uint8_t)kv.len;
+            prefix_head[n_prefixes] = kv.head;
+            /* A prefix shorter than 8 bytes has no whole head to test. */
+            prefix_bloom |= kv.len >= 8 ? (uint64_t)1 << bloom_bit(kv.head) : ~(uint64_t)0;
             prefixes[n_prefixes++] = (uint16_t)k;
         }
 }
 
-static uint16_t lookup_exact(const char *key)
+/* The first entry of key k, or NO_ENTRY. With `want` not NULL, a key
+ * none of whose entries feeds a fact in *want is not compared past its
+ * first 8 bytes and length, and reported as NO_ENTRY: for scans that note
+ * no message sources, which is all such a key could give. */
+static inline uint16_t lookup_key(const key_view *k, const uint64_t *want)
 {
-    size_t len;
-    uint32_t i = hash_key(key, &len) & (HASH_SLOTS - 1);
-    for (; slots[i] != NO_ENTRY; i = (i + 1) & (HASH_SLOTS - 1))
-        if (key_len[slots[i]] == len && memcmp(table[slots[i]].key, key, len) == 0) return slots[i];
+    for (uint32_t i = hash_view(k) & (HASH_SLOTS - 1); slots[i].entry != NO_ENTRY;
+         i = (i + 1) & (HASH_SLOTS - 1)) {
+        const key_slot *sl = &slots[i];
+        if (sl->head != k->head || sl->len != k->len) continue;
+        if (want && !(chain_facts[sl->entry] & *want)) {
+            if (!sl->twin) return NO_ENTRY; /* whichever key it is, it is not wanted */
+            continue;
+        }
+        /* Up to 8 bytes, the zero-padded head is the whole key. */
+        if (k->len <= 8 || memcmp(key_of(sl->entry) + 8, k->s + 8, k->len - 8) == 0)
+            return sl->entry;
+    }
     return NO_ENTRY;
 }
 
-static const rc_conv_entry *lookup_prefix(const char *key)
+static uint16_t lookup_exact(const key_view *k)
 {
+    return lookup_key(k, NULL);
+}
+
+static const rc_conv_entry *lookup_prefix(const key_view *k)
+{
+    if (!((prefix_bloom >> bloom_bit(k->head)) & 1)) return NULL;
     for (size_t i = 0; i < n_prefixes; i++) {
-        const rc_conv_entry *e = &table[prefixes[i]];
-        if (e->key[0] == key[0] && strncmp(e->key, key, prefix_len[i]) == 0) return e;
+        size_t n = prefix_len[i];
+        if (k->len < n) continue;
+        const char *pk = table[prefixes[i]].key;
+        if (n >= 8 ? k->head == prefix_head[i] && memcmp(pk + 8, k->s + 8, n - 8) == 0
+                   : strncmp(pk, k->s, n) == 0)
+            return &table[prefixes[i]];
     }
     return NULL;
+}
+
+const char *rc_fact_key(rc_fact_id id)
+{
+    pthread_once(&index_once, build_index);
+    return id < RC_FACT_COUNT ? canonical_key[id] : NULL;
 }
 
 uint64_t rc_conv_key_facts(const char *key)
 {
     pthread_once(&index_once, build_index);
-    uint64_t mask = 0;
-    for (uint16_t k = lookup_exact(key); k != NO_ENTRY; k = next_same[k])
-        if (table[k].fact >= 0) mask |= RC_FACT_BIT(table[k].fact);
-    return mask;
+    key_view kv = key_view_of(key);
+    uint16_t k = lookup_exact(&kv);
+    return k == NO_ENTRY ? 0 : chain_facts[k];
 }
 
 /* --- candidate values ------------------------------------------------------- */
@@ -627,40 +745,33 @@ static void apply_pending(scan_ctx *sc, const pending_json *p, size_t n)
 
 /* --- the walk ----------------------------------------------------------------- */
 
-/* Whether any entry for this key feeds a fact the caller wants: only then
- * is the value read (and a long string measured), so the customer scan
- * skips the message attributes only the cost scan needs. */
-static bool wants_any(const rc_facts *f, uint16_t k)
+/* Where the attribute's entries say its messages or metadata live. Only
+ * scans that want more than customer facts note these: the customer
+ * processor never reads them. */
+static void note_sources(rc_facts *f, unsigned source)
 {
-    for (; k != NO_ENTRY; k = next_same[k])
-        if (table[k].fact >= 0 && (f->want & RC_FACT_BIT(table[k].fact))) return true;
-    return false;
+    f->msg_sources |= source & 0xff;
+    if (source & RC_SRC_METADATA) f->has_metadata = true;
 }
 
-static void visit(scan_ctx *sc, const otlp_key_value *kv, pending_json *pend, size_t *n_pend)
+/* A key's value is read (and a long string measured) only when one of its
+ * entries feeds a fact the caller wants, so the customer scan skips the
+ * message attributes only the cost scan needs. */
+static void visit_entry(scan_ctx *sc, const otlp_key_value *kv, uint16_t k, bool sources,
+                        pending_json *pend, size_t *n_pend)
 {
-    if (!kv || !kv->key || !kv->value) return;
-    uint16_t k = lookup_exact(kv->key);
-    if (k == NO_ENTRY) {
-        const rc_conv_entry *e = lookup_prefix(kv->key);
-        if (e) {
-            sc->f->msg_sources |= e->source & 0xff;
-            if (e->source & RC_SRC_METADATA) sc->f->has_metadata = true;
-        }
-        return;
-    }
+    rc_facts *f = sc->f;
+    /* Present even without a value: a write must replace it, not add one. */
+    f->present |= chain_present[k] & (f->want | (sources ? EXTRA_BITS : 0));
+    if (k >= N_ENTRIES || !kv->value) return; /* an extra key feeds nothing */
+    bool wanted = (chain_facts[k] & f->want) != 0;
     if (table[k].match == RC_MATCH_JSON) {
-        if (*n_pend < MAX_PENDING_JSON) pend[(*n_pend)++] = (pending_json){k, kv->value, kv->key};
+        if (wanted && *n_pend < MAX_PENDING_JSON)
+            pend[(*n_pend)++] = (pending_json){k, kv->value, kv->key};
         return;
     }
-    for (uint16_t j = k; j != NO_ENTRY; j = next_same[j]) {
-        const rc_conv_entry *e = &table[j];
-        if (e->source) {
-            sc->f->msg_sources |= e->source & 0xff;
-            if (e->source & RC_SRC_METADATA) sc->f->has_metadata = true;
-        }
-    }
-    if (!wants_any(sc->f, k)) return;
+    if (sources && chain_sources[k]) note_sources(f, chain_sources[k]);
+    if (!wanted) return;
     cand c = cand_of_any(kv->value);
     for (; k != NO_ENTRY; k = next_same[k])
         offer(sc, &table[k], kv->key, &c);
@@ -668,66 +779,60 @@ static void visit(scan_ctx *sc, const otlp_key_value *kv, pending_json *pend, si
 
 /* --- the key filter ------------------------------------------------------------
  *
- * Most attributes of a span cannot feed any fact a caller wants: for the
- * customer processor, every gen_ai.* usage and message key. A filter per
- * want mask holds the first 8 bytes of every table key (or prefix) that
- * could, so the walk skips the rest without hashing the whole key. It is
- * built once per distinct mask (a processor uses one) and read without a
- * lock afterwards. A mask of customer facts only does not track message
- * sources, which only the cost processor reads. */
+ * A scan that notes no message sources (the customer processor's) can use
+ * few of a span's keys: none of the gen_ai.* usage and message keys. A
+ * bitmap per want mask, at a hash of the first 8 bytes of every key that
+ * feeds a wanted fact, drops the others without measuring or hashing the
+ * whole key. It is built once per distinct mask (a processor uses one) and
+ * read without a lock afterwards. */
 
-#define FILTER_SLOTS 512 /* power of two, well above the table's distinct heads */
+#define FILTER_BITS 4096 /* power of two, ~50 customer heads: ~1% false hits */
 #define MAX_FILTERS 8
 
 typedef struct key_filter {
     uint64_t want;
-    uint64_t heads[FILTER_SLOTS]; /* 0: empty (no key starts with a NUL) */
+    uint64_t bits[FILTER_BITS / 64];
 } key_filter;
 
 static key_filter filters[MAX_FILTERS];
 static atomic_size_t n_filters;
 static pthread_mutex_t filter_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static uint64_t head8(const char *s)
+/* The first 8 bytes of s, zero-padded: key_view_of's head without the
+ * strlen. */
+static inline uint64_t head8(const char *s)
 {
     uint64_t w = 0;
-    memcpy(&w, s, strnlen(s, 8)); /* never reads past the NUL */
+    size_t n = strnlen(s, 8);
+    if (n == 8) {
+        memcpy(&w, s, 8);
+        return w;
+    }
+    for (size_t i = 0; i < n; i++)
+        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
     return w;
 }
 
-static size_t filter_slot(uint64_t head)
+static inline size_t filter_bit(uint64_t head)
 {
-    return (size_t)((head * 0x9E3779B97F4A7C15ull) >> 55) & (FILTER_SLOTS - 1);
+    return (size_t)((head * 0x9E3779B97F4A7C15ull) >> 52) & (FILTER_BITS - 1);
 }
 
-static bool filter_has(const key_filter *flt, uint64_t head)
+static inline bool filter_has(const key_filter *flt, uint64_t head)
 {
-    for (size_t i = filter_slot(head);; i = (i + 1) & (FILTER_SLOTS - 1)) {
-        if (flt->heads[i] == head) return true;
-        if (flt->heads[i] == 0) return false;
-    }
-}
-
-static void filter_add(key_filter *flt, uint64_t head)
-{
-    size_t i = filter_slot(head);
-    while (flt->heads[i] != 0 && flt->heads[i] != head)
-        i = (i + 1) & (FILTER_SLOTS - 1);
-    flt->heads[i] = head;
-}
-
-static bool entry_matters(const rc_conv_entry *e, uint64_t want)
-{
-    bool sources = (want & ~(uint64_t)RC_FACTS_CUSTOMER) != 0;
-    return (e->fact >= 0 && (want & RC_FACT_BIT(e->fact))) || (e->source && sources);
+    size_t b = filter_bit(head);
+    return (flt->bits[b / 64] >> (b % 64)) & 1;
 }
 
 static void build_filter(key_filter *flt, uint64_t want)
 {
-    memset(flt->heads, 0, sizeof flt->heads);
+    memset(flt->bits, 0, sizeof flt->bits);
     flt->want = want;
-    for (size_t k = 0; k < sizeof table / sizeof *table; k++)
-        if (entry_matters(&table[k], want)) filter_add(flt, head8(table[k].key));
+    for (size_t k = 0; k < N_ENTRIES; k++)
+        if (table[k].fact >= 0 && (want & RC_FACT_BIT(table[k].fact))) {
+            size_t b = filter_bit(head8(table[k].key));
+            flt->bits[b / 64] |= (uint64_t)1 << (b % 64);
+        }
 }
 
 /* The filter of a want mask, or NULL (no filtering) once MAX_FILTERS
@@ -754,13 +859,23 @@ static const key_filter *filter_for(uint64_t want)
 static void walk(scan_ctx *sc, otlp_key_value *const *kvs, size_t n)
 {
     pthread_once(&index_once, build_index);
-    const key_filter *flt = filter_for(sc->f->want);
+    bool sources = (sc->f->want & ~(uint64_t)RC_FACTS_CUSTOMER) != 0;
+    const uint64_t *only = sources ? NULL : &sc->f->want;
+    const key_filter *flt = sources ? NULL : filter_for(sc->f->want);
     pending_json pend[MAX_PENDING_JSON];
     size_t n_pend = 0;
     for (size_t i = 0; i < n; i++) {
         const otlp_key_value *kv = kvs[i];
-        if (flt && kv && kv->key && !filter_has(flt, head8(kv->key))) continue;
-        visit(sc, kv, pend, &n_pend);
+        if (!kv || !kv->key) continue;
+        if (flt && !filter_has(flt, head8(kv->key))) continue;
+        key_view key = key_view_of(kv->key);
+        uint16_t k = lookup_key(&key, only);
+        if (k != NO_ENTRY) {
+            visit_entry(sc, kv, k, sources, pend, &n_pend);
+        } else if (sources && kv->value) {
+            const rc_conv_entry *e = lookup_prefix(&key);
+            if (e) note_sources(sc->f, e->source);
+        }
     }
     apply_pending(sc, pend, n_pend);
 }
@@ -769,7 +884,7 @@ void rc_facts_init(rc_facts *f, uint64_t want)
 {
     /* f[] is left as is: only entries flagged in `have` are ever read. */
     f->want = want;
-    f->have = f->rejected = 0;
+    f->have = f->rejected = f->present = 0;
     f->n_rejected = 0;
     f->msg_sources = 0;
     f->has_metadata = false;
@@ -811,8 +926,20 @@ static rc_vercel_role vercel_role_of(const char *op)
 static const char *const name_operations[] = {"chat", "text_completion", "generate_content",
                                               "embeddings"};
 
+/* Whether a source of this rank could still win fact id. */
+static bool could_win(const rc_facts *f, rc_fact_id id, uint16_t rank)
+{
+    return (f->want & RC_FACT_BIT(id)) && (!rc_facts_has(f, id) || f->f[id].rank > rank);
+}
+
+#define SPAN_NAME_RANK 50
+
 static void scan_span_name(rc_facts *f, const otlp_span *span)
 {
+    /* Most spans carry the model and operation as attributes already. */
+    if (!could_win(f, RC_FACT_REQUEST_MODEL, SPAN_NAME_RANK) &&
+        !could_win(f, RC_FACT_OPERATION, SPAN_NAME_RANK))
+        return;
     const char *name = span->name;
     const char *space = name ? strchr(name, ' ') : NULL;
     if (!space || space[1] == 0 || strchr(space + 1, ' ')) return;
@@ -820,8 +947,10 @@ static void scan_span_name(rc_facts *f, const otlp_span *span)
     for (size_t i = 0; i < sizeof name_operations / sizeof *name_operations; i++) {
         const char *op = name_operations[i];
         if (strlen(op) != op_len || memcmp(op, name, op_len) != 0) continue;
-        static const rc_conv_entry model_e = X("span.name", RC_FACT_REQUEST_MODEL, 50, "genai");
-        static const rc_conv_entry op_e = X("span.name", RC_FACT_OPERATION, 50, "genai");
+        static const rc_conv_entry model_e =
+            X("span.name", RC_FACT_REQUEST_MODEL, SPAN_NAME_RANK, "genai");
+        static const rc_conv_entry op_e =
+            X("span.name", RC_FACT_OPERATION, SPAN_NAME_RANK, "genai");
         scan_ctx sc = {f, NULL, false};
         cand model = {.kind = C_STR, .s = space + 1, .len = strlen(space + 1)};
         cand opc = {.kind = C_STR, .s = op, .len = op_len};

@@ -148,9 +148,23 @@ typedef struct rc_fact {
     bool from_resource;
 } rc_fact;
 
+/* Bits of rc_facts.present beyond the facts: keys the cost processor
+ * writes that feed no fact. */
+#define RC_KEY_COST RC_FACT_BIT(RC_FACT_COUNT + 0)        /* respan.cost */
+#define RC_KEY_COST_RAW RC_FACT_BIT(RC_FACT_COUNT + 1)    /* respan.cost.raw */
+#define RC_KEY_COST_SOURCE RC_FACT_BIT(RC_FACT_COUNT + 2) /* respan.cost.source */
+
 typedef struct rc_facts {
-    uint64_t want;     /* facts the caller asked for */
-    uint64_t have;     /* facts found (the only valid entries of f[]) */
+    uint64_t want; /* facts the caller asked for */
+    uint64_t have; /* facts found (the only valid entries of f[]) */
+    /* Canonical keys the scanned attributes carry, whatever their value: a
+     * fact's bit when its rank-0 key (the one the processors write) is
+     * there, and the RC_KEY_* bits. Noted for wanted facts only, and for
+     * the RC_KEY_* keys when the scan notes message sources (want holds
+     * more than customer facts). A processor appends a key whose bit is
+     * clear without searching the attributes for it (span_attrs.h,
+     * rc_attr_add_*); fill_from does not copy it. */
+    uint64_t present;
     uint64_t rejected; /* facts for which some value was skipped as unusable */
     uint32_t n_rejected;
     unsigned msg_sources; /* RC_MSG_* seen on the span */
@@ -216,6 +230,12 @@ typedef struct rc_conv_entry {
 /* The facts an attribute key feeds (exact and JSON entries; prefix
  * families feed none): for dropping source attributes once canonicalised. */
 uint64_t rc_conv_key_facts(const char *key);
+
+/* The canonical key of a fact: its first rank-0 exact entry, the key the
+ * processors write when they write the fact (e.g. "gen_ai.request.model").
+ * Its presence is what rc_facts.present records for that fact. NULL for an
+ * id out of range. */
+const char *rc_fact_key(rc_fact_id id);
 
 /* The whole table, in documentation order. */
 const rc_conv_entry *rc_conv_table(size_t *n);

@@ -197,24 +197,36 @@ static bool ensure_room(rc_attr_list *l)
     return true;
 }
 
+static const otlp_key_value kv_init = OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE__INIT;
+static const otlp_any_value av_init = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+
+/* A new attribute at the end of the list, its KeyValue and AnyValue in one
+ * allocation; the AnyValue to fill, or NULL. */
+static otlp_any_value *append_slot(rc_attr_list *l, const char *key)
+{
+    struct {
+        otlp_key_value kv;
+        otlp_any_value v;
+    } *both = rc_arena_alloc(l->arena, sizeof *both);
+    if (!both || !ensure_room(l)) return NULL;
+    both->kv = kv_init;
+    both->v = av_init;
+    both->kv.key = (char *)key; /* never freed: the arena owns everything */
+    both->kv.value = &both->v;
+    (*l->kvs)[(*l->n)++] = &both->kv;
+    return &both->v;
+}
+
 /* The AnyValue to fill for key: the existing attribute's (made fresh, so
  * a nested array or kvlist it held is simply dropped) or a new one. */
 static otlp_any_value *slot_for(rc_attr_list *l, const char *key)
 {
+    long i = rc_attr_index(*l->kvs, *l->n, key);
+    if (i < 0) return append_slot(l, key);
     otlp_any_value *v = rc_arena_alloc(l->arena, sizeof *v);
     if (!v) return NULL;
-    opentelemetry__proto__common__v1__any_value__init(v);
-    long i = rc_attr_index(*l->kvs, *l->n, key);
-    if (i >= 0) {
-        (*l->kvs)[i]->value = v;
-        return v;
-    }
-    otlp_key_value *kv = rc_arena_alloc(l->arena, sizeof *kv);
-    if (!kv || !ensure_room(l)) return NULL;
-    opentelemetry__proto__common__v1__key_value__init(kv);
-    kv->key = (char *)key; /* never freed: the arena owns everything */
-    kv->value = v;
-    (*l->kvs)[(*l->n)++] = kv;
+    *v = av_init;
+    (*l->kvs)[i]->value = v;
     return v;
 }
 
@@ -273,4 +285,33 @@ size_t rc_attr_remove(rc_attr_list *l, const char *key)
         if (!(kvs[i] && kvs[i]->key && strcmp(kvs[i]->key, key) == 0)) kvs[kept++] = kvs[i];
     *l->n = kept;
     return n - kept;
+}
+
+/* --- appending a key known to be absent -------------------------------------- */
+
+bool rc_attr_add_str_ref(rc_attr_list *l, const char *key, const char *val)
+{
+    otlp_any_value *v = append_slot(l, key);
+    if (!v) return false;
+    v->value_case = RC_AV_STRING;
+    v->string_value = (char *)val;
+    return true;
+}
+
+bool rc_attr_add_int(rc_attr_list *l, const char *key, int64_t val)
+{
+    otlp_any_value *v = append_slot(l, key);
+    if (!v) return false;
+    v->value_case = RC_AV_INT;
+    v->int_value = val;
+    return true;
+}
+
+bool rc_attr_add_double(rc_attr_list *l, const char *key, double val)
+{
+    otlp_any_value *v = append_slot(l, key);
+    if (!v) return false;
+    v->value_case = RC_AV_DOUBLE;
+    v->double_value = val;
+    return true;
 }

@@ -317,14 +317,43 @@ static bool fact_from(const span_ctx *c, rc_fact_id id, const char *key)
     return rc_facts_has(&c->f, id) && strcmp(c->f.f[id].key, key) == 0;
 }
 
-static void put_str(span_ctx *c, const char *key, const char *val)
+/* Whether an attribute write succeeded; a key now on the span is noted
+ * present, so a second write replaces it. */
+static void note_write(span_ctx *c, uint64_t bit, bool ok)
 {
-    if (val) c->ok &= rc_attr_set_str_ref(&c->attrs, key, val);
+    if (ok) c->f.present |= bit;
+    c->ok &= ok;
+}
+
+/* Writes key (whose rc_facts.present bit is `bit`): appended when the scan
+ * saw the span without it, which spares searching the attributes, else
+ * replaced. */
+static void put_str(span_ctx *c, uint64_t bit, const char *key, const char *val)
+{
+    if (!val) return;
+    note_write(c, bit,
+               (c->f.present & bit) ? rc_attr_set_str_ref(&c->attrs, key, val)
+                                    : rc_attr_add_str_ref(&c->attrs, key, val));
+}
+
+static void put_double(span_ctx *c, uint64_t bit, const char *key, double val)
+{
+    note_write(c, bit,
+               (c->f.present & bit) ? rc_attr_set_double(&c->attrs, key, val)
+                                    : rc_attr_add_double(&c->attrs, key, val));
+}
+
+static void put_int(span_ctx *c, uint64_t bit, const char *key, int64_t val)
+{
+    note_write(c, bit,
+               (c->f.present & bit) ? rc_attr_set_int(&c->attrs, key, val)
+                                    : rc_attr_add_int(&c->attrs, key, val));
 }
 
 static void put_str_fact(span_ctx *c, rc_fact_id id, const char *key)
 {
-    if (rc_facts_has(&c->f, id) && !fact_from(c, id, key)) put_str(c, key, c->f.f[id].s);
+    if (rc_facts_has(&c->f, id) && !fact_from(c, id, key))
+        put_str(c, RC_FACT_BIT(id), key, c->f.f[id].s);
 }
 
 /* A token count as written and as used; false when absent or unusable. */
@@ -336,7 +365,7 @@ static bool token_fact(span_ctx *c, rc_fact_id id, const char *key, uint64_t *ou
         rc_counter_add(c->p->rejected_values, 1);
         return false;
     }
-    if (!fact_from(c, id, key)) c->ok &= rc_attr_set_int(&c->attrs, key, v);
+    if (!fact_from(c, id, key)) put_int(c, RC_FACT_BIT(id), key, v);
     *out = (uint64_t)v;
     return true;
 }
@@ -409,10 +438,9 @@ static void write_cost(span_ctx *c, bool has_usage, const rc_usage *u)
         if (has_usage) rc_counter_add(c->p->unknown_model_spans, 1);
         return;
     }
-    c->ok &= rc_attr_set_double(&c->attrs, "respan.cost.raw", raw);
-    c->ok &=
-        rc_attr_set_double(&c->attrs, "respan.cost", rc_price_round_usd(raw * markup_factor(c)));
-    put_str(c, "respan.cost.source", source);
+    put_double(c, RC_KEY_COST_RAW, "respan.cost.raw", raw);
+    put_double(c, RC_KEY_COST, "respan.cost", rc_price_round_usd(raw * markup_factor(c)));
+    put_str(c, RC_KEY_COST_SOURCE, "respan.cost.source", source);
 }
 
 static void write_messages(span_ctx *c)
@@ -421,9 +449,9 @@ static void write_messages(span_ctx *c)
     rc_messages msgs = {0};
     c->ok &= rc_messages_build(c->span, c->f.msg_sources, c->arena, &msgs);
     if (!rc_facts_has(&c->f, RC_FACT_INPUT_MESSAGES))
-        put_str(c, "gen_ai.input.messages", msgs.input);
+        put_str(c, RC_FACT_BIT(RC_FACT_INPUT_MESSAGES), "gen_ai.input.messages", msgs.input);
     if (!rc_facts_has(&c->f, RC_FACT_OUTPUT_MESSAGES))
-        put_str(c, "gen_ai.output.messages", msgs.output);
+        put_str(c, RC_FACT_BIT(RC_FACT_OUTPUT_MESSAGES), "gen_ai.output.messages", msgs.output);
 }
 
 static void process_span(cost_processor *p, otlp_span *span, rc_arena *arena,
@@ -449,14 +477,15 @@ static void process_span(cost_processor *p, otlp_span *span, rc_arena *arena,
         const char *prov =
             canonical_provider(&c.f.f[RC_FACT_PROVIDER], c.f.vercel != RC_VERCEL_NONE, arena);
         c.ok &= prov != NULL;
-        put_str(&c, "gen_ai.provider.name", prov);
+        put_str(&c, RC_FACT_BIT(RC_FACT_PROVIDER), "gen_ai.provider.name", prov);
     }
     put_str_fact(&c, RC_FACT_REQUEST_MODEL, "gen_ai.request.model");
     put_str_fact(&c, RC_FACT_RESPONSE_MODEL, "gen_ai.response.model");
     if (rc_facts_has(&c.f, RC_FACT_OPERATION))
         put_str_fact(&c, RC_FACT_OPERATION, "gen_ai.operation.name");
     else
-        put_str(&c, "gen_ai.operation.name", operation_of_log_type(log_type));
+        put_str(&c, RC_FACT_BIT(RC_FACT_OPERATION), "gen_ai.operation.name",
+                operation_of_log_type(log_type));
 
     rc_usage u = {0};
     uint64_t reasoning = 0;
@@ -477,7 +506,7 @@ static void process_span(cost_processor *p, otlp_span *span, rc_arena *arena,
     write_messages(&c);
     if (!fact_from(&c, RC_FACT_LOG_TYPE, "respan.entity.log_type") ||
         strcmp(c.f.f[RC_FACT_LOG_TYPE].s, log_type) != 0)
-        put_str(&c, "respan.entity.log_type", log_type);
+        put_str(&c, RC_FACT_BIT(RC_FACT_LOG_TYPE), "respan.entity.log_type", log_type);
 
     if (is_call_log_type(log_type))
         write_cost(&c, has_usage, &u);

@@ -360,6 +360,52 @@ static void test_want_mask_limits_work(void)
     rc_arena_free(a);
 }
 
+/* rc_facts.present: which canonical keys the attributes carry, whatever
+ * their value (empty, wrong type, none), so that a processor may append
+ * the others without searching. Only for wanted facts; the RC_KEY_* bits
+ * only when the scan notes message sources. */
+static void test_present_canonical_keys(void)
+{
+    const char *attrs[] = {"gen_ai.usage.input_tokens=s:bad",
+                           "gen_ai.request.model=s:",
+                           "llm.model_name=s:m",
+                           "respan.cost.raw=d:1",
+                           "respan.costs=d:1",
+                           "respan.customer_params.customer_identifier=s:c",
+                           "user.id=s:u",
+                           NULL};
+    rc_arena *a = rc_arena_new(2048);
+    otlp_span *s = span_of(a, NULL, attrs);
+    s->attributes[s->n_attributes++] = test_kv_of(a, "gen_ai.response.model=s:x");
+    s->attributes[s->n_attributes - 1]->value = NULL; /* a key without a value */
+    rc_facts f;
+    rc_facts_init(&f, RC_FACTS_COST);
+    rc_scan_span(&f, s, 0, a);
+    CHECK(f.present == (RC_FACT_BIT(RC_FACT_INPUT_TOKENS) | RC_FACT_BIT(RC_FACT_REQUEST_MODEL) |
+                        RC_FACT_BIT(RC_FACT_RESPONSE_MODEL) | RC_KEY_COST_RAW));
+    rc_facts_init(&f, RC_FACTS_CUSTOMER);
+    rc_scan_span(&f, s, 0, a);
+    CHECK(f.present == RC_FACT_BIT(RC_FACT_CUSTOMER_ID));
+    rc_arena_free(a);
+    /* The keys the cost and customer processors write are the facts' own. */
+    CHECK_STR(rc_fact_key(RC_FACT_PROVIDER), "gen_ai.provider.name");
+    CHECK_STR(rc_fact_key(RC_FACT_REQUEST_MODEL), "gen_ai.request.model");
+    CHECK_STR(rc_fact_key(RC_FACT_RESPONSE_MODEL), "gen_ai.response.model");
+    CHECK_STR(rc_fact_key(RC_FACT_OPERATION), "gen_ai.operation.name");
+    CHECK_STR(rc_fact_key(RC_FACT_INPUT_TOKENS), "gen_ai.usage.input_tokens");
+    CHECK_STR(rc_fact_key(RC_FACT_OUTPUT_TOKENS), "gen_ai.usage.output_tokens");
+    CHECK_STR(rc_fact_key(RC_FACT_CACHE_READ_TOKENS), "gen_ai.usage.cache_read.input_tokens");
+    CHECK_STR(rc_fact_key(RC_FACT_CACHE_CREATION_TOKENS),
+              "gen_ai.usage.cache_creation.input_tokens");
+    CHECK_STR(rc_fact_key(RC_FACT_REASONING_TOKENS), "gen_ai.usage.reasoning.output_tokens");
+    CHECK_STR(rc_fact_key(RC_FACT_INPUT_MESSAGES), "gen_ai.input.messages");
+    CHECK_STR(rc_fact_key(RC_FACT_OUTPUT_MESSAGES), "gen_ai.output.messages");
+    CHECK_STR(rc_fact_key(RC_FACT_LOG_TYPE), "respan.entity.log_type");
+    CHECK_STR(rc_fact_key(RC_FACT_CUSTOMER_ID), "respan.customer_params.customer_identifier");
+    CHECK_STR(rc_fact_key(RC_FACT_MARKUP_PERCENTAGE), "respan.customer_params.markup_percentage");
+    CHECK_STR(rc_fact_key(RC_FACT_THREAD_ID), "respan.thread_identifier");
+}
+
 static void test_span_name_fallback_and_vercel_roles(void)
 {
     rc_arena *a = rc_arena_new(1024);
@@ -617,6 +663,7 @@ int main(void)
     test_precedence_is_order_independent();
     test_wrong_types_are_skipped_and_counted();
     test_want_mask_limits_work();
+    test_present_canonical_keys();
     test_span_name_fallback_and_vercel_roles();
     test_message_sources_and_events();
     test_log_types();

@@ -47,6 +47,29 @@ typedef struct cost_case {
     }
 
 static const cost_case cases[] = {
+    {"canonical keys already there with unusable values are replaced, not repeated",
+     NULL,
+     0,
+     {{0}},
+     {{"gen_ai.request.model", "s:"},
+      {"llm.model_name", "s:gpt-4o"},
+      {"gen_ai.usage.input_tokens", "s:many"},
+      {"llm.token_count.prompt", "i:1000"},
+      {"gen_ai.usage.output_tokens", "i:100"},
+      {"gen_ai.provider.name", "s:"},
+      {"llm.provider", "s:OpenAI"},
+      {"respan.entity.log_type", "s:"},
+      {"respan.cost", "s:stale"},
+      {"respan.cost.raw", "s:stale"},
+      {"respan.cost.source", "s:stale"}},
+     {{"gen_ai.request.model", "s:gpt-4o"},
+      {"gen_ai.provider.name", "s:openai"},
+      {"gen_ai.usage.input_tokens", "i:1000"},
+      {"respan.entity.log_type", "s:chat"},
+      {"respan.cost.raw", "d:0.0035"},
+      {"respan.cost", "d:0.0035"},
+      {"respan.cost.source", "s:genai-prices:openai/gpt-4o"}}},
+
     {"openllmetry: Anthropic with cache writes and reads",
      NULL,
      0,
@@ -551,6 +574,13 @@ static void run_case(const cost_case *c)
             fprintf(stderr, ", want %s\n", w->val);
         }
     }
+    /* Writes replace: no key is ever on the span twice. */
+    for (size_t i = 0; i < span->n_attributes; i++)
+        for (size_t j = i + 1; j < span->n_attributes; j++)
+            if (strcmp(span->attributes[i]->key, span->attributes[j]->key) == 0) {
+                CHECK(!"duplicate key");
+                fprintf(stderr, "  case: %s: %s twice\n", c->name, span->attributes[i]->key);
+            }
     stop(&h);
 }
 

@@ -157,6 +157,18 @@ static void test_writes_replace_append_remove(void)
     rc_attr_list l2 = rc_attr_list_of_span(span, a);
     CHECK(rc_attr_set_strn(&l2, "s", "hello world", 5));
     CHECK_STR(rc_av_str(rc_span_attr(span, "s")), "hello");
+    /* Appending without a search: past the array's room, each type. */
+    size_t n = span->n_attributes;
+    rc_attr_list l3 = rc_attr_list_of_span(span, a);
+    CHECK(rc_attr_add_str_ref(&l3, "as", "v"));
+    CHECK(rc_attr_add_int(&l3, "ai", 7));
+    CHECK(rc_attr_add_double(&l3, "ad", 2.5));
+    CHECK(span->n_attributes == n + 3);
+    CHECK_STR(rc_av_str(rc_span_attr(span, "as")), "v");
+    CHECK(rc_av_int(rc_span_attr(span, "ai"), &i) && i == 7);
+    double d = 0;
+    CHECK(rc_av_double(rc_span_attr(span, "ad"), &d) && d == 2.5);
+    CHECK(rc_attr_index(span->attributes, span->n_attributes, "ad") == (long)n + 2);
     rc_arena_free(a);
     CHECK(rc_mem_in_use() == 0);
 }
