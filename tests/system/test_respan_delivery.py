@@ -356,16 +356,20 @@ def case_happy_path():
         others = [Span(attributes=llm_attrs(customer="cust-%d" % i, prompt_tokens=10 * i + 1,
                                             completion_tokens=i))
                   for i in range(30)]
+        # A span whose parent is in no batch is exported like any other.
+        orphan = Span(parent_id=os.urandom(8).hex())
         send_ok(col, [root] + children)
         for k in range(0, 30, 10):
             send_ok(col, others[k:k + 10])
-        every = [root] + children + others
+        send_ok(col, [orphan])
+        every = [root] + children + others + [orphan]
         counts = wait_all_arrived(std, ids(every), 20)
         assert_once(counts, ids(every))
         by_id = {log["span_unique_id"]: log for log in std.logs()}
         tokens = {s.span_id: (1000 + 37 * i, 200 + 11 * i) for i, s in enumerate(children)}
         tokens.update({s.span_id: (10 * i + 1, i) for i, s in enumerate(others)})
-        customers = {s.span_id: "cust-42" for s in [root] + children}
+        tokens[orphan.span_id] = (1200, 300)  # llm_attrs' defaults
+        customers = {s.span_id: "cust-42" for s in [root] + children + [orphan]}
         customers.update({s.span_id: "cust-%d" % i for i, s in enumerate(others)})
         for span in every:
             log = by_id[span.span_id]
