@@ -176,10 +176,11 @@ def crash_and_recover(durability, outage):
         extra = len(set(counts) - acked)
         print("    %d acknowledged spans all arrived; %d duplicates; %d spans of unanswered "
               "requests arrived too" % (len(acked), dups, extra))
-        # Only batches in flight at the kill may come again: at most
-        # num_consumers (2) batches of max_batch_logs (100).
-        assert dups <= 2 * 100, "%d spans arrived twice; in-flight batches hold at most 200" % (
-            dups,)
+        # Only batches in flight at the kill may come again: at most one
+        # batch of max_batch_logs per sender (num_consumers).
+        bound = col.exporter["num_consumers"] * col.exporter["max_batch_logs"]
+        assert dups <= bound, "%d spans arrived twice; in-flight batches hold at most %d" % (
+            dups, bound)
         assert col.alive(), "the restarted collector died"
 
 
