@@ -14,8 +14,9 @@
  * Bodies are handed to gRPC as static slices: no copy per call, the corpus
  * outlives every call. With `connections` > 1 each channel gets its own
  * subchannel pool, hence its own TCP connection, and slots are spread over
- * them round-robin. --gzip asks gRPC to compress each message (grpc-encoding
- * gzip); that costs generator CPU, not collector CPU.
+ * them round-robin (in paced runs, --rate, call by call instead, as slot
+ * 0 is nearly always the idle one). --gzip asks gRPC to compress each
+ * message (grpc-encoding gzip); that costs generator CPU, not collector CPU.
  */
 #include "loadgen.h"
 
@@ -53,6 +54,7 @@ typedef struct client {
     grpc_completion_queue *cq;
     slot *slots;
     unsigned n_slots, in_flight;
+    unsigned n_started; /* paced runs: round-robin over the channels */
     const lg_corpus *corpus;
     size_t next_body;
     lg_run *run;
@@ -193,12 +195,19 @@ static double start_idle_slots(client *c, double now, double later)
     for (unsigned i = 0; i < c->n_slots; i++) {
         slot *s = &c->slots[i];
         if (s->call) continue;
-        if (!lg_run_may_issue(c->run)) break; /* e.g. --requests reached */
+        if (!lg_run_may_issue(c->run)) break;   /* e.g. --requests reached */
+        double due = lg_run_next_start(c->run); /* --rate */
+        if (due > now) {
+            later = due < later ? due : later;
+            break;
+        }
         if (s->resume_at > now) {
             later = s->resume_at < later ? s->resume_at : later;
             continue;
         }
-        if (slot_start_call(c, s, c->channels[i % c->n_channels])) {
+        /* Paced calls mostly find slot 0 idle: spread them by count. */
+        unsigned ch = c->run->pace_s > 0 ? c->n_started++ : i;
+        if (slot_start_call(c, s, c->channels[ch % c->n_channels])) {
             lg_run_issued(c->run);
         } else {
             lg_run_record(c->run, LG_FAILED, 0, 0, now, "grpc_call_start_batch refused");

@@ -32,6 +32,7 @@ typedef struct options {
     size_t spans_per_request;
     size_t bodies;
     double duration_s, warmup_s, backoff_ms;
+    double rate; /* spans/s to pace calls at; 0: unpaced */
     uint64_t requests;
     unsigned concurrency, connections;
     long collector_pid; /* 0: not watching a collector */
@@ -133,6 +134,8 @@ static void usage(FILE *f)
                "  --gzip                    compress request bodies\n"
                "  --bodies N                distinct pre-encoded requests (default 16)\n"
                "  --backoff-ms MS           wait after a refused call (default 10)\n"
+               "  --rate SPANS_PER_S        start calls evenly at this load (gRPC only;\n"
+               "                            default: as fast as the collector answers)\n"
                "  --dump-body FILE          write the first request body to FILE and exit\n");
 }
 
@@ -183,6 +186,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"bodies", required_argument, NULL, 'b'},
         {"backoff-ms", required_argument, NULL, 'B'},
         {"dump-body", required_argument, NULL, 'D'},
+        {"rate", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -248,6 +252,9 @@ static int parse_options(int argc, char **argv, options *o)
         case 'D':
             o->dump_path = optarg;
             break;
+        case 'R':
+            ok = parse_number("rate", optarg, 1, 1e9, &o->rate);
+            break;
         case 'h':
             usage(stdout);
             return 2;
@@ -259,6 +266,10 @@ static int parse_options(int argc, char **argv, options *o)
     }
     if (optind < argc) {
         fprintf(stderr, "loadgen: unexpected argument %s\n", argv[optind]);
+        return 1;
+    }
+    if (o->rate > 0 && o->protocol != LG_GRPC) {
+        fprintf(stderr, "loadgen: --rate is implemented for --protocol grpc only\n");
         return 1;
     }
     if (!o->target) o->target = o->protocol == LG_GRPC ? "127.0.0.1:4317" : "127.0.0.1:4318";
@@ -291,6 +302,7 @@ static void report(const options *o, const lg_corpus *c, lg_run *r, const window
     double seconds = r->t_end - r->t_measure;
     double spans_per_s = seconds > 0 ? (double)r->ok_spans / seconds : 0;
     double p50 = lg_run_latency_ms(r, 50), p99 = lg_run_latency_ms(r, 99);
+    double p999 = lg_run_latency_ms(r, 99.9);
     double self_cpu = self_cpu_seconds() - w->self_cpu_start;
     size_t wire = 0, raw = 0, spans = 0;
     for (size_t i = 0; i < c->n; i++) {
@@ -316,8 +328,12 @@ static void report(const options *o, const lg_corpus *c, lg_run *r, const window
            (unsigned long long)r->backpressure, (unsigned long long)r->failed,
            (unsigned long long)r->rejected_spans);
     if (r->failed) printf("  first failure: %s\n", r->first_failure);
-    printf("  throughput %.0f spans/s; latency p50 %.2f ms, p99 %.2f ms; loadgen CPU %.2f s\n",
-           spans_per_s, p50, p99, self_cpu);
+    printf("  throughput %.0f spans/s; latency p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms; "
+           "loadgen CPU %.2f s\n",
+           spans_per_s, p50, p99, p999, self_cpu);
+    if (o->rate > 0)
+        printf("  paced at %.0f spans/s: %llu calls started over one interval late\n", o->rate,
+               (unsigned long long)r->late_starts);
 
     char collector[400] = "collector_cpu_s=na cpu_s_per_million=na spans_per_s_per_core=na "
                           "peak_rss_mib=na rss_mib=na";
@@ -341,12 +357,13 @@ static void report(const options *o, const lg_corpus *c, lg_run *r, const window
     printf("RESULT protocol=%s kind=%s spans_per_request=%zu concurrency=%u gzip=%d "
            "bytes_per_span=%.0f spans=%llu seconds=%.3f spans_per_s=%.0f %s p50_ms=%.2f "
            "p99_ms=%.2f ok_calls=%llu backpressure=%llu errors=%llu rejected_spans=%llu "
-           "loadgen_cpu_s=%.2f\n",
+           "loadgen_cpu_s=%.2f p999_ms=%.2f rate=%.0f late_starts=%llu\n",
            PROTOCOLS[o->protocol], KINDS[o->kind], o->spans_per_request, o->concurrency,
            o->gzip ? 1 : 0, bytes_per_span, (unsigned long long)r->ok_spans, seconds, spans_per_s,
            collector, p50, p99, (unsigned long long)r->ok_calls,
            (unsigned long long)r->backpressure, (unsigned long long)r->failed,
-           (unsigned long long)r->rejected_spans, self_cpu);
+           (unsigned long long)r->rejected_spans, self_cpu, p999, o->rate,
+           (unsigned long long)r->late_starts);
     fflush(stdout);
 }
 
@@ -376,6 +393,7 @@ int main(int argc, char **argv)
                   .duration_s = o.requests ? 0 : o.duration_s,
                   .max_requests = o.requests,
                   .backoff_s = o.backoff_ms / 1000.0,
+                  .pace_s = o.rate > 0 ? (double)o.spans_per_request / o.rate : 0,
                   .on_measure_start = window_open,
                   .hook_arg = &w};
     lg_client_opts co = {.target = o.target,

@@ -68,13 +68,16 @@ typedef struct lg_run {
     double duration_s;     /* measured seconds; 0 when max_requests rules */
     uint64_t max_requests; /* measured requests; 0 when duration rules */
     double backoff_s;      /* a slot waits this long after a refused call */
+    double pace_s;         /* --rate: seconds between call starts; 0: as fast as slots free */
     void (*on_measure_start)(void *arg);
     void *hook_arg;
 
     /* state */
     double t_start, t_measure, t_end;
     bool measuring;
-    uint64_t issued; /* requests issued while measuring */
+    uint64_t issued;      /* requests issued while measuring */
+    double next_start;    /* paced runs: when the next call is due */
+    uint64_t late_starts; /* paced runs: calls started over one interval behind schedule */
 
     /* counters, measured phase only */
     uint64_t ok_calls, ok_spans, backpressure, failed, rejected_spans;
@@ -88,6 +91,9 @@ void lg_run_start(lg_run *r);
 /* True while new calls may start; moves from warm-up to measuring. */
 bool lg_run_may_issue(lg_run *r);
 void lg_run_issued(lg_run *r);
+/* Paced runs: the time the next call is due (lg_now's clock); a client
+ * starts no call before it. 0 when not paced. */
+double lg_run_next_start(const lg_run *r);
 /* `rejected` is the partial-success count of an OK response. */
 void lg_run_record(lg_run *r, lg_outcome o, size_t spans, size_t rejected, double started,
                    const char *detail);

@@ -9,6 +9,14 @@
  * spans/s is counted spans over exactly the time it took to get their
  * answers. The on_measure_start hook lets loadgen.c sample the collector's
  * CPU time at the very moment counting starts.
+ *
+ * A paced run (loadgen --rate) is open-loop: calls start every pace_s
+ * seconds, whatever the answers, so latency is measured at a set load
+ * rather than at whatever load the collector's own latency allows. When
+ * every slot is busy at a call's due time it starts late; after falling
+ * more than one interval behind, the schedule restarts from now (no burst
+ * to catch up) and the start is counted in late_starts, which says the
+ * slots, not the collector, set the pace.
  */
 #include "loadgen.h"
 
@@ -51,6 +59,18 @@ bool lg_run_may_issue(lg_run *r)
 void lg_run_issued(lg_run *r)
 {
     if (r->measuring) r->issued++;
+    if (r->pace_s <= 0) return;
+    double now = lg_now();
+    if (r->next_start == 0 || now - r->next_start > r->pace_s) {
+        if (r->next_start != 0 && r->measuring) r->late_starts++;
+        r->next_start = now;
+    }
+    r->next_start += r->pace_s;
+}
+
+double lg_run_next_start(const lg_run *r)
+{
+    return r->pace_s > 0 ? r->next_start : 0;
 }
 
 static void keep_latency(lg_run *r, double seconds)
