@@ -32,6 +32,9 @@
 #   BENCH_LATENCY_RATE=            spans/s for the latency runs (default: half
 #                                  the median fsync spans/s)
 #   BENCH_LATENCY_DURABILITIES="fsync memory"
+#   BENCH_QUEUE_DIR=BUILD_DIR/bench-queue   emptied before every run; e.g. a
+#                                  directory on tmpfs tells the disk's share
+#                                  of fsync latency from the collector's
 #   BENCH_GRPC_PORT=14337 BENCH_HTTP_PORT=14338 BENCH_METRICS_PORT=18898
 # Output: a markdown report on stdout; raw output in BUILD_DIR/bench-respan/.
 # Needs curl (the command) to read /metrics and the sink's /count.
@@ -58,7 +61,7 @@ export BENCH_DURATION=${BENCH_DURATION:-12}
 export BENCH_GRPC_PORT=${BENCH_GRPC_PORT:-14337}
 export BENCH_HTTP_PORT=${BENCH_HTTP_PORT:-14338}
 export BENCH_METRICS_PORT=${BENCH_METRICS_PORT:-18898}
-export BENCH_QUEUE_DIR=$build/bench-queue
+export BENCH_QUEUE_DIR=${BENCH_QUEUE_DIR:-$build/bench-queue}
 out=$build/bench-respan
 shim=$out/shim
 export RESPAN_BENCH_SCRAPE=$out/metrics-at-end.txt
@@ -85,6 +88,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+rm -f "$out/sink.port"
 "$build/bench/sink" --port 0 >"$out/sink.port" &
 sink_pid=$!
 for _ in $(seq 50); do
@@ -98,7 +102,14 @@ BENCH_SINK_PORT=$(head -1 "$out/sink.port")
     exit 1
 }
 
-sink_logs() { curl -sf "http://127.0.0.1:$BENCH_SINK_PORT/count" | cut -d' ' -f1; }
+sink_logs() {
+    local line
+    line=$(curl -sf "http://127.0.0.1:$BENCH_SINK_PORT/count") || {
+        echo "bench/respan.sh: the sink does not answer on port $BENCH_SINK_PORT" >&2
+        exit 1
+    }
+    echo "${line%% *}"
+}
 
 # metric NAME FILE: the sum of NAME's series in a /metrics text
 metric() {
@@ -208,8 +219,10 @@ done
 med() { tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' | median; }
 list() { local x s=; for x in $1; do s+="${s:+ / }$(group "$x")"; done; echo "$s"; }
 
+queue_fs=$(mkdir -p "$BENCH_QUEUE_DIR" && df -P -T "$BENCH_QUEUE_DIR" | awk 'NR == 2 { print $1 " (" $2 ")" }')
 echo "Commit $commit; $(nproc) CPUs, load average $loadavg at start; grpc-llm, 500 spans/request," \
-    "concurrency ${BENCH_CONCURRENCY:-16}, ${BENCH_DURATION}s per run, $rounds rounds (medians; every run in brackets)"
+    "concurrency ${BENCH_CONCURRENCY:-16}, ${BENCH_DURATION}s per run, $rounds rounds (medians; every run in brackets);" \
+    "queue on $queue_fs"
 echo
 echo "| durability | spans/s | spans/s per collector core | p50 / p99 ack latency ms | peak RSS MiB |"
 echo "|---|---:|---:|---:|---:|"
