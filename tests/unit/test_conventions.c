@@ -648,6 +648,12 @@ static void test_table_is_consistent(void)
     bool ok = true;
     for (size_t i = 0; i < n; i++) {
         if (t[i].match == RC_MATCH_JSON && !t[i].member) ok = false;
+        /* rc_facts_canonical: a rank-0 source is the fact's canonical key. */
+        if (t[i].fact >= 0 && t[i].rank == 0 &&
+            (t[i].match != RC_MATCH_EXACT || strcmp(t[i].key, rc_fact_key(t[i].fact)) != 0)) {
+            fprintf(stderr, "rank 0 but not canonical: %s\n", t[i].key);
+            ok = false;
+        }
         for (size_t j = i + 1; j < n; j++)
             if (t[i].fact >= 0 && t[i].fact == t[j].fact && t[i].rank == t[j].rank) {
                 fprintf(stderr, "same rank: %s and %s\n", t[i].key, t[j].key);
