@@ -684,6 +684,47 @@ static void offer(scan_ctx *sc, const rc_conv_entry *e, const char *key, const c
     f->have |= RC_FACT_BIT(e->fact);
 }
 
+/* offer() for the common case, a wanted key feeding one fact with a value
+ * of the fact's own type (a string for a string, an integer for an integer
+ * or a double, a double for a double): the same outcome without making a
+ * cand, which cost as much as the rest of the walk. False, having done
+ * nothing, for any other case. */
+static bool offer_plain(scan_ctx *sc, const rc_conv_entry *e, const char *key,
+                        const otlp_any_value *v)
+{
+    rc_facts *f = sc->f;
+    rc_fact_type t = facts_info[e->fact].type;
+    uint64_t bit = RC_FACT_BIT(e->fact);
+    rc_fact *cur = &f->f[e->fact];
+    bool outranked = (f->have & bit) && cur->rank <= e->rank;
+    const char *s = NULL;
+    int64_t i = 0;
+    double d = 0;
+    if (t == RC_FACT_STR && v->value_case == RC_AV_STRING) {
+        if (!v->string_value || !v->string_value[0] || outranked) return true;
+        s = v->string_value;
+    } else if (t == RC_FACT_INT && v->value_case == RC_AV_INT) {
+        i = v->int_value;
+        if (facts_info[e->fact].count && i < 0) {
+            reject(f, e->fact);
+            return true;
+        }
+        if (outranked) return true;
+    } else if (t == RC_FACT_DOUBLE && v->value_case == RC_AV_DOUBLE) {
+        d = v->double_value;
+        if (!(d == d && d - d == 0)) { /* not finite */
+            reject(f, e->fact);
+            return true;
+        }
+        if (outranked) return true;
+    } else {
+        return false;
+    }
+    *cur = (rc_fact){s, s ? strlen(s) : 0, i, d, key, e->rank, sc->from_resource};
+    f->have |= bit;
+    return true;
+}
+
 /* --- JSON sources ------------------------------------------------------------ */
 
 #define MAX_PENDING_JSON 8
@@ -796,6 +837,7 @@ static void visit_entry(scan_ctx *sc, const otlp_key_value *kv, uint16_t k, bool
     }
     if (sources && chain_sources[k]) note_sources(f, chain_sources[k]);
     if (!wanted) return;
+    if (next_same[k] == NO_ENTRY && offer_plain(sc, &table[k], kv->key, kv->value)) return;
     cand c = cand_of_any(kv->value);
     for (; k != NO_ENTRY; k = next_same[k])
         offer(sc, &table[k], kv->key, &c);
