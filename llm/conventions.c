@@ -16,6 +16,9 @@
  * first drop every key whose first 8 bytes start no wanted key (a bitmap
  * per want mask), which is most keys of an LLM span. So scanning a span
  * costs at most one hash per attribute, whatever the size of the table.
+ * A found key's value, when of its fact's own type (a string model, an
+ * integer token count), goes straight into the fact (offer_plain); other
+ * values are read leniently through a candidate (cand, offer).
  *
  * The index also knows the keys the processors write (each fact's rank-0
  * key, and respan.cost*): the scan records which of them a span already
