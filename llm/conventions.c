@@ -16,6 +16,9 @@
  * first drop every key whose first 8 bytes start no wanted key (a bitmap
  * per want mask), which is most keys of an LLM span. So scanning a span
  * costs at most one hash per attribute, whatever the size of the table.
+ * A found key's value, when of its fact's own type (a string model, an
+ * integer token count), goes straight into the fact (offer_plain); other
+ * values are read leniently through a candidate (cand, offer).
  *
  * The index also knows the keys the processors write (each fact's rank-0
  * key, and respan.cost*): the scan records which of them a span already
@@ -303,8 +306,9 @@ rc_fact_type rc_fact_type_of(rc_fact_id id)
  *
  * A key is looked up by its length and its first and last 8 bytes: one
  * strlen, two loads and a multiply per attribute, whatever its length. A
- * slot keeps the first 8 bytes and the length of its key, so a miss almost
- * never reaches a memcmp, and a hit compares only what those did not cover.
+ * slot keeps the first and last 8 bytes and the length of its key, so a
+ * miss almost never reads the key, and a hit compares only the words those
+ * did not cover.
  */
 
 #define HASH_SLOTS 1024 /* power of two, > 3x the distinct exact keys */
@@ -313,6 +317,7 @@ rc_fact_type rc_fact_type_of(rc_fact_id id)
 
 typedef struct key_slot {
     uint64_t head;  /* first 8 bytes of the key, zero-padded */
+    uint64_t tail;  /* last 8 bytes, as key_view */
     uint16_t entry; /* first table entry with this key, or NO_ENTRY */
     uint16_t len;
     bool twin; /* another key has the same head and length */
@@ -353,6 +358,7 @@ static size_t n_prefixes;
 static uint64_t prefix_bloom;
 static const char *canonical_key[RC_FACT_COUNT]; /* rc_fact_key() */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+static atomic_bool index_ready; /* set once build_index has run */
 
 _Static_assert(N_KEYS < NO_ENTRY, "entry indexes are 16 bits");
 
@@ -396,13 +402,13 @@ static void index_key(uint16_t k)
     while (slots[i].entry != NO_ENTRY && strcmp(key_of(slots[i].entry), kv.s) != 0)
         i = (i + 1) & (HASH_SLOTS - 1);
     next_same[k] = slots[i].entry;
-    slots[i] = (key_slot){kv.head, k, (uint16_t)kv.len, false};
+    slots[i] = (key_slot){kv.head, kv.tail, k, (uint16_t)kv.len, false};
 }
 
 static void build_index(void)
 {
     for (size_t i = 0; i < HASH_SLOTS; i++)
-        slots[i] = (key_slot){0, NO_ENTRY, 0, false};
+        slots[i] = (key_slot){0, 0, NO_ENTRY, 0, false};
     memset(next_same, 0xff, sizeof next_same);
     /* A fact's canonical key is its first rank-0 exact entry. */
     uint64_t canonical_seen = 0;
@@ -446,6 +452,29 @@ static void build_index(void)
             prefix_bloom |= kv.len >= 8 ? (uint64_t)1 << bloom_bit(kv.head) : ~(uint64_t)0;
             prefixes[n_prefixes++] = (uint16_t)k;
         }
+    atomic_store_explicit(&index_ready, true, memory_order_release);
+}
+
+/* pthread_once costs a call per scan; once built, one load says so. */
+static inline void ensure_index(void)
+{
+    if (!atomic_load_explicit(&index_ready, memory_order_acquire))
+        pthread_once(&index_once, build_index);
+}
+
+/* Whether two keys of length len whose first and last 8 bytes are equal
+ * are equal: compares what those did not cover, a word at a time, inline
+ * (a memcmp call costs more than the few words of a key). Up to 16 bytes,
+ * head and tail cover the whole key. */
+static inline bool same_middle(const char *a, const char *b, size_t len)
+{
+    for (size_t o = 8; o + 8 < len; o += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + o, 8);
+        memcpy(&y, b + o, 8);
+        if (x != y) return false;
+    }
+    return true;
 }
 
 /* The first entry of key k, or NO_ENTRY. With `want` not NULL, a key
@@ -462,9 +491,7 @@ static inline uint16_t lookup_key(const key_view *k, const uint64_t *want)
             if (!sl->twin) return NO_ENTRY; /* whichever key it is, it is not wanted */
             continue;
         }
-        /* Up to 8 bytes, the zero-padded head is the whole key. */
-        if (k->len <= 8 || memcmp(key_of(sl->entry) + 8, k->s + 8, k->len - 8) == 0)
-            return sl->entry;
+        if (sl->tail == k->tail && same_middle(key_of(sl->entry), k->s, k->len)) return sl->entry;
     }
     return NO_ENTRY;
 }
@@ -490,13 +517,13 @@ static const rc_conv_entry *lookup_prefix(const key_view *k)
 
 const char *rc_fact_key(rc_fact_id id)
 {
-    pthread_once(&index_once, build_index);
+    ensure_index();
     return id < RC_FACT_COUNT ? canonical_key[id] : NULL;
 }
 
 uint64_t rc_conv_key_facts(const char *key)
 {
-    pthread_once(&index_once, build_index);
+    ensure_index();
     key_view kv = key_view_of(key);
     uint16_t k = lookup_exact(&kv);
     return k == NO_ENTRY ? 0 : chain_facts[k];
@@ -660,6 +687,47 @@ static void offer(scan_ctx *sc, const rc_conv_entry *e, const char *key, const c
     f->have |= RC_FACT_BIT(e->fact);
 }
 
+/* offer() for the common case, a wanted key feeding one fact with a value
+ * of the fact's own type (a string for a string, an integer for an integer
+ * or a double, a double for a double): the same outcome without making a
+ * cand, which cost as much as the rest of the walk. False, having done
+ * nothing, for any other case. */
+static bool offer_plain(scan_ctx *sc, const rc_conv_entry *e, const char *key,
+                        const otlp_any_value *v)
+{
+    rc_facts *f = sc->f;
+    rc_fact_type t = facts_info[e->fact].type;
+    uint64_t bit = RC_FACT_BIT(e->fact);
+    rc_fact *cur = &f->f[e->fact];
+    bool outranked = (f->have & bit) && cur->rank <= e->rank;
+    const char *s = NULL;
+    int64_t i = 0;
+    double d = 0;
+    if (t == RC_FACT_STR && v->value_case == RC_AV_STRING) {
+        if (!v->string_value || !v->string_value[0] || outranked) return true;
+        s = v->string_value;
+    } else if (t == RC_FACT_INT && v->value_case == RC_AV_INT) {
+        i = v->int_value;
+        if (facts_info[e->fact].count && i < 0) {
+            reject(f, e->fact);
+            return true;
+        }
+        if (outranked) return true;
+    } else if (t == RC_FACT_DOUBLE && v->value_case == RC_AV_DOUBLE) {
+        d = v->double_value;
+        if (!(d == d && d - d == 0)) { /* not finite */
+            reject(f, e->fact);
+            return true;
+        }
+        if (outranked) return true;
+    } else {
+        return false;
+    }
+    *cur = (rc_fact){s, s ? strlen(s) : 0, i, d, key, e->rank, sc->from_resource};
+    f->have |= bit;
+    return true;
+}
+
 /* --- JSON sources ------------------------------------------------------------ */
 
 #define MAX_PENDING_JSON 8
@@ -772,6 +840,7 @@ static void visit_entry(scan_ctx *sc, const otlp_key_value *kv, uint16_t k, bool
     }
     if (sources && chain_sources[k]) note_sources(f, chain_sources[k]);
     if (!wanted) return;
+    if (next_same[k] == NO_ENTRY && offer_plain(sc, &table[k], kv->key, kv->value)) return;
     cand c = cand_of_any(kv->value);
     for (; k != NO_ENTRY; k = next_same[k])
         offer(sc, &table[k], kv->key, &c);
@@ -858,7 +927,7 @@ static const key_filter *filter_for(uint64_t want)
 
 static void walk(scan_ctx *sc, otlp_key_value *const *kvs, size_t n)
 {
-    pthread_once(&index_once, build_index);
+    ensure_index();
     bool sources = (sc->f->want & ~(uint64_t)RC_FACTS_CUSTOMER) != 0;
     const uint64_t *only = sources ? NULL : &sc->f->want;
     const key_filter *flt = sources ? NULL : filter_for(sc->f->want);

@@ -201,6 +201,13 @@ static inline const char *rc_facts_str(const rc_facts *f, rc_fact_id id)
 {
     return rc_facts_has(f, id) ? f->f[id].s : NULL;
 }
+/* Whether fact id was read from its canonical key (rc_fact_key(id)): that
+ * key is the fact's only rank-0 source (test_conventions checks the table
+ * for it), so this spares comparing the fact's key with it. */
+static inline bool rc_facts_canonical(const rc_facts *f, rc_fact_id id)
+{
+    return rc_facts_has(f, id) && f->f[id].rank == 0;
+}
 
 /* The canonical respan.entity.log_type this span deserves, from the hints
  * in f (needs LOG_TYPE, TRACELOOP_KIND, OPENINFERENCE_KIND, LLM_REQUEST_TYPE,

@@ -312,9 +312,11 @@ typedef struct span_ctx {
     bool ok; /* false once the arena refused memory */
 } span_ctx;
 
-static bool fact_from(const span_ctx *c, rc_fact_id id, const char *key)
+/* Whether fact id already sits under its canonical key, the key this
+ * processor would write it to. */
+static bool is_canonical(const span_ctx *c, rc_fact_id id)
 {
-    return rc_facts_has(&c->f, id) && strcmp(c->f.f[id].key, key) == 0;
+    return rc_facts_canonical(&c->f, id);
 }
 
 /* Whether an attribute write succeeded; a key now on the span is noted
@@ -352,7 +354,7 @@ static void put_int(span_ctx *c, uint64_t bit, const char *key, int64_t val)
 
 static void put_str_fact(span_ctx *c, rc_fact_id id, const char *key)
 {
-    if (rc_facts_has(&c->f, id) && !fact_from(c, id, key))
+    if (rc_facts_has(&c->f, id) && !is_canonical(c, id))
         put_str(c, RC_FACT_BIT(id), key, c->f.f[id].s);
 }
 
@@ -365,7 +367,7 @@ static bool token_fact(span_ctx *c, rc_fact_id id, const char *key, uint64_t *ou
         rc_counter_add(c->p->rejected_values, 1);
         return false;
     }
-    if (!fact_from(c, id, key)) put_int(c, RC_FACT_BIT(id), key, v);
+    if (!is_canonical(c, id)) put_int(c, RC_FACT_BIT(id), key, v);
     *out = (uint64_t)v;
     return true;
 }
@@ -472,8 +474,7 @@ static void process_span(cost_processor *p, otlp_span *span, rc_arena *arena,
     c.attrs = rc_attr_list_of_span(span, arena);
 
     const char *log_type = rc_facts_log_type(&c.f);
-    if (rc_facts_has(&c.f, RC_FACT_PROVIDER) &&
-        !fact_from(&c, RC_FACT_PROVIDER, "gen_ai.provider.name")) {
+    if (rc_facts_has(&c.f, RC_FACT_PROVIDER) && !is_canonical(&c, RC_FACT_PROVIDER)) {
         const char *prov =
             canonical_provider(&c.f.f[RC_FACT_PROVIDER], c.f.vercel != RC_VERCEL_NONE, arena);
         c.ok &= prov != NULL;
@@ -504,8 +505,7 @@ static void process_span(cost_processor *p, otlp_span *span, rc_arena *arena,
     bool has_usage = has_in || has_out || has_cr || has_cw || has_reasoning;
 
     write_messages(&c);
-    if (!fact_from(&c, RC_FACT_LOG_TYPE, "respan.entity.log_type") ||
-        strcmp(c.f.f[RC_FACT_LOG_TYPE].s, log_type) != 0)
+    if (!is_canonical(&c, RC_FACT_LOG_TYPE) || strcmp(c.f.f[RC_FACT_LOG_TYPE].s, log_type) != 0)
         put_str(&c, RC_FACT_BIT(RC_FACT_LOG_TYPE), "respan.entity.log_type", log_type);
 
     if (is_call_log_type(log_type))

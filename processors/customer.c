@@ -799,6 +799,20 @@ static void add_counts(customer_processor *p, const source_counts *c)
         if (c->n[i]) rc_counter_add(p->by_source[i], c->n[i]);
 }
 
+/* Lists span i of run r as pending; false when out of memory. */
+static bool add_pending(pending_span **pend, size_t *n_pend, size_t *cap, size_t r, size_t i)
+{
+    if (*n_pend == *cap) {
+        size_t n = *cap ? *cap * 2 : 64;
+        pending_span *grown = realloc(*pend, n * sizeof *grown);
+        if (!grown) return false;
+        *pend = grown;
+        *cap = n;
+    }
+    (*pend)[(*n_pend)++] = (pending_span){(uint32_t)r, (uint32_t)i};
+    return true;
+}
+
 /* First pass: each span's own facts, identifiers and own customer (which
  * is remembered for its trace). Spans without one are listed in *pend. */
 static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, size_t *n_pend,
@@ -816,6 +830,10 @@ static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, 
             rc_facts_init(&f, RC_FACTS_CUSTOMER);
             rc_scan_span(&f, s, 0, arena);
             rc_facts_fill_from(&f, &res);
+            if (!(f.have | f.rejected)) { /* nothing to write, validate or drop */
+                if (!add_pending(pend, n_pend, &cap, r, i)) return false;
+                continue;
+            }
             span_ctx c = {p, s, rc_attr_list_of_span(s, arena), &f, 0};
             write_identifiers(&c);
             cust_view v;
@@ -834,14 +852,8 @@ static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, 
                     publish_stats(p);
                     pthread_mutex_unlock(&p->mu);
                 }
-            } else {
-                if (*n_pend == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    pending_span *grown = realloc(*pend, cap * sizeof *grown);
-                    if (!grown) return false;
-                    *pend = grown;
-                }
-                (*pend)[(*n_pend)++] = (pending_span){(uint32_t)r, (uint32_t)i};
+            } else if (!add_pending(pend, n_pend, &cap, r, i)) {
+                return false;
             }
             if (p->drop_original) drop_sources(&c);
         }

@@ -347,6 +347,29 @@ static void test_wrong_types_are_skipped_and_counted(void)
     rc_arena_free(a);
 }
 
+/* A value of its fact's own type takes the scanner's short path: the same
+ * rules hold there (empty is absent, a negative count or an infinite cost
+ * is rejected, the lower rank wins whatever the order). */
+static void test_plain_values_follow_the_rules(void)
+{
+    const char *attrs[] = {"llm.request.model=s:m2",    "gen_ai.usage.cost=d:inf",
+                           "llm.cost.total=d:0.5",      "gen_ai.request.model=s:",
+                           "ai.model.id=s:m1",          "gen_ai.usage.output_tokens=i:-1",
+                           "ai.usage.outputTokens=i:9", NULL};
+    rc_arena *a = rc_arena_new(1024);
+    rc_facts f;
+    rc_facts_init(&f, RC_FACTS_COST);
+    rc_scan_span(&f, span_of(a, "x", attrs), 0, a);
+    CHECK(f.f[RC_FACT_REPORTED_COST].d == 0.5 && f.f[RC_FACT_REPORTED_COST].rank == 1);
+    CHECK_STR(rc_facts_str(&f, RC_FACT_REQUEST_MODEL), "m1");
+    CHECK(f.f[RC_FACT_REQUEST_MODEL].len == 2);
+    CHECK_STR(f.f[RC_FACT_REQUEST_MODEL].key, "ai.model.id");
+    CHECK(f.f[RC_FACT_OUTPUT_TOKENS].i == 9);
+    CHECK(f.rejected == (RC_FACT_BIT(RC_FACT_REPORTED_COST) | RC_FACT_BIT(RC_FACT_OUTPUT_TOKENS)));
+    CHECK(f.n_rejected == 2);
+    rc_arena_free(a);
+}
+
 static void test_want_mask_limits_work(void)
 {
     const char *attrs[] = {"gen_ai.usage.input_tokens=s:bad", "user.id=s:u",
@@ -648,6 +671,12 @@ static void test_table_is_consistent(void)
     bool ok = true;
     for (size_t i = 0; i < n; i++) {
         if (t[i].match == RC_MATCH_JSON && !t[i].member) ok = false;
+        /* rc_facts_canonical: a rank-0 source is the fact's canonical key. */
+        if (t[i].fact >= 0 && t[i].rank == 0 &&
+            (t[i].match != RC_MATCH_EXACT || strcmp(t[i].key, rc_fact_key(t[i].fact)) != 0)) {
+            fprintf(stderr, "rank 0 but not canonical: %s\n", t[i].key);
+            ok = false;
+        }
         for (size_t j = i + 1; j < n; j++)
             if (t[i].fact >= 0 && t[i].fact == t[j].fact && t[i].rank == t[j].rank) {
                 fprintf(stderr, "same rank: %s and %s\n", t[i].key, t[j].key);
@@ -662,6 +691,7 @@ int main(void)
     test_table_cases();
     test_precedence_is_order_independent();
     test_wrong_types_are_skipped_and_counted();
+    test_plain_values_follow_the_rules();
     test_want_mask_limits_work();
     test_present_canonical_keys();
     test_span_name_fallback_and_vercel_roles();
