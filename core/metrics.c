@@ -131,8 +131,7 @@ static void render_series(rc_buf *out, const struct rc_counter *m)
     rc_buf_puts(out, m->name);
     if (m->labels[0]) rc_buf_printf(out, "{%s}", m->labels);
     if (m->kind == KIND_GAUGE)
-        rc_buf_printf(out, " %.17g\n",
-                      m->fn ? m->fn(m->arg) : (double)rc_counter_value(m));
+        rc_buf_printf(out, " %.17g\n", m->fn ? m->fn(m->arg) : (double)rc_counter_value(m));
     else
         rc_buf_printf(out, " %llu\n", (unsigned long long)rc_counter_value(m));
 }

@@ -86,6 +86,8 @@ struct rc_queue {
     uint64_t bytes;
 
     uint64_t write_seq, synced_seq; /* appends written / covered by a sync */
+    uint64_t failed_seq;            /* appends up to this one saw their sync fail */
+    bool recovered;                 /* open succeeded: close may delete files */
     bool syncing;
     bool woken;
 };
@@ -250,30 +252,21 @@ static segment *segment_append_new(rc_queue *q, rc_error *err)
     return s;
 }
 
-/* Empties the active segment once everything in it is delivered, so an
- * idle queue holds no bytes. The .ack file goes first: were the segment
- * cut first and the process killed in between, old acks would match the
- * offsets of new records and hide them. Under mu. */
-static void segment_rewind(rc_queue *q, segment *s)
-{
-    if (s->ack_fd >= 0 && ftruncate(s->ack_fd, 0) != 0) return;
-    if (ftruncate(s->fd, 0) != 0) {
-        s->sealed = true; /* roll at the next append rather than reuse offsets */
-        return;
-    }
-    q->bytes -= s->size;
-    s->size = 0;
-}
-
-/* Retires a segment that is empty of live records: deleted, or rewound
- * when it is the active one. Under mu. */
+/* Deletes a segment that is empty of live records. The active one goes
+ * too once everything in it is delivered, so an idle queue holds no bytes;
+ * the next append starts a new file. (Reusing the file instead would let
+ * acks that a power cut resurrects match the offsets of new records.) Not
+ * while an append waits for its sync: its segment must stay. Under mu. */
 static void maybe_delete(rc_queue *q, segment *s)
 {
     if (s->live != 0) return;
-    if (s != q->active)
+    if (s != q->active) {
         segment_delete(q, s);
-    else if (s->fd >= 0 && s->size > 0 && !s->sealed && !q->syncing)
-        segment_rewind(q, s);
+    } else if (s->fd >= 0 && s->size > 0 && !q->syncing &&
+               (q->o.durability != RC_QUEUE_FSYNC || q->synced_seq == q->write_seq)) {
+        q->active = NULL;
+        segment_delete(q, s);
+    }
 }
 
 /* The segment the next record of `need` bytes goes to; rolls when the
@@ -341,6 +334,12 @@ static bool valid_record_at(const unsigned char *p, uint64_t avail, uint64_t *si
 static uint64_t count_records_after(const unsigned char *p, uint64_t from, uint64_t size)
 {
     uint64_t n = 0, off = from + 1, rec;
+    /* A whole record that only fails its checksum is one of them. */
+    if (size - from >= REC_HDR && get_u32(p + from) == REC_MAGIC &&
+        get_u32(p + from + 4) <= size - from - REC_HDR) {
+        n = 1;
+        off = from + REC_HDR + get_u32(p + from + 4);
+    }
     while (off + REC_HDR <= size) {
         if (valid_record_at(p + off, size - off, &rec)) {
             n++;
@@ -441,6 +440,8 @@ static rc_status list_files(rc_queue *q, const char *ext, uint64_t **out, size_t
     size_t cap = 0;
     uint64_t *v = NULL, seq;
     struct dirent *de;
+    /* readdir is safe here: this DIR stream is this thread's alone. */
+    // cppcheck-suppress readdirCalled
     while ((de = readdir(d))) {
         if (!is_segment_name(de->d_name, ext, &seq)) continue;
         if (*n == cap) {
@@ -585,6 +586,9 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
     if (!q->name || !q->dir) {
         rc_error_set(err, "out of memory opening a queue");
         st = RC_ENOMEM;
+    } else if (q->o.durability != RC_QUEUE_MEMORY && !q->dir[0]) {
+        rc_error_set(err, "%s: a queue on disk needs a directory", q->name);
+        st = RC_EINVAL;
     } else if (q->o.durability != RC_QUEUE_MEMORY) {
         st = make_dirs(q->dir, err);
         if (st == RC_OK) st = lock_dir(q, err);
@@ -595,6 +599,7 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
         return st;
     }
     q->next_take = q->head_id;
+    q->recovered = true;
     *out = q;
     return RC_OK;
 }
@@ -613,8 +618,9 @@ void rc_queue_close(rc_queue *q)
             close(s->fd);
         }
         if (s->ack_fd >= 0) close(s->ack_fd);
-        /* A segment that only ever held delivered records goes now. */
-        if (s->live == 0 && q->o.durability != RC_QUEUE_MEMORY) {
+        /* A segment that only ever held delivered records goes now; not
+         * after a failed open, whose segments were never fully read. */
+        if (q->recovered && s->live == 0 && q->o.durability != RC_QUEUE_MEMORY) {
             char path[PATH_MAX];
             seg_path(q, s->seq, "seg", path, sizeof path);
             unlink(path);
@@ -648,8 +654,13 @@ static void undo_appends(rc_queue *q, size_t n)
         q->untaken_count--;
         s->live--;
         free(e->mem);
-        uint64_t cut = s->size - e->off;
-        if (s->fd >= 0 && ftruncate(s->fd, (off_t)e->off) != 0) {
+        uint64_t cut = s->fd >= 0 ? s->size - e->off : REC_HDR + (uint64_t)e->len;
+        if (s->fd < 0) {
+            s->size -= cut;
+            q->bytes -= cut;
+            continue;
+        }
+        if (ftruncate(s->fd, (off_t)e->off) != 0) {
             /* The tail stays; recovery would cut it as torn. Stop writing
              * after it so later records are not lost with it. */
             rc_warn(q->name, "cannot truncate a refused append: %s", strerror(errno));
@@ -672,9 +683,10 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, rc_error *er
             rc_error_set(err, "%s: out of memory queueing a record", q->name);
             return RC_ENOMEM;
         }
-        memcpy(e.mem, c->data, c->len);
+        if (c->len) memcpy(e.mem, c->data, c->len);
     } else {
         segment *s = segment_for(q, need, err);
+        // cppcheck-suppress memleak ; e.mem is only set in the memory branch
         if (!s) return RC_EIO;
         unsigned char hdr[REC_HDR];
         put_u32(hdr, REC_MAGIC);
@@ -711,6 +723,10 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, rc_error *er
 static rc_status wait_synced(rc_queue *q, uint64_t my_seq, rc_error *err)
 {
     while (q->synced_seq < my_seq) {
+        if (my_seq <= q->failed_seq) {
+            rc_error_set(err, "%s: cannot sync the queue", q->name);
+            return RC_EIO;
+        }
         if (q->syncing) {
             pthread_cond_wait(&q->synced, &q->mu);
             continue;
@@ -725,6 +741,11 @@ static rc_status wait_synced(rc_queue *q, uint64_t my_seq, rc_error *err)
         q->syncing = false;
         pthread_cond_broadcast(&q->synced);
         if (rc != 0) {
+            /* After a failed sync Linux may have dropped the dirty pages and
+             * a second fdatasync would report success: every append it
+             * covered fails, and later ones go to a new segment. */
+            q->failed_seq = target;
+            if (q->active) q->active->sealed = true;
             rc_error_set(err, "%s: cannot sync the queue: %s", q->name, strerror(e));
             return RC_EIO;
         }
@@ -735,6 +756,7 @@ static rc_status wait_synced(rc_queue *q, uint64_t my_seq, rc_error *err)
 
 rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err)
 {
+    if (n == 0) return RC_OK;
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (chunks[i].len > UINT32_MAX - REC_HDR) {
@@ -750,12 +772,13 @@ rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, r
     }
     pthread_mutex_lock(&q->mu);
     /* Rolling changes the active segment, which a running sync relies on. */
-    while (q->syncing && q->active && q->active->size + total > q->o.segment_bytes)
+    while (q->syncing && q->active &&
+           (q->active->sealed || q->active->size + total > q->o.segment_bytes))
         pthread_cond_wait(&q->synced, &q->mu);
     if (q->bytes + total > q->o.max_bytes) {
         pthread_mutex_unlock(&q->mu);
-        rc_error_set(err, "%s: sending queue is full (%" PRIu64 " of %" PRIu64 " MiB), retry later",
-                     q->name, q->bytes >> 20, q->o.max_bytes >> 20);
+        rc_error_set(err, "%s: sending queue is full (%.1f of %.1f MiB), retry later", q->name,
+                     (double)q->bytes / (1 << 20), (double)q->o.max_bytes / (1 << 20));
         return RC_EBUSY;
     }
     rc_status st = RC_OK;

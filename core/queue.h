@@ -74,13 +74,16 @@ typedef struct rc_queue_record {
 rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *err);
 
 /* Closes files and frees the queue. Records not done stay on disk and are
- * queued again by the next open. Takers must have returned. */
+ * queued again by the next open. Takers must have returned and every taken
+ * record been done or released. */
 void rc_queue_close(rc_queue *q);
 
 /* Appends every chunk or none. RC_EBUSY when the queue (or the disk) is
- * full, RC_ETOOBIG when the chunks could never fit, RC_EIO when a write or
- * sync failed (nothing of this call is kept then). Returns after the
- * records are as durable as the queue's durability promises. */
+ * full, RC_ETOOBIG when the chunks could never fit, RC_EIO when a write
+ * failed (nothing of this call is kept) or the sync failed (the records
+ * were written and may still be delivered: the caller's client retries,
+ * so they may arrive twice, which at-least-once allows). Returns after
+ * the records are as durable as the queue's durability promises. */
 rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err);
 
 /* Takes the oldest untaken records, in order, for delivery. Waits until the

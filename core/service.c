@@ -556,13 +556,14 @@ static void register_exporter_counters(rc_service *s)
          * service sees fail for it is the queue refusing spans. */
         const rc_exporter_factory *f = ex->items[i].factory;
         ex->items[i].failed =
-            f->queued ? rc_counter_register("otelcol_exporter_enqueue_failed_spans",
-                                            "Number of spans failed to be added to the sending "
-                                            "queue.",
-                                            labels)
-                      : rc_counter_register(
-                            "otelcol_exporter_send_failed_spans",
-                            "Number of spans in failed attempts to send to destination.", labels);
+            f->queued
+                ? rc_counter_register("otelcol_exporter_enqueue_failed_spans",
+                                      "Number of spans failed to be added to the sending "
+                                      "queue.",
+                                      labels)
+                : rc_counter_register("otelcol_exporter_send_failed_spans",
+                                      "Number of spans in failed attempts to send to destination.",
+                                      labels);
     }
     rc_gauge_register("otelcol_process_uptime", "Uptime of the process in seconds.", NULL,
                       gauge_uptime, s);

@@ -694,9 +694,9 @@ static bool is_call_type(const char *t)
     return false;
 }
 
-static bool is_llm_span(const span_view *v)
+static bool is_llm_span(const rc_facts *f, const char *log_type)
 {
-    return (v->f.have & (MODEL_FACTS | USAGE_FACTS)) || is_call_type(v->log_type);
+    return (f->have & (MODEL_FACTS | USAGE_FACTS)) || is_call_type(log_type);
 }
 
 static bool is_root(const otlp_span *s)
@@ -2070,7 +2070,7 @@ static bool write_span(log_ctx *c, const otlp_span *s)
     rc_scan_span(&v.f, s, RC_SCAN_EVENTS | RC_SCAN_SPAN_NAME, c->scratch);
     rc_facts_fill_from(&v.f, &c->run.facts);
     v.log_type = log_type_of(&v.f);
-    if (c->opts->llm_only && !is_llm_span(&v)) {
+    if (c->opts->llm_only && !is_llm_span(&v.f, v.log_type)) {
         c->stats->skipped_non_llm++;
         return true;
     }
