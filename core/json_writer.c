@@ -226,8 +226,42 @@ void rc_json_i64_quoted(rc_buf *b, int64_t v)
  * form has at most fifteen, and the correctly rounded 16- or 17-digit form
  * is the closest one, so trying 15, 16, 17 finds the shortest for normal
  * doubles. */
+/* The common case in request logs (costs, latencies, temperatures): v is
+ * m / 10^k for a small k and an integer m below 2^53. Division of two
+ * exactly representable integers is correctly rounded, so when m / 10^k
+ * gives back v, the decimal m x 10^-k reads back as v too, and the
+ * smallest such k gives the fewest digits; with at most 15 of them it is
+ * the one the slow path finds. Saves the printf/strtod rounds. */
+static size_t short_decimal_digits(double v, char digits[20], int *exp10)
+{
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    if (v < 1e-6 || v >= 1e15) return 0;
+    for (int k = 0; k < 10; k++) {
+        double x = v * pow10[k];
+        /* Past 15 digits another 16-digit decimal may also read back as
+         * v; the slow path picks the closest one. */
+        if (x >= 1e15) return 0;
+        uint64_t m = (uint64_t)(x + 0.5);
+        if (m == 0 || (double)m / pow10[k] != v) continue;
+        char tmp[20];
+        size_t len = 0;
+        for (uint64_t r = m; r; r /= 10)
+            tmp[len++] = (char)('0' + r % 10);
+        size_t n = 0;
+        for (size_t i = len; i > 0; i--)
+            digits[n++] = tmp[i - 1];
+        *exp10 = (int)len - 1 - k;
+        while (n > 1 && digits[n - 1] == '0')
+            n--;
+        return n;
+    }
+    return 0;
+}
+
 static size_t shortest_digits(double v, char digits[20], int *exp10)
 {
+    size_t quick = short_decimal_digits(v, digits, exp10);
+    if (quick) return quick;
     char tmp[40];
     /* Subnormals carry fewer significant bits, so the argument above does
      * not hold for them: search from one digit up (they are rare). */

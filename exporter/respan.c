@@ -123,7 +123,39 @@ struct respan_exporter {
     atomic_int refused_status; /* the 401/403/4xx being retried, for one log line */
     pthread_mutex_t dlq_mu;
     int dlq_fd;
+
+    /* Line buffers kept between export calls: a fresh one per call is a
+     * fresh mmap past glibc's threshold, and its page faults showed as a
+     * tenth of the exporter's CPU. */
+    pthread_mutex_t pool_mu;
+    rc_buf *pool[8];
+    size_t n_pool;
 };
+
+#define POOL_MAX_CAP (32u << 20) /* larger buffers are not kept */
+
+static rc_buf *buf_get(respan_exporter *x)
+{
+    rc_buf *b = NULL;
+    pthread_mutex_lock(&x->pool_mu);
+    if (x->n_pool) b = x->pool[--x->n_pool];
+    pthread_mutex_unlock(&x->pool_mu);
+    return b ? b : calloc(1, sizeof *b);
+}
+
+static void buf_put(respan_exporter *x, rc_buf *b)
+{
+    if (!b) return;
+    rc_buf_reset(b);
+    pthread_mutex_lock(&x->pool_mu);
+    bool keep = b->cap <= POOL_MAX_CAP && x->n_pool < sizeof x->pool / sizeof *x->pool;
+    if (keep) x->pool[x->n_pool++] = b;
+    pthread_mutex_unlock(&x->pool_mu);
+    if (!keep) {
+        rc_buf_free(b);
+        free(b);
+    }
+}
 
 static int64_t now_ms(void)
 {
@@ -152,6 +184,11 @@ static void respan_destroy(void *inst)
     free(x->queue_dir);
     free(x->dead_letter_path);
     free(x->environment);
+    for (size_t i = 0; i < x->n_pool; i++) {
+        rc_buf_free(x->pool[i]);
+        free(x->pool[i]);
+    }
+    pthread_mutex_destroy(&x->pool_mu);
     pthread_cond_destroy(&x->stop_cv);
     pthread_mutex_destroy(&x->mu);
     pthread_mutex_destroy(&x->dlq_mu);
@@ -359,6 +396,7 @@ static void *respan_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err
     x->dlq_fd = -1;
     pthread_mutex_init(&x->mu, NULL);
     pthread_mutex_init(&x->dlq_mu, NULL);
+    pthread_mutex_init(&x->pool_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -413,13 +451,13 @@ static size_t cut_records(const respan_exporter *x, const rc_buf *lines, rc_queu
 static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
 {
     respan_exporter *x = inst;
-    rc_buf lines = RC_BUF_INIT;
+    rc_buf *lines = buf_get(x);
     rc_arena *scratch = rc_arena_new_scratch(64 * 1024);
     rc_respan_log_stats stats = {0};
     rc_queue_chunk *chunks = NULL;
     rc_status st = RC_OK;
-    if (!scratch || !rc_buf_reserve(&lines, batch->n_spans * 1024) ||
-        !rc_respan_logs_write(&lines, batch, &x->log_opts, scratch, &stats)) {
+    if (!lines || !scratch || !rc_buf_reserve(lines, batch->n_spans * 1024) ||
+        !rc_respan_logs_write(lines, batch, &x->log_opts, scratch, &stats)) {
         rc_error_set(err, "%s: out of memory mapping %zu spans, retry later", x->id,
                      batch->n_spans);
         st = RC_ENOMEM;
@@ -428,13 +466,13 @@ static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
     rc_counter_add(x->m.truncated, stats.metadata_truncated);
     rc_counter_add(x->m.skipped, stats.skipped_non_llm);
     if (stats.logs == 0) goto out;
-    size_t cap = (size_t)(stats.logs / x->max_batch_logs + lines.len / x->max_batch_bytes + 2);
+    size_t cap = (size_t)(stats.logs / x->max_batch_logs + lines->len / x->max_batch_bytes + 2);
     if (!(chunks = malloc(cap * sizeof *chunks))) {
         rc_error_set(err, "%s: out of memory, retry later", x->id);
         st = RC_ENOMEM;
         goto out;
     }
-    size_t n = cut_records(x, &lines, chunks, cap);
+    size_t n = cut_records(x, lines, chunks, cap);
     st = rc_queue_append(x->q, chunks, n, err);
     /* A failed write or sync means "not persisted": the client must send
      * again (503 / UNAVAILABLE), not give the spans up (500). */
@@ -442,7 +480,7 @@ static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
     update_queue_gauge(x);
 out:
     free(chunks);
-    rc_buf_free(&lines);
+    buf_put(x, lines);
     rc_arena_free(scratch);
     return st;
 }
