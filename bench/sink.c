@@ -214,7 +214,7 @@ static bool parse_uint(const char *name, const char *text, unsigned long max, un
 int main(int argc, char **argv)
 {
     unsigned long port = 0, threads = 2;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* option, value */
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok;
         if (strcmp(argv[i], "--port") == 0)
@@ -226,7 +226,6 @@ int main(int argc, char **argv)
             return 1;
         }
         if (!ok) return 1;
-        i++;
     }
     if (threads == 0) threads = 1;
 
