@@ -237,7 +237,7 @@ static rc_status parse_metadata(respan_exporter *x, rc_cfg *cfg, rc_error *err)
         return RC_EINVAL;
     x->log_opts.include = (const char *const *)x->patterns;
     x->log_opts.n_include = n_inc;
-    x->log_opts.exclude = (const char *const *)x->patterns + n_inc;
+    x->log_opts.exclude = x->patterns ? (const char *const *)x->patterns + n_inc : NULL;
     x->log_opts.n_exclude = n_exc;
     x->log_opts.metadata_max_bytes = (size_t)kib * 1024;
     return RC_OK;
