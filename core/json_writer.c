@@ -17,6 +17,8 @@
  */
 #include "core/json_writer.h"
 
+#include <jansson.h>
+
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
@@ -393,4 +395,60 @@ void rc_json_base64(rc_buf *b, const uint8_t *p, size_t n)
     }
     *o++ = '"';
     b->len = (size_t)(o - b->data);
+}
+
+static void jansson_value(rc_buf *b, const json_t *v, int depth_left)
+{
+    if (!v || depth_left < 0) {
+        rc_buf_append(b, "null", 4);
+        return;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *m;
+        bool first = true;
+        rc_buf_putc(b, '{');
+        json_object_foreach((json_t *)v, k, m)
+        {
+            if (!first) rc_buf_putc(b, ',');
+            first = false;
+            rc_json_key(b, k);
+            jansson_value(b, m, depth_left - 1);
+        }
+        rc_buf_putc(b, '}');
+        break;
+    }
+    case JSON_ARRAY:
+        rc_buf_putc(b, '[');
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i) rc_buf_putc(b, ',');
+            jansson_value(b, json_array_get(v, i), depth_left - 1);
+        }
+        rc_buf_putc(b, ']');
+        break;
+    case JSON_STRING:
+        rc_json_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        rc_json_i64(b, (int64_t)json_integer_value(v));
+        break;
+    case JSON_REAL:
+        rc_json_double(b, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        rc_buf_append(b, "true", 4);
+        break;
+    case JSON_FALSE:
+        rc_buf_append(b, "false", 5);
+        break;
+    default:
+        rc_buf_append(b, "null", 4);
+        break;
+    }
+}
+
+void rc_json_jansson(rc_buf *b, const json_t *v, int max_depth)
+{
+    jansson_value(b, v, max_depth);
 }

@@ -36,6 +36,11 @@ void rc_json_hex(rc_buf *b, const uint8_t *p, size_t n);
 /* Standard base64 (with padding) of n bytes, quoted. */
 void rc_json_base64(rc_buf *b, const uint8_t *p, size_t n);
 
+/* A jansson value as JSON text, nested at most max_depth deep (deeper
+ * values, and NULL, are written as null). Strings are escaped as above. */
+struct json_t;
+void rc_json_jansson(rc_buf *b, const struct json_t *v, int max_depth);
+
 /* Lengths of valid UTF-8 prefix utilities, shared with the decoders. */
 /* Returns the length of the valid UTF-8 sequence starting at s (1..4), or 0
  * when the bytes at s do not start a valid sequence within n bytes. */

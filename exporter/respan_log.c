@@ -475,57 +475,6 @@ static void put_any_json(rc_buf *b, const otlp_any_value *v, int depth)
     }
 }
 
-static void put_jansson(rc_buf *b, const json_t *v, int depth)
-{
-    if (!v || depth > MAX_JSON_DEPTH) {
-        LIT(b, "null");
-        return;
-    }
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        const char *k;
-        json_t *m;
-        bool first = true;
-        rc_buf_putc(b, '{');
-        json_object_foreach((json_t *)v, k, m)
-        {
-            if (!first) rc_buf_putc(b, ',');
-            first = false;
-            rc_json_key(b, k);
-            put_jansson(b, m, depth + 1);
-        }
-        rc_buf_putc(b, '}');
-        break;
-    }
-    case JSON_ARRAY:
-        rc_buf_putc(b, '[');
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            if (i) rc_buf_putc(b, ',');
-            put_jansson(b, json_array_get(v, i), depth + 1);
-        }
-        rc_buf_putc(b, ']');
-        break;
-    case JSON_STRING:
-        put_str(b, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        rc_json_i64(b, (int64_t)json_integer_value(v));
-        break;
-    case JSON_REAL:
-        rc_json_double(b, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        LIT(b, "true");
-        break;
-    case JSON_FALSE:
-        LIT(b, "false");
-        break;
-    default:
-        LIT(b, "null");
-        break;
-    }
-}
-
 /* Parses a JSON array or object; NULL when s is not one or is too big. */
 static json_t *parse_json(const char *s, size_t n)
 {
@@ -886,7 +835,7 @@ static void put_flat_jansson(log_ctx *c, rc_buf *b, const json_t *v)
         return;
     }
     rc_buf_reset(&c->value);
-    put_jansson(&c->value, v, 0);
+    rc_json_jansson(&c->value, v, MAX_JSON_DEPTH);
     put_buf_str(b, &c->value);
 }
 
@@ -1569,7 +1518,7 @@ static void write_messages_field(log_ctx *c, const char *key, const char *json, 
 static void put_tool_def(rc_buf *b, const json_t *t)
 {
     if (json_is_object(json_object_get(t, "function"))) {
-        put_jansson(b, t, 0);
+        rc_json_jansson(b, t, MAX_JSON_DEPTH);
         return;
     }
     LIT(b, "{\"type\":\"function\",\"function\":{\"name\":");
@@ -1584,7 +1533,7 @@ static void put_tool_def(rc_buf *b, const json_t *t)
     if (!params) params = json_object_get(t, "input_schema");
     if (params) {
         put_key(b, "parameters");
-        put_jansson(b, params, 0);
+        rc_json_jansson(b, params, MAX_JSON_DEPTH);
     }
     LIT(b, "}}");
 }
@@ -1686,7 +1635,7 @@ static size_t put_flat_tools(rc_buf *b, const span_view *v)
         json_t *params = t->parameters ? parse_json(t->parameters, strlen(t->parameters)) : NULL;
         if (params) {
             put_key(b, "parameters");
-            put_jansson(b, params, 0);
+            rc_json_jansson(b, params, MAX_JSON_DEPTH);
             json_decref(params);
         }
         LIT(b, "}}");

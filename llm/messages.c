@@ -74,64 +74,13 @@ typedef struct msg_writer {
     size_t n_parts; /* in the open message */
 } msg_writer;
 
-static void emit_json(rc_buf *b, const json_t *v, int depth)
-{
-    if (depth > OTLP_MAX_DEPTH) {
-        rc_buf_puts(b, "null");
-        return;
-    }
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        const char *k;
-        json_t *m;
-        bool first = true;
-        rc_buf_putc(b, '{');
-        json_object_foreach((json_t *)v, k, m)
-        {
-            if (!first) rc_buf_putc(b, ',');
-            first = false;
-            rc_json_key(b, k);
-            emit_json(b, m, depth + 1);
-        }
-        rc_buf_putc(b, '}');
-        break;
-    }
-    case JSON_ARRAY:
-        rc_buf_putc(b, '[');
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            if (i) rc_buf_putc(b, ',');
-            emit_json(b, json_array_get(v, i), depth + 1);
-        }
-        rc_buf_putc(b, ']');
-        break;
-    case JSON_STRING:
-        rc_json_string(b, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        rc_json_i64(b, (int64_t)json_integer_value(v));
-        break;
-    case JSON_REAL:
-        rc_json_double(b, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        rc_buf_puts(b, "true");
-        break;
-    case JSON_FALSE:
-        rc_buf_puts(b, "false");
-        break;
-    case JSON_NULL:
-        rc_buf_puts(b, "null");
-        break;
-    }
-}
-
 /* A string that holds JSON is written as that JSON value, else as a string:
  * tool-call arguments arrive as JSON text but GenAI shows them as objects. */
 static void emit_maybe_json_text(rc_buf *b, const char *s, size_t n)
 {
     charged_json j = parse_json(s, n);
     if (j.root)
-        emit_json(b, j.root, 0);
+        rc_json_jansson(b, j.root, OTLP_MAX_DEPTH);
     else
         rc_json_string(b, s, n);
     release_json(&j);
@@ -142,7 +91,7 @@ static void emit_value_or_text(rc_buf *b, const json_t *v)
     if (json_is_string(v))
         emit_maybe_json_text(b, json_string_value(v), json_string_length(v));
     else if (v)
-        emit_json(b, v, 0);
+        rc_json_jansson(b, v, OTLP_MAX_DEPTH);
     else
         rc_buf_puts(b, "null");
 }
@@ -276,7 +225,7 @@ static void part_of_block(msg_writer *w, const json_t *blk)
         part_tool_response(w, jstr(blk, "id"), NULL, json_object_get(blk, "response"));
     } else {
         if (w->n_parts++) rc_buf_putc(w->b, ',');
-        emit_json(w->b, blk, 0);
+        rc_json_jansson(w->b, blk, OTLP_MAX_DEPTH);
     }
 }
 
