@@ -19,6 +19,7 @@
  */
 #include "core/queue.h"
 
+#include "core/clock.h"
 #include "core/crc32c.h"
 #include "core/log.h"
 
@@ -93,13 +94,6 @@ struct rc_queue {
 };
 
 /* --- small helpers ----------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -675,7 +669,7 @@ static void undo_appends(rc_queue *q, size_t n)
 static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, rc_error *err)
 {
     uint64_t need = REC_HDR + c->len;
-    entry e = {NULL, 0, NULL, (uint32_t)c->len, c->weight, now_ms(), E_QUEUED};
+    entry e = {NULL, 0, NULL, (uint32_t)c->len, c->weight, rc_now_ms(), E_QUEUED};
     if (q->o.durability == RC_QUEUE_MEMORY) {
         if (!q->active && !(q->active = segment_append_new(q, err))) return RC_ENOMEM;
         e.mem = malloc(c->len ? c->len : 1);
@@ -820,7 +814,7 @@ static bool ready(rc_queue *q, uint64_t max_weight, size_t max_bytes, uint64_t l
     }
     if (q->untaken_weight >= max_weight || q->untaken_bytes >= max_bytes) return true;
     *wait_until = e->enq_ms + (int64_t)linger_ms;
-    return now_ms() >= *wait_until;
+    return rc_now_ms() >= *wait_until;
 }
 
 static void timed_wait(rc_queue *q, int64_t until_ms)
@@ -829,7 +823,7 @@ static void timed_wait(rc_queue *q, int64_t until_ms)
         pthread_cond_wait(&q->avail, &q->mu);
         return;
     }
-    struct timespec ts = {(time_t)(until_ms / 1000), (long)(until_ms % 1000) * 1000000};
+    struct timespec ts = rc_deadline_ts(until_ms);
     pthread_cond_timedwait(&q->avail, &q->mu, &ts);
 }
 

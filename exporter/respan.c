@@ -46,6 +46,7 @@
  * The API key is only ever put in the Authorization header: it is in no log
  * line and no error message.
  */
+#include "core/clock.h"
 #include "core/component.h"
 #include "core/json_writer.h"
 #include "core/log.h"
@@ -155,13 +156,6 @@ static void buf_put(respan_exporter *x, rc_buf *b)
         rc_buf_free(b);
         free(b);
     }
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* --- config ---------------------------------------------------------------- */
@@ -708,9 +702,9 @@ typedef enum { DELIVERED, STOPPED } outcome;
 static bool pause_or_stop(respan_exporter *x, int64_t ms)
 {
     pthread_mutex_lock(&x->mu);
-    int64_t until = now_ms() + ms;
-    while (!x->stopping && now_ms() < until) {
-        struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000};
+    int64_t until = rc_now_ms() + ms;
+    while (!x->stopping && rc_now_ms() < until) {
+        struct timespec ts = rc_deadline_ts(until);
         pthread_cond_timedwait(&x->stop_cv, &x->mu, &ts);
     }
     bool stopping = x->stopping;
@@ -802,7 +796,7 @@ static outcome bisect(sender *s, const line *lines, size_t n, const http_result 
 static outcome deliver(sender *s, const line *lines, size_t n)
 {
     respan_exporter *x = s->x;
-    int64_t started = now_ms();
+    int64_t started = rc_now_ms();
     uint64_t interval = x->retry_initial_ms;
     for (;;) {
         http_result r = post(s, lines, n);
@@ -829,7 +823,7 @@ static outcome deliver(sender *s, const line *lines, size_t n)
         }
         rc_counter_add(x->m.retries, 1);
         if (x->retry_elapsed_ms && st != 429 &&
-            now_ms() - started >= (int64_t)x->retry_elapsed_ms) {
+            rc_now_ms() - started >= (int64_t)x->retry_elapsed_ms) {
             char why[360];
             snprintf(why, sizeof why, "gave up after %" PRIu64 " ms of retries: %s",
                      x->retry_elapsed_ms, r.detail);
@@ -865,7 +859,7 @@ static line *split_lines(const rc_queue_record *recs, size_t n, size_t *n_lines)
 static bool draining_over(respan_exporter *x)
 {
     pthread_mutex_lock(&x->mu);
-    bool over = x->stopping && now_ms() >= x->drain_until_ms;
+    bool over = x->stopping && rc_now_ms() >= x->drain_until_ms;
     pthread_mutex_unlock(&x->mu);
     return over;
 }
@@ -937,7 +931,7 @@ static rc_status start_senders(respan_exporter *x, rc_error *err)
     for (size_t i = 0; i < x->num_consumers; i++) {
         sender *s = &x->senders[i];
         s->x = x;
-        s->seed = (unsigned)now_ms() ^ (unsigned)(i * 2654435761u);
+        s->seed = (unsigned)rc_now_ms() ^ (unsigned)(i * 2654435761u);
         if (!(s->easy = curl_easy_init()) || !(s->multi = curl_multi_init())) {
             rc_error_set(err, "%s: cannot initialise libcurl", x->id);
             return RC_EIO;
@@ -974,7 +968,7 @@ static void respan_shutdown(void *inst)
     respan_exporter *x = inst;
     pthread_mutex_lock(&x->mu);
     x->stopping = true;
-    x->drain_until_ms = now_ms() + DRAIN_MS;
+    x->drain_until_ms = rc_now_ms() + DRAIN_MS;
     pthread_cond_broadcast(&x->stop_cv);
     pthread_mutex_unlock(&x->mu);
     if (x->q) rc_queue_wake(x->q);

@@ -62,6 +62,7 @@
  * accepts (rc_consumer.durable) nothing waits: a held span would have been
  * acknowledged while only in memory.
  */
+#include "core/clock.h"
 #include "core/component.h"
 #include "core/log.h"
 #include "core/memlimit.h"
@@ -215,17 +216,10 @@ typedef struct customer_processor {
 enum { SRC_ATTRIBUTE, SRC_TRACE, SRC_HEADER, SRC_DEFAULT, SRC_NONE };
 static const char *const source_names[] = {"attribute", "trace", "header", "default", "none"};
 
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void warn_invalid(customer_processor *p, const char *field, const char *why)
 {
     rc_counter_add(p->invalid_fields, 1);
-    int64_t now = now_ms(), last = atomic_load(&p->last_warn_ms);
+    int64_t now = rc_now_ms(), last = atomic_load(&p->last_warn_ms);
     if (now - last < WARN_EVERY_MS ||
         !atomic_compare_exchange_strong(&p->last_warn_ms, &last, now)) {
         atomic_fetch_add(&p->suppressed_warns, 1);
@@ -847,7 +841,7 @@ static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, 
                 const uint8_t *tid = trace_id_of(s);
                 if (tid) {
                     pthread_mutex_lock(&p->mu);
-                    cust_rec *known = remember(p, tid, &v, now_ms());
+                    cust_rec *known = remember(p, tid, &v, rc_now_ms());
                     if (known) write_missing_params(&c, &v, &known->v);
                     publish_stats(p);
                     pthread_mutex_unlock(&p->mu);
@@ -920,7 +914,7 @@ static void release(customer_processor *p, held *h)
 {
     source_counts counts = {{0}};
     pthread_mutex_lock(&p->mu);
-    int64_t now = now_ms();
+    int64_t now = rc_now_ms();
     for (size_t i = 0; i < h->n_pending; i++)
         resolve(p, h->batch, &h->pending[i], false, now, &counts);
     pthread_mutex_unlock(&p->mu);
@@ -949,7 +943,7 @@ static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
     /* Second pass: the trace, the header, or wait. Spans that can be
      * resolved now are moved out of the pending list. */
     pthread_mutex_lock(&p->mu);
-    int64_t now = now_ms();
+    int64_t now = rc_now_ms();
     bool may_wait = p->wait_ms > 0 && !p->stopping && !p->next->durable;
     size_t waiting = 0;
     for (size_t i = 0; i < n_pend; i++)
@@ -1022,27 +1016,14 @@ static held *take_due(customer_processor *p, int64_t now, bool check_known)
     return due;
 }
 
-static struct timespec abs_time(int64_t ms_from_now)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += (time_t)(ms_from_now / 1000);
-    t.tv_nsec += (long)(ms_from_now % 1000) * 1000000;
-    if (t.tv_nsec >= 1000000000) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000;
-    }
-    return t;
-}
-
 static void *customer_loop(void *arg)
 {
     customer_processor *p = arg;
     uint64_t seen_generation = 0;
-    int64_t last_sweep = now_ms();
+    int64_t last_sweep = rc_now_ms();
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = rc_now_ms();
         bool news = p->generation != seen_generation;
         seen_generation = p->generation;
         held *due = take_due(p, now, news);
@@ -1067,7 +1048,7 @@ static void *customer_loop(void *arg)
         if (p->held_first && p->held_first->deadline_ms - now < wait)
             wait = p->held_first->deadline_ms - now;
         if (wait < 1) wait = 1;
-        struct timespec until = abs_time(wait);
+        struct timespec until = rc_deadline_ts(rc_now_ms() + wait);
         pthread_cond_timedwait(&p->wake, &p->mu, &until);
         if (p->held_first && p->generation != seen_generation && !p->stopping) {
             pthread_mutex_unlock(&p->mu);
