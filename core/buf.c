@@ -43,7 +43,9 @@ fail:
     return false;
 }
 
-void rc_buf_append(rc_buf *b, const void *p, size_t n)
+/* The out-of-line half of rc_buf_append: the buffer must grow (or has
+ * failed). */
+void rc_buf_append_slow(rc_buf *b, const void *p, size_t n)
 {
     if (n == 0 || !rc_buf_reserve(b, n)) return;
     memcpy(b->data + b->len, p, n);

@@ -28,13 +28,23 @@ typedef struct rc_buf {
 void rc_buf_free(rc_buf *b);
 void rc_buf_reset(rc_buf *b);
 bool rc_buf_reserve(rc_buf *b, size_t extra);
-void rc_buf_append(rc_buf *b, const void *p, size_t n);
+void rc_buf_append_slow(rc_buf *b, const void *p, size_t n);
+static inline void rc_buf_append(rc_buf *b, const void *p, size_t n)
+{
+    /* Inline because encoders append small tokens by the million. */
+    if (!b->failed && b->cap - b->len >= n) {
+        if (n) __builtin_memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return;
+    }
+    rc_buf_append_slow(b, p, n);
+}
 void rc_buf_puts(rc_buf *b, const char *s);
 void rc_buf_printf(rc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static inline void rc_buf_putc(rc_buf *b, char c)
 {
-    if (b->len < b->cap) {
+    if (!b->failed && b->len < b->cap) {
         b->data[b->len++] = c;
         return;
     }

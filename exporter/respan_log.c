@@ -44,6 +44,7 @@
  */
 #include "exporter/respan_log.h"
 
+#include "core/bytescan.h"
 #include "core/json_writer.h"
 #include "llm/conventions.h"
 #include "llm/messages.h"
@@ -313,11 +314,20 @@ static void put_buf_str(rc_buf *b, const rc_buf *text)
     put_str(b, text->data, text->len);
 }
 
-/* ,"key": */
+/* ,"key": for the mapping's own field names, which are plain identifiers
+ * and need no escaping (attribute keys, which are user data, go through
+ * rc_json_key). */
 static void put_key(rc_buf *b, const char *key)
 {
-    rc_buf_putc(b, ',');
-    rc_json_key(b, key);
+    size_t n = strlen(key);
+    if (!rc_buf_reserve(b, n + 4)) return;
+    char *o = b->data + b->len;
+    o[0] = ',';
+    o[1] = '"';
+    memcpy(o + 2, key, n);
+    o[n + 2] = '"';
+    o[n + 3] = ':';
+    b->len += n + 4;
 }
 
 static void put_digits(char *p, unsigned v, int n)
@@ -1019,30 +1029,12 @@ static bool is_hex(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-
-/* Non-zero when one of the 8 bytes of w is a quote, a backslash or a
- * control character (exact as a whole, as in core/json_writer.c). */
-static inline uint64_t word_special(uint64_t w)
-{
-    uint64_t q = w ^ (ONES * '"'), bs = w ^ (ONES * '\\');
-    return ((w - ONES * 0x20) & ~w & HIGHS) | ((q - ONES) & ~q & HIGHS) |
-           ((bs - ONES) & ~bs & HIGHS);
-}
-
 static bool jstring(jreader *r, jspan *out)
 {
     const char *p = r->p + 1, *start = p;
     while (p < r->end) {
-        uint64_t w;
-        if (r->end - p >= 8) {
-            memcpy(&w, p, 8);
-            if (!word_special(w)) {
-                p += 8;
-                continue;
-            }
-        }
+        p += rc_json_text_run((const unsigned char *)p, (size_t)(r->end - p));
+        if (p >= r->end) break;
         unsigned char ch = (unsigned char)*p;
         if (ch == '"') {
             *out = (jspan){start, (size_t)(p - start), 's'};
@@ -1190,21 +1182,29 @@ static bool jis(jspan v, const char *lit)
     return v.kind == 's' && v.n == n && memcmp(v.s, lit, n) == 0;
 }
 
+/* A member to read: its name (and length, so that most keys are told apart
+ * without touching their bytes) and where its jspan goes. */
 typedef struct jfield {
     const char *name;
+    size_t len;
     size_t offset;
 } jfield;
 
 #define JF(type, m)                                                                                \
     {                                                                                              \
-#m, offsetof(type, m)                                                                      \
+#m, sizeof #m - 1, offsetof(type, m)                                                       \
     }
 #define N_FIELDS(a) (sizeof a / sizeof *a)
 
 static void jassign(jspan key, jspan val, const jfield *fields, size_t n, void *dst)
 {
-    for (size_t i = 0; i < n; i++)
-        if (jis(key, fields[i].name)) *(jspan *)((char *)dst + fields[i].offset) = val;
+    if (key.kind != 's') return;
+    for (size_t i = 0; i < n; i++) {
+        if (key.n == fields[i].len && memcmp(key.s, fields[i].name, key.n) == 0) {
+            *(jspan *)((char *)dst + fields[i].offset) = val;
+            return;
+        }
+    }
 }
 
 /* Reads the named members of the object at r into the jspans of `dst`. */
@@ -1346,8 +1346,8 @@ static bool conv_parts(conv *v, jreader *r)
 /* OpenAI-shaped tool calls already on the message: normalised the same way. */
 static bool conv_openai_tool_calls(conv *v, jspan calls)
 {
-    static const jfield tc_fields[] = {{"id", 0}, {"function", sizeof(jspan)}};
-    static const jfield fn_fields[] = {{"name", 0}, {"arguments", sizeof(jspan)}};
+    static const jfield tc_fields[] = {{"id", 2, 0}, {"function", 8, sizeof(jspan)}};
+    static const jfield fn_fields[] = {{"name", 4, 0}, {"arguments", 9, sizeof(jspan)}};
     if (calls.kind != '[') return true;
     jreader r = {calls.s, calls.s + calls.n, 0};
     jiter it;

@@ -91,6 +91,36 @@ static void test_long_string_fast_path(void)
     free(in);
 }
 
+/* Every byte escaped at the widest (6 bytes for 1), after text already in
+ * the buffer and between plain runs of every length: the writer's room
+ * checks must grow the buffer as it goes, not trust the first estimate. */
+static void test_dense_escapes(void)
+{
+    int bad = 0;
+    for (size_t plain = 0; plain <= 33; plain++) {
+        char in[3000];
+        size_t n = 0;
+        while (n + plain + 1 < sizeof in) {
+            memset(in + n, 'p', plain);
+            n += plain;
+            in[n++] = '\x01';
+        }
+        rc_buf b = RC_BUF_INIT;
+        rc_buf_append(&b, "prefix:", 7);
+        rc_json_string(&b, in, n);
+        size_t escapes = n / (plain + 1);
+        size_t want_len = 7 + 2 + n - escapes + 6 * escapes;
+        if (b.failed || b.len != want_len ||
+            memcmp(b.data + 8, "pppp", plain < 4 ? plain : 4) != 0 ||
+            memcmp(b.data + 8 + plain, "\\u0001", 6) != 0) {
+            if (bad++ < 3)
+                fprintf(stderr, "  plain run %zu: len %zu, want %zu\n", plain, b.len, want_len);
+        }
+        rc_buf_free(&b);
+    }
+    CHECK(bad == 0);
+}
+
 /* Every single byte value, at every offset of a string long enough for the
  * 8-byte fast path, comes out as it would one byte at a time. */
 static void test_every_byte_at_every_offset(void)
@@ -267,6 +297,7 @@ int main(void)
 {
     test_strings();
     test_long_string_fast_path();
+    test_dense_escapes();
     test_every_byte_at_every_offset();
     test_seq_len();
     test_key();
