@@ -85,15 +85,15 @@ static char *put_escape(char *o, unsigned char c)
  * rc_buf_append: strings are most of any JSON we write, and request logs
  * embed JSON text whose every quote needs an escape, so a call per run or
  * per escape would dominate. Invariant: from o there is room for every
- * byte of s not yet consumed, copied as it is, plus the closing quote; a
- * byte that grows (an escape, a replacement) first makes room for itself. */
-void rc_json_string(rc_buf *b, const char *str, size_t n)
+ * byte of s not yet consumed, copied as it is, plus one (a closing quote);
+ * a byte that grows (an escape, a replacement) first makes room for
+ * itself. */
+void rc_json_escaped(rc_buf *b, const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     const unsigned char *end = s + n;
-    if (!rc_buf_reserve(b, n + 2)) return;
+    if (!rc_buf_reserve(b, n + 1)) return;
     char *o = b->data + b->len;
-    *o++ = '"';
     while (s < end) {
         size_t run;
         if (end - s >= 16) {
@@ -130,8 +130,15 @@ void rc_json_string(rc_buf *b, const char *str, size_t n)
             s += len;
         }
     }
-    *o++ = '"';
     b->len = (size_t)(o - b->data);
+}
+
+void rc_json_string(rc_buf *b, const char *str, size_t n)
+{
+    if (!rc_buf_reserve(b, n + 2)) return;
+    b->data[b->len++] = '"';
+    rc_json_escaped(b, str, n);
+    rc_buf_putc(b, '"');
 }
 
 void rc_json_key(rc_buf *b, const char *key)

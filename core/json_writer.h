@@ -17,6 +17,10 @@
 
 /* A quoted, escaped JSON string of the n bytes at s. */
 void rc_json_string(rc_buf *b, const char *s, size_t n);
+/* The same without the quotes: for a string written in pieces (the
+ * respan exporter writes converted messages, JSON text, straight into the
+ * string that holds them). */
+void rc_json_escaped(rc_buf *b, const char *s, size_t n);
 static inline void rc_json_cstr(rc_buf *b, const char *s)
 {
     rc_json_string(b, s ? s : "", s ? __builtin_strlen(s) : 0);

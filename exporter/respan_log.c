@@ -546,7 +546,7 @@ typedef struct log_ctx {
     const rc_batch *batch;
     bool ok; /* false once memory ran out */
     /* working text, kept from span to span */
-    rc_buf conv;  /* converted messages */
+    rc_buf conv;  /* text escaped twice while converting messages */
     rc_buf text;  /* a message's text; JSON text made a string */
     rc_buf calls; /* a message's tool calls */
     rc_buf resps; /* a message's tool responses */
@@ -1241,9 +1241,17 @@ static const jfield part_fields[] = {
     JF(jpart, response),    JF(jpart, result)};
 
 /* One message being converted: its text, tool calls and tool responses
- * are gathered apart in one pass over its parts, then assembled. */
+ * are gathered apart in one pass over its parts, then assembled.
+ *
+ * The converted messages are JSON text that the log holds as a string, so
+ * they are written escaped, straight into that string: `text` and the
+ * output hold "escaped JSON text" (a quote in the JSON is \" there, an
+ * escaped newline in a message \\n). `calls` and `resps` hold plain JSON,
+ * because the output's tool calls are also written as JSON of their own
+ * (the log's tool_calls), and are escaped when they are copied in; they are
+ * rare, `text` is in every message. `scratch` is for text escaped twice. */
 typedef struct conv {
-    rc_buf *text, *calls, *resps;
+    rc_buf *text, *calls, *resps, *scratch;
     size_t n_calls, n_resps;
 } conv;
 
@@ -1320,7 +1328,7 @@ static bool conv_part(conv *v, jreader *r)
     } else if (!p.type.kind || jis(p.type, "text") || jis(p.type, "input_text") ||
                jis(p.type, "output_text")) {
         jspan t = p.content.kind == 's' ? p.content : p.text;
-        if (t.kind == 's') rc_buf_append(v->text, t.s, t.n);
+        if (t.kind == 's') rc_json_escaped(v->text, t.s, t.n);
     }
     return true;
 }
@@ -1338,7 +1346,7 @@ static bool conv_parts(conv *v, jreader *r)
             continue;
         }
         if (!jvalue(r, &item)) return false;
-        if (item.kind == 's') rc_buf_append(v->text, item.s, item.n);
+        if (item.kind == 's') rc_json_escaped(v->text, item.s, item.n);
     }
     return got == 0;
 }
@@ -1379,39 +1387,47 @@ static bool conv_message(conv *v, jreader *r, jmsg *m)
             continue;
         }
         if (!jvalue(r, &val)) return false;
-        if (jis(k, "content") && val.kind == 's') rc_buf_append(v->text, val.s, val.n);
+        if (jis(k, "content") && val.kind == 's') rc_json_escaped(v->text, val.s, val.n);
         jassign(k, val, msg_fields, N_FIELDS(msg_fields), m);
     }
     return got == 0 && conv_openai_tool_calls(v, m->tool_calls);
 }
 
-/* {"role","content"[,"name"][,"tool_call_id"][,"tool_calls"]}; `calls_at`
- * gets where the tool_calls array starts in b (0: none). */
-static void conv_put_main(conv *v, rc_buf *b, const jmsg *m, const char *default_role,
-                          size_t *calls_at)
+/* A string member's value, escaped: \"...\". */
+static void put_escaped_jspan(rc_buf *b, jspan v)
 {
-    LIT(b, "{\"role\":");
-    if (m->role.kind == 's')
-        put_jspan_text(b, m->role);
-    else
-        rc_json_cstr(b, default_role);
-    LIT(b, ",\"content\":\"");
+    LIT(b, "\\\"");
+    rc_json_escaped(b, v.s, v.n);
+    LIT(b, "\\\"");
+}
+
+/* {"role","content"[,"name"][,"tool_call_id"][,"tool_calls"]}, escaped:
+ * the literals are written as they appear inside a string. */
+static void conv_put_main(conv *v, rc_buf *b, const jmsg *m, const char *default_role)
+{
+    LIT(b, "{\\\"role\\\":");
+    if (m->role.kind == 's') {
+        put_escaped_jspan(b, m->role);
+    } else {
+        /* the default roles are plain words */
+        LIT(b, "\\\"");
+        rc_buf_append(b, default_role, strlen(default_role));
+        LIT(b, "\\\"");
+    }
+    LIT(b, ",\\\"content\\\":\\\"");
     rc_buf_append(b, v->text->data, v->text->len);
-    rc_buf_putc(b, '"');
+    LIT(b, "\\\"");
     if (m->name.kind == 's') {
-        LIT(b, ",\"name\":");
-        put_jspan_text(b, m->name);
+        LIT(b, ",\\\"name\\\":");
+        put_escaped_jspan(b, m->name);
     }
     if (m->tool_call_id.kind == 's') {
-        LIT(b, ",\"tool_call_id\":");
-        put_jspan_text(b, m->tool_call_id);
+        LIT(b, ",\\\"tool_call_id\\\":");
+        put_escaped_jspan(b, m->tool_call_id);
     }
-    if (calls_at) *calls_at = 0;
     if (v->n_calls) {
-        LIT(b, ",\"tool_calls\":");
-        if (calls_at) *calls_at = b->len;
-        rc_buf_putc(b, '[');
-        rc_buf_append(b, v->calls->data, v->calls->len);
+        LIT(b, ",\\\"tool_calls\\\":[");
+        rc_json_escaped(b, v->calls->data, v->calls->len);
         rc_buf_putc(b, ']');
     }
     rc_buf_putc(b, '}');
@@ -1434,15 +1450,15 @@ static bool conv_system(conv *v, rc_buf *b, const otlp_any_value *sys, bool *fir
     memset(&m, 0, sizeof m);
     conv_reset(v);
     if (!conv_parts(v, &r) || jpeek(&r)) {
-        /* plain text: escaped once, without its quotes */
+        /* plain text: escaped as a JSON string's text, then again for the
+         * string that holds the messages */
         conv_reset(v);
-        put_str(v->text, s, n);
-        if (v->text->failed) return false;
-        memmove(v->text->data, v->text->data + 1, v->text->len - 2);
-        v->text->len -= 2;
+        rc_buf_reset(v->scratch);
+        rc_json_escaped(v->scratch, s, n);
+        rc_json_escaped(v->text, v->scratch->data, v->scratch->len);
     }
     sep(b, first);
-    conv_put_main(v, b, &m, "system", NULL);
+    conv_put_main(v, b, &m, "system");
     return true;
 }
 
@@ -1466,49 +1482,54 @@ static bool conv_input(conv *v, rc_buf *b, jreader *r, const otlp_any_value *sys
         if (!conv_message(v, r, &m)) return false;
         if (v->n_resps) {
             sep(b, &first);
-            rc_buf_append(b, v->resps->data, v->resps->len);
+            rc_json_escaped(b, v->resps->data, v->resps->len);
         }
         if (v->n_resps && !v->text->len && !v->n_calls) continue;
         sep(b, &first);
-        conv_put_main(v, b, &m, "user", NULL);
+        conv_put_main(v, b, &m, "user");
     }
     rc_buf_putc(b, ']');
     return got == 0 && !jpeek(r);
 }
 
-/* The output: the first message, as the assistant's message. */
-static bool conv_output(conv *v, rc_buf *b, jreader *r, size_t *calls_at)
+/* The output: the first message, as the assistant's message. Its tool
+ * calls stay in v->calls, as JSON. */
+static bool conv_output(conv *v, rc_buf *b, jreader *r)
 {
     jiter it;
     jspan k;
     jmsg m;
     if (jpeek(r) == '[' && (!jiter_open(&it, r, '[') || jiter_next(&it, &k) != 1)) return false;
     if (!conv_message(v, r, &m)) return false;
-    conv_put_main(v, b, &m, "assistant", calls_at);
+    conv_put_main(v, b, &m, "assistant");
     return true;
 }
 
 /* Writes ,"key":"<converted>" from GenAI parts JSON text, or passes the
- * text through as it is when it is not messages JSON. */
+ * text through as it is when it is not messages JSON. The conversion
+ * writes into the log directly; when the text turns out not to be
+ * messages JSON what it wrote is cut off again. */
 static void write_messages_field(log_ctx *c, const char *key, const char *json, size_t len,
                                  bool output, const otlp_any_value *sys)
 {
-    conv v = {.text = &c->text, .calls = &c->calls, .resps = &c->resps};
-    rc_buf *b = &c->conv;
-    size_t calls_at = 0;
+    conv v = {.text = &c->text, .calls = &c->calls, .resps = &c->resps, .scratch = &c->conv};
+    rc_buf *b = c->out;
     jreader r = {json, json + len, 0};
-    rc_buf_reset(b);
-    bool ok = len <= MAX_CONVERT_BYTES &&
-              (output ? conv_output(&v, b, &r, &calls_at) : conv_input(&v, b, &r, sys));
-    put_key(c->out, key);
+    put_key(b, key);
+    size_t start = b->len;
+    rc_buf_putc(b, '"');
+    bool ok =
+        len <= MAX_CONVERT_BYTES && (output ? conv_output(&v, b, &r) : conv_input(&v, b, &r, sys));
     if (!ok) {
-        put_str(c->out, json, len);
+        b->len = start;
+        put_str(b, json, len);
         return;
     }
-    put_buf_str(c->out, b);
-    if (calls_at) {
-        LIT(c->out, ",\"tool_calls\":");
-        rc_buf_append(c->out, b->data + calls_at, b->len - 1 - calls_at);
+    rc_buf_putc(b, '"');
+    if (output && v.n_calls) {
+        LIT(b, ",\"tool_calls\":[");
+        rc_buf_append(b, v.calls->data, v.calls->len);
+        rc_buf_putc(b, ']');
     }
 }
 
