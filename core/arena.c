@@ -180,16 +180,13 @@ bool rc_arena_hit_max(const rc_arena *a)
     return a->hit_max;
 }
 
-void *rc_arena_alloc(rc_arena *a, size_t n)
+/* The slow path of rc_arena_alloc: the head chunk is full, so take a new
+ * one. Kept out of line so that the bump in rc_arena_alloc, which protobuf-c
+ * calls for every message, string and array it decodes, compiles to a few
+ * instructions without the register saves this path needs. */
+__attribute__((noinline)) static void *alloc_in_new_chunk(rc_arena *a, size_t need)
 {
-    size_t need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (need < n) return NULL; /* overflow */
     chunk *c = a->head;
-    if (c && c->size - c->used >= need) {
-        void *p = c->data + c->used;
-        c->used += need;
-        return p;
-    }
     /* next_size is a chunk's whole size, header included, so that steps
      * stay powers of two and land in the cache's classes. */
     size_t usable = a->next_size - sizeof(chunk);
@@ -211,6 +208,19 @@ void *rc_arena_alloc(rc_arena *a, size_t n)
     }
     fresh->used = need;
     return fresh->data;
+}
+
+void *rc_arena_alloc(rc_arena *a, size_t n)
+{
+    size_t need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (need < n) return NULL; /* overflow */
+    chunk *c = a->head;
+    if (c && c->size - c->used >= need) {
+        void *p = c->data + c->used;
+        c->used += need;
+        return p;
+    }
+    return alloc_in_new_chunk(a, need);
 }
 
 void *rc_arena_calloc(rc_arena *a, size_t n)

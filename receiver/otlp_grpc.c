@@ -31,6 +31,15 @@
  * call's own reference) is released in slot_release_call before the slot
  * is reused, which keeps gRPC's objects balanced for the leak checker.
  *
+ * A request message usually arrives in many slices (HTTP/2 frames), while
+ * the decoder wants contiguous bytes. Each thread copies them into a body
+ * buffer of its own that lives as long as the thread and is reused from
+ * call to call (capacity above BODY_KEEP_MAX is given back after the call):
+ * at hundreds of kilobytes per request, a fresh allocation per call, as
+ * gRPC's readall makes, cost more in page faults than the copy itself. A
+ * message that arrived as one slice is decoded in place. Either way the
+ * bytes are charged to the memory limiter only while the call uses them.
+ *
  * Limits that gRPC enforces for us: max_recv_msg_size bounds the message
  * after decompression (gRPC answers RESOURCE_EXHAUSTED itself); gzip and
  * deflate messages are decompressed by gRPC; idle connections are closed
@@ -91,6 +100,10 @@
 #define SHUTDOWN_GRACE_S 5
 
 #define MIN_ARENA_CHUNK 4096
+/* A thread's body buffer keeps at most this much capacity between calls:
+ * the default max_recv_msg_size_mib, so typical requests never reallocate
+ * while a rare huge one does not pin its size for the life of the thread. */
+#define BODY_KEEP_MAX ((size_t)DEFAULT_MAX_RECV_MIB << 20)
 #define PEER_MAX 128
 
 typedef enum slot_kind {
@@ -131,6 +144,14 @@ typedef struct call_slot {
     rc_buf encoded;
 } call_slot;
 
+/* What one completion-queue thread owns: the buffer request bodies are
+ * made contiguous in (see above). */
+typedef struct cq_worker {
+    rc_otlp_grpc_server *server;
+    pthread_t thread;
+    rc_buf body;
+} cq_worker;
+
 struct rc_otlp_grpc_server {
     rc_otlp_grpc_config cfg;
     rc_otlp_ingest_ctx *ctx;
@@ -140,8 +161,9 @@ struct rc_otlp_grpc_server {
 
     call_slot *slots;
     size_t n_slots;
-    pthread_t *threads;
+    cq_worker *workers; /* num_threads of them, n_threads started */
     size_t n_threads;
+    cq_worker poller; /* for the thread that stops a server that has no threads */
 
     atomic_bool stopping;
     atomic_size_t active_slots; /* posted slots, until they retire */
@@ -363,27 +385,60 @@ static void peer_address(const char *uri, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* The payload as one contiguous slice. A message that arrived in a single
- * slice is taken as is; otherwise gRPC copies it into one. */
-static grpc_slice payload_slice(grpc_byte_buffer *payload, bool *ok)
-{
+/* The request message as contiguous bytes, valid until payload_release.
+ * The reader stays open so that peeked slices stay valid: for a compressed
+ * message they belong to the reader's decompressed copy. */
+typedef struct payload_view {
     grpc_byte_buffer_reader reader;
-    grpc_slice first = grpc_empty_slice(), more = grpc_empty_slice();
-    *ok = grpc_byte_buffer_reader_init(&reader, payload) != 0;
-    if (!*ok) return first;
-    if (grpc_byte_buffer_reader_next(&reader, &first) &&
-        !grpc_byte_buffer_reader_next(&reader, &more)) {
-        grpc_byte_buffer_reader_destroy(&reader);
-        return first;
+    const uint8_t *data;
+    size_t len;
+} payload_view;
+
+static void append_slice(rc_buf *b, const grpc_slice *slice)
+{
+    rc_buf_append(b, GRPC_SLICE_START_PTR(*slice), GRPC_SLICE_LENGTH(*slice));
+}
+
+/* Makes the payload contiguous: a single slice is used in place, several
+ * are copied into `body` (the thread's buffer). RC_EINVAL: the message could
+ * not be decompressed; RC_ENOMEM: the copy could not grow. Either way the
+ * view needs no release. */
+static rc_status payload_open(grpc_byte_buffer *payload, rc_buf *body, payload_view *v)
+{
+    v->data = NULL;
+    v->len = 0;
+    if (!grpc_byte_buffer_reader_init(&v->reader, payload)) return RC_EINVAL;
+    grpc_slice *first = NULL, *slice;
+    size_t n = 0;
+    rc_buf_reset(body);
+    while (grpc_byte_buffer_reader_peek(&v->reader, &slice)) {
+        if (++n == 1) {
+            first = slice;
+            continue;
+        }
+        if (n == 2) {
+            /* Exact for uncompressed messages, a first guess otherwise. */
+            rc_buf_reserve(body, grpc_byte_buffer_length(payload));
+            append_slice(body, first);
+        }
+        append_slice(body, slice);
     }
-    grpc_slice_unref(first);
-    grpc_slice_unref(more);
-    grpc_byte_buffer_reader_destroy(&reader);
-    *ok = grpc_byte_buffer_reader_init(&reader, payload) != 0;
-    if (!*ok) return grpc_empty_slice();
-    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    return all;
+    if (n == 1) {
+        v->data = GRPC_SLICE_START_PTR(*first);
+        v->len = GRPC_SLICE_LENGTH(*first);
+    } else if (n > 1) {
+        v->data = (const uint8_t *)body->data;
+        v->len = body->len;
+    }
+    if (!body->failed) return RC_OK;
+    grpc_byte_buffer_reader_destroy(&v->reader);
+    return RC_ENOMEM;
+}
+
+static void payload_release(payload_view *v, rc_buf *body)
+{
+    grpc_byte_buffer_reader_destroy(&v->reader);
+    if (body->cap > BODY_KEEP_MAX) rc_buf_free(body);
 }
 
 static void result_fail(rc_ingest_result *res, rc_status st, const char *msg)
@@ -394,26 +449,29 @@ static void result_fail(rc_ingest_result *res, rc_status st, const char *msg)
 
 /* Runs the payload through the ingest path. The body is charged to the
  * memory limiter while it is held, as every received byte is. */
-static void slot_ingest(call_slot *slot, rc_ingest_result *res)
+static void slot_ingest(call_slot *slot, rc_buf *body, rc_ingest_result *res)
 {
     rc_otlp_ingest_ctx *ctx = slot->server->ctx;
     char peer[PEER_MAX] = "";
     rc_request_meta meta = {.receiver = ctx->receiver_id, .transport = "grpc", .peer = peer};
     rc_arena *arena = NULL;
-    bool ok, charged = false;
+    payload_view v;
 
     if (!slot->payload) {
         result_fail(res, RC_EINVAL, "the call carried no ExportTraceServiceRequest message");
         return;
     }
-    grpc_slice body = payload_slice(slot->payload, &ok);
-    size_t len = GRPC_SLICE_LENGTH(body);
-    if (!ok) {
+    rc_status st = payload_open(slot->payload, body, &v);
+    if (st == RC_EINVAL) {
         result_fail(res, RC_EINVAL, "the request message could not be decompressed");
-        goto out;
+        return;
     }
-    charged = rc_mem_try_charge(len);
-    if (charged) arena = rc_arena_new(len * 2 > MIN_ARENA_CHUNK ? len * 2 : MIN_ARENA_CHUNK);
+    if (st != RC_OK) {
+        result_fail(res, RC_ENOMEM, "out of memory copying the request message; retry later");
+        return;
+    }
+    bool charged = rc_mem_try_charge(v.len);
+    if (charged) arena = rc_arena_new(v.len * 2 > MIN_ARENA_CHUNK ? v.len * 2 : MIN_ARENA_CHUNK);
     if (!arena) {
         result_fail(res, RC_ENOMEM, "the collector's memory limit is reached; retry later");
         goto out;
@@ -427,17 +485,17 @@ static void slot_ingest(call_slot *slot, rc_ingest_result *res)
         goto out;
     }
     /* Takes the arena; the body is only borrowed for the call. */
-    rc_otlp_ingest(ctx, RC_FORMAT_PROTO, GRPC_SLICE_START_PTR(body), len, arena, &meta, res);
+    rc_otlp_ingest(ctx, RC_FORMAT_PROTO, v.data, v.len, arena, &meta, res);
 out:
-    if (charged) rc_mem_release(len);
-    grpc_slice_unref(body);
+    if (charged) rc_mem_release(v.len);
+    payload_release(&v, body);
 }
 
-static bool slot_answer_export(call_slot *slot)
+static bool slot_answer_export(call_slot *slot, rc_buf *body)
 {
     rc_ingest_result res;
     memset(&res, 0, sizeof res);
-    slot_ingest(slot, &res);
+    slot_ingest(slot, body, &res);
     answer a = answer_for(slot->server->ctx, &res);
     if (a.code != GRPC_STATUS_OK)
         rc_debug(LOG_COMPONENT, "Export answered with status %d: %s", (int)a.code, a.message);
@@ -521,7 +579,7 @@ static void slot_request(call_slot *slot)
     }
 }
 
-static void slot_on_event(call_slot *slot, bool success)
+static void slot_on_event(call_slot *slot, bool success, cq_worker *w)
 {
     if (slot->phase == PHASE_REQUESTED) {
         if (!success) { /* the server is shutting down */
@@ -529,8 +587,8 @@ static void slot_on_event(call_slot *slot, bool success)
             slot_retire(slot);
             return;
         }
-        bool started =
-            slot->kind == SLOT_EXPORT ? slot_answer_export(slot) : slot_answer_unknown(slot);
+        bool started = slot->kind == SLOT_EXPORT ? slot_answer_export(slot, &w->body)
+                                                 : slot_answer_unknown(slot);
         /* Once the batch started, the slot belongs to whichever thread
          * dequeues its completion: do not touch it here any more. */
         if (started) return;
@@ -552,23 +610,25 @@ static void on_shutdown_notified(rc_otlp_grpc_server *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-static void dispatch(rc_otlp_grpc_server *s, const grpc_event *ev)
+/* Handles one event on the thread that owns w. */
+static void dispatch(cq_worker *w, const grpc_event *ev)
 {
+    rc_otlp_grpc_server *s = w->server;
     if (ev->type != GRPC_OP_COMPLETE) return;
     if (ev->tag == &s->shutdown_tag)
         on_shutdown_notified(s);
     else
-        slot_on_event(ev->tag, ev->success != 0);
+        slot_on_event(ev->tag, ev->success != 0, w);
 }
 
 static void *cq_thread(void *arg)
 {
-    rc_otlp_grpc_server *s = arg;
+    cq_worker *w = arg;
     for (;;) {
         grpc_event ev =
-            grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+            grpc_completion_queue_next(w->server->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-        dispatch(s, &ev);
+        dispatch(w, &ev);
     }
     return NULL;
 }
@@ -680,13 +740,16 @@ static void post_slots(rc_otlp_grpc_server *s)
 
 static bool start_threads(rc_otlp_grpc_server *s, rc_error *err)
 {
-    s->threads = calloc(s->cfg.num_threads, sizeof *s->threads);
-    if (!s->threads) {
+    s->workers = calloc(s->cfg.num_threads, sizeof *s->workers);
+    if (!s->workers) {
         rc_error_set(err, "out of memory allocating %u gRPC threads", s->cfg.num_threads);
         return false;
     }
     for (; s->n_threads < s->cfg.num_threads; s->n_threads++) {
-        int rc = pthread_create(&s->threads[s->n_threads], NULL, cq_thread, s);
+        cq_worker *w = &s->workers[s->n_threads];
+        w->server = s;
+        w->body = (rc_buf)RC_BUF_INIT;
+        int rc = pthread_create(&w->thread, NULL, cq_thread, w);
         if (rc != 0) {
             rc_error_set(err, "cannot start gRPC thread: %s", strerror(rc));
             return false;
@@ -722,7 +785,7 @@ static bool wait_quiet(rc_otlp_grpc_server *s, const struct timespec *deadline)
                                      gpr_time_from_millis(ms, GPR_TIMESPAN));
             }
             grpc_event ev = grpc_completion_queue_next(s->cq, until, NULL);
-            dispatch(s, &ev);
+            dispatch(&s->poller, &ev);
         }
     }
     bool quiet = true;
@@ -777,13 +840,16 @@ static void server_free(rc_otlp_grpc_server *s)
             grpc_event ev;
             do {
                 ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-                dispatch(s, &ev);
+                dispatch(&s->poller, &ev);
             } while (ev.type != GRPC_QUEUE_SHUTDOWN);
         }
     }
-    for (size_t i = 0; i < s->n_threads; i++)
-        pthread_join(s->threads[i], NULL);
-    free(s->threads);
+    for (size_t i = 0; i < s->n_threads; i++) {
+        pthread_join(s->workers[i].thread, NULL);
+        rc_buf_free(&s->workers[i].body);
+    }
+    free(s->workers);
+    rc_buf_free(&s->poller.body);
     if (s->server) grpc_server_destroy(s->server);
     if (s->cq) grpc_completion_queue_destroy(s->cq);
     free_slots(s);
@@ -822,6 +888,8 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
     s->cfg = *cfg;
     if (s->cfg.num_threads == 0) s->cfg.num_threads = DEFAULT_NUM_THREADS;
     s->ctx = ctx;
+    s->poller.server = s;
+    s->poller.body = (rc_buf)RC_BUF_INIT;
     atomic_init(&s->stopping, false);
     atomic_init(&s->active_slots, 0);
     if (!init_sync(s, err)) {

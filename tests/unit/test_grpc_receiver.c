@@ -6,7 +6,9 @@
  * OpenTelemetry SDK would: each case is one call and the status, message
  * and trailers the client sees. Cases: a valid Export (response decodes,
  * spans and transport metadata reach the consumer), partial success, a
- * gzip-compressed call, garbage, a call without a message, a message over
+ * gzip-compressed call, large uncompressed calls of changing sizes (the
+ * message arrives in many slices and is copied into a reused buffer; their
+ * spans must arrive intact), garbage, a call without a message, a message over
  * max_recv_msg_size (plain and as a gzip bomb), backpressure (UNAVAILABLE
  * with a google.rpc.RetryInfo in grpc-status-details-bin), an unknown
  * method, many concurrent calls, a port already in use, and the config
@@ -40,11 +42,16 @@
 #define EXPORT_METHOD "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 #define MIB ((size_t)1 << 20)
 #define CALL_TIMEOUT_S 20
+#define START_BASE 1700000000000000000ull
 
 /* --- the test consumer ---------------------------------------------------- */
 
 static atomic_int consume_answer = RC_OK;
 static atomic_size_t consumed_spans;
+/* Sum of the start times of every consumed span: make_request gives span i
+ * start time START_BASE + i, so a request's sum is known and a span whose
+ * bytes were corrupted on the way shows. */
+static _Atomic uint64_t consumed_start_sum;
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
 static char seen_tenant[64], seen_peer[128], seen_transport[16], seen_receiver[16];
 
@@ -56,7 +63,14 @@ static void copy_str(char *dst, size_t cap, const char *src)
 static rc_status test_consume(void *self, rc_batch *batch, rc_error *err)
 {
     rc_status answer = (rc_status)atomic_load(&consume_answer);
-    if (answer == RC_OK) atomic_fetch_add(&consumed_spans, batch->n_spans);
+    if (answer == RC_OK) {
+        atomic_fetch_add(&consumed_spans, batch->n_spans);
+        uint64_t sum = 0;
+        for (size_t r = 0; r < batch->n_runs; r++)
+            for (size_t i = 0; i < batch->runs[r].n_spans; i++)
+                sum += batch->runs[r].spans[i]->start_time_unix_nano;
+        atomic_fetch_add(&consumed_start_sum, sum);
+    }
     if (batch->n_runs) {
         const rc_request *req = batch->runs[0].owner;
         pthread_mutex_lock(&seen_lock);
@@ -96,7 +110,7 @@ static blob make_request(size_t valid, size_t bad)
         spans[i].span_id.data = span_id;
         spans[i].span_id.len = 8;
         spans[i].name = "GET /api/orders/{id} handled by the orders service";
-        spans[i].start_time_unix_nano = 1700000000000000000ull + i;
+        spans[i].start_time_unix_nano = START_BASE + i;
         spans[i].end_time_unix_nano = 1700000000000001000ull + i;
         span_ptrs[i] = &spans[i];
     }
@@ -403,6 +417,33 @@ static void test_gzip_export(int port)
     grpc_channel_destroy(gz);
 }
 
+/* What consumed_start_sum grows by for make_request(n, 0). */
+static uint64_t start_sum_of(size_t n)
+{
+    return (uint64_t)n * START_BASE + (uint64_t)n * (n - 1) / 2;
+}
+
+/* Requests of a few hundred KB arrive in many slices and are copied into
+ * the serving thread's body buffer, which is reused: a smaller request after
+ * a larger one must not see any of the earlier bytes. */
+static void test_large_exports(grpc_channel *ch)
+{
+    static const size_t sizes[] = {6000, 2500, 9000, 1, 4000, 9000, 300};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t spans_before = atomic_load(&consumed_spans);
+        uint64_t sum_before = atomic_load(&consumed_start_sum);
+        blob req = make_request(sizes[k], 0);
+        CHECK(req.len < MIB); /* under the test's max_recv_msg_size */
+        call_result r;
+        do_call(ch, EXPORT_METHOD, &req, &r);
+        CHECK(r.status == GRPC_STATUS_OK);
+        CHECK(atomic_load(&consumed_spans) - spans_before == sizes[k]);
+        CHECK(atomic_load(&consumed_start_sum) - sum_before == start_sum_of(sizes[k]));
+        result_free(&r);
+        free(req.data);
+    }
+}
+
 static void test_garbage(grpc_channel *ch)
 {
     blob junk = filled(64, 0xff);
@@ -633,6 +674,7 @@ static void test_server(void)
     test_valid_export(ch);
     test_partial_success(ch);
     test_gzip_export(port);
+    test_large_exports(ch);
     test_garbage(ch);
     test_no_message(ch);
     test_too_big(ch);
