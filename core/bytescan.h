@@ -7,12 +7,15 @@
  * (exporter/respan_log.c) ask the same question of each byte - does it end
  * or escape a JSON string? - so the answer lives here once, with SSE2 (part
  * of every x86-64 CPU) where the compiler offers it and 8-byte words
- * elsewhere. Both functions return the length of the leading run, so a
- * caller copies or skips that many bytes and deals with the one after.
+ * elsewhere. The run functions return the length of the leading run, so a
+ * caller copies or skips that many bytes and deals with the one after. The
+ * OTLP decoder's "is this string plain ASCII without NUL" test lives here
+ * for the same reason.
  */
 #ifndef RC_BYTESCAN_H
 #define RC_BYTESCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -23,20 +26,67 @@
 
 /* Bytes a JSON string can hold as they are: printable ASCII other than the
  * quote and the backslash. */
-static inline int rc_byte_is_json_plain(unsigned char c)
+static inline bool rc_byte_is_json_plain(unsigned char c)
 {
     return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
 /* Bytes inside a JSON string's text that do not end it, start an escape or
  * break the rules (a raw control character): UTF-8 bytes are fine. */
-static inline int rc_byte_is_json_text(unsigned char c)
+static inline bool rc_byte_is_json_text(unsigned char c)
 {
     return c >= 0x20 && c != '"' && c != '\\';
 }
 
-#ifndef __SSE2__
 #define RC_BYTES(x) (0x0101010101010101ULL * (x))
+
+/* Whether the 8 bytes of w hold a byte >= 0x80 or a zero byte (the classic
+ * "has zero byte" test: only a zero byte borrows into its own high bit). */
+static inline uint64_t rc_word_unusual(uint64_t w)
+{
+    return (w | ((w - RC_BYTES(1)) & ~w)) & RC_BYTES(0x80);
+}
+
+/* Whether p[0..n) is ASCII without NUL: the OTLP decoder's first test of
+ * every string of a request (message bodies make up most of an LLM span), so
+ * where SSE2 exists (every x86-64) it tests 64 bytes per round: a byte that
+ * is 0 or >= 0x80 is exactly one that is not greater than 1 as a signed
+ * byte. Shorter strings OR the word test over 8-byte words; in both, the last
+ * load overlaps the one before so that no byte-wise tail is needed. */
+static inline bool rc_ascii_without_nul(const unsigned char *p, size_t n)
+{
+#ifdef __SSE2__
+    if (n >= 16) {
+        const __m128i one = _mm_set1_epi8(1);
+#define NOT_ABOVE_ONE(at) _mm_cmpgt_epi8(one, _mm_loadu_si128((const void *)(at)))
+        __m128i bad = NOT_ABOVE_ONE(p + n - 16);
+        size_t i = 0;
+        for (; i + 64 <= n; i += 64)
+            bad = _mm_or_si128(
+                bad,
+                _mm_or_si128(_mm_or_si128(NOT_ABOVE_ONE(p + i), NOT_ABOVE_ONE(p + i + 16)),
+                             _mm_or_si128(NOT_ABOVE_ONE(p + i + 32), NOT_ABOVE_ONE(p + i + 48))));
+        for (; i + 16 <= n; i += 16)
+            bad = _mm_or_si128(bad, NOT_ABOVE_ONE(p + i));
+#undef NOT_ABOVE_ONE
+        return _mm_movemask_epi8(bad) == 0;
+    }
+#endif
+    uint64_t acc = 0, w;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            memcpy(&w, p + i, 8);
+            acc |= rc_word_unusual(w);
+        }
+        memcpy(&w, p + n - 8, 8);
+        return !(acc | rc_word_unusual(w));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == 0 || p[i] >= 0x80) return false;
+    return true;
+}
+
+#ifndef __SSE2__
 /* Non-zero when one of the 8 bytes of w is a quote, a backslash, a control
  * character or, with `high`, a byte >= 0x80. Each term is the exact "has a
  * byte less than n" test (a borrow only spreads above a byte that already

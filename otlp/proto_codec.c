@@ -31,6 +31,7 @@
  */
 #include "otlp/otlp.h"
 
+#include "core/bytescan.h"
 #include "core/json_writer.h"
 
 #include <pthread.h>
@@ -38,10 +39,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 /* Request > ResourceSpans > ScopeSpans > Span > Event > KeyValue > AnyValue
  * is 7 levels; each container adds at most 3 (KeyValueList > KeyValue >
@@ -244,61 +241,12 @@ typedef struct scan_ctx {
                       * are overwritten (see mark_nuls) */
 } scan_ctx;
 
-#define HIGH_BITS 0x8080808080808080ULL
-#define LOW_BITS 0x0101010101010101ULL
-
-/* Whether the 8 bytes of w hold a byte >= 0x80 or a zero byte (the classic
- * "has zero byte" test: only a zero byte borrows into its own high bit). */
-static inline uint64_t unusual_bytes(uint64_t w)
-{
-    return (w | ((w - LOW_BITS) & ~w)) & HIGH_BITS;
-}
-
-/* Whether p[0..n) is ASCII without NUL. The scan runs this over every
- * string byte of a request (message bodies make up most of an LLM span), so
- * where SSE2 exists (every x86-64) it tests 64 bytes per round: a byte that
- * is 0 or >= 0x80 is exactly one that is not greater than 1 as a signed
- * byte. Shorter strings OR the word test over 8-byte words; in both, the last
- * load overlaps the one before so that no byte-wise tail is needed. */
-static inline bool plain_ascii(const uint8_t *p, size_t n)
-{
-#ifdef __SSE2__
-    if (n >= 16) {
-        const __m128i one = _mm_set1_epi8(1);
-#define NOT_ABOVE_ONE(at) _mm_cmpgt_epi8(one, _mm_loadu_si128((const void *)(at)))
-        __m128i bad = NOT_ABOVE_ONE(p + n - 16);
-        size_t i = 0;
-        for (; i + 64 <= n; i += 64)
-            bad = _mm_or_si128(
-                bad,
-                _mm_or_si128(_mm_or_si128(NOT_ABOVE_ONE(p + i), NOT_ABOVE_ONE(p + i + 16)),
-                             _mm_or_si128(NOT_ABOVE_ONE(p + i + 32), NOT_ABOVE_ONE(p + i + 48))));
-        for (; i + 16 <= n; i += 16)
-            bad = _mm_or_si128(bad, NOT_ABOVE_ONE(p + i));
-#undef NOT_ABOVE_ONE
-        return _mm_movemask_epi8(bad) == 0;
-    }
-#endif
-    uint64_t acc = 0, w;
-    if (n >= 8) {
-        for (size_t i = 0; i + 8 <= n; i += 8) {
-            memcpy(&w, p + i, 8);
-            acc |= unusual_bytes(w);
-        }
-        memcpy(&w, p + n - 8, 8);
-        return !(acc | unusual_bytes(w));
-    }
-    for (size_t i = 0; i < n; i++)
-        if (p[i] == 0 || p[i] >= 0x80) return false;
-    return true;
-}
-
 /* The rest of clean_string, for strings that are not plain ASCII: a
  * byte-wise UTF-8 check that still skips ASCII runs a word at a time. */
 static bool utf8_without_nul(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n;) {
-        if (n - i >= 8 && plain_ascii(p + i, 8)) {
+        if (n - i >= 8 && rc_ascii_without_nul((const unsigned char *)p + i, 8)) {
             i += 8;
             continue;
         }
@@ -318,7 +266,7 @@ static bool utf8_without_nul(const uint8_t *p, size_t n)
  * Telemetry strings are mostly ASCII, so that is tested first, in bulk. */
 static inline bool clean_string(const uint8_t *p, size_t n)
 {
-    return plain_ascii(p, n) || utf8_without_nul(p, n);
+    return rc_ascii_without_nul((const unsigned char *)p, n) || utf8_without_nul(p, n);
 }
 
 /* Reads a varint of at most 10 bytes; NULL when it runs past end or is

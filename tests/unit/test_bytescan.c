@@ -14,7 +14,7 @@
 
 #include <stdlib.h>
 
-static size_t reference_run(const unsigned char *s, size_t n, int (*ok)(unsigned char))
+static size_t reference_run(const unsigned char *s, size_t n, bool (*ok)(unsigned char))
 {
     size_t i = 0;
     while (i < n && ok(s[i]))
@@ -35,6 +35,28 @@ static void check_planted(unsigned char c)
             CHECK(text == reference_run(s, n, rc_byte_is_json_text));
         }
     }
+}
+
+/* ASCII-without-NUL over every length up to 80 (the 64-byte rounds, the
+ * 16-byte steps, the overlapping last load and the short path) with one
+ * byte planted at every position. */
+static void check_ascii_without_nul(void)
+{
+    static const unsigned char planted[] = {0x00, 0x80, 0xC3, 0xFF};
+    unsigned char s[80];
+    int bad = 0;
+    for (size_t n = 0; n <= sizeof s; n++) {
+        memset(s, 'a', sizeof s);
+        if (!rc_ascii_without_nul(s, n)) bad++;
+        for (size_t k = 0; k < sizeof planted; k++) {
+            for (size_t at = 0; at < n; at++) {
+                memset(s, 0x7F, sizeof s);
+                s[at] = planted[k];
+                if (rc_ascii_without_nul(s, n)) bad++;
+            }
+        }
+    }
+    CHECK(bad == 0);
 }
 
 /* Random bytes, mostly plain, so runs of every length come up. */
@@ -71,5 +93,6 @@ int main(void)
     CHECK(rc_json_text_run((const unsigned char *)"caf\xC3\xA9\"", 6) == 5);
     CHECK(rc_json_plain_run((const unsigned char *)"caf\xC3\xA9\"", 6) == 3);
     check_random();
+    check_ascii_without_nul();
     TEST_MAIN_END();
 }
