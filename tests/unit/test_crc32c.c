@@ -76,6 +76,16 @@ static void test_matches_reference(void)
     if (!p) return;
     fill_random(p, big + 3, 99);
     CHECK(rc_crc32c(0, p + 3, big) == crc32c_reference(p + 3, big));
+    /* Around the three-lane blocks of the hardware path (3 x 4096 bytes),
+     * continuing from a non-zero CRC so the lanes' join carries it. */
+    static const size_t lanes[] = {12287, 12288, 12289, 24576 + 5, 36864 + 4095};
+    int lane_mismatches = 0;
+    for (size_t i = 0; i < sizeof lanes / sizeof *lanes; i++) {
+        uint32_t want = crc32c_reference(p, lanes[i] + 5);
+        if (rc_crc32c(rc_crc32c(0, p, 5), p + 5, lanes[i]) != want) lane_mismatches++;
+        if (rc_crc32c(0, p, lanes[i] + 5) != want) lane_mismatches++;
+    }
+    CHECK(lane_mismatches == 0);
     free(p);
 }
 
