@@ -11,9 +11,10 @@
  * buffer of the taker's. Segments form a list in file order; the last one
  * is the active segment appends go to. Everything is under one mutex,
  * which is held for the write() of an append but never across an
- * fdatasync, a read or the copy of a payload: group commit, senders' reads
- * and an append's copies (reserved under the lock, made outside it, handed
- * to their entries under it again) happen outside it.
+ * fdatasync, a read, a checksum or the copy of a payload: group commit,
+ * senders' reads and an append's checksums and copies (reserved under the
+ * lock, made outside it, handed to their entries under it again) happen
+ * outside it.
  *
  * Record buffers (copies and read-backs) carry their capacity in a small
  * header, so that done and release can recycle any of them into a pool of
@@ -779,36 +780,45 @@ static void undo_appends(rc_queue *q, size_t n)
     }
 }
 
-/* The copy of one chunk's payload an append keeps in memory, if any. It is
- * reserved under the lock (q->mem_bytes counts it from then on), allocated
- * and filled outside it, and handed to the record's entry under it again;
- * what an append did not hand over, drop_copies takes back. */
-typedef struct copy {
-    bool kept;  /* a copy is reserved */
-    char *buf;  /* NULL until allocated, or when that failed */
-    size_t cap; /* reserved in q->mem_bytes */
-} copy;
+/* What an append prepares for one chunk outside the lock: the record's
+ * checksum and the copy of its payload it keeps in memory, if any. The
+ * copy is reserved under the lock (q->mem_bytes counts it from then on),
+ * allocated and filled outside it, and handed to the record's entry under
+ * it again; what an append did not hand over, drop_copies takes back. */
+typedef struct prepared {
+    bool kept;    /* a copy is reserved */
+    char *buf;    /* NULL until allocated, or when that failed */
+    size_t cap;   /* reserved in q->mem_bytes */
+    uint32_t crc; /* on disk: the record header's checksum */
+} prepared;
+
+#define NO_COPY ((prepared){false, NULL, 0, 0})
 
 /* Reserves the copies this append keeps: all of them in memory; on disk,
  * those that fit memory_bytes (the others are read back when taken).
  * Under mu. */
-static void reserve_copies(rc_queue *q, const rc_queue_chunk *chunks, size_t n, copy *cp)
+static void reserve_copies(rc_queue *q, const rc_queue_chunk *chunks, size_t n, prepared *cp)
 {
     for (size_t i = 0; i < n; i++) {
         size_t p = pool_find(q, chunks[i].len);
         size_t cap = p < q->pool_n ? buf_cap(q->pool[p]) : buf_cap_for(chunks[i].len);
-        cp[i] = (copy){false, NULL, 0};
+        cp[i] = NO_COPY;
         if (q->o.durability != RC_QUEUE_MEMORY && q->mem_bytes + cap > q->o.memory_bytes) continue;
-        cp[i] = (copy){true, p < q->pool_n ? pool_remove(q, p) : NULL, cap};
+        cp[i] = (prepared){true, p < q->pool_n ? pool_remove(q, p) : NULL, cap, 0};
         q->mem_bytes += cap;
     }
 }
 
-/* Allocates what the pool did not give and copies the payloads. Outside
- * mu. A copy that cannot be allocated is left without a buffer. */
-static void fill_copies(const rc_queue_chunk *chunks, size_t n, copy *cp)
+/* Checksums the records (on disk), allocates the copies the pool did not
+ * give and copies the payloads: the work on the payloads, outside mu, so
+ * that concurrent appends do it in parallel. A copy that cannot be
+ * allocated is left without a buffer. */
+static void prepare_outside_lock(const rc_queue *q, const rc_queue_chunk *chunks, size_t n,
+                                 prepared *cp)
 {
     for (size_t i = 0; i < n; i++) {
+        if (q->o.durability != RC_QUEUE_MEMORY)
+            cp[i].crc = record_crc((uint32_t)chunks[i].len, chunks[i].weight, chunks[i].data);
         if (!cp[i].kept) continue;
         if (!cp[i].buf) cp[i].buf = buf_alloc(cp[i].cap);
         if (cp[i].buf && chunks[i].len) memcpy(cp[i].buf, chunks[i].data, chunks[i].len);
@@ -816,19 +826,20 @@ static void fill_copies(const rc_queue_chunk *chunks, size_t n, copy *cp)
 }
 
 /* Takes back the copies an append did not hand to entries. Under mu. */
-static void drop_copies(rc_queue *q, copy *cp, size_t n)
+static void drop_copies(rc_queue *q, prepared *cp, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (!cp[i].kept) continue;
         q->mem_bytes -= cp[i].cap;
         pool_put(q, cp[i].buf);
-        cp[i] = (copy){false, NULL, 0};
+        cp[i].kept = false;
+        cp[i].buf = NULL;
     }
 }
 
-/* Writes one record (on disk exactly as without a copy) and queues its
- * entry, which takes the copy over. Under mu. */
-static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, copy *cp, rc_error *err)
+/* Writes one record with its prepared checksum (on disk exactly as without
+ * a copy) and queues its entry, which takes the copy over. Under mu. */
+static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, prepared *cp, rc_error *err)
 {
     uint64_t need = REC_HDR + c->len;
     entry e = {NULL, 0, cp->buf, (uint32_t)c->len, c->weight, rc_now_ms(), E_QUEUED};
@@ -845,7 +856,7 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, copy *cp, rc
         put_u32(hdr, REC_MAGIC);
         put_u32(hdr + 4, (uint32_t)c->len);
         put_u32(hdr + 8, c->weight);
-        put_u32(hdr + 12, record_crc((uint32_t)c->len, c->weight, c->data));
+        put_u32(hdr + 12, cp->crc);
         struct iovec iov[2] = {{hdr, REC_HDR}, {(void *)c->data, c->len}};
         if (!write_all(s->fd, iov, 2)) {
             int e_ = errno;
@@ -861,7 +872,7 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, copy *cp, rc
         rc_error_set(err, "%s: out of memory queueing a record", q->name);
         return RC_ENOMEM;
     }
-    if (e.mem) *cp = (copy){false, NULL, 0}; /* the entry owns it now */
+    if (e.mem) *cp = NO_COPY; /* the entry owns it now */
     e.seg->size += need;
     e.seg->live++;
     q->bytes += need;
@@ -917,7 +928,7 @@ static rc_status check_room(rc_queue *q, uint64_t total, rc_error *err)
 
 /* Writes the records of an append, all or none, then waits for the sync
  * that covers them. Under mu. */
-static rc_status write_and_sync(rc_queue *q, const rc_queue_chunk *chunks, size_t n, copy *cp,
+static rc_status write_and_sync(rc_queue *q, const rc_queue_chunk *chunks, size_t n, prepared *cp,
                                 uint64_t total, rc_error *err)
 {
     /* Rolling changes the active segment, which a running sync relies on. */
@@ -955,8 +966,8 @@ rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, r
                      q->name, total, q->o.max_bytes);
         return RC_ETOOBIG;
     }
-    copy local[8];
-    copy *cp = n <= sizeof local / sizeof *local ? local : malloc(n * sizeof *cp);
+    prepared local[8];
+    prepared *cp = n <= sizeof local / sizeof *local ? local : malloc(n * sizeof *cp);
     if (!cp) {
         rc_error_set(err, "%s: out of memory queueing %zu records", q->name, n);
         return RC_ENOMEM;
@@ -967,7 +978,7 @@ rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, r
     if (st == RC_OK) reserve_copies(q, chunks, n, cp);
     pthread_mutex_unlock(&q->mu);
     if (st == RC_OK) {
-        fill_copies(chunks, n, cp);
+        prepare_outside_lock(q, chunks, n, cp);
         pthread_mutex_lock(&q->mu);
         st = write_and_sync(q, chunks, n, cp, total, err);
         drop_copies(q, cp, n);
