@@ -4,15 +4,30 @@
  * In memory the queue is a ring of entries, one per record not yet done,
  * in append order; a record's id is its position in the sequence of all
  * records ever appended, so the entry of an id is found by subtraction.
- * Entries point at their segment and offset (or, for durability memory, at
- * a heap copy). Segments form a list in file order; the last one is the
- * active segment appends go to. Everything is under one mutex, which is
- * held for the write() of an append but never across an fdatasync or a
- * read: group commit and senders' reads happen outside it.
+ * Entries point at their segment and offset and, when the record is held
+ * in memory, at a copy of its payload (entry.mem): always for durability
+ * memory, while the copies fit opts.memory_bytes on disk. A taker is
+ * handed that copy itself; a record without one is read back into a
+ * buffer of the taker's. Segments form a list in file order; the last one
+ * is the active segment appends go to. Everything is under one mutex,
+ * which is held for the write() of an append but never across an
+ * fdatasync, a read, a checksum or the copy of a payload: group commit,
+ * senders' reads and an append's checksums and copies (reserved under the
+ * lock, made outside it, handed to their entries under it again) happen
+ * outside it.
+ *
+ * Record buffers (copies and read-backs) carry their capacity in a small
+ * header, so that done and release can recycle any of them into a pool of
+ * a few free buffers; a 1-2 MB buffer that was malloc'd and freed per
+ * record would be mmap'd and page-faulted in (cleared) every time.
  *
  * Invariants:
  *   - q->bytes is the sum of segment sizes (disk) or record sizes (memory),
  *     and never exceeds opts.max_bytes after an append returns;
+ *   - q->mem_bytes is the capacity of the entries' copies plus that
+ *     reserved by appends under way; on disk it never exceeds
+ *     opts.memory_bytes. An entry's copy is freed only when its record is
+ *     done (or its append undone), never while it is taken;
  *   - a segment with live records, or the active one, is never deleted;
  *   - while a sync is running (q->syncing) the active segment does not
  *     change, so the syncer's file descriptor stays valid.
@@ -42,6 +57,11 @@
 #define REC_MAGIC 0x31514352u /* "RCQ1" as a little-endian u32 */
 #define REC_HDR 16u
 #define DEFAULT_SEGMENT_BYTES (16u << 20)
+#define DEFAULT_MEMORY_BYTES (32u << 20)
+#define BUF_HDR 16u          /* a buffer's capacity, before its data; keeps malloc's alignment */
+#define POOL_MIN (64u << 10) /* smaller buffers are malloc'd to size and never pooled */
+#define POOL_BUFFERS 8
+#define POOL_BYTES (16u << 20)
 
 typedef struct segment {
     uint64_t seq;
@@ -58,7 +78,7 @@ enum { E_QUEUED, E_TAKEN, E_DONE };
 typedef struct entry {
     segment *seg;
     uint64_t off; /* of the record header in the segment */
-    char *mem;    /* memory durability: the payload */
+    char *mem;    /* the payload's copy in memory (a record buffer), or NULL */
     uint32_t len;
     uint32_t weight;
     int64_t enq_ms;
@@ -85,6 +105,11 @@ struct rc_queue {
     segment *first, *active;
     uint64_t next_seq;
     uint64_t bytes;
+
+    uint64_t mem_bytes;       /* see the invariants */
+    char *pool[POOL_BUFFERS]; /* free record buffers, oldest first */
+    size_t pool_n;
+    uint64_t pool_bytes;
 
     uint64_t write_seq, synced_seq; /* appends written / covered by a sync */
     uint64_t failed_seq;            /* appends up to this one saw their sync fail */
@@ -193,6 +218,91 @@ static void sync_dir(const rc_queue *q)
     if (fd < 0) return;
     fsync(fd);
     close(fd);
+}
+
+/* --- record buffers ------------------------------------------------------------ */
+
+static size_t buf_cap(const char *data)
+{
+    size_t cap;
+    memcpy(&cap, data - BUF_HDR, sizeof cap);
+    return cap;
+}
+
+static char *buf_alloc(size_t cap)
+{
+    char *p = cap <= SIZE_MAX - BUF_HDR ? malloc(BUF_HDR + cap) : NULL;
+    if (!p) return NULL;
+    memcpy(p, &cap, sizeof cap);
+    return p + BUF_HDR;
+}
+
+static void buf_free(char *data)
+{
+    if (data) free(data - BUF_HDR);
+}
+
+/* The capacity of a new buffer for `len` bytes: a large one is rounded up,
+ * so that later records of about the same size fit it too. */
+static size_t buf_cap_for(size_t len)
+{
+    return len < POOL_MIN ? len : (len + POOL_MIN - 1) / POOL_MIN * POOL_MIN;
+}
+
+/* The pooled buffer that fits `len` bytes best, wasting at most half of
+ * itself; q->pool_n when none does. Under mu. */
+static size_t pool_find(const rc_queue *q, size_t len)
+{
+    size_t best = q->pool_n;
+    for (size_t i = 0; i < q->pool_n; i++) {
+        size_t cap = buf_cap(q->pool[i]);
+        if (cap >= len && cap / 2 <= len && (best == q->pool_n || cap < buf_cap(q->pool[best])))
+            best = i;
+    }
+    return best;
+}
+
+static char *pool_remove(rc_queue *q, size_t i)
+{
+    char *b = q->pool[i];
+    q->pool_bytes -= buf_cap(b);
+    memmove(&q->pool[i], &q->pool[i + 1], (q->pool_n - i - 1) * sizeof *q->pool);
+    q->pool_n--;
+    return b;
+}
+
+/* A free buffer for `len` bytes, or NULL: the caller allocates one with
+ * buf_alloc(buf_cap_for(len)), outside the lock. Under mu. */
+static char *pool_take(rc_queue *q, size_t len)
+{
+    size_t i = pool_find(q, len);
+    return i < q->pool_n ? pool_remove(q, i) : NULL;
+}
+
+/* Takes back a buffer no longer used: pooled when it is large enough to be
+ * worth keeping, the oldest pooled ones making room; freed otherwise.
+ * Under mu. */
+static void pool_put(rc_queue *q, char *data)
+{
+    if (!data) return;
+    size_t cap = buf_cap(data);
+    if (cap < POOL_MIN || cap > POOL_BYTES) {
+        buf_free(data);
+        return;
+    }
+    while (q->pool_n == POOL_BUFFERS || q->pool_bytes + cap > POOL_BYTES)
+        buf_free(pool_remove(q, 0));
+    q->pool[q->pool_n++] = data;
+    q->pool_bytes += cap;
+}
+
+/* Gives an entry's copy of its payload back, if it has one. Under mu. */
+static void entry_drop_copy(rc_queue *q, entry *e)
+{
+    if (!e->mem) return;
+    q->mem_bytes -= buf_cap(e->mem);
+    pool_put(q, e->mem);
+    e->mem = NULL;
 }
 
 /* --- segments ---------------------------------------------------------------- */
@@ -567,6 +677,8 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
     if (!q->o.segment_bytes) q->o.segment_bytes = DEFAULT_SEGMENT_BYTES;
     if (q->o.segment_bytes > q->o.max_bytes / 4 && q->o.max_bytes >= 4 * REC_HDR)
         q->o.segment_bytes = q->o.max_bytes / 4;
+    if (!q->o.memory_bytes) q->o.memory_bytes = DEFAULT_MEMORY_BYTES;
+    if (q->o.memory_bytes > q->o.max_bytes) q->o.memory_bytes = q->o.max_bytes;
     q->name = strdup(opts->name ? opts->name : "queue");
     q->dir = strdup(opts->directory ? opts->directory : "");
     pthread_mutex_init(&q->mu, NULL);
@@ -602,8 +714,10 @@ void rc_queue_close(rc_queue *q)
 {
     if (!q) return;
     for (size_t i = 0; i < q->count; i++)
-        free(q->ring[(q->head + i) % q->cap].mem);
+        buf_free(q->ring[(q->head + i) % q->cap].mem);
     free(q->ring);
+    for (size_t i = 0; i < q->pool_n; i++)
+        buf_free(q->pool[i]);
     for (segment *s = q->first, *nx; s; s = nx) {
         nx = s->next;
         if (s->fd >= 0) {
@@ -647,7 +761,7 @@ static void undo_appends(rc_queue *q, size_t n)
         q->untaken_bytes -= e->len;
         q->untaken_count--;
         s->live--;
-        free(e->mem);
+        entry_drop_copy(q, e);
         uint64_t cut = s->fd >= 0 ? s->size - e->off : REC_HDR + (uint64_t)e->len;
         if (s->fd < 0) {
             s->size -= cut;
@@ -666,27 +780,83 @@ static void undo_appends(rc_queue *q, size_t n)
     }
 }
 
-static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, rc_error *err)
+/* What an append prepares for one chunk outside the lock: the record's
+ * checksum and the copy of its payload it keeps in memory, if any. The
+ * copy is reserved under the lock (q->mem_bytes counts it from then on),
+ * allocated and filled outside it, and handed to the record's entry under
+ * it again; what an append did not hand over, drop_copies takes back. */
+typedef struct prepared {
+    bool kept;    /* a copy is reserved */
+    char *buf;    /* NULL until allocated, or when that failed */
+    size_t cap;   /* reserved in q->mem_bytes */
+    uint32_t crc; /* on disk: the record header's checksum */
+} prepared;
+
+#define NO_COPY ((prepared){false, NULL, 0, 0})
+
+/* Reserves the copies this append keeps: all of them in memory; on disk,
+ * those that fit memory_bytes (the others are read back when taken).
+ * Under mu. */
+static void reserve_copies(rc_queue *q, const rc_queue_chunk *chunks, size_t n, prepared *cp)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t p = pool_find(q, chunks[i].len);
+        size_t cap = p < q->pool_n ? buf_cap(q->pool[p]) : buf_cap_for(chunks[i].len);
+        cp[i] = NO_COPY;
+        if (q->o.durability != RC_QUEUE_MEMORY && q->mem_bytes + cap > q->o.memory_bytes) continue;
+        cp[i] = (prepared){true, p < q->pool_n ? pool_remove(q, p) : NULL, cap, 0};
+        q->mem_bytes += cap;
+    }
+}
+
+/* Checksums the records (on disk), allocates the copies the pool did not
+ * give and copies the payloads: the work on the payloads, outside mu, so
+ * that concurrent appends do it in parallel. A copy that cannot be
+ * allocated is left without a buffer. */
+static void prepare_outside_lock(const rc_queue *q, const rc_queue_chunk *chunks, size_t n,
+                                 prepared *cp)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (q->o.durability != RC_QUEUE_MEMORY)
+            cp[i].crc = record_crc((uint32_t)chunks[i].len, chunks[i].weight, chunks[i].data);
+        if (!cp[i].kept) continue;
+        if (!cp[i].buf) cp[i].buf = buf_alloc(cp[i].cap);
+        if (cp[i].buf && chunks[i].len) memcpy(cp[i].buf, chunks[i].data, chunks[i].len);
+    }
+}
+
+/* Takes back the copies an append did not hand to entries. Under mu. */
+static void drop_copies(rc_queue *q, prepared *cp, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!cp[i].kept) continue;
+        q->mem_bytes -= cp[i].cap;
+        pool_put(q, cp[i].buf);
+        cp[i].kept = false;
+        cp[i].buf = NULL;
+    }
+}
+
+/* Writes one record with its prepared checksum (on disk exactly as without
+ * a copy) and queues its entry, which takes the copy over. Under mu. */
+static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, prepared *cp, rc_error *err)
 {
     uint64_t need = REC_HDR + c->len;
-    entry e = {NULL, 0, NULL, (uint32_t)c->len, c->weight, rc_now_ms(), E_QUEUED};
+    entry e = {NULL, 0, cp->buf, (uint32_t)c->len, c->weight, rc_now_ms(), E_QUEUED};
     if (q->o.durability == RC_QUEUE_MEMORY) {
         if (!q->active && !(q->active = segment_append_new(q, err))) return RC_ENOMEM;
-        e.mem = malloc(c->len ? c->len : 1);
         if (!e.mem) {
             rc_error_set(err, "%s: out of memory queueing a record", q->name);
             return RC_ENOMEM;
         }
-        if (c->len) memcpy(e.mem, c->data, c->len);
     } else {
         segment *s = segment_for(q, need, err);
-        // cppcheck-suppress memleak ; e.mem is only set in the memory branch
         if (!s) return RC_EIO;
         unsigned char hdr[REC_HDR];
         put_u32(hdr, REC_MAGIC);
         put_u32(hdr + 4, (uint32_t)c->len);
         put_u32(hdr + 8, c->weight);
-        put_u32(hdr + 12, record_crc((uint32_t)c->len, c->weight, c->data));
+        put_u32(hdr + 12, cp->crc);
         struct iovec iov[2] = {{hdr, REC_HDR}, {(void *)c->data, c->len}};
         if (!write_all(s->fd, iov, 2)) {
             int e_ = errno;
@@ -698,11 +868,11 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, rc_error *er
     }
     e.seg = q->active;
     if (!ring_push(q, &e)) {
-        free(e.mem);
         if (e.seg->fd >= 0 && ftruncate(e.seg->fd, (off_t)e.seg->size) != 0) e.seg->sealed = true;
         rc_error_set(err, "%s: out of memory queueing a record", q->name);
         return RC_ENOMEM;
     }
+    if (e.mem) *cp = NO_COPY; /* the entry owns it now */
     e.seg->size += need;
     e.seg->live++;
     q->bytes += need;
@@ -748,6 +918,38 @@ static rc_status wait_synced(rc_queue *q, uint64_t my_seq, rc_error *err)
     return RC_OK;
 }
 
+static rc_status check_room(rc_queue *q, uint64_t total, rc_error *err)
+{
+    if (q->bytes + total <= q->o.max_bytes) return RC_OK;
+    rc_error_set(err, "%s: sending queue is full (%.1f of %.1f MiB), retry later", q->name,
+                 (double)q->bytes / (1 << 20), (double)q->o.max_bytes / (1 << 20));
+    return RC_EBUSY;
+}
+
+/* Writes the records of an append, all or none, then waits for the sync
+ * that covers them. Under mu. */
+static rc_status write_and_sync(rc_queue *q, const rc_queue_chunk *chunks, size_t n, prepared *cp,
+                                uint64_t total, rc_error *err)
+{
+    /* Rolling changes the active segment, which a running sync relies on. */
+    while (q->syncing && q->active &&
+           (q->active->sealed || q->active->size + total > q->o.segment_bytes))
+        pthread_cond_wait(&q->synced, &q->mu);
+    rc_status st = check_room(q, total, err);
+    if (st != RC_OK) return st;
+    size_t done = 0;
+    for (; done < n && st == RC_OK; done++)
+        st = write_record(q, &chunks[done], &cp[done], err);
+    if (st != RC_OK) {
+        undo_appends(q, done - 1);
+        return st;
+    }
+    uint64_t my_seq = ++q->write_seq;
+    pthread_cond_broadcast(&q->avail);
+    if (q->o.durability == RC_QUEUE_FSYNC) st = wait_synced(q, my_seq, err);
+    return st;
+}
+
 rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err)
 {
     if (n == 0) return RC_OK;
@@ -764,30 +966,25 @@ rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, r
                      q->name, total, q->o.max_bytes);
         return RC_ETOOBIG;
     }
+    prepared local[8];
+    prepared *cp = n <= sizeof local / sizeof *local ? local : malloc(n * sizeof *cp);
+    if (!cp) {
+        rc_error_set(err, "%s: out of memory queueing %zu records", q->name, n);
+        return RC_ENOMEM;
+    }
     pthread_mutex_lock(&q->mu);
-    /* Rolling changes the active segment, which a running sync relies on. */
-    while (q->syncing && q->active &&
-           (q->active->sealed || q->active->size + total > q->o.segment_bytes))
-        pthread_cond_wait(&q->synced, &q->mu);
-    if (q->bytes + total > q->o.max_bytes) {
-        pthread_mutex_unlock(&q->mu);
-        rc_error_set(err, "%s: sending queue is full (%.1f of %.1f MiB), retry later", q->name,
-                     (double)q->bytes / (1 << 20), (double)q->o.max_bytes / (1 << 20));
-        return RC_EBUSY;
-    }
-    rc_status st = RC_OK;
-    size_t done = 0;
-    for (; done < n && st == RC_OK; done++)
-        st = write_record(q, &chunks[done], err);
-    if (st != RC_OK) {
-        undo_appends(q, done - 1);
-        pthread_mutex_unlock(&q->mu);
-        return st;
-    }
-    uint64_t my_seq = ++q->write_seq;
-    pthread_cond_broadcast(&q->avail);
-    if (q->o.durability == RC_QUEUE_FSYNC) st = wait_synced(q, my_seq, err);
+    /* A full queue refuses before any copy is made; checked again below. */
+    rc_status st = check_room(q, total, err);
+    if (st == RC_OK) reserve_copies(q, chunks, n, cp);
     pthread_mutex_unlock(&q->mu);
+    if (st == RC_OK) {
+        prepare_outside_lock(q, chunks, n, cp);
+        pthread_mutex_lock(&q->mu);
+        st = write_and_sync(q, chunks, n, cp, total, err);
+        drop_copies(q, cp, n);
+        pthread_mutex_unlock(&q->mu);
+    }
+    if (cp != local) free(cp);
     return st;
 }
 
@@ -851,18 +1048,18 @@ static size_t claim(rc_queue *q, rc_queue_record *out, entry **claimed, size_t m
 
 enum read_result { READ_OK, READ_FAILED, READ_CORRUPT };
 
-/* Reads a claimed record from its segment, outside the lock: a segment
- * cannot go away while one of its records is taken. */
+/* Reads a claimed record from its segment into r->data (a pooled buffer,
+ * or one allocated here), outside the lock: a segment cannot go away while
+ * one of its records is taken. On failure r->data is left for done or
+ * release to take back. */
 static enum read_result read_claimed(rc_queue *q, rc_queue_record *r, segment *s, uint64_t off)
 {
-    r->data = malloc(r->len ? r->len : 1);
+    if (!r->data) r->data = buf_alloc(buf_cap_for(r->len));
     unsigned char hdr[REC_HDR];
     if (!r->data || !read_all(s->fd, hdr, REC_HDR, off) ||
         !read_all(s->fd, r->data, r->len, off + REC_HDR)) {
         rc_warn(q->name, "cannot read a queued record: %s",
                 r->data ? strerror(errno) : "no memory");
-        free(r->data);
-        r->data = NULL;
         return READ_FAILED;
     }
     if (record_crc((uint32_t)r->len, r->weight, r->data) != get_u32(hdr + 12)) {
@@ -870,8 +1067,6 @@ static enum read_result read_claimed(rc_queue *q, rc_queue_record *r, segment *s
                      "a queued record (segment %016" PRIx64 ", offset %" PRIu64
                      ") no longer matches its checksum: the disk corrupted it; dropped",
                      s->seq, off);
-        free(r->data);
-        r->data = NULL;
         return READ_CORRUPT;
     }
     return READ_OK;
@@ -891,14 +1086,20 @@ size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint
     while (!q->woken && !ready(q, max_weight, max_bytes, linger_ms, &until))
         timed_wait(q, until);
     n = claim(q, out, claimed, max_records, max_weight, max_bytes);
+    /* A record with a copy in memory is handed that (segs[i] NULL); the
+     * others are read back into a buffer from the pool when it has one. */
     for (size_t i = 0; i < n; i++) {
-        segs[i] = claimed[i]->seg;
+        segs[i] = claimed[i]->mem ? NULL : claimed[i]->seg;
         offs[i] = claimed[i]->off;
+        if (segs[i]) out[i].data = pool_take(q, out[i].len);
     }
     pthread_mutex_unlock(&q->mu);
-    if (q->o.durability == RC_QUEUE_MEMORY) goto out;
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
+        if (!segs[i]) {
+            out[kept++] = out[i];
+            continue;
+        }
         enum read_result rr = read_claimed(q, &out[i], segs[i], offs[i]);
         if (rr == READ_OK) {
             out[kept++] = out[i];
@@ -956,13 +1157,14 @@ void rc_queue_done(rc_queue *q, rc_queue_record *r)
     e->state = E_DONE;
     q->live_records--;
     if (q->o.durability == RC_QUEUE_MEMORY) {
-        free(e->mem);
-        e->mem = NULL;
         q->bytes -= REC_HDR + e->len;
         s->size -= REC_HDR + e->len;
-    } else {
-        free(r->data);
     }
+    /* r->data is either the entry's copy or a buffer it was read into. */
+    if (e->mem)
+        entry_drop_copy(q, e);
+    else
+        pool_put(q, r->data);
     r->data = NULL;
     s->live--;
     /* The ack only matters while the segment lives on. */
@@ -981,7 +1183,8 @@ void rc_queue_release(rc_queue *q, rc_queue_record *r)
     q->untaken_bytes += e->len;
     q->untaken_count++;
     if (r->id < q->next_take) q->next_take = r->id;
-    if (q->o.durability != RC_QUEUE_MEMORY) free(r->data);
+    /* The entry keeps its copy for the next take; a read-back buffer goes. */
+    if (!e->mem) pool_put(q, r->data);
     r->data = NULL;
     pthread_cond_broadcast(&q->avail);
     pthread_mutex_unlock(&q->mu);
@@ -1016,4 +1219,13 @@ uint64_t rc_queue_records(const rc_queue *q)
     uint64_t n = m->live_records;
     pthread_mutex_unlock(&m->mu);
     return n;
+}
+
+uint64_t rc_queue_memory_bytes(const rc_queue *q)
+{
+    rc_queue *m = (rc_queue *)q;
+    pthread_mutex_lock(&m->mu);
+    uint64_t v = m->mem_bytes;
+    pthread_mutex_unlock(&m->mu);
+    return v;
 }

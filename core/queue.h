@@ -22,6 +22,17 @@
  *          they survive the process being killed, not a power cut.
  *   memory no files: records live in memory and are lost with the process.
  *
+ * On disk, each appended record is also kept in memory, as long as the
+ * copies fit memory_bytes, and takers are handed that copy: in the common
+ * case (senders keep up) a record is written once and never read back.
+ * The copy changes nothing about durability: the record is written and
+ * synced exactly as without it, and the copies are not persisted. Records
+ * that did not fit (a backlog during an outage) and records recovered at
+ * open are read back from their segment, and their checksum is checked.
+ * Record buffers are recycled through a small pool instead of being
+ * malloc'd and freed for each record (1-2 MB buffers would be mmap'd and
+ * page-faulted in each time).
+ *
  * Delivery is at least once: a record taken but not marked done when the
  * process dies is delivered again after restart, and only such a record.
  *
@@ -48,6 +59,10 @@ typedef struct rc_queue_options {
     uint64_t max_bytes;     /* bound on the queue (segment files, or records in memory) */
     uint64_t segment_bytes; /* roll to a new segment file past this; 0: a default */
     rc_queue_durability durability;
+    /* Disk queues: bound on the record copies kept in memory (buffer bytes,
+     * see rc_queue_memory_bytes). 0: 32 MiB. At most max_bytes. Unused for
+     * memory, where every record is in memory. */
+    uint64_t memory_bytes;
 } rc_queue_options;
 
 typedef struct rc_queue rc_queue;
@@ -60,8 +75,11 @@ typedef struct rc_queue_chunk {
     uint32_t weight;
 } rc_queue_chunk;
 
-/* A record handed to a sender. `data` is malloc'd and owned by the queue
- * until rc_queue_done or rc_queue_release frees it. */
+/* A record handed to a sender. `data` is owned by the queue: the sender
+ * reads it (and must not write to it) until rc_queue_done or
+ * rc_queue_release, which take it back (set it to NULL). It may be the
+ * queue's in-memory copy of the record, which a release keeps for the
+ * next take. */
 typedef struct rc_queue_record {
     uint64_t id;
     char *data;
@@ -96,10 +114,10 @@ size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint
                      size_t max_bytes, uint64_t linger_ms);
 
 /* The record was delivered (or dead-lettered): it is removed for good.
- * Frees r->data. */
+ * Takes r->data back. */
 void rc_queue_done(rc_queue *q, rc_queue_record *r);
 
-/* Gives a taken record back, to be taken again first. Frees r->data. */
+/* Gives a taken record back, to be taken again first. Takes r->data back. */
 void rc_queue_release(rc_queue *q, rc_queue_record *r);
 
 /* Stops takers waiting, for good: from now on rc_queue_take returns at
@@ -111,5 +129,11 @@ uint64_t rc_queue_bytes(const rc_queue *q);
 uint64_t rc_queue_capacity(const rc_queue *q);
 /* Records not yet done. */
 uint64_t rc_queue_records(const rc_queue *q);
+/* Bytes of record buffers the queue holds for records not yet done: on
+ * disk, the copies served without a read (at most memory_bytes); in
+ * memory, every record. Buffer bytes, so a little above the payloads'
+ * (large buffers are rounded up to be reusable); the pool of free buffers
+ * (at most 16 MiB) is not counted. */
+uint64_t rc_queue_memory_bytes(const rc_queue *q);
 
 #endif

@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     write_file("0000000000000001.ack", rest, ack_len);
     write_file("0000000000000001.seg", rest + ack_len, rest_len - ack_len);
 
-    rc_queue_options o = {"fuzz", dir, 64u << 20, 0, RC_QUEUE_ASYNC};
+    rc_queue_options o = {"fuzz", dir, 64u << 20, 0, RC_QUEUE_ASYNC, 0};
     rc_queue *q = NULL;
     rc_error err;
     if (rc_queue_open(&o, &q, &err) == RC_OK) {

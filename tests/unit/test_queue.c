@@ -7,6 +7,15 @@
  * corrupt tail and a full disk; a full queue answers RC_EBUSY, an append is
  * all or nothing, and concurrent fsync appends share their syncs.
  *
+ * A disk queue keeps copies of recent records in memory and hands those
+ * out instead of reading the segment back. So that both ways of taking a
+ * record stay covered, the tests of disk queues run twice: with the
+ * default memory_bytes (records come from their copies) and with
+ * memory_bytes 1 (no copy fits: every record is read back). Tests of the
+ * copies themselves tell which way a record came by corrupting the disk
+ * after the append: a copy comes back intact, a read-back fails its
+ * checksum and is dropped.
+ *
  * Every payload carries its key and weight ("k=%08x w=%08x|" and a filler
  * derived from the key), so a record taken back is checked byte for byte
  * without remembering what was written. Each test works in its own mkdtemp
@@ -64,6 +73,10 @@ static const char *dur_name(rc_queue_durability d)
 {
     return d == RC_QUEUE_FSYNC ? "fsync" : d == RC_QUEUE_ASYNC ? "async" : "memory";
 }
+
+/* The memory_bytes of the queues the shared tests open (see the top). */
+static uint64_t test_memory_bytes;
+#define NO_COPIES 1 /* memory_bytes no record's copy fits (but empty ones) */
 
 /* --- fdatasync, interposed ------------------------------------------------- */
 
@@ -330,10 +343,10 @@ static bool take_expect(rc_queue *q, const keys *want, bool mark_done)
     return ok;
 }
 
-static rc_queue *open_queue(const char *dir, rc_queue_durability d, uint64_t max_bytes,
-                            uint64_t segment_bytes)
+static rc_queue *open_queue_mem(const char *dir, rc_queue_durability d, uint64_t max_bytes,
+                                uint64_t segment_bytes, uint64_t memory_bytes)
 {
-    rc_queue_options o = {"test-queue", dir, max_bytes, segment_bytes, d};
+    rc_queue_options o = {"test-queue", dir, max_bytes, segment_bytes, d, memory_bytes};
     rc_queue *q = NULL;
     rc_error err;
     memset(&err, 0, sizeof err);
@@ -341,6 +354,12 @@ static rc_queue *open_queue(const char *dir, rc_queue_durability d, uint64_t max
     if (st != RC_OK) fprintf(stderr, "  rc_queue_open %s (%s): %s\n", dir, dur_name(d), err.msg);
     CHECK(st == RC_OK && q != NULL);
     return st == RC_OK ? q : NULL;
+}
+
+static rc_queue *open_queue(const char *dir, rc_queue_durability d, uint64_t max_bytes,
+                            uint64_t segment_bytes)
+{
+    return open_queue_mem(dir, d, max_bytes, segment_bytes, test_memory_bytes);
 }
 
 /* rc_queue_open with stderr captured into *log (malloc'd), for the log
@@ -355,7 +374,7 @@ static rc_queue *open_queue_logged(const tdir *t, rc_queue_durability d, uint64_
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fd, STDERR_FILENO);
     close(fd);
-    rc_queue_options o = {"test-queue", t->queue, max_bytes, segment_bytes, d};
+    rc_queue_options o = {"test-queue", t->queue, max_bytes, segment_bytes, d, test_memory_bytes};
     rc_queue *q = NULL;
     rc_error err;
     memset(&err, 0, sizeof err);
@@ -445,7 +464,7 @@ static void test_null_empty_chunk(rc_queue_durability d)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        rc_queue_options o = {"null-chunk", t.queue, 1 << 20, 0, d};
+        rc_queue_options o = {"null-chunk", t.queue, 1 << 20, 0, d, test_memory_bytes};
         rc_queue *q;
         rc_error err;
         if (rc_queue_open(&o, &q, &err) != RC_OK) _exit(10);
@@ -741,6 +760,51 @@ out:
     tdir_remove(&t);
 }
 
+/* A released record with a copy in memory keeps it: the next take hands
+ * out the same copy, and only done gives its bytes back. */
+static void test_release_keeps_copy(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    rc_queue *q = open_queue_mem(t.queue, d, 1 << 20, 0, 0);
+    if (!q) goto out;
+    CHECK(append_keys(q, 0, 3));
+    uint64_t mem = rc_queue_memory_bytes(q);
+    CHECK(mem == default_len(0) + default_len(1) + default_len(2));
+    rc_queue_record a[4], b[4];
+    CHECK(take_now(q, a, 4) == 3);
+    const char *copy = a[1].data;
+    rc_queue_release(q, &a[1]);
+    CHECK(a[1].data == NULL);
+    CHECK(rc_queue_memory_bytes(q) == mem);
+    CHECK(take_now(q, b, 4) == 1);
+    CHECK(key_of(&b[0]) == 1 && b[0].data == copy);
+    rc_queue_done(q, &a[0]);
+    rc_queue_done(q, &b[0]);
+    rc_queue_done(q, &a[2]);
+    CHECK(rc_queue_memory_bytes(q) == 0);
+    rc_queue_close(q);
+out:
+    tdir_remove(&t);
+}
+
+/* Durability memory ignores memory_bytes: every record is in memory,
+ * counted by rc_queue_memory_bytes, up to max_bytes. */
+static void test_memory_ignores_memory_bytes(void)
+{
+    rc_queue *q = open_queue_mem("", RC_QUEUE_MEMORY, 1 << 20, 0, NO_COPIES);
+    if (!q) return;
+    CHECK(append_keys(q, 0, 10));
+    uint64_t sum = 0;
+    for (uint32_t k = 0; k < 10; k++)
+        sum += default_len(k);
+    CHECK(rc_queue_memory_bytes(q) == sum);
+    keys want = {.n = 0};
+    CHECK(take_expect(q, keys_range(&want, 0, 10), true));
+    CHECK(rc_queue_memory_bytes(q) == 0 && rc_queue_bytes(q) == 0);
+    rc_queue_close(q);
+}
+
 /* 100-byte payloads are 116 bytes in the queue; 8 fill a 1 KiB segment and
  * 35 a 4 KiB queue. */
 static void test_full(rc_queue_durability d)
@@ -950,7 +1014,7 @@ out:
 /* The child dies without closing anything, mid-delivery. */
 static int crash_child(const char *dir, rc_queue_durability d)
 {
-    rc_queue_options o = {"crash-child", dir, 1 << 20, 2048, d};
+    rc_queue_options o = {"crash-child", dir, 1 << 20, 2048, d, test_memory_bytes};
     rc_queue *q;
     rc_error err;
     if (rc_queue_open(&o, &q, &err) != RC_OK) return 10;
@@ -1161,12 +1225,13 @@ out:
 }
 
 /* The disk corrupts a record after it was appended: take drops it (it
- * can never be delivered) and hands out its neighbours. */
+ * can never be delivered) and hands out its neighbours. Without copies in
+ * memory, as a record past memory_bytes is read back. */
 static void test_corrupt_while_queued(rc_queue_durability d)
 {
     tdir t;
     tdir_make(&t);
-    rc_queue *q = open_queue(t.queue, d, 1 << 20, 0);
+    rc_queue *q = open_queue_mem(t.queue, d, 1 << 20, 0, NO_COPIES);
     if (!q) goto out;
     for (uint32_t k = 0; k < 3; k++)
         CHECK(append_rec(q, k, 1, 100) == RC_OK);
@@ -1187,6 +1252,142 @@ static void test_corrupt_while_queued(rc_queue_durability d)
     rc_queue_close(q);
 out:
     tdir_remove(&t);
+}
+
+/* --- copies in memory (disk queues) ------------------------------------------ */
+
+/* memory_bytes holds five 100-byte copies: keys 0..4 are handed out from
+ * memory, intact although every record was corrupted on disk after its
+ * append; 5..11 are read back, fail their checksum and are dropped. A
+ * released record is handed out from its copy again. */
+static void test_copies_served_from_memory(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    rc_queue *q = open_queue_mem(t.queue, d, 1 << 20, 0, 500);
+    if (!q) goto out;
+    for (uint32_t k = 0; k < 12; k++)
+        CHECK(append_rec(q, k, 1, 100) == RC_OK);
+    CHECK(rc_queue_memory_bytes(q) == 500);
+    char seg[PATH_MAX];
+    CHECK(seg_file(t.queue, -1, seg, sizeof seg));
+    for (uint32_t k = 0; k < 12; k++)
+        flip_byte(seg, k * 116 + HDR + 50);
+    rc_queue_record r[16];
+    fflush(stderr);
+    size_t n = take_now(q, r, 16);
+    CHECK(n == 5);
+    check_keys(r, n, 0);
+    CHECK(rc_queue_records(q) == 5);
+    for (size_t i = 0; i < n; i++)
+        rc_queue_release(q, &r[i]);
+    CHECK(rc_queue_memory_bytes(q) == 500);
+    n = take_now(q, r, 16);
+    CHECK(n == 5);
+    check_keys(r, n, 0);
+    for (size_t i = 0; i < n; i++)
+        rc_queue_done(q, &r[i]);
+    CHECK(rc_queue_records(q) == 0);
+    CHECK(rc_queue_memory_bytes(q) == 0);
+    rc_queue_close(q);
+out:
+    tdir_remove(&t);
+}
+
+/* Sizes around the buffer pool's limits (64 KiB, rounded up when larger)
+ * and 0: what is handed out from memory, then read back after a reopen,
+ * is byte for byte what was appended, with its weight. */
+static void test_copy_and_read_back_identical(rc_queue_durability d)
+{
+    static const size_t lens[] = {0, 1, 22, 1000, 65535, 65536, 65537, 300000, (1 << 20) + 3};
+    enum { N = sizeof lens / sizeof *lens };
+    tdir t;
+    tdir_make(&t);
+    char *saved[N] = {0};
+    rc_queue *q = open_queue_mem(t.queue, d, 16 << 20, 0, 0);
+    if (!q) goto out;
+    uint64_t sum = 0;
+    for (uint32_t k = 0; k < N; k++) {
+        CHECK(append_rec(q, k, 3 + k, lens[k]) == RC_OK);
+        sum += lens[k];
+    }
+    /* Every copy fits the default 32 MiB (bounded by max_bytes, 16 MiB);
+     * large buffers are rounded up to 64 KiB. */
+    uint64_t mem = rc_queue_memory_bytes(q);
+    CHECK(mem >= sum && mem <= sum + N * (64 << 10));
+    rc_queue_record r[N + 1];
+    CHECK(take_now(q, r, N + 1) == N);
+    for (uint32_t k = 0; k < N; k++) {
+        CHECK(r[k].len == lens[k] && r[k].weight == 3 + k);
+        if (lens[k] >= 22) CHECK(key_of(&r[k]) == k);
+        saved[k] = malloc(lens[k] + 1);
+        if (saved[k]) memcpy(saved[k], r[k].data, lens[k]);
+        rc_queue_release(q, &r[k]);
+    }
+    rc_queue_close(q);
+
+    q = open_queue_mem(t.queue, d, 16 << 20, 0, 0);
+    if (!q) goto out;
+    CHECK(rc_queue_memory_bytes(q) == 0);
+    CHECK(take_now(q, r, N + 1) == N);
+    for (uint32_t k = 0; k < N; k++) {
+        CHECK(r[k].len == lens[k] && r[k].weight == 3 + k);
+        CHECK(saved[k] && memcmp(saved[k], r[k].data, lens[k]) == 0);
+        rc_queue_done(q, &r[k]);
+    }
+    CHECK(rc_queue_records(q) == 0);
+    rc_queue_close(q);
+out:
+    for (uint32_t k = 0; k < N; k++)
+        free(saved[k]);
+    tdir_remove(&t);
+}
+
+/* 200000-byte records (262144-byte buffers) and a 1 MiB memory_bytes:
+ * four copies fit. A backlog past them is read back; as records are done
+ * the copies' room frees up for new appends. Everything is taken, in
+ * order and intact, and the copies never exceed memory_bytes. */
+static void test_copies_past_memory_bytes(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    const size_t len = 200000;
+    rc_queue *q = open_queue_mem(t.queue, d, 64 << 20, 0, 1 << 20);
+    if (!q) goto out;
+    uint32_t next = 0, want = 0;
+    for (; next < 20; next++)
+        CHECK(append_rec(q, next, 1, len) == RC_OK);
+    CHECK(rc_queue_memory_bytes(q) == 4 * 262144);
+    rc_queue_record r[3];
+    size_t n;
+    while ((n = take_now(q, r, 3)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            CHECK(key_of(&r[i]) == want);
+            want++;
+            rc_queue_done(q, &r[i]);
+        }
+        CHECK(rc_queue_memory_bytes(q) <= 1 << 20);
+        /* New records while the backlog drains: some get copies again. */
+        if (next < 30) CHECK(append_rec(q, next++, 1, len) == RC_OK);
+        if (rc_queue_records(q) == 0) break;
+    }
+    CHECK(want == 30);
+    CHECK(rc_queue_records(q) == 0);
+    CHECK(rc_queue_memory_bytes(q) == 0);
+    rc_queue_close(q);
+out:
+    tdir_remove(&t);
+}
+
+/* The crash test again with a memory_bytes that copies some records and
+ * not others: the copies are not persisted, and the next open redelivers
+ * exactly the records not done, from disk. */
+static void test_crash_with_some_copies(rc_queue_durability d)
+{
+    uint64_t saved = test_memory_bytes;
+    test_memory_bytes = 6 * 60; /* default_len is 22..111 bytes */
+    test_crash_without_close(d);
+    test_memory_bytes = saved;
 }
 
 /* An .ack of no segment (a crash between the two unlinks) goes; a torn
@@ -1238,7 +1439,7 @@ static void test_second_open_refused(void)
     rc_queue *q = open_queue(t.queue, RC_QUEUE_FSYNC, 1 << 20, 0);
     if (!q) goto out;
     CHECK(append_key(q, 0) == RC_OK);
-    rc_queue_options o = {"second", t.queue, 1 << 20, 0, RC_QUEUE_ASYNC};
+    rc_queue_options o = {"second", t.queue, 1 << 20, 0, RC_QUEUE_ASYNC, 0};
     rc_queue *q2 = (rc_queue *)&o; /* must be reset to NULL */
     rc_error err;
     memset(&err, 0, sizeof err);
@@ -1367,7 +1568,7 @@ out:
 static int full_disk_child(const char *dir, rc_queue_durability d)
 {
     signal(SIGXFSZ, SIG_IGN);
-    rc_queue_options o = {"full-disk", dir, 64 << 20, 1 << 20, d};
+    rc_queue_options o = {"full-disk", dir, 64 << 20, 1 << 20, d, test_memory_bytes};
     rc_queue *q;
     rc_error err;
     if (rc_queue_open(&o, &q, &err) != RC_OK) return 10;
@@ -1423,7 +1624,7 @@ static void test_append_nothing(rc_queue_durability d)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        rc_queue_options o = {"nothing", t.queue, 1 << 20, 0, d};
+        rc_queue_options o = {"nothing", t.queue, 1 << 20, 0, d, test_memory_bytes};
         rc_queue *q;
         rc_error err;
         if (rc_queue_open(&o, &q, &err) != RC_OK) _exit(10);
@@ -1460,7 +1661,7 @@ static bool limit_address_space(size_t headroom)
  * taken back and the byte count is what it was. */
 static int memory_undo_child(void)
 {
-    rc_queue_options o = {"undo", NULL, 8ull << 30, 0, RC_QUEUE_MEMORY};
+    rc_queue_options o = {"undo", NULL, 8ull << 30, 0, RC_QUEUE_MEMORY, 0};
     rc_queue *q;
     rc_error err;
     if (rc_queue_open(&o, &q, &err) != RC_OK) return 10;
@@ -1523,7 +1724,7 @@ static void test_failed_open_keeps_files(void)
     pid_t pid = fork();
     if (pid == 0) {
         if (!limit_address_space(16u << 20)) _exit(10);
-        rc_queue_options o = {"starved", t.queue, 256u << 20, 64u << 20, RC_QUEUE_ASYNC};
+        rc_queue_options o = {"starved", t.queue, 256u << 20, 64u << 20, RC_QUEUE_ASYNC, 0};
         rc_queue *sq = NULL;
         rc_error err;
         rc_status st = rc_queue_open(&o, &sq, &err);
@@ -1564,7 +1765,7 @@ static void test_open_errors(void)
     char file[PATH_MAX];
     snprintf(file, sizeof file, "%s/plain", t.root);
     append_bytes(file, "x", 1);
-    rc_queue_options o = {"bad", file, 1 << 20, 0, RC_QUEUE_FSYNC};
+    rc_queue_options o = {"bad", file, 1 << 20, 0, RC_QUEUE_FSYNC, 0};
     rc_error err;
     memset(&err, 0, sizeof err);
     q = NULL;
@@ -1578,7 +1779,7 @@ static void test_open_errors(void)
     pid_t pid = fork();
     if (pid == 0) {
         if (chdir(t.root) != 0) _exit(10);
-        rc_queue_options none = {"none", NULL, 1 << 20, 0, RC_QUEUE_FSYNC};
+        rc_queue_options none = {"none", NULL, 1 << 20, 0, RC_QUEUE_FSYNC, 0};
         rc_queue *nq = NULL;
         rc_error e;
         rc_status st = rc_queue_open(&none, &nq, &e);
@@ -1592,35 +1793,54 @@ static void test_open_errors(void)
     tdir_remove(&t);
 }
 
+/* The tests every durability passes; disk queues run them with copies in
+ * memory and without (see the top). */
+static void shared_tests(rc_queue_durability d)
+{
+    test_append_take_in_order(d);
+    test_empty_payload(d);
+    test_null_empty_chunk(d);
+    test_take_limits(d);
+    test_linger(d);
+    test_wake(d);
+    test_release_and_done(d);
+    test_full(d);
+    test_empty_queue_takes_largest_record(d);
+    test_concurrent_appenders_and_takers(d);
+    test_append_nothing(d);
+    if (d == RC_QUEUE_MEMORY) return;
+    test_persistence(d);
+    test_crash_without_close(d);
+    test_segments_roll_and_go(d);
+    test_torn_tail(d);
+    test_garbage_tail(d);
+    test_corrupt_record(d);
+    test_ack_leftovers(d);
+    test_full_disk(d);
+}
+
 int main(void)
 {
     alarm(110); /* a take that never returns fails the test instead of hanging it */
+    static const uint64_t copies[] = {0, NO_COPIES};
     for (size_t i = 0; i < sizeof all_durabilities / sizeof *all_durabilities; i++) {
         rc_queue_durability d = all_durabilities[i];
-        test_append_take_in_order(d);
-        test_empty_payload(d);
-        test_null_empty_chunk(d);
-        test_take_limits(d);
-        test_linger(d);
-        test_wake(d);
-        test_release_and_done(d);
-        test_full(d);
-        test_empty_queue_takes_largest_record(d);
-        test_concurrent_appenders_and_takers(d);
-        test_append_nothing(d);
+        for (size_t c = 0; c < (d == RC_QUEUE_MEMORY ? 1 : 2); c++) {
+            test_memory_bytes = copies[c];
+            shared_tests(d);
+        }
+        test_memory_bytes = 0;
+        test_release_keeps_copy(d);
     }
     for (size_t i = 0; i < sizeof disk_durabilities / sizeof *disk_durabilities; i++) {
         rc_queue_durability d = disk_durabilities[i];
-        test_persistence(d);
-        test_crash_without_close(d);
-        test_segments_roll_and_go(d);
-        test_torn_tail(d);
-        test_garbage_tail(d);
-        test_corrupt_record(d);
         test_corrupt_while_queued(d);
-        test_ack_leftovers(d);
-        test_full_disk(d);
+        test_copies_served_from_memory(d);
+        test_copy_and_read_back_identical(d);
+        test_copies_past_memory_bytes(d);
+        test_crash_with_some_copies(d);
     }
+    test_memory_ignores_memory_bytes();
     test_second_open_refused();
     test_group_commit(0);
     test_group_commit(4096);
