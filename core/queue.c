@@ -1198,13 +1198,20 @@ void rc_queue_wake(rc_queue *q)
     pthread_mutex_unlock(&q->mu);
 }
 
+/* A counter read under the lock (the accessors below take a const queue;
+ * the mutex is the one member they change). */
+static uint64_t read_locked(const rc_queue *q, const uint64_t *field)
+{
+    pthread_mutex_t *mu = (pthread_mutex_t *)&q->mu;
+    pthread_mutex_lock(mu);
+    uint64_t v = *field;
+    pthread_mutex_unlock(mu);
+    return v;
+}
+
 uint64_t rc_queue_bytes(const rc_queue *q)
 {
-    rc_queue *m = (rc_queue *)q;
-    pthread_mutex_lock(&m->mu);
-    uint64_t v = m->bytes;
-    pthread_mutex_unlock(&m->mu);
-    return v;
+    return read_locked(q, &q->bytes);
 }
 
 uint64_t rc_queue_capacity(const rc_queue *q)
@@ -1214,18 +1221,10 @@ uint64_t rc_queue_capacity(const rc_queue *q)
 
 uint64_t rc_queue_records(const rc_queue *q)
 {
-    rc_queue *m = (rc_queue *)q;
-    pthread_mutex_lock(&m->mu);
-    uint64_t n = m->live_records;
-    pthread_mutex_unlock(&m->mu);
-    return n;
+    return read_locked(q, &q->live_records);
 }
 
 uint64_t rc_queue_memory_bytes(const rc_queue *q)
 {
-    rc_queue *m = (rc_queue *)q;
-    pthread_mutex_lock(&m->mu);
-    uint64_t v = m->mem_bytes;
-    pthread_mutex_unlock(&m->mu);
-    return v;
+    return read_locked(q, &q->mem_bytes);
 }

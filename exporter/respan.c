@@ -523,8 +523,8 @@ static void dead_letter(respan_exporter *x, const char *log, size_t len, long st
     if (x->dlq_fd < 0)
         x->dlq_fd = open(x->dead_letter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (x->dlq_fd >= 0 && !entry.failed) {
-        written =
-            write(x->dlq_fd, entry.data, entry.len) == (ssize_t)entry.len && fdatasync(x->dlq_fd) == 0;
+        written = write(x->dlq_fd, entry.data, entry.len) == (ssize_t)entry.len &&
+                  fdatasync(x->dlq_fd) == 0;
     }
     pthread_mutex_unlock(&x->dlq_mu);
     rc_counter_add(x->m.dead_letter, 1);
