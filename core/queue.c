@@ -11,7 +11,8 @@
  * buffer of the taker's. Segments form a list in file order; the last one
  * is the active segment appends go to. Everything is under one mutex,
  * which is held for the write() of an append but never across an
- * fdatasync, a read, a checksum or the copy of a payload: group commit,
+ * fdatasync (except the one that seals a full segment as appends roll to
+ * the next), a read, a checksum or the copy of a payload: group commit,
  * senders' reads and an append's checksums and copies (reserved under the
  * lock, made outside it, handed to their entries under it again) happen
  * outside it.
@@ -37,6 +38,7 @@
 #include "core/clock.h"
 #include "core/crc32c.h"
 #include "core/log.h"
+#include "core/memlimit.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -61,7 +63,7 @@
 #define BUF_HDR 16u          /* a buffer's capacity, before its data; keeps malloc's alignment */
 #define POOL_MIN (64u << 10) /* smaller buffers are malloc'd to size and never pooled */
 #define POOL_BUFFERS 8
-#define POOL_BYTES (16u << 20)
+#define POOL_BYTES (16u << 20) /* at most; half the copy budget when that is smaller */
 
 typedef struct segment {
     uint64_t seq;
@@ -109,7 +111,7 @@ struct rc_queue {
     uint64_t mem_bytes;       /* see the invariants */
     char *pool[POOL_BUFFERS]; /* free record buffers, oldest first */
     size_t pool_n;
-    uint64_t pool_bytes;
+    uint64_t pool_bytes, pool_max;
 
     uint64_t write_seq, synced_seq; /* appends written / covered by a sync */
     uint64_t failed_seq;            /* appends up to this one saw their sync fail */
@@ -286,11 +288,11 @@ static void pool_put(rc_queue *q, char *data)
 {
     if (!data) return;
     size_t cap = buf_cap(data);
-    if (cap < POOL_MIN || cap > POOL_BYTES) {
+    if (cap < POOL_MIN || cap > q->pool_max) {
         buf_free(data);
         return;
     }
-    while (q->pool_n == POOL_BUFFERS || q->pool_bytes + cap > POOL_BYTES)
+    while (q->pool_n == POOL_BUFFERS || q->pool_bytes + cap > q->pool_max)
         buf_free(pool_remove(q, 0));
     q->pool[q->pool_n++] = data;
     q->pool_bytes += cap;
@@ -371,6 +373,16 @@ static void maybe_delete(rc_queue *q, segment *s)
         q->active = NULL;
         segment_delete(q, s);
     }
+}
+
+/* The copies are not charged to the in-flight budget (they duplicate what
+ * is on disk and can be dropped at will), so they come out of the share of
+ * service.memory_limit_mib left for the program (see core/memlimit.h): an
+ * eighth of the process target at most, 32 MiB on a large one. */
+static uint64_t default_memory_bytes(void)
+{
+    uint64_t share = rc_mem_process_limit() / 8;
+    return share && share < DEFAULT_MEMORY_BYTES ? share : DEFAULT_MEMORY_BYTES;
 }
 
 /* The segment the next record of `need` bytes goes to; rolls when the
@@ -677,8 +689,9 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
     if (!q->o.segment_bytes) q->o.segment_bytes = DEFAULT_SEGMENT_BYTES;
     if (q->o.segment_bytes > q->o.max_bytes / 4 && q->o.max_bytes >= 4 * REC_HDR)
         q->o.segment_bytes = q->o.max_bytes / 4;
-    if (!q->o.memory_bytes) q->o.memory_bytes = DEFAULT_MEMORY_BYTES;
+    if (!q->o.memory_bytes) q->o.memory_bytes = default_memory_bytes();
     if (q->o.memory_bytes > q->o.max_bytes) q->o.memory_bytes = q->o.max_bytes;
+    q->pool_max = q->o.memory_bytes / 2 < POOL_BYTES ? q->o.memory_bytes / 2 : POOL_BYTES;
     q->name = strdup(opts->name ? opts->name : "queue");
     q->dir = strdup(opts->directory ? opts->directory : "");
     pthread_mutex_init(&q->mu, NULL);

@@ -60,8 +60,10 @@ typedef struct rc_queue_options {
     uint64_t segment_bytes; /* roll to a new segment file past this; 0: a default */
     rc_queue_durability durability;
     /* Disk queues: bound on the record copies kept in memory (buffer bytes,
-     * see rc_queue_memory_bytes). 0: 32 MiB. At most max_bytes. Unused for
-     * memory, where every record is in memory. */
+     * see rc_queue_memory_bytes). 0: 32 MiB, or an eighth of the process
+     * memory target (rc_mem_process_limit) when that is less. At most
+     * max_bytes. Free buffers kept for reuse are at most half of it (and
+     * 16 MiB). Unused for memory, where every record is in memory. */
     uint64_t memory_bytes;
 } rc_queue_options;
 

@@ -390,6 +390,7 @@ static void peer_address(const char *uri, char *out, size_t cap)
  * message they belong to the reader's decompressed copy. */
 typedef struct payload_view {
     grpc_byte_buffer_reader reader;
+    bool reader_open; /* only while data points into the reader's slices */
     const uint8_t *data;
     size_t len;
 } payload_view;
@@ -423,21 +424,26 @@ static rc_status payload_open(grpc_byte_buffer *payload, rc_buf *body, payload_v
         }
         append_slice(body, slice);
     }
+    v->reader_open = n == 1;
     if (n == 1) {
         v->data = GRPC_SLICE_START_PTR(*first);
         v->len = GRPC_SLICE_LENGTH(*first);
-    } else if (n > 1) {
-        v->data = (const uint8_t *)body->data;
+    } else {
+        /* Copied (or empty): the reader's slices, for a compressed message
+         * a whole decompressed copy, need not outlive the decode. */
+        grpc_byte_buffer_reader_destroy(&v->reader);
+        v->data = n ? (const uint8_t *)body->data : (const uint8_t *)"";
         v->len = body->len;
     }
     if (!body->failed) return RC_OK;
-    grpc_byte_buffer_reader_destroy(&v->reader);
+    if (v->reader_open) grpc_byte_buffer_reader_destroy(&v->reader);
     return RC_ENOMEM;
 }
 
 static void payload_release(payload_view *v, rc_buf *body)
 {
-    grpc_byte_buffer_reader_destroy(&v->reader);
+    if (v->reader_open) grpc_byte_buffer_reader_destroy(&v->reader);
+    v->reader_open = false;
     if (body->cap > BODY_KEEP_MAX) rc_buf_free(body);
 }
 
