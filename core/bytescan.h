@@ -178,4 +178,6 @@ static inline size_t rc_json_text_run(const unsigned char *s, size_t n)
     return i;
 }
 
+#undef RC_BYTES
+
 #endif

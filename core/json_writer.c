@@ -6,8 +6,8 @@
  * to a well-formed UTF-8 sequence (truncated sequences, overlong forms,
  * UTF-16 surrogates, code points past U+10FFFF, stray continuation bytes)
  * becomes one U+FFFD. Telemetry attributes are mostly printable ASCII, so
- * rc_json_string copies such bytes 8 at a time and only drops to the
- * per-character path for the byte that needs attention.
+ * rc_json_string copies such bytes 16 at a time (core/bytescan.h) and only
+ * drops to the per-character path for the byte that needs attention.
  *
  * Numbers follow what the OpenTelemetry Collector's JSON writer produces:
  * 64-bit integers as quoted decimals, doubles in their shortest round-trip
@@ -90,6 +90,7 @@ static char *put_escape(char *o, unsigned char c)
  * itself. */
 void rc_json_escaped(rc_buf *b, const char *str, size_t n)
 {
+    if (n == 0) return; /* str may be NULL then */
     const unsigned char *s = (const unsigned char *)str;
     const unsigned char *end = s + n;
     if (!rc_buf_reserve(b, n + 1)) return;

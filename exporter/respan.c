@@ -572,7 +572,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-/* Starts a body of n >= 1 lines; returns its length in bytes. */
+/* Starts a body of n >= 1 lines (deliver sends no empty batch); returns
+ * its length in bytes. */
 static size_t body_begin(sender *s, const line *lines, size_t n)
 {
     bool wrap = s->x->api == API_BATCH_CREATE;
@@ -886,6 +887,7 @@ static outcome deliver(sender *s, const line *lines, size_t n)
     respan_exporter *x = s->x;
     int64_t started = rc_now_ms();
     uint64_t interval = x->retry_initial_ms;
+    if (n == 0) return DELIVERED; /* nothing to send (records always hold logs) */
     for (;;) {
         http_result r = post(s, lines, n);
         long st = r.status;

@@ -546,12 +546,12 @@ typedef struct log_ctx {
     const rc_batch *batch;
     bool ok; /* false once memory ran out */
     /* working text, kept from span to span */
-    rc_buf conv;  /* text escaped twice while converting messages */
-    rc_buf text;  /* a message's text; JSON text made a string */
-    rc_buf calls; /* a message's tool calls */
-    rc_buf resps; /* a message's tool responses */
-    rc_buf value; /* flattened metadata values */
-    rc_buf entry; /* resource metadata entries being rendered */
+    rc_buf escaped_once; /* system text on its way to being escaped twice */
+    rc_buf text;         /* a message's text; JSON text made a string */
+    rc_buf calls;        /* a message's tool calls */
+    rc_buf resps;        /* a message's tool responses */
+    rc_buf value;        /* flattened metadata values */
+    rc_buf entry;        /* resource metadata entries being rendered */
     /* trace id -> root span name, built on first need */
     root_slot *roots;
     size_t root_mask;
@@ -1042,10 +1042,7 @@ static bool jstring(jreader *r, jspan *out)
             return true;
         }
         if (ch < 0x20) return false;
-        if (ch != '\\') {
-            p++;
-            continue;
-        }
+        /* a backslash: the run stops at nothing else */
         if (++p >= r->end) return false;
         if (*p == 'u') {
             if (r->end - p < 5 || !is_hex(p[1]) || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]))
@@ -1249,7 +1246,13 @@ static const jfield part_fields[] = {
  * escaped newline in a message \\n). `calls` and `resps` hold plain JSON,
  * because the output's tool calls are also written as JSON of their own
  * (the log's tool_calls), and are escaped when they are copied in; they are
- * rare, `text` is in every message. `scratch` is for text escaped twice. */
+ * rare, `text` is in every message. `scratch` holds plain system text
+ * escaped once, on its way into `text` escaped twice.
+ *
+ * Escaping piece by piece gives the same bytes as escaping the whole text
+ * at once because the pieces are whole strings of valid UTF-8: the
+ * decoders repair every string they accept, so no sequence is split
+ * between two of them. */
 typedef struct conv {
     rc_buf *text, *calls, *resps, *scratch;
     size_t n_calls, n_resps;
@@ -1512,7 +1515,8 @@ static bool conv_output(conv *v, rc_buf *b, jreader *r)
 static void write_messages_field(log_ctx *c, const char *key, const char *json, size_t len,
                                  bool output, const otlp_any_value *sys)
 {
-    conv v = {.text = &c->text, .calls = &c->calls, .resps = &c->resps, .scratch = &c->conv};
+    conv v = {
+        .text = &c->text, .calls = &c->calls, .resps = &c->resps, .scratch = &c->escaped_once};
     rc_buf *b = c->out;
     jreader r = {json, json + len, 0};
     put_key(b, key);
@@ -2093,10 +2097,10 @@ bool rc_respan_logs_write(rc_buf *out, const rc_batch *batch, const rc_respan_lo
         for (size_t i = 0; c->ok && i < run->n_spans; i++)
             if (run->spans[i] && !write_span(c, run->spans[i])) c->ok = false;
     }
-    bool ok = c->ok && !out->failed && !c->conv.failed && !c->text.failed && !c->calls.failed &&
-              !c->resps.failed && !c->value.failed && !c->entry.failed &&
+    bool ok = c->ok && !out->failed && !c->escaped_once.failed && !c->text.failed &&
+              !c->calls.failed && !c->resps.failed && !c->value.failed && !c->entry.failed &&
               !rc_arena_exhausted(scratch);
-    rc_buf_free(&c->conv);
+    rc_buf_free(&c->escaped_once);
     rc_buf_free(&c->text);
     rc_buf_free(&c->calls);
     rc_buf_free(&c->resps);
