@@ -695,12 +695,8 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
     q->name = strdup(opts->name ? opts->name : "queue");
     q->dir = strdup(opts->directory ? opts->directory : "");
     pthread_mutex_init(&q->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->avail, &ca);
-    pthread_cond_init(&q->synced, &ca);
-    pthread_condattr_destroy(&ca);
+    rc_cond_init_monotonic(&q->avail);
+    rc_cond_init_monotonic(&q->synced);
     rc_status st = RC_OK;
     if (!q->name || !q->dir) {
         rc_error_set(err, "out of memory opening a queue");
@@ -1027,16 +1023,6 @@ static bool ready(rc_queue *q, uint64_t max_weight, size_t max_bytes, uint64_t l
     return rc_now_ms() >= *wait_until;
 }
 
-static void timed_wait(rc_queue *q, int64_t until_ms)
-{
-    if (until_ms < 0) {
-        pthread_cond_wait(&q->avail, &q->mu);
-        return;
-    }
-    struct timespec ts = rc_deadline_ts(until_ms);
-    pthread_cond_timedwait(&q->avail, &q->mu, &ts);
-}
-
 /* Marks up to max_records entries TAKEN and describes them in out. */
 static size_t claim(rc_queue *q, rc_queue_record *out, entry **claimed, size_t max_records,
                     uint64_t max_weight, size_t max_bytes)
@@ -1097,7 +1083,7 @@ size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint
     pthread_mutex_lock(&q->mu);
     int64_t until;
     while (!q->woken && !ready(q, max_weight, max_bytes, linger_ms, &until))
-        timed_wait(q, until);
+        rc_cond_wait_until(&q->avail, &q->mu, until);
     n = claim(q, out, claimed, max_records, max_weight, max_bytes);
     /* A record with a copy in memory is handed that (segs[i] NULL); the
      * others are read back into a buffer from the pool when it has one. */

@@ -411,11 +411,7 @@ static void *respan_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err
     pthread_mutex_init(&x->mu, NULL);
     pthread_mutex_init(&x->dlq_mu, NULL);
     pthread_mutex_init(&x->pool_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&x->stop_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    rc_cond_init_monotonic(&x->stop_cv);
     rc_status st = (x->id = strdup(id->id)) ? parse_config(x, cfg, err) : RC_ENOMEM;
     if (st != RC_OK) {
         if (st == RC_ENOMEM) rc_error_set(err, "out of memory");
@@ -792,10 +788,8 @@ static bool pause_or_stop(respan_exporter *x, int64_t ms)
 {
     pthread_mutex_lock(&x->mu);
     int64_t until = rc_now_ms() + ms;
-    while (!x->stopping && rc_now_ms() < until) {
-        struct timespec ts = rc_deadline_ts(until);
-        pthread_cond_timedwait(&x->stop_cv, &x->mu, &ts);
-    }
+    while (!x->stopping && rc_now_ms() < until)
+        rc_cond_wait_until(&x->stop_cv, &x->mu, until);
     bool stopping = x->stopping;
     pthread_mutex_unlock(&x->mu);
     return stopping;

@@ -23,9 +23,11 @@
  * send_batch_max_size, and returns the exporter's answer: the exporter
  * forms its own batches from its queue (max_batch_logs, flush_interval).
  */
+#include "core/clock.h"
 #include "core/component.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/worker.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -40,13 +42,9 @@ typedef struct batch_processor {
     uint64_t timeout_ms;
     const rc_consumer *next;
 
-    pthread_mutex_t mu;
-    pthread_cond_t wake;
+    rc_worker w; /* w.mu guards pending and oldest_ms */
     rc_batch *pending;
-    struct timespec oldest; /* arrival of the first pending span */
-    bool stopping;
-    bool thread_started;
-    pthread_t thread;
+    int64_t oldest_ms; /* arrival of the first pending span (rc_now_ms) */
 
     rc_counter *size_triggers;
     rc_counter *timeout_triggers;
@@ -58,8 +56,7 @@ static void batch_destroy(void *inst)
     batch_processor *p = inst;
     if (!p) return;
     rc_batch_free(p->pending);
-    pthread_cond_destroy(&p->wake);
-    pthread_mutex_destroy(&p->mu);
+    rc_worker_destroy(&p->w);
     free(p->id);
     free(p);
 }
@@ -83,12 +80,7 @@ static void *batch_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
 {
     batch_processor *p = calloc(1, sizeof *p);
     if (!p) goto oom;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    rc_worker_init(&p->w);
     if (!(p->id = strdup(id->id)) || !(p->pending = rc_batch_new())) goto oom;
     if (parse_config(p, cfg, err) != RC_OK) {
         batch_destroy(p);
@@ -129,63 +121,37 @@ static rc_status send_downstream(batch_processor *p, rc_batch *b, rc_error *err)
     return first;
 }
 
-static uint64_t ms_since(const struct timespec *t)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t ms = (int64_t)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
-    return ms < 0 ? 0 : (uint64_t)ms;
-}
-
-static struct timespec deadline_of(const batch_processor *p)
-{
-    struct timespec d = p->oldest;
-    d.tv_sec += (time_t)(p->timeout_ms / 1000);
-    d.tv_nsec += (long)(p->timeout_ms % 1000) * 1000000;
-    if (d.tv_nsec >= 1000000000) {
-        d.tv_sec++;
-        d.tv_nsec -= 1000000000;
-    }
-    return d;
-}
-
 static bool due(const batch_processor *p)
 {
     if (p->pending->n_spans == 0) return false;
-    if (p->stopping || p->pending->n_spans >= p->send_batch_size) return true;
-    return ms_since(&p->oldest) >= p->timeout_ms;
+    if (p->w.stopping || p->pending->n_spans >= p->send_batch_size) return true;
+    return rc_now_ms() - p->oldest_ms >= (int64_t)p->timeout_ms;
 }
 
 static void *batch_loop(void *arg)
 {
     batch_processor *p = arg;
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->w.mu);
     for (;;) {
-        while (!due(p) && !(p->stopping && p->pending->n_spans == 0)) {
-            if (p->pending->n_spans == 0) {
-                pthread_cond_wait(&p->wake, &p->mu);
-            } else {
-                struct timespec d = deadline_of(p);
-                pthread_cond_timedwait(&p->wake, &p->mu, &d);
-            }
-        }
+        while (!due(p) && !(p->w.stopping && p->pending->n_spans == 0))
+            rc_worker_wait(&p->w, p->pending->n_spans ? p->oldest_ms + (int64_t)p->timeout_ms : -1);
         if (p->pending->n_spans == 0) break; /* stopping and drained */
         bool by_size = p->pending->n_spans >= p->send_batch_size;
         rc_batch *fresh = rc_batch_new();
         if (!fresh) { /* try again shortly rather than lose the pending spans */
-            pthread_mutex_unlock(&p->mu);
+            pthread_mutex_unlock(&p->w.mu);
             nanosleep(&(struct timespec){0, 10000000}, NULL);
-            pthread_mutex_lock(&p->mu);
+            pthread_mutex_lock(&p->w.mu);
             continue;
         }
         rc_batch *out = p->pending;
         p->pending = fresh;
-        pthread_mutex_unlock(&p->mu);
+        pthread_mutex_unlock(&p->w.mu);
         rc_counter_add(by_size ? p->size_triggers : p->timeout_triggers, 1);
         send_downstream(p, out, NULL);
-        pthread_mutex_lock(&p->mu);
+        pthread_mutex_lock(&p->w.mu);
     }
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->w.mu);
     return NULL;
 }
 
@@ -204,11 +170,10 @@ static rc_status batch_start(void *inst, const rc_consumer *next, rc_error *err)
     p->failed_spans = rc_counter_register(
         "otelcol_processor_batch_send_failed_spans",
         "Spans the next pipeline stage refused after the batch processor accepted them.", labels);
-    if (pthread_create(&p->thread, NULL, batch_loop, p) != 0) {
+    if (!rc_worker_start(&p->w, batch_loop, p)) {
         rc_error_set(err, "%s: cannot start its thread", p->id);
         return RC_EIO;
     }
-    p->thread_started = true;
     return RC_OK;
 }
 
@@ -216,14 +181,14 @@ static rc_status batch_consume(void *inst, rc_batch *batch, rc_error *err)
 {
     batch_processor *p = inst;
     if (p->next->durable) return send_downstream(p, batch, err);
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->w.mu);
     /* The thread sleeps without a deadline while nothing waits, so the
      * first spans must wake it to arm the timeout. */
     bool was_empty = p->pending->n_spans == 0;
-    if (was_empty) clock_gettime(CLOCK_MONOTONIC, &p->oldest);
+    if (was_empty) p->oldest_ms = rc_now_ms();
     bool moved = rc_batch_move(p->pending, batch);
     bool wake = was_empty || p->pending->n_spans >= p->send_batch_size;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->w.mu);
     if (!moved) {
         rc_batch_free(batch);
         rc_error_set(err, "out of memory in %s, retry later", p->id);
@@ -231,20 +196,14 @@ static rc_status batch_consume(void *inst, rc_batch *batch, rc_error *err)
     }
     free(batch->runs); /* the runs now belong to pending */
     free(batch);
-    if (wake) pthread_cond_signal(&p->wake);
+    if (wake) rc_worker_wake(&p->w);
     return RC_OK;
 }
 
 static void batch_shutdown(void *inst)
 {
     batch_processor *p = inst;
-    if (!p->thread_started) return;
-    pthread_mutex_lock(&p->mu);
-    p->stopping = true;
-    pthread_mutex_unlock(&p->mu);
-    pthread_cond_signal(&p->wake);
-    pthread_join(p->thread, NULL);
-    p->thread_started = false;
+    rc_worker_stop(&p->w);
 }
 
 const rc_processor_factory rc_batch_processor_factory = {

@@ -67,6 +67,7 @@
 #include "core/log.h"
 #include "core/memlimit.h"
 #include "core/metrics.h"
+#include "core/worker.h"
 #include "llm/conventions.h"
 #include "llm/span_attrs.h"
 
@@ -190,9 +191,8 @@ typedef struct customer_processor {
     bool drop_original;
     const rc_consumer *next;
 
-    /* trace map, customers and held batches, under mu */
-    pthread_mutex_t mu;
-    pthread_cond_t wake;
+    /* trace map, customers and held batches, under w.mu */
+    rc_worker w;
     trace_ent **buckets;
     size_t n_buckets, n_entries;
     trace_ent *oldest, *newest; /* update order */
@@ -202,8 +202,6 @@ typedef struct customer_processor {
     uint64_t generation; /* bumped when a trace gets its customer */
     held *held_first, *held_last;
     size_t held_bytes;
-    bool stopping, thread_started;
-    pthread_t thread;
 
     gauge_stats *stats;
     rc_counter *invalid_fields, *wait_skipped, *waited_spans, *evictions, *failed_spans;
@@ -423,7 +421,7 @@ static bool grow_cbuckets(customer_processor *p)
 }
 
 /* The record equal to v with one more reference, made when new; NULL when
- * the memory limiter or the heap refuses. Called under mu. */
+ * the memory limiter or the heap refuses. Called under w.mu. */
 static cust_rec *intern(customer_processor *p, const cust_view *v)
 {
     uint64_t h = hash_view(v);
@@ -554,7 +552,7 @@ static void publish_stats(customer_processor *p)
 }
 
 /* Drops expired traces, then the least recently updated ones while a bound
- * is passed. Called under mu. */
+ * is passed. Called under w.mu. */
 static void trim_map(customer_processor *p, int64_t now, size_t room)
 {
     while (p->oldest && p->oldest->expires_ms <= now)
@@ -589,7 +587,7 @@ static bool grow_buckets(customer_processor *p)
  * stays (a later span naming another keeps its own attribute but does not
  * re-assign the trace); the same customer with more params replaces the
  * record. Returns the trace's record, NULL when it could not be kept.
- * Called under mu. */
+ * Called under w.mu. */
 static cust_rec *remember(customer_processor *p, const uint8_t *id, const cust_view *v, int64_t now)
 {
     trace_ent *e = find_trace(p, id);
@@ -637,7 +635,7 @@ static cust_rec *remember(customer_processor *p, const uint8_t *id, const cust_v
     return c;
 }
 
-/* The live customer record of a trace, or NULL. Called under mu. */
+/* The live customer record of a trace, or NULL. Called under w.mu. */
 static cust_rec *lookup(customer_processor *p, const uint8_t *id, int64_t now)
 {
     trace_ent *e = find_trace(p, id);
@@ -840,11 +838,11 @@ static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, 
                 counts->n[SRC_ATTRIBUTE]++;
                 const uint8_t *tid = trace_id_of(s);
                 if (tid) {
-                    pthread_mutex_lock(&p->mu);
+                    pthread_mutex_lock(&p->w.mu);
                     cust_rec *known = remember(p, tid, &v, rc_now_ms());
                     if (known) write_missing_params(&c, &v, &known->v);
                     publish_stats(p);
-                    pthread_mutex_unlock(&p->mu);
+                    pthread_mutex_unlock(&p->w.mu);
                 }
             } else if (!add_pending(pend, n_pend, &cap, r, i)) {
                 return false;
@@ -857,7 +855,7 @@ static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, 
 
 /* Gives pending span ps its customer from the trace map, the header or the
  * default; with `may_wait`, a span with none of those is left for later
- * and false returned. Called under mu. */
+ * and false returned. Called under w.mu. */
 static bool resolve(customer_processor *p, rc_batch *b, const pending_span *ps, bool may_wait,
                     int64_t now, source_counts *counts)
 {
@@ -913,11 +911,11 @@ static void pass_on(customer_processor *p, rc_batch *b)
 static void release(customer_processor *p, held *h)
 {
     source_counts counts = {{0}};
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->w.mu);
     int64_t now = rc_now_ms();
     for (size_t i = 0; i < h->n_pending; i++)
         resolve(p, h->batch, &h->pending[i], false, now, &counts);
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->w.mu);
     add_counts(p, &counts);
     pass_on(p, h->batch);
     free(h->pending);
@@ -942,9 +940,9 @@ static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
     }
     /* Second pass: the trace, the header, or wait. Spans that can be
      * resolved now are moved out of the pending list. */
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->w.mu);
     int64_t now = rc_now_ms();
-    bool may_wait = p->wait_ms > 0 && !p->stopping && !p->next->durable;
+    bool may_wait = p->wait_ms > 0 && !p->w.stopping && !p->next->durable;
     size_t waiting = 0;
     for (size_t i = 0; i < n_pend; i++)
         if (!resolve(p, b, &pend[i], may_wait, now, &counts)) pend[waiting++] = pend[i];
@@ -968,10 +966,10 @@ static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
         }
     }
     publish_stats(p);
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->w.mu);
     add_counts(p, &counts);
     if (h) {
-        pthread_cond_signal(&p->wake);
+        rc_worker_wake(&p->w);
         return RC_OK;
     }
     free(pend);
@@ -980,7 +978,7 @@ static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
 
 /* --- the waiting thread ------------------------------------------------------------- */
 
-/* True when every trace h waits for has its customer. Under mu. */
+/* True when every trace h waits for has its customer. Under w.mu. */
 static bool all_known(customer_processor *p, held *h, int64_t now)
 {
     while (h->resolved < h->n_pending) {
@@ -992,13 +990,13 @@ static bool all_known(customer_processor *p, held *h, int64_t now)
     return true;
 }
 
-/* Unlinks and returns the held batches that may go now. Under mu. */
+/* Unlinks and returns the held batches that may go now. Under w.mu. */
 static held *take_due(customer_processor *p, int64_t now, bool check_known)
 {
     held *due = NULL, **tail = &due, *prev = NULL;
     for (held *h = p->held_first, *nx; h; h = nx) {
         nx = h->next;
-        if (p->stopping || h->deadline_ms <= now || (check_known && all_known(p, h, now))) {
+        if (p->w.stopping || h->deadline_ms <= now || (check_known && all_known(p, h, now))) {
             if (prev)
                 prev->next = nx;
             else
@@ -1021,7 +1019,7 @@ static void *customer_loop(void *arg)
     customer_processor *p = arg;
     uint64_t seen_generation = 0;
     int64_t last_sweep = rc_now_ms();
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->w.mu);
     for (;;) {
         int64_t now = rc_now_ms();
         bool news = p->generation != seen_generation;
@@ -1033,30 +1031,29 @@ static void *customer_loop(void *arg)
             last_sweep = now;
         }
         if (due) {
-            pthread_mutex_unlock(&p->mu);
+            pthread_mutex_unlock(&p->w.mu);
             for (held *h = due, *nx; h; h = nx) {
                 nx = h->next;
                 release(p, h);
             }
-            pthread_mutex_lock(&p->mu);
+            pthread_mutex_lock(&p->w.mu);
             continue;
         }
-        if (p->stopping) break;
+        if (p->w.stopping) break;
         /* Sleep to the first deadline (or a second, for the sweep); news
          * of a trace's customer wakes us, at most every RECHECK_MIN_MS. */
         int64_t wait = 1000;
         if (p->held_first && p->held_first->deadline_ms - now < wait)
             wait = p->held_first->deadline_ms - now;
         if (wait < 1) wait = 1;
-        struct timespec until = rc_deadline_ts(rc_now_ms() + wait);
-        pthread_cond_timedwait(&p->wake, &p->mu, &until);
-        if (p->held_first && p->generation != seen_generation && !p->stopping) {
-            pthread_mutex_unlock(&p->mu);
+        rc_worker_wait(&p->w, rc_now_ms() + wait);
+        if (p->held_first && p->generation != seen_generation && !p->w.stopping) {
+            pthread_mutex_unlock(&p->w.mu);
             nanosleep(&(struct timespec){0, RECHECK_MIN_MS * 1000000L}, NULL);
-            pthread_mutex_lock(&p->mu);
+            pthread_mutex_lock(&p->w.mu);
         }
     }
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->w.mu);
     return NULL;
 }
 
@@ -1113,8 +1110,7 @@ static void customer_destroy(void *inst)
     free(p->buckets);
     free(p->cbuckets);
     if (p->stats) publish_stats(p);
-    pthread_cond_destroy(&p->wake);
-    pthread_mutex_destroy(&p->mu);
+    rc_worker_destroy(&p->w);
     free(p->default_copy);
     free(p->from_header);
     free(p->id);
@@ -1161,12 +1157,7 @@ static void *customer_create(const rc_component_id *id, rc_cfg *cfg, rc_error *e
 {
     customer_processor *p = calloc(1, sizeof *p);
     if (!p) goto oom;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    rc_worker_init(&p->w);
     if (!(p->id = strdup(id->id))) goto oom;
     if (parse_config(p, cfg, err) != RC_OK) {
         customer_destroy(p);
@@ -1221,24 +1212,17 @@ static rc_status customer_start(void *inst, const rc_consumer *next, rc_error *e
         p->by_source[i] = rc_counter_register("respan_processor_customer_spans",
                                               "Spans by where their customer came from.", l);
     }
-    if (pthread_create(&p->thread, NULL, customer_loop, p) != 0) {
+    if (!rc_worker_start(&p->w, customer_loop, p)) {
         rc_error_set(err, "%s: cannot start its thread", p->id);
         return RC_EIO;
     }
-    p->thread_started = true;
     return RC_OK;
 }
 
 static void customer_shutdown(void *inst)
 {
     customer_processor *p = inst;
-    if (!p->thread_started) return;
-    pthread_mutex_lock(&p->mu);
-    p->stopping = true;
-    pthread_mutex_unlock(&p->mu);
-    pthread_cond_signal(&p->wake);
-    pthread_join(p->thread, NULL);
-    p->thread_started = false;
+    rc_worker_stop(&p->w);
 }
 
 const rc_processor_factory rc_customer_processor_factory = {
