@@ -240,7 +240,8 @@ static uint32_t key_of(const rc_queue_record *r)
     return same ? key : BAD_KEY;
 }
 
-static rc_error last_err;
+/* The last append's error, per thread: the stress tests append from several. */
+static _Thread_local rc_error last_err;
 
 static rc_status append_rec(rc_queue *q, uint32_t key, uint32_t weight, size_t len)
 {
