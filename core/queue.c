@@ -994,7 +994,10 @@ rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, r
         pthread_mutex_unlock(&q->mu);
     }
     if (cp != local) free(cp);
-    return st;
+    /* Not persisted is not accepted: the client must send again (503 /
+     * UNAVAILABLE), not give the spans up, whether the disk was full or
+     * failed. */
+    return st == RC_EIO ? RC_EBUSY : st;
 }
 
 /* --- take / done ---------------------------------------------------------- */

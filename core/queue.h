@@ -98,12 +98,14 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
  * record been done or released. */
 void rc_queue_close(rc_queue *q);
 
-/* Appends every chunk or none. RC_EBUSY when the queue (or the disk) is
- * full, RC_ETOOBIG when the chunks could never fit, RC_EIO when a write
- * failed (nothing of this call is kept) or the sync failed (the records
- * were written and may still be delivered: the caller's client retries,
- * so they may arrive twice, which at-least-once allows). Returns after
- * the records are as durable as the queue's durability promises. */
+/* Appends every chunk or none. RC_ETOOBIG when the chunks could never fit;
+ * RC_EBUSY when they cannot be made durable now: the queue or the disk is
+ * full, a write failed (nothing of this call is kept) or the sync failed
+ * (the records were written and may still be delivered: the caller's
+ * client retries, so they may arrive twice, which at-least-once allows).
+ * RC_EBUSY is "retry later" to every receiver (503 / UNAVAILABLE); err
+ * says which it was. Returns after the records are as durable as the
+ * queue's durability promises. */
 rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err);
 
 /* Takes the oldest untaken records, in order, for delivery. Waits until the

@@ -484,9 +484,6 @@ static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
     }
     size_t n = cut_records(x, lines, chunks, cap);
     st = rc_queue_append(x->q, chunks, n, err);
-    /* A failed write or sync means "not persisted": the client must send
-     * again (503 / UNAVAILABLE), not give the spans up (500). */
-    if (st == RC_EIO) st = RC_EBUSY;
     update_queue_gauge(x);
 out:
     free(chunks);
