@@ -104,7 +104,6 @@ Python client (tests/system put tests/lib on sys.path):
 """
 
 import argparse
-import atexit
 import http.client
 import http.server
 import json
@@ -112,13 +111,15 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 import zlib
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import process  # noqa: E402  (tests/lib, beside this file)
 
 MAX_BODY_BYTES = 256 * 1024 * 1024  # above the exporter's 100 MiB batch cap
 IDLE_TIMEOUT_S = 120  # a keep-alive connection idle this long is closed
@@ -722,14 +723,6 @@ def main(argv=None):
 
 # --- Python client ---------------------------------------------------------------
 
-_standins = []
-
-
-@atexit.register
-def _kill_standins():
-    for s in _standins:
-        s.kill()
-
 
 class Standin:
     """One stand-in process, run by a Python test: its own temporary
@@ -765,11 +758,7 @@ class Standin:
             cmd += ["--record", self.record_path]
         if keep != "all":
             cmd += ["--keep", keep]
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err,
-                                         start_new_session=True)
-        _standins.append(self)
+        self.proc = process.spawn(cmd, self.stderr_path)
         self._wait_listening(timeout)
         return self
 
@@ -869,31 +858,13 @@ class Standin:
 
     def stop(self, timeout=10):
         """SIGTERM and wait: the exit code, or None when it had to be killed."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return None
-        return self.proc.returncode
+        return process.stop(self.proc, timeout)
 
     def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        process.kill(self.proc)
 
     def stderr(self):
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return process.read_text(self.stderr_path)
 
     def cleanup(self):
         self.kill()

@@ -4,22 +4,19 @@ need, and report results.
 
 Each test file starts its own collector on ports it found free itself and
 writes into its own temporary directory, so ctest can run the files in
-parallel. The collector runs in a session (process group) of its own and is
-killed at interpreter exit whatever happened, so a failing test never
-leaves one behind holding ports. Its stderr goes to a file in the temporary
-directory; the Runner prints it when a case fails.
+parallel. The collector runs as tests/lib/process.py runs every child: in a
+session of its own, killed at interpreter exit whatever happened. Its
+stderr goes to a file in the temporary directory; the Runner prints it when
+a case fails.
 
 Standard library only: the tests must run on a bare Debian with python3.
 """
 
-import atexit
 import http.client
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,23 +27,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 # The writer is shared with the corpus and golden generators; the test files
 # import these names (and read_fields below) from this module.
 from protowire import pb_bytes, pb_fixed64, pb_varint, tag, varint  # noqa: E402,F401
+import process  # noqa: E402
 
 SOURCE_DIR = os.environ.get(
     "RC_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 COLLECTOR_BIN = os.environ.get("RC_BIN", os.path.join(SOURCE_DIR, "build", "respan-collector"))
 
-_running = []
-
-
-@atexit.register
-def _kill_leftovers():
-    for proc in _running:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
 
 
 def free_ports(n):
@@ -122,11 +108,8 @@ class Collector:
         with open(self.config_path, "w") as f:
             f.write(file_exporter_config(self.ports, self.out_path, memory_limit_mib,
                                          http_extra, grpc_extra))
-        self.stderr_file = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([COLLECTOR_BIN, "--config", self.config_path],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.stderr_file, start_new_session=True)
-        _running.append(self.proc)
+        self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path],
+                                  self.stderr_path)
         self.wait_healthy(timeout)
         return self
 
@@ -155,29 +138,13 @@ class Collector:
 
     def stop(self, timeout=20):
         """SIGTERM and wait; the exit code, or None when it had to be killed."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-                return None
-        return self.proc.returncode
+        return process.stop(self.proc, timeout)
 
     def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        process.kill(self.proc)
 
     def stderr(self):
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return process.read_text(self.stderr_path)
 
     def vm_hwm_kib(self):
         """Peak resident set size so far, from /proc/PID/status."""

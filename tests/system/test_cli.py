@@ -24,6 +24,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector import (COLLECTOR_BIN, Collector, Runner, file_exporter_config,  # noqa: E402
                        free_ports, port_is_free, post_traces, request)
+import process  # noqa: E402  (tests/lib, put on sys.path by collector)
 
 workdir = tempfile.mkdtemp(prefix="rc-cli-")
 last_stderr = [""]  # of the last command, for failure messages
@@ -179,14 +180,10 @@ def case_embedded_default():
         return
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # no HOME, no XDG_*
     err_path = os.path.join(workdir, "default.stderr")
-    with open(err_path, "wb") as err_file:
-        proc = subprocess.Popen([COLLECTOR_BIN], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err_file, env=env, cwd=workdir,
-                                start_new_session=True)
+    proc = process.spawn([COLLECTOR_BIN], err_path, env=env, cwd=workdir)
     try:
         healthy = wait_default_healthy(proc)
-        with open(err_path, encoding="utf-8", errors="replace") as f:
-            err = f.read()
+        err = process.read_text(err_path)
         last_stderr[0] = err
         if not healthy and re.search(r"in use|bind|listen", err, re.I):
             print("    SKIP: a default port was taken meanwhile: %s" % err.strip()[-300:])
@@ -203,9 +200,7 @@ def case_embedded_default():
         code = proc.wait(20)
         assert code == 0, "exit status after SIGTERM: %r" % code
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        process.kill(proc)
 
 
 def wait_default_healthy(proc, timeout=15):

@@ -41,7 +41,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import collector as collector_mod  # noqa: E402
+import process  # noqa: E402
 from collector import (COLLECTOR_BIN, Collector, Runner, free_ports, kv_string,  # noqa: E402
                        port_is_free, post_traces, request, span_pb, trace_request_pb)
 from protowire import pb_bytes, pb_double, pb_varint  # noqa: E402
@@ -216,13 +216,8 @@ class RespanCollector(Collector):
             grpc, http_port, health, metrics = free_ports(4)
             self.ports = {"grpc": grpc, "http": http_port, "health": health, "metrics": metrics}
         self.write_config()
-        if getattr(self, "stderr_file", None) is not None:
-            self.stderr_file.close()  # of the previous run
-        self.stderr_file = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([COLLECTOR_BIN, "--config", self.config_path],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.stderr_file, start_new_session=True)
-        collector_mod._running.append(self.proc)
+        self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path],
+                                  self.stderr_path)
         self.wait_healthy(timeout)
         return self
 
@@ -664,15 +659,10 @@ class DefaultRun:
     def __init__(self, cwd, env):
         self.cwd = cwd
         self.err_path = os.path.join(cwd, "stderr.log")
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen([COLLECTOR], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd,
-                                         start_new_session=True)
-        collector_mod._running.append(self.proc)
+        self.proc = process.spawn([COLLECTOR], self.err_path, env=env, cwd=cwd)
 
     def stderr(self):
-        with open(self.err_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return process.read_text(self.err_path)
 
     def healthy(self, timeout=15):
         deadline = time.monotonic() + timeout
@@ -691,19 +681,11 @@ class DefaultRun:
         return False
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
+        process.stop(self.proc, 20)
         return self.proc.returncode
 
     def kill(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        process.kill(self.proc)
 
 
 def default_ports_busy():

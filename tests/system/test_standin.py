@@ -31,6 +31,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from collector import Runner, request  # noqa: E402
+import process  # noqa: E402
 from respan_standin import Standin  # noqa: E402
 
 KEY = "sk-test-standin"
@@ -546,9 +547,8 @@ def cli_standin(args, timeout=10):
     start it: yields (proc, port); killed and its directory removed after."""
     d = tempfile.mkdtemp(prefix="rc-standin-cli-")
     port_file = os.path.join(d, "port")
-    with open(os.path.join(d, "stderr.log"), "wb") as err:
-        proc = subprocess.Popen([sys.executable, Standin.SCRIPT, "--port", "0", "--port-file",
-                                 port_file] + args, stderr=err, start_new_session=True)
+    proc = process.spawn([sys.executable, Standin.SCRIPT, "--port", "0", "--port-file", port_file]
+                         + args, os.path.join(d, "stderr.log"))
     try:
         deadline = time.monotonic() + timeout
         while not os.path.exists(port_file):
@@ -559,9 +559,7 @@ def cli_standin(args, timeout=10):
             port = int(f.read())
         yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        process.kill(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 
