@@ -3,14 +3,12 @@
  *
  * Every test file starts its own collector on ports it found free itself
  * and writes into its own temporary directory, so ctest can run the files
- * in parallel. The collector is spawned in a process group of its own; a
- * process 'exit' hook kills every group still alive, so a failing or
- * crashing test never leaves a collector behind holding ports.
+ * in parallel. The collector is spawned through lib/process.mjs: in a
+ * process group of its own, killed on exit if still alive.
  *
  * The binary comes from RC_BIN (set by tests/CMakeLists.txt); stderr is
  * kept in memory and printed when the test file fails.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -18,22 +16,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { killGroup, spawnGroup } from './process.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const sourceDir = process.env.RC_SOURCE_DIR || path.resolve(here, '../../..');
 export const collectorBin = process.env.RC_BIN || path.join(sourceDir, 'build', 'respan-collector');
-
-const running = new Set();
-process.on('exit', () => {
-  for (const proc of running) killGroup(proc, 'SIGKILL');
-});
-
-function killGroup(proc, signal) {
-  try {
-    process.kill(-proc.pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
 
 /* Distinct free loopback ports: all listeners stay open until every port
  * is known, so the kernel cannot hand the same one out twice. */
@@ -145,36 +132,45 @@ export class Collector {
     return fileExporterConfig({ ports: this.ports, outPath: this.outPath, httpExtra, grpcExtra, memoryLimitMib });
   }
 
-  /* Writes the config, spawns the binary and waits until the health check
-   * answers 200. Throws (with the collector's stderr) when it never does.
-   * `options` go to configText(). */
+  /* Picks free ports, writes the config, spawns the binary and waits until
+   * the health check answers 200. Throws (with the collector's stderr)
+   * when it never does. `options` go to configText(). */
   async start(options = {}) {
     const [grpc, httpPort, health, metrics] = await freePorts(4);
     this.ports = { grpc, http: httpPort, health, metrics };
-    fs.writeFileSync(this.configPath, this.configText(options));
-    this.proc = spawn(collectorBin, ['--config', this.configPath], {
-      detached: true,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    running.add(this.proc);
-    this.proc.stderr.on('data', (c) => {
-      this.stderr += c.toString();
-    });
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        running.delete(this.proc);
-        resolve(this.exit);
-      });
-      this.proc.on('error', (e) => {
-        this.stderr += `spawn ${collectorBin}: ${e.message}\n`;
-        this.exit = { code: null, signal: null, error: e };
-        running.delete(this.proc);
-        resolve(this.exit);
-      });
-    });
+    this.rewriteConfig(options);
+    return this.spawnAndWait();
+  }
+
+  /* Starts again after an exit (or crash): same config file, same ports
+   * (and so the same queue directory, for a respan pipeline). */
+  async restart() {
+    if (this.alive()) throw new Error(`collector still running (pid ${this.proc.pid})`);
+    this.stderr += `--- restarted (${new Date().toISOString()}) ---\n`;
+    return this.spawnAndWait();
+  }
+
+  async spawnAndWait() {
+    spawnGroup(this, collectorBin, ['--config', this.configPath]);
     await this.waitHealthy(15000);
     return this;
+  }
+
+  /* Replaces the config file in one rename, so a SIGHUP never reads half. */
+  rewriteConfig(options) {
+    const tmp = `${this.configPath}.tmp`;
+    fs.writeFileSync(tmp, this.configText(options));
+    fs.renameSync(tmp, this.configPath);
+  }
+
+  signal(name) {
+    this.proc.kill(name);
+  }
+
+  /* SIGKILL to the process group; waits for the exit. */
+  async crash() {
+    killGroup(this.proc, 'SIGKILL');
+    return this.exited;
   }
 
   async waitHealthy(timeoutMs) {

@@ -2,69 +2,28 @@
  * standin.mjs - the stand-in Respan API (tests/lib/respan_standin.py) and a
  * collector whose `respan` exporter talks to it, for the end-to-end tests.
  *
- * Standin runs the Python stand-in as a real HTTP server process, in a
- * process group of its own that a process 'exit' hook kills, like the
- * collectors of lib/collector.mjs. It binds a free port (--port 0) and
+ * Standin runs the Python stand-in as a real HTTP server process, spawned
+ * through lib/process.mjs like the collectors. It binds a free port (--port 0) and
  * writes it to a port file; restart() comes back on that same port, so a
  * collector configured with its URL needs no change. The control API
  * (/_control/*, see the script's top comment) is wrapped as methods.
  *
  * RespanCollector is lib/collector.mjs's Collector with the pipeline
  * OTLP -> customer -> cost -> batch -> respan, its queue and dead-letter
- * file in the collector's temporary directory. Unlike Collector it can be
- * started again on the same ports and queue after a kill (restart()), and
- * its config can be rewritten in place for a SIGHUP reload (rewriteConfig
- * + signal). Exporter settings are YAML flow entries given to start().
+ * file in the collector's temporary directory, so that restart() after a
+ * crash() comes back on the same queue; metric() and deadLetters() read
+ * what it did. Exporter settings are YAML flow entries given to start()
+ * (or to rewriteConfig() before a SIGHUP).
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
-import { Collector, collectorBin, freePorts, httpGet, makeTempDir, sourceDir } from './collector.mjs';
+import { Collector, httpGet, makeTempDir, sourceDir } from './collector.mjs';
+import { killGroup, spawnGroup } from './process.mjs';
 
 const standinScript = path.join(sourceDir, 'tests', 'lib', 'respan_standin.py');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/* Every process group this module started and that is still alive. */
-const running = new Set();
-process.on('exit', () => {
-  for (const proc of running) killGroup(proc, 'SIGKILL');
-});
-
-function killGroup(proc, signal) {
-  try {
-    process.kill(-proc.pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
-
-/* Spawns `cmd args` in its own process group with stderr appended to
- * owner.stderr; sets owner.proc, owner.exit (null while alive) and
- * owner.exited (a promise of { code, signal }). */
-function spawnGroup(owner, cmd, args) {
-  const proc = spawn(cmd, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
-  owner.proc = proc;
-  owner.exit = null;
-  running.add(proc);
-  proc.stderr.on('data', (c) => {
-    owner.stderr += c.toString();
-  });
-  owner.exited = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      running.delete(proc);
-      if (owner.proc === proc) owner.exit = { code, signal };
-      resolve({ code, signal });
-    });
-    proc.on('error', (e) => {
-      running.delete(proc);
-      owner.stderr += `spawn ${cmd}: ${e.message}\n`;
-      if (owner.proc === proc) owner.exit = { code: null, signal: null, error: e };
-      resolve({ code: null, signal: null, error: e });
-    });
-  });
-}
 
 /* One JSON request to the stand-in's control API; throws unless 200. */
 function controlCall(port, method, urlPath, body) {
@@ -328,44 +287,6 @@ export class RespanCollector extends Collector {
   /* options: { url, apiKey, respan, queue } as respanPipelineConfig. */
   configText(options = {}) {
     return respanPipelineConfig({ ports: this.ports, dir: this.dir, ...options });
-  }
-
-  /* Picks free ports, writes the config, spawns, waits for health. */
-  async start(options = {}) {
-    const [grpc, httpPort, health, metrics] = await freePorts(4);
-    this.ports = { grpc, http: httpPort, health, metrics };
-    this.rewriteConfig(options);
-    return this.spawnAndWait();
-  }
-
-  /* Starts again after an exit (or kill): same config file, same ports,
-   * same queue directory. */
-  async restart() {
-    if (this.alive()) throw new Error(`collector still running (pid ${this.proc.pid})`);
-    this.stderr += `--- restarted (${new Date().toISOString()}) ---\n`;
-    return this.spawnAndWait();
-  }
-
-  async spawnAndWait() {
-    spawnGroup(this, collectorBin, ['--config', this.configPath]);
-    await this.waitHealthy(15000);
-    return this;
-  }
-
-  rewriteConfig(options) {
-    const tmp = `${this.configPath}.tmp`;
-    fs.writeFileSync(tmp, this.configText(options));
-    fs.renameSync(tmp, this.configPath);
-  }
-
-  signal(name) {
-    this.proc.kill(name);
-  }
-
-  /* SIGKILL to the process group; waits for the exit. */
-  async crash() {
-    killGroup(this.proc, 'SIGKILL');
-    return this.exited;
   }
 
   /* The value of one series on /metrics: `labels` is a substring of its
