@@ -66,8 +66,33 @@ def flow(extra):
     return "".join(", %s: %s" % (k, v) for k, v in (extra or {}).items())
 
 
-def file_exporter_config(ports, out_path, memory_limit_mib=256, http_extra=None,
-                         grpc_extra=None, batch="{ send_batch_size: 8192, timeout: 200ms }"):
+def pipeline_config(ports, processors, exporters, pipeline_processors=None,
+                    memory_limit_mib=None, http_extra=None, grpc_extra=None):
+    """The YAML every test collector shares: the OTLP receiver on
+    ports["grpc"] and ports["http"], the health check and the metrics
+    endpoint, and one traces pipeline. processors and exporters map a
+    component id to its section: a YAML flow map as a string, or the lines
+    of a block map as a list. pipeline_processors (default: every processor)
+    is the pipeline's list; memory_limit_mib None leaves the default."""
+    def section(components):
+        lines = []
+        for cid, body in components.items():
+            if isinstance(body, list):
+                lines += ["  %s:" % cid] + ["    %s" % line for line in body]
+            else:
+                lines.append("  %s: %s" % (cid, body))
+        return lines
+
+    if pipeline_processors is None:
+        pipeline_processors = list(processors)
+    service = [
+        "service:",
+        "  extensions: [health_check]",
+        '  telemetry: { metrics: { endpoint: "127.0.0.1:%d" }, logs: { level: info } }'
+        % ports["metrics"],
+    ]
+    if memory_limit_mib is not None:
+        service.append("  memory_limit_mib: %d" % memory_limit_mib)
     return "\n".join([
         "receivers:",
         "  otlp:",
@@ -75,20 +100,23 @@ def file_exporter_config(ports, out_path, memory_limit_mib=256, http_extra=None,
         '      grpc: { endpoint: "127.0.0.1:%d"%s }' % (ports["grpc"], flow(grpc_extra)),
         '      http: { endpoint: "127.0.0.1:%d"%s }' % (ports["http"], flow(http_extra)),
         "processors:",
-        "  batch: %s" % batch,
-        "exporters:",
-        "  file: { path: %s }" % json.dumps(out_path),
+    ] + section(processors) + ["exporters:"] + section(exporters) + [
         "extensions:",
         '  health_check: { endpoint: "127.0.0.1:%d" }' % ports["health"],
-        "service:",
-        "  extensions: [health_check]",
-        '  telemetry: { metrics: { endpoint: "127.0.0.1:%d" }, logs: { level: info } }'
-        % ports["metrics"],
-        "  memory_limit_mib: %d" % memory_limit_mib,
+    ] + service + [
         "  pipelines:",
-        "    traces: { receivers: [otlp], processors: [batch], exporters: [file] }",
+        "    traces: { receivers: [otlp], processors: [%s], exporters: [%s] }"
+        % (", ".join(pipeline_processors), ", ".join(exporters)),
         "",
     ])
+
+
+def file_exporter_config(ports, out_path, memory_limit_mib=256, http_extra=None,
+                         grpc_extra=None, batch="{ send_batch_size: 8192, timeout: 200ms }"):
+    return pipeline_config(ports, {"batch": batch},
+                           {"file": "{ path: %s }" % json.dumps(out_path)},
+                           memory_limit_mib=memory_limit_mib, http_extra=http_extra,
+                           grpc_extra=grpc_extra)
 
 
 class Collector:

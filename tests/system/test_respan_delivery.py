@@ -43,7 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import process  # noqa: E402
 from collector import (COLLECTOR_BIN, Collector, Runner, free_ports, kv_string,  # noqa: E402
-                       port_is_free, post_traces, request, span_pb, trace_request_pb)
+                       pipeline_config, port_is_free, post_traces, request, span_pb,
+                       trace_request_pb)
 from protowire import pb_bytes, pb_double, pb_varint  # noqa: E402
 from respan_standin import Standin  # noqa: E402
 
@@ -149,35 +150,13 @@ def merged(base, over):
 
 
 def respan_config(ports, exporter, processors=("customer", "cost", "batch")):
-    lines = [
-        "receivers:",
-        "  otlp:",
-        "    protocols:",
-        '      grpc: { endpoint: "127.0.0.1:%d" }' % ports["grpc"],
-        '      http: { endpoint: "127.0.0.1:%d" }' % ports["http"],
-        "processors:",
-        "  customer: {}",
-        "  cost: {}",
-        "  batch: { send_batch_size: 8192, timeout: 200ms }",
-        "exporters:",
-        "  respan:",
-    ]
-    lines += ["    %s: %s" % (k, yaml_flow(v) if isinstance(v, dict) else
-                               json.dumps(v) if isinstance(v, str) else v)
+    sections = {"customer": "{}", "cost": "{}",
+                "batch": "{ send_batch_size: 8192, timeout: 200ms }"}
+    respan = ["%s: %s" % (k, yaml_flow(v) if isinstance(v, dict) else
+                          json.dumps(v) if isinstance(v, str) else v)
               for k, v in exporter.items()]
-    lines += [
-        "extensions:",
-        '  health_check: { endpoint: "127.0.0.1:%d" }' % ports["health"],
-        "service:",
-        "  extensions: [health_check]",
-        '  telemetry: { metrics: { endpoint: "127.0.0.1:%d" }, logs: { level: info } }'
-        % ports["metrics"],
-        "  pipelines:",
-        "    traces: { receivers: [otlp], processors: [%s], exporters: [respan] }"
-        % ", ".join(processors),
-        "",
-    ]
-    return "\n".join(lines)
+    return pipeline_config(ports, sections, {"respan": respan},
+                           pipeline_processors=processors)
 
 
 class RespanCollector(Collector):

@@ -45,14 +45,22 @@ export function makeTempDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), `rc-${prefix}-`));
 }
 
-/* The YAML of a collector with the OTLP receiver, the batch processor and
- * the file exporter. `httpExtra`/`grpcExtra` are extra keys of the protocol
- * sections, e.g. { read_timeout: '2s' }, written as YAML flow entries. */
-export function fileExporterConfig({ ports, outPath, memoryLimitMib = 256, httpExtra = {}, grpcExtra = {} }) {
+/* The YAML every test collector shares: the OTLP receiver on ports.grpc
+ * and ports.http, the health check and the metrics endpoint, and one traces
+ * pipeline through `processors` to `exporters` (maps of component id to
+ * its section: a YAML flow map as a string, or the lines of a block map as
+ * an array of 'key: value' strings). `httpExtra`/`grpcExtra` are extra keys
+ * of the protocol sections, e.g. { read_timeout: '2s' }, as YAML flow
+ * entries. */
+export function pipelineConfig({ ports, processors, exporters, memoryLimitMib = 256, httpExtra = {}, grpcExtra = {} }) {
   const flow = (obj) =>
     Object.entries(obj)
       .map(([k, v]) => `, ${k}: ${v}`)
       .join('');
+  const section = (components) =>
+    Object.entries(components).flatMap(([id, body]) =>
+      Array.isArray(body) ? [`  ${id}:`, ...body.map((line) => `    ${line}`)] : [`  ${id}: ${body}`],
+    );
   return [
     'receivers:',
     '  otlp:',
@@ -60,9 +68,9 @@ export function fileExporterConfig({ ports, outPath, memoryLimitMib = 256, httpE
     `      grpc: { endpoint: "127.0.0.1:${ports.grpc}"${flow(grpcExtra)} }`,
     `      http: { endpoint: "127.0.0.1:${ports.http}"${flow(httpExtra)} }`,
     'processors:',
-    '  batch: { send_batch_size: 8192, timeout: 200ms }',
+    ...section(processors),
     'exporters:',
-    `  file: { path: ${JSON.stringify(outPath)} }`,
+    ...section(exporters),
     'extensions:',
     `  health_check: { endpoint: "127.0.0.1:${ports.health}" }`,
     'service:',
@@ -70,9 +78,21 @@ export function fileExporterConfig({ ports, outPath, memoryLimitMib = 256, httpE
     `  telemetry: { metrics: { endpoint: "127.0.0.1:${ports.metrics}" }, logs: { level: info } }`,
     `  memory_limit_mib: ${memoryLimitMib}`,
     '  pipelines:',
-    '    traces: { receivers: [otlp], processors: [batch], exporters: [file] }',
+    `    traces: { receivers: [otlp], processors: [${Object.keys(processors).join(', ')}], exporters: [${Object.keys(exporters).join(', ')}] }`,
     '',
   ].join('\n');
+}
+
+/* OTLP -> batch -> the file exporter writing outPath. */
+export function fileExporterConfig({ ports, outPath, memoryLimitMib, httpExtra, grpcExtra }) {
+  return pipelineConfig({
+    ports,
+    processors: { batch: '{ send_batch_size: 8192, timeout: 200ms }' },
+    exporters: { file: `{ path: ${JSON.stringify(outPath)} }` },
+    memoryLimitMib,
+    httpExtra,
+    grpcExtra,
+  });
 }
 
 export function httpGet(port, urlPath, timeoutMs = 2000) {

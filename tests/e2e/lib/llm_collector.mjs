@@ -8,31 +8,15 @@
  * `customer` and `cost` are the processors' config sections as YAML flow
  * maps, e.g. '{ propagation_wait: 3s, from_header: x-customer-id }'.
  */
-import { Collector } from './collector.mjs';
+import { Collector, pipelineConfig } from './collector.mjs';
 
-export function llmPipelineConfig({ ports, outPath, customer, cost, memoryLimitMib = 256 }) {
-  return [
-    'receivers:',
-    '  otlp:',
-    '    protocols:',
-    `      grpc: { endpoint: "127.0.0.1:${ports.grpc}" }`,
-    `      http: { endpoint: "127.0.0.1:${ports.http}" }`,
-    'processors:',
-    `  customer: ${customer}`,
-    `  cost: ${cost}`,
-    '  batch: { send_batch_size: 8192, timeout: 100ms }',
-    'exporters:',
-    `  file: { path: ${JSON.stringify(outPath)} }`,
-    'extensions:',
-    `  health_check: { endpoint: "127.0.0.1:${ports.health}" }`,
-    'service:',
-    '  extensions: [health_check]',
-    `  telemetry: { metrics: { endpoint: "127.0.0.1:${ports.metrics}" }, logs: { level: info } }`,
-    `  memory_limit_mib: ${memoryLimitMib}`,
-    '  pipelines:',
-    '    traces: { receivers: [otlp], processors: [customer, cost, batch], exporters: [file] }',
-    '',
-  ].join('\n');
+export function llmPipelineConfig({ ports, outPath, customer, cost, memoryLimitMib }) {
+  return pipelineConfig({
+    ports,
+    processors: { customer, cost, batch: '{ send_batch_size: 8192, timeout: 100ms }' },
+    exporters: { file: `{ path: ${JSON.stringify(outPath)} }` },
+    memoryLimitMib,
+  });
 }
 
 export class LlmCollector extends Collector {

@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
-import { Collector, httpGet, makeTempDir, sourceDir } from './collector.mjs';
+import { Collector, httpGet, makeTempDir, pipelineConfig, sourceDir } from './collector.mjs';
 import { killGroup, spawnGroup } from './process.mjs';
 
 const standinScript = path.join(sourceDir, 'tests', 'lib', 'respan_standin.py');
@@ -252,29 +252,11 @@ export function respanPipelineConfig({ ports, dir, url, apiKey, respan = {}, que
     ...respan,
     sending_queue: `{ ${flow(sendingQueue)} }`,
   };
-  return [
-    'receivers:',
-    '  otlp:',
-    '    protocols:',
-    `      grpc: { endpoint: "127.0.0.1:${ports.grpc}" }`,
-    `      http: { endpoint: "127.0.0.1:${ports.http}" }`,
-    'processors:',
-    '  customer: {}',
-    '  cost: {}',
-    '  batch: { send_batch_size: 8192, timeout: 100ms }',
-    'exporters:',
-    '  respan:',
-    ...Object.entries(exporter).map(([k, v]) => `    ${k}: ${v}`),
-    'extensions:',
-    `  health_check: { endpoint: "127.0.0.1:${ports.health}" }`,
-    'service:',
-    '  extensions: [health_check]',
-    `  telemetry: { metrics: { endpoint: "127.0.0.1:${ports.metrics}" }, logs: { level: info } }`,
-    '  memory_limit_mib: 256',
-    '  pipelines:',
-    '    traces: { receivers: [otlp], processors: [customer, cost, batch], exporters: [respan] }',
-    '',
-  ].join('\n');
+  return pipelineConfig({
+    ports,
+    processors: { customer: '{}', cost: '{}', batch: '{ send_batch_size: 8192, timeout: 100ms }' },
+    exporters: { respan: Object.entries(exporter).map(([k, v]) => `${k}: ${v}`) },
+  });
 }
 
 export class RespanCollector extends Collector {
