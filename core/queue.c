@@ -938,7 +938,7 @@ static rc_status check_room(rc_queue *q, uint64_t total, rc_error *err)
 /* Writes the records of an append, all or none, then waits for the sync
  * that covers them. Under mu. */
 static rc_status write_and_sync(rc_queue *q, const rc_queue_chunk *chunks, size_t n, prepared *cp,
-                                uint64_t total, rc_error *err)
+                                uint64_t total, uint64_t *first_id, rc_error *err)
 {
     /* Rolling changes the active segment, which a running sync relies on. */
     while (q->syncing && q->active &&
@@ -946,6 +946,9 @@ static rc_status write_and_sync(rc_queue *q, const rc_queue_chunk *chunks, size_
         pthread_cond_wait(&q->synced, &q->mu);
     rc_status st = check_room(q, total, err);
     if (st != RC_OK) return st;
+    /* The lock is held from here to the last record's push: nobody else's
+     * record can come between, so the ids are consecutive. */
+    *first_id = q->head_id + q->count;
     size_t done = 0;
     for (; done < n && st == RC_OK; done++)
         st = write_record(q, &chunks[done], &cp[done], err);
@@ -960,6 +963,13 @@ static rc_status write_and_sync(rc_queue *q, const rc_queue_chunk *chunks, size_
 }
 
 rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err)
+{
+    uint64_t first;
+    return rc_queue_append_ids(q, chunks, n, &first, err);
+}
+
+rc_status rc_queue_append_ids(rc_queue *q, const rc_queue_chunk *chunks, size_t n,
+                              uint64_t *first_id, rc_error *err)
 {
     if (n == 0) return RC_OK;
     uint64_t total = 0;
@@ -989,7 +999,7 @@ rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, r
     if (st == RC_OK) {
         prepare_outside_lock(q, chunks, n, cp);
         pthread_mutex_lock(&q->mu);
-        st = write_and_sync(q, chunks, n, cp, total, err);
+        st = write_and_sync(q, chunks, n, cp, total, first_id, err);
         drop_copies(q, cp, n);
         pthread_mutex_unlock(&q->mu);
     }
@@ -1026,6 +1036,16 @@ static bool ready(rc_queue *q, uint64_t max_weight, size_t max_bytes, uint64_t l
     return rc_now_ms() >= *wait_until;
 }
 
+/* Marks a waiting entry TAKEN and describes it in *out. Under mu. */
+static void mark_taken(rc_queue *q, entry *e, uint64_t id, rc_queue_record *out)
+{
+    e->state = E_TAKEN;
+    q->untaken_weight -= e->weight;
+    q->untaken_bytes -= e->len;
+    q->untaken_count--;
+    *out = (rc_queue_record){id, e->mem, e->len, e->weight};
+}
+
 /* Marks up to max_records entries TAKEN and describes them in out. */
 static size_t claim(rc_queue *q, rc_queue_record *out, entry **claimed, size_t max_records,
                     uint64_t max_weight, size_t max_bytes)
@@ -1036,13 +1056,9 @@ static size_t claim(rc_queue *q, rc_queue_record *out, entry **claimed, size_t m
         entry *e = entry_of(q, id);
         if (e->state != E_QUEUED) continue;
         if (n && (weight + e->weight > max_weight || bytes + e->len > max_bytes)) break;
-        e->state = E_TAKEN;
         weight += e->weight;
         bytes += e->len;
-        q->untaken_weight -= e->weight;
-        q->untaken_bytes -= e->len;
-        q->untaken_count--;
-        out[n] = (rc_queue_record){id, e->mem, e->len, e->weight};
+        mark_taken(q, e, id, &out[n]);
         claimed[n++] = e;
     }
     return n;
@@ -1074,6 +1090,18 @@ static enum read_result read_claimed(rc_queue *q, rc_queue_record *r, segment *s
     return READ_OK;
 }
 
+/* Reads a claimed record; a corrupt one is dropped (it can never be
+ * delivered) and one that failed to read is put back to be tried again. */
+static enum read_result read_or_give_back(rc_queue *q, rc_queue_record *r, segment *s, uint64_t off)
+{
+    enum read_result rr = read_claimed(q, r, s, off);
+    if (rr == READ_CORRUPT)
+        rc_queue_done(q, r);
+    else if (rr == READ_FAILED)
+        rc_queue_release(q, r);
+    return rr;
+}
+
 size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint64_t max_weight,
                      size_t max_bytes, uint64_t linger_ms)
 {
@@ -1102,18 +1130,7 @@ size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint
             out[kept++] = out[i];
             continue;
         }
-        enum read_result rr = read_claimed(q, &out[i], segs[i], offs[i]);
-        if (rr == READ_OK) {
-            out[kept++] = out[i];
-            continue;
-        }
-        /* A corrupt record can never be delivered; one that failed to read
-         * is put back to be tried again. */
-        rc_queue_record r = out[i];
-        if (rr == READ_CORRUPT)
-            rc_queue_done(q, &r);
-        else
-            rc_queue_release(q, &r);
+        if (read_or_give_back(q, &out[i], segs[i], offs[i]) == READ_OK) out[kept++] = out[i];
     }
     n = kept;
 out:
@@ -1121,6 +1138,47 @@ out:
     free(segs);
     free(offs);
     return n;
+}
+
+rc_status rc_queue_take_id(rc_queue *q, uint64_t id, rc_queue_record *out)
+{
+    pthread_mutex_lock(&q->mu);
+    entry *e = id >= q->head_id && id < q->head_id + q->count ? entry_of(q, id) : NULL;
+    if (!e || e->state != E_QUEUED) {
+        pthread_mutex_unlock(&q->mu);
+        return RC_EBUSY;
+    }
+    mark_taken(q, e, id, out);
+    segment *seg = e->mem ? NULL : e->seg;
+    uint64_t off = e->off;
+    if (seg) out->data = pool_take(q, out->len);
+    pthread_mutex_unlock(&q->mu);
+    if (!seg) return RC_OK;
+    switch (read_or_give_back(q, out, seg, off)) {
+    case READ_OK:
+        return RC_OK;
+    case READ_CORRUPT:
+        return RC_EINVAL;
+    default:
+        return RC_EIO;
+    }
+}
+
+void rc_queue_scan(rc_queue *q,
+                   bool (*fn)(void *arg, uint64_t id, const char *data, size_t len,
+                              uint32_t weight),
+                   void *arg)
+{
+    pthread_mutex_lock(&q->mu);
+    uint64_t first = q->head_id, end = q->head_id + q->count;
+    pthread_mutex_unlock(&q->mu);
+    for (uint64_t id = first; id < end; id++) {
+        rc_queue_record r;
+        if (rc_queue_take_id(q, id, &r) != RC_OK) continue;
+        bool more = fn(arg, r.id, r.data, r.len, r.weight);
+        rc_queue_release(q, &r);
+        if (!more) break;
+    }
 }
 
 static void pop_done(rc_queue *q)
@@ -1151,10 +1209,10 @@ static void append_ack(rc_queue *q, segment *s, uint64_t off)
     (void)w;
 }
 
-void rc_queue_done(rc_queue *q, rc_queue_record *r)
+/* Marks entry e done: acked on disk, its segment deleted once empty, its
+ * copy (if any) given back. Under mu. */
+static void mark_done(rc_queue *q, entry *e)
 {
-    pthread_mutex_lock(&q->mu);
-    entry *e = entry_of(q, r->id);
     segment *s = e->seg;
     e->state = E_DONE;
     q->live_records--;
@@ -1162,18 +1220,39 @@ void rc_queue_done(rc_queue *q, rc_queue_record *r)
         q->bytes -= REC_HDR + e->len;
         s->size -= REC_HDR + e->len;
     }
-    /* r->data is either the entry's copy or a buffer it was read into. */
-    if (e->mem)
-        entry_drop_copy(q, e);
-    else
-        pool_put(q, r->data);
-    r->data = NULL;
+    entry_drop_copy(q, e);
     s->live--;
     /* The ack only matters while the segment lives on. */
     if (s->fd >= 0 && (s->live > 0 || s == q->active)) append_ack(q, s, e->off);
     maybe_delete(q, s);
     pop_done(q);
+}
+
+void rc_queue_done(rc_queue *q, rc_queue_record *r)
+{
+    pthread_mutex_lock(&q->mu);
+    entry *e = entry_of(q, r->id);
+    /* r->data is either the entry's copy (given back by mark_done) or a
+     * buffer it was read into. */
+    if (!e->mem) pool_put(q, r->data);
+    r->data = NULL;
+    mark_done(q, e);
     pthread_mutex_unlock(&q->mu);
+}
+
+bool rc_queue_done_id(rc_queue *q, uint64_t id)
+{
+    pthread_mutex_lock(&q->mu);
+    entry *e = id >= q->head_id && id < q->head_id + q->count ? entry_of(q, id) : NULL;
+    bool waiting = e && e->state == E_QUEUED;
+    if (waiting) {
+        q->untaken_weight -= e->weight;
+        q->untaken_bytes -= e->len;
+        q->untaken_count--;
+        mark_done(q, e);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return waiting;
 }
 
 void rc_queue_release(rc_queue *q, rc_queue_record *r)

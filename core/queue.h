@@ -107,6 +107,10 @@ void rc_queue_close(rc_queue *q);
  * says which it was. Returns after the records are as durable as the
  * queue's durability promises. */
 rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err);
+/* The same, and on RC_OK sets *first_id to the id of the first record: the
+ * records of one append have consecutive ids. */
+rc_status rc_queue_append_ids(rc_queue *q, const rc_queue_chunk *chunks, size_t n,
+                              uint64_t *first_id, rc_error *err);
 
 /* Takes the oldest untaken records, in order, for delivery. Waits until the
  * untaken records reach max_weight or max_bytes, or the oldest of them has
@@ -117,9 +121,30 @@ rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, r
 size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint64_t max_weight,
                      size_t max_bytes, uint64_t linger_ms);
 
+/* Takes one record by id, whatever its place in the queue, for a caller
+ * that decides the order itself (the span hold, core/span_hold.h). RC_OK:
+ * *out is the record, taken as by rc_queue_take. RC_EBUSY: the id is not
+ * waiting (taken, done, or not yet appended). RC_EIO: it could not be read
+ * now and stays queued. RC_EINVAL: it no longer matches its checksum and
+ * was dropped (logged), as rc_queue_take drops such a record. */
+rc_status rc_queue_take_id(rc_queue *q, uint64_t id, rc_queue_record *out);
+
+/* Calls fn for every record not yet done, in order, with its payload (read
+ * back when it is not in memory; records that cannot be read are skipped
+ * and logged), then leaves it queued. For recovery: run it after open and
+ * before any taker starts. Stops early when fn returns false. */
+void rc_queue_scan(rc_queue *q,
+                   bool (*fn)(void *arg, uint64_t id, const char *data, size_t len,
+                              uint32_t weight),
+                   void *arg);
+
 /* The record was delivered (or dead-lettered): it is removed for good.
  * Takes r->data back. */
 void rc_queue_done(rc_queue *q, rc_queue_record *r);
+
+/* Marks a record that is waiting (not taken) done without reading it, for
+ * a caller that no longer needs it. False when the id is not waiting. */
+bool rc_queue_done_id(rc_queue *q, uint64_t id);
 
 /* Gives a taken record back, to be taken again first. Takes r->data back. */
 void rc_queue_release(rc_queue *q, rc_queue_record *r);
