@@ -214,6 +214,54 @@ otlp_export_request *rc_batch_view(const rc_batch *b, rc_arena *scratch)
     return req;
 }
 
+/* Stable partition of run->spans: unmarked first, then marked. Returns
+ * how many are unmarked. `tmp` has room for the run's marked spans. */
+static size_t partition_run(rc_span_run *run, const uint8_t *marks, otlp_span **tmp)
+{
+    size_t kept = 0, moved = 0;
+    for (size_t i = 0; i < run->n_spans; i++) {
+        if (marks[i])
+            tmp[moved++] = run->spans[i];
+        else
+            run->spans[kept++] = run->spans[i];
+    }
+    memcpy(run->spans + kept, tmp, moved * sizeof *tmp);
+    return kept;
+}
+
+rc_batch *rc_batch_split(rc_batch *b, const uint8_t *marks)
+{
+    rc_batch *out = rc_batch_new();
+    size_t longest = 0;
+    for (size_t r = 0; r < b->n_runs; r++)
+        if (b->runs[r].n_spans > longest) longest = b->runs[r].n_spans;
+    otlp_span **tmp = malloc((longest ? longest : 1) * sizeof *tmp);
+    if (!out || !tmp || !reserve_runs(out, b->n_runs)) {
+        free(tmp);
+        rc_batch_free(out);
+        return NULL;
+    }
+    size_t kept_runs = 0;
+    for (size_t r = 0; r < b->n_runs; r++) {
+        rc_span_run run = b->runs[r];
+        size_t kept = partition_run(&run, marks, tmp);
+        marks += run.n_spans;
+        if (kept < run.n_spans) {
+            rc_span_run tail = {run.owner, run.rs, run.ss, run.spans + kept, run.n_spans - kept};
+            push_run(out, &tail);                /* room reserved; takes the run's reference... */
+            if (kept) rc_request_ref(run.owner); /* ...and the head keeps one of its own */
+        }
+        if (kept) {
+            run.n_spans = kept;
+            b->runs[kept_runs++] = run;
+        }
+    }
+    b->n_runs = kept_runs;
+    b->n_spans -= out->n_spans;
+    free(tmp);
+    return out;
+}
+
 rc_batch *rc_batch_clone(const rc_batch *b)
 {
     rc_arena *scratch = rc_arena_new(4096);

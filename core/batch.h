@@ -83,6 +83,13 @@ bool rc_batch_append(rc_batch *b, const rc_span_run *run);
 bool rc_batch_move(rc_batch *dst, rc_batch *src);
 /* Takes the first `max_spans` spans out of b into a new batch. */
 rc_batch *rc_batch_take(rc_batch *b, size_t max_spans);
+/* Moves the spans marked in `marks` (one byte per span of b, in run order;
+ * non-zero: move) out of b into a new batch, keeping their order in each
+ * part. Runs are split in place: each run's slice of span pointers is
+ * reordered so that the spans staying come first, and the two parts share
+ * the request (each with its own reference). NULL when out of memory, b
+ * then unchanged; an empty batch when nothing was marked. */
+rc_batch *rc_batch_split(rc_batch *b, const uint8_t *marks);
 /* A deep copy in a fresh request, for fan-out to a second pipeline that may
  * modify spans. NULL when the memory limit refuses it. */
 rc_batch *rc_batch_clone(const rc_batch *b);
