@@ -49,8 +49,9 @@ static inline rc_status rc_consume(const rc_consumer *c, rc_batch *batch, rc_err
 
 /* What every factory's create() is told about the instance it makes. */
 typedef struct rc_component_id {
-    const char *id;   /* full id from the config, e.g. "batch/fast" */
-    const char *type; /* "batch" */
+    const char *id;       /* full id from the config, e.g. "batch/fast" */
+    const char *type;     /* "batch" */
+    const char *pipeline; /* processors: the pipeline's id ("traces/llm"); else NULL */
 } rc_component_id;
 
 typedef struct rc_receiver_factory {

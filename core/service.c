@@ -139,7 +139,10 @@ static bool valid_id_chars(const char *id)
 
 #define MAX_ID_LEN 100
 
-static rc_status create_component(component *c, const rc_cfg *where, rc_error *err)
+/* `pipeline_id` is the id of the pipeline a processor instance is made for
+ * (NULL for the templates made only to check their config). */
+static rc_status create_component(component *c, const rc_cfg *where, const char *pipeline_id,
+                                  rc_error *err)
 {
     char type[128];
     if (strlen(c->id) > MAX_ID_LEN || !valid_id_chars(c->id))
@@ -157,7 +160,7 @@ static rc_status create_component(component *c, const rc_cfg *where, rc_error *e
     if (!c->factory)
         return rc_cfg_error(err, where, "unknown %s type \"%s\" (known: %s)", kind_words[c->kind],
                             type, rc_list_types("rpex"[c->kind]));
-    rc_component_id cid = {c->id, type};
+    rc_component_id cid = {c->id, type, pipeline_id};
     c->inst = head_of(c)->create(&cid, c->cfg, err);
     return c->inst ? RC_OK : RC_EINVAL;
 }
@@ -207,7 +210,7 @@ static rc_status parse_section(rc_service *s, rc_cfg *root, comp_kind kind, rc_e
         if (rc_cfg_kind_of(c->cfg) == RC_CFG_NULL) c->cfg = NULL;
         /* Processors are created per pipeline; create a template here only
          * to report config errors even when no pipeline uses it. */
-        if (create_component(c, rc_cfg_at(sec, i) ? rc_cfg_at(sec, i) : sec, err) != RC_OK)
+        if (create_component(c, rc_cfg_at(sec, i) ? rc_cfg_at(sec, i) : sec, NULL, err) != RC_OK)
             return RC_EINVAL;
     }
     return RC_OK;
@@ -339,7 +342,7 @@ static rc_status build_processors(pipeline *p, component **templates, size_t n, 
             return RC_ENOMEM;
         }
         rc_error cerr;
-        if (create_component(c, c->cfg, &cerr) != RC_OK) {
+        if (create_component(c, c->cfg, p->id, &cerr) != RC_OK) {
             *err = cerr;
             return RC_EINVAL;
         }

@@ -77,7 +77,7 @@ static bool start(harness *h, const char *yaml)
         fprintf(stderr, "setup: %s\n", err.msg);
         return false;
     }
-    rc_component_id id = {"batch", "batch"};
+    rc_component_id id = {"batch", "batch", NULL};
     h->inst = h->f->create(&id, rc_cfg_get(h->root, "batch"), &err);
     if (!h->inst || h->f->start(h->inst, &h->next, &err) != RC_OK) {
         fprintf(stderr, "setup: %s\n", err.msg);
@@ -158,7 +158,7 @@ static void expect_config_error(const char *yaml, const char *needle)
     rc_cfg *root = NULL;
     rc_error err = {{0}};
     CHECK(rc_config_parse("cfg.yaml", yaml, strlen(yaml), &root, &err) == RC_OK);
-    rc_component_id id = {"batch", "batch"};
+    rc_component_id id = {"batch", "batch", NULL};
     void *inst = rc_find_processor("batch")->create(&id, rc_cfg_get(root, "batch"), &err);
     CHECK(inst == NULL);
     CHECK_CONTAINS(err.msg, needle);

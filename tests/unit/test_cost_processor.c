@@ -503,7 +503,7 @@ static bool start(harness *h, const char *yaml)
         fprintf(stderr, "setup: %s\n", err.msg);
         return false;
     }
-    rc_component_id id = {"cost", "cost"};
+    rc_component_id id = {"cost", "cost", NULL};
     h->inst = rc_cost_processor_factory.create(&id, rc_cfg_get(h->root, "cost"), &err);
     if (!h->inst || rc_cost_processor_factory.start(h->inst, &h->next, &err) != RC_OK) {
         fprintf(stderr, "setup: %s\n", err.msg);
@@ -689,7 +689,7 @@ static void expect_config_error(const char *yaml, const char *needle)
     rc_cfg *root = NULL;
     rc_error err = {{0}};
     CHECK(rc_config_parse("cfg.yaml", yaml, strlen(yaml), &root, &err) == RC_OK);
-    rc_component_id id = {"cost", "cost"};
+    rc_component_id id = {"cost", "cost", NULL};
     void *inst = rc_cost_processor_factory.create(&id, rc_cfg_get(root, "cost"), &err);
     CHECK(inst == NULL);
     CHECK_CONTAINS(err.msg, needle);

@@ -67,7 +67,7 @@ static void test_full_disk_leaves_no_torn_line(void)
     rc_error err = {{0}};
     CHECK(rc_config_parse("t.yaml", yaml, strlen(yaml), &root, &err) == RC_OK);
     const rc_exporter_factory *f = rc_find_exporter("file");
-    rc_component_id id = {"file", "file"};
+    rc_component_id id = {"file", "file", NULL};
     void *e = f->create(&id, rc_cfg_get(root, "file"), &err);
     CHECK(e && f->start(e, &err) == RC_OK);
 

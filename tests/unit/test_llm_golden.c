@@ -421,7 +421,7 @@ typedef struct pipeline {
 
 static void *create(const rc_processor_factory *f, const char *type, rc_cfg *root, rc_error *err)
 {
-    rc_component_id id = {type, type};
+    rc_component_id id = {type, type, NULL};
     return f->create(&id, rc_cfg_get(root, type), err);
 }
 

@@ -1088,7 +1088,7 @@ static rc_batch *through_processors(rc_batch *in)
     rc_error err = {{0}};
     holder h = {0};
     rc_consumer to_holder = {hold, &h, false};
-    rc_component_id cust_id = {"customer", "customer"}, cost_id = {"cost", "cost"};
+    rc_component_id cust_id = {"customer", "customer", NULL}, cost_id = {"cost", "cost", NULL};
     CHECK(rc_config_parse("test", yaml, strlen(yaml), &root, &err) == RC_OK);
     void *cost = rc_cost_processor_factory.create(&cost_id, rc_cfg_get(root, "cost"), &err);
     void *cust = rc_customer_processor_factory.create(&cust_id, rc_cfg_get(root, "customer"), &err);
