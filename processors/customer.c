@@ -5,71 +5,68 @@
  *   respan.customer_params.customer_identifier, .name, .email,
  *   .budget_duration, .period_budget, .total_budget, .period_start,
  *   .period_end, .markup_percentage, .rate_limit
- * and, where the span (or its resource) carries them,
+ * and the trace-level identifiers
  *   respan.thread_identifier, respan.session_identifier,
  *   respan.custom_identifier, respan.trace_group_identifier.
  * Everything is read through the one convention scanner (llm/conventions.h),
  * span first, then resource. Originals stay unless drop_original is set.
  *
- * Where the customer comes from, first match wins:
+ * Where a span's customer comes from, first match wins:
  *   1. the span's own attributes, then its resource's (every convention);
- *   2. the trace: another span of the same trace that carried one, in this
- *      request or another (the trace map below);
- *   3. the request header named by from_header (e.g. x-customer-id), for
- *      every span of that request;
+ *   2. its trace: what another span of the trace named, in this request or
+ *      another (processors/customer_traces.h keeps it per trace);
+ *   3. the request header named by from_header (e.g. x-customer-id);
  *   4. default_customer.
- * An explicit attribute of the trace is more specific than a header, which
- * says who sent the request, and a header more specific than a default.
+ * Identifiers and customer_params the span does not name itself come from
+ * its trace in the same way (params only from the same customer).
+ *
+ * Order does not matter. A batch is handled in two passes: the first reads
+ * every span and merges what each names into its trace; the second writes
+ * each span from its own facts and its trace's. So a trace's spans get the
+ * same attributes whether they arrive in one request or several, root
+ * first or last. Across requests that takes waiting:
+ *
+ * Waiting. A span with no customer (of its own, from its trace or from a
+ * header) whose trace is not settled yet (no customer known, root not
+ * arrived) may belong to a trace whose customer-naming span is still on
+ * its way: SDKs export children before their root. It waits in a span
+ * hold (core/span_hold.h) for at most propagation_wait (default 30 s):
+ * until its trace gets a customer, its root arrives, or the wait runs out;
+ * then it is finished like any other span and passed on, from the hold's
+ * thread. A root span, a span of a trace whose root was seen, and a span
+ * whose request names its customer in a header never wait.
+ *
+ *   - In front of an exporter that persists what it accepts
+ *     (rc_consumer.durable) the hold is on disk, fsync'd: the client is
+ *     answered once waiting spans are on disk, a SIGKILL loses nothing, and
+ *     after a restart they wait out what was left of their wait. What
+ *     settled a trace is written to the hold as a note before its spans
+ *     leave, so that a crash cannot cost them their customer either. At
+ *     SIGTERM waiting spans stay on disk for the next start.
+ *   - Otherwise the hold is in memory (charged to the memory limiter) and
+ *     emptied into the next stage at shutdown.
+ *   - At most max_held_mib waits (on disk: default 1024; in memory: 16).
+ *     Near the bound the oldest go on first; a request that finds it full
+ *     goes on at once. Both are counted (released_spans{reason="bound"});
+ *     nothing is dropped.
  *
  * Validation (an invalid field is dropped, counted in
  * respan_processor_customer_invalid_fields and logged at most every 10 s;
  * the span is kept): budget_duration in daily|weekly|monthly|yearly (any
  * case, written lower-case); period_start/end real YYYY-MM-DD dates;
  * period_budget, total_budget, markup_percentage, rate_limit numbers >= 0
- * (rate_limit an integer). Identifiers (customer, thread, session, custom,
- * trace group) are cut to 120 characters (code points, on a UTF-8
- * boundary), as Respan does.
- *
- * Trace-wide propagation. The Respan SDKs set the customer on one span but
- * it applies to the whole trace, whose spans may arrive in other requests.
- * A map trace id -> customer (TTL `ttl`, default 60 s, refreshed when a span
- * of the trace carries the customer again) remembers it. Customers are
- * interned (one record per distinct customer and params, reference-counted),
- * so an entry is a trace id, a pointer and list links: measured 7.3 MiB of
- * heap per 100k live traces of 1000 distinct customers
- * (test_customer_processor.c prints the figure). The map is bounded by
- * max_traces (default 100000) and max_memory_mib (default 32) and evicts
- * the least recently updated trace first; its heap is charged to the memory
- * limiter, and an entry the limiter refuses is simply not remembered.
- * Gauges: respan_processor_customer_trace_map_entries / _bytes.
- *
- * Waiting. A span whose customer is not known yet, by attribute, trace map
- * or header, may belong to a trace whose customer-carrying span is still on
- * its way (SDKs export children before their root). Such a span waits up to
- * propagation_wait (default 2 s, 0 disables waiting); it is then resolved
- * against the map and falls back to default_customer, or goes on without a
- * customer. Spans do not wait when a from_header value applies (the sender
- * said who it is for) or when propagation_wait is 0; they do wait when only
- * default_customer would apply, since a trace's own customer must beat the
- * default. What waits is the whole incoming batch (requests are never split,
- * so no other thread touches their arenas meanwhile); it goes on as soon as
- * every trace it waits for is known, at its deadline, or at shutdown, from
- * this processor's thread. Held requests stay charged to the memory limiter,
- * and at most max_held_mib (default 16) of them wait at once: beyond that a
- * batch is resolved at once (counted in respan_processor_customer_wait_
- * skipped_spans), so traffic without customers cannot fill the memory
- * budget with waiting spans. In front of an exporter that persists what it
- * accepts (rc_consumer.durable) nothing waits: a held span would have been
- * acknowledged while only in memory.
+ * (rate_limit an integer). Identifiers are cut to 120 characters (code
+ * points, on a UTF-8 boundary), as Respan does.
  */
 #include "core/clock.h"
 #include "core/component.h"
 #include "core/log.h"
-#include "core/memlimit.h"
 #include "core/metrics.h"
+#include "core/span_hold.h"
 #include "core/worker.h"
 #include "llm/conventions.h"
 #include "llm/span_attrs.h"
+#include "processors/customer_traces.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -81,9 +78,12 @@
 #include <time.h>
 
 #define MAX_IDENTIFIER_CHARS 120
-#define TRACE_ID_BYTES 16
+#define TRACE_ID_BYTES CT_TRACE_ID_BYTES
 #define WARN_EVERY_MS 10000
-#define RECHECK_MIN_MS 10
+#define DEFAULT_WAIT_MS 30000
+#define MAX_WAIT_MS (24 * 3600 * 1000ull)
+#define DEFAULT_HELD_MIB_DISK 1024
+#define DEFAULT_HELD_MIB_MEMORY 16
 
 /* --- the canonical keys ------------------------------------------------------- */
 
@@ -98,43 +98,16 @@
 #define K_MARKUP "respan.customer_params.markup_percentage"
 #define K_RATE_LIMIT "respan.customer_params.rate_limit"
 
-/* The identifiers written for every span from its own facts. */
+/* The identifiers, indexed by CT_THREAD .. CT_TRACE_GROUP. */
 static const struct {
     rc_fact_id fact;
     const char *key;
-} id_keys[] = {
-    {RC_FACT_THREAD_ID, "respan.thread_identifier"},
-    {RC_FACT_SESSION_ID, "respan.session_identifier"},
-    {RC_FACT_CUSTOM_ID, "respan.custom_identifier"},
-    {RC_FACT_TRACE_GROUP_ID, "respan.trace_group_identifier"},
+} id_keys[CT_N_IDS] = {
+    [CT_THREAD] = {RC_FACT_THREAD_ID, "respan.thread_identifier"},
+    [CT_SESSION] = {RC_FACT_SESSION_ID, "respan.session_identifier"},
+    [CT_CUSTOM] = {RC_FACT_CUSTOM_ID, "respan.custom_identifier"},
+    [CT_TRACE_GROUP] = {RC_FACT_TRACE_GROUP_ID, "respan.trace_group_identifier"},
 };
-
-/* --- a customer, validated ---------------------------------------------------- */
-
-/* Which optional fields a customer carries. */
-enum {
-    CV_NAME = 1 << 0,
-    CV_EMAIL = 1 << 1,
-    CV_BUDGET_DURATION = 1 << 2,
-    CV_PERIOD_BUDGET = 1 << 3,
-    CV_TOTAL_BUDGET = 1 << 4,
-    CV_PERIOD_START = 1 << 5,
-    CV_PERIOD_END = 1 << 6,
-    CV_MARKUP = 1 << 7,
-    CV_RATE_LIMIT = 1 << 8,
-    CV_ID = 1 << 9,
-};
-
-/* Borrowed view of a customer: from a span's facts, a map record or config.
- * Strings are NUL-terminated except id, which is id_len bytes (truncated). */
-typedef struct cust_view {
-    const char *id;
-    size_t id_len;
-    const char *name, *email, *budget_duration, *period_start, *period_end;
-    double period_budget, total_budget, markup;
-    int64_t rate_limit;
-    unsigned have;
-} cust_view;
 
 /* Bytes of the first MAX_IDENTIFIER_CHARS code points of s. Decoded strings
  * are valid UTF-8, so counting non-continuation bytes counts code points. */
@@ -169,50 +142,40 @@ static bool valid_date(const char *s)
 
 /* --- the processor ------------------------------------------------------------- */
 
-typedef struct cust_rec cust_rec;
-typedef struct trace_ent trace_ent;
-typedef struct held held;
+/* Why a span that waited went on (released_spans{reason}). */
+enum { R_ATTRIBUTION, R_ROOT, R_TIMEOUT, R_BOUND, R_SHUTDOWN, R_EVICTED, R_COUNT };
+static const char *const reason_names[R_COUNT] = {"attribution", "root",     "timeout",
+                                                  "bound",       "shutdown", "evicted"};
 
-/* Map and gauge figures, kept per processor id for the life of the process
- * because the metrics registry keeps gauge arguments that long. */
-typedef struct gauge_stats {
-    struct gauge_stats *next;
-    char *id;
-    atomic_size_t entries, bytes, held_spans;
-} gauge_stats;
+/* Where a span's customer came from (spans{source}). */
+enum { SRC_ATTRIBUTE, SRC_TRACE, SRC_HEADER, SRC_DEFAULT, SRC_NONE, SRC_COUNT };
+static const char *const source_names[SRC_COUNT] = {"attribute", "trace", "header", "default",
+                                                    "none"};
 
 typedef struct customer_processor {
-    char *id;
+    char *id, *pipeline;
     /* config */
     const char *default_customer; /* = default_copy, truncated, or NULL */
     char *default_copy;
     char *from_header; /* lower-case */
-    uint64_t ttl_ms, wait_ms, max_traces, max_bytes, max_held_bytes;
+    char *hold_dir;    /* configured, or NULL for the default */
+    uint64_t ttl_ms, wait_ms, max_traces, max_map_bytes, held_mib; /* held_mib 0: default */
     bool drop_original;
     const rc_consumer *next;
 
-    /* trace map, customers and held batches, under w.mu */
-    rc_worker w;
-    trace_ent **buckets;
-    size_t n_buckets, n_entries;
-    trace_ent *oldest, *newest; /* update order */
-    cust_rec **cbuckets;
-    size_t n_cbuckets, n_customers;
-    size_t map_bytes;
-    uint64_t generation; /* bumped when a trace gets its customer */
-    held *held_first, *held_last;
-    size_t held_bytes;
+    pthread_mutex_t mu; /* guards map */
+    ct_map *map;
+    ct_roots *roots;
+    rc_hold *hold;     /* NULL when spans never wait (propagation_wait 0) */
+    rc_worker sweeper; /* without a hold, ticks in its stead */
 
-    gauge_stats *stats;
-    rc_counter *invalid_fields, *wait_skipped, *waited_spans, *evictions, *failed_spans;
-    rc_counter *by_source[5];
-    /* rate-limited warning */
+    rc_counter *invalid_fields, *waited_spans, *evictions, *failed_spans, *note_failures;
+    rc_counter *by_source[SRC_COUNT], *released[R_COUNT];
+    rc_counter *g_entries, *g_bytes, *g_waiting, *g_held_bytes;
+    /* rate-limited warnings */
     _Atomic int64_t last_warn_ms;
     atomic_ulong suppressed_warns;
 } customer_processor;
-
-enum { SRC_ATTRIBUTE, SRC_TRACE, SRC_HEADER, SRC_DEFAULT, SRC_NONE };
-static const char *const source_names[] = {"attribute", "trace", "header", "default", "none"};
 
 static void warn_invalid(customer_processor *p, const char *field, const char *why)
 {
@@ -227,6 +190,23 @@ static void warn_invalid(customer_processor *p, const char *field, const char *w
     rc_warn(p->id, "dropped customer_params field %s: %s (%lu more since the last warning)", field,
             why, more);
 }
+
+/* Publishes the map's and the hold's figures. Map figures under mu. */
+static void publish_map_stats(customer_processor *p)
+{
+    rc_counter_add(p->evictions, ct_map_take_evictions(p->map));
+    rc_gauge_set(p->g_entries, ct_map_entries(p->map));
+    rc_gauge_set(p->g_bytes, ct_map_bytes(p->map));
+}
+
+static void publish_hold_stats(customer_processor *p)
+{
+    if (!p->hold) return;
+    rc_gauge_set(p->g_waiting, rc_hold_spans(p->hold));
+    rc_gauge_set(p->g_held_bytes, rc_hold_bytes(p->hold));
+}
+
+/* --- a span's own customer, validated ------------------------------------------ */
 
 /* Notes field `bit` of the span at hand as invalid: counted, logged. */
 static void invalid_field(customer_processor *p, unsigned *invalid, unsigned bit, const char *field,
@@ -255,7 +235,7 @@ static const struct {
 };
 
 static void validate_date(customer_processor *p, const rc_facts *f, rc_fact_id fact, unsigned bit,
-                          const char *name, const char **out, cust_view *v, unsigned *invalid)
+                          const char *name, const char **out, ct_customer *v, unsigned *invalid)
 {
     const char *s = rc_facts_str(f, fact);
     if (!s) return;
@@ -268,7 +248,7 @@ static void validate_date(customer_processor *p, const rc_facts *f, rc_fact_id f
 }
 
 static void validate_amount(customer_processor *p, const rc_facts *f, rc_fact_id fact, unsigned bit,
-                            const char *name, double *out, cust_view *v, unsigned *invalid)
+                            const char *name, double *out, ct_customer *v, unsigned *invalid)
 {
     if (!rc_facts_has(f, fact)) return;
     double d = f->f[fact].d;
@@ -280,11 +260,12 @@ static void validate_amount(customer_processor *p, const rc_facts *f, rc_fact_id
     v->have |= bit;
 }
 
-/* Builds the validated view of the customer fields in f, whether or not f
- * names a customer; returns whether it does. Invalid fields (also values
- * the scanner rejected as the wrong type) are left out, their CV_ bits set
- * in *invalid, counted and logged. */
-static bool view_of_facts(customer_processor *p, const rc_facts *f, cust_view *v, unsigned *invalid)
+/* Builds the validated customer of the facts f, whether or not f names a
+ * customer id. Invalid fields (also values the scanner rejected as the
+ * wrong type) are left out, their CV_ bits set in *invalid, counted and
+ * logged. */
+static void customer_of_facts(customer_processor *p, const rc_facts *f, ct_customer *v,
+                              unsigned *invalid)
 {
     memset(v, 0, sizeof *v);
     *invalid = 0;
@@ -318,339 +299,25 @@ static bool view_of_facts(customer_processor *p, const rc_facts *f, cust_view *v
             invalid_field(p, invalid, CV_RATE_LIMIT, "rate_limit", "negative");
         }
     }
-    if (!rc_facts_has(f, RC_FACT_CUSTOMER_ID)) return false;
+    if (!rc_facts_has(f, RC_FACT_CUSTOMER_ID)) return;
     v->id = f->f[RC_FACT_CUSTOMER_ID].s;
     v->id_len = identifier_len(v->id, f->f[RC_FACT_CUSTOMER_ID].len);
     v->have |= CV_ID;
-    return true;
 }
 
-/* --- interned customer records ----------------------------------------------------- */
-
-struct cust_rec {
-    cust_rec *next; /* hash chain */
-    uint64_t hash;
-    size_t refs;
-    size_t bytes;
-    cust_view v; /* strings point into data */
-    char data[];
-};
-
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ull;
-    return h;
-}
-
-static uint64_t hash_str(uint64_t h, const char *s)
-{
-    return hash_bytes(h, s ? s : "", s ? strlen(s) + 1 : 1);
-}
-
-static uint64_t hash_view(const cust_view *v)
-{
-    uint64_t h = hash_bytes(14695981039346656037ull, v->id, v->id_len);
-    h = hash_bytes(h, &v->have, sizeof v->have);
-    h = hash_str(h, v->name);
-    h = hash_str(h, v->email);
-    h = hash_str(h, v->budget_duration);
-    h = hash_str(h, v->period_start);
-    h = hash_str(h, v->period_end);
-    double nums[3] = {v->period_budget, v->total_budget, v->markup};
-    h = hash_bytes(h, nums, sizeof nums);
-    return hash_bytes(h, &v->rate_limit, sizeof v->rate_limit);
-}
-
-static bool same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same_view(const cust_view *a, const cust_view *b)
-{
-    return a->id_len == b->id_len && memcmp(a->id, b->id, a->id_len) == 0 && a->have == b->have &&
-           same_str(a->name, b->name) && same_str(a->email, b->email) &&
-           same_str(a->budget_duration, b->budget_duration) &&
-           same_str(a->period_start, b->period_start) && same_str(a->period_end, b->period_end) &&
-           a->period_budget == b->period_budget && a->total_budget == b->total_budget &&
-           a->markup == b->markup && a->rate_limit == b->rate_limit;
-}
-
-/* Copies string s into the record's data at *at. */
-static const char *pack(char *data, size_t *at, const char *s, size_t n)
-{
-    if (!s) return NULL;
-    char *d = data + *at;
-    memcpy(d, s, n);
-    d[n] = 0;
-    *at += n + 1;
-    return d;
-}
-
-static size_t slen(const char *s)
-{
-    return s ? strlen(s) + 1 : 0;
-}
-
-/* Heap bytes an allocation of n really takes (glibc: 16-byte granules and
- * an 8-byte header), so the byte gauge tracks the heap, not sizeof. */
-static size_t heap_size(size_t n)
-{
-    return (n + 8 + 15) & ~(size_t)15;
-}
-
-static bool grow_cbuckets(customer_processor *p)
-{
-    size_t n = p->n_cbuckets ? p->n_cbuckets * 2 : 256;
-    cust_rec **b = calloc(n, sizeof *b);
-    if (!b) return false;
-    for (size_t i = 0; i < p->n_cbuckets; i++)
-        for (cust_rec *c = p->cbuckets[i], *nx; c; c = nx) {
-            nx = c->next;
-            c->next = b[c->hash & (n - 1)];
-            b[c->hash & (n - 1)] = c;
-        }
-    p->map_bytes +=
-        heap_size(n * sizeof *b) - (p->n_cbuckets ? heap_size(p->n_cbuckets * sizeof *b) : 0);
-    free(p->cbuckets);
-    p->cbuckets = b;
-    p->n_cbuckets = n;
-    return true;
-}
-
-/* The record equal to v with one more reference, made when new; NULL when
- * the memory limiter or the heap refuses. Called under w.mu. */
-static cust_rec *intern(customer_processor *p, const cust_view *v)
-{
-    uint64_t h = hash_view(v);
-    if (p->n_cbuckets)
-        for (cust_rec *c = p->cbuckets[h & (p->n_cbuckets - 1)]; c; c = c->next)
-            if (c->hash == h && same_view(&c->v, v)) {
-                c->refs++;
-                return c;
-            }
-    if (p->n_customers >= p->n_cbuckets && !grow_cbuckets(p)) return NULL;
-    size_t data = v->id_len + 1 + slen(v->name) + slen(v->email) + slen(v->period_start) +
-                  slen(v->period_end);
-    size_t bytes = heap_size(sizeof(cust_rec) + data);
-    if (!rc_mem_try_charge(bytes)) return NULL;
-    cust_rec *c = malloc(sizeof(cust_rec) + data);
-    if (!c) {
-        rc_mem_release(bytes);
-        return NULL;
-    }
-    size_t at = 0;
-    c->v = *v;
-    c->v.id = pack(c->data, &at, v->id, v->id_len);
-    c->v.name = pack(c->data, &at, v->name, v->name ? strlen(v->name) : 0);
-    c->v.email = pack(c->data, &at, v->email, v->email ? strlen(v->email) : 0);
-    c->v.period_start = pack(c->data, &at, v->period_start, v->period_start ? 10 : 0);
-    c->v.period_end = pack(c->data, &at, v->period_end, v->period_end ? 10 : 0);
-    /* budget_duration points at a static literal already */
-    c->hash = h;
-    c->refs = 1;
-    c->bytes = bytes;
-    c->next = p->cbuckets[h & (p->n_cbuckets - 1)];
-    p->cbuckets[h & (p->n_cbuckets - 1)] = c;
-    p->n_customers++;
-    p->map_bytes += bytes;
-    return c;
-}
-
-static void unref_customer(customer_processor *p, cust_rec *c)
-{
-    if (--c->refs) return;
-    cust_rec **pp = &p->cbuckets[c->hash & (p->n_cbuckets - 1)];
-    while (*pp != c)
-        pp = &(*pp)->next;
-    *pp = c->next;
-    p->n_customers--;
-    p->map_bytes -= c->bytes;
-    rc_mem_release(c->bytes);
-    free(c);
-}
-
-/* --- the trace map ------------------------------------------------------------------ */
-
-struct trace_ent {
-    trace_ent *next;          /* hash chain */
-    trace_ent *older, *newer; /* update order */
-    cust_rec *cust;
-    int64_t expires_ms;
-    uint8_t id[TRACE_ID_BYTES];
-};
-
-#define ENTRY_BYTES heap_size(sizeof(trace_ent))
-
-static size_t trace_hash(const uint8_t *id)
-{
-    uint64_t a, b;
-    memcpy(&a, id, 8);
-    memcpy(&b, id + 8, 8);
-    /* Both halves count: some SDKs leave one half zero or repeat it. */
-    uint64_t h = a * 0x9E3779B97F4A7C15ull + b;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ull;
-    return (size_t)(h ^ (h >> 32));
-}
-
-static trace_ent **slot_of(customer_processor *p, const uint8_t *id)
-{
-    trace_ent **pp = &p->buckets[trace_hash(id) & (p->n_buckets - 1)];
-    while (*pp && memcmp((*pp)->id, id, TRACE_ID_BYTES) != 0)
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static trace_ent *find_trace(customer_processor *p, const uint8_t *id)
-{
-    return p->n_buckets ? *slot_of(p, id) : NULL;
-}
-
-static void unlink_order(customer_processor *p, trace_ent *e)
-{
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        p->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        p->newest = e->older;
-    e->older = e->newer = NULL;
-}
-
-static void link_newest(customer_processor *p, trace_ent *e)
-{
-    e->older = p->newest;
-    e->newer = NULL;
-    if (p->newest)
-        p->newest->newer = e;
-    else
-        p->oldest = e;
-    p->newest = e;
-}
-
-static void remove_trace(customer_processor *p, trace_ent *e)
-{
-    trace_ent **pp = slot_of(p, e->id);
-    *pp = e->next;
-    unlink_order(p, e);
-    unref_customer(p, e->cust);
-    p->n_entries--;
-    p->map_bytes -= ENTRY_BYTES;
-    rc_mem_release(ENTRY_BYTES);
-    free(e);
-}
-
-static void publish_stats(customer_processor *p)
-{
-    atomic_store(&p->stats->entries, p->n_entries);
-    atomic_store(&p->stats->bytes, p->map_bytes);
-}
-
-/* Drops expired traces, then the least recently updated ones while a bound
- * is passed. Called under w.mu. */
-static void trim_map(customer_processor *p, int64_t now, size_t room)
-{
-    while (p->oldest && p->oldest->expires_ms <= now)
-        remove_trace(p, p->oldest);
-    while (p->oldest && (p->n_entries + room > p->max_traces ||
-                         p->map_bytes + room * ENTRY_BYTES > p->max_bytes)) {
-        remove_trace(p, p->oldest);
-        rc_counter_add(p->evictions, 1);
-    }
-}
-
-static bool grow_buckets(customer_processor *p)
-{
-    size_t n = p->n_buckets ? p->n_buckets * 2 : 1024;
-    trace_ent **b = calloc(n, sizeof *b);
-    if (!b) return false;
-    for (size_t i = 0; i < p->n_buckets; i++)
-        for (trace_ent *e = p->buckets[i], *nx; e; e = nx) {
-            nx = e->next;
-            e->next = b[trace_hash(e->id) & (n - 1)];
-            b[trace_hash(e->id) & (n - 1)] = e;
-        }
-    p->map_bytes +=
-        heap_size(n * sizeof *b) - (p->n_buckets ? heap_size(p->n_buckets * sizeof *b) : 0);
-    free(p->buckets);
-    p->buckets = b;
-    p->n_buckets = n;
-    return true;
-}
-
-/* Records that trace `id` belongs to v. The first customer of a trace
- * stays (a later span naming another keeps its own attribute but does not
- * re-assign the trace); the same customer with more params replaces the
- * record. Returns the trace's record, NULL when it could not be kept.
- * Called under w.mu. */
-static cust_rec *remember(customer_processor *p, const uint8_t *id, const cust_view *v, int64_t now)
-{
-    trace_ent *e = find_trace(p, id);
-    if (e) {
-        const cust_view *old = &e->cust->v;
-        if (old->id_len == v->id_len && memcmp(old->id, v->id, v->id_len) == 0 &&
-            (v->have & ~old->have)) {
-            cust_rec *c = intern(p, v);
-            if (c) {
-                unref_customer(p, e->cust);
-                e->cust = c;
-            }
-        }
-        e->expires_ms = now + (int64_t)p->ttl_ms;
-        unlink_order(p, e);
-        link_newest(p, e);
-        return e->cust;
-    }
-    if (p->max_traces == 0) return NULL;
-    trim_map(p, now, 1);
-    /* Load factor at most 1; a failed growth only makes chains longer. */
-    if (p->n_entries >= p->n_buckets && p->n_buckets < (size_t)1 << 30 && !grow_buckets(p) &&
-        p->n_buckets == 0)
-        return NULL;
-    cust_rec *c = intern(p, v);
-    if (!c) return NULL;
-    if (!rc_mem_try_charge(ENTRY_BYTES)) {
-        unref_customer(p, c);
-        return NULL;
-    }
-    if (!(e = calloc(1, sizeof *e))) {
-        rc_mem_release(ENTRY_BYTES);
-        unref_customer(p, c);
-        return NULL;
-    }
-    memcpy(e->id, id, TRACE_ID_BYTES);
-    e->cust = c;
-    e->expires_ms = now + (int64_t)p->ttl_ms;
-    trace_ent **pp = slot_of(p, id);
-    *pp = e;
-    link_newest(p, e);
-    p->n_entries++;
-    p->map_bytes += ENTRY_BYTES;
-    p->generation++;
-    return c;
-}
-
-/* The live customer record of a trace, or NULL. Called under w.mu. */
-static cust_rec *lookup(customer_processor *p, const uint8_t *id, int64_t now)
-{
-    trace_ent *e = find_trace(p, id);
-    return e && e->expires_ms > now ? e->cust : NULL;
-}
-
-/* --- writing a customer onto a span ------------------------------------------------ */
+/* --- writing onto a span ---------------------------------------------------------- */
 
 typedef struct span_ctx {
-    customer_processor *p;
     otlp_span *span;
     rc_attr_list attrs;
-    const rc_facts *facts; /* the span's own, or NULL */
+    const rc_facts *facts; /* the span's own scan, or NULL */
     uint64_t written;      /* facts written from the span's own attributes */
 } span_ctx;
+
+static span_ctx ctx_of(rc_span_run *run, otlp_span *s, const rc_facts *facts)
+{
+    return (span_ctx){s, rc_attr_list_of_span(s, run->owner->arena), facts, 0};
+}
 
 /* Writes s unless it is the value already under the canonical key. */
 static void put_str(span_ctx *c, rc_fact_id fact, const char *key, const char *s, size_t n)
@@ -661,41 +328,45 @@ static void put_str(span_ctx *c, rc_fact_id fact, const char *key, const char *s
     rc_attr_set_strn(&c->attrs, key, s, n);
 }
 
-static void write_customer(span_ctx *c, const cust_view *v)
+/* Writes the fields of v named in `which` (CV_ bits). */
+static void write_fields(span_ctx *c, const ct_customer *v, unsigned which)
 {
-    put_str(c, RC_FACT_CUSTOMER_ID, K_CUSTOMER_ID, v->id, v->id_len);
-    if (v->have & CV_NAME) put_str(c, RC_FACT_CUSTOMER_NAME, K_NAME, v->name, strlen(v->name));
-    if (v->have & CV_EMAIL) put_str(c, RC_FACT_CUSTOMER_EMAIL, K_EMAIL, v->email, strlen(v->email));
-    if (v->have & CV_BUDGET_DURATION)
+    if (which & CV_ID) put_str(c, RC_FACT_CUSTOMER_ID, K_CUSTOMER_ID, v->id, v->id_len);
+    if (which & CV_NAME) put_str(c, RC_FACT_CUSTOMER_NAME, K_NAME, v->name, strlen(v->name));
+    if (which & CV_EMAIL) put_str(c, RC_FACT_CUSTOMER_EMAIL, K_EMAIL, v->email, strlen(v->email));
+    if (which & CV_BUDGET_DURATION)
         rc_attr_set_str_ref(&c->attrs, K_BUDGET_DURATION, v->budget_duration); /* static */
-    if (v->have & CV_PERIOD_START)
+    if (which & CV_PERIOD_START)
         put_str(c, RC_FACT_PERIOD_START, K_PERIOD_START, v->period_start, 10);
-    if (v->have & CV_PERIOD_END) put_str(c, RC_FACT_PERIOD_END, K_PERIOD_END, v->period_end, 10);
-    if (v->have & CV_PERIOD_BUDGET)
-        rc_attr_set_double(&c->attrs, K_PERIOD_BUDGET, v->period_budget);
-    if (v->have & CV_TOTAL_BUDGET) rc_attr_set_double(&c->attrs, K_TOTAL_BUDGET, v->total_budget);
-    if (v->have & CV_MARKUP) rc_attr_set_double(&c->attrs, K_MARKUP, v->markup);
-    if (v->have & CV_RATE_LIMIT) rc_attr_set_int(&c->attrs, K_RATE_LIMIT, v->rate_limit);
+    if (which & CV_PERIOD_END) put_str(c, RC_FACT_PERIOD_END, K_PERIOD_END, v->period_end, 10);
+    if (which & CV_PERIOD_BUDGET) rc_attr_set_double(&c->attrs, K_PERIOD_BUDGET, v->period_budget);
+    if (which & CV_TOTAL_BUDGET) rc_attr_set_double(&c->attrs, K_TOTAL_BUDGET, v->total_budget);
+    if (which & CV_MARKUP) rc_attr_set_double(&c->attrs, K_MARKUP, v->markup);
+    if (which & CV_RATE_LIMIT) rc_attr_set_int(&c->attrs, K_RATE_LIMIT, v->rate_limit);
 }
 
-/* Writes the params of `from` that v lacks, when both name the same
- * customer: a span naming its customer without params gets the params
- * another span of its trace gave. */
-static void write_missing_params(span_ctx *c, const cust_view *v, const cust_view *from)
+static bool same_customer_id(const ct_customer *a, const ct_customer *b)
 {
-    if (from->id_len != v->id_len || memcmp(from->id, v->id, v->id_len) != 0) return;
-    unsigned have = from->have & ~v->have;
-    if (have & CV_NAME) rc_attr_set_str(&c->attrs, K_NAME, from->name);
-    if (have & CV_EMAIL) rc_attr_set_str(&c->attrs, K_EMAIL, from->email);
-    if (have & CV_BUDGET_DURATION)
-        rc_attr_set_str_ref(&c->attrs, K_BUDGET_DURATION, from->budget_duration); /* static */
-    if (have & CV_PERIOD_START) rc_attr_set_str(&c->attrs, K_PERIOD_START, from->period_start);
-    if (have & CV_PERIOD_END) rc_attr_set_str(&c->attrs, K_PERIOD_END, from->period_end);
-    if (have & CV_PERIOD_BUDGET)
-        rc_attr_set_double(&c->attrs, K_PERIOD_BUDGET, from->period_budget);
-    if (have & CV_TOTAL_BUDGET) rc_attr_set_double(&c->attrs, K_TOTAL_BUDGET, from->total_budget);
-    if (have & CV_MARKUP) rc_attr_set_double(&c->attrs, K_MARKUP, from->markup);
-    if (have & CV_RATE_LIMIT) rc_attr_set_int(&c->attrs, K_RATE_LIMIT, from->rate_limit);
+    return a->id_len == b->id_len && memcmp(a->id, b->id, a->id_len) == 0;
+}
+
+/* The trace's params that a span naming the same customer lacks. */
+static void write_missing_params(span_ctx *c, const ct_customer *own, const ct_customer *trace)
+{
+    if ((trace->have & CV_ID) && same_customer_id(own, trace))
+        write_fields(c, trace, trace->have & ~own->have & ~(unsigned)CV_ID);
+}
+
+/* The trace's identifiers that the span does not name itself (own: what it
+ * names, or NULL for nothing; a released span's own were written at its
+ * arrival, so they are looked up among its attributes). */
+static void write_missing_ids(span_ctx *c, const ct_facts *own, const ct_facts *trace, bool look_up)
+{
+    for (int k = 0; k < CT_N_IDS; k++) {
+        if (!trace->ids[k] || (own && own->ids[k])) continue;
+        if (look_up && rc_span_attr(c->span, id_keys[k].key)) continue;
+        rc_attr_set_strn(&c->attrs, id_keys[k].key, trace->ids[k], trace->id_lens[k]);
+    }
 }
 
 /* The customer_params keys and the field each holds. */
@@ -723,13 +394,16 @@ static void purge_invalid_params(span_ctx *c, unsigned invalid)
         if (invalid & param_keys[i].bit) rc_attr_remove(&c->attrs, param_keys[i].key);
 }
 
-static void write_identifiers(span_ctx *c)
+/* The span's own identifiers: written canonically, and noted in f. */
+static void own_identifiers(span_ctx *c, ct_facts *f)
 {
-    for (size_t i = 0; i < sizeof id_keys / sizeof *id_keys; i++) {
-        const rc_fact *f = &c->facts->f[id_keys[i].fact];
-        if (!rc_facts_has(c->facts, id_keys[i].fact)) continue;
-        put_str(c, id_keys[i].fact, id_keys[i].key, f->s, identifier_len(f->s, f->len));
-        c->written |= RC_FACT_BIT(id_keys[i].fact);
+    for (int k = 0; k < CT_N_IDS; k++) {
+        const rc_fact *fact = &c->facts->f[id_keys[k].fact];
+        if (!rc_facts_has(c->facts, id_keys[k].fact)) continue;
+        f->ids[k] = fact->s;
+        f->id_lens[k] = identifier_len(fact->s, fact->len);
+        put_str(c, id_keys[k].fact, id_keys[k].key, fact->s, f->id_lens[k]);
+        c->written |= RC_FACT_BIT(id_keys[k].fact);
     }
 }
 
@@ -737,7 +411,7 @@ static bool is_canonical_key(const char *key)
 {
     if (strncmp(key, "respan.", 7) != 0) return false;
     if (strncmp(key, "respan.customer_params.", 23) == 0) return true;
-    for (size_t i = 0; i < sizeof id_keys / sizeof *id_keys; i++)
+    for (size_t i = 0; i < CT_N_IDS; i++)
         if (strcmp(key, id_keys[i].key) == 0) return true;
     return false;
 }
@@ -757,384 +431,519 @@ static void drop_sources(span_ctx *c)
     c->span->n_attributes = kept;
 }
 
-/* --- one batch --------------------------------------------------------------------- */
-
-/* A span whose customer is decided later (by the trace, header, default). */
-typedef struct pending_span {
-    uint32_t run, span;
-} pending_span;
-
-struct held {
-    held *next;
-    rc_batch *batch;
-    int64_t deadline_ms;
-    pending_span *pending;
-    size_t n_pending;
-    size_t resolved; /* pending[0..resolved) have a known trace customer */
-    size_t bytes;    /* arena bytes charged against max_held_bytes */
-};
+/* --- one batch: what its spans name --------------------------------------------- */
 
 static const uint8_t *trace_id_of(const otlp_span *s)
 {
     return s->trace_id.len == TRACE_ID_BYTES ? s->trace_id.data : NULL;
 }
 
-/* Spans by customer source, counted locally and added to the shared
- * counters once per batch: receiver threads share those cache lines. */
-typedef struct source_counts {
-    uint64_t n[5];
-} source_counts;
-
-static void add_counts(customer_processor *p, const source_counts *c)
+static bool is_root(const otlp_span *s)
 {
-    for (int i = 0; i < 5; i++)
-        if (c->n[i]) rc_counter_add(p->by_source[i], c->n[i]);
-}
-
-/* Lists span i of run r as pending; false when out of memory. */
-static bool add_pending(pending_span **pend, size_t *n_pend, size_t *cap, size_t r, size_t i)
-{
-    if (*n_pend == *cap) {
-        size_t n = *cap ? *cap * 2 : 64;
-        pending_span *grown = realloc(*pend, n * sizeof *grown);
-        if (!grown) return false;
-        *pend = grown;
-        *cap = n;
-    }
-    (*pend)[(*n_pend)++] = (pending_span){(uint32_t)r, (uint32_t)i};
+    for (size_t i = 0; i < s->parent_span_id.len; i++)
+        if (s->parent_span_id.data[i]) return false;
     return true;
 }
 
-/* First pass: each span's own facts, identifiers and own customer (which
- * is remembered for its trace). Spans without one are listed in *pend. */
-static bool first_pass(customer_processor *p, rc_batch *b, pending_span **pend, size_t *n_pend,
-                       source_counts *counts)
+/* What a span of the batch named for its trace (its facts borrow from the
+ * span), to merge into the trace map. */
+typedef struct update {
+    const uint8_t *tid;
+    ct_facts f;
+    bool root;
+} update;
+
+enum { SP_WAIT = 1 }; /* a span that is to wait */
+
+typedef struct batch_work {
+    int32_t *upd;   /* per span (run order): its update, or -1 */
+    uint8_t *marks; /* per span: SP_* */
+    update *updates;
+    size_t n_updates, cap_updates;
+    rc_buf settled; /* trace ids this batch settled, 16 bytes each */
+    size_t n_wait;
+    uint64_t by_source[SRC_COUNT];
+} batch_work;
+
+static void work_free(batch_work *w)
 {
-    size_t cap = 0;
-    rc_facts res, f;
+    free(w->upd);
+    free(w->marks);
+    free(w->updates);
+    rc_buf_free(&w->settled);
+}
+
+static update *add_update(batch_work *w)
+{
+    if (w->n_updates == w->cap_updates) {
+        size_t cap = w->cap_updates ? w->cap_updates * 2 : 32;
+        update *n = realloc(w->updates, cap * sizeof *n);
+        if (!n) return NULL;
+        w->updates = n;
+        w->cap_updates = cap;
+    }
+    return &w->updates[w->n_updates++];
+}
+
+/* First pass over one span: its own facts written canonically, what it names
+ * for its trace noted. False when out of memory. */
+static bool read_span(customer_processor *p, rc_span_run *run, otlp_span *s, const rc_facts *res,
+                      batch_work *w, size_t at)
+{
+    rc_facts f;
+    rc_facts_init(&f, RC_FACTS_CUSTOMER);
+    rc_scan_span(&f, s, 0, run->owner->arena);
+    rc_facts_fill_from(&f, res);
+    const uint8_t *tid = trace_id_of(s);
+    bool root = is_root(s);
+    w->upd[at] = -1;
+    if (!(f.have | f.rejected) && !(root && tid)) return true; /* nothing to note */
+    update u;
+    memset(&u, 0, sizeof u);
+    u.tid = tid;
+    u.root = root;
+    if (f.have | f.rejected) {
+        span_ctx c = ctx_of(run, s, &f);
+        unsigned invalid;
+        own_identifiers(&c, &u.f);
+        customer_of_facts(p, &f, &u.f.c, &invalid);
+        if (invalid) purge_invalid_params(&c, invalid);
+        if (u.f.c.have & CV_ID) {
+            write_fields(&c, &u.f.c, u.f.c.have);
+            c.written |= RC_FACTS_CUSTOMER;
+            w->by_source[SRC_ATTRIBUTE]++;
+        }
+        if (p->drop_original) drop_sources(&c);
+    }
+    if (!tid || (ct_facts_empty(&u.f) && !root)) return true;
+    update *slot = add_update(w);
+    if (!slot) return false;
+    *slot = u;
+    w->upd[at] = (int32_t)(w->n_updates - 1);
+    return true;
+}
+
+static bool read_batch(customer_processor *p, rc_batch *b, batch_work *w)
+{
+    size_t n = b->n_spans ? b->n_spans : 1;
+    if (!(w->upd = malloc(n * sizeof *w->upd)) || !(w->marks = calloc(n, 1))) return false;
+    size_t at = 0;
+    rc_facts res;
     for (size_t r = 0; r < b->n_runs; r++) {
         rc_span_run *run = &b->runs[r];
-        rc_arena *arena = run->owner->arena;
         rc_facts_init(&res, RC_FACTS_CUSTOMER);
-        rc_scan_resource(&res, run->rs ? run->rs->resource : NULL, arena);
-        for (size_t i = 0; i < run->n_spans; i++) {
-            otlp_span *s = run->spans[i];
-            rc_facts_init(&f, RC_FACTS_CUSTOMER);
-            rc_scan_span(&f, s, 0, arena);
-            rc_facts_fill_from(&f, &res);
-            if (!(f.have | f.rejected)) { /* nothing to write, validate or drop */
-                if (!add_pending(pend, n_pend, &cap, r, i)) return false;
-                continue;
-            }
-            span_ctx c = {p, s, rc_attr_list_of_span(s, arena), &f, 0};
-            write_identifiers(&c);
-            cust_view v;
-            unsigned invalid;
-            bool has_customer = view_of_facts(p, &f, &v, &invalid);
-            if (invalid) purge_invalid_params(&c, invalid);
-            if (has_customer) {
-                write_customer(&c, &v);
-                c.written |= RC_FACTS_CUSTOMER;
-                counts->n[SRC_ATTRIBUTE]++;
-                const uint8_t *tid = trace_id_of(s);
-                if (tid) {
-                    pthread_mutex_lock(&p->w.mu);
-                    cust_rec *known = remember(p, tid, &v, rc_now_ms());
-                    if (known) write_missing_params(&c, &v, &known->v);
-                    publish_stats(p);
-                    pthread_mutex_unlock(&p->w.mu);
-                }
-            } else if (!add_pending(pend, n_pend, &cap, r, i)) {
-                return false;
-            }
-            if (p->drop_original) drop_sources(&c);
-        }
+        rc_scan_resource(&res, run->rs ? run->rs->resource : NULL, run->owner->arena);
+        for (size_t i = 0; i < run->n_spans; i++, at++)
+            if (!read_span(p, run, run->spans[i], &res, w, at)) return false;
     }
     return true;
 }
 
-/* Gives pending span ps its customer from the trace map, the header or the
- * default; with `may_wait`, a span with none of those is left for later
- * and false returned. Called under w.mu. */
-static bool resolve(customer_processor *p, rc_batch *b, const pending_span *ps, bool may_wait,
-                    int64_t now, source_counts *counts)
+/* --- one batch: what its spans get --------------------------------------------- */
+
+/* Merges every update into the map and notes the traces it settled. Under mu. */
+static void merge_updates(customer_processor *p, batch_work *w, int64_t now)
 {
-    rc_span_run *run = &b->runs[ps->run];
-    otlp_span *s = run->spans[ps->span];
-    span_ctx c = {p, s, rc_attr_list_of_span(s, run->owner->arena), NULL, 0};
+    for (size_t i = 0; i < w->n_updates; i++) {
+        const update *u = &w->updates[i];
+        if (u->root) ct_roots_add(p->roots, u->tid);
+        if (ct_map_merge(p->map, u->tid, &u->f, u->root, now))
+            rc_buf_append(&w->settled, u->tid, TRACE_ID_BYTES);
+    }
+}
+
+/* Whether trace tid is settled: it has a customer or its root arrived. */
+static bool settled(customer_processor *p, const uint8_t *tid, const ct_trace *t, bool known)
+{
+    return (known && ((t->facts->c.have & CV_ID) || t->root_seen)) || ct_roots_seen(p->roots, tid);
+}
+
+/* Gives a span with no customer of its own the default (or none). */
+static void write_default(customer_processor *p, span_ctx *c, uint64_t *by_source)
+{
+    if (p->default_customer) {
+        rc_attr_set_str(&c->attrs, K_CUSTOMER_ID, p->default_customer); /* copied */
+        by_source[SRC_DEFAULT]++;
+    } else {
+        by_source[SRC_NONE]++;
+    }
+}
+
+/* Second pass over one span: its customer, params and identifiers from its
+ * trace, header or default; or marks it to wait. Under mu. */
+static void resolve_span(customer_processor *p, rc_span_run *run, otlp_span *s, const update *own,
+                         bool may_wait, int64_t now, batch_work *w, size_t at)
+{
     const uint8_t *tid = trace_id_of(s);
-    cust_rec *known = tid ? lookup(p, tid, now) : NULL;
-    if (known) {
-        write_customer(&c, &known->v);
-        counts->n[SRC_TRACE]++;
-        return true;
+    ct_trace t;
+    bool known = tid && ct_map_find(p->map, tid, now, &t);
+    const ct_facts *tf = known ? t.facts : NULL;
+    const ct_facts *of = own ? &own->f : NULL;
+    span_ctx c = ctx_of(run, s, NULL);
+    if (of && (of->c.have & CV_ID)) { /* its own customer */
+        if (tf) {
+            write_missing_params(&c, &of->c, &tf->c);
+            write_missing_ids(&c, of, tf, false);
+        }
+        return;
+    }
+    if (tf && (tf->c.have & CV_ID)) {
+        write_fields(&c, &tf->c, tf->c.have);
+        write_missing_ids(&c, of, tf, false);
+        w->by_source[SRC_TRACE]++;
+        return;
     }
     const char *header = p->from_header ? rc_request_header(run->owner, p->from_header) : NULL;
+    if (!(header && *header) && may_wait && tid && !is_root(s) && !settled(p, tid, &t, known)) {
+        w->marks[at] |= SP_WAIT;
+        w->n_wait++;
+        return;
+    }
     if (header && *header) {
         rc_attr_set_strn(&c.attrs, K_CUSTOMER_ID, header, identifier_len(header, strlen(header)));
-        counts->n[SRC_HEADER]++;
-        return true;
-    }
-    if (may_wait && tid) return false;
-    if (p->default_customer) {
-        rc_attr_set_str(&c.attrs, K_CUSTOMER_ID, p->default_customer); /* outlives us */
-        counts->n[SRC_DEFAULT]++;
+        w->by_source[SRC_HEADER]++;
     } else {
-        counts->n[SRC_NONE]++;
+        write_default(p, &c, w->by_source);
     }
-    return true;
+    if (tf) write_missing_ids(&c, of, tf, false);
 }
 
-static size_t batch_arena_bytes(const rc_batch *b)
+static void resolve_batch(customer_processor *p, rc_batch *b, batch_work *w, bool may_wait)
 {
-    size_t n = 0;
-    const rc_request *last = NULL;
-    for (size_t r = 0; r < b->n_runs; r++)
-        if (b->runs[r].owner != last) {
-            last = b->runs[r].owner;
-            n += rc_arena_bytes(last->arena);
-        }
-    return n;
-}
-
-static void pass_on(customer_processor *p, rc_batch *b)
-{
-    size_t n = b->n_spans;
-    rc_error err = {{0}};
-    if (rc_consume(p->next, b, &err) != RC_OK) {
-        rc_counter_add(p->failed_spans, n);
-        rc_warn(p->id, "could not pass %zu spans on: %s", n, err.msg);
-    }
-}
-
-/* Resolves every still-pending span of h without waiting, and sends it. */
-static void release(customer_processor *p, held *h)
-{
-    source_counts counts = {{0}};
-    pthread_mutex_lock(&p->w.mu);
+    pthread_mutex_lock(&p->mu);
     int64_t now = rc_now_ms();
-    for (size_t i = 0; i < h->n_pending; i++)
-        resolve(p, h->batch, &h->pending[i], false, now, &counts);
-    pthread_mutex_unlock(&p->w.mu);
-    add_counts(p, &counts);
-    pass_on(p, h->batch);
-    free(h->pending);
-    free(h);
+    merge_updates(p, w, now);
+    size_t at = 0;
+    for (size_t r = 0; r < b->n_runs; r++) {
+        rc_span_run *run = &b->runs[r];
+        for (size_t i = 0; i < run->n_spans; i++, at++) {
+            const update *own = w->upd[at] >= 0 ? &w->updates[w->upd[at]] : NULL;
+            resolve_span(p, run, run->spans[i], own, may_wait, now, w, at);
+        }
+    }
+    publish_map_stats(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void add_counts(rc_counter **counters, const uint64_t *n, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (n[i]) rc_counter_add(counters[i], n[i]);
+}
+
+/* --- settling traces in the hold ------------------------------------------------- */
+
+/* Tells the hold that these traces (16 bytes each) are settled. On disk a
+ * note of what settled them is written first (see the top comment); if it
+ * cannot be, they are settled all the same, from memory, and the failure is
+ * counted: the spans are safe, only their attribution after a crash is not. */
+static void settle_traces(customer_processor *p, const uint8_t *tids, size_t n)
+{
+    if (!p->hold || n == 0 || rc_hold_spans(p->hold) == 0) return;
+    bool *waited = malloc(n * sizeof *waited);
+    if (!waited) {
+        rc_hold_settle(p->hold, tids, n);
+        return;
+    }
+    size_t k = rc_hold_waiting(p->hold, tids, n, waited);
+    rc_buf ids = RC_BUF_INIT, note = RC_BUF_INIT;
+    if (k == 0) goto out;
+    pthread_mutex_lock(&p->mu);
+    int64_t now = rc_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        if (!waited[i]) continue;
+        const uint8_t *tid = tids + i * TRACE_ID_BYTES;
+        ct_trace t;
+        static const ct_facts none;
+        bool known = ct_map_find(p->map, tid, now, &t);
+        rc_buf_append(&ids, tid, TRACE_ID_BYTES);
+        if (rc_hold_durable(p->hold))
+            ct_note_add(&note, tid, known ? t.facts : &none,
+                        (known && t.root_seen) || ct_roots_seen(p->roots, tid));
+    }
+    pthread_mutex_unlock(&p->mu);
+    rc_error err = {{0}};
+    if (ids.failed || note.failed ||
+        rc_hold_settle_noted(p->hold, (const uint8_t *)ids.data, k, note.data, note.len, &err) !=
+            RC_OK) {
+        rc_counter_add(p->note_failures, 1);
+        rc_warn(p->id,
+                "could not note what settled %zu traces (%s); their waiting spans go on "
+                "attributed from memory",
+                k, ids.failed || note.failed ? "out of memory" : err.msg);
+        if (!ids.failed) rc_hold_settle(p->hold, (const uint8_t *)ids.data, k);
+    }
+out:
+    free(waited);
+    rc_buf_free(&ids);
+    rc_buf_free(&note);
+}
+
+/* After a put: the traces of held spans that got settled while the put was
+ * under way (the hold indexes a record only once it is written), so that
+ * none waits for news that came and went. */
+static void recheck_held(customer_processor *p, const rc_batch *held)
+{
+    rc_buf now_settled = RC_BUF_INIT;
+    pthread_mutex_lock(&p->mu);
+    int64_t now = rc_now_ms();
+    for (size_t r = 0; r < held->n_runs; r++)
+        for (size_t i = 0; i < held->runs[r].n_spans; i++) {
+            const uint8_t *tid = trace_id_of(held->runs[r].spans[i]);
+            ct_trace t;
+            bool known = ct_map_find(p->map, tid, now, &t);
+            if (settled(p, tid, &t, known)) rc_buf_append(&now_settled, tid, TRACE_ID_BYTES);
+        }
+    pthread_mutex_unlock(&p->mu);
+    settle_traces(p, (const uint8_t *)now_settled.data, now_settled.len / TRACE_ID_BYTES);
+    rc_buf_free(&now_settled);
+}
+
+static void finish_marked(customer_processor *p, rc_batch *b, const uint8_t *marks,
+                          rc_hold_reason why);
+
+/* Moves the spans marked to wait into the hold. Those it refuses go on now
+ * with the rest, finished as if their wait had ended at the bound. */
+static void hold_waiting(customer_processor *p, rc_batch *b, batch_work *w)
+{
+    rc_batch *held = rc_batch_split(b, w->marks);
+    rc_error err = {{0}};
+    rc_status st = held ? rc_hold_put(p->hold, held, &err) : RC_ENOMEM;
+    if (st == RC_OK) {
+        rc_counter_add(p->waited_spans, held->n_spans);
+        recheck_held(p, held);
+        publish_hold_stats(p);
+        rc_batch_free(held);
+        return;
+    }
+    rc_debug(p->id, "%zu spans go on without waiting: %s", w->n_wait,
+             held ? err.msg : "out of memory");
+    if (!held) { /* b is unchanged: finish its marked spans in place */
+        finish_marked(p, b, w->marks, RC_HOLD_BOUND);
+        return;
+    }
+    finish_marked(p, held, NULL, RC_HOLD_BOUND);
+    /* The runs came out of b, whose array has room for them again. */
+    rc_batch_move(b, held);
+    rc_batch_free(held);
 }
 
 static rc_status customer_consume(void *inst, rc_batch *b, rc_error *err)
 {
     customer_processor *p = inst;
-    pending_span *pend = NULL;
-    size_t n_pend = 0;
-    source_counts counts = {{0}};
-    if (!first_pass(p, b, &pend, &n_pend, &counts)) {
-        free(pend);
+    batch_work w = {0};
+    if (!read_batch(p, b, &w)) {
+        work_free(&w);
         rc_batch_free(b);
         rc_error_set(err, "out of memory in %s, retry later", p->id);
         return RC_ENOMEM;
     }
-    if (n_pend == 0) { /* every span named its customer */
-        add_counts(p, &counts);
-        return rc_consume(p->next, b, err);
-    }
-    /* Second pass: the trace, the header, or wait. Spans that can be
-     * resolved now are moved out of the pending list. */
-    pthread_mutex_lock(&p->w.mu);
-    int64_t now = rc_now_ms();
-    bool may_wait = p->wait_ms > 0 && !p->w.stopping && !p->next->durable;
-    size_t waiting = 0;
-    for (size_t i = 0; i < n_pend; i++)
-        if (!resolve(p, b, &pend[i], may_wait, now, &counts)) pend[waiting++] = pend[i];
-    held *h = NULL;
-    if (waiting) {
-        size_t bytes = batch_arena_bytes(b);
-        if (p->held_bytes + bytes <= p->max_held_bytes && (h = calloc(1, sizeof *h))) {
-            *h = (held){NULL, b, now + (int64_t)p->wait_ms, pend, waiting, 0, bytes};
-            if (p->held_last)
-                p->held_last->next = h;
-            else
-                p->held_first = h;
-            p->held_last = h;
-            p->held_bytes += bytes;
-            atomic_fetch_add(&p->stats->held_spans, waiting);
-            rc_counter_add(p->waited_spans, waiting);
-        } else {
-            rc_counter_add(p->wait_skipped, waiting);
-            for (size_t i = 0; i < waiting; i++)
-                resolve(p, b, &pend[i], false, now, &counts);
-        }
-    }
-    publish_stats(p);
-    pthread_mutex_unlock(&p->w.mu);
-    add_counts(p, &counts);
-    if (h) {
-        rc_worker_wake(&p->w);
+    resolve_batch(p, b, &w, p->hold != NULL);
+    settle_traces(p, (const uint8_t *)w.settled.data, w.settled.len / TRACE_ID_BYTES);
+    if (w.n_wait) hold_waiting(p, b, &w);
+    add_counts(p->by_source, w.by_source, SRC_COUNT);
+    work_free(&w);
+    if (b->n_spans == 0) { /* everything waits: held means accepted */
+        rc_batch_free(b);
         return RC_OK;
     }
-    free(pend);
     return rc_consume(p->next, b, err);
 }
 
-/* --- the waiting thread ------------------------------------------------------------- */
+/* --- spans back from the hold -------------------------------------------------- */
 
-/* True when every trace h waits for has its customer. Under w.mu. */
-static bool all_known(customer_processor *p, held *h, int64_t now)
+static int release_reason(customer_processor *p, const uint8_t *tid, const ct_trace *t, bool known,
+                          rc_hold_reason why)
 {
-    while (h->resolved < h->n_pending) {
-        const pending_span *ps = &h->pending[h->resolved];
-        const otlp_span *s = h->batch->runs[ps->run].spans[ps->span];
-        if (!lookup(p, trace_id_of(s), now)) return false;
-        h->resolved++;
+    if (known && (t->facts->c.have & CV_ID)) return R_ATTRIBUTION;
+    if ((known && t->root_seen) || (tid && ct_roots_seen(p->roots, tid))) return R_ROOT;
+    switch (why) {
+    case RC_HOLD_TIMEOUT:
+        return R_TIMEOUT;
+    case RC_HOLD_BOUND:
+        return R_BOUND;
+    case RC_HOLD_SHUTDOWN:
+        return R_SHUTDOWN;
+    default:
+        return R_EVICTED; /* settled, but the map has forgotten the trace since */
     }
-    return true;
 }
 
-/* Unlinks and returns the held batches that may go now. Under w.mu. */
-static held *take_due(customer_processor *p, int64_t now, bool check_known)
+/* A span that waited: its customer and identifiers from its trace, or the
+ * default. Its own identifiers were written when it arrived. Under mu. */
+static void finish_released(customer_processor *p, rc_span_run *run, otlp_span *s,
+                            rc_hold_reason why, int64_t now, uint64_t *by_source,
+                            uint64_t *by_reason)
 {
-    held *due = NULL, **tail = &due, *prev = NULL;
-    for (held *h = p->held_first, *nx; h; h = nx) {
-        nx = h->next;
-        if (p->w.stopping || h->deadline_ms <= now || (check_known && all_known(p, h, now))) {
-            if (prev)
-                prev->next = nx;
-            else
-                p->held_first = nx;
-            if (p->held_last == h) p->held_last = prev;
-            p->held_bytes -= h->bytes;
-            atomic_fetch_sub(&p->stats->held_spans, h->n_pending);
-            h->next = NULL;
-            *tail = h;
-            tail = &h->next;
-        } else {
-            prev = h;
-        }
+    const uint8_t *tid = trace_id_of(s);
+    ct_trace t;
+    bool known = tid && ct_map_find(p->map, tid, now, &t);
+    span_ctx c = ctx_of(run, s, NULL);
+    by_reason[release_reason(p, tid, &t, known, why)]++;
+    if (known && (t.facts->c.have & CV_ID)) {
+        write_fields(&c, &t.facts->c, t.facts->c.have);
+        by_source[SRC_TRACE]++;
+    } else {
+        write_default(p, &c, by_source);
     }
-    return due;
+    if (known) write_missing_ids(&c, NULL, t.facts, true);
 }
 
-static void *customer_loop(void *arg)
+/* Finishes the spans of b that waited, or (marks not NULL) those marked to.
+ * Counts them only once they are sure to go on: a release the next stage
+ * refuses is offered again, and finished again. */
+static void finish_spans(customer_processor *p, rc_batch *b, const uint8_t *marks,
+                         rc_hold_reason why, uint64_t *by_source, uint64_t *by_reason)
+{
+    pthread_mutex_lock(&p->mu);
+    int64_t now = rc_now_ms();
+    size_t at = 0;
+    for (size_t r = 0; r < b->n_runs; r++)
+        for (size_t i = 0; i < b->runs[r].n_spans; i++, at++)
+            if (!marks || marks[at])
+                finish_released(p, &b->runs[r], b->runs[r].spans[i], why, now, by_source,
+                                by_reason);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void finish_marked(customer_processor *p, rc_batch *b, const uint8_t *marks,
+                          rc_hold_reason why)
+{
+    uint64_t by_source[SRC_COUNT] = {0}, by_reason[R_COUNT] = {0};
+    finish_spans(p, b, marks, why, by_source, by_reason);
+    add_counts(p->by_source, by_source, SRC_COUNT);
+    add_counts(p->released, by_reason, R_COUNT);
+}
+
+static rc_status customer_release(void *arg, rc_batch *b, rc_hold_reason why, rc_error *err)
 {
     customer_processor *p = arg;
-    uint64_t seen_generation = 0;
-    int64_t last_sweep = rc_now_ms();
-    pthread_mutex_lock(&p->w.mu);
-    for (;;) {
-        int64_t now = rc_now_ms();
-        bool news = p->generation != seen_generation;
-        seen_generation = p->generation;
-        held *due = take_due(p, now, news);
-        if (now - last_sweep >= 1000) { /* expired traces go even when idle */
-            trim_map(p, now, 0);
-            publish_stats(p);
-            last_sweep = now;
-        }
-        if (due) {
-            pthread_mutex_unlock(&p->w.mu);
-            for (held *h = due, *nx; h; h = nx) {
-                nx = h->next;
-                release(p, h);
-            }
-            pthread_mutex_lock(&p->w.mu);
-            continue;
-        }
-        if (p->w.stopping) break;
-        /* Sleep to the first deadline (or a second, for the sweep); news
-         * of a trace's customer wakes us, at most every RECHECK_MIN_MS. */
-        int64_t wait = 1000;
-        if (p->held_first && p->held_first->deadline_ms - now < wait)
-            wait = p->held_first->deadline_ms - now;
-        if (wait < 1) wait = 1;
-        rc_worker_wait(&p->w, rc_now_ms() + wait);
-        if (p->held_first && p->generation != seen_generation && !p->w.stopping) {
-            pthread_mutex_unlock(&p->w.mu);
-            nanosleep(&(struct timespec){0, RECHECK_MIN_MS * 1000000L}, NULL);
-            pthread_mutex_lock(&p->w.mu);
-        }
+    uint64_t by_source[SRC_COUNT] = {0}, by_reason[R_COUNT] = {0};
+    size_t n = b->n_spans;
+    finish_spans(p, b, NULL, why, by_source, by_reason);
+    rc_status st = rc_consume(p->next, b, err);
+    if (st != RC_OK) {
+        rc_counter_add(p->failed_spans, n); /* the hold offers them again */
+        return st;
     }
-    pthread_mutex_unlock(&p->w.mu);
+    add_counts(p->by_source, by_source, SRC_COUNT);
+    add_counts(p->released, by_reason, R_COUNT);
+    publish_hold_stats(p);
+    return RC_OK;
+}
+
+/* A note read back at open: what settled some traces before a restart. */
+typedef struct replay_ctx {
+    customer_processor *p;
+    int64_t then; /* the note's time on the monotonic clock */
+} replay_ctx;
+
+static void replay_entry(void *arg, const uint8_t *tid, const ct_facts *f, bool root_seen)
+{
+    replay_ctx *c = arg;
+    if (root_seen) ct_roots_add(c->p->roots, tid);
+    ct_map_merge(c->p->map, tid, f, root_seen, c->then);
+}
+
+static void replay_note(void *arg, const void *data, size_t len, int64_t written_unix_ms)
+{
+    customer_processor *p = arg;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    int64_t age = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000 - written_unix_ms;
+    replay_ctx c = {p, rc_now_ms() - (age > 0 ? age : 0)};
+    pthread_mutex_lock(&p->mu);
+    if (!ct_note_each(data, len, replay_entry, &c))
+        rc_warn(p->id, "a held note is malformed; what it said after the fault is ignored");
+    pthread_mutex_unlock(&p->mu);
+}
+
+static bool is_settled_cb(void *arg, const uint8_t *tid)
+{
+    customer_processor *p = arg;
+    pthread_mutex_lock(&p->mu);
+    ct_trace t;
+    bool known = ct_map_find(p->map, tid, rc_now_ms(), &t);
+    bool s = settled(p, tid, &t, known);
+    pthread_mutex_unlock(&p->mu);
+    return s;
+}
+
+/* About once a second, on the hold's thread: expired traces go even when
+ * nothing arrives. */
+static void tick(void *arg)
+{
+    customer_processor *p = arg;
+    pthread_mutex_lock(&p->mu);
+    ct_map_trim(p->map, rc_now_ms());
+    publish_map_stats(p);
+    pthread_mutex_unlock(&p->mu);
+    publish_hold_stats(p);
+}
+
+/* Without a hold (nothing ever waits) a thread of its own calls tick. */
+static void *sweep_loop(void *arg)
+{
+    customer_processor *p = arg;
+    pthread_mutex_lock(&p->sweeper.mu);
+    while (!p->sweeper.stopping) {
+        rc_worker_wait(&p->sweeper, rc_now_ms() + 1000);
+        if (p->sweeper.stopping) break;
+        pthread_mutex_unlock(&p->sweeper.mu);
+        tick(p);
+        pthread_mutex_lock(&p->sweeper.mu);
+    }
+    pthread_mutex_unlock(&p->sweeper.mu);
     return NULL;
 }
 
 /* --- life cycle --------------------------------------------------------------------- */
 
-static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
-static gauge_stats *all_stats;
-
-static double gauge_entries(void *arg)
-{
-    return (double)atomic_load(&((gauge_stats *)arg)->entries);
-}
-static double gauge_bytes(void *arg)
-{
-    return (double)atomic_load(&((gauge_stats *)arg)->bytes);
-}
-static double gauge_held(void *arg)
-{
-    return (double)atomic_load(&((gauge_stats *)arg)->held_spans);
-}
-
-/* One stats block per processor id, kept for the process's life. */
-static gauge_stats *stats_for(const char *id)
-{
-    pthread_mutex_lock(&stats_mu);
-    gauge_stats *s = all_stats;
-    while (s && strcmp(s->id, id) != 0)
-        s = s->next;
-    if (!s && (s = calloc(1, sizeof *s))) {
-        if ((s->id = strdup(id))) {
-            s->next = all_stats;
-            all_stats = s;
-        } else {
-            free(s);
-            s = NULL;
-        }
-    }
-    pthread_mutex_unlock(&stats_mu);
-    return s;
-}
-
 static void customer_destroy(void *inst)
 {
     customer_processor *p = inst;
     if (!p) return;
-    for (held *h = p->held_first, *nx; h; h = nx) { /* only after a failed start */
-        nx = h->next;
-        rc_batch_free(h->batch);
-        free(h->pending);
-        free(h);
-    }
-    while (p->oldest)
-        remove_trace(p, p->oldest);
-    free(p->buckets);
-    free(p->cbuckets);
-    if (p->stats) publish_stats(p);
-    rc_worker_destroy(&p->w);
+    rc_hold_close(p->hold); /* only after a failed start; shutdown closed it */
+    rc_worker_stop(&p->sweeper);
+    rc_worker_destroy(&p->sweeper);
+    ct_map_free(p->map);
+    ct_roots_free(p->roots);
+    pthread_mutex_destroy(&p->mu);
     free(p->default_copy);
     free(p->from_header);
+    free(p->hold_dir);
+    free(p->pipeline);
     free(p->id);
     free(p);
 }
 
 static rc_status parse_config(customer_processor *p, rc_cfg *cfg, rc_error *err)
 {
-    const char *def = NULL, *header = NULL;
-    uint64_t max_mib = 0, held_mib = 0;
+    const char *def = NULL, *header = NULL, *dir = NULL;
+    uint64_t max_mib = 0;
     if (rc_cfg_string(cfg, "default_customer", NULL, &def, err) ||
         rc_cfg_string(cfg, "from_header", NULL, &header, err) ||
-        rc_cfg_duration_ms(cfg, "ttl", 60000, &p->ttl_ms, err) ||
-        rc_cfg_duration_ms(cfg, "propagation_wait", 2000, &p->wait_ms, err) ||
+        rc_cfg_duration_ms(cfg, "propagation_wait", DEFAULT_WAIT_MS, &p->wait_ms, err) ||
+        rc_cfg_duration_ms(cfg, "ttl", 0, &p->ttl_ms, err) ||
         rc_cfg_uint(cfg, "max_traces", 100000, 0, 100000000, &p->max_traces, err) ||
         rc_cfg_uint(cfg, "max_memory_mib", 32, 1, 1 << 20, &max_mib, err) ||
-        rc_cfg_uint(cfg, "max_held_mib", 16, 1, 1 << 20, &held_mib, err) ||
+        rc_cfg_uint(cfg, "max_held_mib", 0, 1, 1 << 24, &p->held_mib, err) ||
+        rc_cfg_string(cfg, "hold_directory", NULL, &dir, err) ||
         rc_cfg_bool(cfg, "drop_original", false, &p->drop_original, err))
         return RC_EINVAL;
-    if (p->ttl_ms == 0) return rc_cfg_error(err, rc_cfg_get(cfg, "ttl"), "ttl must be positive");
-    if (p->wait_ms > p->ttl_ms)
+    if (p->wait_ms > MAX_WAIT_MS)
+        return rc_cfg_error(err, rc_cfg_get(cfg, "propagation_wait"),
+                            "propagation_wait must be at most 24h");
+    if (rc_cfg_get(cfg, "ttl") && p->ttl_ms == 0)
+        return rc_cfg_error(err, rc_cfg_get(cfg, "ttl"), "ttl must be positive");
+    if (rc_cfg_get(cfg, "ttl") && p->wait_ms > p->ttl_ms)
         return rc_cfg_error(err, rc_cfg_get(cfg, "propagation_wait"),
                             "propagation_wait (%llums) must not exceed ttl (%llums)",
                             (unsigned long long)p->wait_ms, (unsigned long long)p->ttl_ms);
+    /* A trace is remembered at least as long as its spans may wait for it. */
+    if (!rc_cfg_get(cfg, "ttl")) p->ttl_ms = p->wait_ms * 2 > 60000 ? p->wait_ms * 2 : 60000;
+    if (dir && !dir[0])
+        return rc_cfg_error(err, rc_cfg_get(cfg, "hold_directory"), "must not be empty");
     if (def && *def) {
         size_t n = identifier_len(def, strlen(def));
         if (!(p->default_copy = strndup(def, n))) goto oom;
@@ -1145,8 +954,8 @@ static rc_status parse_config(customer_processor *p, rc_cfg *cfg, rc_error *err)
         for (char *c = p->from_header; *c; c++)
             if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
     }
-    p->max_bytes = max_mib << 20;
-    p->max_held_bytes = held_mib << 20;
+    if (dir && !(p->hold_dir = strdup(dir))) goto oom;
+    p->max_map_bytes = max_mib << 20;
     return rc_cfg_reject_unknown(cfg, err);
 oom:
     rc_error_set(err, "out of memory");
@@ -1157,8 +966,11 @@ static void *customer_create(const rc_component_id *id, rc_cfg *cfg, rc_error *e
 {
     customer_processor *p = calloc(1, sizeof *p);
     if (!p) goto oom;
-    rc_worker_init(&p->w);
-    if (!(p->id = strdup(id->id))) goto oom;
+    pthread_mutex_init(&p->mu, NULL);
+    rc_worker_init(&p->sweeper);
+    if (!(p->id = strdup(id->id)) ||
+        !(p->pipeline = strdup(id->pipeline ? id->pipeline : "traces")))
+        goto oom;
     if (parse_config(p, cfg, err) != RC_OK) {
         customer_destroy(p);
         return NULL;
@@ -1170,65 +982,121 @@ oom:
     return NULL;
 }
 
-static rc_status customer_start(void *inst, const rc_consumer *next, rc_error *err)
+static void register_metrics(customer_processor *p)
 {
-    customer_processor *p = inst;
-    char labels[256];
+    char labels[256], l[320];
     snprintf(labels, sizeof labels, "processor=\"%s\"", p->id);
-    p->next = next;
-    if (next->durable && p->wait_ms > 0)
-        rc_info(p->id, "an exporter after it persists what it accepts, so spans are not held for "
-                       "propagation_wait (that would acknowledge spans only in memory); a trace's "
-                       "customer reaches the spans that arrive with it or after it");
-    if (!(p->stats = stats_for(p->id))) {
-        rc_error_set(err, "%s: out of memory", p->id);
-        return RC_ENOMEM;
-    }
-    rc_gauge_register("respan_processor_customer_trace_map_entries",
-                      "Traces whose customer the customer processor remembers.", labels,
-                      gauge_entries, p->stats);
-    rc_gauge_register("respan_processor_customer_trace_map_bytes",
-                      "Heap bytes of the customer processor's trace map.", labels, gauge_bytes,
-                      p->stats);
-    rc_gauge_register("respan_processor_customer_waiting_spans",
-                      "Spans waiting for their trace's customer.", labels, gauge_held, p->stats);
+    p->g_entries =
+        rc_gauge_register_value("respan_processor_customer_trace_map_entries",
+                                "Traces whose facts the customer processor remembers.", labels);
+    p->g_bytes =
+        rc_gauge_register_value("respan_processor_customer_trace_map_bytes",
+                                "Heap bytes of the customer processor's trace map.", labels);
+    p->g_waiting = rc_gauge_register_value("respan_processor_customer_waiting_spans",
+                                           "Spans waiting for their trace's customer.", labels);
+    p->g_held_bytes = rc_gauge_register_value(
+        "respan_processor_customer_held_bytes",
+        "Bytes the waiting spans take in the hold (on disk in front of a durable exporter).",
+        labels);
     p->invalid_fields = rc_counter_register(
         "respan_processor_customer_invalid_fields",
         "Customer fields dropped because their value was invalid or of the wrong type.", labels);
     p->waited_spans = rc_counter_register("respan_processor_customer_waited_spans",
                                           "Spans that waited for their trace's customer.", labels);
-    p->wait_skipped = rc_counter_register(
-        "respan_processor_customer_wait_skipped_spans",
-        "Spans that went on without waiting because max_held_mib was reached.", labels);
     p->evictions =
         rc_counter_register("respan_processor_customer_trace_map_evictions",
                             "Traces dropped from the map to stay within its bounds.", labels);
     p->failed_spans = rc_counter_register(
         "respan_processor_customer_send_failed_spans",
-        "Spans the next stage refused after they waited in the customer processor.", labels);
-    for (int i = 0; i < 5; i++) {
-        char l[320];
+        "Spans that waited which the next stage refused for now (they are offered again).", labels);
+    p->note_failures = rc_counter_register(
+        "respan_processor_customer_note_failures",
+        "Times what settled a trace could not be written to the hold before its spans went on.",
+        labels);
+    for (int i = 0; i < SRC_COUNT; i++) {
         snprintf(l, sizeof l, "%s,source=\"%s\"", labels, source_names[i]);
         p->by_source[i] = rc_counter_register("respan_processor_customer_spans",
                                               "Spans by where their customer came from.", l);
     }
-    if (!rc_worker_start(&p->w, customer_loop, p)) {
+    for (int i = 0; i < R_COUNT; i++) {
+        snprintf(l, sizeof l, "%s,reason=\"%s\"", labels, reason_names[i]);
+        p->released[i] = rc_counter_register(
+            "respan_processor_customer_released_spans",
+            "Spans that waited or were to wait, by what ended the wait: their trace's customer "
+            "(attribution), its root (root), propagation_wait (timeout), max_held_mib (bound), "
+            "shutdown of a memory hold, or the trace map forgetting the trace (evicted).",
+            l);
+    }
+}
+
+/* ./data/hold/<pipeline>/<id>, with any '/' of either turned into '_'. */
+static char *default_hold_dir(const customer_processor *p)
+{
+    char *dir = NULL;
+    if (asprintf(&dir, "./data/hold/%s/%s", p->pipeline, p->id) < 0) return NULL;
+    char *leaf = dir + strlen("./data/hold/");
+    for (char *c = leaf; *c; c++)
+        if (*c == '/' && c != leaf + strlen(p->pipeline)) *c = '_';
+    return dir;
+}
+
+static rc_status open_hold(customer_processor *p, rc_error *err)
+{
+    bool disk = p->next->durable;
+    uint64_t mib = p->held_mib ? p->held_mib
+                   : disk      ? DEFAULT_HELD_MIB_DISK
+                               : DEFAULT_HELD_MIB_MEMORY;
+    if (disk && !p->hold_dir && !(p->hold_dir = default_hold_dir(p))) {
+        rc_error_set(err, "%s: out of memory", p->id);
+        return RC_ENOMEM;
+    }
+    rc_hold_options o = {p->id, p->hold_dir, disk ? RC_QUEUE_FSYNC : RC_QUEUE_MEMORY, mib << 20,
+                         p->wait_ms};
+    rc_hold_callbacks cb = {customer_release, replay_note, is_settled_cb, tick, p};
+    rc_status st = rc_hold_open(&o, &cb, &p->hold, err);
+    if (st == RC_OK && disk)
+        rc_info(p->id,
+                "spans wait up to %llums for their trace's customer on disk in %s (at most "
+                "%llu MiB), acknowledged once fsync'd",
+                (unsigned long long)p->wait_ms, p->hold_dir, (unsigned long long)mib);
+    return st;
+}
+
+static rc_status customer_start(void *inst, const rc_consumer *next, rc_error *err)
+{
+    customer_processor *p = inst;
+    p->next = next;
+    register_metrics(p);
+    ct_map_limits lim = {p->ttl_ms, p->max_traces, p->max_map_bytes};
+    if (!(p->map = ct_map_new(&lim)) || !(p->roots = ct_roots_new())) {
+        rc_error_set(err, "%s: out of memory", p->id);
+        return RC_ENOMEM;
+    }
+    if (p->wait_ms > 0) {
+        rc_status st = open_hold(p, err);
+        if (st != RC_OK) return st;
+    } else if (!rc_worker_start(&p->sweeper, sweep_loop, p)) {
         rc_error_set(err, "%s: cannot start its thread", p->id);
         return RC_EIO;
     }
+    publish_hold_stats(p);
     return RC_OK;
 }
 
 static void customer_shutdown(void *inst)
 {
     customer_processor *p = inst;
-    rc_worker_stop(&p->w);
+    rc_hold_close(p->hold);
+    p->hold = NULL;
+    rc_worker_stop(&p->sweeper);
+    rc_gauge_set(p->g_waiting, 0);
 }
 
 const rc_processor_factory rc_customer_processor_factory = {
     .type = "customer",
-    .description = "finds the customer of every span (attributes, trace, header, default) and "
-                   "writes the canonical respan.customer_params.* and identifier attributes",
+    .description = "finds the customer of every span (attributes, trace, header, default), "
+                   "waiting for its trace's when needed, and writes the canonical "
+                   "respan.customer_params.* and identifier attributes",
     .create = customer_create,
     .start = customer_start,
     .consume = customer_consume,

@@ -149,8 +149,11 @@ def merged(base, over):
     return out
 
 
-def respan_config(ports, exporter, processors=("customer", "cost", "batch")):
-    sections = {"customer": "{}", "cost": "{}",
+def respan_config(ports, exporter, processors=("customer", "cost", "batch"), hold_dir=None):
+    """hold_dir: where the customer processor holds waiting spans (by
+    default ./data/hold/... of the working directory, which tests share)."""
+    customer = "{ hold_directory: %s }" % json.dumps(hold_dir) if hold_dir else "{}"
+    sections = {"customer": customer, "cost": "{}",
                 "batch": "{ send_batch_size: 8192, timeout: 200ms }"}
     respan = ["%s: %s" % (k, yaml_flow(v) if isinstance(v, dict) else
                           json.dumps(v) if isinstance(v, str) else v)
@@ -186,7 +189,8 @@ class RespanCollector(Collector):
 
     def write_config(self):
         with open(self.config_path, "w") as f:
-            f.write(respan_config(self.ports, self.exporter, self.processors))
+            f.write(respan_config(self.ports, self.exporter, self.processors,
+                                  os.path.join(self.dir, "hold")))
 
     def start(self, timeout=15, new_ports=True):
         """Starts (or restarts, on the same queue) the collector; stderr is

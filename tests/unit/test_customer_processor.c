@@ -2,13 +2,18 @@
  * test_customer_processor.c - the `customer` processor driven through its
  * factory, as the service drives it: every convention's customer key,
  * precedence (attribute > trace > header > default), customer_params
- * validation and truncation, identifiers, drop_original, propagation across
- * two batches in either order (customer first, customer later within the
- * wait, customer never), TTL expiry, the map bound, the flush on shutdown,
- * config errors, and the map's memory per 100k live traces (printed). Spans
- * land in a recording consumer that notes each span's customer by name;
- * waits are bounded polls, not timing assertions. Ends with nothing charged
- * to the memory limiter.
+ * validation and truncation, identifiers, drop_original, trace-wide facts
+ * within one batch whatever the spans' order, propagation across batches
+ * in either order (customer first, customer later within the wait, root
+ * without a customer, customer never), identifiers and params that follow
+ * the trace, the root's customer winning, children of a root already seen
+ * not waiting, the hold on disk across a restart (spans, their remaining
+ * wait, and the notes of what settled their traces), TTL expiry, the map
+ * bound, the held bound, the flush on shutdown, config errors, and the
+ * map's memory per 100k live traces (printed). Spans land in a recording
+ * consumer that notes each span's customer by name; waits are bounded
+ * polls, not timing assertions. Ends with nothing charged to the memory
+ * limiter.
  */
 #include "core/component.h"
 #include "core/memlimit.h"
@@ -34,6 +39,13 @@ typedef struct span_spec {
     const char *attrs[MAXA];
 } span_spec;
 
+/* A span whose name starts with "root" is its trace's root (no parent);
+ * every other span is the child of a span not sent. */
+static bool is_root_name(const char *name)
+{
+    return strncmp(name, "root", 4) == 0;
+}
+
 static otlp_key_value **kvs_of(rc_arena *a, const char *const *specs, size_t *n)
 {
     *n = 0;
@@ -45,13 +57,18 @@ static otlp_key_value **kvs_of(rc_arena *a, const char *const *specs, size_t *n)
     return kvs;
 }
 
-static void set_trace_id(rc_arena *a, otlp_span *s, unsigned trace)
+static void set_trace_id(rc_arena *a, otlp_span *s, unsigned trace, bool root)
 {
     uint8_t *id = rc_arena_alloc(a, 16);
     for (int i = 0; i < 16; i += 4)
         memcpy(id + i, &trace, 4);
     s->trace_id.data = id;
     s->trace_id.len = 16;
+    if (root) return;
+    uint8_t *parent = rc_arena_alloc(a, 8);
+    memset(parent, 0x5a, 8);
+    s->parent_span_id.data = parent;
+    s->parent_span_id.len = 8;
 }
 
 /* A request of n spans under one resource, with an optional header. */
@@ -67,7 +84,7 @@ static rc_batch *request_of(const span_spec *spans, size_t n, const char *const 
     otlp_span **made = test_request_one_scope(r, res, n);
     for (size_t i = 0; i < n; i++) {
         made[i]->name = rc_arena_strdup(a, spans[i].name);
-        set_trace_id(a, made[i], spans[i].trace);
+        set_trace_id(a, made[i], spans[i].trace, is_root_name(spans[i].name));
         made[i]->attributes = kvs_of(a, spans[i].attrs, &made[i]->n_attributes);
     }
     if (header_name) {
@@ -93,6 +110,7 @@ typedef struct recorder {
     pthread_mutex_t mu;
     seen_span spans[MAX_SEEN];
     size_t n;
+    bool refuse; /* answer RC_EBUSY, as a full next stage does */
 } recorder;
 
 static void value_text(const otlp_any_value *v, char *out, size_t n)
@@ -116,6 +134,12 @@ static rc_status record(void *self, rc_batch *b, rc_error *err)
 {
     recorder *r = self;
     pthread_mutex_lock(&r->mu);
+    if (r->refuse) {
+        pthread_mutex_unlock(&r->mu);
+        rc_batch_free(b);
+        rc_error_set(err, "refused by the test");
+        return RC_EBUSY;
+    }
     for (size_t i = 0; i < b->n_runs; i++)
         for (size_t j = 0; j < b->runs[i].n_spans && r->n < MAX_SEEN; j++) {
             const otlp_span *s = b->runs[i].spans[j];
@@ -172,24 +196,31 @@ typedef struct harness {
 
 static const rc_processor_factory *F = &rc_customer_processor_factory;
 
-static bool start(harness *h, const char *id, const char *yaml)
+/* Starts a processor whose next stage is durable or not (which decides
+ * whether spans wait on disk or in memory). */
+static bool start_as(harness *h, const char *id, const char *yaml, bool durable)
 {
     rc_error err = {{0}};
     memset(h, 0, sizeof *h);
     pthread_mutex_init(&h->rec.mu, NULL);
-    h->next = (rc_consumer){record, &h->rec, false};
+    h->next = (rc_consumer){record, &h->rec, durable};
     h->id = id;
     if (rc_config_parse("test.yaml", yaml, strlen(yaml), &h->root, &err) != RC_OK) {
         fprintf(stderr, "setup: %s\n", err.msg);
         return false;
     }
-    rc_component_id cid = {id, "customer"};
+    rc_component_id cid = {id, "customer", NULL};
     h->inst = F->create(&cid, rc_cfg_get(h->root, "customer"), &err);
     if (!h->inst || F->start(h->inst, &h->next, &err) != RC_OK) {
         fprintf(stderr, "setup: %s\n", err.msg);
         return false;
     }
     return true;
+}
+
+static bool start(harness *h, const char *id, const char *yaml)
+{
+    return start_as(h, id, yaml, false);
 }
 
 static void stop(harness *h)
@@ -460,6 +491,8 @@ static void test_propagation_customer_later_within_wait(void)
     if (c) CHECK_STR(c->customer, "late");
     CHECK(counter("respan_processor_customer_waited_spans", h.id, NULL) == 1);
     CHECK(counter("respan_processor_customer_spans", h.id, ",source=\"trace\"") == 1);
+    CHECK(counter("respan_processor_customer_released_spans", h.id, ",reason=\"attribution\"") ==
+          1);
     stop(&h);
 }
 
@@ -470,11 +503,15 @@ static void test_propagation_customer_never(void)
         start(&h, "customer/never", "customer: { propagation_wait: 100ms, default_customer: dd }"));
     span_spec spans[] = {{"a", 9, {0}}, {"b", 10, {"user.id=s:own"}}};
     CHECK(push(&h, request_of(spans, 2, NULL, NULL, NULL)) == RC_OK);
-    CHECK(find_seen(&h.rec, "b") == NULL); /* the whole request waits */
+    /* Only the span without a customer waits; b goes on at once. */
+    CHECK(find_seen(&h.rec, "a") == NULL);
+    CHECK(find_seen(&h.rec, "b") && !strcmp(find_seen(&h.rec, "b")->customer, "own"));
     const seen_span *a = wait_seen(&h.rec, "a", 5000);
     CHECK(a != NULL);
     if (a) CHECK_STR(a->customer, "dd"); /* released with the default */
-    CHECK_STR(find_seen(&h.rec, "b")->customer, "own");
+    CHECK(counter("respan_processor_customer_released_spans", h.id, ",reason=\"timeout\"") == 1);
+    for (int i = 0; i < 300 && gauge("respan_processor_customer_waiting_spans", h.id) != 0; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     CHECK(gauge("respan_processor_customer_waiting_spans", h.id) == 0);
     stop(&h);
 
@@ -551,18 +588,219 @@ static void test_held_budget_sends_on_when_full(void)
     harness h;
     CHECK(start(&h, "customer/budget",
                 "customer: { propagation_wait: 1h, ttl: 2h, max_held_mib: 1 }"));
+    static char big[8200];
+    memset(big, 'x', sizeof big - 1);
+    memcpy(big, "payload=s:", 10);
     size_t pushed = 0;
-    for (unsigned t = 0; t < 400; t++) { /* 4 KiB+ arenas: well past 1 MiB */
+    for (unsigned t = 0; t < 400; t++) { /* 8 KiB+ records: well past 1 MiB */
         char name[16];
         snprintf(name, sizeof name, "s%u", t);
-        span_spec s = {name, 2000 + t, {0}};
+        span_spec s = {name, 2000 + t, {big}};
         CHECK(push_one(&h, &s) == RC_OK);
         pushed++;
     }
+    /* Past the bound the oldest go on first (or a request goes on at once):
+     * every span that came out did so because of the bound, none is lost. */
+    for (int i = 0; i < 300 && h.rec.n == 0; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     CHECK(h.rec.n > 0 && h.rec.n < pushed);
-    CHECK(counter("respan_processor_customer_wait_skipped_spans", h.id, NULL) == h.rec.n);
+    for (int i = 0; i < 300 && counter("respan_processor_customer_released_spans", h.id,
+                                       ",reason=\"bound\"") != h.rec.n;
+         i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    CHECK(counter("respan_processor_customer_released_spans", h.id, ",reason=\"bound\"") ==
+          h.rec.n);
+    CHECK(gauge("respan_processor_customer_held_bytes", h.id) <= 1 << 20);
     stop(&h);
     CHECK(h.rec.n == pushed);
+}
+
+/* One request, child before root: the child still gets everything the root
+ * names for the trace (customer, params, identifiers), as it would if the
+ * root came first or alone. */
+static void test_trace_facts_within_a_batch(void)
+{
+    harness h;
+    CHECK(start(&h, "customer/batch", NO_WAIT));
+    span_spec spans[] = {
+        {"child", 30, {"gen_ai.request.model=s:gpt-4o"}},
+        {"root",
+         30,
+         {"keywordsai.customer_params.customer_identifier=s:kc",
+          "keywordsai.customer_params.markup_percentage=d:20",
+          "keywordsai.threads.thread_identifier=s:th-1"}},
+    };
+    CHECK(push(&h, request_of(spans, 2, NULL, NULL, NULL)) == RC_OK);
+    const seen_span *c = find_seen(&h.rec, "child");
+    CHECK(c != NULL);
+    if (c)
+        CHECK_STR(c->attrs, "customer_params.customer_identifier=kc;"
+                            "customer_params.markup_percentage=20;thread_identifier=th-1;");
+    stop(&h);
+}
+
+/* The issue's case across requests: the LLM child is flushed before the
+ * root that names customer, thread and markup; it waits and gets them all. */
+static void test_identifiers_and_params_follow_the_trace(void)
+{
+    harness h;
+    CHECK(start(&h, "customer/follow", "customer: { propagation_wait: 1h, ttl: 2h }"));
+    span_spec child = {"child", 32, {"gen_ai.request.model=s:gpt-4o"}};
+    span_spec root = {"root",
+                      32,
+                      {"keywordsai.customer_params.customer_identifier=s:kc",
+                       "keywordsai.customer_params.markup_percentage=d:20",
+                       "keywordsai.threads.thread_identifier=s:th-2",
+                       "respan.session_identifier=s:se-2"}};
+    CHECK(push_one(&h, &child) == RC_OK);
+    CHECK(find_seen(&h.rec, "child") == NULL);
+    CHECK(push_one(&h, &root) == RC_OK);
+    const seen_span *c = wait_seen(&h.rec, "child", 5000);
+    CHECK(c != NULL);
+    if (c)
+        CHECK_STR(c->attrs, "customer_params.customer_identifier=kc;"
+                            "customer_params.markup_percentage=20;thread_identifier=th-2;"
+                            "session_identifier=se-2;");
+    /* A span with its own customer that comes later takes the trace's
+     * identifiers it lacks, and the params of the same customer. */
+    span_spec own = {"own", 32, {"respan.customer_identifier=s:kc"}};
+    CHECK(push_one(&h, &own) == RC_OK);
+    CHECK_STR(find_seen(&h.rec, "own")->attrs,
+              "customer_identifier=kc;customer_params.customer_identifier=kc;"
+              "customer_params.markup_percentage=20;thread_identifier=th-2;"
+              "session_identifier=se-2;");
+    stop(&h);
+}
+
+/* A root that names no customer ends the wait of its children at once:
+ * they go on with the default, counted as released by the root. */
+static void test_root_without_customer_releases(void)
+{
+    harness h;
+    CHECK(start(&h, "customer/rootnone",
+                "customer: { propagation_wait: 1h, ttl: 2h, default_customer: dflt }"));
+    span_spec child = {"child", 31, {0}};
+    span_spec root = {"root", 31, {"respan.thread_identifier=s:t-31"}};
+    CHECK(push_one(&h, &child) == RC_OK);
+    CHECK(find_seen(&h.rec, "child") == NULL);
+    CHECK(push_one(&h, &root) == RC_OK);
+    const seen_span *c = wait_seen(&h.rec, "child", 5000);
+    CHECK(c != NULL);
+    if (c) CHECK_STR(c->attrs, "customer_params.customer_identifier=dflt;thread_identifier=t-31;");
+    CHECK(counter("respan_processor_customer_released_spans", h.id, ",reason=\"root\"") == 1);
+    /* A child whose root was seen already (and named nothing) does not wait. */
+    span_spec root2 = {"root2", 34, {0}};
+    span_spec late = {"late-child", 34, {0}};
+    CHECK(push_one(&h, &root2) == RC_OK);
+    CHECK(push_one(&h, &late) == RC_OK);
+    CHECK(find_seen(&h.rec, "late-child") != NULL);
+    CHECK(counter("respan_processor_customer_waited_spans", h.id, NULL) == 1);
+    stop(&h);
+}
+
+/* The root speaks for its trace: its customer replaces one a child named,
+ * for the spans without one that come after it. */
+static void test_root_customer_wins(void)
+{
+    harness h;
+    CHECK(start(&h, "customer/rootwins", NO_WAIT));
+    span_spec child = {"child", 35, {"user.id=s:from-child"}};
+    span_spec root = {"root", 35, {"user.id=s:from-root"}};
+    span_spec later = {"later", 35, {0}};
+    CHECK(push_one(&h, &child) == RC_OK);
+    CHECK(push_one(&h, &root) == RC_OK);
+    CHECK(push_one(&h, &later) == RC_OK);
+    CHECK_STR(find_seen(&h.rec, "child")->customer, "from-child");
+    CHECK_STR(find_seen(&h.rec, "later")->customer, "from-root");
+    /* In one batch the same holds, whatever the order. */
+    span_spec both[] = {
+        {"b-child", 36, {"user.id=s:c"}}, {"b-none", 36, {0}}, {"root-b", 36, {"user.id=s:r"}}};
+    CHECK(push(&h, request_of(both, 3, NULL, NULL, NULL)) == RC_OK);
+    CHECK_STR(find_seen(&h.rec, "b-none")->customer, "r");
+    stop(&h);
+}
+
+static char *make_temp_dir(void)
+{
+    char tmpl[] = "/tmp/rc-customer-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+static void remove_tree(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* In front of a durable exporter spans wait on disk: after a stop (or a
+ * crash) they wait again and are attributed when their root comes; what
+ * settled a trace before a restart is not lost either; and a wait that ran
+ * out while the collector was down ends soon after the start. */
+static void test_durable_hold_across_restarts(void)
+{
+    char *dir = make_temp_dir();
+    CHECK(dir != NULL);
+    if (!dir) return;
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "customer: { propagation_wait: 1h, ttl: 2h, hold_directory: \"%s/hold\" }", dir);
+    harness h;
+
+    /* 1. waits on disk, survives a stop, attributed after the restart */
+    CHECK(start_as(&h, "customer/disk", yaml, true));
+    span_spec child = {"child", 40, {"gen_ai.request.model=s:gpt-4o"}};
+    CHECK(push_one(&h, &child) == RC_OK); /* acknowledged: on disk */
+    CHECK(gauge("respan_processor_customer_waiting_spans", h.id) == 1);
+    F->shutdown(h.inst);
+    CHECK(h.rec.n == 0); /* SIGTERM leaves it on disk, it does not go unattributed */
+    stop(&h);
+    CHECK(start_as(&h, "customer/disk", yaml, true));
+    CHECK(gauge("respan_processor_customer_waiting_spans", h.id) == 1);
+    span_spec root = {"root", 40, {"respan.customer_identifier=s:after-restart"}};
+    CHECK(push_one(&h, &root) == RC_OK);
+    const seen_span *c = wait_seen(&h.rec, "child", 5000);
+    CHECK(c != NULL);
+    if (c) CHECK_STR(c->customer, "after-restart");
+    stop(&h);
+
+    /* 2. the trace is settled but the next stage refuses the child; after a
+     * restart (the root is not sent again) the note says who it was for */
+    CHECK(start_as(&h, "customer/disk", yaml, true));
+    h.rec.refuse = true;
+    span_spec child2 = {"child2", 41, {0}};
+    span_spec root2 = {"root2", 41, {"respan.customer_identifier=s:noted"}};
+    CHECK(push_one(&h, &child2) == RC_OK);
+    CHECK(push_one(&h, &root2) != RC_OK); /* the root itself is refused by the test's next */
+    for (int i = 0;
+         i < 300 && counter("respan_processor_customer_send_failed_spans", h.id, NULL) == 0; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    CHECK(counter("respan_processor_customer_send_failed_spans", h.id, NULL) > 0);
+    stop(&h);
+    CHECK(start_as(&h, "customer/disk", yaml, true));
+    c = wait_seen(&h.rec, "child2", 5000);
+    CHECK(c != NULL);
+    if (c) CHECK_STR(c->customer, "noted");
+    stop(&h);
+
+    /* 3. the wait runs out while stopped: released soon after the start */
+    snprintf(yaml, sizeof yaml,
+             "customer: { propagation_wait: 200ms, hold_directory: \"%s/hold\" }", dir);
+    CHECK(start_as(&h, "customer/disk", yaml, true));
+    span_spec child3 = {"child3", 42, {0}};
+    CHECK(push_one(&h, &child3) == RC_OK);
+    F->shutdown(h.inst);
+    CHECK(find_seen(&h.rec, "child3") == NULL);
+    stop(&h);
+    nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+    CHECK(start_as(&h, "customer/disk", yaml, true));
+    c = wait_seen(&h.rec, "child3", 5000);
+    CHECK(c != NULL);
+    if (c) CHECK_STR(c->customer, "");
+    stop(&h);
+    remove_tree(dir);
+    free(dir);
 }
 
 static void expect_config_error(const char *yaml, const char *needle)
@@ -570,7 +808,7 @@ static void expect_config_error(const char *yaml, const char *needle)
     rc_cfg *root = NULL;
     rc_error err = {{0}};
     CHECK(rc_config_parse("cfg.yaml", yaml, strlen(yaml), &root, &err) == RC_OK);
-    rc_component_id id = {"customer", "customer"};
+    rc_component_id id = {"customer", "customer", NULL};
     void *inst = F->create(&id, rc_cfg_get(root, "customer"), &err);
     CHECK(inst == NULL);
     CHECK_CONTAINS(err.msg, needle);
@@ -635,6 +873,11 @@ int main(void)
     test_propagation_customer_first();
     test_propagation_customer_later_within_wait();
     test_propagation_customer_never();
+    test_trace_facts_within_a_batch();
+    test_identifiers_and_params_follow_the_trace();
+    test_root_without_customer_releases();
+    test_root_customer_wins();
+    test_durable_hold_across_restarts();
     test_ttl_expiry();
     test_map_bound_evicts_oldest();
     test_shutdown_flushes_held_spans();

@@ -9,9 +9,10 @@
  * (/_control/*, see the script's top comment) is wrapped as methods.
  *
  * RespanCollector is lib/collector.mjs's Collector with the pipeline
- * OTLP -> customer -> cost -> batch -> respan, its queue and dead-letter
- * file in the collector's temporary directory, so that restart() after a
- * crash() comes back on the same queue; metric() and deadLetters() read
+ * OTLP -> customer -> cost -> batch -> respan, its queue, the customer
+ * processor's hold and the dead-letter file in the collector's temporary
+ * directory, so that restart() after a crash() comes back on the same
+ * queue and hold; metric() and deadLetters() read
  * what it did. Exporter settings are YAML flow entries given to start()
  * (or to rewriteConfig() before a SIGHUP).
  */
@@ -254,7 +255,13 @@ export function respanPipelineConfig({ ports, dir, url, apiKey, respan = {}, que
   };
   return pipelineConfig({
     ports,
-    processors: { customer: '{}', cost: '{}', batch: '{ send_batch_size: 8192, timeout: 100ms }' },
+    /* Spans waiting for their trace's customer are held on disk next to
+     * the queue, so that restart() finds them too. */
+    processors: {
+      customer: `{ hold_directory: ${JSON.stringify(path.join(dir, 'hold'))} }`,
+      cost: '{}',
+      batch: '{ send_batch_size: 8192, timeout: 100ms }',
+    },
     exporters: { respan: Object.entries(exporter).map(([k, v]) => `${k}: ${v}`) },
   });
 }
