@@ -35,6 +35,11 @@
 #   BENCH_QUEUE_DIR=BUILD_DIR/bench-queue   emptied before every run; e.g. a
 #                                  directory on tmpfs tells the disk's share
 #                                  of fsync latency from the collector's
+#   BENCH_HOLD_DIR=BUILD_DIR/bench-hold     the customer processor's hold, where
+#                                  the spans (none names a customer) wait
+#                                  propagation_wait; emptied likewise
+#   BENCH_MAX_HELD_MIB=1024        its max_held_mib: 30 s of waiting spans
+#                                  at 150k spans/s take about 6 GiB
 #   BENCH_GRPC_PORT=14337 BENCH_HTTP_PORT=14338 BENCH_METRICS_PORT=18898
 # Output: a markdown report on stdout; raw output in BUILD_DIR/bench-respan/.
 # Needs curl (the command) to read /metrics and the sink's /count.
@@ -62,6 +67,7 @@ export BENCH_GRPC_PORT=${BENCH_GRPC_PORT:-14337}
 export BENCH_HTTP_PORT=${BENCH_HTTP_PORT:-14338}
 export BENCH_METRICS_PORT=${BENCH_METRICS_PORT:-18898}
 export BENCH_QUEUE_DIR=${BENCH_QUEUE_DIR:-$build/bench-queue}
+export BENCH_HOLD_DIR=${BENCH_HOLD_DIR:-$build/bench-hold}
 out=$build/bench-respan
 shim=$out/shim
 export RESPAN_BENCH_SCRAPE=$out/metrics-at-end.txt
@@ -146,19 +152,21 @@ group() {
     echo "$n"
 }
 
-# Delivers what a stopped collector left in the queue directory: runs the
-# collector on it until the queue is empty (60 s at most). Prints the logs
+# Delivers what a stopped collector left in the queue and the hold: runs
+# the collector on them until both are empty (spans in the hold wait out
+# what is left of propagation_wait first; 120 s at most). Prints the logs
 # the sink received meanwhile.
 drain_leftover() {
     local config=$1 before
     before=$(sink_logs)
     "$build/respan-collector" --config "$config" 2>>"$out/drain.log" &
     collector_pid=$!
-    for _ in $(seq 600); do
+    for _ in $(seq 1200); do
         sleep 0.1
         local m
         m=$(curl -sf "http://127.0.0.1:$BENCH_METRICS_PORT/metrics" || true)
-        [[ -n $m ]] && [[ $(metric otelcol_exporter_queue_size <(echo "$m")) == 0 ]] && break
+        [[ -n $m ]] && [[ $(metric otelcol_exporter_queue_size <(echo "$m")) == 0 ]] &&
+            [[ $(metric respan_processor_customer_waiting_spans <(echo "$m")) == 0 ]] && break
     done
     kill -TERM "$collector_pid"
     wait "$collector_pid" || true
@@ -171,7 +179,7 @@ drain_leftover() {
 run_one() {
     local label=$1 config=$2
     shift 2
-    rm -rf "$BENCH_QUEUE_DIR" "$RESPAN_BENCH_SCRAPE"
+    rm -rf "$BENCH_QUEUE_DIR" "$BENCH_HOLD_DIR" "$RESPAN_BENCH_SCRAPE"
     local before after
     before=$(sink_logs)
     echo "== $label ($(cut -d' ' -f1-3 /proc/loadavg))" >&2
