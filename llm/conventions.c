@@ -146,7 +146,8 @@ static const rc_conv_entry table[] = {
     X("ai.model.id", RC_FACT_REQUEST_MODEL, 1, "vercel"),
     X("llm.request.model", RC_FACT_REQUEST_MODEL, 2, "openllmetry"),
     X("llm.model_name", RC_FACT_REQUEST_MODEL, 3, "openinference"),
-    X("langfuse.observation.model.name", RC_FACT_REQUEST_MODEL, 4, "langfuse"),
+    X("embedding.model_name", RC_FACT_REQUEST_MODEL, 4, "openinference"), /* EMBEDDING spans */
+    X("langfuse.observation.model.name", RC_FACT_REQUEST_MODEL, 5, "langfuse"),
     X("gen_ai.response.model", RC_FACT_RESPONSE_MODEL, 0, "genai"),
     X("ai.response.model", RC_FACT_RESPONSE_MODEL, 1, "vercel"),
     X("llm.response.model", RC_FACT_RESPONSE_MODEL, 2, "openllmetry"),

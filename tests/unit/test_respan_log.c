@@ -1109,6 +1109,45 @@ static rc_batch *through_processors(rc_batch *in)
     return h.batch;
 }
 
+/* An OpenInference EMBEDDING span names its model in embedding.model_name:
+ * the log shows it raw, and priced once through the processors. */
+static void test_openinference_embedding(void)
+{
+    span_spec spans[] = {{
+        .name = "CreateEmbeddingResponse",
+        .attrs = {"openinference.span.kind=s:EMBEDDING",
+                  "embedding.model_name=s:text-embedding-3-small", "llm.provider=s:openai",
+                  "llm.token_count.prompt=i:1200", "llm.token_count.total=i:1200",
+                  "embedding.embeddings.0.embedding.text=s:pirates", NULL},
+    }};
+    rc_batch *b = batch_of(spans, 1, NULL);
+    logs l;
+    run(&l, b);
+    json_t *o = l.n ? l.log[0] : NULL;
+    CHECK_STR(str_of(o, "log_type"), "embedding");
+    CHECK_STR(str_of(o, "model"), "text-embedding-3-small");
+    CHECK_STR(str_of(o, "provider_id"), "openai");
+    CHECK(int_is(o, "prompt_tokens", 1200));
+    CHECK(!has(o, "cost"));
+    /* embedding.model_name went into model; the total and the text have no
+     * field of their own. */
+    CHECK(json_is(json_object_get(o, "metadata"),
+                  "{\"llm.token_count.total\":\"1200\","
+                  "\"embedding.embeddings.0.embedding.text\":\"pirates\"}"));
+    logs_free(&l);
+
+    rc_batch *done = through_processors(b);
+    CHECK(done != NULL);
+    if (!done) return;
+    run(&l, done);
+    o = l.n ? l.log[0] : NULL;
+    CHECK_STR(str_of(o, "model"), "text-embedding-3-small");
+    CHECK(num_is(o, "cost", 0.000024)); /* 1200 * 0.02 per Mtok */
+    CHECK(!has(json_object_get(o, "metadata"), "embedding.model_name"));
+    logs_free(&l);
+    rc_batch_free(done);
+}
+
 static void test_fixture_openllmetry(void)
 {
     rc_batch *raw = fixture_batch("openllmetry");
@@ -1205,6 +1244,7 @@ int main(void)
     test_llm_only();
     test_customer_and_environment();
     test_cost_rules();
+    test_openinference_embedding();
     test_fixture_openllmetry();
     test_fixture_all_raw();
     TEST_MAIN_END();

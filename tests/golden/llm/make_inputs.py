@@ -329,6 +329,25 @@ case("openinference-anthropic-cache", {"attrs": {"service.name": "oi-app"}, "spa
                "llm.token_count.prompt": 5000, "llm.token_count.total": 5000}},
 ]})
 
+# EMBEDDING spans name their model in embedding.model_name, not llm.model_name;
+# the OpenAI instrumentation adds llm.provider / llm.system and the texts.
+case("openinference-embedding", {"attrs": {"service.name": "oi-rag"}, "spans": [
+    {"name": "CreateEmbeddingResponse", "kind": SPAN_KIND_INTERNAL, "trace": 1,
+     "attrs": {"openinference.span.kind": "EMBEDDING", "embedding.model_name": "text-embedding-3-small",
+               "llm.provider": "openai", "llm.system": "openai",
+               "embedding.invocation_parameters": '{"model":"text-embedding-3-small"}',
+               "embedding.embeddings.0.embedding.text": "Tell me a joke about pirates",
+               "llm.token_count.prompt": 1200, "llm.token_count.total": 1200}},
+    {"name": "AzureOpenAIEmbedding", "kind": SPAN_KIND_INTERNAL, "trace": 2,
+     "attrs": {"openinference.span.kind": "EMBEDDING", "embedding.model_name": "text-embedding-3-large",
+               "llm.provider": "azure", "llm.system": "openai",
+               "llm.token_count.prompt": 300, "llm.token_count.total": 300}},
+    {"name": "HuggingFaceEmbedding", "kind": SPAN_KIND_INTERNAL, "trace": 3,
+     "attrs": {"openinference.span.kind": "EMBEDDING",
+               "embedding.model_name": "BAAI/bge-small-en-v1.5",
+               "llm.token_count.prompt": 40}},
+]})
+
 # --- OpenLLMetry -------------------------------------------------------------
 
 case("openllmetry-association", {"attrs": {"service.name": "tl-app"}, "spans": [
