@@ -390,9 +390,10 @@ static const rc_priced_model *find_price(span_ctx *c)
     const char *request = rc_facts_str(&c->f, RC_FACT_REQUEST_MODEL);
     bool new_response = false, new_request = false;
     const rc_priced_model *m = NULL;
-    if (response) m = rc_pricing_lookup(c->p->pricing, provider, NULL, response, &new_response);
+    if (response)
+        m = rc_pricing_lookup(c->p->pricing, provider, NULL, response, NULL, &new_response);
     if (!m && request && (!response || strcmp(request, response) != 0))
-        m = rc_pricing_lookup(c->p->pricing, provider, NULL, request, &new_request);
+        m = rc_pricing_lookup(c->p->pricing, provider, NULL, request, NULL, &new_request);
     if (!m && (new_response || new_request))
         rc_warn(c->p->id, "no price for model '%s' (provider '%s'); it is not priced",
                 request ? request : response, provider ? provider : "");
