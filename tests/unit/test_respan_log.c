@@ -1148,6 +1148,31 @@ static void test_openinference_embedding(void)
     rc_batch_free(done);
 }
 
+/* A span that names no provider: raw, the log has no provider_id; through
+ * cost, the provider the price table found the model through. */
+static void test_provider_from_price(void)
+{
+    span_spec spans[] = {{
+        .name = "chat",
+        .attrs = {"gen_ai.request.model=s:bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+                  "gen_ai.usage.input_tokens=i:1000", "gen_ai.usage.output_tokens=i:100", NULL},
+    }};
+    rc_batch *b = batch_of(spans, 1, NULL);
+    logs l;
+    run(&l, b);
+    CHECK(l.n == 1 && !has(l.log[0], "provider_id"));
+    logs_free(&l);
+    rc_batch *done = through_processors(b);
+    CHECK(done != NULL);
+    if (!done) return;
+    run(&l, done);
+    json_t *o = l.n ? l.log[0] : NULL;
+    CHECK_STR(str_of(o, "provider_id"), "aws.bedrock");
+    CHECK(num_is(o, "cost", 0.0045)); /* 1000*3 + 100*15 per Mtok */
+    logs_free(&l);
+    rc_batch_free(done);
+}
+
 static void test_fixture_openllmetry(void)
 {
     rc_batch *raw = fixture_batch("openllmetry");
@@ -1245,6 +1270,7 @@ int main(void)
     test_customer_and_environment();
     test_cost_rules();
     test_openinference_embedding();
+    test_provider_from_price();
     test_fixture_openllmetry();
     test_fixture_all_raw();
     TEST_MAIN_END();

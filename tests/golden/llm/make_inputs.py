@@ -95,8 +95,10 @@ def request(case, resources):
 
 
 def gen_ai(model, provider="openai", op="chat", **usage):
-    """Current OpenTelemetry GenAI attributes of an LLM call."""
+    """Current OpenTelemetry GenAI attributes of an LLM call (provider=None: none)."""
     a = {"gen_ai.operation.name": op, "gen_ai.provider.name": provider, "gen_ai.request.model": model}
+    if provider is None:
+        del a["gen_ai.provider.name"]
     for k, v in usage.items():
         a[{"inp": "gen_ai.usage.input_tokens", "out": "gen_ai.usage.output_tokens",
            "cread": "gen_ai.usage.cache_read.input_tokens",
@@ -282,6 +284,30 @@ case("dated-prices",
           "attrs": gen_ai("o3", inp=1000, out=100)},
          {"name": "o3 after the price cut", "trace": 2, "start": JUL_2025,
           "attrs": gen_ai("o3", inp=1000, out=100)},
+     ]})
+
+# No provider on the span: the one the price table found the model through,
+# by its OpenTelemetry name. A provider the span names is never replaced.
+case("provider-from-price",
+     {"spans": [
+         {"name": "openai by model_match", "trace": 1,
+          "attrs": gen_ai("gpt-4o", provider=None, inp=1000, out=100)},
+         {"name": "bedrock prefix", "trace": 2,
+          "attrs": gen_ai("bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0", provider=None,
+                          inp=1000, out=100)},
+         {"name": "azure prefix, openai's entry", "trace": 3,
+          "attrs": gen_ai("azure/gpt-4o", provider=None, inp=1000, out=100)},
+         {"name": "vertex prefix", "trace": 4,
+          "attrs": gen_ai("vertex_ai/gemini-2.0-flash", provider=None, op="generate_content",
+                          inp=1000, out=100)},
+         {"name": "mistral by model_match", "trace": 5,
+          "attrs": gen_ai("mistral-large-latest", provider=None, inp=1000, out=100)},
+         {"name": "xai by model_match", "trace": 6,
+          "attrs": gen_ai("grok-3", provider=None, inp=1000, out=100)},
+         {"name": "openrouter: no OpenTelemetry name", "trace": 7,
+          "attrs": gen_ai("openrouter/openai/gpt-4o", provider=None, inp=1000, out=100)},
+         {"name": "the span's provider stays", "trace": 8,
+          "attrs": gen_ai("claude-3-haiku-20240307", provider="my-gateway", inp=1000, out=100)},
      ]})
 
 # Regex clauses (translated to POSIX by scripts/convert_pricing.py) and a
