@@ -420,7 +420,8 @@ static void test_raw_openllmetry(void)
         {.name = "create_joke.task",
          .span_id = "00000000000000a2",
          .parent = "00000000000000a1",
-         .attrs = {"traceloop.span.kind=s:task", "traceloop.entity.path=s:joke_generator", NULL}},
+         .attrs = {"traceloop.span.kind=s:task", "traceloop.workflow.name=s:joke_generator",
+                   "traceloop.entity.path=s:joke_generator", NULL}},
         {.name = "anthropic.chat",
          .parent = "00000000000000a2",
          .attrs = {"llm.request.type=s:chat",
@@ -465,8 +466,7 @@ static void test_raw_openllmetry(void)
     CHECK_STR(str_of(task, "log_type"), "task");
     CHECK_STR(str_of(task, "span_parent_id"), "00000000000000a1");
     CHECK_STR(str_of(task, "span_path"), "joke_generator");
-    /* No traceloop.workflow.name: the name of the trace's root span. */
-    CHECK_STR(str_of(task, "span_workflow_name"), "joke_generator.workflow");
+    CHECK_STR(str_of(task, "span_workflow_name"), "joke_generator");
     CHECK(!has(task, "input") && !has(task, "customer_identifier"));
 
     json_t *llm = log_named(&l, "anthropic.chat");
@@ -484,7 +484,9 @@ static void test_raw_openllmetry(void)
                        "{\"role\":\"user\",\"content\":\"Tell me a joke about pirates\"}]"));
     CHECK(json_text_is(llm, "output", "{\"role\":\"assistant\",\"content\":\"Arr!\"}"));
     CHECK_STR(str_of(llm, "span_path"), "joke_generator.create_joke");
-    CHECK_STR(str_of(llm, "span_workflow_name"), "joke_generator.workflow");
+    /* No traceloop.workflow.name and not a root: no workflow, though the
+     * root is in the batch (the log must not depend on the batch). */
+    CHECK(!has(llm, "span_workflow_name"));
     CHECK_STR(str_of(llm, "customer_identifier"), "cust-42");
     CHECK(
         json_is(json_object_get(llm, "customer_params"), "{\"customer_identifier\":\"cust-42\"}"));
@@ -524,6 +526,7 @@ static void test_raw_vercel(void)
     run(&l, b);
     json_t *outer = log_named(&l, "ai.generateText");
     CHECK_STR(str_of(outer, "log_type"), "workflow");
+    CHECK_STR(str_of(outer, "span_workflow_name"), "ai.generateText"); /* a root names it */
     CHECK_STR(str_of(outer, "input"), "{\"prompt\":\"Summarise: ...\"}");
     CHECK(json_text_is(outer, "output", "{\"role\":\"assistant\",\"content\":\"A summary.\"}"));
     CHECK(json_is(json_object_get(outer, "metadata"), "{\"plan\":\"pro\"}"));
@@ -541,7 +544,7 @@ static void test_raw_vercel(void)
     CHECK(json_text_is(call, "input", "[{\"role\":\"user\",\"content\":\"Summarise: ...\"}]"));
     CHECK(json_text_is(call, "output", "{\"role\":\"assistant\",\"content\":\"A summary.\"}"));
     CHECK_STR(str_of(call, "customer_identifier"), "shop-17");
-    CHECK_STR(str_of(call, "span_workflow_name"), "ai.generateText");
+    CHECK(!has(call, "span_workflow_name")); /* not a root, no workflow fact */
     CHECK(json_is(json_object_get(call, "metadata"), "{\"ai.response.finishReason\":\"stop\"}"));
     logs_free(&l);
     rc_batch_free(b);
@@ -579,6 +582,76 @@ static void test_openinference_llm(void)
                   "\\\"stream\\\":true,\\\"stop\\\":[\\\"x\\\"]}\"}"));
     logs_free(&l);
     rc_batch_free(b);
+}
+
+/* span_workflow_name: the canonical key, then traceloop.workflow.name, span
+ * then resource; both keys are consumed. */
+static void test_workflow_name_sources(void)
+{
+    span_spec spans[] = {
+        {.name = "both keys",
+         .parent = "00000000000000e1",
+         .attrs = {"traceloop.workflow.name=s:from-traceloop",
+                   "respan.span_workflow_name=s:canonical", NULL}},
+        {.name = "nothing on the span", .parent = "00000000000000e1", .attrs = {NULL}},
+    };
+    rc_batch *b =
+        batch_of(spans, 2, (const char *const[]){"traceloop.workflow.name=s:from-resource", NULL});
+    logs l;
+    run(&l, b);
+    json_t *both = log_named(&l, "both keys");
+    CHECK_STR(str_of(both, "span_workflow_name"), "canonical");
+    CHECK(!has(both, "metadata"));
+    json_t *bare = log_named(&l, "nothing on the span");
+    CHECK_STR(str_of(bare, "span_workflow_name"), "from-resource");
+    CHECK(!has(bare, "metadata"));
+    logs_free(&l);
+    rc_batch_free(b);
+}
+
+/* A trace's logs are the same however its spans were batched: each log is
+ * written in a batch with the whole trace and in a batch of its own. */
+static void test_logs_do_not_depend_on_batching(void)
+{
+    span_spec spans[] = {
+        {.name = "POST /chat",
+         .span_id = "00000000000000d1",
+         .attrs = {"http.request.method=s:POST", NULL}},
+        {.name = "plan.task",
+         .span_id = "00000000000000d2",
+         .parent = "00000000000000d1",
+         .attrs = {"traceloop.span.kind=s:task", "traceloop.entity.name=s:plan", NULL}},
+        {.name = "openai.chat",
+         .span_id = "00000000000000d3",
+         .parent = "00000000000000d2",
+         .attrs = {"gen_ai.request.model=s:gpt-4o", "traceloop.entity.path=s:plan", NULL}},
+        {.name = "joke.workflow",
+         .trace_id = TRACE_B,
+         .span_id = "00000000000000d4",
+         .attrs = {"traceloop.span.kind=s:workflow", "traceloop.workflow.name=s:joke", NULL}},
+    };
+    const size_t n = sizeof spans / sizeof *spans;
+    rc_batch *all = batch_of(spans, n, RESOURCE);
+    logs together;
+    run(&together, all);
+    CHECK(together.n == n);
+    for (size_t i = 0; i < n && i < together.n; i++) {
+        rc_batch *one = batch_of(&spans[i], 1, RESOURCE);
+        logs alone;
+        run(&alone, one);
+        bool same = alone.n == 1 && json_equal(alone.log[0], together.log[i]);
+        if (!same) fprintf(stderr, "  span %s: its log depends on the batch\n", spans[i].name);
+        CHECK(same);
+        logs_free(&alone);
+        rc_batch_free(one);
+    }
+    /* The root names the workflow; its children, without the fact, do not. */
+    CHECK_STR(str_of(log_named(&together, "POST /chat"), "span_workflow_name"), "POST /chat");
+    CHECK(!has(log_named(&together, "plan.task"), "span_workflow_name"));
+    CHECK(!has(log_named(&together, "openai.chat"), "span_workflow_name"));
+    CHECK_STR(str_of(log_named(&together, "joke.workflow"), "span_workflow_name"), "joke");
+    logs_free(&together);
+    rc_batch_free(all);
 }
 
 /* Messages already in OpenAI shape are normalised, not mangled. */
@@ -635,7 +708,7 @@ static void test_non_llm_spans(void)
     json_t *tool = log_named(&l, "lookup_order.tool");
     CHECK_STR(str_of(tool, "log_type"), "tool");
     CHECK_STR(str_of(tool, "span_parent_id"), "00000000000000c1");
-    CHECK(!has(tool, "span_workflow_name")); /* its root is not in the batch */
+    CHECK(!has(tool, "span_workflow_name")); /* not a root, no workflow fact */
     CHECK_STR(str_of(tool, "input"), "{\"id\":7}");
     CHECK_STR(str_of(tool, "output"), "{\"status\":\"shipped\"}");
     CHECK(!has(tool, "model") && !has(tool, "prompt_tokens") && !has(tool, "cost"));
@@ -1258,6 +1331,8 @@ int main(void)
     test_raw_openllmetry();
     test_raw_vercel();
     test_openinference_llm();
+    test_workflow_name_sources();
+    test_logs_do_not_depend_on_batching();
     test_openai_shaped_messages();
     test_non_llm_spans();
     test_status();
