@@ -11,9 +11,9 @@
  * that went through them is read from its canonical attributes and a span
  * that did not falls back, degraded, to its instrumentation's own keys. The
  * fields that no processor writes (request parameters, time to first token,
- * HTTP status, path, function input/output, tool definitions, respan.cost)
- * come from the small table `xkeys` below: those keys are not in the
- * convention table, so there is still one table per key.
+ * HTTP status, entity path and name, function input/output, tool
+ * definitions, respan.cost) come from the small table `xkeys` below: those
+ * keys are not in the convention table, so there is still one table per key.
  *
  * Per span the attributes are walked twice: once by the scanner, once here
  * with one hash lookup per key in an index built (once per process) from
@@ -77,6 +77,7 @@
 typedef enum field_id {
     F_NONE,
     F_PATH,
+    F_ENTITY_NAME,
     F_TTFT,
     F_TEMPERATURE,
     F_MAX_TOKENS,
@@ -103,6 +104,7 @@ typedef enum value_type { T_MARK, T_STR, T_DOUBLE, T_NONNEG, T_INT, T_BOOL, T_AN
 
 static const uint8_t field_type[F_COUNT] = {
     [F_PATH] = T_STR,
+    [F_ENTITY_NAME] = T_STR,
     [F_TTFT] = T_NONNEG,
     [F_TEMPERATURE] = T_DOUBLE,
     [F_MAX_TOKENS] = T_INT,
@@ -119,7 +121,10 @@ static const uint8_t field_type[F_COUNT] = {
     [F_INVOCATION] = T_STR,
 };
 
-enum { X_MS = 1 }; /* the value is in milliseconds */
+enum {
+    X_MS = 1,      /* the value is in milliseconds */
+    X_PARENTS = 2, /* a path of the entities above the span: its own name follows */
+};
 
 typedef struct xkey {
     const char *key;
@@ -129,8 +134,9 @@ typedef struct xkey {
 } xkey;
 
 static const xkey xkeys[] = {
-    {"traceloop.entity.path", F_PATH, 0, 0},
+    {"traceloop.entity.path", F_PATH, 0, X_PARENTS},
     {"ai.path", F_PATH, 1, 0},
+    {"traceloop.entity.name", F_ENTITY_NAME, 0, 0},
     {"gen_ai.response.time_to_first_chunk", F_TTFT, 0, 0},
     {"ai.response.msToFirstChunk", F_TTFT, 2, X_MS},
     {"ai.stream.msToFirstChunk", F_TTFT, 3, X_MS},
@@ -1665,6 +1671,26 @@ static void write_workflow(log_ctx *c, span_view *v)
     }
 }
 
+/* The full path of the span's entity. Traceloop splits it: its
+ * traceloop.entity.path names the entities above the span
+ * ("joke_generator"), traceloop.entity.name the span's own ("create_joke"),
+ * and an LLM span carries only the path, its caller's. Vercel's ai.path
+ * is whole, and used only when neither Traceloop key is there. */
+static void write_path(log_ctx *c, span_view *v)
+{
+    const char *path = rc_av_str(v->fv[F_PATH]);
+    const char *name = rc_av_str(v->fv[F_ENTITY_NAME]);
+    if (name && path && !(v->fflags[F_PATH] & X_PARENTS)) path = NULL;
+    if (!path && !name) return;
+    LIT(c->out, ",\"span_path\":\"");
+    if (path) rc_json_escaped(c->out, path, strlen(path));
+    if (path && name) rc_buf_putc(c->out, '.');
+    if (name) rc_json_escaped(c->out, name, strlen(name));
+    rc_buf_putc(c->out, '"');
+    v->carried |= 1u << F_PATH; /* its sources at any rank, as for every field */
+    if (name) v->carried |= 1u << F_ENTITY_NAME;
+}
+
 static void write_description(log_ctx *c, span_view *v)
 {
     const otlp_span *s = v->span;
@@ -1673,12 +1699,7 @@ static void write_description(log_ctx *c, span_view *v)
     LIT(c->out, ",\"span_name\":");
     put_str(c->out, name, utf8_prefix(name, n, SPAN_NAME_MAX_CHARS));
     write_workflow(c, v);
-    const char *path = rc_av_str(v->fv[F_PATH]);
-    if (path) {
-        LIT(c->out, ",\"span_path\":");
-        rc_json_cstr(c->out, path);
-        v->carried |= 1u << F_PATH;
-    }
+    write_path(c, v);
     LIT(c->out, ",\"log_type\":");
     rc_json_cstr(c->out, v->log_type);
     v->consumed_facts |= LOG_TYPE_FACTS;

@@ -228,6 +228,7 @@ const CONSUMED_PREFIXES = [
   'gen_ai.output.messages',
   'traceloop.entity.input',
   'traceloop.entity.output',
+  'traceloop.entity.name',
 ];
 
 /* What must hold for every log, whatever the span. */
@@ -342,6 +343,7 @@ test('mapping: SDK spans over gRPC and HTTP/protobuf arrive as request logs, fie
 
     const tool = log('get_weather.tool');
     assert.equal(tool.log_type, 'tool', `${label}: traceloop.span.kind tool`);
+    assert.equal(tool.span_path, 'get_weather', `${label}: its entity name, no path above it`);
     assert.equal(tool.input, '{"city":"Paris"}', `${label}: tool input`);
     assert.equal(tool.output, '{"temp_c":21}', `${label}: tool output`);
     assert.ok(!('cost' in tool) && !('model' in tool), `${label}: a tool span has no cost or model`);

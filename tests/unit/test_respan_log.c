@@ -412,6 +412,7 @@ static void test_raw_openllmetry(void)
         {.name = "joke_generator.workflow",
          .span_id = "00000000000000a1",
          .attrs = {"traceloop.span.kind=s:workflow", "traceloop.workflow.name=s:joke_generator",
+                   "traceloop.entity.name=s:joke_generator",
                    "traceloop.association.properties.customer_id=s:cust-42",
                    "traceloop.association.properties.session_id=s:sess-9",
                    "traceloop.association.properties.plan=s:pro",
@@ -421,7 +422,8 @@ static void test_raw_openllmetry(void)
          .span_id = "00000000000000a2",
          .parent = "00000000000000a1",
          .attrs = {"traceloop.span.kind=s:task", "traceloop.workflow.name=s:joke_generator",
-                   "traceloop.entity.path=s:joke_generator", NULL}},
+                   "traceloop.entity.name=s:create_joke", "traceloop.entity.path=s:joke_generator",
+                   NULL}},
         {.name = "anthropic.chat",
          .parent = "00000000000000a2",
          .attrs = {"llm.request.type=s:chat",
@@ -453,6 +455,7 @@ static void test_raw_openllmetry(void)
     CHECK_STR(str_of(wf, "log_type"), "workflow");
     CHECK(!has(wf, "span_parent_id"));
     CHECK_STR(str_of(wf, "span_workflow_name"), "joke_generator");
+    CHECK_STR(str_of(wf, "span_path"), "joke_generator"); /* its entity name, no path above */
     CHECK_STR(str_of(wf, "input"), "{\"args\":[],\"kwargs\":{\"topic\":\"pirates\"}}");
     CHECK_STR(str_of(wf, "output"), "\"Arr!\"");
     CHECK_STR(str_of(wf, "customer_identifier"), "cust-42");
@@ -465,8 +468,11 @@ static void test_raw_openllmetry(void)
     json_t *task = log_named(&l, "create_joke.task");
     CHECK_STR(str_of(task, "log_type"), "task");
     CHECK_STR(str_of(task, "span_parent_id"), "00000000000000a1");
-    CHECK_STR(str_of(task, "span_path"), "joke_generator");
+    /* The path above the task, then the task's own entity name. */
+    CHECK_STR(str_of(task, "span_path"), "joke_generator.create_joke");
     CHECK_STR(str_of(task, "span_workflow_name"), "joke_generator");
+    /* The entity name went into span_path: not repeated. */
+    CHECK(json_is(json_object_get(task, "metadata"), "{\"service.name\":\"jokes\"}"));
     CHECK(!has(task, "input") && !has(task, "customer_identifier"));
 
     json_t *llm = log_named(&l, "anthropic.chat");
@@ -652,6 +658,44 @@ static void test_logs_do_not_depend_on_batching(void)
     CHECK_STR(str_of(log_named(&together, "joke.workflow"), "span_workflow_name"), "joke");
     logs_free(&together);
     rc_batch_free(all);
+}
+
+/* span_path: Traceloop's path of the entities above the span, then the
+ * span's own entity name; either alone; else Vercel's ai.path. */
+static void test_span_path(void)
+{
+    span_spec spans[] = {
+        {.name = "path and name",
+         .attrs = {"traceloop.entity.name=s:c", "traceloop.entity.path=s:a.b", NULL}},
+        {.name = "name only", .attrs = {"traceloop.entity.name=s:wf", NULL}},
+        {.name = "path only", .attrs = {"traceloop.entity.path=s:a.b", NULL}},
+        {.name = "ai.path", .attrs = {"ai.path=s:app/chat", NULL}},
+        {.name = "name before ai.path",
+         .attrs = {"traceloop.entity.name=s:n", "ai.path=s:app/chat", NULL}},
+        {.name = "empty name",
+         .attrs = {"traceloop.entity.name=s:", "traceloop.entity.path=s:a", NULL}},
+        {.name = "escaped",
+         .attrs = {"traceloop.entity.path=s:say \"hi\"", "traceloop.entity.name=s:line\nbreak",
+                   NULL}},
+    };
+    rc_batch *b = batch_of(spans, sizeof spans / sizeof *spans, NULL);
+    logs l;
+    run(&l, b);
+    json_t *o = log_named(&l, "path and name");
+    CHECK_STR(str_of(o, "span_path"), "a.b.c");
+    CHECK(!has(o, "metadata"));
+    CHECK_STR(str_of(log_named(&l, "name only"), "span_path"), "wf");
+    CHECK_STR(str_of(log_named(&l, "path only"), "span_path"), "a.b");
+    CHECK_STR(str_of(log_named(&l, "ai.path"), "span_path"), "app/chat");
+    o = log_named(&l, "name before ai.path");
+    CHECK_STR(str_of(o, "span_path"), "n");
+    CHECK(!has(o, "metadata")); /* ai.path is a source of span_path too */
+    o = log_named(&l, "empty name");
+    CHECK_STR(str_of(o, "span_path"), "a");
+    CHECK(json_is(json_object_get(o, "metadata"), "{\"traceloop.entity.name\":\"\"}"));
+    CHECK_STR(str_of(log_named(&l, "escaped"), "span_path"), "say \"hi\".line\nbreak");
+    logs_free(&l);
+    rc_batch_free(b);
 }
 
 /* Messages already in OpenAI shape are normalised, not mangled. */
@@ -1260,6 +1304,18 @@ static void test_fixture_openllmetry(void)
     CHECK_STR(str_of(llm, "customer_identifier"), "cust-42");
     CHECK(json_text_is(llm, "input",
                        "[{\"role\":\"user\",\"content\":\"Tell me a joke about pirates\"}]"));
+    /* Every span names the workflow; the path is the entity's full path:
+     * the path above it, then its own entity name, which the LLM span,
+     * being no entity, lacks. */
+    static const char *const paths[][2] = {{"joke_generator.workflow", "joke_generator"},
+                                           {"create_joke.task", "joke_generator.create_joke"},
+                                           {"anthropic.chat", "joke_generator.create_joke"}};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *o = log_named(&l, paths[i][0]);
+        CHECK_STR(str_of(o, "span_workflow_name"), "joke_generator");
+        CHECK_STR(str_of(o, "span_path"), paths[i][1]);
+        CHECK(!has(json_object_get(o, "metadata"), "traceloop.entity.name"));
+    }
     logs_free(&l);
 
     rc_batch *done = through_processors(raw);
@@ -1332,6 +1388,7 @@ int main(void)
     test_raw_vercel();
     test_openinference_llm();
     test_workflow_name_sources();
+    test_span_path();
     test_logs_do_not_depend_on_batching();
     test_openai_shaped_messages();
     test_non_llm_spans();
