@@ -5,15 +5,15 @@
  * each field's sources in precedence order, is docs/respan-log-mapping.md.
  *
  * Where facts come from. The LLM facts (model, provider, tokens, messages,
- * kind, customer, identifiers, environment) are read through the one
- * convention scanner of llm/conventions.h. Its table ranks the canonical
- * keys the customer and cost processors write first, so a span that went
- * through them is read from its canonical attributes and a span that did
- * not falls back, degraded, to its instrumentation's own keys. The fields
- * that no processor writes (request parameters, time to first token, HTTP
- * status, workflow name and path, function input/output, tool definitions,
- * respan.cost) come from the small table `xkeys` below: those keys are not
- * in the convention table, so there is still one table per key.
+ * kind, customer, identifiers, environment, workflow name) are read through
+ * the one convention scanner of llm/conventions.h. Its table ranks the
+ * canonical keys the customer and cost processors write first, so a span
+ * that went through them is read from its canonical attributes and a span
+ * that did not falls back, degraded, to its instrumentation's own keys. The
+ * fields that no processor writes (request parameters, time to first token,
+ * HTTP status, entity path and name, function input/output, tool
+ * definitions, respan.cost) come from the small table `xkeys` below: those
+ * keys are not in the convention table, so there is still one table per key.
  *
  * Per span the attributes are walked twice: once by the scanner, once here
  * with one hash lookup per key in an index built (once per process) from
@@ -30,11 +30,16 @@
  *
  * Memory. Nothing here mallocs per span but jansson on those rare paths.
  * Working text goes to a few rc_bufs that live for one call and keep their
- * capacity from span to span; the root-span map, the resource's
- * pre-rendered metadata, messages built for spans that did not pass through
- * the cost processor and the strings the scanner makes come from the
- * caller's scratch arena, which grows with the batch (the caller frees or
- * recreates it after the call).
+ * capacity from span to span; the resource's pre-rendered metadata,
+ * messages built for spans that did not pass through the cost processor
+ * and the strings the scanner makes come from the caller's scratch arena,
+ * which grows with the batch (the caller frees or recreates it after the
+ * call).
+ *
+ * A log depends on its span and the span's resource only, never on the
+ * other spans of the batch: a trace's logs are the same however its spans
+ * were grouped into requests and batches. What a span is to learn from its
+ * trace (its customer, its workflow) a processor writes onto it first.
  *
  * Invariants: every object is written with core/json_writer.h, so each line
  * is valid JSON with no raw newline whatever the span carried; a span is
@@ -71,8 +76,8 @@
  * F_BULKY carry no value: they only mark keys for the metadata rules. */
 typedef enum field_id {
     F_NONE,
-    F_WORKFLOW,
     F_PATH,
+    F_ENTITY_NAME,
     F_TTFT,
     F_TEMPERATURE,
     F_MAX_TOKENS,
@@ -98,8 +103,8 @@ typedef enum field_id {
 typedef enum value_type { T_MARK, T_STR, T_DOUBLE, T_NONNEG, T_INT, T_BOOL, T_ANY } value_type;
 
 static const uint8_t field_type[F_COUNT] = {
-    [F_WORKFLOW] = T_STR,
     [F_PATH] = T_STR,
+    [F_ENTITY_NAME] = T_STR,
     [F_TTFT] = T_NONNEG,
     [F_TEMPERATURE] = T_DOUBLE,
     [F_MAX_TOKENS] = T_INT,
@@ -116,7 +121,10 @@ static const uint8_t field_type[F_COUNT] = {
     [F_INVOCATION] = T_STR,
 };
 
-enum { X_MS = 1 }; /* the value is in milliseconds */
+enum {
+    X_MS = 1,      /* the value is in milliseconds */
+    X_PARENTS = 2, /* a path of the entities above the span: its own name follows */
+};
 
 typedef struct xkey {
     const char *key;
@@ -126,9 +134,9 @@ typedef struct xkey {
 } xkey;
 
 static const xkey xkeys[] = {
-    {"traceloop.workflow.name", F_WORKFLOW, 0, 0},
-    {"traceloop.entity.path", F_PATH, 0, 0},
+    {"traceloop.entity.path", F_PATH, 0, X_PARENTS},
     {"ai.path", F_PATH, 1, 0},
+    {"traceloop.entity.name", F_ENTITY_NAME, 0, 0},
     {"gen_ai.response.time_to_first_chunk", F_TTFT, 0, 0},
     {"ai.response.msToFirstChunk", F_TTFT, 2, X_MS},
     {"ai.stream.msToFirstChunk", F_TTFT, 3, X_MS},
@@ -185,7 +193,8 @@ static const xkey xprefixes[] = {
      RC_FACT_BIT(RC_FACT_REASONING_TOKENS) | RC_FACT_BIT(RC_FACT_TOTAL_TOKENS))
 /* What the resource may supply, all of it named fields: a resource
  * attribute that supplies one is not repeated in metadata. */
-#define RESOURCE_FACTS (RC_FACTS_CUSTOMER | RC_FACT_BIT(RC_FACT_ENVIRONMENT))
+#define RESOURCE_FACTS                                                                             \
+    (RC_FACTS_CUSTOMER | RC_FACT_BIT(RC_FACT_ENVIRONMENT) | RC_FACT_BIT(RC_FACT_WORKFLOW_NAME))
 
 /* --- the key index ------------------------------------------------------------ */
 
@@ -533,17 +542,11 @@ typedef struct run_state {
     size_t n_md;
 } run_state;
 
-typedef struct root_slot {
-    const uint8_t *trace_id; /* 16 bytes, NULL: empty slot */
-    const char *name;
-} root_slot;
-
 typedef struct log_ctx {
     rc_buf *out;
     const rc_respan_log_opts *opts;
     rc_arena *scratch;
     rc_respan_log_stats *stats;
-    const rc_batch *batch;
     bool ok; /* false once memory ran out */
     /* working text, kept from span to span */
     rc_buf escaped_once; /* system text on its way to being escaped twice */
@@ -552,10 +555,6 @@ typedef struct log_ctx {
     rc_buf resps;        /* a message's tool responses */
     rc_buf value;        /* flattened metadata values */
     rc_buf entry;        /* resource metadata entries being rendered */
-    /* trace id -> root span name, built on first need */
-    root_slot *roots;
-    size_t root_mask;
-    bool roots_built;
     run_state run;
     seen_set seen;
 } log_ctx;
@@ -663,53 +662,6 @@ static bool is_root(const otlp_span *s)
     for (size_t i = 0; i < s->parent_span_id.len; i++)
         if (s->parent_span_id.data[i]) return false;
     return true;
-}
-
-/* --- the root-span map -------------------------------------------------------------- */
-
-static size_t root_slot_of(const uint8_t *tid, size_t mask)
-{
-    uint64_t w;
-    memcpy(&w, tid, 8);
-    return (size_t)((w * 0x9E3779B97F4A7C15ull) >> 20) & mask;
-}
-
-static bool build_roots(log_ctx *c)
-{
-    c->roots_built = true;
-    size_t slots = 16;
-    while (slots < 2 * c->batch->n_spans)
-        slots *= 2;
-    c->roots = rc_arena_calloc(c->scratch, slots * sizeof *c->roots);
-    if (!c->roots) return false;
-    c->root_mask = slots - 1;
-    for (size_t r = 0; r < c->batch->n_runs; r++) {
-        const rc_span_run *run = &c->batch->runs[r];
-        for (size_t i = 0; i < run->n_spans; i++) {
-            const otlp_span *s = run->spans[i];
-            if (!s || s->trace_id.len != 16 || !is_root(s) || !s->name || !s->name[0]) continue;
-            size_t k = root_slot_of(s->trace_id.data, c->root_mask);
-            while (c->roots[k].trace_id && memcmp(c->roots[k].trace_id, s->trace_id.data, 16))
-                k = (k + 1) & c->root_mask;
-            if (!c->roots[k].trace_id) c->roots[k] = (root_slot){s->trace_id.data, s->name};
-        }
-    }
-    return true;
-}
-
-/* The name of the root span of s's trace when it is in the batch. */
-static const char *root_name(log_ctx *c, const otlp_span *s)
-{
-    if (s->trace_id.len != 16) return NULL;
-    if (!c->roots_built && !build_roots(c)) {
-        c->ok = false;
-        return NULL;
-    }
-    if (!c->roots) return NULL;
-    for (size_t k = root_slot_of(s->trace_id.data, c->root_mask); c->roots[k].trace_id;
-         k = (k + 1) & c->root_mask)
-        if (memcmp(c->roots[k].trace_id, s->trace_id.data, 16) == 0) return c->roots[k].name;
-    return NULL;
 }
 
 /* --- metadata ------------------------------------------------------------------------- */
@@ -1702,6 +1654,43 @@ static void write_identity(log_ctx *c, const otlp_span *s)
     }
 }
 
+/* The workflow fact (span, then resource); else a root span, which starts
+ * the workflow, names it. A child without the fact gets none: looking for
+ * its root elsewhere in the batch would make the log depend on batching. */
+static void write_workflow(log_ctx *c, span_view *v)
+{
+    const rc_fact *f = &v->f.f[RC_FACT_WORKFLOW_NAME];
+    const char *name = v->span->name;
+    if (rc_facts_has(&v->f, RC_FACT_WORKFLOW_NAME)) {
+        LIT(c->out, ",\"span_workflow_name\":");
+        put_str(c->out, f->s, f->len);
+        carry_fact(v, RC_FACT_WORKFLOW_NAME);
+    } else if (is_root(v->span) && name && name[0]) {
+        LIT(c->out, ",\"span_workflow_name\":");
+        rc_json_cstr(c->out, name);
+    }
+}
+
+/* The full path of the span's entity. Traceloop splits it: its
+ * traceloop.entity.path names the entities above the span
+ * ("joke_generator"), traceloop.entity.name the span's own ("create_joke"),
+ * and an LLM span carries only the path, its caller's. Vercel's ai.path
+ * is whole, and used only when neither Traceloop key is there. */
+static void write_path(log_ctx *c, span_view *v)
+{
+    const char *path = rc_av_str(v->fv[F_PATH]);
+    const char *name = rc_av_str(v->fv[F_ENTITY_NAME]);
+    if (name && path && !(v->fflags[F_PATH] & X_PARENTS)) path = NULL;
+    if (!path && !name) return;
+    LIT(c->out, ",\"span_path\":\"");
+    if (path) rc_json_escaped(c->out, path, strlen(path));
+    if (path && name) rc_buf_putc(c->out, '.');
+    if (name) rc_json_escaped(c->out, name, strlen(name));
+    rc_buf_putc(c->out, '"');
+    v->carried |= 1u << F_PATH; /* its sources at any rank, as for every field */
+    if (name) v->carried |= 1u << F_ENTITY_NAME;
+}
+
 static void write_description(log_ctx *c, span_view *v)
 {
     const otlp_span *s = v->span;
@@ -1709,21 +1698,8 @@ static void write_description(log_ctx *c, span_view *v)
     size_t n = strlen(name);
     LIT(c->out, ",\"span_name\":");
     put_str(c->out, name, utf8_prefix(name, n, SPAN_NAME_MAX_CHARS));
-    const char *wf = rc_av_str(v->fv[F_WORKFLOW]);
-    if (wf)
-        v->carried |= 1u << F_WORKFLOW;
-    else
-        wf = root_name(c, s);
-    if (wf) {
-        LIT(c->out, ",\"span_workflow_name\":");
-        rc_json_cstr(c->out, wf);
-    }
-    const char *path = rc_av_str(v->fv[F_PATH]);
-    if (path) {
-        LIT(c->out, ",\"span_path\":");
-        rc_json_cstr(c->out, path);
-        v->carried |= 1u << F_PATH;
-    }
+    write_workflow(c, v);
+    write_path(c, v);
     LIT(c->out, ",\"log_type\":");
     rc_json_cstr(c->out, v->log_type);
     v->consumed_facts |= LOG_TYPE_FACTS;
@@ -2085,7 +2061,6 @@ bool rc_respan_logs_write(rc_buf *out, const rc_batch *batch, const rc_respan_lo
     c->opts = opts ? opts : &no_opts;
     c->scratch = scratch;
     c->stats = stats ? stats : &local;
-    c->batch = batch;
     c->ok = true;
     c->seen.cur = 1;
     for (size_t r = 0; c->ok && r < batch->n_runs; r++) {

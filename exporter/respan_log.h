@@ -50,10 +50,11 @@ typedef struct rc_respan_log_stats {
     uint64_t metadata_truncated; /* metadata entries cut off by the size cap */
 } rc_respan_log_stats;
 
-/* Appends one line per exported span of `batch` to `out`, in batch order.
- * `scratch` serves temporary allocations (root-span lookup, message
- * conversion) and may be reset by the caller afterwards. Returns false only
- * when memory ran out (out->failed or the arena refused); stats are then
+/* Appends one line per exported span of `batch` to `out`, in batch order;
+ * each line depends on its span and resource only, not on the batch's
+ * other spans. `scratch` serves temporary allocations (message conversion)
+ * and may be reset by the caller afterwards. Returns false only when
+ * memory ran out (out->failed or the arena refused); stats are then
  * partial and the caller discards `out`. */
 bool rc_respan_logs_write(rc_buf *out, const rc_batch *batch, const rc_respan_log_opts *opts,
                           rc_arena *scratch, rc_respan_log_stats *stats);

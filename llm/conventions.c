@@ -140,13 +140,17 @@ static const rc_conv_entry table[] = {
     X("keywordsai.trace.trace_group_identifier", RC_FACT_TRACE_GROUP_ID, 3, "keywordsai"),
     X("deployment.environment.name", RC_FACT_ENVIRONMENT, 0, "generic"),
     X("deployment.environment", RC_FACT_ENVIRONMENT, 1, "generic"),
+    /* the trace's workflow, a trace-level fact like the identifiers above */
+    X("respan.span_workflow_name", RC_FACT_WORKFLOW_NAME, 0, "respan"),
+    X("traceloop.workflow.name", RC_FACT_WORKFLOW_NAME, 1, "openllmetry"),
 
     /* model, provider, operation */
     X("gen_ai.request.model", RC_FACT_REQUEST_MODEL, 0, "genai"),
     X("ai.model.id", RC_FACT_REQUEST_MODEL, 1, "vercel"),
     X("llm.request.model", RC_FACT_REQUEST_MODEL, 2, "openllmetry"),
     X("llm.model_name", RC_FACT_REQUEST_MODEL, 3, "openinference"),
-    X("langfuse.observation.model.name", RC_FACT_REQUEST_MODEL, 4, "langfuse"),
+    X("embedding.model_name", RC_FACT_REQUEST_MODEL, 4, "openinference"), /* EMBEDDING spans */
+    X("langfuse.observation.model.name", RC_FACT_REQUEST_MODEL, 5, "langfuse"),
     X("gen_ai.response.model", RC_FACT_RESPONSE_MODEL, 0, "genai"),
     X("ai.response.model", RC_FACT_RESPONSE_MODEL, 1, "vercel"),
     X("llm.response.model", RC_FACT_RESPONSE_MODEL, 2, "openllmetry"),
@@ -264,6 +268,7 @@ static const struct {
     [RC_FACT_CUSTOM_ID] = {"custom_id", RC_FACT_STR, false},
     [RC_FACT_TRACE_GROUP_ID] = {"trace_group_id", RC_FACT_STR, false},
     [RC_FACT_ENVIRONMENT] = {"environment", RC_FACT_STR, false},
+    [RC_FACT_WORKFLOW_NAME] = {"workflow_name", RC_FACT_STR, false},
     [RC_FACT_REQUEST_MODEL] = {"request_model", RC_FACT_STR, false},
     [RC_FACT_RESPONSE_MODEL] = {"response_model", RC_FACT_STR, false},
     [RC_FACT_PROVIDER] = {"provider", RC_FACT_STR, false},

@@ -61,6 +61,7 @@ typedef enum rc_fact_id {
     RC_FACT_CUSTOM_ID,
     RC_FACT_TRACE_GROUP_ID,
     RC_FACT_ENVIRONMENT,
+    RC_FACT_WORKFLOW_NAME, /* the trace's workflow: the respan exporter's span_workflow_name */
     /* model call */
     RC_FACT_REQUEST_MODEL,
     RC_FACT_RESPONSE_MODEL,

@@ -85,8 +85,15 @@ typedef struct override {
     struct override *next;
 } override;
 
-typedef struct cache_entry {
+/* What a name resolves to: the model, and the id of the provider it was
+ * found through (the model's own, or one whose fallbacks reached it). */
+typedef struct price_hit {
     const rc_priced_model *model; /* NULL: unknown */
+    const char *via;              /* NULL for an override and for unknown */
+} price_hit;
+
+typedef struct cache_entry {
+    price_hit hit;
     uint64_t hash;
     size_t len[3];
     char key[]; /* provider, api_url, model; each NUL-terminated */
@@ -784,8 +791,11 @@ static const model *find_in_provider(const provider *p, const rc_model_name *mn)
     return NULL;
 }
 
+/* The model and, in *via, the provider searched when it was found: for a
+ * model reached through fallback_model_providers that is the provider the
+ * call went to ("azure" for OpenAI's gpt-4o), not the model's owner. */
 static const model *table_find(table *t, const char *provider_name, const char *api_url,
-                               const rc_model_name *mn)
+                               const rc_model_name *mn, const provider **via)
 {
     provider *tried[3] = {provider_by_name(t, provider_name), provider_by_api_url(t, api_url),
                           provider_by_name(t, mn->provider_hint)};
@@ -793,7 +803,10 @@ static const model *table_find(table *t, const char *provider_name, const char *
         if (!tried[i] || (i > 0 && tried[i] == tried[0]) || (i > 1 && tried[i] == tried[1]))
             continue;
         const model *m = find_in_provider(tried[i], mn);
-        if (m) return m;
+        if (m) {
+            *via = tried[i];
+            return m;
+        }
     }
     for (size_t c = 0; c < mn->n_candidates; c++) {
         const char *name = mn->candidates[c];
@@ -801,7 +814,10 @@ static const model *table_find(table *t, const char *provider_name, const char *
             provider *p = &t->providers[i];
             if (!p->model_match || !clause_match(p->model_match, name, strlen(name))) continue;
             const model *m = provider_find_model(p, name);
-            if (m) return m;
+            if (m) {
+                *via = p;
+                return m;
+            }
         }
     }
     return NULL;
@@ -817,18 +833,19 @@ static const rc_priced_model *find_override(const rc_pricing *p, const rc_model_
     return NULL;
 }
 
-static const rc_priced_model *resolve(rc_pricing *p, const char *provider_name, const char *api_url,
-                                      const char *model_name)
+static price_hit resolve(rc_pricing *p, const char *provider_name, const char *api_url,
+                         const char *model_name)
 {
+    price_hit hit = {NULL, NULL};
     rc_model_name mn;
-    if (!rc_model_name_parse(model_name, strlen(model_name), &mn)) return NULL;
-    const rc_priced_model *o = find_override(p, &mn);
-    if (o) return o;
+    if (!rc_model_name_parse(model_name, strlen(model_name), &mn)) return hit;
+    if ((hit.model = find_override(p, &mn))) return hit;
     for (table *t = p->tables; t; t = t->older) {
-        const model *m = table_find(t, provider_name, api_url, &mn);
-        if (m) return &m->pub;
+        const provider *via = NULL;
+        const model *m = table_find(t, provider_name, api_url, &mn, &via);
+        if (m) return (price_hit){&m->pub, via->id};
     }
-    return NULL;
+    return hit;
 }
 
 /* --- the cache ----------------------------------------------------------- */
@@ -893,11 +910,11 @@ static const cache_entry *cache_find(rc_pricing *p, uint64_t h, const key_parts 
     return NULL;
 }
 
-static cache_entry *entry_new(uint64_t h, const key_parts *k, const rc_priced_model *m)
+static cache_entry *entry_new(uint64_t h, const key_parts *k, price_hit hit)
 {
     cache_entry *e = malloc(sizeof *e + k->n[0] + k->n[1] + k->n[2] + 3);
     if (!e) return NULL;
-    e->model = m;
+    e->hit = hit;
     e->hash = h;
     char *s = e->key;
     for (int i = 0; i < 3; i++) {
@@ -944,27 +961,38 @@ static size_t bounded_len(const char *s)
     return s ? strnlen(s, MAX_KEY_PART + 1) : 0;
 }
 
-const rc_priced_model *rc_pricing_lookup(rc_pricing *p, const char *provider_name,
-                                         const char *api_url, const char *model_name,
-                                         bool *first_unknown)
+/* resolve() through the cache; *first_unknown as rc_pricing_lookup's. */
+static price_hit cached_resolve(rc_pricing *p, const char *provider_name, const char *api_url,
+                                const char *model_name, bool *first_unknown)
 {
-    if (first_unknown) *first_unknown = false;
-    if (!model_name || !*model_name) return NULL;
     key_parts k = {{provider_name ? provider_name : "", api_url ? api_url : "", model_name},
                    {bounded_len(provider_name), bounded_len(api_url), bounded_len(model_name)}};
-    if (k.n[0] > MAX_KEY_PART || k.n[1] > MAX_KEY_PART || k.n[2] > MAX_KEY_PART)
-        return k.n[2] > MAX_KEY_PART ? NULL : resolve(p, provider_name, api_url, model_name);
+    if (k.n[2] > MAX_KEY_PART) return (price_hit){NULL, NULL};
+    if (k.n[0] > MAX_KEY_PART || k.n[1] > MAX_KEY_PART)
+        return resolve(p, provider_name, api_url, model_name);
     uint64_t h = hash_parts(&k);
-    const cache_entry *hit = cache_find(p, h, &k);
-    if (hit) return hit->model;
-    const rc_priced_model *m = resolve(p, provider_name, api_url, model_name);
-    cache_entry *e = entry_new(h, &k, m);
+    const cache_entry *cached = cache_find(p, h, &k);
+    if (cached) return cached->hit;
+    price_hit found = resolve(p, provider_name, api_url, model_name);
+    cache_entry *e = entry_new(h, &k, found);
     bool inserted = false;
     const cache_entry *got = e ? cache_insert(p, e, &inserted) : NULL;
     if (!inserted) free(e);
-    if (got) m = got->model;
-    if (first_unknown) *first_unknown = inserted && !m;
-    return m;
+    if (got) found = got->hit;
+    if (first_unknown) *first_unknown = inserted && !found.model;
+    return found;
+}
+
+const rc_priced_model *rc_pricing_lookup(rc_pricing *p, const char *provider_name,
+                                         const char *api_url, const char *model_name,
+                                         const char **via, bool *first_unknown)
+{
+    if (first_unknown) *first_unknown = false;
+    price_hit hit = {NULL, NULL};
+    if (model_name && *model_name)
+        hit = cached_resolve(p, provider_name, api_url, model_name, first_unknown);
+    if (via) *via = hit.via;
+    return hit.model;
 }
 
 size_t rc_pricing_cached(const rc_pricing *p)

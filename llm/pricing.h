@@ -137,11 +137,16 @@ rc_status rc_pricing_add_model(rc_pricing *p, const char *name, const rc_model_p
 
 /* Finds the price of `model` (as sent: any case, prefixes, ARN) called
  * through `provider` (as sent, or NULL) at `api_url` (or NULL). NULL when
- * the model is unknown or has no name. *first_unknown (when not NULL) is set
- * true once per distinct unknown (provider, api_url, model), on the call
- * that cached it: the caller's cue to log it once. */
+ * the model is unknown or has no name. *via (when not NULL) is set to the
+ * id of the table's provider the name was found through: the model's own,
+ * or the provider whose fallback_model_providers led to it ("azure" for
+ * OpenAI's gpt-4o asked of Azure, where m->provider_id is "openai"); NULL
+ * for a config override, which names no provider, and for an unknown model.
+ * *first_unknown (when not NULL) is set true once per distinct unknown
+ * (provider, api_url, model), on the call that cached it: the caller's cue
+ * to log it once. */
 const rc_priced_model *rc_pricing_lookup(rc_pricing *p, const char *provider, const char *api_url,
-                                         const char *model, bool *first_unknown);
+                                         const char *model, const char **via, bool *first_unknown);
 
 /* The price in force at `unix_nanos` (0: now). Never NULL. */
 const rc_model_price *rc_priced_model_at(const rc_priced_model *m, uint64_t unix_nanos);

@@ -26,7 +26,11 @@
  *   gen_ai.provider.name   lower-cased; Vercel's "openai.chat" and the other
  *                          common spellings mapped to the OpenTelemetry
  *                          names (aws.bedrock, azure.ai.openai, gcp.gemini,
- *                          gcp.vertex_ai, mistral_ai, x_ai)
+ *                          gcp.vertex_ai, gcp.gen_ai, mistral_ai, x_ai).
+ *                          A span that names no provider but is priced
+ *                          from a table gets the provider the model was
+ *                          found through, by the same mapping ("aws" ->
+ *                          aws.bedrock); one with a provider keeps it
  *   gen_ai.request.model, gen_ai.response.model   as sent
  *   gen_ai.operation.name  as sent, else from the kind: chat, text_completion,
  *                          embeddings, invoke_agent, execute_tool
@@ -220,7 +224,16 @@ static rc_status cost_start(void *inst, const rc_consumer *next, rc_error *err)
 
 /* --- canonical values ----------------------------------------------------- */
 
-/* OpenTelemetry gen_ai.provider.name for common spellings. */
+/* OpenTelemetry gen_ai.provider.name for common spellings, the one table
+ * of them: the provider ids of genai-prices are spellings too ("aws",
+ * "azure", "google", "mistral", "x-ai"), so a provider taken from the
+ * price table goes through it as well. The targets are the well-known
+ * values of the GenAI semantic conventions (semantic-conventions,
+ * model/gen-ai/registry.yaml); a name with none (openrouter, together,
+ * ...) stays as it is, and so do the ones equal to theirs (openai,
+ * anthropic, cohere, deepseek, groq, perplexity). genai-prices' "google"
+ * prices Gemini and Vertex AI alike, hence gcp.gen_ai, "any Google
+ * generative AI endpoint". */
 static const struct {
     const char *from, *to;
 } provider_names[] = {
@@ -235,6 +248,7 @@ static const struct {
     {"vertex_ai", "gcp.vertex_ai"},
     {"google.generative-ai", "gcp.gemini"},
     {"gemini", "gcp.gemini"},
+    {"google", "gcp.gen_ai"},
     {"mistral", "mistral_ai"},
     {"mistralai", "mistral_ai"},
     {"xai", "x_ai"},
@@ -269,6 +283,14 @@ static const char *canonical_provider(const rc_fact *f, bool vercel, rc_arena *a
         if (dot) *(char *)dot = '\0';
     }
     return low;
+}
+
+/* gen_ai.provider.name for the id of the provider a price table found the
+ * model through (lower-case, as tables hold ids). */
+static const char *provider_of_price(const char *via)
+{
+    const char *m = mapped_provider(via, strlen(via));
+    return m ? m : via;
 }
 
 static const char *operation_of_log_type(const char *log_type)
@@ -382,17 +404,19 @@ static const char *source_of_reported(span_ctx *c)
     return s;
 }
 
-/* The priced model for this span, response model first. */
-static const rc_priced_model *find_price(span_ctx *c)
+/* The priced model for this span, response model first, and the id of
+ * the provider it was found through (*via). */
+static const rc_priced_model *find_price(span_ctx *c, const char **via)
 {
     const char *provider = rc_facts_str(&c->f, RC_FACT_PROVIDER);
     const char *response = rc_facts_str(&c->f, RC_FACT_RESPONSE_MODEL);
     const char *request = rc_facts_str(&c->f, RC_FACT_REQUEST_MODEL);
     bool new_response = false, new_request = false;
     const rc_priced_model *m = NULL;
-    if (response) m = rc_pricing_lookup(c->p->pricing, provider, NULL, response, &new_response);
+    if (response)
+        m = rc_pricing_lookup(c->p->pricing, provider, NULL, response, via, &new_response);
     if (!m && request && (!response || strcmp(request, response) != 0))
-        m = rc_pricing_lookup(c->p->pricing, provider, NULL, request, &new_request);
+        m = rc_pricing_lookup(c->p->pricing, provider, NULL, request, via, &new_request);
     if (!m && (new_response || new_request))
         rc_warn(c->p->id, "no price for model '%s' (provider '%s'); it is not priced",
                 request ? request : response, provider ? provider : "");
@@ -428,11 +452,17 @@ static void write_cost(span_ctx *c, bool has_usage, const rc_usage *u)
     const char *source = NULL;
     bool has_reported = reported_cost(c, &raw);
     const rc_priced_model *m = NULL;
-    if ((c->p->prefer_computed || !has_reported) && has_usage) m = find_price(c);
+    const char *via = NULL;
+    if ((c->p->prefer_computed || !has_reported) && has_usage) m = find_price(c, &via);
     if (m) {
         raw = rc_price_cost_usd(rc_priced_model_at(m, c->span->start_time_unix_nano), u);
         source = m->source;
         rc_counter_add(c->p->computed_spans, 1);
+        /* A provider the span names stays, even when the model was found
+         * elsewhere ("openai" for a Claude model through a gateway). */
+        if (via && !rc_facts_has(&c->f, RC_FACT_PROVIDER))
+            put_str(c, RC_FACT_BIT(RC_FACT_PROVIDER), "gen_ai.provider.name",
+                    provider_of_price(via));
     } else if (has_reported) {
         source = source_of_reported(c);
         rc_counter_add(c->p->reported_spans, 1);

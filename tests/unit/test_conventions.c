@@ -172,6 +172,13 @@ static const scan_case cases[] = {
       "response_model=gpt-4o-mini-2024-07-18", "provider=openai", "input_tokens=800",
       "output_tokens=25", "total_tokens=825", "cache_read_tokens=100", "cache_creation_tokens=50",
       "reported_cost=0.0125", "customer_id=u-1001", "session_id=s-55"}},
+    {"openinference embedding: the model is embedding.model_name",
+     {"openinference.span.kind=s:EMBEDDING", "embedding.model_name=s:text-embedding-3-small",
+      "llm.token_count.prompt=i:1200", "llm.token_count.total=i:1200",
+      "embedding.embeddings.0.embedding.text=s:pirates"},
+     {0},
+     {"openinference_kind=EMBEDDING", "request_model=text-embedding-3-small", "input_tokens=1200",
+      "total_tokens=1200"}},
     {"vercel v5",
      {"ai.operationId=s:ai.generateText.doGenerate", "ai.model.id=s:gpt-4o-mini",
       "ai.model.provider=s:openai.chat", "ai.response.model=s:gpt-4o-mini-2024-07-18",
@@ -202,6 +209,19 @@ static const scan_case cases[] = {
      {0},
      {"reported_cost=0.002", "customer_id=end-1"}},
     {"litellm end user only", {"litellm.end_user.id=s:end-2"}, {0}, {"customer_id=end-2"}},
+    {"traceloop workflow name",
+     {"traceloop.span.kind=s:task", "traceloop.workflow.name=s:joke_generator",
+      "traceloop.entity.name=s:create_joke", "traceloop.entity.path=s:joke_generator"},
+     {0},
+     {"traceloop_kind=task", "workflow_name=joke_generator"}},
+    {"canonical workflow name first, then the resource's",
+     {"traceloop.workflow.name=s:from-traceloop", "respan.span_workflow_name=s:canonical"},
+     {"traceloop.workflow.name=s:from-resource"},
+     {"workflow_name=canonical"}},
+    {"workflow name from the resource",
+     {0},
+     {"traceloop.workflow.name=s:wf"},
+     {"workflow_name=wf"}},
     {"langfuse",
      {"langfuse.user.id=s:lf-user", "langfuse.session.id=s:lf-sess",
       "langfuse.observation.model.name=s:gpt-4.1",
@@ -427,6 +447,7 @@ static void test_present_canonical_keys(void)
     CHECK_STR(rc_fact_key(RC_FACT_CUSTOMER_ID), "respan.customer_params.customer_identifier");
     CHECK_STR(rc_fact_key(RC_FACT_MARKUP_PERCENTAGE), "respan.customer_params.markup_percentage");
     CHECK_STR(rc_fact_key(RC_FACT_THREAD_ID), "respan.thread_identifier");
+    CHECK_STR(rc_fact_key(RC_FACT_WORKFLOW_NAME), "respan.span_workflow_name");
 }
 
 static void test_span_name_fallback_and_vercel_roles(void)

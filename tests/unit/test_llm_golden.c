@@ -625,6 +625,8 @@ static const struct {
     {"custom_id", "respan.custom_identifier"},
     {"trace_group_id", "respan.trace_group_identifier"},
     {"environment", "(not written: no processor uses it yet)"},
+    {"workflow_name",
+     "`respan.span_workflow_name` (not written yet; the respan exporter reads it)"},
     {"request_model", "gen_ai.request.model"},
     {"response_model", "gen_ai.response.model"},
     {"provider", "gen_ai.provider.name"},

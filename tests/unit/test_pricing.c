@@ -70,13 +70,13 @@ static bool close_enough(double got, double want)
 
 static void run_case(rc_pricing *p, char *line, int lineno)
 {
-    char *f[10];
+    char *f[11];
     size_t n = 0;
-    for (char *save = NULL, *tok = strtok_r(line, "\t", &save); tok && n < 10;
+    for (char *save = NULL, *tok = strtok_r(line, "\t", &save); tok && n < 11;
          tok = strtok_r(NULL, "\t", &save))
         f[n++] = tok;
-    if (n != 10) {
-        CHECK(!"a case line has 10 fields");
+    if (n != 11) {
+        CHECK(!"a case line has 11 fields");
         fprintf(stderr, "  lookup_cases.tsv:%d\n", lineno);
         return;
     }
@@ -84,15 +84,20 @@ static void run_case(rc_pricing *p, char *line, int lineno)
     const char *api_url = strcmp(f[1], "-") ? f[1] : NULL;
     rc_usage u = {strtoull(f[4], NULL, 10), strtoull(f[5], NULL, 10), strtoull(f[6], NULL, 10),
                   strtoull(f[7], NULL, 10)};
-    const rc_priced_model *m = rc_pricing_lookup(p, provider, api_url, f[2], NULL);
+    const char *via = NULL;
+    const rc_priced_model *m = rc_pricing_lookup(p, provider, api_url, f[2], &via, NULL);
     const char *source = m ? m->source : "-";
     double cost = m ? rc_price_cost_usd(rc_priced_model_at(m, nanos_of(f[3])), &u) : 0;
     double want = strtod(f[9], NULL);
-    bool ok = strcmp(source, f[8]) == 0 && close_enough(cost, want);
+    bool ok = strcmp(source, f[8]) == 0 && close_enough(cost, want) &&
+              strcmp(via ? via : "-", f[10]) == 0;
     CHECK(ok);
     if (!ok)
-        fprintf(stderr, "  lookup_cases.tsv:%d %s %s\n    got:  %s %.12g\n    want: %s %.12g\n",
-                lineno, provider ? provider : "-", f[2], source, cost, f[8], want);
+        fprintf(
+            stderr,
+            "  lookup_cases.tsv:%d %s %s\n    got:  %s %.12g via %s\n    want: %s %.12g via %s\n",
+            lineno, provider ? provider : "-", f[2], source, cost, via ? via : "-", f[8], want,
+            f[10]);
 }
 
 static void test_lookup_cases(void)
@@ -130,7 +135,7 @@ static void test_compiled_table_is_the_shipped_file(void)
     char path[1024];
     snprintf(path, sizeof path, "%s/data/pricing/prices.txt", root ? root : ".");
     CHECK(rc_pricing_add_file(p, path, &err) == RC_OK);
-    const rc_priced_model *m = rc_pricing_lookup(p, NULL, NULL, "gpt-4o", NULL);
+    const rc_priced_model *m = rc_pricing_lookup(p, NULL, NULL, "gpt-4o", NULL, NULL);
     CHECK_STR(m ? m->source : NULL, "pricing_file:openai/gpt-4o");
     rc_pricing_free(p);
     free(text);
@@ -143,7 +148,7 @@ static void expect_table_error(const char *text, const char *needle)
     CHECK(rc_pricing_add_table(p, "t", "bad.txt", text, strlen(text), &err) == RC_EINVAL);
     CHECK_CONTAINS(err.msg, needle);
     /* nothing of the failed table was added */
-    CHECK(rc_pricing_lookup(p, NULL, NULL, "m", NULL) == NULL);
+    CHECK(rc_pricing_lookup(p, NULL, NULL, "m", NULL, NULL) == NULL);
     rc_pricing_free(p);
 }
 
@@ -173,7 +178,7 @@ static void test_table_errors_name_the_line(void)
 
 static const char *source_of(rc_pricing *p, const char *provider, const char *model)
 {
-    const rc_priced_model *m = rc_pricing_lookup(p, provider, NULL, model, NULL);
+    const rc_priced_model *m = rc_pricing_lookup(p, provider, NULL, model, NULL, NULL);
     return m ? m->source : "-";
 }
 
@@ -225,7 +230,10 @@ static void test_precedence_config_then_newest_table(void)
     CHECK_STR(source_of(p, "azure", "azure/GPT-4o-mini"), "config:gpt-4o-mini");
     CHECK_STR(source_of(p, NULL, "openai/gpt-4o-mini"), "config:gpt-4o-mini");
     CHECK_STR(source_of(p, NULL, "gpt-4o-mini-2024-07-18"), "genai-prices:openai/gpt-4o-mini");
-    const rc_priced_model *m = rc_pricing_lookup(p, NULL, NULL, "gpt-4o-mini", NULL);
+    /* a config model names no provider */
+    const char *via = "unset";
+    const rc_priced_model *m = rc_pricing_lookup(p, NULL, NULL, "gpt-4o-mini", &via, NULL);
+    CHECK(via == NULL);
     rc_usage u = {.input_tokens = 1000000, .output_tokens = 1000000};
     CHECK(m && rc_price_cost_usd(rc_priced_model_at(m, 0), &u) == 3);
     rc_pricing_free(p);
@@ -235,23 +243,25 @@ static void test_cache_resolves_once_and_reports_unknown_once(void)
 {
     rc_pricing *p = shipped();
     bool first = false;
-    const rc_priced_model *a = rc_pricing_lookup(p, "openai", NULL, "gpt-4o", &first);
+    const rc_priced_model *a = rc_pricing_lookup(p, "openai", NULL, "gpt-4o", NULL, &first);
     CHECK(a && !first);
     CHECK(rc_pricing_cached(p) == 1);
-    CHECK(rc_pricing_lookup(p, "openai", NULL, "gpt-4o", &first) == a);
+    const char *via = NULL;
+    CHECK(rc_pricing_lookup(p, "openai", NULL, "gpt-4o", &via, &first) == a);
     CHECK(rc_pricing_cached(p) == 1);
+    CHECK_STR(via, "openai"); /* the cache keeps the provider too */
     /* another spelling is another entry, with the same answer */
-    CHECK(rc_pricing_lookup(p, NULL, NULL, "GPT-4o", NULL) == a);
+    CHECK(rc_pricing_lookup(p, NULL, NULL, "GPT-4o", NULL, NULL) == a);
     CHECK(rc_pricing_cached(p) == 2);
 
-    CHECK(rc_pricing_lookup(p, "openai", NULL, "no-such-model", &first) == NULL);
+    CHECK(rc_pricing_lookup(p, "openai", NULL, "no-such-model", NULL, &first) == NULL);
     CHECK(first);
-    CHECK(rc_pricing_lookup(p, "openai", NULL, "no-such-model", &first) == NULL);
-    CHECK(!first);
-    CHECK(rc_pricing_lookup(p, "anthropic", NULL, "no-such-model", &first) == NULL);
+    CHECK(rc_pricing_lookup(p, "openai", NULL, "no-such-model", &via, &first) == NULL);
+    CHECK(!first && via == NULL);
+    CHECK(rc_pricing_lookup(p, "anthropic", NULL, "no-such-model", NULL, &first) == NULL);
     CHECK(first); /* per (provider, model) */
-    CHECK(rc_pricing_lookup(p, "openai", NULL, "", &first) == NULL && !first);
-    CHECK(rc_pricing_lookup(p, "openai", NULL, NULL, &first) == NULL && !first);
+    CHECK(rc_pricing_lookup(p, "openai", NULL, "", NULL, &first) == NULL && !first);
+    CHECK(rc_pricing_lookup(p, "openai", NULL, NULL, NULL, &first) == NULL && !first);
     rc_pricing_free(p);
 }
 
@@ -261,13 +271,13 @@ static void test_cache_stops_growing_when_full(void)
     char name[64];
     for (int i = 0; i < RC_PRICING_CACHE_MAX + 50; i++) {
         snprintf(name, sizeof name, "gpt-4o-%d", i);
-        rc_pricing_lookup(p, NULL, NULL, name, NULL);
+        rc_pricing_lookup(p, NULL, NULL, name, NULL, NULL);
     }
     CHECK(rc_pricing_cached(p) == RC_PRICING_CACHE_MAX);
     /* past the limit, answers are still right, only not remembered */
     bool first = true;
-    CHECK(rc_pricing_lookup(p, NULL, NULL, "gpt-4o", &first) != NULL);
-    CHECK(rc_pricing_lookup(p, NULL, NULL, "never-seen", &first) == NULL && !first);
+    CHECK(rc_pricing_lookup(p, NULL, NULL, "gpt-4o", NULL, &first) != NULL);
+    CHECK(rc_pricing_lookup(p, NULL, NULL, "never-seen", NULL, &first) == NULL && !first);
     rc_pricing_free(p);
 }
 
@@ -290,7 +300,7 @@ static void *lookup_many(void *arg)
                                        NULL};
     for (int i = 0; i < 20000; i++) {
         int k = (i * 7 + r->seed) % 6;
-        const rc_priced_model *m = rc_pricing_lookup(r->p, NULL, NULL, models[k], NULL);
+        const rc_priced_model *m = rc_pricing_lookup(r->p, NULL, NULL, models[k], NULL, NULL);
         if ((m == NULL) != (want[k] == NULL) || (m && strcmp(m->source, want[k]) != 0)) r->wrong++;
     }
     return NULL;
@@ -354,7 +364,7 @@ static void test_dated_prices_pick_the_last_in_force(void)
                     "$\tfrom:2026-01-01\t3\t3\t-\t-\t-\n"
                     "$\tdaily:22:00:00-02:00:00\t4\t4\t-\t-\t-\n";
     CHECK(rc_pricing_add_table(p, "t", "t", t, strlen(t), &err) == RC_OK);
-    const rc_priced_model *m = rc_pricing_lookup(p, "p", NULL, "m", NULL);
+    const rc_priced_model *m = rc_pricing_lookup(p, "p", NULL, "m", NULL, NULL);
     CHECK(m && m->n_prices == 4);
     if (!m) goto out;
     CHECK(rc_priced_model_at(m, nanos_of("2024-12-31T12:00:00Z"))->input.base == 1);

@@ -412,6 +412,7 @@ static void test_raw_openllmetry(void)
         {.name = "joke_generator.workflow",
          .span_id = "00000000000000a1",
          .attrs = {"traceloop.span.kind=s:workflow", "traceloop.workflow.name=s:joke_generator",
+                   "traceloop.entity.name=s:joke_generator",
                    "traceloop.association.properties.customer_id=s:cust-42",
                    "traceloop.association.properties.session_id=s:sess-9",
                    "traceloop.association.properties.plan=s:pro",
@@ -420,7 +421,9 @@ static void test_raw_openllmetry(void)
         {.name = "create_joke.task",
          .span_id = "00000000000000a2",
          .parent = "00000000000000a1",
-         .attrs = {"traceloop.span.kind=s:task", "traceloop.entity.path=s:joke_generator", NULL}},
+         .attrs = {"traceloop.span.kind=s:task", "traceloop.workflow.name=s:joke_generator",
+                   "traceloop.entity.name=s:create_joke", "traceloop.entity.path=s:joke_generator",
+                   NULL}},
         {.name = "anthropic.chat",
          .parent = "00000000000000a2",
          .attrs = {"llm.request.type=s:chat",
@@ -452,6 +455,7 @@ static void test_raw_openllmetry(void)
     CHECK_STR(str_of(wf, "log_type"), "workflow");
     CHECK(!has(wf, "span_parent_id"));
     CHECK_STR(str_of(wf, "span_workflow_name"), "joke_generator");
+    CHECK_STR(str_of(wf, "span_path"), "joke_generator"); /* its entity name, no path above */
     CHECK_STR(str_of(wf, "input"), "{\"args\":[],\"kwargs\":{\"topic\":\"pirates\"}}");
     CHECK_STR(str_of(wf, "output"), "\"Arr!\"");
     CHECK_STR(str_of(wf, "customer_identifier"), "cust-42");
@@ -464,9 +468,11 @@ static void test_raw_openllmetry(void)
     json_t *task = log_named(&l, "create_joke.task");
     CHECK_STR(str_of(task, "log_type"), "task");
     CHECK_STR(str_of(task, "span_parent_id"), "00000000000000a1");
-    CHECK_STR(str_of(task, "span_path"), "joke_generator");
-    /* No traceloop.workflow.name: the name of the trace's root span. */
-    CHECK_STR(str_of(task, "span_workflow_name"), "joke_generator.workflow");
+    /* The path above the task, then the task's own entity name. */
+    CHECK_STR(str_of(task, "span_path"), "joke_generator.create_joke");
+    CHECK_STR(str_of(task, "span_workflow_name"), "joke_generator");
+    /* The entity name went into span_path: not repeated. */
+    CHECK(json_is(json_object_get(task, "metadata"), "{\"service.name\":\"jokes\"}"));
     CHECK(!has(task, "input") && !has(task, "customer_identifier"));
 
     json_t *llm = log_named(&l, "anthropic.chat");
@@ -484,7 +490,9 @@ static void test_raw_openllmetry(void)
                        "{\"role\":\"user\",\"content\":\"Tell me a joke about pirates\"}]"));
     CHECK(json_text_is(llm, "output", "{\"role\":\"assistant\",\"content\":\"Arr!\"}"));
     CHECK_STR(str_of(llm, "span_path"), "joke_generator.create_joke");
-    CHECK_STR(str_of(llm, "span_workflow_name"), "joke_generator.workflow");
+    /* No traceloop.workflow.name and not a root: no workflow, though the
+     * root is in the batch (the log must not depend on the batch). */
+    CHECK(!has(llm, "span_workflow_name"));
     CHECK_STR(str_of(llm, "customer_identifier"), "cust-42");
     CHECK(
         json_is(json_object_get(llm, "customer_params"), "{\"customer_identifier\":\"cust-42\"}"));
@@ -524,6 +532,7 @@ static void test_raw_vercel(void)
     run(&l, b);
     json_t *outer = log_named(&l, "ai.generateText");
     CHECK_STR(str_of(outer, "log_type"), "workflow");
+    CHECK_STR(str_of(outer, "span_workflow_name"), "ai.generateText"); /* a root names it */
     CHECK_STR(str_of(outer, "input"), "{\"prompt\":\"Summarise: ...\"}");
     CHECK(json_text_is(outer, "output", "{\"role\":\"assistant\",\"content\":\"A summary.\"}"));
     CHECK(json_is(json_object_get(outer, "metadata"), "{\"plan\":\"pro\"}"));
@@ -541,7 +550,7 @@ static void test_raw_vercel(void)
     CHECK(json_text_is(call, "input", "[{\"role\":\"user\",\"content\":\"Summarise: ...\"}]"));
     CHECK(json_text_is(call, "output", "{\"role\":\"assistant\",\"content\":\"A summary.\"}"));
     CHECK_STR(str_of(call, "customer_identifier"), "shop-17");
-    CHECK_STR(str_of(call, "span_workflow_name"), "ai.generateText");
+    CHECK(!has(call, "span_workflow_name")); /* not a root, no workflow fact */
     CHECK(json_is(json_object_get(call, "metadata"), "{\"ai.response.finishReason\":\"stop\"}"));
     logs_free(&l);
     rc_batch_free(b);
@@ -577,6 +586,114 @@ static void test_openinference_llm(void)
     CHECK(json_is(json_object_get(o, "metadata"),
                   "{\"llm.invocation_parameters\":\"{\\\"temperature\\\":0,\\\"max_tokens\\\":256,"
                   "\\\"stream\\\":true,\\\"stop\\\":[\\\"x\\\"]}\"}"));
+    logs_free(&l);
+    rc_batch_free(b);
+}
+
+/* span_workflow_name: the canonical key, then traceloop.workflow.name, span
+ * then resource; both keys are consumed. */
+static void test_workflow_name_sources(void)
+{
+    span_spec spans[] = {
+        {.name = "both keys",
+         .parent = "00000000000000e1",
+         .attrs = {"traceloop.workflow.name=s:from-traceloop",
+                   "respan.span_workflow_name=s:canonical", NULL}},
+        {.name = "nothing on the span", .parent = "00000000000000e1", .attrs = {NULL}},
+    };
+    rc_batch *b =
+        batch_of(spans, 2, (const char *const[]){"traceloop.workflow.name=s:from-resource", NULL});
+    logs l;
+    run(&l, b);
+    json_t *both = log_named(&l, "both keys");
+    CHECK_STR(str_of(both, "span_workflow_name"), "canonical");
+    CHECK(!has(both, "metadata"));
+    json_t *bare = log_named(&l, "nothing on the span");
+    CHECK_STR(str_of(bare, "span_workflow_name"), "from-resource");
+    CHECK(!has(bare, "metadata"));
+    logs_free(&l);
+    rc_batch_free(b);
+}
+
+/* A trace's logs are the same however its spans were batched: each log is
+ * written in a batch with the whole trace and in a batch of its own. */
+static void test_logs_do_not_depend_on_batching(void)
+{
+    span_spec spans[] = {
+        {.name = "POST /chat",
+         .span_id = "00000000000000d1",
+         .attrs = {"http.request.method=s:POST", NULL}},
+        {.name = "plan.task",
+         .span_id = "00000000000000d2",
+         .parent = "00000000000000d1",
+         .attrs = {"traceloop.span.kind=s:task", "traceloop.entity.name=s:plan", NULL}},
+        {.name = "openai.chat",
+         .span_id = "00000000000000d3",
+         .parent = "00000000000000d2",
+         .attrs = {"gen_ai.request.model=s:gpt-4o", "traceloop.entity.path=s:plan", NULL}},
+        {.name = "joke.workflow",
+         .trace_id = TRACE_B,
+         .span_id = "00000000000000d4",
+         .attrs = {"traceloop.span.kind=s:workflow", "traceloop.workflow.name=s:joke", NULL}},
+    };
+    const size_t n = sizeof spans / sizeof *spans;
+    rc_batch *all = batch_of(spans, n, RESOURCE);
+    logs together;
+    run(&together, all);
+    CHECK(together.n == n);
+    for (size_t i = 0; i < n && i < together.n; i++) {
+        rc_batch *one = batch_of(&spans[i], 1, RESOURCE);
+        logs alone;
+        run(&alone, one);
+        bool same = alone.n == 1 && json_equal(alone.log[0], together.log[i]);
+        if (!same) fprintf(stderr, "  span %s: its log depends on the batch\n", spans[i].name);
+        CHECK(same);
+        logs_free(&alone);
+        rc_batch_free(one);
+    }
+    /* The root names the workflow; its children, without the fact, do not. */
+    CHECK_STR(str_of(log_named(&together, "POST /chat"), "span_workflow_name"), "POST /chat");
+    CHECK(!has(log_named(&together, "plan.task"), "span_workflow_name"));
+    CHECK(!has(log_named(&together, "openai.chat"), "span_workflow_name"));
+    CHECK_STR(str_of(log_named(&together, "joke.workflow"), "span_workflow_name"), "joke");
+    logs_free(&together);
+    rc_batch_free(all);
+}
+
+/* span_path: Traceloop's path of the entities above the span, then the
+ * span's own entity name; either alone; else Vercel's ai.path. */
+static void test_span_path(void)
+{
+    span_spec spans[] = {
+        {.name = "path and name",
+         .attrs = {"traceloop.entity.name=s:c", "traceloop.entity.path=s:a.b", NULL}},
+        {.name = "name only", .attrs = {"traceloop.entity.name=s:wf", NULL}},
+        {.name = "path only", .attrs = {"traceloop.entity.path=s:a.b", NULL}},
+        {.name = "ai.path", .attrs = {"ai.path=s:app/chat", NULL}},
+        {.name = "name before ai.path",
+         .attrs = {"traceloop.entity.name=s:n", "ai.path=s:app/chat", NULL}},
+        {.name = "empty name",
+         .attrs = {"traceloop.entity.name=s:", "traceloop.entity.path=s:a", NULL}},
+        {.name = "escaped",
+         .attrs = {"traceloop.entity.path=s:say \"hi\"", "traceloop.entity.name=s:line\nbreak",
+                   NULL}},
+    };
+    rc_batch *b = batch_of(spans, sizeof spans / sizeof *spans, NULL);
+    logs l;
+    run(&l, b);
+    json_t *o = log_named(&l, "path and name");
+    CHECK_STR(str_of(o, "span_path"), "a.b.c");
+    CHECK(!has(o, "metadata"));
+    CHECK_STR(str_of(log_named(&l, "name only"), "span_path"), "wf");
+    CHECK_STR(str_of(log_named(&l, "path only"), "span_path"), "a.b");
+    CHECK_STR(str_of(log_named(&l, "ai.path"), "span_path"), "app/chat");
+    o = log_named(&l, "name before ai.path");
+    CHECK_STR(str_of(o, "span_path"), "n");
+    CHECK(!has(o, "metadata")); /* ai.path is a source of span_path too */
+    o = log_named(&l, "empty name");
+    CHECK_STR(str_of(o, "span_path"), "a");
+    CHECK(json_is(json_object_get(o, "metadata"), "{\"traceloop.entity.name\":\"\"}"));
+    CHECK_STR(str_of(log_named(&l, "escaped"), "span_path"), "say \"hi\".line\nbreak");
     logs_free(&l);
     rc_batch_free(b);
 }
@@ -635,7 +752,7 @@ static void test_non_llm_spans(void)
     json_t *tool = log_named(&l, "lookup_order.tool");
     CHECK_STR(str_of(tool, "log_type"), "tool");
     CHECK_STR(str_of(tool, "span_parent_id"), "00000000000000c1");
-    CHECK(!has(tool, "span_workflow_name")); /* its root is not in the batch */
+    CHECK(!has(tool, "span_workflow_name")); /* not a root, no workflow fact */
     CHECK_STR(str_of(tool, "input"), "{\"id\":7}");
     CHECK_STR(str_of(tool, "output"), "{\"status\":\"shipped\"}");
     CHECK(!has(tool, "model") && !has(tool, "prompt_tokens") && !has(tool, "cost"));
@@ -1109,6 +1226,70 @@ static rc_batch *through_processors(rc_batch *in)
     return h.batch;
 }
 
+/* An OpenInference EMBEDDING span names its model in embedding.model_name:
+ * the log shows it raw, and priced once through the processors. */
+static void test_openinference_embedding(void)
+{
+    span_spec spans[] = {{
+        .name = "CreateEmbeddingResponse",
+        .attrs = {"openinference.span.kind=s:EMBEDDING",
+                  "embedding.model_name=s:text-embedding-3-small", "llm.provider=s:openai",
+                  "llm.token_count.prompt=i:1200", "llm.token_count.total=i:1200",
+                  "embedding.embeddings.0.embedding.text=s:pirates", NULL},
+    }};
+    rc_batch *b = batch_of(spans, 1, NULL);
+    logs l;
+    run(&l, b);
+    json_t *o = l.n ? l.log[0] : NULL;
+    CHECK_STR(str_of(o, "log_type"), "embedding");
+    CHECK_STR(str_of(o, "model"), "text-embedding-3-small");
+    CHECK_STR(str_of(o, "provider_id"), "openai");
+    CHECK(int_is(o, "prompt_tokens", 1200));
+    CHECK(!has(o, "cost"));
+    /* embedding.model_name went into model; the total and the text have no
+     * field of their own. */
+    CHECK(json_is(json_object_get(o, "metadata"),
+                  "{\"llm.token_count.total\":\"1200\","
+                  "\"embedding.embeddings.0.embedding.text\":\"pirates\"}"));
+    logs_free(&l);
+
+    rc_batch *done = through_processors(b);
+    CHECK(done != NULL);
+    if (!done) return;
+    run(&l, done);
+    o = l.n ? l.log[0] : NULL;
+    CHECK_STR(str_of(o, "model"), "text-embedding-3-small");
+    CHECK(num_is(o, "cost", 0.000024)); /* 1200 * 0.02 per Mtok */
+    CHECK(!has(json_object_get(o, "metadata"), "embedding.model_name"));
+    logs_free(&l);
+    rc_batch_free(done);
+}
+
+/* A span that names no provider: raw, the log has no provider_id; through
+ * cost, the provider the price table found the model through. */
+static void test_provider_from_price(void)
+{
+    span_spec spans[] = {{
+        .name = "chat",
+        .attrs = {"gen_ai.request.model=s:bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+                  "gen_ai.usage.input_tokens=i:1000", "gen_ai.usage.output_tokens=i:100", NULL},
+    }};
+    rc_batch *b = batch_of(spans, 1, NULL);
+    logs l;
+    run(&l, b);
+    CHECK(l.n == 1 && !has(l.log[0], "provider_id"));
+    logs_free(&l);
+    rc_batch *done = through_processors(b);
+    CHECK(done != NULL);
+    if (!done) return;
+    run(&l, done);
+    json_t *o = l.n ? l.log[0] : NULL;
+    CHECK_STR(str_of(o, "provider_id"), "aws.bedrock");
+    CHECK(num_is(o, "cost", 0.0045)); /* 1000*3 + 100*15 per Mtok */
+    logs_free(&l);
+    rc_batch_free(done);
+}
+
 static void test_fixture_openllmetry(void)
 {
     rc_batch *raw = fixture_batch("openllmetry");
@@ -1123,6 +1304,18 @@ static void test_fixture_openllmetry(void)
     CHECK_STR(str_of(llm, "customer_identifier"), "cust-42");
     CHECK(json_text_is(llm, "input",
                        "[{\"role\":\"user\",\"content\":\"Tell me a joke about pirates\"}]"));
+    /* Every span names the workflow; the path is the entity's full path:
+     * the path above it, then its own entity name, which the LLM span,
+     * being no entity, lacks. */
+    static const char *const paths[][2] = {{"joke_generator.workflow", "joke_generator"},
+                                           {"create_joke.task", "joke_generator.create_joke"},
+                                           {"anthropic.chat", "joke_generator.create_joke"}};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *o = log_named(&l, paths[i][0]);
+        CHECK_STR(str_of(o, "span_workflow_name"), "joke_generator");
+        CHECK_STR(str_of(o, "span_path"), paths[i][1]);
+        CHECK(!has(json_object_get(o, "metadata"), "traceloop.entity.name"));
+    }
     logs_free(&l);
 
     rc_batch *done = through_processors(raw);
@@ -1194,6 +1387,9 @@ int main(void)
     test_raw_openllmetry();
     test_raw_vercel();
     test_openinference_llm();
+    test_workflow_name_sources();
+    test_span_path();
+    test_logs_do_not_depend_on_batching();
     test_openai_shaped_messages();
     test_non_llm_spans();
     test_status();
@@ -1205,6 +1401,8 @@ int main(void)
     test_llm_only();
     test_customer_and_environment();
     test_cost_rules();
+    test_openinference_embedding();
+    test_provider_from_price();
     test_fixture_openllmetry();
     test_fixture_all_raw();
     TEST_MAIN_END();

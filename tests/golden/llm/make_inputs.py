@@ -95,8 +95,10 @@ def request(case, resources):
 
 
 def gen_ai(model, provider="openai", op="chat", **usage):
-    """Current OpenTelemetry GenAI attributes of an LLM call."""
+    """Current OpenTelemetry GenAI attributes of an LLM call (provider=None: none)."""
     a = {"gen_ai.operation.name": op, "gen_ai.provider.name": provider, "gen_ai.request.model": model}
+    if provider is None:
+        del a["gen_ai.provider.name"]
     for k, v in usage.items():
         a[{"inp": "gen_ai.usage.input_tokens", "out": "gen_ai.usage.output_tokens",
            "cread": "gen_ai.usage.cache_read.input_tokens",
@@ -284,6 +286,30 @@ case("dated-prices",
           "attrs": gen_ai("o3", inp=1000, out=100)},
      ]})
 
+# No provider on the span: the one the price table found the model through,
+# by its OpenTelemetry name. A provider the span names is never replaced.
+case("provider-from-price",
+     {"spans": [
+         {"name": "openai by model_match", "trace": 1,
+          "attrs": gen_ai("gpt-4o", provider=None, inp=1000, out=100)},
+         {"name": "bedrock prefix", "trace": 2,
+          "attrs": gen_ai("bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0", provider=None,
+                          inp=1000, out=100)},
+         {"name": "azure prefix, openai's entry", "trace": 3,
+          "attrs": gen_ai("azure/gpt-4o", provider=None, inp=1000, out=100)},
+         {"name": "vertex prefix", "trace": 4,
+          "attrs": gen_ai("vertex_ai/gemini-2.0-flash", provider=None, op="generate_content",
+                          inp=1000, out=100)},
+         {"name": "mistral by model_match", "trace": 5,
+          "attrs": gen_ai("mistral-large-latest", provider=None, inp=1000, out=100)},
+         {"name": "xai by model_match", "trace": 6,
+          "attrs": gen_ai("grok-3", provider=None, inp=1000, out=100)},
+         {"name": "openrouter: no OpenTelemetry name", "trace": 7,
+          "attrs": gen_ai("openrouter/openai/gpt-4o", provider=None, inp=1000, out=100)},
+         {"name": "the span's provider stays", "trace": 8,
+          "attrs": gen_ai("claude-3-haiku-20240307", provider="my-gateway", inp=1000, out=100)},
+     ]})
+
 # Regex clauses (translated to POSIX by scripts/convert_pricing.py) and a
 # dated price history with tiers in both of its sets.
 case("regex-dated-tiered",
@@ -327,6 +353,25 @@ case("openinference-anthropic-cache", {"attrs": {"service.name": "oi-app"}, "spa
     {"name": "OpenAIEmbeddings", "kind": SPAN_KIND_INTERNAL, "trace": 2,
      "attrs": {"openinference.span.kind": "EMBEDDING", "embedding.model_name": "text-embedding-3-small",
                "llm.token_count.prompt": 5000, "llm.token_count.total": 5000}},
+]})
+
+# EMBEDDING spans name their model in embedding.model_name, not llm.model_name;
+# the OpenAI instrumentation adds llm.provider / llm.system and the texts.
+case("openinference-embedding", {"attrs": {"service.name": "oi-rag"}, "spans": [
+    {"name": "CreateEmbeddingResponse", "kind": SPAN_KIND_INTERNAL, "trace": 1,
+     "attrs": {"openinference.span.kind": "EMBEDDING", "embedding.model_name": "text-embedding-3-small",
+               "llm.provider": "openai", "llm.system": "openai",
+               "embedding.invocation_parameters": '{"model":"text-embedding-3-small"}',
+               "embedding.embeddings.0.embedding.text": "Tell me a joke about pirates",
+               "llm.token_count.prompt": 1200, "llm.token_count.total": 1200}},
+    {"name": "AzureOpenAIEmbedding", "kind": SPAN_KIND_INTERNAL, "trace": 2,
+     "attrs": {"openinference.span.kind": "EMBEDDING", "embedding.model_name": "text-embedding-3-large",
+               "llm.provider": "azure", "llm.system": "openai",
+               "llm.token_count.prompt": 300, "llm.token_count.total": 300}},
+    {"name": "HuggingFaceEmbedding", "kind": SPAN_KIND_INTERNAL, "trace": 3,
+     "attrs": {"openinference.span.kind": "EMBEDDING",
+               "embedding.model_name": "BAAI/bge-small-en-v1.5",
+               "llm.token_count.prompt": 40}},
 ]})
 
 # --- OpenLLMetry -------------------------------------------------------------
