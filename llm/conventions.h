@@ -101,7 +101,8 @@ typedef enum rc_fact_type {
      RC_FACT_BIT(RC_FACT_PERIOD_START) | RC_FACT_BIT(RC_FACT_PERIOD_END) |                         \
      RC_FACT_BIT(RC_FACT_MARKUP_PERCENTAGE) | RC_FACT_BIT(RC_FACT_RATE_LIMIT) |                    \
      RC_FACT_BIT(RC_FACT_THREAD_ID) | RC_FACT_BIT(RC_FACT_SESSION_ID) |                            \
-     RC_FACT_BIT(RC_FACT_CUSTOM_ID) | RC_FACT_BIT(RC_FACT_TRACE_GROUP_ID))
+     RC_FACT_BIT(RC_FACT_CUSTOM_ID) | RC_FACT_BIT(RC_FACT_TRACE_GROUP_ID) |                        \
+     RC_FACT_BIT(RC_FACT_WORKFLOW_NAME))
 /* What the cost processor needs (plus the markup, which the customer
  * processor also writes canonically). */
 #define RC_FACTS_COST                                                                              \

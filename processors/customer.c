@@ -7,7 +7,8 @@
  *   .period_end, .markup_percentage, .rate_limit
  * and the trace-level identifiers
  *   respan.thread_identifier, respan.session_identifier,
- *   respan.custom_identifier, respan.trace_group_identifier.
+ *   respan.custom_identifier, respan.trace_group_identifier,
+ *   respan.span_workflow_name (cut to 255 characters).
  * Everything is read through the one convention scanner (llm/conventions.h),
  * span first, then resource. Originals stay unless drop_original is set.
  *
@@ -78,6 +79,7 @@
 #include <time.h>
 
 #define MAX_IDENTIFIER_CHARS 120
+#define MAX_NAME_CHARS 255 /* a workflow name, like a span name */
 #define TRACE_ID_BYTES CT_TRACE_ID_BYTES
 #define WARN_EVERY_MS 10000
 #define DEFAULT_WAIT_MS 30000
@@ -98,25 +100,34 @@
 #define K_MARKUP "respan.customer_params.markup_percentage"
 #define K_RATE_LIMIT "respan.customer_params.rate_limit"
 
-/* The identifiers, indexed by CT_THREAD .. CT_TRACE_GROUP. */
+/* The trace-level identifiers, indexed by CT_THREAD .. CT_WORKFLOW, and
+ * how many characters Respan keeps of each. */
 static const struct {
     rc_fact_id fact;
     const char *key;
+    size_t max_chars;
 } id_keys[CT_N_IDS] = {
-    [CT_THREAD] = {RC_FACT_THREAD_ID, "respan.thread_identifier"},
-    [CT_SESSION] = {RC_FACT_SESSION_ID, "respan.session_identifier"},
-    [CT_CUSTOM] = {RC_FACT_CUSTOM_ID, "respan.custom_identifier"},
-    [CT_TRACE_GROUP] = {RC_FACT_TRACE_GROUP_ID, "respan.trace_group_identifier"},
+    [CT_THREAD] = {RC_FACT_THREAD_ID, "respan.thread_identifier", MAX_IDENTIFIER_CHARS},
+    [CT_SESSION] = {RC_FACT_SESSION_ID, "respan.session_identifier", MAX_IDENTIFIER_CHARS},
+    [CT_CUSTOM] = {RC_FACT_CUSTOM_ID, "respan.custom_identifier", MAX_IDENTIFIER_CHARS},
+    [CT_TRACE_GROUP] = {RC_FACT_TRACE_GROUP_ID, "respan.trace_group_identifier",
+                        MAX_IDENTIFIER_CHARS},
+    [CT_WORKFLOW] = {RC_FACT_WORKFLOW_NAME, "respan.span_workflow_name", MAX_NAME_CHARS},
 };
 
-/* Bytes of the first MAX_IDENTIFIER_CHARS code points of s. Decoded strings
- * are valid UTF-8, so counting non-continuation bytes counts code points. */
-static size_t identifier_len(const char *s, size_t n)
+/* Bytes of the first max_chars code points of s. Decoded strings are valid
+ * UTF-8, so counting non-continuation bytes counts code points. */
+static size_t cut_chars(const char *s, size_t n, size_t max_chars)
 {
     size_t chars = 0;
     for (size_t i = 0; i < n; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80 && ++chars > MAX_IDENTIFIER_CHARS) return i;
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && ++chars > max_chars) return i;
     return n;
+}
+
+static size_t identifier_len(const char *s, size_t n)
+{
+    return cut_chars(s, n, MAX_IDENTIFIER_CHARS);
 }
 
 static const char *const durations[] = {"daily", "weekly", "monthly", "yearly"};
@@ -401,7 +412,7 @@ static void own_identifiers(span_ctx *c, ct_facts *f)
         const rc_fact *fact = &c->facts->f[id_keys[k].fact];
         if (!rc_facts_has(c->facts, id_keys[k].fact)) continue;
         f->ids[k] = fact->s;
-        f->id_lens[k] = identifier_len(fact->s, fact->len);
+        f->id_lens[k] = cut_chars(fact->s, fact->len, id_keys[k].max_chars);
         put_str(c, id_keys[k].fact, id_keys[k].key, fact->s, f->id_lens[k]);
         c->written |= RC_FACT_BIT(id_keys[k].fact);
     }

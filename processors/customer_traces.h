@@ -6,7 +6,8 @@
  * the workflow or root span), and applies to all of them. This module keeps,
  * per trace, what its spans have named so far:
  *   - the customer, with its customer_params;
- *   - the thread, session, custom and trace-group identifiers;
+ *   - the thread, session, custom and trace-group identifiers and the
+ *     workflow's name;
  *   - whether its root span (no parent) has arrived.
  * A trace is *settled* once it has a customer or its root has arrived: no
  * span of it need wait any longer.
@@ -73,8 +74,10 @@ typedef struct ct_customer {
     unsigned have; /* CV_* */
 } ct_customer;
 
-/* The trace-level identifiers, in the order the processor writes them. */
-enum { CT_THREAD, CT_SESSION, CT_CUSTOM, CT_TRACE_GROUP, CT_N_IDS };
+/* The trace-level identifiers, in the order the processor writes them; the
+ * workflow's name is one too (Traceloop names it on every span of the
+ * workflow, other SDKs on some). */
+enum { CT_THREAD, CT_SESSION, CT_CUSTOM, CT_TRACE_GROUP, CT_WORKFLOW, CT_N_IDS };
 
 /* What a span (or a trace) names. Borrowed strings; ids[k] is NULL when
  * identifier k is not named, else id_lens[k] bytes (already truncated). */

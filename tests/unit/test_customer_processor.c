@@ -651,7 +651,7 @@ static void test_identifiers_and_params_follow_the_trace(void)
                       {"keywordsai.customer_params.customer_identifier=s:kc",
                        "keywordsai.customer_params.markup_percentage=d:20",
                        "keywordsai.threads.thread_identifier=s:th-2",
-                       "respan.session_identifier=s:se-2"}};
+                       "respan.session_identifier=s:se-2", "traceloop.workflow.name=s:wf-2"}};
     CHECK(push_one(&h, &child) == RC_OK);
     CHECK(find_seen(&h.rec, "child") == NULL);
     CHECK(push_one(&h, &root) == RC_OK);
@@ -660,7 +660,7 @@ static void test_identifiers_and_params_follow_the_trace(void)
     if (c)
         CHECK_STR(c->attrs, "customer_params.customer_identifier=kc;"
                             "customer_params.markup_percentage=20;thread_identifier=th-2;"
-                            "session_identifier=se-2;");
+                            "session_identifier=se-2;span_workflow_name=wf-2;");
     /* A span with its own customer that comes later takes the trace's
      * identifiers it lacks, and the params of the same customer. */
     span_spec own = {"own", 32, {"respan.customer_identifier=s:kc"}};
@@ -668,7 +668,7 @@ static void test_identifiers_and_params_follow_the_trace(void)
     CHECK_STR(find_seen(&h.rec, "own")->attrs,
               "customer_identifier=kc;customer_params.customer_identifier=kc;"
               "customer_params.markup_percentage=20;thread_identifier=th-2;"
-              "session_identifier=se-2;");
+              "session_identifier=se-2;span_workflow_name=wf-2;");
     stop(&h);
 }
 
