@@ -11,16 +11,24 @@
  *            span count and how many of its traces are still unsettled.
  *            The ring's head is the oldest record not done; done slots at
  *            the head are popped, notes there are retired (see below).
- *   waits    an open-addressing table of (trace id, record id) pairs: one
- *            per trace a waiting record waits for. Settling a trace walks
- *            its pairs, removes them and counts the records down.
+ *   traces   an open-addressing table with a slot per trace that records
+ *            wait for, each heading a list (in record order) of nodes, one
+ *            per record waiting for it. Settling a trace walks its list and
+ *            counts its records down. A record that leaves unsettled (its
+ *            deadline, the bound) is the oldest on each of its traces'
+ *            lists - records leave in order unless all their traces are
+ *            settled - so it is popped from their heads.
  *   ready    a deque of records to release now, with their reason:
  *            settled ones in settling order, and ones whose release failed
  *            (put back at the front, so order is kept across retries).
  *
- * Everything above is under w.mu. The queue has its own lock; the hold
- * never holds w.mu across a queue call that writes or reads (appends,
- * takes), and the release callback runs with no lock held.
+ * Everything above is under mu. The queue has its own lock; the hold never
+ * holds mu across a queue call that writes or reads (appends, takes), and
+ * the release callback runs with no lock held. Two release threads take
+ * turns: while one waits for the next stage (an exporter's fsync), the
+ * other decodes the next batch. Each hands the owner a batch of up to
+ * RELEASE_SPANS spans from records released for the same reason, so a
+ * durable next stage syncs once per batch, not once per record.
  *
  * Record format (little-endian), the queue's payload:
  *   u32 magic       "RCH1" spans, "RCN1" note
@@ -42,8 +50,8 @@
  * `covers`, and it waits for those too.
  *
  * Invariants:
- *   - a pair (T, id) is in `waits` iff record id is WAITING or TAKEN and T
- *     is one of its traces not yet settled; unsettled counts them;
+ *   - record id is on trace T's list iff it is WAITING or TAKEN and T is
+ *     one of its traces not yet settled; unsettled counts them;
  *   - a slot is in `ready` iff its state is READY;
  *   - scan_from <= the id of every WAITING record;
  *   - n_spans (the gauge) is the sum over records not done.
@@ -54,7 +62,6 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/memlimit.h"
-#include "core/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +83,10 @@
 #define BACKOFF_MAX_MS 5000
 #define DRAIN_MS 5000 /* how long a closing memory hold keeps offering spans */
 #define TICK_MS 1000
+#define RELEASERS 2
+#define RELEASE_RECORDS 64 /* records handed to the owner at once, at most */
+#define RELEASE_SPANS 8192 /* and spans; and bytes: see release_bytes */
+#define NO_NODE UINT32_MAX
 
 enum { S_FREE, S_WAITING, S_READY, S_TAKEN, S_NOTE, S_DONE, S_BAD /* recovery only */ };
 
@@ -84,22 +95,35 @@ typedef struct slot {
     uint64_t cover;      /* records: the newer-than-them note that settled them, or NO_ID */
     uint32_t n_spans;
     uint32_t unsettled; /* records: traces not yet settled; notes: records it covers */
-    uint32_t charged;   /* memory holds: bytes charged to the memory limiter */
+    uint32_t bytes;     /* the record's; a memory hold charges them to the limiter */
     uint8_t state;
     uint8_t reason; /* READY: why it goes */
 } slot;
 
-typedef struct pair {
+/* A trace that records wait for: the head and tail of its list of nodes,
+ * and how many there are (0: an empty slot). */
+typedef struct tslot {
     uint8_t tid[TID];
-    uint64_t id; /* NO_ID: empty */
-} pair;
+    uint32_t head, tail, count, pad_;
+} tslot;
+
+/* One record waiting for one trace. */
+typedef struct wnode {
+    uint64_t id;
+    uint32_t next;
+    uint32_t pad_;
+} wnode;
 
 struct rc_hold {
     rc_hold_options o;
     rc_hold_callbacks cb;
     char *name, *dir, *dead_letter_path;
     rc_queue *q;
-    rc_worker w; /* w.mu guards everything below */
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t wake;
+    pthread_t threads[RELEASERS];
+    int n_threads;
+    bool stopping;
 
     slot *ring;
     size_t ring_cap; /* a power of two */
@@ -107,10 +131,13 @@ struct rc_hold {
     uint64_t end;    /* one past the highest id tracked */
     uint64_t scan_from;
 
-    pair *waits;
-    size_t waits_cap; /* a power of two, or 0 */
-    size_t waits_used, waits_reserved;
-    size_t ring_reserved; /* slots for appends under way */
+    tslot *traces;
+    size_t traces_cap; /* a power of two, or 0 */
+    size_t traces_used;
+    wnode *nodes;
+    uint32_t nodes_cap, nodes_used, free_node;
+    size_t pairs_reserved; /* trace slots and nodes for appends under way */
+    size_t ring_reserved;  /* ring slots for appends under way */
 
     uint64_t *ready;
     size_t ready_cap, ready_head, ready_n;
@@ -257,74 +284,127 @@ static bool ring_reach(rc_hold *h, uint64_t id)
     return true;
 }
 
-/* --- the waits table ---------------------------------------------------------------- */
+/* --- the traces table and its lists ---------------------------------------------- */
 
-static bool waits_grow(rc_hold *h, size_t need)
+static bool traces_grow(rc_hold *h, size_t need)
 {
-    size_t cap = h->waits_cap ? h->waits_cap : 1024;
+    size_t cap = h->traces_cap ? h->traces_cap : 1024;
     while (need > cap / 4 * 3)
         cap *= 2;
-    if (cap == h->waits_cap) return true;
-    pair *n = grow_charged(h, h->waits_cap * sizeof *n, cap * sizeof *n);
+    if (cap == h->traces_cap) return true;
+    tslot *n = grow_charged(h, h->traces_cap * sizeof *n, cap * sizeof *n);
     if (!n) return false;
-    for (size_t i = 0; i < cap; i++)
-        n[i].id = NO_ID;
-    for (size_t i = 0; i < h->waits_cap; i++) {
-        if (h->waits[i].id == NO_ID) continue;
-        size_t k = trace_hash(h->waits[i].tid) & (cap - 1);
-        while (n[k].id != NO_ID)
+    for (size_t i = 0; i < h->traces_cap; i++) {
+        if (!h->traces[i].count) continue;
+        size_t k = trace_hash(h->traces[i].tid) & (cap - 1);
+        while (n[k].count)
             k = (k + 1) & (cap - 1);
-        n[k] = h->waits[i];
+        n[k] = h->traces[i];
     }
-    free(h->waits);
-    h->waits = n;
-    h->waits_cap = cap;
+    free(h->traces);
+    h->traces = n;
+    h->traces_cap = cap;
     return true;
 }
 
-/* Room was reserved (waits_reserved) before the record was written. */
-static void waits_insert(rc_hold *h, const uint8_t *tid, uint64_t id)
+static bool nodes_grow(rc_hold *h, size_t need)
 {
-    size_t k = trace_hash(tid) & (h->waits_cap - 1);
-    while (h->waits[k].id != NO_ID)
-        k = (k + 1) & (h->waits_cap - 1);
-    memcpy(h->waits[k].tid, tid, TID);
-    h->waits[k].id = id;
-    h->waits_used++;
+    if (need <= h->nodes_cap) return true;
+    size_t cap = h->nodes_cap ? h->nodes_cap : 1024;
+    while (need > cap)
+        cap *= 2;
+    if (cap >= NO_NODE) return false;
+    wnode *n = grow_charged(h, h->nodes_cap * sizeof *n, cap * sizeof *n);
+    if (!n) return false;
+    memcpy(n, h->nodes, h->nodes_cap * sizeof *n);
+    /* The new nodes join the free list. */
+    for (size_t i = h->nodes_cap; i < cap; i++)
+        n[i].next = i + 1 < cap ? (uint32_t)(i + 1) : h->free_node;
+    h->free_node = (uint32_t)h->nodes_cap;
+    free(h->nodes);
+    h->nodes = n;
+    h->nodes_cap = (uint32_t)cap;
+    return true;
 }
 
-/* Removes slot k, shifting back the entries after it that it displaced
- * (linear probing's deletion without tombstones). */
-static void waits_delete_at(rc_hold *h, size_t k)
+/* Trace tid's slot, or NULL. */
+static tslot *trace_find(rc_hold *h, const uint8_t *tid)
 {
-    size_t mask = h->waits_cap - 1;
-    h->waits[k].id = NO_ID;
-    h->waits_used--;
-    for (size_t j = (k + 1) & mask; h->waits[j].id != NO_ID; j = (j + 1) & mask) {
-        size_t home = trace_hash(h->waits[j].tid) & mask;
-        /* Entry j may move to the hole at k if its home is not in (k, j]. */
+    if (!h->traces_used) return NULL;
+    size_t mask = h->traces_cap - 1;
+    for (size_t k = trace_hash(tid) & mask; h->traces[k].count; k = (k + 1) & mask)
+        if (memcmp(h->traces[k].tid, tid, TID) == 0) return &h->traces[k];
+    return NULL;
+}
+
+/* Removes an emptied slot, shifting back the slots after it that it
+ * displaced (linear probing's deletion without tombstones). */
+static void trace_delete(rc_hold *h, tslot *t)
+{
+    size_t mask = h->traces_cap - 1, k = (size_t)(t - h->traces);
+    h->traces[k].count = 0;
+    h->traces_used--;
+    for (size_t j = (k + 1) & mask; h->traces[j].count; j = (j + 1) & mask) {
+        size_t home = trace_hash(h->traces[j].tid) & mask;
+        /* Slot j may move to the hole at k if its home is not in (k, j]. */
         bool stays = k <= j ? (home > k && home <= j) : (home > k || home <= j);
         if (stays) continue;
-        h->waits[k] = h->waits[j];
-        h->waits[j].id = NO_ID;
+        h->traces[k] = h->traces[j];
+        h->traces[j].count = 0;
         k = j;
     }
 }
 
-/* Calls fn for every pair of trace tid, removing it when fn returns true. */
-static void waits_each(rc_hold *h, const uint8_t *tid, bool (*fn)(rc_hold *, uint64_t, void *),
-                       void *arg)
+/* Puts record id at the end of trace tid's list; room was reserved. */
+static void wait_add(rc_hold *h, const uint8_t *tid, uint64_t id)
 {
-    if (!h->waits_cap || !h->waits_used) return;
-    size_t mask = h->waits_cap - 1;
-    size_t k = trace_hash(tid) & mask;
-    while (h->waits[k].id != NO_ID) {
-        if (memcmp(h->waits[k].tid, tid, TID) == 0 && fn(h, h->waits[k].id, arg)) {
-            waits_delete_at(h, k);
-            continue; /* slot k now holds the next candidate */
-        }
-        k = (k + 1) & mask;
+    uint32_t n = h->free_node;
+    h->free_node = h->nodes[n].next;
+    h->nodes_used++;
+    h->nodes[n] = (wnode){id, NO_NODE, 0};
+    tslot *t = trace_find(h, tid);
+    if (t) {
+        h->nodes[t->tail].next = n;
+        t->tail = n;
+        t->count++;
+        return;
     }
+    size_t mask = h->traces_cap - 1, k = trace_hash(tid) & mask;
+    while (h->traces[k].count)
+        k = (k + 1) & mask;
+    memcpy(h->traces[k].tid, tid, TID);
+    h->traces[k].head = h->traces[k].tail = n;
+    h->traces[k].count = 1;
+    h->traces_used++;
+}
+
+static void node_free(rc_hold *h, uint32_t n)
+{
+    h->nodes[n].next = h->free_node;
+    h->free_node = n;
+    h->nodes_used--;
+}
+
+/* Takes record id off trace tid's list, if it is there: from the head,
+ * where a record leaving unsettled is. Returns whether it was. */
+static bool wait_remove(rc_hold *h, const uint8_t *tid, uint64_t id)
+{
+    tslot *t = trace_find(h, tid);
+    if (!t) return false;
+    uint32_t prev = NO_NODE, n = t->head;
+    while (n != NO_NODE && h->nodes[n].id != id) {
+        prev = n;
+        n = h->nodes[n].next;
+    }
+    if (n == NO_NODE) return false;
+    if (prev == NO_NODE)
+        t->head = h->nodes[n].next;
+    else
+        h->nodes[prev].next = h->nodes[n].next;
+    if (t->tail == n) t->tail = prev;
+    node_free(h, n);
+    if (--t->count == 0) trace_delete(h, t);
+    return true;
 }
 
 /* --- the ready deque ------------------------------------------------------------- */
@@ -380,46 +460,40 @@ static uint64_t ready_pop(rc_hold *h)
 
 /* --- settling ---------------------------------------------------------------------- */
 
-typedef struct settle_ctx {
-    uint64_t note; /* NO_ID without a note */
-} settle_ctx;
-
-/* A pair of the trace being settled: its record waits for one trace fewer. */
-static bool settle_pair(rc_hold *h, uint64_t id, void *arg)
+/* Record id waits for one trace fewer; `note` (or NO_ID) is what settled
+ * it. Under mu. */
+static void settle_record(rc_hold *h, uint64_t id, uint64_t note)
 {
-    const settle_ctx *c = arg;
     slot *s = slot_of(h, id);
     s->unsettled--;
-    if (c->note != NO_ID && id > c->note && s->cover == NO_ID) {
-        s->cover = c->note;
-        slot_of(h, c->note)->unsettled++;
+    if (note != NO_ID && id > note && s->cover == NO_ID) {
+        s->cover = note;
+        slot_of(h, note)->unsettled++;
     }
     if (s->unsettled == 0 && s->state == S_WAITING) make_ready(h, id, RC_HOLD_SETTLED, false);
-    return true;
 }
 
 static void settle_locked(rc_hold *h, const uint8_t *ids, size_t n, uint64_t note)
 {
-    settle_ctx c = {note};
-    for (size_t i = 0; i < n; i++)
-        waits_each(h, ids + i * TID, settle_pair, &c);
+    for (size_t i = 0; i < n; i++) {
+        tslot *t = trace_find(h, ids + i * TID);
+        if (!t) continue;
+        for (uint32_t k = t->head, next; k != NO_NODE; k = next) {
+            next = h->nodes[k].next;
+            settle_record(h, h->nodes[k].id, note);
+            node_free(h, k);
+        }
+        trace_delete(h, t);
+    }
 }
 
-static bool pair_of_record(rc_hold *h, uint64_t id, void *arg)
-{
-    return id == *(const uint64_t *)arg;
-}
-
-/* Removes the pairs a record still has (it leaves before its traces are
- * settled). Under mu. */
+/* Takes a record that leaves before its traces are settled off their
+ * lists. Under mu. */
 static void forget_waits(rc_hold *h, uint64_t id, const rec_view *v)
 {
     slot *s = slot_of(h, id);
-    for (uint32_t i = 0; i < v->n_traces && s->unsettled; i++) {
-        size_t before = h->waits_used;
-        waits_each(h, v->traces + (size_t)i * TID, pair_of_record, &id);
-        s->unsettled -= (uint32_t)(before - h->waits_used);
-    }
+    for (uint32_t i = 0; i < v->n_traces && s->unsettled; i++)
+        if (wait_remove(h, v->traces + (size_t)i * TID, id)) s->unsettled--;
 }
 
 /* --- retiring ------------------------------------------------------------------------ */
@@ -443,7 +517,7 @@ static void record_done(rc_hold *h, uint64_t id)
 {
     slot *s = slot_of(h, id);
     atomic_fetch_sub(&h->spans, s->n_spans);
-    if (s->charged) rc_mem_release(s->charged);
+    if (h->o.durability == RC_QUEUE_MEMORY) rc_mem_release(s->bytes);
     if (s->cover != NO_ID && tracked(h, s->cover)) slot_of(h, s->cover)->unsettled--;
     s->state = S_DONE;
     pop_head(h);
@@ -512,43 +586,93 @@ static rc_batch *decode_record(const rec_view *v, rc_status *st, rc_error *err)
     return b;
 }
 
-typedef enum { GONE, KEPT } release_result;
+/* Records taken together, to be offered to the owner as one batch. */
+typedef struct taken {
+    uint64_t id[RELEASE_RECORDS];
+    rc_queue_record rec[RELEASE_RECORDS];
+    bool gone[RELEASE_RECORDS]; /* left for good (dead letter, corrupt) */
+    size_t n;
+    rc_hold_reason why;
+} taken;
 
-/* Offers record id (TAKEN, chosen by pick) to the owner. No lock held. */
-static release_result release_one(rc_hold *h, uint64_t id, rc_hold_reason why)
+/* Reads, unlinks and decodes record i of t into batch b; marks it gone when
+ * it can never be delivered. Returns RC_ENOMEM when it cannot be decoded
+ * now (the whole batch is then retried later). No lock held. */
+static rc_status load_record(rc_hold *h, taken *t, size_t i, rc_batch *b)
 {
-    rc_queue_record r;
-    rc_status st = rc_queue_take_id(h->q, id, &r);
-    if (st == RC_EIO) return KEPT;
+    uint64_t id = t->id[i];
+    rc_status st = rc_queue_take_id(h->q, id, &t->rec[i]);
+    if (st == RC_EIO) return RC_ENOMEM; /* a read failed: try again later */
     rec_view v;
-    bool parsed = st == RC_OK && parse_record(r.data, r.len, &v) && v.magic == MAGIC_SPANS;
-    pthread_mutex_lock(&h->w.mu);
+    bool parsed =
+        st == RC_OK && parse_record(t->rec[i].data, t->rec[i].len, &v) && v.magic == MAGIC_SPANS;
+    pthread_mutex_lock(&h->mu);
     if (parsed) forget_waits(h, id, &v);
-    pthread_mutex_unlock(&h->w.mu);
-    if (st == RC_EBUSY)
-        rc_warn(h->name, "held record %" PRIu64 " was not waiting in the queue; index repaired",
-                id);
-    if (st != RC_OK) return GONE; /* RC_EINVAL: dropped by the queue as corrupt (it logged it) */
-    if (!parsed) {
-        dead_letter(h, r.data, r.len, "unknown record header");
-        rc_queue_done(h->q, &r);
-        return GONE;
+    pthread_mutex_unlock(&h->mu);
+    if (st != RC_OK) { /* RC_EINVAL: dropped by the queue as corrupt (it logged it) */
+        if (st == RC_EBUSY)
+            rc_warn(h->name, "held record %" PRIu64 " was not waiting in the queue", id);
+        t->gone[i] = true;
+        t->rec[i].data = NULL;
+        return RC_OK;
     }
     rc_error err = {{0}};
-    rc_batch *b = decode_record(&v, &st, &err);
-    if (!b && st == RC_EINVAL) {
-        dead_letter(h, r.data, r.len, err.msg);
-        rc_queue_done(h->q, &r);
-        return GONE;
+    rc_batch *one = parsed ? decode_record(&v, &st, &err) : NULL;
+    if (!parsed || (!one && st == RC_EINVAL)) {
+        dead_letter(h, t->rec[i].data, t->rec[i].len, parsed ? err.msg : "unknown record header");
+        rc_queue_done(h->q, &t->rec[i]);
+        t->gone[i] = true;
+        return RC_OK;
     }
-    if (b) st = h->cb.release(h->cb.arg, b, why, &err);
-    if (st != RC_OK) {
-        rc_debug(h->name, "%u held spans could not go on yet (%s); retrying", v.n_spans, err.msg);
-        rc_queue_release(h->q, &r);
-        return KEPT;
+    if (!one) {
+        rc_queue_release(h->q, &t->rec[i]);
+        t->rec[i].data = NULL;
+        return RC_ENOMEM;
     }
-    rc_queue_done(h->q, &r);
-    return GONE;
+    bool moved = rc_batch_move(b, one);
+    rc_batch_free(one);
+    if (!moved) {
+        rc_queue_release(h->q, &t->rec[i]);
+        t->rec[i].data = NULL;
+        return RC_ENOMEM;
+    }
+    return RC_OK;
+}
+
+/* Offers the records of t (TAKEN, chosen by pick) to the owner as one
+ * batch; sets gone[] for those that left for good. Returns whether the
+ * others were kept (to be offered again). No lock held. */
+static bool release_taken(rc_hold *h, taken *t)
+{
+    rc_batch *b = rc_batch_new();
+    rc_status st = b ? RC_OK : RC_ENOMEM;
+    size_t loaded = 0;
+    while (loaded < t->n && st == RC_OK)
+        st = load_record(h, t, loaded++, b);
+    /* Records past a failed load were never taken from the queue. */
+    for (size_t i = loaded; i < t->n; i++)
+        t->rec[i].data = NULL;
+    /* Memory ran short part of the way: what was loaded goes now and the
+     * rest is offered again, with no back-off (nothing was refused). */
+    if (st == RC_ENOMEM && b && b->n_spans > 0) st = RC_OK;
+    rc_error err = {{0}};
+    if (st == RC_OK && b->n_spans)
+        st = h->cb.release(h->cb.arg, b, t->why, &err);
+    else
+        rc_batch_free(b);
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->gone[i] || !t->rec[i].data) continue;
+        if (st == RC_OK) {
+            rc_queue_done(h->q, &t->rec[i]);
+            t->gone[i] = true;
+        } else {
+            rc_queue_release(h->q, &t->rec[i]);
+        }
+    }
+    if (st != RC_OK)
+        rc_debug(h->name, "held spans could not go on yet (%s); retrying",
+                 err.msg[0] ? err.msg : "out of memory");
+    return st != RC_OK;
 }
 
 /* The first WAITING record at or after scan_from, or NO_ID. Under mu. */
@@ -569,84 +693,177 @@ static bool over_bound(rc_hold *h)
     return rc_queue_bytes(h->q) > h->o.max_bytes / 10 * 9;
 }
 
-/* Chooses the next record to release, marks it TAKEN; or returns NO_ID and
- * lowers *wake_at to when there may be one. Under mu. */
-static uint64_t pick(rc_hold *h, int64_t now, int64_t *wake_at, rc_hold_reason *why)
+/* Why the first waiting record would go now, or false (then *wake_at is
+ * lowered to its deadline). Under mu. */
+static bool due(rc_hold *h, uint64_t id, int64_t now, int64_t *wake_at, rc_hold_reason *why)
 {
-    bool draining = h->w.stopping;
-    uint64_t id = NO_ID;
-    if (h->ready_n) {
-        id = ready_pop(h);
-        *why = (rc_hold_reason)slot_of(h, id)->reason;
-    } else if ((id = first_waiting(h)) != NO_ID) {
-        slot *s = slot_of(h, id);
-        if (draining)
-            *why = RC_HOLD_SHUTDOWN;
-        else if (s->deadline_ms <= now)
-            *why = RC_HOLD_TIMEOUT;
-        else if (over_bound(h))
-            *why = RC_HOLD_BOUND;
-        else {
-            if (s->deadline_ms < *wake_at) *wake_at = s->deadline_ms;
-            return NO_ID;
-        }
-        atomic_fetch_sub(&h->waiting_recs, 1);
+    slot *s = slot_of(h, id);
+    if (h->stopping)
+        *why = RC_HOLD_SHUTDOWN;
+    else if (s->deadline_ms <= now)
+        *why = RC_HOLD_TIMEOUT;
+    else if (over_bound(h))
+        *why = RC_HOLD_BOUND;
+    else {
+        if (s->deadline_ms < *wake_at) *wake_at = s->deadline_ms;
+        return false;
     }
-    if (id != NO_ID) slot_of(h, id)->state = S_TAKEN;
-    return id;
+    return true;
 }
 
-static void after_release(rc_hold *h, uint64_t id, rc_hold_reason why, release_result r,
-                          int64_t now)
+/* How many record bytes one release takes at most: decoded, a batch takes
+ * two to three times that of the in-flight budget, and two threads may
+ * hold one each while receivers need the rest. */
+static uint64_t release_bytes(void)
 {
-    if (r == GONE) {
-        record_done(h, id);
+    uint64_t b = rc_mem_limit() / 32;
+    return b < (256u << 10) ? 256u << 10 : b > (16u << 20) ? 16u << 20 : b;
+}
+
+typedef struct budget {
+    uint32_t spans;
+    uint64_t bytes, max_bytes;
+} budget;
+
+static bool room_left(const taken *t, const budget *b)
+{
+    return t->n < RELEASE_RECORDS && b->spans < RELEASE_SPANS && b->bytes < b->max_bytes;
+}
+
+static void take_one(rc_hold *h, taken *t, uint64_t id, budget *b)
+{
+    slot *s = slot_of(h, id);
+    s->state = S_TAKEN;
+    b->spans += s->n_spans;
+    b->bytes += s->bytes;
+    t->id[t->n] = id;
+    t->gone[t->n] = false;
+    t->n++;
+}
+
+/* Chooses records to release together, all for the same reason, and marks
+ * them TAKEN: settled ones (and retries) first, then those whose wait ran
+ * out, or the oldest past the bound. Sets t->n to 0 and lowers *wake_at
+ * when there are none. Under mu. */
+static void pick(rc_hold *h, int64_t now, int64_t *wake_at, taken *t)
+{
+    budget b = {0, 0, release_bytes()};
+    t->n = 0;
+    if (h->ready_n) {
+        t->why = (rc_hold_reason)slot_of(h, h->ready[h->ready_head])->reason;
+        while (h->ready_n && room_left(t, &b) &&
+               slot_of(h, h->ready[h->ready_head])->reason == t->why)
+            take_one(h, t, ready_pop(h), &b);
+        return;
+    }
+    uint64_t id;
+    rc_hold_reason why;
+    while (room_left(t, &b) && (id = first_waiting(h)) != NO_ID && due(h, id, now, wake_at, &why) &&
+           (t->n == 0 || why == t->why)) {
+        t->why = why;
+        atomic_fetch_sub(&h->waiting_recs, 1);
+        take_one(h, t, id, &b);
+    }
+}
+
+/* What follows a release: records gone are done; the others go back to
+ * the front of the ready deque, in their order, after a back-off. */
+static void after_release(rc_hold *h, const taken *t, bool kept, int64_t now)
+{
+    for (size_t i = t->n; i-- > 0;) /* backwards: make_ready puts each at the front */
+        if (t->gone[i])
+            record_done(h, t->id[i]);
+        else
+            make_ready(h, t->id[i], t->why, true);
+    if (!kept) {
         h->backoff_ms = 0;
         return;
     }
-    make_ready(h, id, why, true);
     h->backoff_ms = h->backoff_ms ? h->backoff_ms * 2 : BACKOFF_MIN_MS;
     if (h->backoff_ms > BACKOFF_MAX_MS) h->backoff_ms = BACKOFF_MAX_MS;
     h->retry_at_ms = now + h->backoff_ms;
 }
 
+/* Whether a release thread should stop now. Under mu. */
+static bool loop_over(rc_hold *h, int64_t now, int64_t *drain_until)
+{
+    if (!h->stopping) return false;
+    /* On disk what waits stays for the next start; a memory hold offers
+     * everything to the next stage before it goes. */
+    if (h->o.durability != RC_QUEUE_MEMORY) return true;
+    if (*drain_until < 0) *drain_until = now + DRAIN_MS;
+    return now >= *drain_until || atomic_load(&h->spans) == 0;
+}
+
+typedef struct releaser {
+    rc_hold *h;
+    bool ticks; /* the first thread also calls the owner's tick */
+} releaser;
+
 static void *hold_loop(void *arg)
 {
-    rc_hold *h = arg;
+    const releaser *me = arg;
+    rc_hold *h = me->h;
     int64_t next_tick = rc_now_ms() + TICK_MS, drain_until = -1;
-    pthread_mutex_lock(&h->w.mu);
-    for (;;) {
+    taken *t = malloc(sizeof *t);
+    pthread_mutex_lock(&h->mu);
+    while (t) {
         int64_t now = rc_now_ms();
-        if (now >= next_tick && h->cb.tick) {
+        if (now >= next_tick) { /* both threads wake for it; one ticks */
             next_tick = now + TICK_MS;
-            pthread_mutex_unlock(&h->w.mu);
-            h->cb.tick(h->cb.arg);
-            pthread_mutex_lock(&h->w.mu);
-            continue;
+            if (me->ticks && h->cb.tick) {
+                pthread_mutex_unlock(&h->mu);
+                h->cb.tick(h->cb.arg);
+                pthread_mutex_lock(&h->mu);
+                continue;
+            }
         }
-        if (h->w.stopping) {
-            /* On disk what waits stays for the next start; a memory hold
-             * offers everything to the next stage before it goes. */
-            if (h->o.durability != RC_QUEUE_MEMORY) break;
-            if (drain_until < 0) drain_until = now + DRAIN_MS;
-            if (now >= drain_until || atomic_load(&h->spans) == 0) break;
-        }
+        if (loop_over(h, now, &drain_until)) break;
         int64_t wake_at = next_tick;
-        rc_hold_reason why = RC_HOLD_TIMEOUT;
-        uint64_t id = now >= h->retry_at_ms ? pick(h, now, &wake_at, &why) : NO_ID;
-        if (id == NO_ID) {
+        t->n = 0;
+        if (now >= h->retry_at_ms) pick(h, now, &wake_at, t);
+        if (t->n == 0) {
             if (now < h->retry_at_ms && h->retry_at_ms < wake_at) wake_at = h->retry_at_ms;
             if (drain_until >= 0 && drain_until < wake_at) wake_at = drain_until;
-            rc_worker_wait(&h->w, wake_at);
+            rc_cond_wait_until(&h->wake, &h->mu, wake_at);
             continue;
         }
-        pthread_mutex_unlock(&h->w.mu);
-        release_result r = release_one(h, id, why);
-        pthread_mutex_lock(&h->w.mu);
-        after_release(h, id, why, r, rc_now_ms());
+        pthread_mutex_unlock(&h->mu);
+        bool kept = release_taken(h, t);
+        pthread_mutex_lock(&h->mu);
+        after_release(h, t, kept, rc_now_ms());
+        pthread_cond_broadcast(&h->wake); /* the other thread may have been held off */
     }
-    pthread_mutex_unlock(&h->w.mu);
+    pthread_mutex_unlock(&h->mu);
+    free(t);
+    free((void *)me);
     return NULL;
+}
+
+static bool start_threads(rc_hold *h)
+{
+    for (int i = 0; i < RELEASERS; i++) {
+        releaser *r = malloc(sizeof *r);
+        if (!r) return false;
+        *r = (releaser){h, i == 0};
+        if (pthread_create(&h->threads[i], NULL, hold_loop, r) != 0) {
+            free(r);
+            return false;
+        }
+        h->n_threads++;
+    }
+    return true;
+}
+
+static void stop_threads(rc_hold *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->stopping = true;
+    pthread_cond_broadcast(&h->wake);
+    pthread_mutex_unlock(&h->mu);
+    for (int i = 0; i < h->n_threads; i++)
+        pthread_join(h->threads[i], NULL);
+    h->n_threads = 0;
 }
 
 /* --- putting ------------------------------------------------------------------------ */
@@ -716,35 +933,36 @@ static bool build_record(const rc_batch *spans, rc_buf *out, uint32_t *n_traces)
  * end + ring_reserved and ring_reach never has to grow for them. Under mu. */
 static bool reserve_index(rc_hold *h, uint32_t n)
 {
-    if (!waits_grow(h, h->waits_used + h->waits_reserved + n) ||
+    if (!traces_grow(h, h->traces_used + h->pairs_reserved + n) ||
+        !nodes_grow(h, h->nodes_used + h->pairs_reserved + n) ||
         !ring_room(h, h->end - h->base + h->ring_reserved + 1))
         return false;
-    h->waits_reserved += n;
+    h->pairs_reserved += n;
     h->ring_reserved++;
     return true;
 }
 
 static void unreserve_index(rc_hold *h, uint32_t n)
 {
-    h->waits_reserved -= n;
+    h->pairs_reserved -= n;
     h->ring_reserved--;
 }
 
 /* Indexes a record the queue now holds; its room was reserved. Under mu. */
 static void register_record(rc_hold *h, uint64_t id, const rec_view *v, int64_t deadline,
-                            uint32_t charged)
+                            uint32_t bytes)
 {
     ring_reach(h, id); /* cannot fail: reserved */
     unreserve_index(h, v->n_traces);
     atomic_fetch_add(&h->spans, v->n_spans);
     slot *s = slot_of(h, id);
-    *s = (slot){deadline, NO_ID, v->n_spans, v->n_traces, charged, S_WAITING, 0};
+    *s = (slot){deadline, NO_ID, v->n_spans, v->n_traces, bytes, S_WAITING, 0};
     atomic_fetch_add(&h->waiting_recs, 1);
     for (uint32_t i = 0; i < v->n_traces; i++)
-        waits_insert(h, v->traces + (size_t)i * TID, id);
+        wait_add(h, v->traces + (size_t)i * TID, id);
     if (id < h->scan_from) h->scan_from = id;
     if (v->n_traces == 0) make_ready(h, id, RC_HOLD_SETTLED, false);
-    rc_worker_wake(&h->w);
+    pthread_cond_signal(&h->wake);
 }
 
 rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
@@ -767,9 +985,9 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
         }
         charged = (uint32_t)rec.len;
     }
-    pthread_mutex_lock(&h->w.mu);
+    pthread_mutex_lock(&h->mu);
     bool room = reserve_index(h, n_traces);
-    pthread_mutex_unlock(&h->w.mu);
+    pthread_mutex_unlock(&h->mu);
     if (!room) {
         rc_error_set(err, "%s: memory limit reached indexing %zu held spans", h->name,
                      spans->n_spans);
@@ -782,14 +1000,14 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
     if (st == RC_ETOOBIG) st = RC_EBUSY; /* the caller passes the spans on at once */
     rec_view v;
     parse_record(rec.data, rec.len, &v);
-    pthread_mutex_lock(&h->w.mu);
+    pthread_mutex_lock(&h->mu);
     if (st == RC_OK) {
-        register_record(h, id, &v, rc_now_ms() + (int64_t)h->o.wait_ms, charged);
-        charged = 0;
+        register_record(h, id, &v, rc_now_ms() + (int64_t)h->o.wait_ms, (uint32_t)rec.len);
+        charged = 0; /* the slot holds the charge now */
     } else {
         unreserve_index(h, n_traces);
     }
-    pthread_mutex_unlock(&h->w.mu);
+    pthread_mutex_unlock(&h->mu);
 out:
     if (charged) rc_mem_release(charged);
     rc_buf_free(&rec);
@@ -803,28 +1021,20 @@ size_t rc_hold_waiting(rc_hold *h, const uint8_t *trace_ids, size_t n, bool *wai
     memset(waited, 0, n * sizeof *waited);
     if (atomic_load(&h->waiting_recs) == 0) return 0;
     size_t count = 0;
-    pthread_mutex_lock(&h->w.mu);
-    size_t mask = h->waits_cap ? h->waits_cap - 1 : 0;
-    for (size_t i = 0; i < n && h->waits_used; i++) {
-        const uint8_t *tid = trace_ids + i * TID;
-        for (size_t k = trace_hash(tid) & mask; h->waits[k].id != NO_ID; k = (k + 1) & mask)
-            if (memcmp(h->waits[k].tid, tid, TID) == 0) {
-                waited[i] = true;
-                count++;
-                break;
-            }
-    }
-    pthread_mutex_unlock(&h->w.mu);
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < n; i++)
+        if ((waited[i] = trace_find(h, trace_ids + i * TID) != NULL)) count++;
+    pthread_mutex_unlock(&h->mu);
     return count;
 }
 
 void rc_hold_settle(rc_hold *h, const uint8_t *trace_ids, size_t n)
 {
     if (n == 0 || atomic_load(&h->waiting_recs) == 0) return;
-    pthread_mutex_lock(&h->w.mu);
+    pthread_mutex_lock(&h->mu);
     settle_locked(h, trace_ids, n, NO_ID);
-    rc_worker_wake(&h->w);
-    pthread_mutex_unlock(&h->w.mu);
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->mu);
 }
 
 rc_status rc_hold_settle_noted(rc_hold *h, const uint8_t *trace_ids, size_t n, const void *note,
@@ -841,9 +1051,9 @@ rc_status rc_hold_settle_noted(rc_hold *h, const uint8_t *trace_ids, size_t n, c
     put_i64(hdr + 8, wall_ms());
     rc_buf_append(&rec, hdr, HDR_BYTES);
     rc_buf_append(&rec, note, note_len);
-    pthread_mutex_lock(&h->w.mu);
+    pthread_mutex_lock(&h->mu);
     bool room = reserve_index(h, 0);
-    pthread_mutex_unlock(&h->w.mu);
+    pthread_mutex_unlock(&h->mu);
     uint64_t id = NO_ID;
     rc_status st = RC_ENOMEM;
     if (rec.failed || !room)
@@ -851,18 +1061,18 @@ rc_status rc_hold_settle_noted(rc_hold *h, const uint8_t *trace_ids, size_t n, c
     else
         st = rc_queue_append_ids(h->q, &(rc_queue_chunk){rec.data, rec.len, 0}, 1, &id, err);
     rc_buf_free(&rec);
-    pthread_mutex_lock(&h->w.mu);
+    pthread_mutex_lock(&h->mu);
     if (room) unreserve_index(h, 0);
     if (st != RC_OK) {
-        pthread_mutex_unlock(&h->w.mu);
+        pthread_mutex_unlock(&h->mu);
         return st == RC_ETOOBIG ? RC_EBUSY : st;
     }
     ring_reach(h, id); /* cannot fail: reserved */
     *slot_of(h, id) = (slot){0, NO_ID, 0, 0, 0, S_NOTE, 0};
     settle_locked(h, trace_ids, n, id);
     pop_head(h);
-    rc_worker_wake(&h->w);
-    pthread_mutex_unlock(&h->w.mu);
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->mu);
     return RC_OK;
 }
 
@@ -873,7 +1083,7 @@ rc_status rc_hold_settle_noted(rc_hold *h, const uint8_t *trace_ids, size_t n, c
 typedef struct recovered {
     uint64_t id;
     int64_t written_ms;
-    uint32_t n_spans, n_traces;
+    uint32_t n_spans, n_traces, len;
     size_t traces_at; /* offset into the recovery's trace buffer */
 } recovered;
 
@@ -921,7 +1131,8 @@ static bool recover_one(void *arg, uint64_t id, const char *data, size_t len, ui
         r->recs = n;
         r->cap = cap;
     }
-    r->recs[r->n++] = (recovered){id, v.written_ms, v.n_spans, v.n_traces, r->traces.len};
+    r->recs[r->n++] =
+        (recovered){id, v.written_ms, v.n_spans, v.n_traces, (uint32_t)len, r->traces.len};
     rc_buf_append(&r->traces, v.traces, (size_t)v.n_traces * TID);
     *slot_of(h, id) = (slot){0, NO_ID, 0, 0, 0, S_FREE, 0};
     return !r->traces.failed;
@@ -946,11 +1157,11 @@ static bool index_recovered(rc_hold *h, recovery *r)
             memmove(keep + (size_t)open * TID, t, TID);
             open++;
         }
-        h->waits_reserved -= rr->n_traces - open;
+        h->pairs_reserved -= rr->n_traces - open;
         v.n_traces = open;
         v.traces = keep;
         int64_t left = rr->written_ms + (int64_t)h->o.wait_ms - now_wall;
-        register_record(h, rr->id, &v, now + (left > 0 ? left : 0), 0);
+        register_record(h, rr->id, &v, now + (left > 0 ? left : 0), rr->len);
     }
     return true;
 }
@@ -960,7 +1171,7 @@ static rc_status recover(rc_hold *h, rc_error *err)
     recovery r = {h, NULL, 0, 0, RC_BUF_INIT, 0, 0, false};
     h->base = h->end = h->scan_from = 0;
     rc_queue_scan(h->q, recover_one, &r);
-    pthread_mutex_lock(&h->w.mu);
+    pthread_mutex_lock(&h->mu);
     for (uint64_t id = h->base; id < h->end; id++)
         if (slot_of(h, id)->state == S_BAD) {
             rc_queue_done_id(h->q, id);
@@ -968,7 +1179,7 @@ static rc_status recover(rc_hold *h, rc_error *err)
         }
     bool ok = !r.oom && index_recovered(h, &r);
     pop_head(h);
-    pthread_mutex_unlock(&h->w.mu);
+    pthread_mutex_unlock(&h->mu);
     if (ok && (r.n || r.notes))
         rc_info(h->name,
                 "%s: %" PRIu64 " held spans in %zu records wait again for their traces (%" PRIu64
@@ -988,14 +1199,17 @@ static void hold_free(rc_hold *h)
     if (!h) return;
     for (uint64_t id = h->base; id < h->end; id++) {
         slot *s = slot_of(h, id);
-        if (s->charged && s->state != S_DONE) rc_mem_release(s->charged);
+        if (h->o.durability == RC_QUEUE_MEMORY && s->state != S_DONE && s->state != S_FREE)
+            rc_mem_release(s->bytes);
     }
     rc_mem_release(h->index_bytes);
     free(h->ring);
-    free(h->waits);
+    free(h->traces);
+    free(h->nodes);
     free(h->ready);
     rc_queue_close(h->q);
-    rc_worker_destroy(&h->w);
+    pthread_cond_destroy(&h->wake);
+    pthread_mutex_destroy(&h->mu);
     free(h->name);
     free(h->dir);
     free(h->dead_letter_path);
@@ -1011,7 +1225,8 @@ rc_status rc_hold_open(const rc_hold_options *opts, const rc_hold_callbacks *cb,
         rc_error_set(err, "out of memory opening a span hold");
         return RC_ENOMEM;
     }
-    rc_worker_init(&h->w);
+    pthread_mutex_init(&h->mu, NULL);
+    rc_cond_init_monotonic(&h->wake);
     h->o = *opts;
     h->cb = *cb;
     h->name = strdup(opts->name ? opts->name : "hold");
@@ -1027,7 +1242,8 @@ rc_status rc_hold_open(const rc_hold_options *opts, const rc_hold_callbacks *cb,
     rc_queue_options qo = {h->name, h->dir, opts->max_bytes, 0, opts->durability, COPY_BYTES};
     rc_status st = rc_queue_open(&qo, &h->q, err);
     if (st == RC_OK) st = recover(h, err);
-    if (st == RC_OK && !rc_worker_start(&h->w, hold_loop, h)) {
+    if (st == RC_OK && !start_threads(h)) {
+        stop_threads(h);
         rc_error_set(err, "%s: cannot start the hold's thread", h->name);
         st = RC_EIO;
     }
@@ -1042,7 +1258,7 @@ rc_status rc_hold_open(const rc_hold_options *opts, const rc_hold_callbacks *cb,
 void rc_hold_close(rc_hold *h)
 {
     if (!h) return;
-    rc_worker_stop(&h->w);
+    stop_threads(h);
     uint64_t left = atomic_load(&h->spans);
     if (left && h->o.durability == RC_QUEUE_MEMORY)
         rc_error_log(h->name,
