@@ -169,7 +169,8 @@ async function counters(c) {
 }
 
 for (const protocol of PROTOCOLS) {
-  test(`respan, ${protocol.name}: the child exported ${ROOT_DELAY_MS} ms before its root arrives attributed, once`, async () => {
+  const name = `respan, ${protocol.name}: the child sent ${ROOT_DELAY_MS} ms before its root arrives attributed, once`;
+  test(name, async () => {
     await standin.reset();
     const label = `respan-${protocol.name}`;
     const before = await counters(collector);
@@ -232,7 +233,8 @@ function outputSpan(c, id) {
 }
 
 for (const protocol of PROTOCOLS) {
-  test(`file, ${protocol.name}: the child waits in memory and is written with the root's customer, thread and markup`, async () => {
+  const name = `file, ${protocol.name}: the child waits in memory, is written with the root's customer, thread, markup`;
+  test(name, async () => {
     const label = `file-${protocol.name}`;
     const before = await counters(fileCollector);
     const t = await startSplitTrace(fileCollector, protocol, label);

@@ -114,7 +114,8 @@ async function arrivalOf(id, since) {
   return accepted[0].time * 1000;
 }
 
-test(`timeout: a child whose root never comes goes on unattributed after ${SHORT_WAIT_MS} ms, not before`, async (t) => {
+const TIMEOUT_CASE = `timeout: a child whose root never comes goes on unattributed at ${SHORT_WAIT_MS} ms, not before`;
+test(TIMEOUT_CASE, async (t) => {
   await standin.reset();
   const tr = await makeTrace('orphan', {});
   const sentAt = Date.now();
