@@ -149,28 +149,37 @@ def merged(base, over):
     return out
 
 
-def respan_config(ports, exporter, processors=("customer", "cost", "batch"), hold_dir=None):
+def respan_config(ports, exporter, processors=("customer", "cost", "batch"), hold_dir=None,
+                  customer=None, memory_limit_mib=None):
     """hold_dir: where the customer processor holds waiting spans (by
-    default ./data/hold/... of the working directory, which tests share)."""
-    customer = "{ hold_directory: %s }" % json.dumps(hold_dir) if hold_dir else "{}"
-    sections = {"customer": customer, "cost": "{}",
-                "batch": "{ send_batch_size: 8192, timeout: 200ms }"}
+    default ./data/hold/... of the working directory, which tests share).
+    customer: more keys of the customer processor, values as YAML text
+    ({"propagation_wait": "10m"}); memory_limit_mib None: the default."""
+    keys = {"hold_directory": json.dumps(hold_dir)} if hold_dir else {}
+    keys.update(customer or {})
+    sections = {"customer": "{ %s }" % ", ".join("%s: %s" % kv for kv in keys.items()),
+                "cost": "{}", "batch": "{ send_batch_size: 8192, timeout: 200ms }"}
     respan = ["%s: %s" % (k, yaml_flow(v) if isinstance(v, dict) else
                           json.dumps(v) if isinstance(v, str) else v)
               for k, v in exporter.items()]
     return pipeline_config(ports, sections, {"respan": respan},
-                           pipeline_processors=processors)
+                           pipeline_processors=processors, memory_limit_mib=memory_limit_mib)
 
 
 class RespanCollector(Collector):
     """A collector whose one pipeline ends in the respan exporter, pointed at
     a stand-in. The queue directory and the dead-letter file live in the
     collector's temp dir and survive restarts; `exporter` overrides (merged
-    into) the short-timing defaults below, None removing a key."""
+    into) the short-timing defaults below, None removing a key; `customer`
+    and `memory_limit_mib` go to respan_config()."""
 
-    def __init__(self, name, standin, exporter=None, processors=("customer", "cost", "batch")):
+    def __init__(self, name, standin, exporter=None, processors=("customer", "cost", "batch"),
+                 customer=None, memory_limit_mib=None):
         super().__init__(name)
         self.queue_dir = os.path.join(self.dir, "queue")
+        self.hold_dir = os.path.join(self.dir, "hold")
+        self.customer = customer
+        self.memory_limit_mib = memory_limit_mib
         self.dead_letter_path = os.path.join(self.dir, "deadletter.jsonl")
         self.exporter = merged({
             "endpoint": standin.url,
@@ -189,8 +198,8 @@ class RespanCollector(Collector):
 
     def write_config(self):
         with open(self.config_path, "w") as f:
-            f.write(respan_config(self.ports, self.exporter, self.processors,
-                                  os.path.join(self.dir, "hold")))
+            f.write(respan_config(self.ports, self.exporter, self.processors, self.hold_dir,
+                                  self.customer, self.memory_limit_mib))
 
     def start(self, timeout=15, new_ports=True):
         """Starts (or restarts, on the same queue) the collector; stderr is

@@ -251,6 +251,17 @@ export class Collector {
     return `--- collector stderr (${this.configPath}, ${exit}) ---\n${this.stderr}--- end of stderr ---`;
   }
 
+  /* The value of one series on /metrics: `labels` is a substring of its
+   * label set, e.g. 'exporter="respan"'; undefined when there is none. */
+  async metric(name, labels) {
+    const r = await httpGet(this.ports.metrics, '/metrics');
+    const line = r.body
+      .toString()
+      .split('\n')
+      .find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+
   /* Every ExportTraceServiceRequest line the file exporter wrote. */
   readOutputLines() {
     if (!fs.existsSync(this.outPath)) return [];

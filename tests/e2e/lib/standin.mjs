@@ -12,15 +12,15 @@
  * OTLP -> customer -> cost -> batch -> respan, its queue, the customer
  * processor's hold and the dead-letter file in the collector's temporary
  * directory, so that restart() after a crash() comes back on the same
- * queue and hold; metric() and deadLetters() read
- * what it did. Exporter settings are YAML flow entries given to start()
+ * queue and hold; deadLetters() reads what it did (and the inherited
+ * metric() what it counted). Exporter settings are YAML flow entries given to start()
  * (or to rewriteConfig() before a SIGHUP).
  */
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
-import { Collector, httpGet, makeTempDir, pipelineConfig, sourceDir } from './collector.mjs';
+import { Collector, makeTempDir, pipelineConfig, sourceDir } from './collector.mjs';
 import { killGroup, spawnGroup } from './process.mjs';
 
 const standinScript = path.join(sourceDir, 'tests', 'lib', 'respan_standin.py');
@@ -230,8 +230,9 @@ export class Standin {
 /* The config of a collector sending to the stand-in at `url`: OTLP ->
  * customer -> cost -> batch -> respan. `respan` holds extra exporter keys
  * as YAML flow entries (values written as given), overriding the test
- * defaults below; `queue` the sending_queue entries. */
-export function respanPipelineConfig({ ports, dir, url, apiKey, respan = {}, queue = {} }) {
+ * defaults below; `queue` the sending_queue entries; `customer` the
+ * customer processor's (e.g. { propagation_wait: '20s' }). */
+export function respanPipelineConfig({ ports, dir, url, apiKey, respan = {}, queue = {}, customer = {} }) {
   const flow = (obj) =>
     Object.entries(obj)
       .map(([k, v]) => `${k}: ${v}`)
@@ -258,7 +259,7 @@ export function respanPipelineConfig({ ports, dir, url, apiKey, respan = {}, que
     /* Spans waiting for their trace's customer are held on disk next to
      * the queue, so that restart() finds them too. */
     processors: {
-      customer: `{ hold_directory: ${JSON.stringify(path.join(dir, 'hold'))} }`,
+      customer: `{ ${flow({ hold_directory: JSON.stringify(path.join(dir, 'hold')), ...customer })} }`,
       cost: '{}',
       batch: '{ send_batch_size: 8192, timeout: 100ms }',
     },
@@ -273,20 +274,9 @@ export class RespanCollector extends Collector {
     this.queueDir = path.join(this.dir, 'queue');
   }
 
-  /* options: { url, apiKey, respan, queue } as respanPipelineConfig. */
+  /* options: { url, apiKey, respan, queue, customer } as respanPipelineConfig. */
   configText(options = {}) {
     return respanPipelineConfig({ ports: this.ports, dir: this.dir, ...options });
-  }
-
-  /* The value of one series on /metrics: `labels` is a substring of its
-   * label set, e.g. 'exporter="respan"'; undefined when there is none. */
-  async metric(name, labels) {
-    const r = await httpGet(this.ports.metrics, '/metrics');
-    const line = r.body
-      .toString()
-      .split('\n')
-      .find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
   }
 
   /* Every line of the dead-letter file, parsed. */
