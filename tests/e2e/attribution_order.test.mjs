@@ -28,8 +28,7 @@
  * attribution, none by timeout or bound; the per-trace order's logs carry
  * the expected customer, params, thread and cost (raw price x (1 + markup
  * / 100)); and every order's log of each span_unique_id equals the
- * per-trace order's, field by field, except span_workflow_name (see
- * comparable()).
+ * per-trace order's, field by field.
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
@@ -289,13 +288,11 @@ function checkExpected(byId) {
   }
 }
 
-/* A log as compared across orders. span_workflow_name is left out: the
- * exporter writes it only when the root is in the same export batch as the
- * span (docs/respan-log-mapping.md), and which spans share a batch depends
- * on when they reach the exporter - by design, not by attribution. */
+/* A log as compared across orders: all of it. (span_workflow_name once
+ * depended on which spans shared an export batch; it now comes from the
+ * span's own attributes, or for a root its name, whatever the batching.) */
 function comparable(log) {
-  const { span_workflow_name: _, ...rest } = log;
-  return rest;
+  return log;
 }
 
 /* The top-level fields (and metadata keys) in which two logs differ. */
