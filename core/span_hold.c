@@ -617,12 +617,16 @@ static void *hold_loop(void *arg)
     pthread_mutex_lock(&h->w.mu);
     for (;;) {
         int64_t now = rc_now_ms();
-        if (now >= next_tick && h->cb.tick) {
+        /* next_tick moves on whether or not there is a tick to call: it is
+         * also the loop's latest wake-up, which must not stay in the past. */
+        if (now >= next_tick) {
             next_tick = now + TICK_MS;
-            pthread_mutex_unlock(&h->w.mu);
-            h->cb.tick(h->cb.arg);
-            pthread_mutex_lock(&h->w.mu);
-            continue;
+            if (h->cb.tick) {
+                pthread_mutex_unlock(&h->w.mu);
+                h->cb.tick(h->cb.arg);
+                pthread_mutex_lock(&h->w.mu);
+                continue;
+            }
         }
         if (h->w.stopping) {
             /* On disk what waits stays for the next start; a memory hold
