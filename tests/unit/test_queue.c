@@ -1574,6 +1574,46 @@ out:
     tdir_remove(&t);
 }
 
+/* A failed sync leaves the append's records queued (queue.h), and its
+ * first_id names them, so that a caller that tracks ids (the span hold)
+ * can retire what it refused; nothing of them comes back after a reopen.
+ * An append refused before anything was written (the queue is full)
+ * leaves first_id alone. 100-byte payloads: 116 bytes, 35 fill 4 KiB. */
+static void test_failed_sync_ids(void)
+{
+    tdir t;
+    tdir_make(&t);
+    rc_queue *q = open_queue(t.queue, RC_QUEUE_FSYNC, 4096, 1024);
+    if (!q) goto out;
+    uint64_t id0 = UINT64_MAX, id2 = UINT64_MAX;
+    CHECK(append_batch_ids(q, 0, 2, 100, &id0) == RC_OK);
+    atomic_store(&sync_fails, true);
+    CHECK(append_batch_ids(q, 2, 2, 100, &id2) == RC_EBUSY);
+    atomic_store(&sync_fails, false);
+    CHECK(id2 == id0 + 2);
+    CHECK(rc_queue_records(q) == 4);
+    rc_queue_record r;
+    CHECK(rc_queue_take_id(q, id2 + 1, &r) == RC_OK);
+    CHECK(key_of(&r) == 3);
+    rc_queue_release(q, &r);
+    CHECK(rc_queue_done_id(q, id2) && rc_queue_done_id(q, id2 + 1));
+    uint32_t k = 10;
+    uint64_t id;
+    while (k < 100 && append_batch_ids(q, k, 1, 100, &id) == RC_OK)
+        k++;
+    uint64_t untouched = UINT64_MAX;
+    CHECK(append_batch_ids(q, 900, 1, 100, &untouched) == RC_EBUSY);
+    CHECK(untouched == UINT64_MAX);
+    rc_queue_close(q);
+    q = open_queue(t.queue, RC_QUEUE_FSYNC, 4096, 1024);
+    keys want = {.n = 0};
+    keys_range(keys_range(&want, 0, 2), 10, k - 10);
+    if (q) CHECK(take_expect(q, &want, true));
+    rc_queue_close(q);
+out:
+    tdir_remove(&t);
+}
+
 /* The child's files may not grow past 8 KiB: 1000-byte payloads (1016 on
  * disk) fill 8128 bytes with 8 records; the 9th write fails with EFBIG
  * half written. Exit codes name the step that went wrong. */
@@ -1592,8 +1632,11 @@ static int full_disk_child(const char *dir, rc_queue_durability d)
         k++;
     if (k != 8) return 12;
     if (st != RC_EBUSY) return 13;
-    /* Several chunks: the first fits, the second is torn: neither stays. */
-    if (append_batch(q, 50, 3, 20) != RC_EBUSY) return 14;
+    /* Several chunks: the first fits, the second is torn: neither stays,
+     * and no id is given out for them. */
+    uint64_t untouched = UINT64_MAX;
+    if (append_batch_ids(q, 50, 3, 20, &untouched) != RC_EBUSY) return 14;
+    if (untouched != UINT64_MAX) return 18;
     if (rc_queue_records(q) != 8) return 15;
     /* Room for 64 bytes: a 40-byte record still goes in. */
     if (append_rec(q, 100, 1, 40) != RC_OK) return 16;
@@ -2109,6 +2152,7 @@ int main(void)
     test_failed_open_keeps_files();
 #endif
     test_failed_sync_is_reported();
+    test_failed_sync_ids();
     test_open_errors();
     TEST_MAIN_END();
 }
