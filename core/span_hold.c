@@ -734,6 +734,21 @@ static void unreserve_index(rc_hold *h, uint32_t n)
     h->ring_reserved--;
 }
 
+/* An append refused after its record was written (its sync failed) leaves
+ * the record queued (core/queue.h) under an id the hold never registers:
+ * retire it, as its caller was told nothing is held, and mark its slot
+ * done. Left FREE, the slot would stop the ring's head for good, and with
+ * it every later note's retirement. Before unreserve_index: its room was
+ * reserved. Under mu. */
+static void forget_refused(rc_hold *h, uint64_t id)
+{
+    if (id == NO_ID) return;
+    rc_queue_done_id(h->q, id);
+    ring_reach(h, id);
+    *slot_of(h, id) = (slot){0, NO_ID, 0, 0, 0, S_DONE, 0};
+    pop_head(h);
+}
+
 /* Indexes a record the queue now holds; its room was reserved. Under mu. */
 static void register_record(rc_hold *h, uint64_t id, const rec_view *v, int64_t deadline,
                             uint32_t charged)
@@ -780,7 +795,7 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
         st = RC_ENOMEM;
         goto out;
     }
-    uint64_t id;
+    uint64_t id = NO_ID;
     rc_queue_chunk c = {rec.data, rec.len, (uint32_t)spans->n_spans};
     st = rc_queue_append_ids(h->q, &c, 1, &id, err);
     if (st == RC_ETOOBIG) st = RC_EBUSY; /* the caller passes the spans on at once */
@@ -791,6 +806,7 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
         register_record(h, id, &v, rc_now_ms() + (int64_t)h->o.wait_ms, charged);
         charged = 0;
     } else {
+        forget_refused(h, id);
         unreserve_index(h, n_traces);
     }
     pthread_mutex_unlock(&h->w.mu);
@@ -856,12 +872,16 @@ rc_status rc_hold_settle_noted(rc_hold *h, const uint8_t *trace_ids, size_t n, c
         st = rc_queue_append_ids(h->q, &(rc_queue_chunk){rec.data, rec.len, 0}, 1, &id, err);
     rc_buf_free(&rec);
     pthread_mutex_lock(&h->w.mu);
-    if (room) unreserve_index(h, 0);
     if (st != RC_OK) {
+        if (room) {
+            forget_refused(h, id);
+            unreserve_index(h, 0);
+        }
         pthread_mutex_unlock(&h->w.mu);
         return st == RC_ETOOBIG ? RC_EBUSY : st;
     }
     ring_reach(h, id); /* cannot fail: reserved */
+    unreserve_index(h, 0);
     *slot_of(h, id) = (slot){0, NO_ID, 0, 0, 0, S_NOTE, 0};
     settle_locked(h, trace_ids, n, id);
     pop_head(h);
