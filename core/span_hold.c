@@ -422,6 +422,24 @@ static void forget_waits(rc_hold *h, uint64_t id, const rec_view *v)
     }
 }
 
+/* The same for a record whose bytes are gone (the queue dropped it as
+ * corrupt, or it is not a span record): its traces are unknown, so the
+ * whole table is walked for its pairs, on this rare path only. A deletion
+ * shifts later entries back into slot k, so k is looked at again; entries
+ * shifted into slots already passed were passed already. Under mu. */
+static void forget_waits_unread(rc_hold *h, uint64_t id)
+{
+    slot *s = slot_of(h, id);
+    for (size_t k = 0; k < h->waits_cap && s->unsettled;) {
+        if (h->waits[k].id != id) {
+            k++;
+            continue;
+        }
+        waits_delete_at(h, k);
+        s->unsettled--;
+    }
+}
+
 /* --- retiring ------------------------------------------------------------------------ */
 
 /* Pops done slots off the ring's head and retires a note that has reached
@@ -522,8 +540,13 @@ static release_result release_one(rc_hold *h, uint64_t id, rc_hold_reason why)
     if (st == RC_EIO) return KEPT;
     rec_view v;
     bool parsed = st == RC_OK && parse_record(r.data, r.len, &v) && v.magic == MAGIC_SPANS;
+    /* Whatever happens next the record no longer waits: a pair left
+     * behind would count down whichever record reuses its slot. */
     pthread_mutex_lock(&h->w.mu);
-    if (parsed) forget_waits(h, id, &v);
+    if (parsed)
+        forget_waits(h, id, &v);
+    else
+        forget_waits_unread(h, id);
     pthread_mutex_unlock(&h->w.mu);
     if (st == RC_EBUSY)
         rc_warn(h->name, "held record %" PRIu64 " was not waiting in the queue; index repaired",
