@@ -996,7 +996,12 @@ static bool index_recovered(rc_hold *h, recovery *r)
         h->waits_reserved -= rr->n_traces - open;
         v.n_traces = open;
         v.traces = keep;
-        int64_t left = rr->written_ms + (int64_t)h->o.wait_ms - now_wall;
+        /* What is left of the wait, and never more than a new record
+         * gets: a record written "in the future" (the wall clock has been
+         * set back since) would otherwise wait that much longer, and hold
+         * up the deadlines of every record behind it. */
+        int64_t wait = (int64_t)h->o.wait_ms, left = rr->written_ms + wait - now_wall;
+        if (left > wait) left = wait;
         register_record(h, rr->id, &v, now + (left > 0 ? left : 0), 0);
     }
     return true;
