@@ -1007,10 +1007,32 @@ static bool index_recovered(rc_hold *h, recovery *r)
     return true;
 }
 
+/* Records the scan could not read (it skips them and logs why) are in
+ * the queue with traces the hold does not know: nothing would settle
+ * them, and their FREE slots would stop the ring's head for good. They go
+ * as soon as they can be read, as records whose wait ran out; one the
+ * queue dropped as corrupt is forgotten when its take says it is gone.
+ * Under mu. */
+static bool index_unread(rc_hold *h, uint64_t count)
+{
+    if (count > h->end && !ring_reach(h, count - 1)) return false;
+    for (uint64_t id = h->base; id < count; id++) {
+        slot *s = slot_of(h, id);
+        if (s->state != S_FREE) continue;
+        *s = (slot){rc_now_ms(), NO_ID, 0, 0, 0, S_WAITING, 0};
+        atomic_fetch_add(&h->waiting_recs, 1);
+        if (id < h->scan_from) h->scan_from = id;
+        make_ready(h, id, RC_HOLD_TIMEOUT, false);
+    }
+    return true;
+}
+
 static rc_status recover(rc_hold *h, rc_error *err)
 {
     recovery r = {h, NULL, 0, 0, RC_BUF_INIT, 0, 0, false};
     h->base = h->end = h->scan_from = 0;
+    /* A queue just opened numbers its records from 0 (as base assumes). */
+    uint64_t count = rc_queue_records(h->q);
     rc_queue_scan(h->q, recover_one, &r);
     pthread_mutex_lock(&h->w.mu);
     for (uint64_t id = h->base; id < h->end; id++)
@@ -1018,7 +1040,7 @@ static rc_status recover(rc_hold *h, rc_error *err)
             rc_queue_done_id(h->q, id);
             slot_of(h, id)->state = S_DONE;
         }
-    bool ok = !r.oom && index_recovered(h, &r);
+    bool ok = !r.oom && index_recovered(h, &r) && index_unread(h, count);
     pop_head(h);
     pthread_mutex_unlock(&h->w.mu);
     if (ok && (r.n || r.notes))
