@@ -948,14 +948,16 @@ static rc_status write_and_sync(rc_queue *q, const rc_queue_chunk *chunks, size_
     if (st != RC_OK) return st;
     /* The lock is held from here to the last record's push: nobody else's
      * record can come between, so the ids are consecutive. */
-    *first_id = q->head_id + q->count;
+    uint64_t first = q->head_id + q->count;
     size_t done = 0;
     for (; done < n && st == RC_OK; done++)
         st = write_record(q, &chunks[done], &cp[done], err);
     if (st != RC_OK) {
-        undo_appends(q, done - 1);
+        undo_appends(q, done - 1); /* the ids will be given out again */
         return st;
     }
+    /* The records stay queued from here on, even if their sync fails. */
+    *first_id = first;
     uint64_t my_seq = ++q->write_seq;
     pthread_cond_broadcast(&q->avail);
     if (q->o.durability == RC_QUEUE_FSYNC) st = wait_synced(q, my_seq, err);

@@ -107,8 +107,12 @@ void rc_queue_close(rc_queue *q);
  * says which it was. Returns after the records are as durable as the
  * queue's durability promises. */
 rc_status rc_queue_append(rc_queue *q, const rc_queue_chunk *chunks, size_t n, rc_error *err);
-/* The same, and on RC_OK sets *first_id to the id of the first record: the
- * records of one append have consecutive ids. */
+/* The same, and sets *first_id to the id of the first record: the records
+ * of one append have consecutive ids. It is set on RC_OK, and on RC_EBUSY
+ * when the sync failed: those records were written and stay queued, so a
+ * caller that tracks ids and told its client they were refused retires
+ * them (rc_queue_done_id). When nothing of the call is kept it is left
+ * alone (its ids may be given to the next append). */
 rc_status rc_queue_append_ids(rc_queue *q, const rc_queue_chunk *chunks, size_t n,
                               uint64_t *first_id, rc_error *err);
 

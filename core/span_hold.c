@@ -83,7 +83,7 @@
 #define BACKOFF_MAX_MS 5000
 #define DRAIN_MS 5000 /* how long a closing memory hold keeps offering spans */
 #define TICK_MS 1000
-#define RELEASERS 2
+#define RELEASERS 2        /* release threads, and the most a hold may have */
 #define RELEASE_RECORDS 64 /* records handed to the owner at once, at most */
 #define RELEASE_SPANS 8192 /* and spans; and bytes: see release_bytes */
 #define NO_NODE UINT32_MAX
@@ -496,6 +496,29 @@ static void forget_waits(rc_hold *h, uint64_t id, const rec_view *v)
         if (wait_remove(h, v->traces + (size_t)i * TID, id)) s->unsettled--;
 }
 
+/* The same for a record whose bytes are gone (the queue dropped it as
+ * corrupt, or it is not a span record): its traces are unknown, so every
+ * list is walked for it, on this rare path only. A node left behind would
+ * count down whichever record reuses its id's slot. Under mu. */
+static void forget_waits_unread(rc_hold *h, uint64_t id)
+{
+    slot *s = slot_of(h, id);
+    for (size_t k = 0; k < h->traces_cap && s->unsettled;) {
+        tslot *t = &h->traces[k];
+        uint8_t tid[TID];
+        bool found = false;
+        for (uint32_t n = t->count ? t->head : NO_NODE; n != NO_NODE; n = h->nodes[n].next)
+            if (h->nodes[n].id == id) found = true;
+        if (!found) {
+            k++;
+            continue;
+        }
+        memcpy(tid, t->tid, TID);
+        wait_remove(h, tid, id); /* may shift another slot into k: look again */
+        s->unsettled--;
+    }
+}
+
 /* --- retiring ------------------------------------------------------------------------ */
 
 /* Pops done slots off the ring's head and retires a note that has reached
@@ -606,8 +629,12 @@ static rc_status load_record(rc_hold *h, taken *t, size_t i, rc_batch *b)
     rec_view v;
     bool parsed =
         st == RC_OK && parse_record(t->rec[i].data, t->rec[i].len, &v) && v.magic == MAGIC_SPANS;
+    /* Whatever happens next the record no longer waits. */
     pthread_mutex_lock(&h->mu);
-    if (parsed) forget_waits(h, id, &v);
+    if (parsed)
+        forget_waits(h, id, &v);
+    else
+        forget_waits_unread(h, id);
     pthread_mutex_unlock(&h->mu);
     if (st != RC_OK) { /* RC_EINVAL: dropped by the queue as corrupt (it logged it) */
         if (st == RC_EBUSY)
@@ -688,21 +715,27 @@ static uint64_t first_waiting(rc_hold *h)
     return NO_ID;
 }
 
-static bool over_bound(rc_hold *h)
+/* Whether the hold is past nine tenths of its bound, not counting `going`
+ * bytes of records already taken to go. On disk a segment's bytes come back
+ * only when all of its records are done, so releasing by the bound frees
+ * about a segment (max_bytes / 4) at a time. */
+static bool over_bound(rc_hold *h, uint64_t going)
 {
-    return rc_queue_bytes(h->q) > h->o.max_bytes / 10 * 9;
+    uint64_t held = rc_queue_bytes(h->q);
+    return held > going && held - going > h->o.max_bytes / 10 * 9;
 }
 
 /* Why the first waiting record would go now, or false (then *wake_at is
  * lowered to its deadline). Under mu. */
-static bool due(rc_hold *h, uint64_t id, int64_t now, int64_t *wake_at, rc_hold_reason *why)
+static bool due(rc_hold *h, uint64_t id, int64_t now, uint64_t going, int64_t *wake_at,
+                rc_hold_reason *why)
 {
     slot *s = slot_of(h, id);
     if (h->stopping)
         *why = RC_HOLD_SHUTDOWN;
     else if (s->deadline_ms <= now)
         *why = RC_HOLD_TIMEOUT;
-    else if (over_bound(h))
+    else if (over_bound(h, going))
         *why = RC_HOLD_BOUND;
     else {
         if (s->deadline_ms < *wake_at) *wake_at = s->deadline_ms;
@@ -758,8 +791,8 @@ static void pick(rc_hold *h, int64_t now, int64_t *wake_at, taken *t)
     }
     uint64_t id;
     rc_hold_reason why;
-    while (room_left(t, &b) && (id = first_waiting(h)) != NO_ID && due(h, id, now, wake_at, &why) &&
-           (t->n == 0 || why == t->why)) {
+    while (room_left(t, &b) && (id = first_waiting(h)) != NO_ID &&
+           due(h, id, now, b.bytes, wake_at, &why) && (t->n == 0 || why == t->why)) {
         t->why = why;
         atomic_fetch_sub(&h->waiting_recs, 1);
         take_one(h, t, id, &b);
@@ -842,7 +875,9 @@ static void *hold_loop(void *arg)
 
 static bool start_threads(rc_hold *h)
 {
-    for (int i = 0; i < RELEASERS; i++) {
+    int n = h->o.threads ? (int)h->o.threads : RELEASERS;
+    if (n > RELEASERS) n = RELEASERS;
+    for (int i = 0; i < n; i++) {
         releaser *r = malloc(sizeof *r);
         if (!r) return false;
         *r = (releaser){h, i == 0};
@@ -948,6 +983,21 @@ static void unreserve_index(rc_hold *h, uint32_t n)
     h->ring_reserved--;
 }
 
+/* An append refused after its record was written (its sync failed) leaves
+ * the record queued (core/queue.h) under an id the hold never registers:
+ * retire it, as its caller was told nothing is held, and mark its slot
+ * done. Left FREE, the slot would stop the ring's head for good, and with
+ * it every later note's retirement. Before unreserve_index: its room was
+ * reserved. Under mu. */
+static void forget_refused(rc_hold *h, uint64_t id)
+{
+    if (id == NO_ID) return;
+    rc_queue_done_id(h->q, id);
+    ring_reach(h, id);
+    *slot_of(h, id) = (slot){0, NO_ID, 0, 0, 0, S_DONE, 0};
+    pop_head(h);
+}
+
 /* Indexes a record the queue now holds; its room was reserved. Under mu. */
 static void register_record(rc_hold *h, uint64_t id, const rec_view *v, int64_t deadline,
                             uint32_t bytes)
@@ -994,7 +1044,7 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
         st = RC_ENOMEM;
         goto out;
     }
-    uint64_t id;
+    uint64_t id = NO_ID;
     rc_queue_chunk c = {rec.data, rec.len, (uint32_t)spans->n_spans};
     st = rc_queue_append_ids(h->q, &c, 1, &id, err);
     if (st == RC_ETOOBIG) st = RC_EBUSY; /* the caller passes the spans on at once */
@@ -1005,6 +1055,7 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
         register_record(h, id, &v, rc_now_ms() + (int64_t)h->o.wait_ms, (uint32_t)rec.len);
         charged = 0; /* the slot holds the charge now */
     } else {
+        forget_refused(h, id);
         unreserve_index(h, n_traces);
     }
     pthread_mutex_unlock(&h->mu);
@@ -1062,12 +1113,16 @@ rc_status rc_hold_settle_noted(rc_hold *h, const uint8_t *trace_ids, size_t n, c
         st = rc_queue_append_ids(h->q, &(rc_queue_chunk){rec.data, rec.len, 0}, 1, &id, err);
     rc_buf_free(&rec);
     pthread_mutex_lock(&h->mu);
-    if (room) unreserve_index(h, 0);
     if (st != RC_OK) {
+        if (room) {
+            forget_refused(h, id);
+            unreserve_index(h, 0);
+        }
         pthread_mutex_unlock(&h->mu);
         return st == RC_ETOOBIG ? RC_EBUSY : st;
     }
     ring_reach(h, id); /* cannot fail: reserved */
+    unreserve_index(h, 0);
     *slot_of(h, id) = (slot){0, NO_ID, 0, 0, 0, S_NOTE, 0};
     settle_locked(h, trace_ids, n, id);
     pop_head(h);
@@ -1160,8 +1215,33 @@ static bool index_recovered(rc_hold *h, recovery *r)
         h->pairs_reserved -= rr->n_traces - open;
         v.n_traces = open;
         v.traces = keep;
-        int64_t left = rr->written_ms + (int64_t)h->o.wait_ms - now_wall;
+        /* What is left of the wait, and never more than a new record
+         * gets: a record written "in the future" (the wall clock has been
+         * set back since) would otherwise wait that much longer, and hold
+         * up the deadlines of every record behind it. */
+        int64_t wait = (int64_t)h->o.wait_ms, left = rr->written_ms + wait - now_wall;
+        if (left > wait) left = wait;
         register_record(h, rr->id, &v, now + (left > 0 ? left : 0), rr->len);
+    }
+    return true;
+}
+
+/* Records the scan could not read (it skips them and logs why) are in
+ * the queue with traces the hold does not know: nothing would settle
+ * them, and their FREE slots would stop the ring's head for good. They go
+ * as soon as they can be read, as records whose wait ran out; one the
+ * queue dropped as corrupt is forgotten when its take says it is gone.
+ * Under mu. */
+static bool index_unread(rc_hold *h, uint64_t count)
+{
+    if (count > h->end && !ring_reach(h, count - 1)) return false;
+    for (uint64_t id = h->base; id < count; id++) {
+        slot *s = slot_of(h, id);
+        if (s->state != S_FREE) continue;
+        *s = (slot){rc_now_ms(), NO_ID, 0, 0, 0, S_WAITING, 0};
+        atomic_fetch_add(&h->waiting_recs, 1);
+        if (id < h->scan_from) h->scan_from = id;
+        make_ready(h, id, RC_HOLD_TIMEOUT, false);
     }
     return true;
 }
@@ -1170,6 +1250,8 @@ static rc_status recover(rc_hold *h, rc_error *err)
 {
     recovery r = {h, NULL, 0, 0, RC_BUF_INIT, 0, 0, false};
     h->base = h->end = h->scan_from = 0;
+    /* A queue just opened numbers its records from 0 (as base assumes). */
+    uint64_t count = rc_queue_records(h->q);
     rc_queue_scan(h->q, recover_one, &r);
     pthread_mutex_lock(&h->mu);
     for (uint64_t id = h->base; id < h->end; id++)
@@ -1177,7 +1259,7 @@ static rc_status recover(rc_hold *h, rc_error *err)
             rc_queue_done_id(h->q, id);
             slot_of(h, id)->state = S_DONE;
         }
-    bool ok = !r.oom && index_recovered(h, &r);
+    bool ok = !r.oom && index_recovered(h, &r) && index_unread(h, count);
     pop_head(h);
     pthread_mutex_unlock(&h->mu);
     if (ok && (r.n || r.notes))

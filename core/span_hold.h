@@ -44,7 +44,12 @@
  * fewer; one that waits for none goes (RC_HOLD_SETTLED), in settling
  * order. The owner and the hold never hold each other's locks: an owner
  * that puts spans checks its own state again after rc_hold_put returns and
- * settles what became known meanwhile; settling twice is harmless.
+ * settles what became known meanwhile; settling twice is harmless. On a
+ * durable hold that recheck settles with a note of its own
+ * (rc_hold_settle_noted): the note that settled the trace meanwhile is
+ * older than the spans' record, may have found nothing waiting and been
+ * retired already, and only a note newer than the record is sure to stay
+ * until the spans go.
  *
  * Thread-safety: rc_hold_put, rc_hold_waiting, rc_hold_settle and the
  * counters may be called from any thread. The callbacks run on the hold's
@@ -95,6 +100,10 @@ typedef struct rc_hold_options {
     rc_queue_durability durability;
     uint64_t max_bytes; /* bound on what waits */
     uint64_t wait_ms;   /* how long spans wait at most */
+    /* Release threads, 1 or 2 (0: 2). With two, while one waits for the
+     * next stage the other prepares the next batch; batches may then
+     * overlap, so records go roughly, not strictly, in order. */
+    unsigned threads;
 } rc_hold_options;
 
 /* Opens (and recovers) the hold and starts its thread. Recovered notes are
@@ -126,8 +135,9 @@ rc_status rc_hold_settle_noted(rc_hold *h, const uint8_t *trace_ids, size_t n, c
  * Returns how many. Cheap when nothing waits at all. */
 size_t rc_hold_waiting(rc_hold *h, const uint8_t *trace_ids, size_t n, bool *waited);
 
-/* Settles traces without a note: for traces whose settling is already
- * noted, or a memory hold. */
+/* Settles traces without a note: for a memory hold, or traces whose
+ * settling is noted in a note newer than the records waiting for them
+ * (not the owner's recheck after a put, see Settling above). */
 void rc_hold_settle(rc_hold *h, const uint8_t *trace_ids, size_t n);
 
 /* Whether a put persists spans (durability fsync or async). */

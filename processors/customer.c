@@ -1061,8 +1061,8 @@ static rc_status open_hold(customer_processor *p, rc_error *err)
         rc_error_set(err, "%s: out of memory", p->id);
         return RC_ENOMEM;
     }
-    rc_hold_options o = {p->id, p->hold_dir, disk ? RC_QUEUE_FSYNC : RC_QUEUE_MEMORY, mib << 20,
-                         p->wait_ms};
+    rc_hold_options o = {p->id,     p->hold_dir, disk ? RC_QUEUE_FSYNC : RC_QUEUE_MEMORY,
+                         mib << 20, p->wait_ms,  0};
     rc_hold_callbacks cb = {customer_release, replay_note, is_settled_cb, tick, p};
     rc_status st = rc_hold_open(&o, &cb, &p->hold, err);
     if (st == RC_OK && disk)

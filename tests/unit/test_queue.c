@@ -5,7 +5,10 @@
  * removes for good and release gives back to be taken first; what was not
  * done survives close, a crash (a child killed without closing), a torn or
  * corrupt tail and a full disk; a full queue answers RC_EBUSY, an append is
- * all or nothing, and concurrent fsync appends share their syncs.
+ * all or nothing, and concurrent fsync appends share their syncs. The
+ * calls by id the span hold uses (append_ids, take_id, done_id, scan) are
+ * read the same way: ids name their records, also across threads and
+ * reopens, and a record done by id is gone for good.
  *
  * A disk queue keeps copies of recent records in memory and hands those
  * out instead of reading the segment back. So that both ways of taking a
@@ -260,8 +263,10 @@ static rc_status append_key(rc_queue *q, uint32_t key)
     return append_rec(q, key, default_weight(key), default_len(key));
 }
 
-/* Keys first..first+n-1 in one call; each of `len` bytes (0: the default). */
-static rc_status append_batch(rc_queue *q, uint32_t first, size_t n, size_t len)
+/* Keys first..first+n-1 in one call; each of `len` bytes (0: the default).
+ * *first_id is the id the append gives its first record. */
+static rc_status append_batch_ids(rc_queue *q, uint32_t first, size_t n, size_t len,
+                                  uint64_t *first_id)
 {
     rc_queue_chunk *c = calloc(n, sizeof *c);
     if (!c) return RC_ENOMEM;
@@ -273,11 +278,17 @@ static rc_status append_batch(rc_queue *q, uint32_t first, size_t n, size_t len)
         c[i] = (rc_queue_chunk){buf, l, default_weight(key)};
     }
     memset(&last_err, 0, sizeof last_err);
-    rc_status st = rc_queue_append(q, c, n, &last_err);
+    rc_status st = rc_queue_append_ids(q, c, n, first_id, &last_err);
     for (size_t i = 0; i < n; i++)
         free((void *)c[i].data);
     free(c);
     return st;
+}
+
+static rc_status append_batch(rc_queue *q, uint32_t first, size_t n, size_t len)
+{
+    uint64_t first_id;
+    return append_batch_ids(q, first, n, len, &first_id);
 }
 
 static bool append_keys(rc_queue *q, uint32_t first, size_t n)
@@ -1563,6 +1574,46 @@ out:
     tdir_remove(&t);
 }
 
+/* A failed sync leaves the append's records queued (queue.h), and its
+ * first_id names them, so that a caller that tracks ids (the span hold)
+ * can retire what it refused; nothing of them comes back after a reopen.
+ * An append refused before anything was written (the queue is full)
+ * leaves first_id alone. 100-byte payloads: 116 bytes, 35 fill 4 KiB. */
+static void test_failed_sync_ids(void)
+{
+    tdir t;
+    tdir_make(&t);
+    rc_queue *q = open_queue(t.queue, RC_QUEUE_FSYNC, 4096, 1024);
+    if (!q) goto out;
+    uint64_t id0 = UINT64_MAX, id2 = UINT64_MAX;
+    CHECK(append_batch_ids(q, 0, 2, 100, &id0) == RC_OK);
+    atomic_store(&sync_fails, true);
+    CHECK(append_batch_ids(q, 2, 2, 100, &id2) == RC_EBUSY);
+    atomic_store(&sync_fails, false);
+    CHECK(id2 == id0 + 2);
+    CHECK(rc_queue_records(q) == 4);
+    rc_queue_record r;
+    CHECK(rc_queue_take_id(q, id2 + 1, &r) == RC_OK);
+    CHECK(key_of(&r) == 3);
+    rc_queue_release(q, &r);
+    CHECK(rc_queue_done_id(q, id2) && rc_queue_done_id(q, id2 + 1));
+    uint32_t k = 10;
+    uint64_t id;
+    while (k < 100 && append_batch_ids(q, k, 1, 100, &id) == RC_OK)
+        k++;
+    uint64_t untouched = UINT64_MAX;
+    CHECK(append_batch_ids(q, 900, 1, 100, &untouched) == RC_EBUSY);
+    CHECK(untouched == UINT64_MAX);
+    rc_queue_close(q);
+    q = open_queue(t.queue, RC_QUEUE_FSYNC, 4096, 1024);
+    keys want = {.n = 0};
+    keys_range(keys_range(&want, 0, 2), 10, k - 10);
+    if (q) CHECK(take_expect(q, &want, true));
+    rc_queue_close(q);
+out:
+    tdir_remove(&t);
+}
+
 /* The child's files may not grow past 8 KiB: 1000-byte payloads (1016 on
  * disk) fill 8128 bytes with 8 records; the 9th write fails with EFBIG
  * half written. Exit codes name the step that went wrong. */
@@ -1581,8 +1632,11 @@ static int full_disk_child(const char *dir, rc_queue_durability d)
         k++;
     if (k != 8) return 12;
     if (st != RC_EBUSY) return 13;
-    /* Several chunks: the first fits, the second is torn: neither stays. */
-    if (append_batch(q, 50, 3, 20) != RC_EBUSY) return 14;
+    /* Several chunks: the first fits, the second is torn: neither stays,
+     * and no id is given out for them. */
+    uint64_t untouched = UINT64_MAX;
+    if (append_batch_ids(q, 50, 3, 20, &untouched) != RC_EBUSY) return 14;
+    if (untouched != UINT64_MAX) return 18;
     if (rc_queue_records(q) != 8) return 15;
     /* Room for 64 bytes: a 40-byte record still goes in. */
     if (append_rec(q, 100, 1, 40) != RC_OK) return 16;
@@ -1794,6 +1848,251 @@ static void test_open_errors(void)
     tdir_remove(&t);
 }
 
+/* --- by id: what the span hold (core/span_hold.h) relies on ------------------ */
+
+/* What a scan saw: the keys of the records it was handed, in order. */
+typedef struct scan_seen {
+    keys k;
+    uint64_t last_id;
+    size_t stop_after; /* 0: never stop early */
+    int bad;           /* bytes or weight not as appended, or ids not increasing */
+} scan_seen;
+
+static bool scan_note(void *arg, uint64_t id, const char *data, size_t len, uint32_t weight)
+{
+    scan_seen *s = arg;
+    rc_queue_record r = {id, (char *)data, len, weight};
+    uint32_t key = key_of(&r);
+    if (key == BAD_KEY || (s->k.n && id <= s->last_id)) s->bad++;
+    s->last_id = id;
+    if (s->k.n < sizeof s->k.v / sizeof *s->k.v) s->k.v[s->k.n++] = key;
+    return !(s->stop_after && s->k.n >= s->stop_after);
+}
+
+/* A scan of q sees exactly `want`, in order, intact, and leaves every
+ * record it saw queued, none taken; `dropped` corrupt ones are gone. */
+static bool scan_expect(rc_queue *q, const keys *want, uint64_t dropped)
+{
+    uint64_t before = rc_queue_records(q);
+    scan_seen s = {.k.n = 0};
+    rc_queue_scan(q, scan_note, &s);
+    bool ok = s.bad == 0 && s.k.n == want->n && rc_queue_records(q) == before - dropped;
+    for (size_t i = 0; ok && i < want->n; i++)
+        ok = s.k.v[i] == want->v[i];
+    if (!ok) {
+        fprintf(stderr, "  scan saw %zu records (%d bad), want %zu:", s.k.n, s.bad, want->n);
+        for (size_t i = 0; i < s.k.n; i++)
+            fprintf(stderr, " %" PRIx32, s.k.v[i]);
+        fprintf(stderr, "\n");
+    }
+    return ok;
+}
+
+/* Ids of one append are consecutive and the next append's follow; a
+ * record is taken by id wherever it stands, and take_id answers RC_EBUSY
+ * for one that is taken, done or unknown; done_id retires waiting records
+ * in any order (false for taken, done or unknown ones); a segment goes
+ * once all its records are done; scan visits what is not done, in order,
+ * leaving it queued, and stops when asked to; a reopen recovers exactly
+ * the records not done. 100-byte payloads are 116 bytes: five fill a
+ * 600-byte segment, so keys 0..14 lie in three. */
+static void test_ids_take_and_done_by_id(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    rc_queue *q = open_queue(t.queue, d, 1 << 20, 600);
+    if (!q) goto out;
+    uint64_t id0 = 0, id5 = 0, id10 = 0;
+    CHECK(append_batch_ids(q, 0, 5, 100, &id0) == RC_OK);
+    CHECK(append_batch_ids(q, 5, 5, 100, &id5) == RC_OK);
+    CHECK(append_batch_ids(q, 10, 5, 100, &id10) == RC_OK);
+    CHECK(id5 == id0 + 5 && id10 == id0 + 10);
+    if (d != RC_QUEUE_MEMORY) CHECK(count_files(t.queue, is_seg) == 3);
+
+    /* Take 3 by id: the others stay in order for rc_queue_take. */
+    rc_queue_record r3, r[4];
+    CHECK(rc_queue_take_id(q, id0 + 3, &r3) == RC_OK);
+    CHECK(r3.id == id0 + 3 && key_of(&r3) == 3);
+    rc_queue_record again = {0};
+    CHECK(rc_queue_take_id(q, id0 + 3, &again) == RC_EBUSY); /* taken */
+    CHECK(!rc_queue_done_id(q, id0 + 3));                    /* taken */
+    size_t n = take_now(q, r, 4);
+    CHECK(n == 4);
+    if (n == 4) CHECK(key_of(&r[0]) == 0 && key_of(&r[2]) == 2 && key_of(&r[3]) == 4);
+    for (size_t i = 0; i < n; i++)
+        rc_queue_release(q, &r[i]);
+    rc_queue_release(q, &r3);
+    CHECK(rc_queue_done_id(q, id0 + 3));  /* waiting again */
+    CHECK(!rc_queue_done_id(q, id0 + 3)); /* done */
+    CHECK(rc_queue_take_id(q, id0 + 3, &again) == RC_EBUSY);
+    CHECK(rc_queue_take_id(q, id0 + 15, &again) == RC_EBUSY); /* not appended yet */
+    CHECK(rc_queue_take_id(q, UINT64_MAX, &again) == RC_EBUSY);
+    CHECK(!rc_queue_done_id(q, id0 + 15));
+    CHECK(rc_queue_records(q) == 14);
+
+    /* The rest of the first segment, out of order: its file goes. */
+    CHECK(rc_queue_done_id(q, id0 + 4));
+    CHECK(rc_queue_done_id(q, id0 + 0));
+    CHECK(rc_queue_done_id(q, id0 + 2));
+    if (d != RC_QUEUE_MEMORY) CHECK(count_files(t.queue, is_seg) == 3);
+    CHECK(rc_queue_done_id(q, id0 + 1));
+    if (d != RC_QUEUE_MEMORY) CHECK(count_files(t.queue, is_seg) == 2);
+    if (d == RC_QUEUE_MEMORY) CHECK(rc_queue_bytes(q) == 10 * 116);
+
+    /* Below the head now: unknown. */
+    CHECK(rc_queue_take_id(q, id0 + 1, &again) == RC_EBUSY);
+    CHECK(!rc_queue_done_id(q, id0 + 1));
+
+    /* 12 by id, 7 taken by id and done as taken records are. */
+    CHECK(rc_queue_done_id(q, id0 + 12));
+    rc_queue_record r7;
+    CHECK(rc_queue_take_id(q, id0 + 7, &r7) == RC_OK);
+    CHECK(key_of(&r7) == 7);
+    rc_queue_done(q, &r7);
+    CHECK(r7.data == NULL);
+    CHECK(rc_queue_records(q) == 8);
+
+    const uint32_t left[] = {5, 6, 8, 9, 10, 11, 13, 14};
+    keys want = {.n = 0};
+    for (size_t i = 0; i < sizeof left / sizeof *left; i++)
+        keys_one(&want, left[i]);
+    CHECK(scan_expect(q, &want, 0));
+    CHECK(scan_expect(q, &want, 0)); /* a scan changes nothing */
+
+    /* A scan that stops early. */
+    scan_seen s = {.k.n = 0, .stop_after = 3};
+    rc_queue_scan(q, scan_note, &s);
+    CHECK(s.k.n == 3 && s.bad == 0);
+    CHECK(s.k.v[0] == 5 && s.k.v[2] == 8);
+    CHECK(rc_queue_records(q) == 8);
+    CHECK(take_expect(q, &want, false));
+
+    if (d != RC_QUEUE_MEMORY) {
+        rc_queue_close(q);
+        q = open_queue(t.queue, d, 1 << 20, 600);
+        if (!q) goto out;
+        CHECK(rc_queue_records(q) == 8);
+        CHECK(scan_expect(q, &want, 0));
+        CHECK(take_expect(q, &want, false));
+    }
+
+    /* Everything done by id, newest first: no record and no file is left. */
+    uint64_t ids[16];
+    size_t n_ids = 0;
+    rc_queue_record all[16];
+    n = take_now(q, all, 16);
+    CHECK(n == 8);
+    for (size_t i = 0; i < n; i++) {
+        ids[n_ids++] = all[i].id;
+        rc_queue_release(q, &all[i]);
+    }
+    for (size_t i = n_ids; i-- > 0;)
+        CHECK(rc_queue_done_id(q, ids[i]));
+    CHECK(rc_queue_records(q) == 0);
+    CHECK(scan_expect(q, &(keys){.n = 0}, 0));
+    if (d == RC_QUEUE_MEMORY) CHECK(rc_queue_bytes(q) == 0);
+    rc_queue_close(q);
+    if (d != RC_QUEUE_MEMORY) {
+        CHECK(count_files(t.queue, is_seg) == 0);
+        q = open_queue(t.queue, d, 1 << 20, 600);
+        if (q) CHECK(rc_queue_records(q) == 0);
+        rc_queue_close(q);
+    }
+out:
+    tdir_remove(&t);
+}
+
+/* A record that no longer matches its checksum, read back (no copies):
+ * take_id answers RC_EINVAL and drops it; a scan skips such a record and
+ * drops it too, visiting its neighbours. */
+static void test_take_id_corrupt(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    rc_queue *q = open_queue_mem(t.queue, d, 1 << 20, 0, NO_COPIES);
+    if (!q) goto out;
+    uint64_t id0 = 0;
+    CHECK(append_batch_ids(q, 0, 6, 100, &id0) == RC_OK);
+    char seg[PATH_MAX];
+    CHECK(seg_file(t.queue, -1, seg, sizeof seg));
+    flip_byte(seg, 1 * 116 + HDR + 10);
+    flip_byte(seg, 4 * 116 + HDR + 10);
+    fflush(stderr);
+    rc_queue_record r = {0};
+    CHECK(rc_queue_take_id(q, id0 + 1, &r) == RC_EINVAL);
+    CHECK(rc_queue_records(q) == 5);
+    CHECK(rc_queue_take_id(q, id0 + 1, &r) == RC_EBUSY);
+    keys want = {.n = 0};
+    keys_one(keys_range(keys_one(&want, 0), 2, 2), 5); /* 4 is corrupt too */
+    CHECK(scan_expect(q, &want, 1));
+    CHECK(take_expect(q, &want, true));
+    rc_queue_close(q);
+    q = open_queue(t.queue, d, 1 << 20, 0);
+    if (q) CHECK(rc_queue_records(q) == 0);
+    rc_queue_close(q);
+out:
+    tdir_remove(&t);
+}
+
+enum { IDS_THREADS = 8, IDS_APPENDS = 60 };
+
+typedef struct ids_arg {
+    rc_queue *q;
+    uint32_t thread;
+    int failures;
+    uint64_t first[IDS_APPENDS];
+} ids_arg;
+
+static void *ids_append(void *arg)
+{
+    ids_arg *a = arg;
+    for (uint32_t i = 0; i < IDS_APPENDS; i++)
+        if (append_batch_ids(a->q, a->thread << 16 | i * 3, 3, 0, &a->first[i]) != RC_OK)
+            a->failures++;
+    return NULL;
+}
+
+/* 8 threads append batches of three at once (with fsync they share their
+ * syncs; small segments make them roll): the id each append was given
+ * names its first record and the next two follow, so taking every id
+ * finds exactly the record appended under it. */
+static void test_ids_concurrent(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    static ids_arg args[IDS_THREADS];
+    rc_queue *q = open_queue(t.queue, d, 64 << 20, 4096);
+    if (!q) goto out;
+    pthread_t th[IDS_THREADS];
+    for (uint32_t i = 0; i < IDS_THREADS; i++) {
+        args[i] = (ids_arg){q, i, 0, {0}};
+        pthread_create(&th[i], NULL, ids_append, &args[i]);
+    }
+    int failures = 0, wrong = 0;
+    for (int i = 0; i < IDS_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        failures += args[i].failures;
+    }
+    CHECK(failures == 0);
+    CHECK(rc_queue_records(q) == IDS_THREADS * IDS_APPENDS * 3);
+    for (uint32_t i = 0; i < IDS_THREADS; i++)
+        for (uint32_t a = 0; a < IDS_APPENDS; a++)
+            for (uint32_t k = 0; k < 3; k++) {
+                rc_queue_record r;
+                if (rc_queue_take_id(q, args[i].first[a] + k, &r) != RC_OK) {
+                    wrong++;
+                    continue;
+                }
+                if (key_of(&r) != (i << 16 | (a * 3 + k))) wrong++;
+                rc_queue_done(q, &r);
+            }
+    CHECK(wrong == 0);
+    CHECK(rc_queue_records(q) == 0);
+    rc_queue_close(q);
+out:
+    tdir_remove(&t);
+}
+
 /* The tests every durability passes; disk queues run them with copies in
  * memory and without (see the top). */
 static void shared_tests(rc_queue_durability d)
@@ -1809,6 +2108,8 @@ static void shared_tests(rc_queue_durability d)
     test_empty_queue_takes_largest_record(d);
     test_concurrent_appenders_and_takers(d);
     test_append_nothing(d);
+    test_ids_take_and_done_by_id(d);
+    test_ids_concurrent(d);
     if (d == RC_QUEUE_MEMORY) return;
     test_persistence(d);
     test_crash_without_close(d);
@@ -1840,6 +2141,7 @@ int main(void)
         test_copy_and_read_back_identical(d);
         test_copies_past_memory_bytes(d);
         test_crash_with_some_copies(d);
+        test_take_id_corrupt(d);
     }
     test_memory_ignores_memory_bytes();
     test_second_open_refused();
@@ -1850,6 +2152,7 @@ int main(void)
     test_failed_open_keeps_files();
 #endif
     test_failed_sync_is_reported();
+    test_failed_sync_ids();
     test_open_errors();
     TEST_MAIN_END();
 }
