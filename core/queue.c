@@ -35,6 +35,7 @@
  */
 #include "core/queue.h"
 
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/crc32c.h"
 #include "core/log.h"
@@ -1164,6 +1165,40 @@ rc_status rc_queue_take_id(rc_queue *q, uint64_t id, rc_queue_record *out)
     default:
         return RC_EIO;
     }
+}
+
+rc_status rc_queue_read(rc_queue *q, uint64_t id, rc_buf *out)
+{
+    pthread_mutex_lock(&q->mu);
+    entry *e = id >= q->head_id && id < q->head_id + q->count ? entry_of(q, id) : NULL;
+    if (!e || e->state != E_QUEUED) {
+        pthread_mutex_unlock(&q->mu);
+        return RC_EBUSY;
+    }
+    /* The entry cannot change under us: only its own caller retires it. */
+    entry copy = *e;
+    pthread_mutex_unlock(&q->mu);
+    rc_buf_reset(out);
+    if (!rc_buf_reserve(out, copy.len ? copy.len : 1)) return RC_ENOMEM;
+    if (copy.mem) {
+        memcpy(out->data, copy.mem, copy.len);
+        out->len = copy.len;
+        return RC_OK;
+    }
+    unsigned char hdr[REC_HDR];
+    if (!read_all(copy.seg->fd, hdr, REC_HDR, copy.off) ||
+        !read_all(copy.seg->fd, out->data, copy.len, copy.off + REC_HDR)) {
+        rc_warn(q->name, "cannot read a queued record: %s", strerror(errno));
+        return RC_EIO;
+    }
+    out->len = copy.len;
+    if (record_crc(copy.len, copy.weight, out->data) == get_u32(hdr + 12)) return RC_OK;
+    rc_error_log(q->name,
+                 "a queued record (segment %016" PRIx64 ", offset %" PRIu64
+                 ") no longer matches its checksum: the disk corrupted it; dropped",
+                 copy.seg->seq, copy.off);
+    rc_queue_done_id(q, id);
+    return RC_EINVAL;
 }
 
 void rc_queue_scan(rc_queue *q,

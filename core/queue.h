@@ -133,6 +133,16 @@ size_t rc_queue_take(rc_queue *q, rc_queue_record *out, size_t max_records, uint
  * was dropped (logged), as rc_queue_take drops such a record. */
 rc_status rc_queue_take_id(rc_queue *q, uint64_t id, rc_queue_record *out);
 
+/* Copies the payload of a record that is waiting (not taken) into *out
+ * (replacing its contents) without taking it, for a caller that tracks
+ * records by id itself and retires them with rc_queue_done_id: its buffer,
+ * reused from call to call, spares a buffer per record. The caller must not
+ * retire the record while the call runs. RC_OK; RC_EBUSY: the id is not
+ * waiting; RC_EIO: it could not be read now; RC_EINVAL: it no longer
+ * matches its checksum and was dropped (logged); RC_ENOMEM. */
+struct rc_buf;
+rc_status rc_queue_read(rc_queue *q, uint64_t id, struct rc_buf *out);
+
 /* Calls fn for every record not yet done, in order, with its payload (read
  * back when it is not in memory; records that cannot be read are skipped
  * and logged), then leaves it queued. For recovery: run it after open and

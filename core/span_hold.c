@@ -87,6 +87,7 @@
 #define RELEASE_RECORDS 64 /* records handed to the owner at once, at most */
 #define RELEASE_SPANS 8192 /* and spans; and bytes: see release_bytes */
 #define NO_NODE UINT32_MAX
+#define BUF_MAX_KEPT (16u << 20) /* larger put buffers are not kept */
 
 enum { S_FREE, S_WAITING, S_READY, S_TAKEN, S_NOTE, S_DONE, S_BAD /* recovery only */ };
 
@@ -130,6 +131,10 @@ struct rc_hold {
     uint64_t base;   /* id of ring[base & (cap-1)], the oldest tracked */
     uint64_t end;    /* one past the highest id tracked */
     uint64_t scan_from;
+
+    pthread_mutex_t pool_mu; /* guards bufs */
+    rc_buf *bufs[4];
+    size_t n_bufs;
 
     tslot *traces;
     size_t traces_cap; /* a power of two, or 0 */
@@ -609,26 +614,30 @@ static rc_batch *decode_record(const rec_view *v, rc_status *st, rc_error *err)
     return b;
 }
 
-/* Records taken together, to be offered to the owner as one batch. */
+/* Records taken together, to be offered to the owner as one batch. They
+ * are read (rc_queue_read), not taken from the queue: the index is what
+ * says they are being released, and they are retired by id once the owner
+ * has them. */
 typedef struct taken {
     uint64_t id[RELEASE_RECORDS];
-    rc_queue_record rec[RELEASE_RECORDS];
-    bool gone[RELEASE_RECORDS]; /* left for good (dead letter, corrupt) */
+    bool loaded[RELEASE_RECORDS]; /* in the batch */
+    bool gone[RELEASE_RECORDS];   /* left for good (delivered, dead letter, corrupt) */
     size_t n;
     rc_hold_reason why;
+    rc_buf read; /* the release thread's own, reused for every record */
 } taken;
 
 /* Reads, unlinks and decodes record i of t into batch b; marks it gone when
  * it can never be delivered. Returns RC_ENOMEM when it cannot be decoded
- * now (the whole batch is then retried later). No lock held. */
+ * now, RC_EIO when it cannot be read now. No lock held. */
 static rc_status load_record(rc_hold *h, taken *t, size_t i, rc_batch *b)
 {
     uint64_t id = t->id[i];
-    rc_status st = rc_queue_take_id(h->q, id, &t->rec[i]);
-    if (st == RC_EIO) return RC_ENOMEM; /* a read failed: try again later */
+    rc_status st = rc_queue_read(h->q, id, &t->read);
+    if (st == RC_EIO || st == RC_ENOMEM) return st;
     rec_view v;
     bool parsed =
-        st == RC_OK && parse_record(t->rec[i].data, t->rec[i].len, &v) && v.magic == MAGIC_SPANS;
+        st == RC_OK && parse_record(t->read.data, t->read.len, &v) && v.magic == MAGIC_SPANS;
     /* Whatever happens next the record no longer waits. */
     pthread_mutex_lock(&h->mu);
     if (parsed)
@@ -640,65 +649,52 @@ static rc_status load_record(rc_hold *h, taken *t, size_t i, rc_batch *b)
         if (st == RC_EBUSY)
             rc_warn(h->name, "held record %" PRIu64 " was not waiting in the queue", id);
         t->gone[i] = true;
-        t->rec[i].data = NULL;
         return RC_OK;
     }
     rc_error err = {{0}};
     rc_batch *one = parsed ? decode_record(&v, &st, &err) : NULL;
     if (!parsed || (!one && st == RC_EINVAL)) {
-        dead_letter(h, t->rec[i].data, t->rec[i].len, parsed ? err.msg : "unknown record header");
-        rc_queue_done(h->q, &t->rec[i]);
+        dead_letter(h, t->read.data, t->read.len, parsed ? err.msg : "unknown record header");
+        rc_queue_done_id(h->q, id);
         t->gone[i] = true;
         return RC_OK;
     }
-    if (!one) {
-        rc_queue_release(h->q, &t->rec[i]);
-        t->rec[i].data = NULL;
-        return RC_ENOMEM;
-    }
-    bool moved = rc_batch_move(b, one);
+    bool moved = one && rc_batch_move(b, one);
     rc_batch_free(one);
-    if (!moved) {
-        rc_queue_release(h->q, &t->rec[i]);
-        t->rec[i].data = NULL;
-        return RC_ENOMEM;
-    }
+    if (!moved) return RC_ENOMEM;
+    t->loaded[i] = true;
     return RC_OK;
 }
 
 /* Offers the records of t (TAKEN, chosen by pick) to the owner as one
  * batch; sets gone[] for those that left for good. Returns whether the
- * others were kept (to be offered again). No lock held. */
+ * others were kept (to be offered again) because the owner or the disk
+ * refused them. No lock held. */
 static bool release_taken(rc_hold *h, taken *t)
 {
     rc_batch *b = rc_batch_new();
     rc_status st = b ? RC_OK : RC_ENOMEM;
-    size_t loaded = 0;
-    while (loaded < t->n && st == RC_OK)
-        st = load_record(h, t, loaded++, b);
-    /* Records past a failed load were never taken from the queue. */
-    for (size_t i = loaded; i < t->n; i++)
-        t->rec[i].data = NULL;
+    for (size_t i = 0; i < t->n; i++)
+        t->loaded[i] = t->gone[i] = false;
+    for (size_t i = 0; i < t->n && st == RC_OK; i++)
+        st = load_record(h, t, i, b);
     /* Memory ran short part of the way: what was loaded goes now and the
      * rest is offered again, with no back-off (nothing was refused). */
-    if (st == RC_ENOMEM && b && b->n_spans > 0) st = RC_OK;
+    bool partial = st == RC_ENOMEM && b && b->n_spans > 0;
+    if (partial) st = RC_OK;
     rc_error err = {{0}};
     if (st == RC_OK && b->n_spans)
         st = h->cb.release(h->cb.arg, b, t->why, &err);
     else
         rc_batch_free(b);
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->gone[i] || !t->rec[i].data) continue;
-        if (st == RC_OK) {
-            rc_queue_done(h->q, &t->rec[i]);
+    for (size_t i = 0; i < t->n && st == RC_OK; i++)
+        if (t->loaded[i]) {
+            rc_queue_done_id(h->q, t->id[i]);
             t->gone[i] = true;
-        } else {
-            rc_queue_release(h->q, &t->rec[i]);
         }
-    }
     if (st != RC_OK)
         rc_debug(h->name, "held spans could not go on yet (%s); retrying",
-                 err.msg[0] ? err.msg : "out of memory");
+                 err.msg[0] ? err.msg : "out of memory or a failed read");
     return st != RC_OK;
 }
 
@@ -838,7 +834,7 @@ static void *hold_loop(void *arg)
     const releaser *me = arg;
     rc_hold *h = me->h;
     int64_t next_tick = rc_now_ms() + TICK_MS, drain_until = -1;
-    taken *t = malloc(sizeof *t);
+    taken *t = calloc(1, sizeof *t);
     pthread_mutex_lock(&h->mu);
     while (t) {
         int64_t now = rc_now_ms();
@@ -868,6 +864,7 @@ static void *hold_loop(void *arg)
         pthread_cond_broadcast(&h->wake); /* the other thread may have been held off */
     }
     pthread_mutex_unlock(&h->mu);
+    if (t) rc_buf_free(&t->read);
     free(t);
     free((void *)me);
     return NULL;
@@ -1015,22 +1012,49 @@ static void register_record(rc_hold *h, uint64_t id, const rec_view *v, int64_t 
     pthread_cond_signal(&h->wake);
 }
 
+/* Record buffers for puts, kept between calls: a request's record is a
+ * megabyte or so, which malloc would map and page-fault in afresh each
+ * time. */
+static rc_buf *buf_get(rc_hold *h)
+{
+    rc_buf *b = NULL;
+    pthread_mutex_lock(&h->pool_mu);
+    if (h->n_bufs) b = h->bufs[--h->n_bufs];
+    pthread_mutex_unlock(&h->pool_mu);
+    return b ? b : calloc(1, sizeof *b);
+}
+
+static void buf_put(rc_hold *h, rc_buf *b)
+{
+    if (!b) return;
+    rc_buf_reset(b);
+    pthread_mutex_lock(&h->pool_mu);
+    bool keep = b->cap <= BUF_MAX_KEPT && h->n_bufs < sizeof h->bufs / sizeof *h->bufs;
+    if (keep) h->bufs[h->n_bufs++] = b;
+    pthread_mutex_unlock(&h->pool_mu);
+    if (!keep) {
+        rc_buf_free(b);
+        free(b);
+    }
+}
+
 rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
 {
     if (spans->n_spans == 0) return RC_OK;
-    rc_buf rec = RC_BUF_INIT;
+    rc_buf *recp = buf_get(h);
     uint32_t n_traces = 0, charged = 0;
     rc_status st = RC_OK;
-    if (!build_record(spans, &rec, &n_traces)) {
+    if (!recp || !build_record(spans, recp, &n_traces)) {
         rc_error_set(err, "%s: out of memory holding %zu spans", h->name, spans->n_spans);
-        rc_buf_free(&rec);
+        buf_put(h, recp);
         return RC_ENOMEM;
     }
+    const rc_buf rec = *recp;
     if (h->o.durability == RC_QUEUE_MEMORY) {
         if (!rc_mem_try_charge(rec.len)) {
             rc_error_set(err, "%s: memory limit reached holding %zu spans", h->name,
                          spans->n_spans);
-            rc_buf_free(&rec);
+            buf_put(h, recp);
             return RC_ENOMEM;
         }
         charged = (uint32_t)rec.len;
@@ -1061,7 +1085,7 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
     pthread_mutex_unlock(&h->mu);
 out:
     if (charged) rc_mem_release(charged);
-    rc_buf_free(&rec);
+    buf_put(h, recp);
     return st;
 }
 
@@ -1290,6 +1314,11 @@ static void hold_free(rc_hold *h)
     free(h->nodes);
     free(h->ready);
     rc_queue_close(h->q);
+    for (size_t i = 0; i < h->n_bufs; i++) {
+        rc_buf_free(h->bufs[i]);
+        free(h->bufs[i]);
+    }
+    pthread_mutex_destroy(&h->pool_mu);
     pthread_cond_destroy(&h->wake);
     pthread_mutex_destroy(&h->mu);
     free(h->name);
@@ -1308,6 +1337,7 @@ rc_status rc_hold_open(const rc_hold_options *opts, const rc_hold_callbacks *cb,
         return RC_ENOMEM;
     }
     pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->pool_mu, NULL);
     rc_cond_init_monotonic(&h->wake);
     h->o = *opts;
     h->cb = *cb;
