@@ -41,6 +41,7 @@
 #   BENCH_MAX_HELD_MIB=1024        its max_held_mib: 30 s of waiting spans
 #                                  at 150k spans/s take about 6 GiB
 #   BENCH_GRPC_PORT=14337 BENCH_HTTP_PORT=14338 BENCH_METRICS_PORT=18898
+#   BENCH_HEALTH_PORT=13299
 # Output: a markdown report on stdout; raw output in BUILD_DIR/bench-respan/.
 # Needs curl (the command) to read /metrics and the sink's /count.
 set -euo pipefail
@@ -66,6 +67,7 @@ export BENCH_DURATION=${BENCH_DURATION:-12}
 export BENCH_GRPC_PORT=${BENCH_GRPC_PORT:-14337}
 export BENCH_HTTP_PORT=${BENCH_HTTP_PORT:-14338}
 export BENCH_METRICS_PORT=${BENCH_METRICS_PORT:-18898}
+export BENCH_HEALTH_PORT=${BENCH_HEALTH_PORT:-13299}
 export BENCH_QUEUE_DIR=${BENCH_QUEUE_DIR:-$build/bench-queue}
 export BENCH_HOLD_DIR=${BENCH_HOLD_DIR:-$build/bench-hold}
 out=$build/bench-respan
@@ -163,6 +165,9 @@ drain_leftover() {
     collector_pid=$!
     for _ in $(seq 1200); do
         sleep 0.1
+        # Metrics read before the start is over (the hold being read back)
+        # would show nothing waiting.
+        curl -sf "http://127.0.0.1:$BENCH_HEALTH_PORT/" >/dev/null || continue
         local m
         m=$(curl -sf "http://127.0.0.1:$BENCH_METRICS_PORT/metrics" || true)
         [[ -n $m ]] && [[ $(metric otelcol_exporter_queue_size <(echo "$m")) == 0 ]] &&

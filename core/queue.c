@@ -1218,6 +1218,33 @@ void rc_queue_scan(rc_queue *q,
     }
 }
 
+void rc_queue_scan_heads(rc_queue *q, size_t max_len,
+                         bool (*fn)(void *arg, uint64_t id, const char *head, size_t head_len,
+                                    size_t len),
+                         void *arg)
+{
+    pthread_mutex_lock(&q->mu);
+    uint64_t first = q->head_id, end = q->head_id + q->count;
+    pthread_mutex_unlock(&q->mu);
+    char *buf = malloc(max_len ? max_len : 1);
+    for (uint64_t id = first; buf && id < end; id++) {
+        pthread_mutex_lock(&q->mu);
+        entry *e = id >= q->head_id && id < q->head_id + q->count ? entry_of(q, id) : NULL;
+        entry copy = e && e->state == E_QUEUED ? *e : (entry){0};
+        pthread_mutex_unlock(&q->mu);
+        if (!copy.seg) continue; /* not waiting (taken or done since) */
+        size_t n = copy.len < max_len ? copy.len : max_len;
+        if (copy.mem) {
+            memcpy(buf, copy.mem, n);
+        } else if (!read_all(copy.seg->fd, buf, n, copy.off + REC_HDR)) {
+            rc_warn(q->name, "cannot read a queued record: %s", strerror(errno));
+            continue;
+        }
+        if (!fn(arg, id, buf, n, copy.len)) break;
+    }
+    free(buf);
+}
+
 static void pop_done(rc_queue *q)
 {
     while (q->count && q->ring[q->head].state == E_DONE) {

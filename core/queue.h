@@ -152,6 +152,18 @@ void rc_queue_scan(rc_queue *q,
                               uint32_t weight),
                    void *arg);
 
+/* Like rc_queue_scan, but reads at most the first max_len bytes of each
+ * payload (fn gets them and the record's whole length), and reads them
+ * without taking the record or checking its checksum again: for recovery
+ * right after open, which checked every record, when a record's head says
+ * what is needed (the span hold's index) and reading the rest would read
+ * the whole queue a second time. Records that cannot be read are skipped
+ * and logged. */
+void rc_queue_scan_heads(rc_queue *q, size_t max_len,
+                         bool (*fn)(void *arg, uint64_t id, const char *head, size_t head_len,
+                                    size_t len),
+                         void *arg);
+
 /* The record was delivered (or dead-lettered): it is removed for good.
  * Takes r->data back. */
 void rc_queue_done(rc_queue *q, rc_queue_record *r);

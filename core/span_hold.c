@@ -88,6 +88,7 @@
 #define RELEASE_SPANS 8192 /* and spans; and bytes: see release_bytes */
 #define NO_NODE UINT32_MAX
 #define BUF_MAX_KEPT (16u << 20) /* larger put buffers are not kept */
+#define RECOVER_HEAD (64u << 10) /* what recovery reads of a record first */
 
 enum { S_FREE, S_WAITING, S_READY, S_TAKEN, S_NOTE, S_DONE, S_BAD /* recovery only */ };
 
@@ -1171,11 +1172,23 @@ typedef struct recovery {
     recovered *recs;
     size_t n, cap;
     rc_buf traces;
+    rc_buf whole; /* a record read whole */
     uint64_t notes, bad;
     bool oom;
 } recovery;
 
-static bool recover_one(void *arg, uint64_t id, const char *data, size_t len, uint32_t weight)
+/* Whether the first `have` bytes of a record of `len` are all recovery
+ * needs: a span record's header, trace ids and metadata (not its spans). */
+static bool head_suffices(const char *head, size_t have, size_t len)
+{
+    if (have == len) return true;
+    if (have < HDR_BYTES) return false;
+    const unsigned char *p = (const unsigned char *)head;
+    uint64_t need = HDR_BYTES + (uint64_t)get_u32(p + 16) * TID + get_u32(p + 20);
+    return get_u32(p) == MAGIC_SPANS && need <= have;
+}
+
+static bool recover_one(void *arg, uint64_t id, const char *head, size_t have, size_t len)
 {
     recovery *r = arg;
     rc_hold *h = r->h;
@@ -1184,9 +1197,17 @@ static bool recover_one(void *arg, uint64_t id, const char *data, size_t len, ui
         r->oom = true;
         return false;
     }
-    if (!parse_record(data, len, &v)) {
-        /* The scan has the record taken: it is marked done after. */
-        dead_letter(h, data, len, "unknown record header");
+    const char *data = head;
+    if (!head_suffices(head, have, len)) { /* a note, or a long head: read it whole */
+        if (rc_queue_read(h->q, id, &r->whole) != RC_OK) return true; /* see index_unread */
+        data = r->whole.data;
+        have = r->whole.len;
+    }
+    /* A span record's head is parsed as if it were all of it: only the
+     * header, trace ids and metadata are looked at. */
+    if (!parse_record(data, have, &v)) {
+        /* Marked done after the scan. */
+        dead_letter(h, data, have, "unknown record header");
         *slot_of(h, id) = (slot){0, NO_ID, 0, 0, 0, S_BAD, 0};
         r->bad++;
         return true;
@@ -1272,11 +1293,11 @@ static bool index_unread(rc_hold *h, uint64_t count)
 
 static rc_status recover(rc_hold *h, rc_error *err)
 {
-    recovery r = {h, NULL, 0, 0, RC_BUF_INIT, 0, 0, false};
+    recovery r = {h, NULL, 0, 0, RC_BUF_INIT, RC_BUF_INIT, 0, 0, false};
     h->base = h->end = h->scan_from = 0;
     /* A queue just opened numbers its records from 0 (as base assumes). */
     uint64_t count = rc_queue_records(h->q);
-    rc_queue_scan(h->q, recover_one, &r);
+    rc_queue_scan_heads(h->q, RECOVER_HEAD, recover_one, &r);
     pthread_mutex_lock(&h->mu);
     for (uint64_t id = h->base; id < h->end; id++)
         if (slot_of(h, id)->state == S_BAD) {
@@ -1293,6 +1314,7 @@ static rc_status recover(rc_hold *h, rc_error *err)
                 h->dir, (uint64_t)atomic_load(&h->spans), r.n, r.notes, h->ready_n);
     free(r.recs);
     rc_buf_free(&r.traces);
+    rc_buf_free(&r.whole);
     if (!ok) {
         rc_error_set(err, "%s: out of memory indexing the held spans in %s", h->name, h->dir);
         return RC_ENOMEM;

@@ -1434,11 +1434,12 @@ out:
 }
 
 /* A record the open cannot read back (the disk answered EIO once):
- * rc_queue_scan skips it, so its traces are unknown. It is not left
+ * the recovery scan skips it, so its traces are unknown. It is not left
  * behind: it goes as soon as it can be read (as if its wait had run out),
  * the records around it wait for their traces as usual, and the hold
- * retires notes and records past it. Reads at open: two per record
- * (header, payload), so the 3rd is the second record's. */
+ * retires notes and records past it. Reads at open: one per record (the
+ * head of its payload, rc_queue_scan_heads), so the 2nd is the second
+ * record's. */
 static void test_unreadable_at_open(rc_queue_durability d)
 {
     tdir t;
@@ -1459,7 +1460,7 @@ static void test_unreadable_at_open(rc_queue_durability d)
 
     capture cap;
     capture_start(&cap, &t);
-    atomic_store(&pread_fail_at, 3);
+    atomic_store(&pread_fail_at, 2);
     h = open_hold(t.hold, d, 64 << 20, 60000, &o2);
     atomic_store(&pread_fail_at, 0);
     char *log = capture_end(&cap);
