@@ -40,6 +40,8 @@ static inline void rc_buf_append(rc_buf *b, const void *p, size_t n)
     rc_buf_append_slow(b, p, n);
 }
 void rc_buf_puts(rc_buf *b, const char *s);
+/* Standard base64 (RFC 4648, with padding) of n bytes. */
+void rc_buf_base64(rc_buf *b, const uint8_t *p, size_t n);
 void rc_buf_printf(rc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static inline void rc_buf_putc(rc_buf *b, char c)

@@ -350,35 +350,9 @@ void rc_json_hex(rc_buf *b, const uint8_t *p, size_t n)
 
 void rc_json_base64(rc_buf *b, const uint8_t *p, size_t n)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t out_len = (n + 2) / 3 * 4;
-    if (!rc_buf_reserve(b, out_len + 2)) return;
-    char *o = b->data + b->len;
-    *o++ = '"';
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *o++ = alphabet[v >> 18];
-        *o++ = alphabet[(v >> 12) & 63];
-        *o++ = alphabet[(v >> 6) & 63];
-        *o++ = alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        *o++ = alphabet[v >> 18];
-        *o++ = alphabet[(v >> 12) & 63];
-        *o++ = '=';
-        *o++ = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        *o++ = alphabet[v >> 18];
-        *o++ = alphabet[(v >> 12) & 63];
-        *o++ = alphabet[(v >> 6) & 63];
-        *o++ = '=';
-    }
-    *o++ = '"';
-    b->len = (size_t)(o - b->data);
+    rc_buf_putc(b, '"');
+    rc_buf_base64(b, p, n);
+    rc_buf_putc(b, '"');
 }
 
 static void jansson_value(rc_buf *b, const json_t *v, int depth_left)

@@ -51,6 +51,7 @@ typedef Google__Rpc__Status rpc_status;
 enum {
     RPC_CODE_OK = 0,
     RPC_CODE_INVALID_ARGUMENT = 3,
+    RPC_CODE_DEADLINE_EXCEEDED = 4,
     RPC_CODE_NOT_FOUND = 5,
     RPC_CODE_RESOURCE_EXHAUSTED = 8,
     RPC_CODE_INTERNAL = 13,

@@ -61,8 +61,13 @@ typedef struct rc_otlp_grpc_config {
     bool enabled;
     rc_endpoint endpoint;            /* default 127.0.0.1:4317 */
     size_t max_recv_msg_size;        /* bytes; max_recv_msg_size_mib, default 4 */
-    unsigned max_concurrent_streams; /* 0: gRPC's default */
-    unsigned num_threads;            /* completion-queue threads, default 2 */
+    unsigned max_concurrent_streams; /* per connection, default 16 */
+    unsigned num_threads;            /* event-loop threads, default 2 */
+    /* keepalive.server_parameters and .enforcement_policy, in ms (0: off) */
+    int64_t keepalive_time_ms, keepalive_timeout_ms;
+    int64_t max_connection_idle_ms, max_connection_age_ms, max_connection_age_grace_ms;
+    int64_t min_ping_interval_ms;
+    bool permit_pings_without_stream;
 } rc_otlp_grpc_config;
 
 /* Parses receivers.otlp.protocols.grpc (`node` may be a null node). */

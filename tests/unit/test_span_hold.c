@@ -861,7 +861,10 @@ static void test_restart_keeps_waits(rc_queue_durability d)
     if (!h) goto out;
     int64_t opened = now_ms();
     CHECK(was_asked(&o2, 1) && was_asked(&o2, 2) && was_asked(&o2, 3) && was_asked(&o2, 4));
-    CHECK(rc_hold_spans(h) == 5);
+    /* All five recovered; the settled one may be on its way out already
+     * (counted by the owner a moment before the hold forgets it). */
+    uint64_t held = rc_hold_spans(h);
+    CHECK(held <= 5 && held + released(&o2) >= 5);
     CHECK(wait_released(&o2, 1, POLL_MS));
     check_released_once(&o2, "known-at-open", 1, RC_HOLD_SETTLED);
     settle1(h, 2);
