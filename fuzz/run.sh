@@ -21,7 +21,7 @@ seconds=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
-targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue}
+targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_grpc_h2}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -30,6 +30,7 @@ corpus_of() {
     fuzz_json) echo json ;;
     fuzz_http_body) echo http_body ;;
     fuzz_queue) echo queue ;;
+    fuzz_grpc_h2) echo grpc_h2 ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }
