@@ -10,10 +10,10 @@
  *
  * service.memory_limit_mib is a target for the whole process's resident
  * memory, so it is split (rc_mem_configure): 1/2 is the budget charged
- * here, 1/8 is the quota gRPC core may use for its own transport buffers
- * (bytes read for calls not yet handed to us), at most 1/8 is kept in the
- * arena's cache of free chunks, and the rest is left for the program
- * itself, thread stacks and allocator slack.
+ * here, at most 1/8 is the gRPC server's transport buffers (each thread's
+ * read buffer and the free message buffers it keeps for reuse), at most
+ * 1/8 is kept in the arena's cache of free chunks, and the rest is left
+ * for the program itself, thread stacks and allocator slack.
  */
 #ifndef RC_MEMLIMIT_H
 #define RC_MEMLIMIT_H
@@ -25,7 +25,7 @@
 void rc_mem_configure(size_t process_bytes);
 /* The process target given to rc_mem_configure (0 if never configured). */
 size_t rc_mem_process_limit(void);
-/* What gRPC core's resource quota should be. */
+/* What the gRPC server's transport buffers may take, all threads. */
 size_t rc_mem_transport_quota(void);
 /* How many bytes of free chunks the arena may keep for reuse. */
 size_t rc_mem_cache_limit(void);

@@ -58,7 +58,7 @@ static grpc_conn_limits limits = {
     .max_connection_age_grace_ms = 5000,
     .min_ping_interval_ms = 10000,
 };
-static grpc_bufpool pool;
+static grpc_bufpool pool = {.max_bytes = 8u << 20};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -813,11 +813,11 @@ uint8_t *grpc_bufpool_get(grpc_bufpool *p, size_t len, size_t *cap)
 void grpc_bufpool_put(grpc_bufpool *p, uint8_t *b, size_t cap)
 {
     if (!b) return;
-    if (!p || cap > GRPC_BUFPOOL_BYTES / 4) {
+    if (!p || cap > p->max_bytes / 4) {
         free(b);
         return;
     }
-    while (p->n && (p->n == GRPC_BUFPOOL_N || p->bytes + cap > GRPC_BUFPOOL_BYTES)) {
+    while (p->n && (p->n == GRPC_BUFPOOL_N || p->bytes + cap > p->max_bytes)) {
         p->n--; /* the last one goes: any order will do */
         p->bytes -= p->cap[p->n];
         free(p->buf[p->n]);

@@ -75,11 +75,11 @@ typedef struct grpc_conn grpc_conn;
  * page-faulted in every time). Buffers in the pool are not charged to the
  * memory limiter; one a stream holds is. Not thread-safe: one per thread. */
 #define GRPC_BUFPOOL_N 8
-#define GRPC_BUFPOOL_BYTES (16u << 20)
 typedef struct grpc_bufpool {
     uint8_t *buf[GRPC_BUFPOOL_N];
     size_t cap[GRPC_BUFPOOL_N];
     size_t n, bytes;
+    size_t max_bytes; /* kept at most; a buffer over a quarter of it is not kept */
 } grpc_bufpool;
 /* A buffer of at least len bytes (its capacity in *cap), or NULL. */
 uint8_t *grpc_bufpool_get(grpc_bufpool *p, size_t len, size_t *cap);

@@ -79,6 +79,7 @@
 #define READ_BUF (256u << 10)
 #define READ_PER_EVENT (1u << 20) /* then the thread turns to its other connections */
 #define MAX_EVENTS 64
+#define MAX_POOL_BYTES (16u << 20) /* free message buffers a thread keeps, at most */
 #define PEER_MAX 64
 
 /* --- configuration ---------------------------------------------------------------- */
@@ -445,8 +446,14 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
         server_free(s);
         return NULL;
     }
-    for (size_t i = 0; i < cfg->num_threads; i++)
+    /* The transport's share of the memory target (memlimit.h): each
+     * thread's read buffer and the message buffers it keeps. */
+    size_t share = rc_mem_transport_quota() / cfg->num_threads;
+    size_t keep = share > READ_BUF ? share - READ_BUF : 0;
+    for (size_t i = 0; i < cfg->num_threads; i++) {
         s->workers[i].epfd = s->workers[i].wakefd = -1;
+        s->workers[i].pool.max_bytes = keep < MAX_POOL_BYTES ? keep : MAX_POOL_BYTES;
+    }
     s->n_workers = cfg->num_threads;
     for (size_t i = 0; i < s->n_workers; i++)
         if (!worker_init(s, &s->workers[i], err)) {
