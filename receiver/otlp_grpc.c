@@ -12,9 +12,11 @@
  * The model: num_threads threads, each with an epoll instance, its own
  * connections, a read buffer and a pool of message buffers. The one
  * listening socket is in every thread's epoll with EPOLLEXCLUSIVE, so a
- * new connection wakes one thread, which accepts it and owns it for its
- * life: nothing about a connection is shared between threads, and the hot
- * path takes no lock. A call is processed on its connection's thread, from
+ * new connection wakes one thread, which accepts it and gives it to the
+ * thread with the fewest connections (through that thread's hand-over
+ * list and wake-up eventfd: the only place threads meet). That thread owns
+ * the connection for its life: nothing about a connection is shared, and
+ * the hot path takes no lock. A call is processed on its connection's thread, from
  * the read that completes it (rc_otlp_ingest, then the answer), as gRPC
  * core's completion-queue threads did; a thread busy with one call leaves
  * its other connections' bytes in the kernel until it is done.
@@ -160,6 +162,12 @@ typedef struct conn {
     grpc_conn *g;
 } conn;
 
+/* A connection accepted by one thread for another. */
+typedef struct handover {
+    int fd;
+    char peer[PEER_MAX];
+} handover;
+
 struct worker {
     rc_otlp_grpc_server *s;
     pthread_t thread;
@@ -167,6 +175,10 @@ struct worker {
     int epfd, wakefd;
     conn *conns;
     size_t n_conns;
+    atomic_size_t load; /* n_conns, for the thread choosing where a connection goes */
+    pthread_mutex_t hand_mu;
+    handover *hand;
+    size_t n_hand, cap_hand;
     uint8_t *rbuf;
     grpc_bufpool pool;
 };
@@ -193,6 +205,7 @@ static void conn_close(conn *c)
         w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->n_conns--;
+    atomic_store(&w->load, w->n_conns);
     free(c);
 }
 
@@ -264,8 +277,88 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
     }
 }
 
-/* Takes the connections waiting on the listener. One the memory limiter
- * cannot afford is closed at once: the client sees a reset and retries. */
+/* Makes an accepted socket a connection of thread w. One the memory
+ * limiter cannot afford is closed at once: the client sees a reset and
+ * retries. */
+static void adopt(worker *w, int fd, const char *peer)
+{
+    rc_otlp_grpc_server *s = w->s;
+    conn *c = calloc(1, sizeof *c);
+    grpc_conn *g = c ? grpc_conn_new(&s->limits, s->ctx, &w->pool, peer, rc_now_ms()) : NULL;
+    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    if (!g || epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+        rc_debug(LOG_COMPONENT, "refused a connection from %s: memory limit reached", peer);
+        grpc_conn_free(g);
+        free(c);
+        close(fd);
+        return;
+    }
+    *c = (conn){NULL, w->conns, w, fd, EPOLLIN, g};
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    atomic_store(&w->load, w->n_conns);
+    if (!conn_flush(c)) conn_close(c); /* our SETTINGS go at once */
+}
+
+/* The thread with the fewest connections. */
+static worker *least_loaded(rc_otlp_grpc_server *s)
+{
+    worker *best = &s->workers[0];
+    for (size_t i = 1; i < s->n_workers; i++)
+        if (atomic_load(&s->workers[i].load) < atomic_load(&best->load)) best = &s->workers[i];
+    return best;
+}
+
+/* Gives an accepted socket to another thread; false (the caller keeps it)
+ * when its list cannot grow. */
+static bool hand_over(worker *to, int fd, const char *peer)
+{
+    pthread_mutex_lock(&to->hand_mu);
+    if (to->n_hand == to->cap_hand) {
+        size_t cap = to->cap_hand ? to->cap_hand * 2 : 16;
+        handover *n = realloc(to->hand, cap * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&to->hand_mu);
+            return false;
+        }
+        to->hand = n;
+        to->cap_hand = cap;
+    }
+    handover *h = &to->hand[to->n_hand++];
+    h->fd = fd;
+    snprintf(h->peer, sizeof h->peer, "%s", peer);
+    atomic_fetch_add(&to->load, 1); /* counted now, so the next choice sees it */
+    pthread_mutex_unlock(&to->hand_mu);
+    uint64_t one = 1;
+    ssize_t r = write(to->wakefd, &one, sizeof one);
+    (void)r;
+    return true;
+}
+
+/* The connections other threads accepted for this one. */
+static void take_handovers(worker *w)
+{
+    uint64_t v;
+    ssize_t r = read(w->wakefd, &v, sizeof v);
+    (void)r;
+    pthread_mutex_lock(&w->hand_mu);
+    size_t n = w->n_hand;
+    handover *list = w->hand;
+    w->hand = NULL;
+    w->n_hand = w->cap_hand = 0;
+    pthread_mutex_unlock(&w->hand_mu);
+    for (size_t i = 0; i < n; i++) {
+        if (atomic_load(&w->s->stopping))
+            close(list[i].fd);
+        else
+            adopt(w, list[i].fd, list[i].peer);
+    }
+    free(list);
+}
+
+/* Takes the connections waiting on the listener, each for the thread with
+ * the fewest. */
 static void accept_conns(worker *w)
 {
     rc_otlp_grpc_server *s = w->s;
@@ -283,21 +376,8 @@ static void accept_conns(worker *w)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         char peer[PEER_MAX];
         peer_text(&ss, peer, sizeof peer);
-        conn *c = calloc(1, sizeof *c);
-        grpc_conn *g = c ? grpc_conn_new(&s->limits, s->ctx, &w->pool, peer, rc_now_ms()) : NULL;
-        struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-        if (!g || epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
-            rc_debug(LOG_COMPONENT, "refused a connection from %s: memory limit reached", peer);
-            grpc_conn_free(g);
-            free(c);
-            close(fd);
-            continue;
-        }
-        *c = (conn){NULL, w->conns, w, fd, EPOLLIN, g};
-        if (w->conns) w->conns->prev = c;
-        w->conns = c;
-        w->n_conns++;
-        if (!conn_flush(c)) conn_close(c); /* our SETTINGS go at once */
+        worker *to = least_loaded(s);
+        if (to == w || !hand_over(to, fd, peer)) adopt(w, fd, peer);
     }
 }
 
@@ -348,11 +428,9 @@ static void *worker_loop(void *arg)
         for (int i = 0; i < n; i++) {
             if (evs[i].data.ptr == &w->s->listen_fd)
                 accept_conns(w);
-            else if (evs[i].data.ptr == &w->wakefd) {
-                uint64_t v;
-                ssize_t r = read(w->wakefd, &v, sizeof v);
-                (void)r;
-            } else
+            else if (evs[i].data.ptr == &w->wakefd)
+                take_handovers(w);
+            else
                 handle_event(w, &evs[i]);
         }
         now = rc_now_ms();
@@ -363,6 +441,7 @@ static void *worker_loop(void *arg)
     }
     while (w->conns)
         conn_close(w->conns);
+    take_handovers(w); /* any handed over since: closed */
     return NULL;
 }
 
@@ -398,6 +477,10 @@ static void server_free(rc_otlp_grpc_server *s)
         if (w->wakefd >= 0) close(w->wakefd);
         free(w->rbuf);
         grpc_bufpool_clear(&w->pool);
+        for (size_t k = 0; k < w->n_hand; k++)
+            close(w->hand[k].fd);
+        free(w->hand);
+        pthread_mutex_destroy(&w->hand_mu);
     }
     free(s->workers);
     if (s->listen_fd >= 0) close(s->listen_fd);
@@ -452,6 +535,7 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
     size_t keep = share > READ_BUF ? share - READ_BUF : 0;
     for (size_t i = 0; i < cfg->num_threads; i++) {
         s->workers[i].epfd = s->workers[i].wakefd = -1;
+        pthread_mutex_init(&s->workers[i].hand_mu, NULL);
         s->workers[i].pool.max_bytes = keep < MAX_POOL_BYTES ? keep : MAX_POOL_BYTES;
     }
     s->n_workers = cfg->num_threads;
