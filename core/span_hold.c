@@ -322,7 +322,7 @@ static bool nodes_grow(rc_hold *h, size_t need)
     if (cap >= NO_NODE) return false;
     wnode *n = grow_charged(h, h->nodes_cap * sizeof *n, cap * sizeof *n);
     if (!n) return false;
-    memcpy(n, h->nodes, h->nodes_cap * sizeof *n);
+    if (h->nodes_cap) memcpy(n, h->nodes, h->nodes_cap * sizeof *n);
     /* The new nodes join the free list. */
     for (size_t i = h->nodes_cap; i < cap; i++)
         n[i].next = i + 1 < cap ? (uint32_t)(i + 1) : h->free_node;
@@ -1360,6 +1360,7 @@ rc_status rc_hold_open(const rc_hold_options *opts, const rc_hold_callbacks *cb,
     }
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->pool_mu, NULL);
+    h->free_node = NO_NODE; /* the free list ends here */
     rc_cond_init_monotonic(&h->wake);
     h->o = *opts;
     h->cb = *cb;
