@@ -225,11 +225,14 @@ def closed_count(reason):
 
 
 def check_alive_and_memory():
+    """Peak RSS under memory_limit_mib; under the sanitizers, whose shadow
+    memory and quarantine come on top of what the collector holds, with the
+    same allowance test_backpressure.py gives them."""
     assert col.alive(), "collector died (exit %s)" % col.proc.returncode
     hwm = col.vm_hwm_kib() / 1024
+    bound = MEMORY_LIMIT_MIB + (256 if os.environ.get("RC_SANITIZE") else 0)
     print("    collector peak RSS %.1f MiB (limit %d)" % (hwm, MEMORY_LIMIT_MIB))
-    assert hwm < MEMORY_LIMIT_MIB, "peak RSS %.1f MiB over memory_limit_mib %d" % (
-        hwm, MEMORY_LIMIT_MIB)
+    assert hwm < bound, "peak RSS %.1f MiB, over %d MiB" % (hwm, bound)
 
 
 def with_normal_client(source, hostile_run):
