@@ -259,8 +259,8 @@ static void report(rc_conn_guard *g, int64_t now)
                                     reason_names[i], (unsigned long long)g->unreported[i]);
     /* Logged under the lock: once a minute at most, and the line is short. */
     rc_warn(g->receiver_id,
-            "%s: closed %llu slow or crowded-out connections in the last minute (%s); "
-            "%u held of max_connections %u",
+            "%s: closed %llu connections that were too slow or crowded out (%s); %u held of "
+            "max_connections %u (this line comes at most once a minute)",
             g->cfg.transport, (unsigned long long)total, detail, g->live, g->cfg.max_connections);
     memset(g->unreported, 0, sizeof g->unreported);
     g->last_report_ms = now;
