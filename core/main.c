@@ -15,12 +15,14 @@
 #include "core/log.h"
 #include "core/service.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* With RESPAN_API_KEY in the environment and no --config, spans go to
  * Respan: OTLP -> customer -> cost -> batch -> respan. */
@@ -261,6 +263,35 @@ static rc_service *reload(const cli *c, rc_service *old, rc_cfg **root)
     return svc;
 }
 
+/* Every connection takes a descriptor, and the usual soft limit of 1024
+ * is below what the receivers hold by default (OTLP/HTTP alone accepts
+ * 1024 connections): a flood of clients would run the process out of
+ * descriptors before any connection limit applied, starving the exporters
+ * of sockets and the queue of files. The hard limit is what the
+ * administrator allows, and raising the soft limit to it is what Go's
+ * runtime does for every Go server, the OpenTelemetry Collector included.
+ * It is safe here because nothing uses select(2), which cannot see
+ * descriptors past 1023 (MHD runs on epoll or poll, gRPC on epoll, libcurl
+ * on poll), and nothing is exec'd that would inherit the raised limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    /* Linux caps descriptors at fs.nr_open (1048576 by default) whatever
+     * an unlimited hard limit says. */
+    rlim_t target = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= target) return;
+    unsigned long long was = (unsigned long long)rl.rlim_cur;
+    rl.rlim_cur = target;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        rc_warn("service", "cannot raise the open-file limit from %llu to %llu: %s", was,
+                (unsigned long long)target, strerror(errno));
+        return;
+    }
+    rc_info("service", "open-file limit raised from %llu to the hard limit %llu", was,
+            (unsigned long long)target);
+}
+
 static int run(const cli *c, rc_cfg **root)
 {
     rc_service *svc = NULL;
@@ -271,6 +302,7 @@ static int run(const cli *c, rc_cfg **root)
         fprintf(stderr, "respan-collector: invalid config: %s\n", err.msg);
         return 1;
     }
+    raise_fd_limit(); /* after the build, which sets the log level */
     if (rc_service_start(svc, &err) != RC_OK) {
         rc_error_log("service", "cannot start: %s", err.msg);
         rc_service_shutdown(svc);

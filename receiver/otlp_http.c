@@ -5,9 +5,30 @@
  * /v1/traces) with binary protobuf or OTLP/JSON bodies, optionally gzip,
  * deflate or zstd compressed. The daemon runs a small pool of event-driven
  * (epoll) worker threads, so a slow or stalled client occupies a connection
- * slot, never a worker: MHD closes a connection idle for read_timeout, and
- * an upload still unfinished read_timeout after its headers arrived is cut
- * off here, however steadily it trickles.
+ * slot, never a worker.
+ *
+ * Slow and idle clients. MHD's own timeout only measures silence, so a
+ * client that sends one byte a second keeps its slot forever, and MHD
+ * counts slots per daemon, so clients that hold them all lock everyone out.
+ * A connection guard (conn_guard.c) adds what MHD lacks: it learns of every
+ * connection (MHD_OPTION_NOTIFY_CONNECTION) and of the request's progress
+ * (the access handler and the completed callback), and closes, by
+ * shutdown(2) from its own thread, a connection that outlives its phase:
+ *   headers   read_header_timeout from the accept; on a kept-alive
+ *             connection idle_timeout + read_header_timeout from the
+ *             previous answer (the idle wait and the headers together);
+ *   body      read_timeout from the end of the headers;
+ *   answer    write_timeout from the end of the body (processing, then the
+ *             client taking the response);
+ *   silence   idle_timeout without a byte, in any phase (MHD's timeout).
+ * It also holds at most max_connections connections and at most
+ * max_connections_per_ip from one address, making room for a newcomer by
+ * closing the connection that has waited longest for its request headers.
+ * MHD's own limit is set a little higher, so that a connection replaced
+ * this way may finish closing while its successor is already served. The
+ * guard's invariant that makes the shutdown safe - a socket is closed by
+ * MHD only after MHD_CONNECTION_NOTIFY_CLOSED, which the guard hears under
+ * its lock - holds for libmicrohttpd 0.9.75 in every path (daemon.c).
  *
  * A request goes through three stages, matching MHD's calls of the access
  * handler:
@@ -50,6 +71,7 @@
 #include "core/log.h"
 #include "core/memlimit.h"
 #include "otlp/compression.h"
+#include "receiver/conn_guard.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -58,6 +80,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,7 +88,14 @@
 #define HTTP_DEFAULT_PATH "/v1/traces"
 #define HTTP_DEFAULT_BODY_MIB 20
 #define HTTP_MAX_BODY_MIB 4096
+#define HTTP_DEFAULT_READ_HEADER_TIMEOUT_MS 10000
 #define HTTP_DEFAULT_READ_TIMEOUT_MS 30000
+#define HTTP_DEFAULT_WRITE_TIMEOUT_MS 30000
+#define HTTP_MAX_TIMEOUT_MS (24ull * 3600 * 1000)
+#define HTTP_DEFAULT_MAX_CONNECTIONS 1024
+/* Descriptors left for the rest of the process (gRPC, exporters' sockets,
+ * queue files) when the open-file limit caps the HTTP connections. */
+#define FD_RESERVE 128
 /* Per-connection memory of MHD: request line and headers must fit, and body
  * chunks are handed over in pieces of about this size. */
 #define HTTP_CONN_MEMORY ((size_t)64 << 10)
@@ -87,9 +117,9 @@
 
 struct rc_otlp_http_server {
     struct MHD_Daemon *daemon;
+    rc_conn_guard *guard;
     rc_otlp_ingest_ctx *ctx;
     size_t max_body;
-    uint64_t read_timeout_ms;
     char *path;
     char endpoint[300];
     atomic_int active; /* requests past their headers, not yet completed */
@@ -97,14 +127,14 @@ struct rc_otlp_http_server {
 
 /* Per-request state, MHD's *con_cls from the headers until completion. */
 typedef struct upload {
+    rc_conn *conn; /* the connection's record in the guard */
     rc_payload_format fmt;
     rc_encoding enc;
     uint8_t *data;
     size_t len;
-    size_t cap;      /* == bytes charged to the memory limiter */
-    size_t limit;    /* body_limit() when the headers arrived */
-    size_t expected; /* declared Content-Length, or the limit */
-    uint64_t started_ms;
+    size_t cap;             /* == bytes charged to the memory limiter */
+    size_t limit;           /* body_limit() when the headers arrived */
+    size_t expected;        /* declared Content-Length, or the limit */
     unsigned failed_status; /* set mid-body; answered when the body ends */
     rc_error failure;
 } upload;
@@ -143,36 +173,77 @@ static rc_status parse_path(rc_cfg *node, rc_otlp_http_config *out, rc_error *er
     return RC_OK;
 }
 
+static rc_status parse_timeout(rc_cfg *node, const char *key, uint64_t def_ms, uint64_t *out,
+                               rc_error *err)
+{
+    if (rc_cfg_duration_ms(node, key, def_ms, out, err) != RC_OK) return RC_EINVAL;
+    if (*out > HTTP_MAX_TIMEOUT_MS)
+        return rc_cfg_error(err, rc_cfg_get(node, key), "must be at most 24h");
+    return RC_OK;
+}
+
+/* The confighttp timeouts, with its rules for zero: read_header_timeout
+ * and idle_timeout fall back to read_timeout, write_timeout 0 is none.
+ * read_timeout itself must be set: a zero would let a body trickle forever. */
+static rc_status parse_timeouts(rc_cfg *node, rc_otlp_http_config *out, rc_error *err)
+{
+    if (parse_timeout(node, "read_timeout", HTTP_DEFAULT_READ_TIMEOUT_MS, &out->read_timeout_ms,
+                      err) != RC_OK)
+        return RC_EINVAL;
+    if (out->read_timeout_ms == 0)
+        return rc_cfg_error(err, rc_cfg_get(node, "read_timeout"),
+                            "must be more than 0 (it bounds how long a client may take to send "
+                            "a request)");
+    if (parse_timeout(node, "read_header_timeout", HTTP_DEFAULT_READ_HEADER_TIMEOUT_MS,
+                      &out->read_header_timeout_ms, err) != RC_OK ||
+        parse_timeout(node, "idle_timeout", 0, &out->idle_timeout_ms, err) != RC_OK ||
+        parse_timeout(node, "write_timeout", HTTP_DEFAULT_WRITE_TIMEOUT_MS, &out->write_timeout_ms,
+                      err) != RC_OK)
+        return RC_EINVAL;
+    if (out->read_header_timeout_ms == 0) out->read_header_timeout_ms = out->read_timeout_ms;
+    if (out->idle_timeout_ms == 0) out->idle_timeout_ms = out->read_timeout_ms;
+    return RC_OK;
+}
+
+/* max_connections, and max_connections_per_ip: by default a quarter of it,
+ * so that one address (one client, or one proxy or NAT for many) cannot
+ * hold every slot. */
+static rc_status parse_connection_limits(rc_cfg *node, rc_otlp_http_config *out, rc_error *err)
+{
+    uint64_t conns = 0, per_ip = 0;
+    if (rc_cfg_uint(node, "max_connections", HTTP_DEFAULT_MAX_CONNECTIONS, 1, 1000000, &conns,
+                    err) != RC_OK)
+        return RC_EINVAL;
+    if (rc_cfg_uint(node, "max_connections_per_ip", conns >= 4 ? conns / 4 : conns, 0, conns,
+                    &per_ip, err) != RC_OK)
+        return RC_EINVAL;
+    out->max_connections = (unsigned)conns;
+    out->max_connections_per_ip = (unsigned)per_ip;
+    return RC_OK;
+}
+
 rc_status rc_otlp_http_parse_config(rc_cfg *node, rc_otlp_http_config *out, rc_error *err)
 {
     memset(out, 0, sizeof *out);
     rc_cfg_kind kind = rc_cfg_kind_of(node);
     if (kind != RC_CFG_MAP && kind != RC_CFG_NULL)
         return rc_cfg_error(err, node, "expected a map of OTLP/HTTP settings");
-    uint64_t body_mib = 0, threads = 0, conns = 0;
+    uint64_t body_mib = 0, threads = 0;
     bool include_metadata = false;
     if (parse_endpoint(node, out, err) != RC_OK) return RC_EINVAL;
     if (rc_cfg_uint(node, "max_request_body_size_mib", HTTP_DEFAULT_BODY_MIB, 1, HTTP_MAX_BODY_MIB,
                     &body_mib, err) != RC_OK)
         return RC_EINVAL;
-    if (rc_cfg_duration_ms(node, "read_timeout", HTTP_DEFAULT_READ_TIMEOUT_MS,
-                           &out->read_timeout_ms, err) != RC_OK)
-        return RC_EINVAL;
-    if (out->read_timeout_ms == 0)
-        return rc_cfg_error(err, rc_cfg_get(node, "read_timeout"),
-                            "must be more than 0 (it bounds how long a client may take to send "
-                            "a request)");
+    if (parse_timeouts(node, out, err) != RC_OK) return RC_EINVAL;
     if (parse_path(node, out, err) != RC_OK) return RC_EINVAL;
     if (rc_cfg_uint(node, "num_threads", 2, 1, 256, &threads, err) != RC_OK) return RC_EINVAL;
-    if (rc_cfg_uint(node, "max_connections", 1024, 1, 1000000, &conns, err) != RC_OK)
-        return RC_EINVAL;
+    if (parse_connection_limits(node, out, err) != RC_OK) return RC_EINVAL;
     /* Accepted for compatibility with OpenTelemetry Collector configs:
      * every request header is always passed down as metadata. */
     if (rc_cfg_bool(node, "include_metadata", false, &include_metadata, err) != RC_OK)
         return RC_EINVAL;
     out->max_request_body_size = (size_t)body_mib << 20;
     out->num_threads = (unsigned)threads;
-    out->max_connections = (unsigned)conns;
     out->enabled = true;
     return rc_cfg_reject_unknown(node, err);
 }
@@ -421,7 +492,7 @@ static size_t body_limit(const rc_otlp_http_server *s)
 
 /* --- the three stages ---------------------------------------------------------- */
 
-static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection *conn,
+static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection *conn, rc_conn *rec,
                                   const char *url, const char *method, void **con_cls)
 {
     char msg[512];
@@ -464,24 +535,20 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
     if (!u)
         return reply_error(s, conn, fmt, MHD_HTTP_SERVICE_UNAVAILABLE,
                            "out of memory, retry later");
+    u->conn = rec;
     u->limit = limit;
     u->expected = cl ? (size_t)declared : limit;
     u->fmt = fmt;
     u->enc = enc;
-    u->started_ms = now_ms();
     atomic_fetch_add(&s->active, 1);
     *con_cls = u;
     return MHD_YES;
 }
 
-static enum MHD_Result on_body(rc_otlp_http_server *s, upload *u, const char *data, size_t n)
+/* The body's deadline is the guard's (read_timeout): it closes the
+ * connection, since MHD cannot answer mid-upload. */
+static enum MHD_Result on_body(upload *u, const char *data, size_t n)
 {
-    if (now_ms() - u->started_ms > s->read_timeout_ms) {
-        /* MHD cannot answer mid-upload; closing is the only answer */
-        rc_debug(s->ctx->receiver_id, "http: upload still incomplete after %llu ms, closing",
-                 (unsigned long long)s->read_timeout_ms);
-        return MHD_NO;
-    }
     if (u->failed_status) return MHD_YES; /* discard the rest */
     if (n > u->expected - u->len) {       /* expected <= limit */
         upload_fail(u, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds the limit of %zu bytes",
@@ -567,25 +634,47 @@ static enum MHD_Result on_complete(rc_otlp_http_server *s, struct MHD_Connection
     return r;
 }
 
+/* The connection's record in the guard (NULL when the guard refused it). */
+static rc_conn *conn_record(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Each stage first tells the guard where the request is. When the guard
+ * has already closed the connection (a deadline passed in the meantime, or
+ * it was replaced), the request is dropped unprocessed (MHD_NO): its answer
+ * could not arrive, and a client that saw no answer retries. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     rc_otlp_http_server *s = cls;
     upload *u = *con_cls;
-    if (!u) return on_headers(s, conn, url, method, con_cls);
+    if (!u) {
+        rc_conn *rec = conn_record(conn);
+        if (!rc_conn_guard_enter(s->guard, rec, RC_CONN_BODY)) return MHD_NO;
+        enum MHD_Result r = on_headers(s, conn, rec, url, method, con_cls);
+        if (!*con_cls) rc_conn_guard_enter(s->guard, rec, RC_CONN_ANSWER); /* answered at once */
+        return r;
+    }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        return on_body(s, u, upload_data, n);
+        return on_body(u, upload_data, n);
     }
+    if (!rc_conn_guard_enter(s->guard, u->conn, RC_CONN_ANSWER)) return MHD_NO;
     return on_complete(s, conn, u);
 }
 
+/* A request ended (answered, or aborted): a kept-alive connection now
+ * waits for the next one. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     rc_otlp_http_server *s = cls;
+    rc_conn_guard_enter(s->guard, conn_record(conn), RC_CONN_IDLE);
     upload *u = *con_cls;
     if (!u) return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -597,13 +686,34 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&s->active, 1);
 }
 
-/* What clients cause (hang-ups, resets, our own refusals) is routine and
- * logged at debug; anything else from MHD is about the server. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    rc_otlp_http_server *s = cls;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED) {
+        rc_conn_guard_close(s->guard, *socket_context); /* before MHD closes the socket */
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *addr =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    /* Without its socket the guard cannot track it: its requests are then
+     * refused (conn_record is NULL) and MHD closes it. */
+    *socket_context =
+        fd ? rc_conn_guard_open(s->guard, fd->connect_fd, addr ? addr->client_addr : NULL) : NULL;
+}
+
+/* What clients cause (hang-ups, resets, our own refusals, and the guard's
+ * closing of slow connections, which MHD sees as an error on the socket) is
+ * routine and logged at debug; anything else from MHD is about the server. */
 static bool client_caused(const char *line)
 {
     static const char *const marks[] = {
-        "remote side",      "Application reported", "Socket disconnected",    "reset by peer",
-        "Connection reset", "Failed to send data",  "Failed to receive data", "timed out"};
+        "remote side",         "Application reported",  "Socket disconnected",    "reset by peer",
+        "Connection reset",    "Failed to send data",   "Failed to receive data", "timed out",
+        "closed when reading", "has been disconnected", "forcibly closed"};
     for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
         if (strstr(line, marks[i])) return true;
     return false;
@@ -627,8 +737,52 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void server_free(rc_otlp_http_server *s)
 {
+    rc_conn_guard_free(s->guard);
     free(s->path);
     free(s);
+}
+
+/* How many connections the guard holds (max_connections) and MHD accepts
+ * (a little more: see the top of the file), within the open-file limit. */
+typedef struct conn_limits {
+    unsigned guard;
+    unsigned daemon;
+} conn_limits;
+
+static conn_limits connection_limits(const rc_otlp_http_config *cfg, const char *receiver_id)
+{
+    unsigned want = cfg->max_connections ? cfg->max_connections : HTTP_DEFAULT_MAX_CONNECTIONS;
+    unsigned slack = want / 8 > 64 ? want / 8 : 64;
+    conn_limits l = {want, want + slack};
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return l;
+    rlim_t room = rl.rlim_cur > FD_RESERVE + 16 ? rl.rlim_cur - FD_RESERVE : 16;
+    if (l.daemon <= room) return l;
+    l.daemon = (unsigned)room;
+    l.guard = l.daemon - l.daemon / 9;
+    rc_warn(receiver_id,
+            "http: the open-file limit (%llu) leaves room for about %u connections; "
+            "max_connections lowered from %u to %u (raise the hard limit: ulimit -Hn, "
+            "LimitNOFILE=)",
+            (unsigned long long)rl.rlim_cur, l.daemon, want, l.guard);
+    return l;
+}
+
+static rc_conn_guard *guard_new(const rc_otlp_http_config *cfg, const rc_otlp_ingest_ctx *ctx,
+                                unsigned max_connections, rc_error *err)
+{
+    rc_conn_guard_config g = {
+        .receiver_id = ctx->receiver_id,
+        .transport = "http",
+        .max_connections = max_connections,
+        .max_per_address = cfg->max_connections_per_ip,
+    };
+    g.deadline_ms[RC_CONN_NEW] = cfg->read_header_timeout_ms;
+    g.deadline_ms[RC_CONN_IDLE] = cfg->idle_timeout_ms + cfg->read_header_timeout_ms;
+    g.deadline_ms[RC_CONN_BODY] = cfg->read_timeout_ms;
+    g.deadline_ms[RC_CONN_ANSWER] = cfg->write_timeout_ms;
+    if (g.max_per_address > max_connections) g.max_per_address = max_connections;
+    return rc_conn_guard_new(&g, err);
 }
 
 rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_ingest_ctx *ctx,
@@ -641,7 +795,6 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
     }
     s->ctx = ctx;
     s->max_body = cfg->max_request_body_size;
-    s->read_timeout_ms = cfg->read_timeout_ms ? cfg->read_timeout_ms : 1;
     s->path = strdup(cfg->traces_url_path ? cfg->traces_url_path : HTTP_DEFAULT_PATH);
     snprintf(s->endpoint, sizeof s->endpoint, "%s", cfg->endpoint.text);
     atomic_init(&s->active, 0);
@@ -649,6 +802,8 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
         rc_error_set(err, "out of memory starting the OTLP/HTTP server");
         goto fail;
     }
+    conn_limits limits = connection_limits(cfg, ctx->receiver_id);
+    if (!(s->guard = guard_new(cfg, ctx, limits.guard, err))) goto fail;
 
     char why[512];
     int fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why);
@@ -656,16 +811,16 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
         rc_error_set(err, "%s", why);
         goto fail;
     }
-    unsigned timeout_s = (unsigned)((s->read_timeout_ms + 999) / 1000);
+    unsigned idle_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000); /* MHD counts seconds */
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
         (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO);
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_THREAD_POOL_SIZE, cfg->num_threads ? cfg->num_threads : 1u,
-        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_connections ? cfg->max_connections : 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_THREAD_POOL_SIZE,
+        cfg->num_threads ? cfg->num_threads : 1u, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+        MHD_OPTION_CONNECTION_LIMIT, limits.daemon, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         HTTP_CONN_MEMORY, MHD_OPTION_END);
     if (!s->daemon) {
         close(fd);
@@ -690,7 +845,9 @@ void rc_otlp_http_stop(rc_otlp_http_server *s)
         struct timespec pause = {0, 10 * 1000000};
         nanosleep(&pause, NULL);
     }
-    MHD_stop_daemon(s->daemon); /* joins the workers, completing every request */
+    /* joins the workers, completing every request and releasing every
+     * connection from the guard, which is freed after */
+    MHD_stop_daemon(s->daemon);
     /* once quiesced, the listening socket is ours to close */
     if (fd != MHD_INVALID_SOCKET) close(fd);
     server_free(s);

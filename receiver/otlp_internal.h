@@ -81,14 +81,20 @@ void rc_otlp_grpc_stop(rc_otlp_grpc_server *s);
 
 /* --- HTTP (otlp_http.c) --------------------------------------------------- */
 
+/* The timeouts carry the OpenTelemetry Collector's confighttp names; what
+ * each bounds is described at the top of otlp_http.c. */
 typedef struct rc_otlp_http_config {
     bool enabled;
-    rc_endpoint endpoint;         /* default 127.0.0.1:4318 */
-    size_t max_request_body_size; /* bytes; max_request_body_size_mib, default 20 */
-    uint64_t read_timeout_ms;     /* a connection idle this long is closed */
-    const char *traces_url_path;  /* default /v1/traces */
-    unsigned num_threads;         /* default 2 */
-    unsigned max_connections;     /* default 1024 */
+    rc_endpoint endpoint;            /* default 127.0.0.1:4318 */
+    size_t max_request_body_size;    /* bytes; max_request_body_size_mib, default 20 */
+    uint64_t read_header_timeout_ms; /* request headers; default 10 s */
+    uint64_t read_timeout_ms;        /* the body, once the headers are in; default 30 s */
+    uint64_t idle_timeout_ms;        /* silence on a connection; default read_timeout */
+    uint64_t write_timeout_ms;       /* processing and answering; default 30 s, 0: none */
+    const char *traces_url_path;     /* default /v1/traces */
+    unsigned num_threads;            /* default 2 */
+    unsigned max_connections;        /* default 1024 */
+    unsigned max_connections_per_ip; /* default max_connections / 4; 0: no cap */
 } rc_otlp_http_config;
 
 rc_status rc_otlp_http_parse_config(rc_cfg *node, rc_otlp_http_config *out, rc_error *err);
