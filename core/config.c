@@ -17,6 +17,11 @@
  *     (the "billion laughs" file). Anchors alone are harmless and ignored;
  *   - a plain (unquoted) empty, "~" or "null" value is RC_CFG_NULL; a quoted
  *     "" is an empty string scalar;
+ *   - the text is UTF-8 without NUL or other control characters (tab and
+ *     line breaks aside), checked before libyaml sees it so that the first
+ *     bad byte is reported at its own line and column (libyaml's reader
+ *     reports such errors at 1:1). UTF-16 files (with a byte order mark),
+ *     which libyaml reads too, are left to it;
  *   - ${env:NAME}, ${env:NAME:-default}, ${NAME} (shorthand for env) are
  *     substituted once, not recursively, in every scalar value (not in keys);
  *     $${ is a literal ${. Anything else after ${ is an error. A reference
@@ -320,6 +325,13 @@ static rc_status fail_yaml(builder *b)
     yaml_parser_t *p = &b->parser;
     if (p->error == YAML_MEMORY_ERROR) return fail_oom(b);
     const char *problem = p->problem ? p->problem : "malformed YAML";
+    if (p->error == YAML_READER_ERROR) {
+        /* Only for UTF-16 text (check_text catches the rest first): the
+         * reader knows the byte, not the line. */
+        rc_error_set(b->err, "%s: %s (at byte %zu)", b->file, problem, p->problem_offset);
+        b->status = RC_EINVAL;
+        return RC_EINVAL;
+    }
     if (p->context) {
         return fail_at(b, &p->problem_mark, NULL, "%s (%s at line %d)", problem, p->context,
                        (int)p->context_mark.line + 1);
@@ -563,6 +575,98 @@ static rc_status adopt_root(builder *b, rc_cfg **root)
     return RC_OK;
 }
 
+/* Decodes the UTF-8 character at p (of `avail` bytes) into *cp: its length,
+ * or 0 when the bytes are not UTF-8, with *why saying how. */
+static size_t utf8_char(const unsigned char *p, size_t avail, uint32_t *cp, const char **why)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2, v = c & 0x1Fu, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        n = 3, v = c & 0x0Fu, min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, v = c & 0x07u, min = 0x10000;
+    } else {
+        *why = "cannot start a character";
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (i >= avail || (p[i] & 0xC0) != 0x80) {
+            *why = "starts a character that is cut short";
+            return 0;
+        }
+        v = v << 6 | (p[i] & 0x3Fu);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
+        *why = "starts a sequence that encodes no character";
+        return 0;
+    }
+    *cp = v;
+    return n;
+}
+
+/* The characters libyaml's reader accepts. */
+static bool yaml_printable(uint32_t c)
+{
+    return c == 0x09 || c == 0x0A || c == 0x0D || (c >= 0x20 && c <= 0x7E) || c == 0x85 ||
+           (c >= 0xA0 && c <= 0xD7FF) || (c >= 0xE000 && c <= 0xFFFD) ||
+           (c >= 0x10000 && c <= 0x10FFFF);
+}
+
+/*
+ * Checks that the text is UTF-8 that YAML allows, and reports the first
+ * byte that is not at its line and column, counted as libyaml counts them
+ * (lines end at \n, \r, \r\n, U+0085, U+2028 and U+2029; columns are
+ * characters), so that the position matches the parser's own errors.
+ * UTF-16 text (a UTF-16 byte order mark) is left to libyaml.
+ */
+static rc_status check_text(builder *b, const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    if (len >= 2 && ((p[0] == 0xFE && p[1] == 0xFF) || (p[0] == 0xFF && p[1] == 0xFE)))
+        return RC_OK;
+    size_t i = len >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF ? 3 : 0;
+    int line = 1, col = 1;
+    while (i < len) {
+        uint32_t c = 0;
+        const char *why = NULL;
+        size_t n = utf8_char(p + i, len - i, &c, &why);
+        if (!n) {
+            rc_error_set(b->err,
+                         "%s:%d:%d: invalid UTF-8: byte 0x%02X %s (a configuration file must be "
+                         "UTF-8 text)",
+                         b->file, line, col, p[i], why);
+            return RC_EINVAL;
+        }
+        if (!yaml_printable(c)) {
+            if (c == 0)
+                rc_error_set(b->err, "%s:%d:%d: a NUL byte is not allowed in a configuration file",
+                             b->file, line, col);
+            else
+                rc_error_set(
+                    b->err, "%s:%d:%d: %s U+%04" PRIX32 " is not allowed in a configuration file",
+                    b->file, line, col,
+                    c < 0x20 || (c >= 0x7F && c < 0xA0) ? "control character" : "character", c);
+            return RC_EINVAL;
+        }
+        i += n;
+        if (c == '\r' && i < len && p[i] == '\n') i++;
+        if (c == '\n' || c == '\r' || c == 0x85 || c == 0x2028 || c == 0x2029) {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    return RC_OK;
+}
+
 rc_status rc_config_parse(const char *file, const char *text, size_t len, rc_cfg **root,
                           rc_error *err)
 {
@@ -572,6 +676,10 @@ rc_status rc_config_parse(const char *file, const char *text, size_t len, rc_cfg
     char *owned_file = strdup(b.file);
     if (!owned_file) return fail_oom(&b);
     b.file = owned_file;
+    if (check_text(&b, text, len) != RC_OK) {
+        free(owned_file);
+        return RC_EINVAL;
+    }
     if (!yaml_parser_initialize(&b.parser)) {
         free(owned_file);
         b.file = file ? file : "<config>";

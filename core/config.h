@@ -7,6 +7,8 @@
  * ("processors.batch.timeout"), so every error can name all three.
  * ${env:NAME} and ${env:NAME:-default} are substituted in scalars after
  * parsing ($${ escapes a literal ${), as the OpenTelemetry Collector does.
+ * A file that is not UTF-8 text, or holds a NUL or another control
+ * character, is refused at the line and column of the first bad byte.
  *
  * Components parse their own section in their own file with the typed
  * getters below. A getter marks the key as read; rc_cfg_reject_unknown then

@@ -325,6 +325,73 @@ static void test_env(void)
     rc_config_free(root);
 }
 
+/* --- text that is not YAML's --------------------------------------------- */
+
+/* Bytes that are not UTF-8, a NUL or a control character are reported at
+ * the line and column of the first one (libyaml's reader would say 1:1).
+ * Columns count characters; lines end as libyaml ends them. */
+static const struct {
+    const char *text;
+    size_t len; /* 0: strlen */
+    const char *want;
+} bad_text[] = {
+    {"a: 1\nb: x\0y\n", 12, "t.yaml:2:5: a NUL byte is not allowed in a configuration file"},
+    {"a: \"\0\"\n", 7, "t.yaml:1:5: a NUL byte is not allowed in a configuration file"},
+    {"a: 1\nb: caf\xe9\n", 0,
+     "t.yaml:2:7: invalid UTF-8: byte 0xE9 starts a character that is cut short (a "
+     "configuration file must be UTF-8 text)"},
+    {"a: \xff\n", 0,
+     "t.yaml:1:4: invalid UTF-8: byte 0xFF cannot start a character (a configuration file must "
+     "be UTF-8 text)"},
+    {"a: \xc0\xaf\n", 0, "t.yaml:1:4: invalid UTF-8: byte 0xC0 cannot start a character"},
+    {"a: \xe0\x80\xaf\n", 0,
+     "t.yaml:1:4: invalid UTF-8: byte 0xE0 starts a sequence that encodes no character"},
+    {"a: \xed\xa0\x80\n", 0, /* a UTF-16 surrogate */
+     "t.yaml:1:4: invalid UTF-8: byte 0xED starts a sequence that encodes no character"},
+    {"a: \xf0\x9f\x98", 0,
+     "t.yaml:1:4: invalid UTF-8: byte 0xF0 starts a character that is cut "
+     "short"},
+    {"a: caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9d\x84\x9e \x01\n", 0,
+     "t.yaml:1:13: control character U+0001 is not allowed in a configuration file"},
+    {"a: \xc2\x80\n", 0, "t.yaml:1:4: control character U+0080 is not allowed"},
+    {"a: \xef\xbf\xbe\n", 0, "t.yaml:1:4: character U+FFFE is not allowed"},
+    {"a: 1\r\nb: 2\rc: 3\xc2\x85"
+     "d: \x7f\n",
+     0, "t.yaml:4:4: control character U+007F is not allowed"},
+    {"\xef\xbb\xbf"
+     "a: \x1b\n",
+     0, "t.yaml:1:4: control character U+001B is not allowed"},
+};
+
+static void test_bad_text(void)
+{
+    for (size_t i = 0; i < sizeof bad_text / sizeof *bad_text; i++) {
+        rc_error err = {{0}};
+        rc_cfg *root = NULL;
+        size_t len = bad_text[i].len ? bad_text[i].len : strlen(bad_text[i].text);
+        CHECK(rc_config_parse("t.yaml", bad_text[i].text, len, &root, &err) == RC_EINVAL);
+        CHECK(root == NULL);
+        CHECK_CONTAINS(err.msg, bad_text[i].want);
+        rc_config_free(root);
+    }
+    /* What YAML allows passes: tabs, line breaks, any character, a BOM. */
+    rc_error err;
+    rc_cfg *root = parse("\xef\xbb\xbf"
+                         "a: \"caf\xc3\xa9\t\xe2\x9c\x93 \xf0\x9d\x84\x9e\"\r\nb: 1\n",
+                         &err);
+    CHECK(root != NULL);
+    CHECK_STR(rc_cfg_scalar(rc_cfg_get(root, "a")), "caf\xc3\xa9\t\xe2\x9c\x93 \xf0\x9d\x84\x9e");
+    rc_config_free(root);
+    /* UTF-16 (with its byte order mark) is left to libyaml, which reads it. */
+    static const char utf16[] = "\xff\xfe"
+                                "a\0:\0 \0"
+                                "1\0\n\0";
+    root = NULL;
+    CHECK(rc_config_parse("t.yaml", utf16, sizeof utf16 - 1, &root, &err) == RC_OK);
+    CHECK_STR(rc_cfg_scalar(rc_cfg_get(root, "a")), "1");
+    rc_config_free(root);
+}
+
 /* --- typed getters ------------------------------------------------------ */
 
 enum getter { G_STRING, G_UINT, G_BOOL, G_DURATION, G_MAP };
@@ -640,6 +707,7 @@ int main(void)
     test_empty_and_null();
     test_block_and_flow_sequences();
     test_env();
+    test_bad_text();
     test_getters();
     test_durations();
     test_unknown_keys();
