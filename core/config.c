@@ -23,12 +23,16 @@
  *     reports such errors at 1:1). UTF-16 files (with a byte order mark),
  *     which libyaml reads too, are left to it;
  *   - ${env:NAME}, ${env:NAME:-default}, ${NAME} (shorthand for env) are
- *     substituted once, not recursively, in every scalar value (not in keys);
- *     $${ is a literal ${. Anything else after ${ is an error. A reference
- *     to an unset variable yields "" (a string, not null), so a typed getter
- *     reports it; ${env:X:-default} is the way to make it optional. YAML
- *     itself forbids { and } in plain scalars inside flow collections, so
- *     `{ endpoint: ${env:X} }` must quote the reference; block style need not.
+ *     substituted in every scalar value (not in keys); $${ is a literal ${.
+ *     A default may hold references of its own, up to RC_CFG_MAX_ENV_DEPTH
+ *     deep, expanded (and checked) the same way: ${env:A:-${env:B:-x}} is
+ *     A, else B, else x. A value is never expanded again: a variable holding
+ *     "${env:X}" yields that text. Anything else after ${ is an error. A
+ *     reference to an unset variable yields "" (a string, not null), so a
+ *     typed getter reports it; ${env:X:-default} is the way to make it
+ *     optional. YAML itself forbids { and } in plain scalars inside flow
+ *     collections, so `{ endpoint: ${env:X} }` must quote the reference;
+ *     block style need not.
  *
  * Memory: each node is one malloc with its path, scalar text and child
  * arrays; rc_config_free walks the tree. The root alone owns the file name
@@ -46,6 +50,7 @@
 #include <yaml.h>
 
 #define RC_CFG_MAX_DEPTH 64
+#define RC_CFG_MAX_ENV_DEPTH 8 /* references in one another: ${env:A:-${env:B:-...}} */
 #define RC_CFG_MAX_FILE (16u << 20)
 
 typedef struct rc_cfg_entry {
@@ -207,20 +212,49 @@ static size_t name_len(const char *s)
     return n;
 }
 
+/* The '}' that closes the reference whose body starts at `s` (right after
+ * its "${"), counting the references nested in its default; NULL when
+ * there is none. $${ is a literal and opens nothing. */
+static const char *ref_close(const char *s, const char *end)
+{
+    int open = 1;
+    for (const char *p = s; p < end; p++) {
+        if (p + 2 < end && p[0] == '$' && p[1] == '$' && p[2] == '{') {
+            p += 2;
+        } else if (p + 1 < end && p[0] == '$' && p[1] == '{') {
+            open++;
+            p++;
+        } else if (*p == '}' && --open == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static bool substitute_into(const char *in, const char *end, int depth, sbuf *out, char *why,
+                            size_t why_len);
+
 /*
  * Expands the reference whose body starts right after "${" at `s`. On
  * success appends its value to `out` and returns the number of bytes
  * consumed including the closing brace; on a malformed reference returns 0
- * with a reason in `why`.
+ * with a reason in `why`. A default may itself hold references, expanded
+ * the same way, at most RC_CFG_MAX_ENV_DEPTH deep.
  */
-static size_t expand_ref(const char *s, sbuf *out, char *why, size_t why_len)
+static size_t expand_ref(const char *s, const char *end, int depth, sbuf *out, char *why,
+                         size_t why_len)
 {
-    const char *close = strchr(s, '}');
+    const char *close = ref_close(s, end);
     if (!close) {
         snprintf(why, why_len, "unterminated ${ reference (missing '}')");
         return 0;
     }
     int body_len = (int)(close - s);
+    if (depth >= RC_CFG_MAX_ENV_DEPTH) {
+        snprintf(why, why_len, "references nested deeper than %d levels: ${%.*s}",
+                 RC_CFG_MAX_ENV_DEPTH, body_len, s);
+        return 0;
+    }
     size_t n = name_len(s);
     const char *name = s;
     /* NAME:-default without a scheme is the env shorthand, like ${NAME} */
@@ -251,12 +285,43 @@ static size_t expand_ref(const char *s, sbuf *out, char *why, size_t why_len)
     memcpy(var, name, n);
     var[n] = '\0';
     const char *val = getenv(var);
-    if (def && (!val || !*val)) {
-        sbuf_add(out, def, (size_t)(close - def));
-    } else if (val) {
-        sbuf_add(out, val, strlen(val));
+    if (def) {
+        /* The default is expanded even when it is not used, so that a
+         * mistake in it is found before the day the variable is unset. */
+        sbuf d = {0};
+        sbuf_add(&d, "", 0);
+        bool ok = substitute_into(def, close, depth + 1, &d, why, why_len);
+        if (ok && (!val || !*val)) sbuf_add(out, d.p, d.len);
+        out->oom = out->oom || d.oom;
+        free(d.p);
+        if (!ok) return 0;
+        if (!val || !*val) return (size_t)(close - s) + 1;
     }
+    if (val) sbuf_add(out, val, strlen(val));
     return (size_t)(close - s) + 1;
+}
+
+/* Substitutes the references in [in, end) into `out`; false with `why`
+ * set when one is malformed. */
+static bool substitute_into(const char *in, const char *end, int depth, sbuf *out, char *why,
+                            size_t why_len)
+{
+    for (const char *s = in; s < end;) {
+        if (s + 2 < end && s[0] == '$' && s[1] == '$' && s[2] == '{') {
+            sbuf_add(out, "${", 2);
+            s += 3;
+        } else if (s + 1 < end && s[0] == '$' && s[1] == '{') {
+            size_t used = expand_ref(s + 2, end, depth, out, why, why_len);
+            if (!used) return false;
+            s += 2 + used;
+        } else {
+            const char *next = memchr(s + 1, '$', (size_t)(end - s - 1));
+            size_t n = next ? (size_t)(next - s) : (size_t)(end - s);
+            sbuf_add(out, s, n);
+            s += n;
+        }
+    }
+    return true;
 }
 
 /* Substitutes references in `in`; NULL with `why` set when malformed. */
@@ -264,23 +329,9 @@ static char *substitute(const char *in, bool *oom, char *why, size_t why_len)
 {
     sbuf out = {0};
     sbuf_add(&out, "", 0);
-    for (const char *s = in; *s;) {
-        if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
-            sbuf_add(&out, "${", 2);
-            s += 3;
-        } else if (s[0] == '$' && s[1] == '{') {
-            size_t used = expand_ref(s + 2, &out, why, why_len);
-            if (!used) {
-                free(out.p);
-                return NULL;
-            }
-            s += 2 + used;
-        } else {
-            const char *next = strchr(s + 1, '$');
-            size_t n = next ? (size_t)(next - s) : strlen(s);
-            sbuf_add(&out, s, n);
-            s += n;
-        }
+    if (!substitute_into(in, in + strlen(in), 0, &out, why, why_len)) {
+        free(out.p);
+        return NULL;
     }
     if (out.oom) {
         *oom = true;

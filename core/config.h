@@ -6,7 +6,8 @@
  * Each node keeps its file, line, column and dotted key path
  * ("processors.batch.timeout"), so every error can name all three.
  * ${env:NAME} and ${env:NAME:-default} are substituted in scalars after
- * parsing ($${ escapes a literal ${), as the OpenTelemetry Collector does.
+ * parsing ($${ escapes a literal ${), as the OpenTelemetry Collector does;
+ * a default may hold references itself (${env:A:-${env:B:-x}}).
  * A file that is not UTF-8 text, or holds a NUL or another control
  * character, is refused at the line and column of the first bad byte.
  *

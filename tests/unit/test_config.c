@@ -175,6 +175,13 @@ static const struct {
     {"p: ${env:A B}\n", "invalid reference ${env:A B}"},
     {"p: ${env:A:default}\n", "invalid reference ${env:A:default}"},
     {"p: [a, \"${env:X\"]\n", "t.yaml:1:8: p[1]: unterminated ${ reference"},
+    /* nested: checked even when the default is not used, and bounded */
+    {"p: \"${env:A:-${env:B}\"\n", "t.yaml:1:4: p: unterminated ${ reference (missing '}')"},
+    {"p: ${env:RC_T_SET:-${file:/x}}\n",
+     "t.yaml:1:4: p: unsupported reference ${file:/x}: only ${env:NAME} is known"},
+    {"p: ${env:A:-${env:B:-${env:C:-${env:D:-${env:E:-${env:F:-${env:G:-${env:H:-${env:I}}}}}}}}}"
+     "\n",
+     "t.yaml:1:4: p: references nested deeper than 8 levels: ${env:I}"},
 };
 
 static void test_parse_errors(void)
@@ -291,6 +298,17 @@ static const struct {
     {"a$$b", "a$$b"},
     {"${env:RC_T_REF}", "${env:RC_T_SET}"}, /* not recursive */
     {"${env:RC_T_PORT}", "4317"},
+    /* defaults holding references: A, else B, else the text */
+    {"${env:RC_T_UNSET:-${env:RC_T_SET:-x}}", "hello"},
+    {"${env:RC_T_UNSET:-${env:RC_T_EMPTY:-x}}", "x"},
+    {"${env:RC_T_SET:-${env:RC_T_UNSET:-x}}", "hello"},
+    {"${RC_T_UNSET:-${RC_T_EMPTY:-${RC_T_PORT}}}", "4317"},
+    {"\"${env:RC_T_UNSET:-a-${env:RC_T_SET}-b}/c\"", "a-hello-b/c"},
+    {"\"${env:RC_T_UNSET:-$${x}}\"", "${x}"},
+    {"\"${env:RC_T_UNSET:-{x}}\"", "{x}"},
+    {"${env:RC_T_UNSET:-${env:RC_T_UNSET:-${env:RC_T_UNSET:-${env:RC_T_UNSET:-"
+     "${env:RC_T_UNSET:-${env:RC_T_UNSET:-${env:RC_T_UNSET:-${env:RC_T_SET}}}}}}}}",
+     "hello"}, /* eight deep */
 };
 
 static void test_env(void)
