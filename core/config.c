@@ -32,10 +32,14 @@
  *     typed getter reports it; ${env:X:-default} is the way to make it
  *     optional. YAML itself forbids { and } in plain scalars inside flow
  *     collections, so `{ endpoint: ${env:X} }` must quote the reference;
- *     block style need not.
+ *     block style need not;
+ *   - a scalar keeps its text as written and the environment values put
+ *     into it, so that error messages show "${env:NAME}" instead of a value
+ *     that may be a secret (hide_values).
  *
- * Memory: each node is one malloc with its path, scalar text and child
- * arrays; rc_config_free walks the tree. The root alone owns the file name
+ * Memory: each node is one malloc with its path, scalar text (as
+ * substituted and as written) and child arrays, and a scalar owns its list
+ * of substituted values; rc_config_free walks the tree. The root alone owns the file name
  * that every node points to. Map entries carry a `read` flag that getters
  * set, which is what rc_cfg_reject_unknown inspects.
  */
@@ -53,6 +57,13 @@
 #define RC_CFG_MAX_ENV_DEPTH 8 /* references in one another: ${env:A:-${env:B:-...}} */
 #define RC_CFG_MAX_FILE (16u << 20)
 
+/* An environment variable's value put into a scalar, and the reference
+ * that put it there: error messages show the reference instead. */
+typedef struct rc_cfg_sub {
+    char *value;
+    char *ref;
+} rc_cfg_sub;
+
 typedef struct rc_cfg_entry {
     char *key;
     int line, col; /* of the key, for "unknown key" and duplicate errors */
@@ -66,7 +77,10 @@ struct rc_cfg {
     const char *file;
     int line, col;
     char *path;
-    char *scalar; /* RC_CFG_SCALAR: text after substitution */
+    char *scalar;     /* RC_CFG_SCALAR: text after substitution */
+    char *raw;        /* ... and as written, when it held a ${...} reference; else NULL */
+    rc_cfg_sub *subs; /* the environment values put into it */
+    size_t n_subs;
     size_t len, cap;
     rc_cfg_entry *entries; /* RC_CFG_MAP */
     rc_cfg **items;        /* RC_CFG_SEQ */
@@ -74,6 +88,15 @@ struct rc_cfg {
 
 /* ------------------------------------------------------------------------ */
 /* Nodes                                                                    */
+
+static void subs_free(rc_cfg_sub *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].value);
+        free(v[i].ref);
+    }
+    free(v);
+}
 
 static rc_cfg *node_new(rc_cfg_kind kind, const char *file, int line, int col, const char *path)
 {
@@ -104,6 +127,8 @@ void rc_config_free(rc_cfg *n)
     }
     free(n->entries);
     free(n->items);
+    subs_free(n->subs, n->n_subs);
+    free(n->raw);
     free(n->scalar);
     free(n->path);
     if (n->owns_file) free((char *)n->file);
@@ -150,6 +175,100 @@ static void error_at(rc_error *err, const char *file, int line, int col, const c
         rc_error_set(err, "%s:%d:%d: %s", file, line, col, msg);
 }
 
+/* The substitutions of every scalar under n, for hide_values. */
+typedef struct sub_refs {
+    const rc_cfg_sub **v;
+    size_t n, cap;
+    bool oom;
+} sub_refs;
+
+static void collect_subs(const rc_cfg *n, sub_refs *r)
+{
+    if (!n) return;
+    for (size_t i = 0; i < n->n_subs && !r->oom; i++) {
+        if (r->n == r->cap) {
+            size_t cap = r->cap ? r->cap * 2 : 8;
+            const rc_cfg_sub **v = realloc(r->v, cap * sizeof *v);
+            if (!v) {
+                r->oom = true;
+                return;
+            }
+            r->v = v;
+            r->cap = cap;
+        }
+        r->v[r->n++] = &n->subs[i];
+    }
+    for (size_t i = 0; i < n->len; i++)
+        collect_subs(n->kind == RC_CFG_MAP ? n->entries[i].value : n->items[i], r);
+}
+
+static bool word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Where `value` occurs at msg + i as a value of its own: a short value only
+ * when it is not part of a longer word (so that "1" does not hide the 1 of
+ * "100"); one of 8 bytes or more, a would-be secret, wherever it is. */
+static bool value_at(const char *msg, size_t i, const char *value, size_t len)
+{
+    if (strncmp(msg + i, value, len) != 0) return false;
+    if (len >= 8) return true;
+    return (i == 0 || !word_char(msg[i - 1]) || !word_char(value[0])) &&
+           (!word_char(msg[i + len]) || !word_char(value[len - 1]));
+}
+
+/*
+ * Rewrites err's message so that every environment value substituted under
+ * n reads as the reference that put it there ("${env:API_KEY}"): a value in
+ * the wrong field (a key pasted into an endpoint) is never echoed, whatever
+ * the caller printed. The references themselves are copied as they are (a
+ * value may occur inside one). When that cannot be done (out of memory) the
+ * message is withheld.
+ */
+static void hide_values(const rc_cfg *n, rc_error *err)
+{
+    sub_refs r = {0};
+    collect_subs(n, &r);
+    if (r.oom) {
+        free(r.v);
+        rc_error_set(err, "(message withheld: out of memory while hiding environment values)");
+        return;
+    }
+    if (!r.n) return;
+    const char *msg = err->msg;
+    char out[sizeof err->msg];
+    size_t o = 0;
+    for (size_t i = 0; msg[i] && o + 1 < sizeof out;) {
+        size_t ref_len = 0, val_len = 0;
+        const char *repl = NULL;
+        for (size_t k = 0; k < r.n; k++) {
+            size_t rl = strlen(r.v[k]->ref), vl = strlen(r.v[k]->value);
+            if (rl > ref_len && strncmp(msg + i, r.v[k]->ref, rl) == 0) ref_len = rl;
+            if (vl > val_len && value_at(msg, i, r.v[k]->value, vl)) {
+                val_len = vl;
+                repl = r.v[k]->ref;
+            }
+        }
+        const char *src = msg + i;
+        size_t n_src = 1, adv = 1;
+        if (ref_len) {
+            n_src = adv = ref_len;
+        } else if (repl) {
+            src = repl;
+            n_src = strlen(repl);
+            adv = val_len;
+        }
+        if (n_src > sizeof out - 1 - o) n_src = sizeof out - 1 - o;
+        memcpy(out + o, src, n_src);
+        o += n_src;
+        i += adv;
+    }
+    out[o] = '\0';
+    memcpy(err->msg, out, o + 1);
+    free(r.v);
+}
+
 rc_status rc_cfg_error(rc_error *err, const rc_cfg *n, const char *fmt, ...)
 {
     va_list ap;
@@ -160,7 +279,13 @@ rc_status rc_cfg_error(rc_error *err, const rc_cfg *n, const char *fmt, ...)
         rc_error_setv(err, fmt, ap);
     }
     va_end(ap);
+    if (n && err) hide_values(n, err);
     return RC_EINVAL;
+}
+
+void rc_cfg_redact(const rc_cfg *root, rc_error *err)
+{
+    if (root && err) hide_values(root, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -212,6 +337,47 @@ static size_t name_len(const char *s)
     return n;
 }
 
+typedef struct sub_list {
+    rc_cfg_sub *v;
+    size_t n, cap;
+    bool oom;
+} sub_list;
+
+static void subs_add(sub_list *l, const char *value, const char *ref, size_t ref_len)
+{
+    if (l->oom || !*value) return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 2;
+        rc_cfg_sub *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->oom = true;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    rc_cfg_sub *e = &l->v[l->n];
+    e->value = strdup(value);
+    e->ref = strndup(ref, ref_len);
+    if (!e->value || !e->ref) {
+        free(e->value);
+        free(e->ref);
+        l->oom = true;
+        return;
+    }
+    l->n++;
+}
+
+/* Moves every entry of `from` to the end of `to`. */
+static void subs_take(sub_list *to, sub_list *from)
+{
+    for (size_t i = 0; i < from->n && !to->oom; i++)
+        subs_add(to, from->v[i].value, from->v[i].ref, strlen(from->v[i].ref));
+    to->oom = to->oom || from->oom;
+    subs_free(from->v, from->n);
+    *from = (sub_list){0};
+}
+
 /* The '}' that closes the reference whose body starts at `s` (right after
  * its "${"), counting the references nested in its default; NULL when
  * there is none. $${ is a literal and opens nothing. */
@@ -231,18 +397,19 @@ static const char *ref_close(const char *s, const char *end)
     return NULL;
 }
 
-static bool substitute_into(const char *in, const char *end, int depth, sbuf *out, char *why,
-                            size_t why_len);
+static bool substitute_into(const char *in, const char *end, int depth, sbuf *out, sub_list *subs,
+                            char *why, size_t why_len);
 
 /*
  * Expands the reference whose body starts right after "${" at `s`. On
- * success appends its value to `out` and returns the number of bytes
+ * success appends its value to `out` (and, when it came from the
+ * environment, notes it in `subs`) and returns the number of bytes
  * consumed including the closing brace; on a malformed reference returns 0
  * with a reason in `why`. A default may itself hold references, expanded
  * the same way, at most RC_CFG_MAX_ENV_DEPTH deep.
  */
-static size_t expand_ref(const char *s, const char *end, int depth, sbuf *out, char *why,
-                         size_t why_len)
+static size_t expand_ref(const char *s, const char *end, int depth, sbuf *out, sub_list *subs,
+                         char *why, size_t why_len)
 {
     const char *close = ref_close(s, end);
     if (!close) {
@@ -289,29 +456,37 @@ static size_t expand_ref(const char *s, const char *end, int depth, sbuf *out, c
         /* The default is expanded even when it is not used, so that a
          * mistake in it is found before the day the variable is unset. */
         sbuf d = {0};
+        sub_list d_subs = {0};
         sbuf_add(&d, "", 0);
-        bool ok = substitute_into(def, close, depth + 1, &d, why, why_len);
-        if (ok && (!val || !*val)) sbuf_add(out, d.p, d.len);
+        bool ok = substitute_into(def, close, depth + 1, &d, &d_subs, why, why_len);
+        if (ok && (!val || !*val)) {
+            sbuf_add(out, d.p, d.len);
+            subs_take(subs, &d_subs);
+        }
         out->oom = out->oom || d.oom;
         free(d.p);
+        subs_free(d_subs.v, d_subs.n);
         if (!ok) return 0;
         if (!val || !*val) return (size_t)(close - s) + 1;
     }
-    if (val) sbuf_add(out, val, strlen(val));
+    if (val) {
+        sbuf_add(out, val, strlen(val));
+        subs_add(subs, val, s - 2, (size_t)(close - s) + 3);
+    }
     return (size_t)(close - s) + 1;
 }
 
 /* Substitutes the references in [in, end) into `out`; false with `why`
  * set when one is malformed. */
-static bool substitute_into(const char *in, const char *end, int depth, sbuf *out, char *why,
-                            size_t why_len)
+static bool substitute_into(const char *in, const char *end, int depth, sbuf *out, sub_list *subs,
+                            char *why, size_t why_len)
 {
     for (const char *s = in; s < end;) {
         if (s + 2 < end && s[0] == '$' && s[1] == '$' && s[2] == '{') {
             sbuf_add(out, "${", 2);
             s += 3;
         } else if (s + 1 < end && s[0] == '$' && s[1] == '{') {
-            size_t used = expand_ref(s + 2, end, depth, out, why, why_len);
+            size_t used = expand_ref(s + 2, end, depth, out, subs, why, why_len);
             if (!used) return false;
             s += 2 + used;
         } else {
@@ -324,16 +499,29 @@ static bool substitute_into(const char *in, const char *end, int depth, sbuf *ou
     return true;
 }
 
-/* Substitutes references in `in`; NULL with `why` set when malformed. */
-static char *substitute(const char *in, bool *oom, char *why, size_t why_len)
+/* Whether a scalar holds a ${...} reference (not only $${ escapes). */
+static bool has_reference(const char *s)
+{
+    for (; *s; s++) {
+        if (s[0] == '$' && s[1] == '$' && s[2] == '{')
+            s += 2;
+        else if (s[0] == '$' && s[1] == '{')
+            return true;
+    }
+    return false;
+}
+
+/* Substitutes references in `in`; NULL with `why` set when malformed (or
+ * *oom when out of memory). *subs gets the environment values put in. */
+static char *substitute(const char *in, sub_list *subs, bool *oom, char *why, size_t why_len)
 {
     sbuf out = {0};
     sbuf_add(&out, "", 0);
-    if (!substitute_into(in, in + strlen(in), 0, &out, why, why_len)) {
+    if (!substitute_into(in, in + strlen(in), 0, &out, subs, why, why_len)) {
         free(out.p);
         return NULL;
     }
-    if (out.oom) {
+    if (out.oom || subs->oom) {
         *oom = true;
         free(out.p);
         return NULL;
@@ -440,14 +628,23 @@ static rc_status build_scalar(builder *b, yaml_event_t *ev, const char *path, rc
     }
     char why[400];
     bool oom = false;
-    char *text = substitute((const char *)ev->data.scalar.value, &oom, why, sizeof why);
-    if (!text) return oom ? fail_oom(b) : fail_at(b, m, path, "%s", why);
-    rc_cfg *n = node_new(RC_CFG_SCALAR, b->file, line, col, path);
-    if (!n) {
+    const char *value = (const char *)ev->data.scalar.value;
+    sub_list subs = {0};
+    char *text = substitute(value, &subs, &oom, why, sizeof why);
+    rc_cfg *n = text ? node_new(RC_CFG_SCALAR, b->file, line, col, path) : NULL;
+    /* Kept for error messages, which show the reference, not its value. */
+    char *raw = n && has_reference(value) ? strdup(value) : NULL;
+    if (!n || (has_reference(value) && !raw)) {
         free(text);
-        return fail_oom(b);
+        free(raw);
+        rc_config_free(n);
+        subs_free(subs.v, subs.n);
+        return text || oom ? fail_oom(b) : fail_at(b, m, path, "%s", why);
     }
     n->scalar = text;
+    n->raw = raw;
+    n->subs = subs.v;
+    n->n_subs = subs.n;
     *out = n;
     return RC_OK;
 }
@@ -820,6 +1017,12 @@ const char *rc_cfg_scalar(const rc_cfg *n)
     return n && n->kind == RC_CFG_SCALAR ? n->scalar : NULL;
 }
 
+const char *rc_cfg_shown(const rc_cfg *n)
+{
+    if (!n || n->kind != RC_CFG_SCALAR) return NULL;
+    return n->raw ? n->raw : n->scalar;
+}
+
 rc_cfg *rc_cfg_get(rc_cfg *map, const char *key)
 {
     rc_cfg_entry *e = map_find(map, key);
@@ -944,7 +1147,7 @@ rc_status rc_cfg_uint(rc_cfg *map, const char *key, uint64_t def, uint64_t min, 
     if (!parse_decimal(v->scalar, &n) || n < min || n > max)
         return rc_cfg_error(err, v,
                             "expected an integer between %" PRIu64 " and %" PRIu64 ", got \"%s\"",
-                            min, max, v->scalar);
+                            min, max, rc_cfg_shown(v));
     *out = n;
     return RC_OK;
 }
@@ -963,7 +1166,7 @@ rc_status rc_cfg_bool(rc_cfg *map, const char *key, bool def, bool *out, rc_erro
     } else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) {
         *out = false;
     } else if (v->kind == RC_CFG_SCALAR) {
-        return rc_cfg_error(err, v, "expected true or false, got \"%s\"", s);
+        return rc_cfg_error(err, v, "expected true or false, got \"%s\"", rc_cfg_shown(v));
     } else {
         return rc_cfg_error(err, v, "expected true or false, got %s", kind_name(v->kind));
     }
@@ -1065,7 +1268,7 @@ rc_status rc_cfg_duration_ms(rc_cfg *map, const char *key, uint64_t def_ms, uint
                             kind_name(v->kind));
     if (!rc_parse_duration_ms(v->scalar, out_ms))
         return rc_cfg_error(err, v, "expected a duration such as 200ms or 5s, got \"%s\"",
-                            v->scalar);
+                            rc_cfg_shown(v));
     return RC_OK;
 }
 

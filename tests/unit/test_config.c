@@ -9,9 +9,11 @@
  * "# error: <expected substring>".
  */
 #include "core/config.h"
+#include "core/service.h"
 #include "testing.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -652,6 +654,225 @@ static void test_cfg_error(void)
     rc_config_free(root);
 }
 
+/* --- secrets in the wrong field ------------------------------------------ */
+
+/* A value from the environment may be a secret that landed in the wrong
+ * field (an API key pasted into an endpoint): no error message, from the
+ * config's getters, a component's own checks or a component that cannot
+ * start, may show it. Each row puts ${env:RC_T_SECRET} into one field of a
+ * config that is otherwise good, builds it (as validate does) and starts
+ * it when it builds, and looks at the message it fails with. Rows marked
+ * `shows` quote the value, which must read as the reference. */
+#define SECRET "sk-live-9f8e7d6c5b4a3210"
+#define SREF "${env:RC_T_SECRET}"
+
+static const char secret_template[] =
+    "receivers:\n"
+    "  otlp:\n"
+    "    protocols:\n"
+    "      grpc: { endpoint: \"@grpc@\" }\n"
+    "      http: { endpoint: \"@http@\", traces_url_path: \"@url@\" }\n"
+    "processors:\n"
+    "  batch: { send_batch_size: \"@size@\", timeout: \"@timeout@\" }\n"
+    "  cost: { prefer: \"@prefer@\", pricing_file: @pricing@ }\n"
+    "exporters:\n"
+    "  debug: { verbosity: \"@verbosity@\" }\n"
+    "  file: { path: \"@path@\" }\n"
+    "  respan: { endpoint: \"@rendpoint@\", api_key: \"@key@\", api: \"@api@\",\n"
+    "            compression: \"@compression@\", sending_queue: { directory: \"@dir@\",\n"
+    "            max_size_mib: \"@mib@\", durability: \"@durability@\" } }\n"
+    "extensions:\n"
+    "  health_check: { endpoint: \"@health@\", path: \"@hpath@\" }\n"
+    "service:\n"
+    "  extensions: [@ext@]\n"
+    "  telemetry: { metrics: { level: none }, logs: { level: \"@level@\" } }\n"
+    "  pipelines:\n"
+    "    traces: { receivers: [otlp], processors: [batch, cost], exporters: [debug, file, "
+    "\"@exporter@\"] }\n";
+
+static const struct {
+    const char *marker, *value;
+} secret_defaults[] = {
+    {"grpc", "127.0.0.1:4317"},
+    {"http", "127.0.0.1:4318"},
+    {"url", "/v1/traces"},
+    {"size", "10"},
+    {"timeout", "1s"},
+    {"prefer", "reported"},
+    {"pricing", "null"},
+    {"verbosity", "basic"},
+    {"path", NULL /* tmp */},
+    {"rendpoint", "https://api.example.com"},
+    {"key", "k"},
+    {"api", "traces_ingest"},
+    {"compression", "none"},
+    {"dir", NULL /* tmp */},
+    {"mib", "64"},
+    {"durability", "fsync"},
+    {"health", "127.0.0.1:13133"},
+    {"hpath", "/"},
+    {"ext", ""},
+    {"level", "info"},
+    {"exporter", "respan"},
+};
+
+static const struct {
+    const char *marker, *value, *marker2, *value2;
+    bool shows; /* the message quotes the field's value */
+} secret_rows[] = {
+    {"grpc", SREF, NULL, NULL, true},
+    {"grpc", "127.0.0.1:" SREF, NULL, NULL, true},
+    {"http", SREF, NULL, NULL, true},
+    {"http", SREF ":99999", NULL, NULL, true},
+    {"url", SREF, NULL, NULL, true},
+    {"size", SREF, NULL, NULL, true},
+    {"timeout", SREF, NULL, NULL, true},
+    {"prefer", SREF, NULL, NULL, true},
+    {"pricing", "\"/nonexistent/" SREF "\"", NULL, NULL, true},
+    {"verbosity", SREF, NULL, NULL, true},
+    {"rendpoint", SREF, NULL, NULL, true},
+    {"rendpoint", "ftp://" SREF "@example.com", NULL, NULL, true},
+    {"key", "a\\n" SREF, NULL, NULL, false},
+    {"api", SREF, NULL, NULL, true},
+    {"compression", SREF, NULL, NULL, true},
+    {"mib", SREF, NULL, NULL, true},
+    {"durability", SREF, NULL, NULL, true},
+    {"level", SREF, NULL, NULL, true},
+    {"exporter", SREF, NULL, NULL, true},
+    {"health", SREF, "ext", "health_check", true},
+    {"hpath", SREF, "ext", "health_check", false},
+    {"ext", "\"" SREF "\"", NULL, NULL, true},
+    /* Not refused until start: the file cannot be opened, the queue's
+     * directory cannot be made. */
+    {"path", "/nonexistent/" SREF "/out.jsonl", NULL, NULL, true},
+    {"dir", "/proc/" SREF "/queue", NULL, NULL, true},
+};
+
+/* Copies `from` to `to`, replacing every "@name@" with what `value` gives. */
+static void fill_template(char *to, size_t cap, const char *from,
+                          const char *(*value)(const char *name, void *arg), void *arg)
+{
+    size_t o = 0;
+    while (*from && o + 1 < cap) {
+        const char *end = from[0] == '@' ? strchr(from + 1, '@') : NULL;
+        if (!end) {
+            to[o++] = *from++;
+            continue;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)(end - from - 1), from + 1);
+        o += (size_t)snprintf(to + o, cap - o, "%s", value(name, arg));
+        if (o >= cap) o = cap - 1;
+        from = end + 1;
+    }
+    to[o] = '\0';
+}
+
+typedef struct secret_case {
+    size_t row;
+    char path[300], dir[300]; /* the defaults, in the test's directory */
+} secret_case;
+
+static const char *secret_value(const char *name, void *arg)
+{
+    const secret_case *c = arg;
+    if (strcmp(name, secret_rows[c->row].marker) == 0) return secret_rows[c->row].value;
+    if (secret_rows[c->row].marker2 && strcmp(name, secret_rows[c->row].marker2) == 0)
+        return secret_rows[c->row].value2;
+    if (strcmp(name, "path") == 0) return c->path;
+    if (strcmp(name, "dir") == 0) return c->dir;
+    for (size_t i = 0; i < sizeof secret_defaults / sizeof *secret_defaults; i++)
+        if (strcmp(name, secret_defaults[i].marker) == 0) return secret_defaults[i].value;
+    return "?";
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* The message a config fails with: from the build, else from the start. */
+static bool fail_message(const char *yaml, rc_error *err)
+{
+    rc_cfg *root = NULL;
+    rc_service *svc = NULL;
+    memset(err, 0, sizeof *err);
+    bool failed = rc_config_parse("s.yaml", yaml, strlen(yaml), &root, err) != RC_OK ||
+                  rc_service_build(root, &svc, err) != RC_OK;
+    if (!failed) {
+        failed = rc_service_start(svc, err) != RC_OK;
+        rc_service_shutdown(svc);
+        rc_service_free(svc);
+    }
+    rc_config_free(root);
+    return failed;
+}
+
+static void test_secret_never_shown(void)
+{
+    setenv("RC_T_SECRET", SECRET, 1);
+    char tmp[] = "/tmp/rc-config-secret-XXXXXX";
+    CHECK(mkdtemp(tmp) != NULL);
+    static char yaml[8192];
+    for (size_t i = 0; i < sizeof secret_rows / sizeof *secret_rows; i++) {
+        secret_case c = {.row = i};
+        snprintf(c.path, sizeof c.path, "%s/out.jsonl", tmp);
+        snprintf(c.dir, sizeof c.dir, "%s/queue", tmp);
+        fill_template(yaml, sizeof yaml, secret_template, secret_value, &c);
+        rc_error err;
+        bool failed = fail_message(yaml, &err);
+        bool leaked = strstr(err.msg, SECRET) != NULL;
+        bool shown = strstr(err.msg, SREF) != NULL;
+        CHECK(failed);
+        CHECK(!leaked);
+        if (secret_rows[i].shows) CHECK(shown);
+        if (!failed || leaked || (secret_rows[i].shows && !shown))
+            fprintf(stderr, "  row %zu (%s): %s\n", i, secret_rows[i].marker,
+                    failed ? err.msg : "no error");
+    }
+    nftw(tmp, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    unsetenv("RC_T_SECRET");
+}
+
+/* How a value reads in a message: rc_cfg_shown gives the text as written;
+ * rc_cfg_error puts the reference in the place of a value the caller
+ * printed, a short one only where it stands as a word of its own, and
+ * copies references as they are even when the value occurs inside one;
+ * rc_cfg_redact does the same for a message made without a node. */
+static void test_values_in_messages(void)
+{
+    setenv("RC_T_SHORT", "10", 1);
+    setenv("RC_T_WORD", "env", 1);
+    setenv("RC_T_LONG", "longer-than-8", 1);
+    rc_error err;
+    rc_cfg *root = parse("a: ${env:RC_T_SHORT}\nb: x-${env:RC_T_WORD}\nc: plain\n"
+                         "d: \"$${env:X}\"\ne: ${env:RC_T_UNSET:-${env:RC_T_LONG}}\n",
+                         &err);
+    CHECK(root != NULL);
+    rc_cfg *a = rc_cfg_get(root, "a"), *b = rc_cfg_get(root, "b"), *e = rc_cfg_get(root, "e");
+    CHECK_STR(rc_cfg_shown(a), "${env:RC_T_SHORT}");
+    CHECK_STR(rc_cfg_shown(b), "x-${env:RC_T_WORD}");
+    CHECK_STR(rc_cfg_shown(rc_cfg_get(root, "c")), "plain");
+    CHECK_STR(rc_cfg_shown(rc_cfg_get(root, "d")), "${env:X}"); /* an escape, no reference */
+    CHECK(rc_cfg_shown(root) == NULL);
+
+    rc_cfg_error(&err, a, "between 1 and 100, got \"%s\"", rc_cfg_scalar(a));
+    CHECK_STR(err.msg, "t.yaml:1:4: a: between 1 and 100, got \"${env:RC_T_SHORT}\"");
+    rc_cfg_error(&err, b, "got \"%s\", shown as \"%s\"", rc_cfg_scalar(b), rc_cfg_shown(b));
+    CHECK_STR(err.msg,
+              "t.yaml:2:4: b: got \"x-${env:RC_T_WORD}\", shown as \"x-${env:RC_T_WORD}\"");
+    rc_cfg_error(&err, e, "got %s (%s)", rc_cfg_scalar(e), rc_cfg_shown(e));
+    CHECK_STR(err.msg, "t.yaml:5:4: e: got ${env:RC_T_LONG} (${env:RC_T_UNSET:-${env:RC_T_LONG}})");
+
+    rc_error_set(&err, "cannot open /x/longer-than-8.txt: see 10 and 100");
+    rc_cfg_redact(root, &err);
+    CHECK_STR(err.msg, "cannot open /x/${env:RC_T_LONG}.txt: see ${env:RC_T_SHORT} and 100");
+    rc_config_free(root);
+    unsetenv("RC_T_SHORT");
+    unsetenv("RC_T_WORD");
+    unsetenv("RC_T_LONG");
+}
+
 /* --- files -------------------------------------------------------------- */
 
 static void test_load(void)
@@ -730,6 +951,8 @@ int main(void)
     test_durations();
     test_unknown_keys();
     test_cfg_error();
+    test_values_in_messages();
+    test_secret_never_shown();
     test_load();
     test_golden_errors();
     TEST_MAIN_END();
