@@ -1076,6 +1076,11 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
     }
     q->o = *opts;
     q->lock_fd = -1;
+    /* A segment's bytes count against max_bytes until its last record is
+     * delivered, so appends go on while delivery lags by up to max_bytes
+     * less one segment. A quarter leaves three quarters of the queue for
+     * that, whatever its size; a 1 MiB floor would leave a 1 MiB queue
+     * (the smallest max_size_mib) nothing, and a 2 MiB one half. */
     if (!q->o.segment_bytes) q->o.segment_bytes = DEFAULT_SEGMENT_BYTES;
     if (q->o.segment_bytes > q->o.max_bytes / 4 && q->o.max_bytes >= 4 * REC_HDR)
         q->o.segment_bytes = q->o.max_bytes / 4;

@@ -86,12 +86,12 @@ typedef struct rc_queue_options {
     const char *name;      /* for log lines, e.g. the exporter id */
     const char *directory; /* created if missing; unused for memory */
     uint64_t max_bytes;    /* bound on the queue (segment files, or records in memory) */
-    /* Roll to a new segment file past this. At most a quarter of max_bytes,
-     * so that the segment holding the oldest undelivered record never
-     * blocks more than a quarter of the queue: a queue of any size (even a
-     * 1 MiB one on a small disk) keeps accepting while delivery keeps up.
-     * 0: a quarter of max_bytes, at most 16 MiB. A record larger than a
-     * segment gets one of its own. */
+    /* Roll to a new segment file past this. At most a quarter of max_bytes:
+     * a segment counts until its last record is delivered, so appends go on
+     * while delivery lags by up to three quarters of the queue, whatever
+     * its size (a 1 MiB queue on a small disk too). 0: a quarter of
+     * max_bytes, at most 16 MiB. A record larger than a segment gets one
+     * of its own. */
     uint64_t segment_bytes;
     rc_queue_durability durability;
     /* Disk queues: bound on the record copies kept in memory (buffer bytes,
