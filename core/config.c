@@ -17,16 +17,29 @@
  *     (the "billion laughs" file). Anchors alone are harmless and ignored;
  *   - a plain (unquoted) empty, "~" or "null" value is RC_CFG_NULL; a quoted
  *     "" is an empty string scalar;
+ *   - the text is UTF-8 without NUL or other control characters (tab and
+ *     line breaks aside), checked before libyaml sees it so that the first
+ *     bad byte is reported at its own line and column (libyaml's reader
+ *     reports such errors at 1:1). UTF-16 files (with a byte order mark),
+ *     which libyaml reads too, are left to it;
  *   - ${env:NAME}, ${env:NAME:-default}, ${NAME} (shorthand for env) are
- *     substituted once, not recursively, in every scalar value (not in keys);
- *     $${ is a literal ${. Anything else after ${ is an error. A reference
- *     to an unset variable yields "" (a string, not null), so a typed getter
- *     reports it; ${env:X:-default} is the way to make it optional. YAML
- *     itself forbids { and } in plain scalars inside flow collections, so
- *     `{ endpoint: ${env:X} }` must quote the reference; block style need not.
+ *     substituted in every scalar value (not in keys); $${ is a literal ${.
+ *     A default may hold references of its own, up to RC_CFG_MAX_ENV_DEPTH
+ *     deep, expanded (and checked) the same way: ${env:A:-${env:B:-x}} is
+ *     A, else B, else x. A value is never expanded again: a variable holding
+ *     "${env:X}" yields that text. Anything else after ${ is an error. A
+ *     reference to an unset variable yields "" (a string, not null), so a
+ *     typed getter reports it; ${env:X:-default} is the way to make it
+ *     optional. YAML itself forbids { and } in plain scalars inside flow
+ *     collections, so `{ endpoint: ${env:X} }` must quote the reference;
+ *     block style need not;
+ *   - a scalar keeps its text as written and the environment values put
+ *     into it, so that error messages show "${env:NAME}" instead of a value
+ *     that may be a secret (hide_values).
  *
- * Memory: each node is one malloc with its path, scalar text and child
- * arrays; rc_config_free walks the tree. The root alone owns the file name
+ * Memory: each node is one malloc with its path, scalar text (as
+ * substituted and as written) and child arrays, and a scalar owns its list
+ * of substituted values; rc_config_free walks the tree. The root alone owns the file name
  * that every node points to. Map entries carry a `read` flag that getters
  * set, which is what rc_cfg_reject_unknown inspects.
  */
@@ -41,7 +54,15 @@
 #include <yaml.h>
 
 #define RC_CFG_MAX_DEPTH 64
+#define RC_CFG_MAX_ENV_DEPTH 8 /* references in one another: ${env:A:-${env:B:-...}} */
 #define RC_CFG_MAX_FILE (16u << 20)
+
+/* An environment variable's value put into a scalar, and the reference
+ * that put it there: error messages show the reference instead. */
+typedef struct rc_cfg_sub {
+    char *value;
+    char *ref;
+} rc_cfg_sub;
 
 typedef struct rc_cfg_entry {
     char *key;
@@ -56,7 +77,10 @@ struct rc_cfg {
     const char *file;
     int line, col;
     char *path;
-    char *scalar; /* RC_CFG_SCALAR: text after substitution */
+    char *scalar;     /* RC_CFG_SCALAR: text after substitution */
+    char *raw;        /* ... and as written, when it held a ${...} reference; else NULL */
+    rc_cfg_sub *subs; /* the environment values put into it */
+    size_t n_subs;
     size_t len, cap;
     rc_cfg_entry *entries; /* RC_CFG_MAP */
     rc_cfg **items;        /* RC_CFG_SEQ */
@@ -64,6 +88,15 @@ struct rc_cfg {
 
 /* ------------------------------------------------------------------------ */
 /* Nodes                                                                    */
+
+static void subs_free(rc_cfg_sub *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].value);
+        free(v[i].ref);
+    }
+    free(v);
+}
 
 static rc_cfg *node_new(rc_cfg_kind kind, const char *file, int line, int col, const char *path)
 {
@@ -94,6 +127,8 @@ void rc_config_free(rc_cfg *n)
     }
     free(n->entries);
     free(n->items);
+    subs_free(n->subs, n->n_subs);
+    free(n->raw);
     free(n->scalar);
     free(n->path);
     if (n->owns_file) free((char *)n->file);
@@ -140,6 +175,100 @@ static void error_at(rc_error *err, const char *file, int line, int col, const c
         rc_error_set(err, "%s:%d:%d: %s", file, line, col, msg);
 }
 
+/* The substitutions of every scalar under n, for hide_values. */
+typedef struct sub_refs {
+    const rc_cfg_sub **v;
+    size_t n, cap;
+    bool oom;
+} sub_refs;
+
+static void collect_subs(const rc_cfg *n, sub_refs *r)
+{
+    if (!n) return;
+    for (size_t i = 0; i < n->n_subs && !r->oom; i++) {
+        if (r->n == r->cap) {
+            size_t cap = r->cap ? r->cap * 2 : 8;
+            const rc_cfg_sub **v = realloc(r->v, cap * sizeof *v);
+            if (!v) {
+                r->oom = true;
+                return;
+            }
+            r->v = v;
+            r->cap = cap;
+        }
+        r->v[r->n++] = &n->subs[i];
+    }
+    for (size_t i = 0; i < n->len; i++)
+        collect_subs(n->kind == RC_CFG_MAP ? n->entries[i].value : n->items[i], r);
+}
+
+static bool word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Where `value` occurs at msg + i as a value of its own: a short value only
+ * when it is not part of a longer word (so that "1" does not hide the 1 of
+ * "100"); one of 8 bytes or more, a would-be secret, wherever it is. */
+static bool value_at(const char *msg, size_t i, const char *value, size_t len)
+{
+    if (strncmp(msg + i, value, len) != 0) return false;
+    if (len >= 8) return true;
+    return (i == 0 || !word_char(msg[i - 1]) || !word_char(value[0])) &&
+           (!word_char(msg[i + len]) || !word_char(value[len - 1]));
+}
+
+/*
+ * Rewrites err's message so that every environment value substituted under
+ * n reads as the reference that put it there ("${env:API_KEY}"): a value in
+ * the wrong field (a key pasted into an endpoint) is never echoed, whatever
+ * the caller printed. The references themselves are copied as they are (a
+ * value may occur inside one). When that cannot be done (out of memory) the
+ * message is withheld.
+ */
+static void hide_values(const rc_cfg *n, rc_error *err)
+{
+    sub_refs r = {0};
+    collect_subs(n, &r);
+    if (r.oom) {
+        free(r.v);
+        rc_error_set(err, "(message withheld: out of memory while hiding environment values)");
+        return;
+    }
+    if (!r.n) return;
+    const char *msg = err->msg;
+    char out[sizeof err->msg];
+    size_t o = 0;
+    for (size_t i = 0; msg[i] && o + 1 < sizeof out;) {
+        size_t ref_len = 0, val_len = 0;
+        const char *repl = NULL;
+        for (size_t k = 0; k < r.n; k++) {
+            size_t rl = strlen(r.v[k]->ref), vl = strlen(r.v[k]->value);
+            if (rl > ref_len && strncmp(msg + i, r.v[k]->ref, rl) == 0) ref_len = rl;
+            if (vl > val_len && value_at(msg, i, r.v[k]->value, vl)) {
+                val_len = vl;
+                repl = r.v[k]->ref;
+            }
+        }
+        const char *src = msg + i;
+        size_t n_src = 1, adv = 1;
+        if (ref_len) {
+            n_src = adv = ref_len;
+        } else if (repl) {
+            src = repl;
+            n_src = strlen(repl);
+            adv = val_len;
+        }
+        if (n_src > sizeof out - 1 - o) n_src = sizeof out - 1 - o;
+        memcpy(out + o, src, n_src);
+        o += n_src;
+        i += adv;
+    }
+    out[o] = '\0';
+    memcpy(err->msg, out, o + 1);
+    free(r.v);
+}
+
 rc_status rc_cfg_error(rc_error *err, const rc_cfg *n, const char *fmt, ...)
 {
     va_list ap;
@@ -150,7 +279,13 @@ rc_status rc_cfg_error(rc_error *err, const rc_cfg *n, const char *fmt, ...)
         rc_error_setv(err, fmt, ap);
     }
     va_end(ap);
+    if (n && err) hide_values(n, err);
     return RC_EINVAL;
+}
+
+void rc_cfg_redact(const rc_cfg *root, rc_error *err)
+{
+    if (root && err) hide_values(root, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -202,20 +337,91 @@ static size_t name_len(const char *s)
     return n;
 }
 
+typedef struct sub_list {
+    rc_cfg_sub *v;
+    size_t n, cap;
+    bool oom;
+} sub_list;
+
+static void subs_add(sub_list *l, const char *value, const char *ref, size_t ref_len)
+{
+    if (l->oom || !*value) return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 2;
+        rc_cfg_sub *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->oom = true;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    rc_cfg_sub *e = &l->v[l->n];
+    e->value = strdup(value);
+    e->ref = strndup(ref, ref_len);
+    if (!e->value || !e->ref) {
+        free(e->value);
+        free(e->ref);
+        l->oom = true;
+        return;
+    }
+    l->n++;
+}
+
+/* Moves every entry of `from` to the end of `to`. */
+static void subs_take(sub_list *to, sub_list *from)
+{
+    for (size_t i = 0; i < from->n && !to->oom; i++)
+        subs_add(to, from->v[i].value, from->v[i].ref, strlen(from->v[i].ref));
+    to->oom = to->oom || from->oom;
+    subs_free(from->v, from->n);
+    *from = (sub_list){0};
+}
+
+/* The '}' that closes the reference whose body starts at `s` (right after
+ * its "${"), counting the references nested in its default; NULL when
+ * there is none. $${ is a literal and opens nothing. */
+static const char *ref_close(const char *s, const char *end)
+{
+    int open = 1;
+    for (const char *p = s; p < end; p++) {
+        if (p + 2 < end && p[0] == '$' && p[1] == '$' && p[2] == '{') {
+            p += 2;
+        } else if (p + 1 < end && p[0] == '$' && p[1] == '{') {
+            open++;
+            p++;
+        } else if (*p == '}' && --open == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static bool substitute_into(const char *in, const char *end, int depth, sbuf *out, sub_list *subs,
+                            char *why, size_t why_len);
+
 /*
  * Expands the reference whose body starts right after "${" at `s`. On
- * success appends its value to `out` and returns the number of bytes
+ * success appends its value to `out` (and, when it came from the
+ * environment, notes it in `subs`) and returns the number of bytes
  * consumed including the closing brace; on a malformed reference returns 0
- * with a reason in `why`.
+ * with a reason in `why`. A default may itself hold references, expanded
+ * the same way, at most RC_CFG_MAX_ENV_DEPTH deep.
  */
-static size_t expand_ref(const char *s, sbuf *out, char *why, size_t why_len)
+static size_t expand_ref(const char *s, const char *end, int depth, sbuf *out, sub_list *subs,
+                         char *why, size_t why_len)
 {
-    const char *close = strchr(s, '}');
+    const char *close = ref_close(s, end);
     if (!close) {
         snprintf(why, why_len, "unterminated ${ reference (missing '}')");
         return 0;
     }
     int body_len = (int)(close - s);
+    if (depth >= RC_CFG_MAX_ENV_DEPTH) {
+        snprintf(why, why_len, "references nested deeper than %d levels: ${%.*s}",
+                 RC_CFG_MAX_ENV_DEPTH, body_len, s);
+        return 0;
+    }
     size_t n = name_len(s);
     const char *name = s;
     /* NAME:-default without a scheme is the env shorthand, like ${NAME} */
@@ -246,38 +452,76 @@ static size_t expand_ref(const char *s, sbuf *out, char *why, size_t why_len)
     memcpy(var, name, n);
     var[n] = '\0';
     const char *val = getenv(var);
-    if (def && (!val || !*val)) {
-        sbuf_add(out, def, (size_t)(close - def));
-    } else if (val) {
+    if (def) {
+        /* The default is expanded even when it is not used, so that a
+         * mistake in it is found before the day the variable is unset. */
+        sbuf d = {0};
+        sub_list d_subs = {0};
+        sbuf_add(&d, "", 0);
+        bool ok = substitute_into(def, close, depth + 1, &d, &d_subs, why, why_len);
+        if (ok && (!val || !*val)) {
+            sbuf_add(out, d.p, d.len);
+            subs_take(subs, &d_subs);
+        }
+        out->oom = out->oom || d.oom;
+        free(d.p);
+        subs_free(d_subs.v, d_subs.n);
+        if (!ok) return 0;
+        if (!val || !*val) return (size_t)(close - s) + 1;
+    }
+    if (val) {
         sbuf_add(out, val, strlen(val));
+        subs_add(subs, val, s - 2, (size_t)(close - s) + 3);
     }
     return (size_t)(close - s) + 1;
 }
 
-/* Substitutes references in `in`; NULL with `why` set when malformed. */
-static char *substitute(const char *in, bool *oom, char *why, size_t why_len)
+/* Substitutes the references in [in, end) into `out`; false with `why`
+ * set when one is malformed. */
+static bool substitute_into(const char *in, const char *end, int depth, sbuf *out, sub_list *subs,
+                            char *why, size_t why_len)
 {
-    sbuf out = {0};
-    sbuf_add(&out, "", 0);
-    for (const char *s = in; *s;) {
-        if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
-            sbuf_add(&out, "${", 2);
+    for (const char *s = in; s < end;) {
+        if (s + 2 < end && s[0] == '$' && s[1] == '$' && s[2] == '{') {
+            sbuf_add(out, "${", 2);
             s += 3;
-        } else if (s[0] == '$' && s[1] == '{') {
-            size_t used = expand_ref(s + 2, &out, why, why_len);
-            if (!used) {
-                free(out.p);
-                return NULL;
-            }
+        } else if (s + 1 < end && s[0] == '$' && s[1] == '{') {
+            size_t used = expand_ref(s + 2, end, depth, out, subs, why, why_len);
+            if (!used) return false;
             s += 2 + used;
         } else {
-            const char *next = strchr(s + 1, '$');
-            size_t n = next ? (size_t)(next - s) : strlen(s);
-            sbuf_add(&out, s, n);
+            const char *next = memchr(s + 1, '$', (size_t)(end - s - 1));
+            size_t n = next ? (size_t)(next - s) : (size_t)(end - s);
+            sbuf_add(out, s, n);
             s += n;
         }
     }
-    if (out.oom) {
+    return true;
+}
+
+/* Whether a scalar holds a ${...} reference (not only $${ escapes). */
+static bool has_reference(const char *s)
+{
+    for (; *s; s++) {
+        if (s[0] == '$' && s[1] == '$' && s[2] == '{')
+            s += 2;
+        else if (s[0] == '$' && s[1] == '{')
+            return true;
+    }
+    return false;
+}
+
+/* Substitutes references in `in`; NULL with `why` set when malformed (or
+ * *oom when out of memory). *subs gets the environment values put in. */
+static char *substitute(const char *in, sub_list *subs, bool *oom, char *why, size_t why_len)
+{
+    sbuf out = {0};
+    sbuf_add(&out, "", 0);
+    if (!substitute_into(in, in + strlen(in), 0, &out, subs, why, why_len)) {
+        free(out.p);
+        return NULL;
+    }
+    if (out.oom || subs->oom) {
         *oom = true;
         free(out.p);
         return NULL;
@@ -320,6 +564,13 @@ static rc_status fail_yaml(builder *b)
     yaml_parser_t *p = &b->parser;
     if (p->error == YAML_MEMORY_ERROR) return fail_oom(b);
     const char *problem = p->problem ? p->problem : "malformed YAML";
+    if (p->error == YAML_READER_ERROR) {
+        /* Only for UTF-16 text (check_text catches the rest first): the
+         * reader knows the byte, not the line. */
+        rc_error_set(b->err, "%s: %s (at byte %zu)", b->file, problem, p->problem_offset);
+        b->status = RC_EINVAL;
+        return RC_EINVAL;
+    }
     if (p->context) {
         return fail_at(b, &p->problem_mark, NULL, "%s (%s at line %d)", problem, p->context,
                        (int)p->context_mark.line + 1);
@@ -377,14 +628,23 @@ static rc_status build_scalar(builder *b, yaml_event_t *ev, const char *path, rc
     }
     char why[400];
     bool oom = false;
-    char *text = substitute((const char *)ev->data.scalar.value, &oom, why, sizeof why);
-    if (!text) return oom ? fail_oom(b) : fail_at(b, m, path, "%s", why);
-    rc_cfg *n = node_new(RC_CFG_SCALAR, b->file, line, col, path);
-    if (!n) {
+    const char *value = (const char *)ev->data.scalar.value;
+    sub_list subs = {0};
+    char *text = substitute(value, &subs, &oom, why, sizeof why);
+    rc_cfg *n = text ? node_new(RC_CFG_SCALAR, b->file, line, col, path) : NULL;
+    /* Kept for error messages, which show the reference, not its value. */
+    char *raw = n && has_reference(value) ? strdup(value) : NULL;
+    if (!n || (has_reference(value) && !raw)) {
         free(text);
-        return fail_oom(b);
+        free(raw);
+        rc_config_free(n);
+        subs_free(subs.v, subs.n);
+        return text || oom ? fail_oom(b) : fail_at(b, m, path, "%s", why);
     }
     n->scalar = text;
+    n->raw = raw;
+    n->subs = subs.v;
+    n->n_subs = subs.n;
     *out = n;
     return RC_OK;
 }
@@ -563,6 +823,98 @@ static rc_status adopt_root(builder *b, rc_cfg **root)
     return RC_OK;
 }
 
+/* Decodes the UTF-8 character at p (of `avail` bytes) into *cp: its length,
+ * or 0 when the bytes are not UTF-8, with *why saying how. */
+static size_t utf8_char(const unsigned char *p, size_t avail, uint32_t *cp, const char **why)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2, v = c & 0x1Fu, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        n = 3, v = c & 0x0Fu, min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, v = c & 0x07u, min = 0x10000;
+    } else {
+        *why = "cannot start a character";
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (i >= avail || (p[i] & 0xC0) != 0x80) {
+            *why = "starts a character that is cut short";
+            return 0;
+        }
+        v = v << 6 | (p[i] & 0x3Fu);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
+        *why = "starts a sequence that encodes no character";
+        return 0;
+    }
+    *cp = v;
+    return n;
+}
+
+/* The characters libyaml's reader accepts. */
+static bool yaml_printable(uint32_t c)
+{
+    return c == 0x09 || c == 0x0A || c == 0x0D || (c >= 0x20 && c <= 0x7E) || c == 0x85 ||
+           (c >= 0xA0 && c <= 0xD7FF) || (c >= 0xE000 && c <= 0xFFFD) ||
+           (c >= 0x10000 && c <= 0x10FFFF);
+}
+
+/*
+ * Checks that the text is UTF-8 that YAML allows, and reports the first
+ * byte that is not at its line and column, counted as libyaml counts them
+ * (lines end at \n, \r, \r\n, U+0085, U+2028 and U+2029; columns are
+ * characters), so that the position matches the parser's own errors.
+ * UTF-16 text (a UTF-16 byte order mark) is left to libyaml.
+ */
+static rc_status check_text(builder *b, const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    if (len >= 2 && ((p[0] == 0xFE && p[1] == 0xFF) || (p[0] == 0xFF && p[1] == 0xFE)))
+        return RC_OK;
+    size_t i = len >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF ? 3 : 0;
+    int line = 1, col = 1;
+    while (i < len) {
+        uint32_t c = 0;
+        const char *why = NULL;
+        size_t n = utf8_char(p + i, len - i, &c, &why);
+        if (!n) {
+            rc_error_set(b->err,
+                         "%s:%d:%d: invalid UTF-8: byte 0x%02X %s (a configuration file must be "
+                         "UTF-8 text)",
+                         b->file, line, col, p[i], why);
+            return RC_EINVAL;
+        }
+        if (!yaml_printable(c)) {
+            if (c == 0)
+                rc_error_set(b->err, "%s:%d:%d: a NUL byte is not allowed in a configuration file",
+                             b->file, line, col);
+            else
+                rc_error_set(
+                    b->err, "%s:%d:%d: %s U+%04" PRIX32 " is not allowed in a configuration file",
+                    b->file, line, col,
+                    c < 0x20 || (c >= 0x7F && c < 0xA0) ? "control character" : "character", c);
+            return RC_EINVAL;
+        }
+        i += n;
+        if (c == '\r' && i < len && p[i] == '\n') i++;
+        if (c == '\n' || c == '\r' || c == 0x85 || c == 0x2028 || c == 0x2029) {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    return RC_OK;
+}
+
 rc_status rc_config_parse(const char *file, const char *text, size_t len, rc_cfg **root,
                           rc_error *err)
 {
@@ -572,6 +924,10 @@ rc_status rc_config_parse(const char *file, const char *text, size_t len, rc_cfg
     char *owned_file = strdup(b.file);
     if (!owned_file) return fail_oom(&b);
     b.file = owned_file;
+    if (check_text(&b, text, len) != RC_OK) {
+        free(owned_file);
+        return RC_EINVAL;
+    }
     if (!yaml_parser_initialize(&b.parser)) {
         free(owned_file);
         b.file = file ? file : "<config>";
@@ -659,6 +1015,12 @@ int rc_cfg_col(const rc_cfg *n)
 const char *rc_cfg_scalar(const rc_cfg *n)
 {
     return n && n->kind == RC_CFG_SCALAR ? n->scalar : NULL;
+}
+
+const char *rc_cfg_shown(const rc_cfg *n)
+{
+    if (!n || n->kind != RC_CFG_SCALAR) return NULL;
+    return n->raw ? n->raw : n->scalar;
 }
 
 rc_cfg *rc_cfg_get(rc_cfg *map, const char *key)
@@ -785,7 +1147,7 @@ rc_status rc_cfg_uint(rc_cfg *map, const char *key, uint64_t def, uint64_t min, 
     if (!parse_decimal(v->scalar, &n) || n < min || n > max)
         return rc_cfg_error(err, v,
                             "expected an integer between %" PRIu64 " and %" PRIu64 ", got \"%s\"",
-                            min, max, v->scalar);
+                            min, max, rc_cfg_shown(v));
     *out = n;
     return RC_OK;
 }
@@ -804,7 +1166,7 @@ rc_status rc_cfg_bool(rc_cfg *map, const char *key, bool def, bool *out, rc_erro
     } else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) {
         *out = false;
     } else if (v->kind == RC_CFG_SCALAR) {
-        return rc_cfg_error(err, v, "expected true or false, got \"%s\"", s);
+        return rc_cfg_error(err, v, "expected true or false, got \"%s\"", rc_cfg_shown(v));
     } else {
         return rc_cfg_error(err, v, "expected true or false, got %s", kind_name(v->kind));
     }
@@ -906,7 +1268,7 @@ rc_status rc_cfg_duration_ms(rc_cfg *map, const char *key, uint64_t def_ms, uint
                             kind_name(v->kind));
     if (!rc_parse_duration_ms(v->scalar, out_ms))
         return rc_cfg_error(err, v, "expected a duration such as 200ms or 5s, got \"%s\"",
-                            v->scalar);
+                            rc_cfg_shown(v));
     return RC_OK;
 }
 

@@ -6,7 +6,16 @@
  * Each node keeps its file, line, column and dotted key path
  * ("processors.batch.timeout"), so every error can name all three.
  * ${env:NAME} and ${env:NAME:-default} are substituted in scalars after
- * parsing ($${ escapes a literal ${), as the OpenTelemetry Collector does.
+ * parsing ($${ escapes a literal ${), as the OpenTelemetry Collector does;
+ * a default may hold references itself (${env:A:-${env:B:-x}}).
+ * A file that is not UTF-8 text, or holds a NUL or another control
+ * character, is refused at the line and column of the first bad byte.
+ *
+ * Error messages never show a substituted environment value, which may be
+ * a secret in the wrong field: rc_cfg_error writes the reference
+ * (${env:NAME}) in its place, whatever the caller printed, and
+ * rc_cfg_redact does the same for a message made without a node (a
+ * component that failed to start).
  *
  * Components parse their own section in their own file with the typed
  * getters below. A getter marks the key as read; rc_cfg_reject_unknown then
@@ -45,6 +54,10 @@ int rc_cfg_line(const rc_cfg *n);
 int rc_cfg_col(const rc_cfg *n);
 /* The scalar's text after substitution, or NULL for other kinds. */
 const char *rc_cfg_scalar(const rc_cfg *n);
+/* The scalar's text to show in a message: as written in the file when it
+ * held a ${...} reference ("${env:PORT}"), else its text; NULL for other
+ * kinds. */
+const char *rc_cfg_shown(const rc_cfg *n);
 
 /* Map lookup; marks the key read. NULL when absent or map is not a map. */
 rc_cfg *rc_cfg_get(rc_cfg *map, const char *key);
@@ -54,9 +67,17 @@ size_t rc_cfg_len(const rc_cfg *n);
 rc_cfg *rc_cfg_at(rc_cfg *n, size_t i);
 const char *rc_cfg_key_at(const rc_cfg *n, size_t i);
 
-/* Formats "file:line:col: path: message" into err; returns RC_EINVAL. */
+/* Formats "file:line:col: path: message" into err; returns RC_EINVAL.
+ * Environment values substituted in n (or under it) read as their
+ * references in the message. */
 rc_status rc_cfg_error(rc_error *err, const rc_cfg *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Rewrites err's message so that every environment value substituted
+ * anywhere under root reads as its reference: for errors made without a
+ * node that may quote configured values (a path that cannot be opened, an
+ * endpoint that cannot be bound). A value shorter than 8 bytes is replaced
+ * only where it stands as a word of its own. */
+void rc_cfg_redact(const rc_cfg *root, rc_error *err);
 
 /* Typed getters. An absent key (or a null value) yields the default; a
  * present key of the wrong shape is an error naming file, line and key.

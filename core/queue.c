@@ -30,6 +30,9 @@
  *     opts.memory_bytes. An entry's copy is freed only when its record is
  *     done (or its append undone), never while it is taken;
  *   - a segment with live records, or the active one, is never deleted;
+ *   - a segment the MANIFEST on disk lists is on disk, as NNNN.seg or (once
+ *     delivered) as an empty NNNN.del: a .del file is unlinked only after a
+ *     manifest without it was written (see "the manifest" below);
  *   - while a sync is running (q->syncing) the active segment does not
  *     change, so the syncer's file descriptor stays valid.
  */
@@ -40,6 +43,7 @@
 #include "core/crc32c.h"
 #include "core/log.h"
 #include "core/memlimit.h"
+#include "core/metrics.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -59,6 +63,12 @@
 
 #define REC_MAGIC 0x31514352u /* "RCQ1" as a little-endian u32 */
 #define REC_HDR 16u
+#define MF_MAGIC 0x4d514352u /* "RCQM" as a little-endian u32 */
+#define MF_VERSION 1u
+#define MF_HDR 24u                /* magic, version, next_seq, entry count, reserved */
+#define MF_ENTRY 16u              /* seq, records */
+#define MF_MAX_ENTRIES (1u << 24) /* far above any queue's segment count */
+#define MF_UNKNOWN UINT64_MAX     /* the records of the segment being written */
 #define DEFAULT_SEGMENT_BYTES (16u << 20)
 #define DEFAULT_MEMORY_BYTES (32u << 20)
 #define BUF_HDR 16u          /* a buffer's capacity, before its data; keeps malloc's alignment */
@@ -71,8 +81,9 @@ typedef struct segment {
     int fd;     /* O_RDWR|O_APPEND; -1 in memory mode */
     int ack_fd; /* opened at the first done; -1 before */
     uint64_t size;
-    uint64_t live; /* records in it not yet done */
-    bool sealed;   /* a write failed and could not be undone: append no more */
+    uint64_t records; /* whole records written to it (done or not): the manifest's count */
+    uint64_t live;    /* records in it not yet done */
+    bool sealed;      /* a write failed and could not be undone: append no more */
     struct segment *next;
 } segment;
 
@@ -108,6 +119,11 @@ struct rc_queue {
     segment *first, *active;
     uint64_t next_seq;
     uint64_t bytes;
+    uint64_t *retired; /* seqs of .del files a manifest still lists: unlinked after the next */
+    size_t n_retired, cap_retired;
+    bool manifest_failing; /* the last manifest write failed (logged once) */
+    rc_counter *lost;      /* respan_queue_lost_records */
+    rc_counter *missing;   /* respan_queue_missing_segments */
 
     uint64_t mem_bytes;       /* see the invariants */
     char *pool[POOL_BUFFERS]; /* free record buffers, oldest first */
@@ -136,6 +152,17 @@ static uint32_t get_u32(const unsigned char *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)v);
+    put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
 /* The checksum covers length and weight too, so a flipped length cannot
  * make a torn record look whole. */
 static uint32_t record_crc(uint32_t len, uint32_t weight, const void *payload)
@@ -149,6 +176,11 @@ static uint32_t record_crc(uint32_t len, uint32_t weight, const void *payload)
 static void seg_path(const rc_queue *q, uint64_t seq, const char *ext, char *out, size_t n)
 {
     snprintf(out, n, "%s/%016" PRIx64 ".%s", q->dir, seq, ext);
+}
+
+static void dir_file(const rc_queue *q, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", q->dir, name);
 }
 
 static entry *entry_of(rc_queue *q, uint64_t id)
@@ -308,6 +340,181 @@ static void entry_drop_copy(rc_queue *q, entry *e)
     e->mem = NULL;
 }
 
+/* --- the manifest ---------------------------------------------------------------- */
+
+/* The manifest lists the segments that must be on disk, each with the
+ * number of records written to it (MF_UNKNOWN for the one being written),
+ * so that recovery can tell a segment that is missing, and how many
+ * records went with it, from one that was deleted once delivered. It is
+ * rewritten whole (a temporary file renamed over it) when a segment is
+ * created, at open and at close; never per record. A segment delivered in
+ * between is renamed NNNN.del and emptied (its space comes back at once),
+ * and its .del file is unlinked only once a manifest that no longer lists
+ * it has been written. So every segment a manifest on disk lists is there,
+ * as .seg or as .del, unless something outside the queue removed it. */
+
+typedef struct mf_entry {
+    uint64_t seq, records;
+} mf_entry;
+
+typedef struct manifest {
+    uint64_t next_seq;
+    mf_entry *v;
+    size_t n;
+} manifest;
+
+enum mf_read { MF_ABSENT, MF_BAD, MF_OK };
+
+/* Remembers a .del file to unlink after the next manifest write; when out
+ * of memory it stays, and the next open removes it. Under mu. */
+static void retired_add(rc_queue *q, uint64_t seq)
+{
+    if (q->n_retired == q->cap_retired) {
+        size_t cap = q->cap_retired ? q->cap_retired * 2 : 16;
+        uint64_t *v = realloc(q->retired, cap * sizeof *v);
+        if (!v) return;
+        q->retired = v;
+        q->cap_retired = cap;
+    }
+    q->retired[q->n_retired++] = seq;
+}
+
+/* Unlinks the .del files no manifest lists any more. Under mu. */
+static void retired_unlink(rc_queue *q)
+{
+    char path[PATH_MAX];
+    for (size_t i = 0; i < q->n_retired; i++) {
+        seg_path(q, q->retired[i], "del", path, sizeof path);
+        unlink(path);
+    }
+    q->n_retired = 0;
+}
+
+/* Writes the manifest: `next_seq` and the segments of q->first that pass
+ * keep(s) (all when keep is NULL), the active one with MF_UNKNOWN records
+ * unless `final`. With durability fsync the file and the rename are
+ * synced before it returns. On success the retired .del files go. Under
+ * mu (or alone, at open and close). */
+static bool manifest_write(rc_queue *q, bool final, bool (*keep)(const segment *), rc_error *err)
+{
+    size_t n = 0;
+    for (const segment *s = q->first; s; s = s->next)
+        n += !keep || keep(s);
+    size_t len = MF_HDR + n * MF_ENTRY + 4;
+    unsigned char *b = malloc(len);
+    if (!b) {
+        rc_error_set(err, "out of memory");
+        return false;
+    }
+    put_u32(b, MF_MAGIC);
+    put_u32(b + 4, MF_VERSION);
+    put_u64(b + 8, q->next_seq);
+    put_u32(b + 16, (uint32_t)n);
+    put_u32(b + 20, 0);
+    unsigned char *p = b + MF_HDR;
+    for (const segment *s = q->first; s; s = s->next) {
+        if (keep && !keep(s)) continue;
+        put_u64(p, s->seq);
+        put_u64(p + 8, s == q->active && !final ? MF_UNKNOWN : s->records);
+        p += MF_ENTRY;
+    }
+    put_u32(p, rc_crc32c(0, b, len - 4));
+    char tmp[PATH_MAX], path[PATH_MAX];
+    dir_file(q, "MANIFEST.tmp", tmp, sizeof tmp);
+    dir_file(q, "MANIFEST", path, sizeof path);
+    bool fsync_mode = q->o.durability == RC_QUEUE_FSYNC;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    struct iovec iov = {b, len};
+    bool ok = fd >= 0 && write_all(fd, &iov, 1) && (!fsync_mode || fdatasync(fd) == 0);
+    int e = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) {
+        ok = false;
+        e = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        e = errno;
+    }
+    free(b);
+    if (!ok) {
+        unlink(tmp);
+        rc_error_set(err, "cannot write %s: %s", path, strerror(e));
+        return false;
+    }
+    if (fsync_mode) sync_dir(q);
+    retired_unlink(q);
+    return true;
+}
+
+/* A manifest write that fails leaves the previous manifest in force: it
+ * may miss the newest segments (a loss of them would go unnoticed) but
+ * never lists one that was delivered (its .del file stays). Logged once
+ * per run of failures. Under mu. */
+static bool manifest_update(rc_queue *q, bool final, bool (*keep)(const segment *))
+{
+    rc_error err;
+    if (manifest_write(q, final, keep, &err)) {
+        q->manifest_failing = false;
+        return true;
+    }
+    if (!q->manifest_failing)
+        rc_warn(q->name, "queue %s: %s: a segment lost from now on may go unnoticed", q->dir,
+                err.msg);
+    q->manifest_failing = true;
+    return false;
+}
+
+static enum mf_read manifest_read(rc_queue *q, manifest *m, char *why, size_t why_len)
+{
+    *m = (manifest){0, NULL, 0};
+    char path[PATH_MAX];
+    dir_file(q, "MANIFEST", path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return MF_ABSENT;
+    struct stat st;
+    unsigned char *b = NULL;
+    enum mf_read r = MF_BAD;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(why, why_len, "%s", strerror(errno));
+    } else if (st.st_size < MF_HDR + 4 ||
+               st.st_size > (off_t)MF_HDR + (off_t)MF_MAX_ENTRIES * MF_ENTRY + 4) {
+        snprintf(why, why_len, "%lld bytes is not a manifest's size", (long long)st.st_size);
+    } else if (!(b = malloc((size_t)st.st_size))) {
+        snprintf(why, why_len, "out of memory");
+    } else if (read(fd, b, (size_t)st.st_size) != (ssize_t)st.st_size) {
+        snprintf(why, why_len, "cannot read it");
+    } else {
+        size_t len = (size_t)st.st_size, n = get_u32(b + 16);
+        if (get_u32(b) != MF_MAGIC || get_u32(b + 4) != MF_VERSION) {
+            snprintf(why, why_len, "not a version %u manifest", MF_VERSION);
+        } else if (len != MF_HDR + n * MF_ENTRY + 4 ||
+                   rc_crc32c(0, b, len - 4) != get_u32(b + len - 4)) {
+            snprintf(why, why_len, "it does not match its checksum");
+        } else if (n && !(m->v = malloc(n * sizeof *m->v))) {
+            snprintf(why, why_len, "out of memory");
+        } else {
+            m->next_seq = get_u64(b + 8);
+            m->n = n;
+            for (size_t i = 0; i < n; i++) {
+                m->v[i].seq = get_u64(b + MF_HDR + i * MF_ENTRY);
+                m->v[i].records = get_u64(b + MF_HDR + i * MF_ENTRY + 8);
+                /* Written in file order; anything else is not ours. */
+                if (i && m->v[i].seq <= m->v[i - 1].seq) {
+                    snprintf(why, why_len, "its segments are out of order");
+                    free(m->v);
+                    *m = (manifest){0, NULL, 0};
+                    goto out;
+                }
+            }
+            r = MF_OK;
+        }
+    }
+out:
+    free(b);
+    if (fd >= 0) close(fd);
+    return r;
+}
+
 /* --- segments ---------------------------------------------------------------- */
 
 static void segment_delete(rc_queue *q, segment *s)
@@ -317,16 +524,29 @@ static void segment_delete(rc_queue *q, segment *s)
     while (*pp != s)
         pp = &(*pp)->next;
     *pp = s->next;
-    if (s->fd >= 0) close(s->fd);
-    if (s->ack_fd >= 0) close(s->ack_fd);
     if (q->o.durability != RC_QUEUE_MEMORY) {
         /* Data first: an .ack file without its segment is harmless and is
-         * removed at the next open; the reverse would redeliver. */
+         * removed at the next open; the reverse would redeliver. The
+         * manifest still lists the segment, so it stays as an empty .del
+         * file, which says it was delivered, until the next manifest
+         * write (see the manifest above). The rename comes before the
+         * truncation: a crash between leaves a .del file, never an empty
+         * .seg that would read as records lost. */
+        char del[PATH_MAX];
         seg_path(q, s->seq, "seg", path, sizeof path);
-        unlink(path);
+        seg_path(q, s->seq, "del", del, sizeof del);
+        if (rename(path, del) == 0) {
+            if (ftruncate(s->fd, 0) != 0)
+                rc_warn(q->name, "cannot empty %s: %s", del, strerror(errno));
+            retired_add(q, s->seq);
+        } else {
+            unlink(path);
+        }
         seg_path(q, s->seq, "ack", path, sizeof path);
         unlink(path);
     }
+    if (s->fd >= 0) close(s->fd);
+    if (s->ack_fd >= 0) close(s->ack_fd);
     q->bytes -= s->size;
     free(s);
 }
@@ -338,7 +558,9 @@ static segment *segment_append_new(rc_queue *q, rc_error *err)
         rc_error_set(err, "%s: out of memory", q->name);
         return NULL;
     }
-    s->seq = q->next_seq++;
+    /* The sequence number is used up only by a segment that exists: a
+     * failed create leaves no gap for recovery to wonder about. */
+    s->seq = q->next_seq;
     s->fd = s->ack_fd = -1;
     if (q->o.durability != RC_QUEUE_MEMORY) {
         char path[PATH_MAX];
@@ -350,8 +572,8 @@ static segment *segment_append_new(rc_queue *q, rc_error *err)
             free(s);
             return NULL;
         }
-        if (q->o.durability == RC_QUEUE_FSYNC) sync_dir(q);
     }
+    q->next_seq++;
     segment **pp = &q->first;
     while (*pp)
         pp = &(*pp)->next;
@@ -400,6 +622,9 @@ static segment *segment_for(rc_queue *q, uint64_t need, rc_error *err)
     if (!s) return NULL;
     q->active = s;
     if (a) maybe_delete(q, a);
+    /* Lists the new segment, and the one it follows with its final count;
+     * with fsync, its rename syncs the directory for the new file too. */
+    if (!manifest_update(q, false, NULL) && q->o.durability == RC_QUEUE_FSYNC) sync_dir(q);
     return s;
 }
 
@@ -468,10 +693,27 @@ static uint64_t count_records_after(const unsigned char *p, uint64_t from, uint6
     return n;
 }
 
-static rc_status recover_segment(rc_queue *q, segment *s, rc_error *err)
+/* How many distinct offsets at or past `from` the sorted acks list: records
+ * delivered there. */
+static uint64_t acks_from(const uint64_t *acks, size_t n, uint64_t from)
+{
+    uint64_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += acks[i] >= from && (i == 0 || acks[i] != acks[i - 1]);
+    return count;
+}
+
+/* Recovers one segment file: queues its records not listed as delivered,
+ * cuts a torn or corrupt tail, and counts in *lost the records that are
+ * gone: with the manifest's count (`expected`), exactly those written and
+ * neither found nor delivered; without it (MF_UNKNOWN), those that can
+ * still be recognised in the tail. */
+static rc_status recover_segment(rc_queue *q, segment *s, uint64_t expected, uint64_t *lost,
+                                 rc_error *err)
 {
     char path[PATH_MAX];
     seg_path(q, s->seq, "seg", path, sizeof path);
+    *lost = 0;
     struct stat st;
     if (fstat(s->fd, &st) != 0) {
         rc_error_set(err, "%s: cannot read %s: %s", q->name, path, strerror(errno));
@@ -492,6 +734,7 @@ static rc_status recover_segment(rc_queue *q, segment *s, rc_error *err)
     uint64_t *acks = load_acks(ack_path, &n_acks);
     rc_status st_ = RC_OK;
     while (off < size && valid_record_at(p + off, size - off, &rec)) {
+        s->records++;
         if (!(acks && bsearch(&off, acks, n_acks, 8, cmp_u64))) {
             entry e = {s, off, NULL, get_u32(p + off + 4), get_u32(p + off + 8), 0, E_QUEUED};
             if (!ring_push(q, &e)) {
@@ -506,14 +749,27 @@ static rc_status recover_segment(rc_queue *q, segment *s, rc_error *err)
         }
         off += rec;
     }
-    if (st_ == RC_OK && off < size) {
-        uint64_t lost = count_records_after(p, off, size);
-        rc_warn(q->name,
-                "queue segment %s: cut %" PRIu64 " bytes of torn or corrupt data at offset %" PRIu64
-                "; %" PRIu64 " records lost with them",
-                path, size - off, off, lost);
-        if (ftruncate(s->fd, (off_t)off) != 0)
-            rc_warn(q->name, "cannot truncate %s: %s", path, strerror(errno));
+    if (st_ == RC_OK && (off < size || (expected != MF_UNKNOWN && s->records < expected))) {
+        /* Records past the cut that had been delivered are not lost. */
+        uint64_t gone = expected == MF_UNKNOWN  ? count_records_after(p, off, size)
+                        : expected > s->records ? expected - s->records
+                                                : 0;
+        uint64_t delivered = acks_from(acks, n_acks, off);
+        *lost = gone > delivered ? gone - delivered : 0;
+        if (off < size) {
+            rc_warn(q->name,
+                    "queue segment %s: cut %" PRIu64
+                    " bytes of torn or corrupt data at offset %" PRIu64 "; %" PRIu64
+                    " records lost with them",
+                    path, size - off, off, *lost);
+            if (ftruncate(s->fd, (off_t)off) != 0)
+                rc_warn(q->name, "cannot truncate %s: %s", path, strerror(errno));
+        } else if (*lost) {
+            rc_error_log(q->name,
+                         "queue segment %s: %" PRIu64 " records lost: the file ends after %" PRIu64
+                         " of the %" PRIu64 " records written to it",
+                         path, *lost, s->records, expected);
+        }
     }
     if (p) munmap((void *)p, size);
     free(acks);
@@ -596,43 +852,153 @@ static void remove_orphan_acks(rc_queue *q, const uint64_t *segs, size_t n_segs)
     free(acks);
 }
 
+/* A segment the manifest lists is neither on disk nor retired (.del):
+ * something outside the queue removed it. Its records that its .ack file
+ * (if that is left) does not list as delivered are lost: counted in *lost
+ * and logged. */
+static void report_missing(rc_queue *q, const mf_entry *m, uint64_t *lost)
+{
+    char ack_path[PATH_MAX];
+    seg_path(q, m->seq, "ack", ack_path, sizeof ack_path);
+    if (m->records == MF_UNKNOWN) {
+        rc_error_log(q->name,
+                     "queue %s: segment %016" PRIx64
+                     ".seg is missing; how many records it held is unknown (it was being "
+                     "written when the collector last stopped without closing the queue)",
+                     q->dir, m->seq);
+        return;
+    }
+    size_t n_acks;
+    uint64_t *acks = load_acks(ack_path, &n_acks);
+    uint64_t delivered = acks_from(acks, n_acks, 0);
+    free(acks);
+    uint64_t n = m->records > delivered ? m->records - delivered : 0;
+    *lost += n;
+    if (n && delivered)
+        rc_error_log(q->name,
+                     "queue %s: %" PRIu64 " records lost: segment %016" PRIx64
+                     ".seg is missing (%" PRIu64 " of its %" PRIu64 " records had been delivered)",
+                     q->dir, n, m->seq, delivered, m->records);
+    else if (n)
+        rc_error_log(q->name,
+                     "queue %s: %" PRIu64 " records lost: segment %016" PRIx64 ".seg is missing",
+                     q->dir, n, m->seq);
+    else
+        rc_info(q->name,
+                "queue %s: segment %016" PRIx64
+                ".seg is missing, but its .ack file lists all its records as delivered",
+                q->dir, m->seq);
+}
+
+/* Opens segment file `seq` and recovers it (see recover_segment). */
+static rc_status recover_file(rc_queue *q, uint64_t seq, uint64_t expected, uint64_t *lost,
+                              rc_error *err)
+{
+    segment *s = calloc(1, sizeof *s);
+    if (!s) {
+        rc_error_set(err, "%s: out of memory recovering the queue", q->name);
+        return RC_ENOMEM;
+    }
+    s->seq = seq;
+    s->ack_fd = -1;
+    char path[PATH_MAX];
+    seg_path(q, s->seq, "seg", path, sizeof path);
+    s->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+    if (s->fd < 0) {
+        rc_error_set(err, "%s: cannot open %s: %s", q->name, path, strerror(errno));
+        free(s);
+        return RC_EIO;
+    }
+    segment **pp = &q->first;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = s;
+    rc_status st = recover_segment(q, s, expected, lost, err);
+    if (st == RC_OK) maybe_delete(q, s);
+    return st;
+}
+
+/* Reads the manifest, saying in the log when there is none to go by. */
+static void read_manifest(rc_queue *q, size_t n_segs, manifest *mf)
+{
+    char why[200];
+    switch (manifest_read(q, mf, why, sizeof why)) {
+    case MF_OK:
+        break;
+    case MF_ABSENT:
+        /* A new queue, or one written before there was a manifest. */
+        if (n_segs)
+            rc_warn(q->name,
+                    "queue %s has no MANIFEST (it was written by an earlier version): a segment "
+                    "missing now cannot be detected; one is written from now on",
+                    q->dir);
+        break;
+    case MF_BAD:
+        rc_warn(q->name,
+                "queue %s: MANIFEST is unreadable (%s): a segment missing now cannot be "
+                "detected; it is written again from now on",
+                q->dir, why);
+        break;
+    }
+}
+
+/* Recovers the segment files in order, and reports the segments that the
+ * manifest lists but that are neither on disk nor retired. */
 static rc_status recover(rc_queue *q, rc_error *err)
 {
-    size_t n;
-    uint64_t *seqs;
+    size_t n, n_del = 0;
+    uint64_t *seqs, *dels = NULL;
     rc_status st = list_files(q, "seg", &seqs, &n, err);
-    if (st != RC_OK) return st;
-    uint64_t records = 0;
-    for (size_t i = 0; i < n && st == RC_OK; i++) {
-        segment *s = calloc(1, sizeof *s);
-        if (!s) {
-            rc_error_set(err, "%s: out of memory recovering the queue", q->name);
-            st = RC_ENOMEM;
-            break;
-        }
-        s->seq = seqs[i];
-        s->ack_fd = -1;
-        char path[PATH_MAX];
-        seg_path(q, s->seq, "seg", path, sizeof path);
-        s->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
-        if (s->fd < 0) {
-            rc_error_set(err, "%s: cannot open %s: %s", q->name, path, strerror(errno));
-            free(s);
-            st = RC_EIO;
-            break;
-        }
-        segment **pp = &q->first;
-        while (*pp)
-            pp = &(*pp)->next;
-        *pp = s;
-        q->next_seq = s->seq + 1;
-        st = recover_segment(q, s, err);
-        records += s->live;
-        if (st == RC_OK) maybe_delete(q, s);
+    if (st == RC_OK) st = list_files(q, "del", &dels, &n_del, err);
+    if (st != RC_OK) {
+        free(seqs);
+        return st;
     }
-    if (st == RC_OK) remove_orphan_acks(q, seqs, n);
+    manifest mf;
+    read_manifest(q, n, &mf);
+    uint64_t records = 0, lost = 0, missing = 0;
+    size_t i = 0, j = 0;
+    while (st == RC_OK && (i < n || j < mf.n)) {
+        uint64_t seg_lost = 0;
+        if (j < mf.n && (i == n || mf.v[j].seq < seqs[i])) {
+            if (!(dels && bsearch(&mf.v[j].seq, dels, n_del, sizeof *dels, cmp_u64))) {
+                report_missing(q, &mf.v[j], &seg_lost);
+                missing++;
+            }
+            j++;
+        } else {
+            uint64_t expected = MF_UNKNOWN;
+            if (j < mf.n && mf.v[j].seq == seqs[i]) expected = mf.v[j++].records;
+            q->next_seq = seqs[i] + 1;
+            uint64_t before = q->live_records;
+            st = recover_file(q, seqs[i++], expected, &seg_lost, err);
+            records += q->live_records - before;
+        }
+        lost += seg_lost;
+    }
+    /* A sequence number is never given out twice, even after the files of
+     * the newest segments are gone. */
+    if (mf.next_seq > q->next_seq) q->next_seq = mf.next_seq;
+    if (n_del && dels[n_del - 1] >= q->next_seq) q->next_seq = dels[n_del - 1] + 1;
+    if (st == RC_OK) {
+        rc_counter_add(q->lost, lost);
+        rc_counter_add(q->missing, missing);
+        remove_orphan_acks(q, seqs, n);
+        /* From here on the manifest lists what is on disk; the .del files
+         * and what was reported missing are forgotten. */
+        for (size_t k = 0; k < n_del; k++)
+            retired_add(q, dels[k]);
+        manifest_update(q, false, NULL);
+    }
+    free(mf.v);
     free(seqs);
-    if (st == RC_OK && records)
+    free(dels);
+    if (st == RC_OK && lost)
+        rc_error_log(q->name,
+                     "queue %s: recovered %" PRIu64 " undelivered records (%" PRIu64
+                     " bytes); %" PRIu64 " acknowledged records were lost (see above)",
+                     q->dir, records, q->untaken_bytes, lost);
+    else if (st == RC_OK && records)
         rc_info(q->name, "queue %s: recovered %" PRIu64 " undelivered records (%" PRIu64 " bytes)",
                 q->dir, records, q->untaken_bytes);
     return st;
@@ -677,6 +1043,29 @@ static rc_status lock_dir(rc_queue *q, rc_error *err)
     return RC_OK;
 }
 
+/* The queue's own counters, labelled with its name (one series per name:
+ * a queue opened again, after a reload, counts on). */
+static void register_metrics(rc_queue *q)
+{
+    char labels[300];
+    size_t n = (size_t)snprintf(labels, sizeof labels, "queue=\"");
+    for (const char *c = q->name; *c && n + 4 < sizeof labels; c++) {
+        if (*c == '"' || *c == '\\') labels[n++] = '\\';
+        labels[n++] = *c;
+    }
+    snprintf(labels + n, sizeof labels - n, "\"");
+    q->lost = rc_counter_register(
+        "respan_queue_lost_records",
+        "Acknowledged records a sending queue lost: in segment files missing at start, in torn "
+        "or corrupt data cut off at start, or failing their checksum when read back.",
+        labels);
+    q->missing = rc_counter_register(
+        "respan_queue_missing_segments",
+        "Segment files a sending queue found missing at start (their records are counted in "
+        "respan_queue_lost_records when their number is known).",
+        labels);
+}
+
 rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *err)
 {
     *out = NULL;
@@ -687,6 +1076,11 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
     }
     q->o = *opts;
     q->lock_fd = -1;
+    /* A segment's bytes count against max_bytes until its last record is
+     * delivered, so appends go on while delivery lags by up to max_bytes
+     * less one segment. A quarter leaves three quarters of the queue for
+     * that, whatever its size; a 1 MiB floor would leave a 1 MiB queue
+     * (the smallest max_size_mib) nothing, and a 2 MiB one half. */
     if (!q->o.segment_bytes) q->o.segment_bytes = DEFAULT_SEGMENT_BYTES;
     if (q->o.segment_bytes > q->o.max_bytes / 4 && q->o.max_bytes >= 4 * REC_HDR)
         q->o.segment_bytes = q->o.max_bytes / 4;
@@ -695,6 +1089,7 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
     q->pool_max = q->o.memory_bytes / 2 < POOL_BYTES ? q->o.memory_bytes / 2 : POOL_BYTES;
     q->name = strdup(opts->name ? opts->name : "queue");
     q->dir = strdup(opts->directory ? opts->directory : "");
+    if (q->name && q->o.durability != RC_QUEUE_MEMORY) register_metrics(q);
     pthread_mutex_init(&q->mu, NULL);
     rc_cond_init_monotonic(&q->avail);
     rc_cond_init_monotonic(&q->synced);
@@ -720,6 +1115,11 @@ rc_status rc_queue_open(const rc_queue_options *opts, rc_queue **out, rc_error *
     return RC_OK;
 }
 
+static bool has_live_records(const segment *s)
+{
+    return s->live > 0;
+}
+
 void rc_queue_close(rc_queue *q)
 {
     if (!q) return;
@@ -728,17 +1128,24 @@ void rc_queue_close(rc_queue *q)
     free(q->ring);
     for (size_t i = 0; i < q->pool_n; i++)
         buf_free(q->pool[i]);
+    /* A segment that only ever held delivered records goes now; not after
+     * a failed open, whose segments were never fully read, nor while a
+     * manifest that lists it is in force. The manifest written here gives
+     * the segment being written its final count, so that the next open can
+     * tell how many records went with it if it is lost. */
+    bool drop_done = q->recovered && q->o.durability != RC_QUEUE_MEMORY;
+    if (drop_done) {
+        /* An async queue still gets its data to disk on a clean stop. */
+        if (q->o.durability == RC_QUEUE_ASYNC)
+            for (segment *s = q->first; s; s = s->next)
+                if (s->fd >= 0) fdatasync(s->fd);
+        drop_done = manifest_update(q, true, has_live_records);
+    }
     for (segment *s = q->first, *nx; s; s = nx) {
         nx = s->next;
-        if (s->fd >= 0) {
-            /* An async queue still gets its data to disk on a clean stop. */
-            if (q->o.durability == RC_QUEUE_ASYNC) fdatasync(s->fd);
-            close(s->fd);
-        }
+        if (s->fd >= 0) close(s->fd);
         if (s->ack_fd >= 0) close(s->ack_fd);
-        /* A segment that only ever held delivered records goes now; not
-         * after a failed open, whose segments were never fully read. */
-        if (q->recovered && s->live == 0 && q->o.durability != RC_QUEUE_MEMORY) {
+        if (drop_done && s->live == 0) {
             char path[PATH_MAX];
             seg_path(q, s->seq, "seg", path, sizeof path);
             unlink(path);
@@ -747,6 +1154,7 @@ void rc_queue_close(rc_queue *q)
         }
         free(s);
     }
+    free(q->retired);
     if (q->lock_fd >= 0) close(q->lock_fd);
     pthread_cond_destroy(&q->avail);
     pthread_cond_destroy(&q->synced);
@@ -771,6 +1179,7 @@ static void undo_appends(rc_queue *q, size_t n)
         q->untaken_bytes -= e->len;
         q->untaken_count--;
         s->live--;
+        s->records--;
         entry_drop_copy(q, e);
         uint64_t cut = s->fd >= 0 ? s->size - e->off : REC_HDR + (uint64_t)e->len;
         if (s->fd < 0) {
@@ -884,6 +1293,7 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, prepared *cp
     }
     if (e.mem) *cp = NO_COPY; /* the entry owns it now */
     e.seg->size += need;
+    e.seg->records++;
     e.seg->live++;
     q->bytes += need;
     q->untaken_weight += e.weight;
@@ -1084,6 +1494,7 @@ static enum read_result read_claimed(rc_queue *q, rc_queue_record *r, segment *s
         return READ_FAILED;
     }
     if (record_crc((uint32_t)r->len, r->weight, r->data) != get_u32(hdr + 12)) {
+        rc_counter_add(q->lost, 1);
         rc_error_log(q->name,
                      "a queued record (segment %016" PRIx64 ", offset %" PRIu64
                      ") no longer matches its checksum: the disk corrupted it; dropped",
@@ -1193,6 +1604,7 @@ rc_status rc_queue_read(rc_queue *q, uint64_t id, rc_buf *out)
     }
     out->len = copy.len;
     if (record_crc(copy.len, copy.weight, out->data) == get_u32(hdr + 12)) return RC_OK;
+    rc_counter_add(q->lost, 1);
     rc_error_log(q->name,
                  "a queued record (segment %016" PRIx64 ", offset %" PRIu64
                  ") no longer matches its checksum: the disk corrupted it; dropped",

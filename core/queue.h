@@ -7,13 +7,42 @@
  * what a client was told was accepted is on disk before it is told so.
  *
  * On disk (durability fsync or async) a queue is a directory of segment
- * files, NNNNNNNNNNNNNNNN.seg, written append-only. Each record is a 16-byte
- * header (magic, length, weight, CRC-32C over length, weight and payload)
- * and its payload. Delivered records are listed, by offset, in the
- * segment's .ack file; a segment and its .ack file are deleted once every
- * record in them is delivered. On open the queue is recovered: records not
- * listed as delivered are queued again, in order, and a torn or corrupt
- * tail is cut off and logged with the number of records lost.
+ * files, NNNNNNNNNNNNNNNN.seg (16 hex digits, a sequence number that a
+ * failed create does not use up), written append-only; a new one is started
+ * when the next record would take the active one past segment_bytes. Each
+ * record is a 16-byte header (magic, length, weight, CRC-32C over length,
+ * weight and payload) and its payload. Delivered records are listed, by
+ * offset, in the segment's .ack file; once every record of a segment is
+ * delivered its .ack file is deleted and the segment is renamed
+ * NNNNNNNNNNNNNNNN.del and emptied, and that empty file is deleted at the
+ * next write of the manifest.
+ *
+ * MANIFEST lists the segments that must be there, so that one that goes
+ * missing is noticed with the records it took along. All integers little
+ * endian: "RCQM" (u32 0x4d514352), version u32 (1), the next sequence
+ * number u64, the entry count n u32, 0 u32; n entries of {sequence u64,
+ * records u64: how many were written to it, UINT64_MAX for the segment
+ * being written}, in sequence order; CRC-32C u32 over all that. It is
+ * replaced whole (MANIFEST.tmp renamed over it; with fsync both synced)
+ * when a segment is created, at open and at close, never per record, so
+ * appends pay nothing for it but one small file per segment. A segment it
+ * lists is on disk as .seg or as .del unless something else removed it.
+ *
+ * On open the queue is recovered: records not listed as delivered are
+ * queued again, in order; a torn or corrupt tail is cut off and logged
+ * with the number of records lost; a segment the manifest lists that is
+ * neither .seg nor .del is logged as missing ("queue DIR: N records lost:
+ * segment NNNNNNNNNNNNNNNN.seg is missing"), N being its records less those
+ * its leftover .ack file lists as delivered, or with its count unknown
+ * when it was being written at a crash; a segment holding fewer whole
+ * records than the manifest says is logged too. Every such record, and
+ * every record dropped later for failing its checksum, is counted in
+ * respan_queue_lost_records{queue="<name>"}, every missing segment in
+ * respan_queue_missing_segments{queue="<name>"}. A directory without a
+ * MANIFEST (written before there was one) or with an unreadable one is
+ * read as before, with a warning that missing segments cannot be detected
+ * this time; the manifest is written from then on. Older versions ignore
+ * MANIFEST and .del files.
  *
  *   fsync  append returns once the records are fsync'd. Concurrent appends
  *          share one fdatasync (group commit): whoever finds no sync running
@@ -54,10 +83,16 @@ typedef enum rc_queue_durability {
 } rc_queue_durability;
 
 typedef struct rc_queue_options {
-    const char *name;       /* for log lines, e.g. the exporter id */
-    const char *directory;  /* created if missing; unused for memory */
-    uint64_t max_bytes;     /* bound on the queue (segment files, or records in memory) */
-    uint64_t segment_bytes; /* roll to a new segment file past this; 0: a default */
+    const char *name;      /* for log lines, e.g. the exporter id */
+    const char *directory; /* created if missing; unused for memory */
+    uint64_t max_bytes;    /* bound on the queue (segment files, or records in memory) */
+    /* Roll to a new segment file past this. At most a quarter of max_bytes:
+     * a segment counts until its last record is delivered, so appends go on
+     * while delivery lags by up to three quarters of the queue, whatever
+     * its size (a 1 MiB queue on a small disk too). 0: a quarter of
+     * max_bytes, at most 16 MiB. A record larger than a segment gets one
+     * of its own. */
+    uint64_t segment_bytes;
     rc_queue_durability durability;
     /* Disk queues: bound on the record copies kept in memory (buffer bytes,
      * see rc_queue_memory_bytes). 0: 32 MiB, or an eighth of the process

@@ -90,6 +90,10 @@ struct rc_service {
     bool metrics_enabled;
     rc_admin_server *metrics_server;
     struct timespec started_at;
+    /* The config it was built from (the caller keeps it until the service
+     * is freed): start-up errors may quote configured values, and the
+     * environment values among them are hidden (rc_cfg_redact). */
+    const rc_cfg *root;
 };
 
 static atomic_bool g_ready;
@@ -476,6 +480,7 @@ rc_status rc_service_build(rc_cfg *root, rc_service **out, rc_error *err)
         rc_error_set(err, "out of memory");
         return RC_ENOMEM;
     }
+    s->root = root;
     rc_cfg *svc = NULL;
     rc_status st = RC_EINVAL;
     for (int k = KIND_RECEIVER; k <= KIND_EXTENSION; k++)
@@ -494,6 +499,8 @@ rc_status rc_service_build(rc_cfg *root, rc_service **out, rc_error *err)
     return RC_OK;
 fail:
     if (st == RC_ENOMEM && !err->msg[0]) rc_error_set(err, "out of memory");
+    /* Components' messages not made with rc_cfg_error may quote values. */
+    rc_cfg_redact(root, err);
     rc_service_free(s);
     return st;
 }
@@ -633,7 +640,7 @@ static rc_status start_extensions(rc_service *s, rc_error *err)
     return RC_OK;
 }
 
-rc_status rc_service_start(rc_service *s, rc_error *err)
+static rc_status start_all(rc_service *s, rc_error *err)
 {
     clock_gettime(CLOCK_MONOTONIC, &s->started_at);
     register_exporter_counters(s);
@@ -649,6 +656,15 @@ rc_status rc_service_start(rc_service *s, rc_error *err)
         return st;
     atomic_store(&g_ready, true);
     return RC_OK;
+}
+
+rc_status rc_service_start(rc_service *s, rc_error *err)
+{
+    rc_status st = start_all(s, err);
+    /* "cannot open <path>", "cannot listen on <endpoint>": the values may
+     * come from the environment. */
+    if (st != RC_OK) rc_cfg_redact(s->root, err);
+    return st;
 }
 
 void rc_service_shutdown(rc_service *s)

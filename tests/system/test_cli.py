@@ -5,7 +5,9 @@ and the embedded default config.
 `validate --config FILE` must exit 0 for a good config and non-zero for each
 config of a table of mistakes, with stderr naming the file, the line of the
 mistake and the key at fault, so that a user can go straight to it. The
-line is found by a marker in the YAML text, never hard-coded.
+line is found by a marker in the YAML text, never hard-coded. A secret that
+an ${env:...} reference put into the wrong field is never echoed: the
+message shows the reference.
 
 The embedded default binds the fixed ports 127.0.0.1:4317, 4318, 13133 and
 8888; when any of them is taken (another test, a running collector) that
@@ -111,6 +113,9 @@ BAD_CONFIGS = [
     ("memory limit negative",
      lambda t: replace_line(t, "memory_limit_mib: 256", "memory_limit_mib: -5"),
      "memory_limit_mib: -5", "memory_limit_mib"),
+    ("a NUL byte",
+     lambda t: replace_line(t, "send_batch_size: 8192", "send_batch_size: 81\x0092"),
+     "send_batch_size: 81", "NUL"),
     ("YAML syntax error",
      lambda t: replace_line(t, "processors:\n  batch:", "processors:\n  batch: [unclosed\n  oops:"),
      "[unclosed", None),
@@ -138,6 +143,23 @@ def case_validate_bad(name, edit, marker, key):
         if key:
             assert key in err, "stderr does not name %r: %r" % (key, err)
     return check
+
+
+def case_validate_hides_secret():
+    """A secret from the environment, put into a field where it does not
+    belong, is not echoed: the message shows the reference instead."""
+    secret = "sk-live-0f1e2d3c4b5a6978"
+    text = re.sub(r'(grpc: \{ endpoint: )"127\.0\.0\.1:\d+"', r'\1"${env:RC_CLI_SECRET}"',
+                  good_config())
+    assert "${env:RC_CLI_SECRET}" in text, "the good config has no gRPC endpoint to replace"
+    path = write("secret.yaml", text)
+    env = dict(os.environ, RC_CLI_SECRET=secret)
+    code, out, err = run(["validate", "--config", path], env=env)
+    assert code != 0, "validate exits 0 with a key for an endpoint"
+    assert secret not in out + err, "the secret is echoed: %r" % (out + err)
+    assert "${env:RC_CLI_SECRET}" in err, "the message does not show the reference: %r" % err
+    assert "%s:%d:" % (path, line_of(text, "RC_CLI_SECRET")) in err, (
+        "the message does not name the line: %r" % err)
 
 
 def case_validate_missing_file():
@@ -228,6 +250,7 @@ def main():
     cases += [("validate rejects: " + name, case_validate_bad(name, edit, marker, key))
               for name, edit, marker, key in BAD_CONFIGS]
     cases += [
+        ("validate shows ${env:...}, not the secret it holds", case_validate_hides_secret),
         ("validate of a missing file names it", case_validate_missing_file),
         ("running with a missing file names it", case_run_missing_file),
         ("SIGTERM of a running collector exits 0", case_sigterm_exits_0),

@@ -20,6 +20,10 @@ what arrives by span_unique_id:
   - garbage appended to the newest segment, and a segment cut mid-record:
     the restart logs the cut ("torn or corrupt"), does not crash, and
     delivers every record before it;
+  - the oldest segment file deleted while the collector is down: the
+    restart logs "N records lost: segment X is missing" with the exact
+    number of records, counts them in respan_queue_lost_records and
+    respan_queue_missing_segments, and delivers every other span;
   - delivered segments are deleted and the queue_size gauge returns to 0;
   - durability memory delivers (it loses its queue on a crash, as
     documented; that is not asserted).
@@ -308,6 +312,57 @@ def case_torn_record():
         assert col.alive(), "the collector died after recovering"
 
 
+def queue_metric(col, name, queue="respan"):
+    """The value of name{queue="respan"} on /metrics (None when absent)."""
+    label = 'queue="%s"' % queue
+    for line in col.metrics_text().splitlines():
+        if line.startswith(name + "{") and label in line.split("}")[0]:
+            return float(line.rsplit(None, 1)[1])
+    return None
+
+
+def case_missing_segment():
+    # max_size_mib 2: segments of 512 KiB, five or so requests of 5 x 20 KB each.
+    exporter = {"sending_queue": {"max_size_mib": 2}, "max_batch_bytes_mib": 1}
+    with Setup("missing", exporter=exporter, standin_mode="down") as (std, col):
+        sent = set()
+        while len(col.seg_files()) < 3:
+            spans = big_spans(5)
+            send_ok(col, spans)
+            sent |= ids(spans)
+        std.wait_for(lambda s: s["statuses"].get("503", 0) >= 1, timeout=10)
+        code = col.stop()
+        assert code == 0, "exit status after SIGTERM: %r" % code
+        name = sorted(col.seg_files())[0]
+        oldest = os.path.join(col.queue_dir, name)
+        records = segment_records(oldest)
+        lost = set()
+        for _, _, payload in records:
+            lost |= {i.decode() for i in span_ids_in(payload)}
+        assert records and lost and lost < sent, "the oldest segment holds no spans"
+        os.unlink(oldest)
+        col.start()
+        want = "queue %s: %d records lost: segment %s is missing" % (col.queue_dir,
+                                                                     len(records), name)
+        wait_until(lambda: want in col.stderr(), 10,
+                   "the restart does not log %r" % want)
+        summary = "%d acknowledged records were lost (see above)" % len(records)
+        assert summary in col.stderr(), "the recovery summary does not say %r" % summary
+        lost_metric = queue_metric(col, "respan_queue_lost_records")
+        assert lost_metric == len(records), (
+            "respan_queue_lost_records %r, want %d" % (lost_metric, len(records)))
+        missing = queue_metric(col, "respan_queue_missing_segments")
+        assert missing == 1, "respan_queue_missing_segments %r, want 1" % missing
+        std.set_mode("ok")
+        counts = wait_all_arrived(std, sent - lost, 60)
+        time.sleep(0.5)
+        counts = arrived_ids(std)
+        assert not lost & set(counts), "spans of the deleted segment arrived"
+        assert max(counts.values()) == 1, "spans arrived twice without a crash"
+        print("    %d records (%d spans) went with %s; the other %d spans arrived"
+              % (len(records), len(lost), name, len(sent - lost)))
+
+
 # --- clean-up after delivery ----------------------------------------------------------
 
 def case_segments_deleted():
@@ -360,6 +415,8 @@ def main():
     r.case("garbage appended to a segment: cut, logged, the rest delivered",
            case_garbage_appended)
     r.case("a record torn mid-write: cut, the records before it delivered", case_torn_record)
+    r.case("the oldest segment deleted while down: its records counted as lost, "
+           "the rest delivered", case_missing_segment)
     r.case("delivered segments are deleted, queue_size back to 0", case_segments_deleted)
     r.case("durability memory delivers", case_memory_durability)
     r.finish()

@@ -9,9 +9,11 @@
  * "# error: <expected substring>".
  */
 #include "core/config.h"
+#include "core/service.h"
 #include "testing.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +177,13 @@ static const struct {
     {"p: ${env:A B}\n", "invalid reference ${env:A B}"},
     {"p: ${env:A:default}\n", "invalid reference ${env:A:default}"},
     {"p: [a, \"${env:X\"]\n", "t.yaml:1:8: p[1]: unterminated ${ reference"},
+    /* nested: checked even when the default is not used, and bounded */
+    {"p: \"${env:A:-${env:B}\"\n", "t.yaml:1:4: p: unterminated ${ reference (missing '}')"},
+    {"p: ${env:RC_T_SET:-${file:/x}}\n",
+     "t.yaml:1:4: p: unsupported reference ${file:/x}: only ${env:NAME} is known"},
+    {"p: ${env:A:-${env:B:-${env:C:-${env:D:-${env:E:-${env:F:-${env:G:-${env:H:-${env:I}}}}}}}}}"
+     "\n",
+     "t.yaml:1:4: p: references nested deeper than 8 levels: ${env:I}"},
 };
 
 static void test_parse_errors(void)
@@ -291,6 +300,17 @@ static const struct {
     {"a$$b", "a$$b"},
     {"${env:RC_T_REF}", "${env:RC_T_SET}"}, /* not recursive */
     {"${env:RC_T_PORT}", "4317"},
+    /* defaults holding references: A, else B, else the text */
+    {"${env:RC_T_UNSET:-${env:RC_T_SET:-x}}", "hello"},
+    {"${env:RC_T_UNSET:-${env:RC_T_EMPTY:-x}}", "x"},
+    {"${env:RC_T_SET:-${env:RC_T_UNSET:-x}}", "hello"},
+    {"${RC_T_UNSET:-${RC_T_EMPTY:-${RC_T_PORT}}}", "4317"},
+    {"\"${env:RC_T_UNSET:-a-${env:RC_T_SET}-b}/c\"", "a-hello-b/c"},
+    {"\"${env:RC_T_UNSET:-$${x}}\"", "${x}"},
+    {"\"${env:RC_T_UNSET:-{x}}\"", "{x}"},
+    {"${env:RC_T_UNSET:-${env:RC_T_UNSET:-${env:RC_T_UNSET:-${env:RC_T_UNSET:-"
+     "${env:RC_T_UNSET:-${env:RC_T_UNSET:-${env:RC_T_UNSET:-${env:RC_T_SET}}}}}}}}",
+     "hello"}, /* eight deep */
 };
 
 static void test_env(void)
@@ -322,6 +342,73 @@ static void test_env(void)
     uint64_t n = 0;
     CHECK(rc_cfg_uint(root, "n", 0, 1, 65535, &n, &err) == RC_OK && n == 4317);
     CHECK_STR(rc_cfg_key_at(root, 1), "${env:RC_T_SET}");
+    rc_config_free(root);
+}
+
+/* --- text that is not YAML's --------------------------------------------- */
+
+/* Bytes that are not UTF-8, a NUL or a control character are reported at
+ * the line and column of the first one (libyaml's reader would say 1:1).
+ * Columns count characters; lines end as libyaml ends them. */
+static const struct {
+    const char *text;
+    size_t len; /* 0: strlen */
+    const char *want;
+} bad_text[] = {
+    {"a: 1\nb: x\0y\n", 12, "t.yaml:2:5: a NUL byte is not allowed in a configuration file"},
+    {"a: \"\0\"\n", 7, "t.yaml:1:5: a NUL byte is not allowed in a configuration file"},
+    {"a: 1\nb: caf\xe9\n", 0,
+     "t.yaml:2:7: invalid UTF-8: byte 0xE9 starts a character that is cut short (a "
+     "configuration file must be UTF-8 text)"},
+    {"a: \xff\n", 0,
+     "t.yaml:1:4: invalid UTF-8: byte 0xFF cannot start a character (a configuration file must "
+     "be UTF-8 text)"},
+    {"a: \xc0\xaf\n", 0, "t.yaml:1:4: invalid UTF-8: byte 0xC0 cannot start a character"},
+    {"a: \xe0\x80\xaf\n", 0,
+     "t.yaml:1:4: invalid UTF-8: byte 0xE0 starts a sequence that encodes no character"},
+    {"a: \xed\xa0\x80\n", 0, /* a UTF-16 surrogate */
+     "t.yaml:1:4: invalid UTF-8: byte 0xED starts a sequence that encodes no character"},
+    {"a: \xf0\x9f\x98", 0,
+     "t.yaml:1:4: invalid UTF-8: byte 0xF0 starts a character that is cut "
+     "short"},
+    {"a: caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9d\x84\x9e \x01\n", 0,
+     "t.yaml:1:13: control character U+0001 is not allowed in a configuration file"},
+    {"a: \xc2\x80\n", 0, "t.yaml:1:4: control character U+0080 is not allowed"},
+    {"a: \xef\xbf\xbe\n", 0, "t.yaml:1:4: character U+FFFE is not allowed"},
+    {"a: 1\r\nb: 2\rc: 3\xc2\x85"
+     "d: \x7f\n",
+     0, "t.yaml:4:4: control character U+007F is not allowed"},
+    {"\xef\xbb\xbf"
+     "a: \x1b\n",
+     0, "t.yaml:1:4: control character U+001B is not allowed"},
+};
+
+static void test_bad_text(void)
+{
+    for (size_t i = 0; i < sizeof bad_text / sizeof *bad_text; i++) {
+        rc_error err = {{0}};
+        rc_cfg *root = NULL;
+        size_t len = bad_text[i].len ? bad_text[i].len : strlen(bad_text[i].text);
+        CHECK(rc_config_parse("t.yaml", bad_text[i].text, len, &root, &err) == RC_EINVAL);
+        CHECK(root == NULL);
+        CHECK_CONTAINS(err.msg, bad_text[i].want);
+        rc_config_free(root);
+    }
+    /* What YAML allows passes: tabs, line breaks, any character, a BOM. */
+    rc_error err;
+    rc_cfg *root = parse("\xef\xbb\xbf"
+                         "a: \"caf\xc3\xa9\t\xe2\x9c\x93 \xf0\x9d\x84\x9e\"\r\nb: 1\n",
+                         &err);
+    CHECK(root != NULL);
+    CHECK_STR(rc_cfg_scalar(rc_cfg_get(root, "a")), "caf\xc3\xa9\t\xe2\x9c\x93 \xf0\x9d\x84\x9e");
+    rc_config_free(root);
+    /* UTF-16 (with its byte order mark) is left to libyaml, which reads it. */
+    static const char utf16[] = "\xff\xfe"
+                                "a\0:\0 \0"
+                                "1\0\n\0";
+    root = NULL;
+    CHECK(rc_config_parse("t.yaml", utf16, sizeof utf16 - 1, &root, &err) == RC_OK);
+    CHECK_STR(rc_cfg_scalar(rc_cfg_get(root, "a")), "1");
     rc_config_free(root);
 }
 
@@ -567,6 +654,225 @@ static void test_cfg_error(void)
     rc_config_free(root);
 }
 
+/* --- secrets in the wrong field ------------------------------------------ */
+
+/* A value from the environment may be a secret that landed in the wrong
+ * field (an API key pasted into an endpoint): no error message, from the
+ * config's getters, a component's own checks or a component that cannot
+ * start, may show it. Each row puts ${env:RC_T_SECRET} into one field of a
+ * config that is otherwise good, builds it (as validate does) and starts
+ * it when it builds, and looks at the message it fails with. Rows marked
+ * `shows` quote the value, which must read as the reference. */
+#define SECRET "sk-live-9f8e7d6c5b4a3210"
+#define SREF "${env:RC_T_SECRET}"
+
+static const char secret_template[] =
+    "receivers:\n"
+    "  otlp:\n"
+    "    protocols:\n"
+    "      grpc: { endpoint: \"@grpc@\" }\n"
+    "      http: { endpoint: \"@http@\", traces_url_path: \"@url@\" }\n"
+    "processors:\n"
+    "  batch: { send_batch_size: \"@size@\", timeout: \"@timeout@\" }\n"
+    "  cost: { prefer: \"@prefer@\", pricing_file: @pricing@ }\n"
+    "exporters:\n"
+    "  debug: { verbosity: \"@verbosity@\" }\n"
+    "  file: { path: \"@path@\" }\n"
+    "  respan: { endpoint: \"@rendpoint@\", api_key: \"@key@\", api: \"@api@\",\n"
+    "            compression: \"@compression@\", sending_queue: { directory: \"@dir@\",\n"
+    "            max_size_mib: \"@mib@\", durability: \"@durability@\" } }\n"
+    "extensions:\n"
+    "  health_check: { endpoint: \"@health@\", path: \"@hpath@\" }\n"
+    "service:\n"
+    "  extensions: [@ext@]\n"
+    "  telemetry: { metrics: { level: none }, logs: { level: \"@level@\" } }\n"
+    "  pipelines:\n"
+    "    traces: { receivers: [otlp], processors: [batch, cost], exporters: [debug, file, "
+    "\"@exporter@\"] }\n";
+
+static const struct {
+    const char *marker, *value;
+} secret_defaults[] = {
+    {"grpc", "127.0.0.1:4317"},
+    {"http", "127.0.0.1:4318"},
+    {"url", "/v1/traces"},
+    {"size", "10"},
+    {"timeout", "1s"},
+    {"prefer", "reported"},
+    {"pricing", "null"},
+    {"verbosity", "basic"},
+    {"path", NULL /* tmp */},
+    {"rendpoint", "https://api.example.com"},
+    {"key", "k"},
+    {"api", "traces_ingest"},
+    {"compression", "none"},
+    {"dir", NULL /* tmp */},
+    {"mib", "64"},
+    {"durability", "fsync"},
+    {"health", "127.0.0.1:13133"},
+    {"hpath", "/"},
+    {"ext", ""},
+    {"level", "info"},
+    {"exporter", "respan"},
+};
+
+static const struct {
+    const char *marker, *value, *marker2, *value2;
+    bool shows; /* the message quotes the field's value */
+} secret_rows[] = {
+    {"grpc", SREF, NULL, NULL, true},
+    {"grpc", "127.0.0.1:" SREF, NULL, NULL, true},
+    {"http", SREF, NULL, NULL, true},
+    {"http", SREF ":99999", NULL, NULL, true},
+    {"url", SREF, NULL, NULL, true},
+    {"size", SREF, NULL, NULL, true},
+    {"timeout", SREF, NULL, NULL, true},
+    {"prefer", SREF, NULL, NULL, true},
+    {"pricing", "\"/nonexistent/" SREF "\"", NULL, NULL, true},
+    {"verbosity", SREF, NULL, NULL, true},
+    {"rendpoint", SREF, NULL, NULL, true},
+    {"rendpoint", "ftp://" SREF "@example.com", NULL, NULL, true},
+    {"key", "a\\n" SREF, NULL, NULL, false},
+    {"api", SREF, NULL, NULL, true},
+    {"compression", SREF, NULL, NULL, true},
+    {"mib", SREF, NULL, NULL, true},
+    {"durability", SREF, NULL, NULL, true},
+    {"level", SREF, NULL, NULL, true},
+    {"exporter", SREF, NULL, NULL, true},
+    {"health", SREF, "ext", "health_check", true},
+    {"hpath", SREF, "ext", "health_check", false},
+    {"ext", "\"" SREF "\"", NULL, NULL, true},
+    /* Not refused until start: the file cannot be opened, the queue's
+     * directory cannot be made. */
+    {"path", "/nonexistent/" SREF "/out.jsonl", NULL, NULL, true},
+    {"dir", "/proc/" SREF "/queue", NULL, NULL, true},
+};
+
+/* Copies `from` to `to`, replacing every "@name@" with what `value` gives. */
+static void fill_template(char *to, size_t cap, const char *from,
+                          const char *(*value)(const char *name, void *arg), void *arg)
+{
+    size_t o = 0;
+    while (*from && o + 1 < cap) {
+        const char *end = from[0] == '@' ? strchr(from + 1, '@') : NULL;
+        if (!end) {
+            to[o++] = *from++;
+            continue;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)(end - from - 1), from + 1);
+        o += (size_t)snprintf(to + o, cap - o, "%s", value(name, arg));
+        if (o >= cap) o = cap - 1;
+        from = end + 1;
+    }
+    to[o] = '\0';
+}
+
+typedef struct secret_case {
+    size_t row;
+    char path[300], dir[300]; /* the defaults, in the test's directory */
+} secret_case;
+
+static const char *secret_value(const char *name, void *arg)
+{
+    const secret_case *c = arg;
+    if (strcmp(name, secret_rows[c->row].marker) == 0) return secret_rows[c->row].value;
+    if (secret_rows[c->row].marker2 && strcmp(name, secret_rows[c->row].marker2) == 0)
+        return secret_rows[c->row].value2;
+    if (strcmp(name, "path") == 0) return c->path;
+    if (strcmp(name, "dir") == 0) return c->dir;
+    for (size_t i = 0; i < sizeof secret_defaults / sizeof *secret_defaults; i++)
+        if (strcmp(name, secret_defaults[i].marker) == 0) return secret_defaults[i].value;
+    return "?";
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* The message a config fails with: from the build, else from the start. */
+static bool fail_message(const char *yaml, rc_error *err)
+{
+    rc_cfg *root = NULL;
+    rc_service *svc = NULL;
+    memset(err, 0, sizeof *err);
+    bool failed = rc_config_parse("s.yaml", yaml, strlen(yaml), &root, err) != RC_OK ||
+                  rc_service_build(root, &svc, err) != RC_OK;
+    if (!failed) {
+        failed = rc_service_start(svc, err) != RC_OK;
+        rc_service_shutdown(svc);
+        rc_service_free(svc);
+    }
+    rc_config_free(root);
+    return failed;
+}
+
+static void test_secret_never_shown(void)
+{
+    setenv("RC_T_SECRET", SECRET, 1);
+    char tmp[] = "/tmp/rc-config-secret-XXXXXX";
+    CHECK(mkdtemp(tmp) != NULL);
+    static char yaml[8192];
+    for (size_t i = 0; i < sizeof secret_rows / sizeof *secret_rows; i++) {
+        secret_case c = {.row = i};
+        snprintf(c.path, sizeof c.path, "%s/out.jsonl", tmp);
+        snprintf(c.dir, sizeof c.dir, "%s/queue", tmp);
+        fill_template(yaml, sizeof yaml, secret_template, secret_value, &c);
+        rc_error err;
+        bool failed = fail_message(yaml, &err);
+        bool leaked = strstr(err.msg, SECRET) != NULL;
+        bool shown = strstr(err.msg, SREF) != NULL;
+        CHECK(failed);
+        CHECK(!leaked);
+        if (secret_rows[i].shows) CHECK(shown);
+        if (!failed || leaked || (secret_rows[i].shows && !shown))
+            fprintf(stderr, "  row %zu (%s): %s\n", i, secret_rows[i].marker,
+                    failed ? err.msg : "no error");
+    }
+    nftw(tmp, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    unsetenv("RC_T_SECRET");
+}
+
+/* How a value reads in a message: rc_cfg_shown gives the text as written;
+ * rc_cfg_error puts the reference in the place of a value the caller
+ * printed, a short one only where it stands as a word of its own, and
+ * copies references as they are even when the value occurs inside one;
+ * rc_cfg_redact does the same for a message made without a node. */
+static void test_values_in_messages(void)
+{
+    setenv("RC_T_SHORT", "10", 1);
+    setenv("RC_T_WORD", "env", 1);
+    setenv("RC_T_LONG", "longer-than-8", 1);
+    rc_error err;
+    rc_cfg *root = parse("a: ${env:RC_T_SHORT}\nb: x-${env:RC_T_WORD}\nc: plain\n"
+                         "d: \"$${env:X}\"\ne: ${env:RC_T_UNSET:-${env:RC_T_LONG}}\n",
+                         &err);
+    CHECK(root != NULL);
+    rc_cfg *a = rc_cfg_get(root, "a"), *b = rc_cfg_get(root, "b"), *e = rc_cfg_get(root, "e");
+    CHECK_STR(rc_cfg_shown(a), "${env:RC_T_SHORT}");
+    CHECK_STR(rc_cfg_shown(b), "x-${env:RC_T_WORD}");
+    CHECK_STR(rc_cfg_shown(rc_cfg_get(root, "c")), "plain");
+    CHECK_STR(rc_cfg_shown(rc_cfg_get(root, "d")), "${env:X}"); /* an escape, no reference */
+    CHECK(rc_cfg_shown(root) == NULL);
+
+    rc_cfg_error(&err, a, "between 1 and 100, got \"%s\"", rc_cfg_scalar(a));
+    CHECK_STR(err.msg, "t.yaml:1:4: a: between 1 and 100, got \"${env:RC_T_SHORT}\"");
+    rc_cfg_error(&err, b, "got \"%s\", shown as \"%s\"", rc_cfg_scalar(b), rc_cfg_shown(b));
+    CHECK_STR(err.msg,
+              "t.yaml:2:4: b: got \"x-${env:RC_T_WORD}\", shown as \"x-${env:RC_T_WORD}\"");
+    rc_cfg_error(&err, e, "got %s (%s)", rc_cfg_scalar(e), rc_cfg_shown(e));
+    CHECK_STR(err.msg, "t.yaml:5:4: e: got ${env:RC_T_LONG} (${env:RC_T_UNSET:-${env:RC_T_LONG}})");
+
+    rc_error_set(&err, "cannot open /x/longer-than-8.txt: see 10 and 100");
+    rc_cfg_redact(root, &err);
+    CHECK_STR(err.msg, "cannot open /x/${env:RC_T_LONG}.txt: see ${env:RC_T_SHORT} and 100");
+    rc_config_free(root);
+    unsetenv("RC_T_SHORT");
+    unsetenv("RC_T_WORD");
+    unsetenv("RC_T_LONG");
+}
+
 /* --- files -------------------------------------------------------------- */
 
 static void test_load(void)
@@ -640,10 +946,13 @@ int main(void)
     test_empty_and_null();
     test_block_and_flow_sequences();
     test_env();
+    test_bad_text();
     test_getters();
     test_durations();
     test_unknown_keys();
     test_cfg_error();
+    test_values_in_messages();
+    test_secret_never_shown();
     test_load();
     test_golden_errors();
     TEST_MAIN_END();

@@ -1442,6 +1442,394 @@ out:
     tdir_remove(&t);
 }
 
+/* --- segments that go missing (the manifest) --------------------------------- */
+
+#include "core/metrics.h"
+
+/* The queue's counters of what it lost, by the name the tests open it with. */
+static uint64_t lost_records(void)
+{
+    return rc_counter_value(
+        rc_counter_register("respan_queue_lost_records", "", "queue=\"test-queue\""));
+}
+
+static uint64_t missing_segments(void)
+{
+    return rc_counter_value(
+        rc_counter_register("respan_queue_missing_segments", "", "queue=\"test-queue\""));
+}
+
+static void seq_file(const tdir *t, uint64_t seq, const char *ext, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%016" PRIx64 ".%s", t->queue, seq, ext);
+}
+
+/* Keys 0..14, 100-byte payloads (116 bytes): five fill a 600-byte segment,
+ * so segments 0, 1 and 2 hold keys 0..4, 5..9 and 10..14. Keys 5 and 6 are
+ * delivered when `some_done`. Closed cleanly: the manifest knows all three
+ * counts. */
+static bool write_three_segments(const tdir *t, rc_queue_durability d, bool some_done)
+{
+    rc_queue *q = open_queue(t->queue, d, 1 << 20, 600);
+    if (!q) return false;
+    bool ok = append_batch(q, 0, 5, 100) == RC_OK && append_batch(q, 5, 5, 100) == RC_OK &&
+              append_batch(q, 10, 5, 100) == RC_OK;
+    if (some_done) {
+        rc_queue_record r;
+        for (uint64_t id = 5; id < 7; id++) {
+            ok = ok && rc_queue_take_id(q, id, &r) == RC_OK;
+            if (ok) rc_queue_done(q, &r);
+        }
+    }
+    rc_queue_close(q);
+    CHECK(ok && count_files(t->queue, is_seg) == 3);
+    return ok;
+}
+
+/* Reopens after damage and checks the log says `want_log` (NULL: that
+ * nothing was lost), the counters grew by `lost` and `missing`, `want`
+ * comes back, appends go on in a new segment numbered `next_seq`, and a
+ * second reopen reports nothing again. */
+static void check_loss(const tdir *t, rc_queue_durability d, const char *want_log, uint64_t lost,
+                       uint64_t missing, const keys *want, uint64_t next_seq)
+{
+    uint64_t lost0 = lost_records(), missing0 = missing_segments();
+    char *log = NULL;
+    rc_queue *q = open_queue_logged(t, d, 1 << 20, 600, &log);
+    bool as_wanted = log && (want_log ? strstr(log, want_log) != NULL
+                                      : !strstr(log, "lost") && !strstr(log, "missing"));
+    CHECK(as_wanted);
+    if (!as_wanted) fprintf(stderr, "  log: %s\n  want: %s\n", log, want_log ? want_log : "-");
+    free(log);
+    CHECK(lost_records() - lost0 == lost);
+    CHECK(missing_segments() - missing0 == missing);
+    if (!q) return;
+    CHECK(take_expect(q, want, false));
+    CHECK(append_key(q, 100) == RC_OK);
+    char path[PATH_MAX];
+    seq_file(t, next_seq, "seg", path, sizeof path);
+    CHECK(path_exists(path));
+    rc_queue_close(q);
+    q = open_queue_logged(t, d, 1 << 20, 600, &log);
+    CHECK(log && !strstr(log, "lost") && !strstr(log, "missing"));
+    free(log);
+    keys after = *want;
+    keys_one(&after, 100);
+    if (q) CHECK(take_expect(q, &after, true));
+    rc_queue_close(q);
+}
+
+/* A segment file deleted while the queue is closed: the oldest, one in the
+ * middle (whose .ack file says two of its records were delivered) and the
+ * newest. Each is reported with the records that went with it, counted,
+ * and the rest is recovered. */
+static void test_missing_segment(rc_queue_durability d)
+{
+    static const struct {
+        uint64_t seq;
+        bool some_done;
+        const char *log;
+        uint64_t lost;
+        uint32_t keep[2][2]; /* key ranges: first, count */
+    } cases[] = {
+        {0,
+         false,
+         ": 5 records lost: segment 0000000000000000.seg is missing\n",
+         5,
+         {{5, 10}, {0, 0}}},
+        {1,
+         true,
+         ": 3 records lost: segment 0000000000000001.seg is missing (2 of its 5 records had "
+         "been delivered)\n",
+         3,
+         {{0, 5}, {10, 5}}},
+        {2,
+         false,
+         ": 5 records lost: segment 0000000000000002.seg is missing\n",
+         5,
+         {{0, 10}, {0, 0}}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        tdir t;
+        tdir_make(&t);
+        if (write_three_segments(&t, d, cases[c].some_done)) {
+            char path[PATH_MAX], want_log[600];
+            seq_file(&t, cases[c].seq, "seg", path, sizeof path);
+            CHECK(unlink(path) == 0);
+            snprintf(want_log, sizeof want_log, "queue %s%s", t.queue, cases[c].log);
+            keys want = {.n = 0};
+            for (int k = 0; k < 2; k++)
+                keys_range(&want, cases[c].keep[k][0], cases[c].keep[k][1]);
+            check_loss(&t, d, want_log, cases[c].lost, 1, &want, 3);
+        }
+        tdir_remove(&t);
+    }
+}
+
+/* The child appends keys 0..14 into three 600-byte segments and dies
+ * without closing: the manifest knows the counts of segments 0 and 1, not
+ * of segment 2, which was being written. Segment 1 is delivered and
+ * retired before the crash when `deliver_one`. */
+static int crash_three_child(const char *dir, rc_queue_durability d, bool deliver_one)
+{
+    rc_queue_options o = {"crash-three", dir, 1 << 20, 600, d, test_memory_bytes};
+    rc_queue *q;
+    rc_error err;
+    if (rc_queue_open(&o, &q, &err) != RC_OK) return 10;
+    if (append_batch(q, 0, 15, 100) != RC_OK) return 11;
+    for (uint64_t id = 5; deliver_one && id < 10; id++)
+        if (!rc_queue_done_id(q, id)) return 12;
+    return 0;
+}
+
+static bool crash_three(const tdir *t, rc_queue_durability d, bool deliver_one)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) _exit(crash_three_child(t->queue, d, deliver_one));
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void test_missing_after_crash(rc_queue_durability d)
+{
+    char path[PATH_MAX], want_log[600];
+    keys want = {.n = 0};
+    /* The newest segment, being written: missing, its count unknown. */
+    tdir t;
+    tdir_make(&t);
+    if (crash_three(&t, d, false)) {
+        seq_file(&t, 2, "seg", path, sizeof path);
+        CHECK(unlink(path) == 0);
+        snprintf(want_log, sizeof want_log,
+                 "queue %s: segment 0000000000000002.seg is missing; how many records it held "
+                 "is unknown (it was being written when the collector last stopped without "
+                 "closing the queue)\n",
+                 t.queue);
+        check_loss(&t, d, want_log, 0, 1, keys_range(&want, 0, 10), 3);
+    }
+    tdir_remove(&t);
+
+    /* The oldest, sealed before the crash: its count is known. */
+    tdir_make(&t);
+    if (crash_three(&t, d, false)) {
+        seq_file(&t, 0, "seg", path, sizeof path);
+        CHECK(unlink(path) == 0);
+        snprintf(want_log, sizeof want_log,
+                 "queue %s: 5 records lost: segment 0000000000000000.seg is missing\n", t.queue);
+        want.n = 0;
+        check_loss(&t, d, want_log, 5, 1, keys_range(&want, 5, 10), 3);
+    }
+    tdir_remove(&t);
+
+    /* A segment delivered before the crash is retired, not missing: its
+     * .del file says so until a manifest without it is written. */
+    tdir_make(&t);
+    if (crash_three(&t, d, true)) {
+        seq_file(&t, 1, "seg", path, sizeof path);
+        CHECK(!path_exists(path));
+        seq_file(&t, 1, "del", path, sizeof path);
+        CHECK(file_size(path) == 0);
+        want.n = 0;
+        keys_range(keys_range(&want, 0, 5), 10, 5);
+        check_loss(&t, d, NULL, 0, 0, &want, 3);
+        CHECK(!path_exists(path));
+    }
+    tdir_remove(&t);
+}
+
+/* Torn and corrupt records count in respan_queue_lost_records too (the
+ * logs are checked by test_torn_tail and test_corrupt_record). A segment
+ * cut at a record boundary, which no checksum can see, is caught by the
+ * manifest's count. */
+static void test_lost_records_counted(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    char seg[PATH_MAX];
+    uint64_t before = lost_records();
+    if (write_ten(&t, d, seg, sizeof seg)) {
+        CHECK(truncate(seg, 1160 - 116 - 50) == 0); /* record 8 torn, 9 gone */
+        char *log = NULL;
+        rc_queue *q = open_queue_logged(&t, d, 1 << 20, 0, &log);
+        CHECK_CONTAINS(log, "; 2 records lost with them");
+        free(log);
+        CHECK(lost_records() - before == 2);
+        rc_queue_close(q);
+
+        CHECK(truncate(seg, 5 * 116) == 0); /* three whole records cut off */
+        before = lost_records();
+        q = open_queue_logged(&t, d, 1 << 20, 0, &log);
+        char want[PATH_MAX + 200];
+        snprintf(want, sizeof want,
+                 "queue segment %s: 3 records lost: the file ends after 5 of the 8 records "
+                 "written to it",
+                 seg);
+        CHECK_CONTAINS(log, want);
+        free(log);
+        CHECK(lost_records() - before == 3);
+        keys k = {.n = 0};
+        if (q) CHECK(take_expect(q, keys_range(&k, 0, 5), false));
+        rc_queue_close(q);
+    }
+    tdir_remove(&t);
+
+    /* Read back corrupt: dropped and counted. */
+    tdir_make(&t);
+    rc_queue *q = open_queue_mem(t.queue, d, 1 << 20, 0, NO_COPIES);
+    if (q) {
+        CHECK(append_rec(q, 0, 1, 100) == RC_OK);
+        CHECK(seg_file(t.queue, -1, seg, sizeof seg));
+        flip_byte(seg, HDR + 10);
+        before = lost_records();
+        rc_queue_record r[2];
+        rc_queue_wake(q);
+        CHECK(take_now(q, r, 2) == 0);
+        CHECK(lost_records() - before == 1);
+        rc_queue_close(q);
+    }
+    tdir_remove(&t);
+}
+
+/* A queue written before the manifest existed (none in its directory) is
+ * read as before, and says that a missing segment could not be detected;
+ * so does one whose manifest is damaged. Either way the next open has a
+ * manifest to go by. */
+static void test_without_manifest(rc_queue_durability d)
+{
+    for (int damaged = 0; damaged < 2; damaged++) {
+        tdir t;
+        tdir_make(&t);
+        if (write_three_segments(&t, d, false)) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/MANIFEST", t.queue);
+            if (damaged)
+                flip_byte(path, 30);
+            else
+                CHECK(unlink(path) == 0);
+            char *log = NULL;
+            rc_queue *q = open_queue_logged(&t, d, 1 << 20, 600, &log);
+            char want[800];
+            if (damaged)
+                snprintf(want, sizeof want,
+                         "queue %s: MANIFEST is unreadable (it does not match its checksum): a "
+                         "segment missing now cannot be detected; it is written again from now on",
+                         t.queue);
+            else
+                snprintf(want, sizeof want,
+                         "queue %s has no MANIFEST (it was written by an earlier version): a "
+                         "segment missing now cannot be detected; one is written from now on",
+                         t.queue);
+            CHECK_CONTAINS(log, want);
+            free(log);
+            keys k = {.n = 0};
+            if (q) CHECK(take_expect(q, keys_range(&k, 0, 15), false));
+            rc_queue_close(q);
+            CHECK(path_exists(path));
+            seq_file(&t, 1, "seg", path, sizeof path);
+            CHECK(unlink(path) == 0);
+            k.n = 0;
+            keys_range(keys_range(&k, 0, 5), 10, 5);
+            check_loss(&t, d, ": 5 records lost: segment 0000000000000001.seg is missing", 5, 1, &k,
+                       3);
+        }
+        tdir_remove(&t);
+    }
+}
+
+/* A queue of 2 MiB, the default segment size (a quarter of it: 512 KiB),
+ * 64 KiB records and a sender that lags 8 records (512 KiB) behind: 12 MiB
+ * go through without a refusal, and the files never pass the bound. */
+static void test_small_queue_keeps_working(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    rc_queue *q = open_queue(t.queue, d, 2 << 20, 0);
+    size_t len = 64 << 10;
+    uint32_t next_done = 0, refused = 0;
+    uint64_t peak = 0;
+    for (uint32_t k = 0; q && k < 192; k++) {
+        refused += append_rec(q, k, 1, len) != RC_OK;
+        if (rc_queue_bytes(q) > peak) peak = rc_queue_bytes(q);
+        if (k < 8) continue;
+        rc_queue_record r;
+        if (take_now(q, &r, 1) != 1) break;
+        CHECK(key_of(&r) == next_done);
+        next_done++;
+        rc_queue_done(q, &r);
+    }
+    if (refused) fprintf(stderr, "  %u appends refused: %s\n", refused, last_err.msg);
+    CHECK(refused == 0);
+    CHECK(next_done == 184);
+    CHECK(peak <= 2 << 20);
+    struct dirent **list;
+    int n = scandir(t.queue, &list, is_seg, alphasort);
+    CHECK(n >= 1);
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", t.queue, list[i]->d_name);
+        CHECK(file_size(path) <= 512 << 10);
+        free(list[i]);
+    }
+    if (n > 0) free(list);
+    /* 192 records of 64 KiB, 7 to a segment, went through about 28 files. */
+    char path[PATH_MAX];
+    seq_file(&t, 20, "seg", path, sizeof path);
+    CHECK(!path_exists(path)); /* long gone */
+    rc_queue_close(q);
+    tdir_remove(&t);
+}
+
+/* A segment that cannot be created (here: no file descriptor left,
+ * RLIMIT_NOFILE) refuses the append and uses up no sequence number: the
+ * next segment is numbered as if the failure never happened. */
+static int failed_create_child(const char *dir, rc_queue_durability d)
+{
+    rc_queue_options o = {"failed-create", dir, 1 << 20, 600, d, test_memory_bytes};
+    rc_queue *q;
+    rc_error err;
+    if (rc_queue_open(&o, &q, &err) != RC_OK) return 10;
+    if (append_batch(q, 0, 5, 100) != RC_OK) return 11; /* fills segment 0 */
+    int lowest = dup(0);
+    if (lowest < 0) return 12;
+    close(lowest);
+    struct rlimit old, none = {(rlim_t)lowest, 0};
+    if (getrlimit(RLIMIT_NOFILE, &old) != 0) return 13;
+    none.rlim_max = old.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &none) != 0) return 14;
+    rc_status st = append_key(q, 50);
+    if (setrlimit(RLIMIT_NOFILE, &old) != 0) return 15;
+    if (st != RC_EBUSY) return 16;
+    if (!strstr(last_err.msg, "cannot create queue segment")) return 17;
+    if (append_batch(q, 5, 5, 100) != RC_OK) return 18;
+    rc_queue_close(q);
+    return 0;
+}
+
+static void test_failed_create_keeps_seq(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) _exit(failed_create_child(t.queue, d));
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "  failed create (%s): child status %d\n", dur_name(d), status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char path[PATH_MAX];
+    seq_file(&t, 1, "seg", path, sizeof path);
+    CHECK(path_exists(path));
+    seq_file(&t, 2, "seg", path, sizeof path);
+    CHECK(!path_exists(path));
+    keys want = {.n = 0};
+    check_loss(&t, d, NULL, 0, 0, keys_range(&want, 0, 10), 2);
+    tdir_remove(&t);
+}
+
 /* --- once ------------------------------------------------------------------ */
 
 static void test_second_open_refused(void)
@@ -2142,6 +2530,12 @@ int main(void)
         test_copies_past_memory_bytes(d);
         test_crash_with_some_copies(d);
         test_take_id_corrupt(d);
+        test_missing_segment(d);
+        test_missing_after_crash(d);
+        test_lost_records_counted(d);
+        test_without_manifest(d);
+        test_small_queue_keeps_working(d);
+        test_failed_create_keeps_seq(d);
     }
     test_memory_ignores_memory_bytes();
     test_second_open_refused();
