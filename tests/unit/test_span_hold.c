@@ -654,7 +654,8 @@ static void test_settle_releases(rc_queue_durability d)
     CHECK(released(&o) == 1); /* the barrier only */
     CHECK(rc_hold_waiting(h, ids, 3, w) == 1);
     CHECK(!w[0] && w[1] && !w[2]);
-    CHECK(rc_hold_spans(h) == 3);
+    /* The barrier's record is forgotten a moment after its owner saw it. */
+    CHECK(wait_spans(h, 3, POLL_MS));
 
     settle1(h, 2);
     CHECK(wait_released(&o, 4, POLL_MS));
@@ -1291,7 +1292,9 @@ static void test_dead_letters(rc_queue_durability d)
     CHECK_CONTAINS(log, t.dead);
     free(log);
     if (!h) goto out;
-    CHECK(at_open == 1); /* the unknown header, found by recovery */
+    /* The unknown header, found by recovery (the undecodable record may
+     * have gone to the dead-letter file too by the time we look). */
+    CHECK(at_open >= 1);
     CHECK(rc_hold_dead_letters(h) == 2);
     CHECK(wait_spans(h, 1, POLL_MS));
     CHECK(released(&o2) == 0);
