@@ -164,6 +164,7 @@ typedef struct msg_table {
     const ProtobufCMessage *init; /* the generated initialiser's result */
     bool container;               /* ArrayValue or KeyValueList: counts toward OTLP_MAX_DEPTH */
     bool high_fields;             /* some field number is >= TABLE_FIELDS */
+    bool one_oneof;               /* every field is a member of one oneof (AnyValue) */
     uint8_t n_fields;
     uint8_t n_repeated;
     field_info fields[MAX_FIELDS];
@@ -350,6 +351,10 @@ static unsigned table_index(const ProtobufCMessageDescriptor *d)
         t->slots[tag].field = NO_FIELD;
     for (unsigned i = 0; i < d->n_fields; i++)
         add_field(t, i);
+    t->one_oneof = d->n_fields > 0;
+    for (unsigned i = 0; i < d->n_fields; i++)
+        if (!t->fields[i].oneof || t->fields[i].quantifier != t->fields[0].quantifier)
+            t->one_oneof = false;
     for (unsigned tag = 0; tag < ONE_BYTE_TAGS; tag++)
         t->one_byte_tags[tag] = action_for(t->slots[tag >> 3], tag >> 3, (int)(tag & 7));
     return idx;
@@ -577,6 +582,8 @@ static rc_status count_fields(decode_ctx *c, frame *fr)
 {
     const msg_table *t = fr->t;
     size_t *cap = fr->fs.cap;
+    memset(cap, 0, t->n_repeated * sizeof *cap);
+    fr->fs.unknown_cap = 0;
     for (const uint8_t *p = fr->start; p < fr->end;) {
         uint64_t tag;
         if (*p < 0x80)
@@ -638,9 +645,10 @@ static void *singular_member(const frame *fr, const field_info *f)
 
 /* The slot a value of field f is stored in: an array element or the
  * member. NULL when out of memory. */
-static void *value_slot(decode_ctx *c, frame *fr, const field_info *f)
+static inline void *value_slot(decode_ctx *c, frame *fr, const field_info *f)
 {
     if (f->label == PROTOBUF_C_LABEL_REPEATED) return next_element(c, fr, f);
+    if (!f->oneof && f->label == PROTOBUF_C_LABEL_NONE) return member_at(fr->m, f->offset);
     return singular_member(fr, f);
 }
 
@@ -950,7 +958,14 @@ static rc_status walk_message(decode_ctx *c, const msg_table *t, ProtobufCMessag
                               const uint8_t *p, const uint8_t *end, unsigned depth,
                               unsigned containers)
 {
-    frame fr = {.t = t, .m = m, .start = p, .end = end, .depth = depth, .containers = containers};
+    frame fr; /* not zeroed whole: its counts are written when counted */
+    fr.t = t;
+    fr.m = m;
+    fr.start = p;
+    fr.end = end;
+    fr.depth = depth;
+    fr.containers = containers;
+    fr.fs.counted = false;
     while (p < end) {
         const uint8_t *tag_at = p;
         uint64_t number;
@@ -1034,12 +1049,14 @@ rc_status otlp_proto_decode(const uint8_t *data, size_t len, rc_arena *arena,
 /* --- encoding ---------------------------------------------------------------------
  *
  * The encoding grows downward from the end of out's capacity: [pos, top) is
- * what is written so far, where top = out->data + out->cap, and the free
- * room is [out->data + out->len, pos). */
+ * what is written so far and [floor, pos) the free room, where top is
+ * out->data + out->cap and floor out->data + out->len. Growing moves what
+ * is written to the new top, so a position is kept as its distance from
+ * the top. */
 
 typedef struct back_writer {
     rc_buf *out;
-    uint8_t *pos;
+    uint8_t *floor, *pos, *top;
     bool failed;
 } back_writer;
 
@@ -1048,22 +1065,23 @@ typedef struct back_writer {
 __attribute__((noinline)) static bool grow(back_writer *w, size_t n)
 {
     rc_buf *b = w->out;
-    size_t written = (size_t)((uint8_t *)b->data + b->cap - w->pos);
-    size_t room = b->cap - b->len - written;
+    size_t written = (size_t)(w->top - w->pos);
+    size_t room = (size_t)(w->pos - w->floor);
     if (w->failed || !rc_buf_reserve(b, written + (room + n) * 2)) {
         w->failed = true;
         return false;
     }
-    uint8_t *at = (uint8_t *)b->data + b->cap - written;
+    w->floor = (uint8_t *)b->data + b->len;
+    w->top = (uint8_t *)b->data + b->cap;
     /* realloc kept the bytes at their old offset: move them to the new top */
-    memmove(at, (uint8_t *)b->data + b->len + room, written);
-    w->pos = at;
+    memmove(w->top - written, w->floor + room, written);
+    w->pos = w->top - written;
     return true;
 }
 
 static inline bool room(back_writer *w, size_t n)
 {
-    if ((size_t)(w->pos - ((uint8_t *)w->out->data + w->out->len)) >= n) return true;
+    if ((size_t)(w->pos - w->floor) >= n) return true;
     return grow(w, n);
 }
 
@@ -1086,6 +1104,10 @@ static inline void put_varint(back_writer *w, uint64_t v)
 
 static inline void put_tag(back_writer *w, const field_info *f)
 {
+    if (f->tag_len == 1 && room(w, 1)) { /* every field of OTLP but Span.flags */
+        *--w->pos = f->tag[0];
+        return;
+    }
     put_bytes(w, f->tag, f->tag_len);
 }
 
@@ -1095,11 +1117,10 @@ static void put_message(back_writer *w, const msg_table *t, const ProtobufCMessa
  * NULL one as empty). */
 static void put_submessage(back_writer *w, const field_info *f, const ProtobufCMessage *m)
 {
-    /* Growing moves what is written, but keeps its distance from the top. */
-    size_t below = (size_t)((uint8_t *)w->out->data + w->out->cap - w->pos);
+    size_t below = (size_t)(w->top - w->pos);
     if (m) put_message(w, &tables[f->sub], m);
     if (w->failed) return;
-    put_varint(w, (uint64_t)((uint8_t *)w->out->data + w->out->cap - w->pos) - below);
+    put_varint(w, (uint64_t)(w->top - w->pos) - below);
 }
 
 /* One value of field f (not its tag), as protobuf-c's required_field_pack
@@ -1246,6 +1267,12 @@ static void put_message(back_writer *w, const msg_table *t, const ProtobufCMessa
 {
     for (size_t i = m->n_unknown_fields; i-- > 0;)
         put_unknown(w, &m->unknown_fields[i]);
+    if (t->one_oneof) { /* only the member its case names can be written */
+        uint32_t which = *(const uint32_t *)((const char *)m + t->fields[0].quantifier);
+        const field_info *f = field_by_id(t, which);
+        if (f) put_field(w, f, m);
+        return;
+    }
     for (unsigned i = t->n_fields; i-- > 0 && !w->failed;)
         put_field(w, &t->fields[i], m);
 }
@@ -1258,12 +1285,14 @@ void otlp_proto_encode(const otlp_export_request *req, rc_buf *out)
         return;
     }
     if (out->failed) return;
-    back_writer w = {.out = out};
     if (out->cap - out->len < 256 && !rc_buf_reserve(out, 256)) return;
-    w.pos = (uint8_t *)out->data + out->cap;
+    back_writer w = {.out = out,
+                     .floor = (uint8_t *)out->data + out->len,
+                     .top = (uint8_t *)out->data + out->cap};
+    w.pos = w.top;
     put_message(&w, &tables[0], &req->base);
     if (w.failed) return;
-    size_t n = (size_t)((uint8_t *)out->data + out->cap - w.pos);
-    memmove(out->data + out->len, w.pos, n);
+    size_t n = (size_t)(w.top - w.pos);
+    memmove(w.floor, w.pos, n);
     out->len += n;
 }
