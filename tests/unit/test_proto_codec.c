@@ -12,7 +12,8 @@
  *   - hand-written inputs for the rare paths: a singular message given
  *     twice (merged), oneof members replacing each other, unknown fields,
  *     tags and lengths spelled in more than 5 bytes, empty strings and
- *     bytes, varints past 64 bits;
+ *     bytes, varints past 64 bits; a malformed input too large for its
+ *     arena (still reported as malformed);
  *   - the encoder alone on requests decoded from OTLP/JSON and on structs
  *     built by hand with values a decoder never makes (a oneof string that
  *     is the default pointer, bytes with data but no length, -0.0).
@@ -318,6 +319,35 @@ static void test_odd_encodings(void)
     rc_buf_free(&v);
 }
 
+/* A malformed input is reported as malformed even when the arena runs out
+ * before the walk reaches the fault, as when the checks ran first; and a
+ * well-formed one that does not fit is RC_ENOMEM. */
+static void test_errors_before_memory(const char *root)
+{
+    char path[PATH_LEN];
+    snprintf(path, sizeof path, "%s/tests/golden/decode/sdk-proto-openllmetry.pb", root);
+    size_t len;
+    char *data = test_read_file(path, &len);
+    CHECK(data != NULL);
+    if (!data) return;
+    rc_buf in = RC_BUF_INIT;
+    rc_buf_append(&in, data, len);
+    for (int bad = 0; bad < 2; bad++) {
+        if (bad) rc_buf_append(&in, "\x0a\xff\x01", 3); /* a length past the end */
+        rc_arena *arena = rc_arena_new(1024);
+        rc_arena_set_max(arena, 2048);
+        otlp_export_request *req = NULL;
+        rc_error err = {{0}};
+        rc_status st = otlp_proto_decode((const uint8_t *)in.data, in.len, arena, &req, &err);
+        CHECK(st == (bad ? RC_EINVAL : RC_ENOMEM));
+        CHECK_CONTAINS(err.msg, bad ? "length 255 past end of message" : "memory limit reached");
+        rc_arena_free(arena);
+        check_same("capped arena", (const uint8_t *)in.data, in.len, 2048);
+    }
+    rc_buf_free(&in);
+    free(data);
+}
+
 /* --- the encoder alone ------------------------------------------------------- */
 
 static void check_encode(const char *what, const otlp_export_request *req)
@@ -457,6 +487,7 @@ int main(void)
     check_dir(root, "fuzz/corpus/proto", ".pb");
     test_merges();
     test_odd_encodings();
+    test_errors_before_memory(root);
     test_encode_json_inputs(root);
     test_encode_by_hand();
     TEST_MAIN_END();
