@@ -43,10 +43,11 @@
  * input before protobuf-c unpacked it: a malformed input gets the message of
  * its first error even when the arena ran out earlier in the walk. So when
  * building must stop - the arena refused memory, or the input is one that
- * protobuf-c refused although it passes every check (tags or lengths spelled
- * in more than 5 bytes) - the walk starts again over the whole input in
- * check-only mode (no struct, no allocation) to find a first error to report.
- * Only without one is the result RC_ENOMEM, or for such an input RC_EINVAL.
+ * protobuf-c refused although it passes every check (a tag or length spelled
+ * in more than 5 bytes, a KeyValue with two empty values) - the walk starts
+ * again over the whole input in check-only mode (no struct, no allocation)
+ * to find a first error to report. Only without one is the result RC_ENOMEM,
+ * or for such an input RC_EINVAL.
  *
  * Encoding writes back to front, into the spare capacity of the output
  * buffer: a message's fields in reverse, then its length and tag in front of
@@ -745,22 +746,24 @@ static rc_status store_text(decode_ctx *c, frame *fr, const field_info *f, const
  * taken when the latter's is unset (an explicit empty string counts as set,
  * empty bytes do not); a oneof is taken whole when the latter has none.
  * Plain proto3 scalars have no has_ flag and are never taken: the latter's
- * value stands, even zero. Where protobuf-c would look up the field of an
- * unset oneof (reading before its field array), nothing is taken. */
+ * value stands, even zero. A oneof unset in both (KeyValue.value given
+ * twice, both empty) makes protobuf-c look up the field of case 0, which
+ * it reads from before its field array; with our generated code that read
+ * ends in a refused input, so such input is refused here too. */
 
-static bool merge_messages(decode_ctx *c, const msg_table *t, ProtobufCMessage *earlier,
-                           ProtobufCMessage *latter);
+static rc_status merge_messages(decode_ctx *c, const msg_table *t, ProtobufCMessage *earlier,
+                                ProtobufCMessage *latter);
 
-static bool merge_repeated(decode_ctx *c, const field_info *f, ProtobufCMessage *earlier,
-                           ProtobufCMessage *latter)
+static rc_status merge_repeated(decode_ctx *c, const field_info *f, ProtobufCMessage *earlier,
+                                ProtobufCMessage *latter)
 {
     size_t *n_e = member_at(earlier, f->quantifier), *n_l = member_at(latter, f->quantifier);
     char **p_e = member_at(earlier, f->offset), **p_l = member_at(latter, f->offset);
-    if (*n_e == 0) return true;
+    if (*n_e == 0) return RC_OK;
     if (*n_l > 0) {
         size_t el = element_size(f->type);
         char *both = rc_arena_alloc(c->arena, (*n_e + *n_l) * el);
-        if (!both) return false;
+        if (!both) return out_of_memory(c);
         memcpy(both, *p_e, *n_e * el);
         memcpy(both + *n_e * el, *p_l, *n_l * el);
         *p_l = both;
@@ -771,20 +774,20 @@ static bool merge_repeated(decode_ctx *c, const field_info *f, ProtobufCMessage 
     }
     *n_e = 0;
     *p_e = NULL;
-    return true;
+    return RC_OK;
 }
 
 /* Whether latter lacks singular field f and should take earlier's; merges
- * submessages present in both. *ok turns false when out of memory. */
+ * submessages present in both, setting *st when that fails. */
 static bool should_take(decode_ctx *c, const field_info *f, const uint32_t *e_case,
-                        const uint32_t *l_case, void *e_elem, void *l_elem, bool *ok)
+                        const uint32_t *l_case, void *e_elem, void *l_elem, rc_status *st)
 {
     switch (f->type) {
     case PROTOBUF_C_TYPE_MESSAGE: {
         ProtobufCMessage *em = *(ProtobufCMessage **)e_elem, *lm = *(ProtobufCMessage **)l_elem;
         if (!em) return false;
         if (!lm) return true;
-        *ok = merge_messages(c, &tables[f->sub], em, lm);
+        *st = merge_messages(c, &tables[f->sub], em, lm);
         return false;
     }
     case PROTOBUF_C_TYPE_BYTES: {
@@ -805,13 +808,14 @@ static bool should_take(decode_ctx *c, const field_info *f, const uint32_t *e_ca
     }
 }
 
-static bool merge_messages(decode_ctx *c, const msg_table *t, ProtobufCMessage *earlier,
-                           ProtobufCMessage *latter)
+static rc_status merge_messages(decode_ctx *c, const msg_table *t, ProtobufCMessage *earlier,
+                                ProtobufCMessage *latter)
 {
     for (unsigned i = 0; i < t->n_fields; i++) {
         const field_info *f = &t->fields[i];
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            if (!merge_repeated(c, f, earlier, latter)) return false;
+            rc_status st = merge_repeated(c, f, earlier, latter);
+            if (st != RC_OK) return st;
             continue;
         }
         if (f->label == PROTOBUF_C_LABEL_REQUIRED) continue;
@@ -820,12 +824,12 @@ static bool merge_messages(decode_ctx *c, const msg_table *t, ProtobufCMessage *
         if (f->oneof) {
             if (*l_case != 0) continue;
             f = field_by_id(t, *e_case);
-            if (!f) continue;
+            if (!f) return give_up(c); /* see above */
         }
         void *e_elem = member_at(earlier, f->offset), *l_elem = member_at(latter, f->offset);
-        bool ok = true;
-        bool take = should_take(c, f, e_case, l_case, e_elem, l_elem, &ok);
-        if (!ok) return false;
+        rc_status st = RC_OK;
+        bool take = should_take(c, f, e_case, l_case, e_elem, l_elem, &st);
+        if (st != RC_OK) return st;
         if (!take) continue;
         size_t el = element_size(f->type);
         memcpy(l_elem, e_elem, el);
@@ -835,7 +839,7 @@ static bool merge_messages(decode_ctx *c, const msg_table *t, ProtobufCMessage *
             *e_case = 0;
         }
     }
-    return true;
+    return RC_OK;
 }
 
 /* --- the walk -------------------------------------------------------------------- */
@@ -874,8 +878,10 @@ static rc_status walk_submessage(decode_ctx *c, frame *fr, tag_action a, const u
     ProtobufCMessage **where = value_slot(c, fr, f);
     if (!where) return RC_ENOMEM;
     if (!f->oneof && f->label != PROTOBUF_C_LABEL_REPEATED && *where &&
-        *where != f->default_value && !merge_messages(c, sub, *where, msg))
-        return out_of_memory(c);
+        *where != f->default_value) {
+        st = merge_messages(c, sub, *where, msg);
+        if (st != RC_OK) return st;
+    }
     *where = msg;
     return RC_OK;
 }
