@@ -71,6 +71,12 @@ bool rc_request_set_meta(rc_request *r, const rc_request_meta *meta)
     return true;
 }
 
+void rc_batch_forget_wire(rc_batch *b)
+{
+    for (size_t i = 0; i < b->n_runs; i++)
+        b->runs[i].owner->wire = NULL;
+}
+
 rc_batch *rc_batch_new(void)
 {
     return calloc(1, sizeof(rc_batch));

@@ -45,6 +45,16 @@ typedef struct rc_request {
     otlp_export_request *data;
     rc_request_meta meta;
     size_t n_spans;
+    /* The request as it came in, protobuf, when it still encodes exactly
+     * `data` (no span dropped): borrowed from the receiver, valid only
+     * during the receiver's consume call, then NULL. Only the first
+     * processor of a pipeline sees it (the service clears it before later
+     * ones, which may get changed spans), and may store it instead of
+     * encoding `data` again (the customer processor's hold) if it has
+     * changed no span itself. A stage that keeps a batch past its consume
+     * call must clear it first (rc_batch_forget_wire). */
+    const uint8_t *wire;
+    size_t wire_len;
 } rc_request;
 
 /* Takes ownership of `arena` (also on failure); refs starts at 1. */
@@ -77,6 +87,8 @@ void rc_batch_free(rc_batch *b);
 /* A batch holding every span of `req`; takes over the caller's reference
  * to req (also on failure, returning NULL). */
 rc_batch *rc_batch_from_request(rc_request *req);
+/* Clears the wire bytes of every request of b (see rc_request.wire). */
+void rc_batch_forget_wire(rc_batch *b);
 /* Appends a run; the batch takes a new reference on run->owner. */
 bool rc_batch_append(rc_batch *b, const rc_span_run *run);
 /* Moves every run of src to the end of dst; src is left empty. */

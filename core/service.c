@@ -260,6 +260,14 @@ static rc_status processor_link(void *self, rc_batch *batch, rc_error *err)
     return ((const rc_processor_factory *)c->factory)->consume(c->inst, batch, err);
 }
 
+/* Past the first processor the spans may have been changed, so the bytes
+ * they came in as no longer stand for them (rc_request.wire). */
+static rc_status later_processor_link(void *self, rc_batch *batch, rc_error *err)
+{
+    rc_batch_forget_wire(batch);
+    return processor_link(self, batch, err);
+}
+
 /* Every pipeline gets its own copy, all made before any pipeline consumes:
  * when memory refuses a copy the client is told to retry and no pipeline
  * has seen the data, so the retry cannot duplicate it. A pipeline that
@@ -354,7 +362,8 @@ static rc_status build_processors(pipeline *p, component **templates, size_t n, 
     }
     bool durable = pipeline_persists(p);
     for (size_t i = 0; i < p->n_processors; i++)
-        p->links[i] = (rc_consumer){processor_link, &p->processors[i], durable};
+        p->links[i] = (rc_consumer){i == 0 ? processor_link : later_processor_link,
+                                    &p->processors[i], durable};
     p->links[p->n_processors] = (rc_consumer){exporter_fanout, p, durable};
     return RC_OK;
 }

@@ -936,6 +936,32 @@ static void put_meta(rc_buf *b, const rc_request_meta *m)
     }
 }
 
+/* The bytes a request came in as, when `spans` is that whole request and
+ * nothing has changed it since (rc_request.wire): the hold can store them
+ * as they are, sparing an encode of what was just decoded. */
+static const rc_request *whole_unchanged_request(const rc_batch *spans)
+{
+    const rc_request *owner = spans->runs[0].owner;
+    if (!owner->wire || spans->n_spans != owner->n_spans) return NULL;
+    for (size_t i = 1; i < spans->n_runs; i++)
+        if (spans->runs[i].owner != owner) return NULL;
+    return owner;
+}
+
+static bool encode_spans(const rc_batch *spans, rc_buf *out)
+{
+    const rc_request *whole = whole_unchanged_request(spans);
+    if (whole) {
+        rc_buf_append(out, whole->wire, whole->wire_len);
+        return true;
+    }
+    rc_arena *scratch = rc_arena_new_scratch(16 * 1024);
+    otlp_export_request *view = scratch ? rc_batch_view(spans, scratch) : NULL;
+    if (view) otlp_proto_encode(view, out);
+    rc_arena_free(scratch);
+    return view != NULL;
+}
+
 /* Builds the record of a put in out; false when out of memory. */
 static bool build_record(const rc_batch *spans, rc_buf *out, uint32_t *n_traces)
 {
@@ -945,11 +971,7 @@ static bool build_record(const rc_batch *spans, rc_buf *out, uint32_t *n_traces)
     size_t meta_at = out->len;
     put_meta(out, &spans->runs[0].owner->meta);
     size_t meta_len = out->len - meta_at;
-    rc_arena *scratch = rc_arena_new_scratch(16 * 1024);
-    otlp_export_request *view = scratch ? rc_batch_view(spans, scratch) : NULL;
-    if (view) otlp_proto_encode(view, out);
-    rc_arena_free(scratch);
-    if (!view || n == SIZE_MAX || out->failed) return false;
+    if (!encode_spans(spans, out) || n == SIZE_MAX || out->failed) return false;
     unsigned char *p = (unsigned char *)out->data;
     put_u32(p, MAGIC_SPANS);
     put_u32(p + 4, (uint32_t)spans->n_spans);

@@ -181,6 +181,7 @@ static rc_status batch_consume(void *inst, rc_batch *batch, rc_error *err)
 {
     batch_processor *p = inst;
     if (p->next->durable) return send_downstream(p, batch, err);
+    rc_batch_forget_wire(batch); /* kept past this call */
     pthread_mutex_lock(&p->w.mu);
     /* The thread sleeps without a deadline while nothing waits, so the
      * first spans must wake it to arm the timeout. */

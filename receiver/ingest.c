@@ -109,14 +109,24 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
         res->status = RC_OK;
         return;
     }
+    /* The body still encodes the request exactly unless spans were
+     * dropped; it is lent to the pipeline for this call only (batch.h). */
+    if (fmt == RC_FORMAT_PROTO && res->rejected_spans == 0) {
+        req->wire = body;
+        req->wire_len = len;
+    }
+    rc_request_ref(req); /* kept past the consume, to take the loan back */
     rc_batch *batch = rc_batch_from_request(req);
     if (!batch) {
+        rc_request_unref(req);
         rc_error_set(&res->err, "out of memory, retry later");
         refuse(ctx, res, RC_ENOMEM, n_spans);
         return;
     }
     rc_error perr = {{0}};
     st = rc_consume(ctx->next, batch, &perr);
+    req->wire = NULL;
+    rc_request_unref(req);
     if (st != RC_OK) {
         res->err = perr;
         refuse(ctx, res, st, n_spans);

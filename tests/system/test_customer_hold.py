@@ -24,6 +24,10 @@ trace whose root is not sent, with no customer, and a 64 KiB prompt.
      of all 48 traces, naming a customer, release the rest (reason
      "attribution"), with that customer. Every span reaches the stand-in
      exactly once: none is lost.
+  3. cost before customer: children of 3 traces wait, then their roots
+     come; every child reaches the stand-in with the roots' customer and
+     the cost priced before it waited (a span changed by an earlier
+     processor is held as changed, not as the bytes it came in as).
 The ~1 GiB written is removed whatever the outcome (the rest of a failed
 case's temp dir is kept for a post-mortem). Measured on the 2-core VM
 (disk ~700 MB/s with fsync): case 1 pushes 1 GiB in about 7 s with an RSS
@@ -207,10 +211,10 @@ class HoldSetup:
     whatever happens (it may hold a GiB); on a failure the tails of both
     stderr logs are printed and the rest of the temp dirs kept."""
 
-    def __init__(self, name, customer, exporter=None):
+    def __init__(self, name, customer, exporter=None, processors=("customer", "cost", "batch")):
         self.std = Standin(name).start(api_key=API_KEY)
-        self.col = RespanCollector(name, self.std, exporter, customer=customer,
-                                   memory_limit_mib=MEMORY_LIMIT_MIB)
+        self.col = RespanCollector(name, self.std, exporter, processors=processors,
+                                   customer=customer, memory_limit_mib=MEMORY_LIMIT_MIB)
 
     def __enter__(self):
         try:
@@ -327,11 +331,40 @@ def case_bound_lets_the_oldest_go():
         assert waiting(col) == 0, "waiting_spans %r at the end" % waiting(col)
 
 
+def case_earlier_processor_changes_survive_the_hold():
+    n_requests, n_spans = 3, 4
+    customer = {"propagation_wait": "10m"}
+    with HoldSetup("hold-after-cost", customer, processors=("cost", "customer", "batch")) as (
+            std, col):
+        acked, _ = push(col, n_requests, n_spans)
+        assert acked == n_requests * n_spans, "%d spans acknowledged" % acked
+        wait_until(lambda: waiting(col) == acked, 15, "waiting_spans %r, want %d"
+                   % (waiting(col), acked))
+        status, _, resp = post_traces(col.ports["http"],
+                                      roots_request(range(n_requests), n_spans, "cost-cust"))
+        assert status == 200, "the roots: %d %r" % (status, resp[:200])
+        children = {ids_of(no, n_spans)[2][i].hex()
+                    for no in range(n_requests) for i in range(n_spans)}
+        std.wait_for(lambda s: s["unique_span_ids"] >= len(children) + n_requests, timeout=60)
+        logs = [log for log in std.logs() if log["span_unique_id"] in children]
+        assert {log["span_unique_id"] for log in logs} == children, "children missing"
+        for log in logs:
+            assert log.get("customer_identifier") == "cost-cust", "customer: %r" % (
+                log.get("customer_identifier"),)
+            # 16000 input and 200 output tokens of gpt-4o-mini: the cost
+            # processor priced them before the spans waited.
+            assert isinstance(log.get("cost"), (int, float)) and log["cost"] > 0, (
+                "a held child lost what cost wrote before it waited: cost %r" % (
+                    log.get("cost"),))
+
+
 def main():
     r = Runner()
     r.case("1 GiB waits on disk; RSS stays under memory_limit_mib", case_gib_waits_on_disk)
     r.case("max_held_mib: the oldest go on at the bound, none is lost",
            case_bound_lets_the_oldest_go)
+    r.case("what a processor before customer wrote survives the hold",
+           case_earlier_processor_changes_survive_the_hold)
     r.finish()
 
 

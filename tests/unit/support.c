@@ -91,5 +91,6 @@ otlp_span **test_request_one_scope(rc_request *r, otlp_resource *resource, size_
     req->resource_spans[0] = rs;
     req->n_resource_spans = 1;
     r->data = req;
+    r->n_spans = n;
     return ss->spans;
 }

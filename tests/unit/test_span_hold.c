@@ -32,6 +32,7 @@
 #include "core/memlimit.h"
 #include "core/queue.h"
 #include "llm/span_attrs.h"
+#include "otlp/otlp.h"
 #include "support.h"
 #include "testing.h"
 
@@ -689,6 +690,54 @@ static void test_settle_releases(rc_queue_durability d)
         owner_free(&o2);
         CHECK(queue_records_in(t.hold, d) == 0);
     }
+out:
+    owner_free(&o);
+    tdir_remove(&t);
+}
+
+/* A put of a whole request that still has its wire bytes (rc_request.wire)
+ * stores those bytes, not a fresh encoding; a put of part of a request
+ * encodes its spans. The wire bytes lent here deliberately name the spans
+ * differently, so the released names show which were stored. */
+static void test_wire_bytes(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    owner o;
+    owner_init(&o);
+    rc_hold *h = open_hold(t.hold, d, 64 << 20, 60000, &o);
+    if (!h) goto out;
+    const sp real[] = {{"decoded-1", 1}, {"decoded-2", 2}};
+    const sp lent[] = {{"wire-1", 1}, {"wire-2", 2}};
+    rc_batch *canary = batch_of(lent, 2, 0);
+    rc_batch *whole = batch_of(real, 2, 0);
+    rc_batch *part = batch_of(real, 2, 0);
+    rc_buf wire = RC_BUF_INIT;
+    if (canary) otlp_proto_encode(canary->runs[0].owner->data, &wire);
+    CHECK(canary && whole && part && !wire.failed);
+    if (!canary || !whole || !part || wire.failed) goto free_batches;
+    whole->runs[0].owner->wire = part->runs[0].owner->wire = (const uint8_t *)wire.data;
+    whole->runs[0].owner->wire_len = part->runs[0].owner->wire_len = wire.len;
+
+    CHECK(rc_hold_put(h, whole, &last_err) == RC_OK);
+    const uint8_t marks[2] = {0, 1}; /* only "decoded-2" */
+    rc_batch *held = rc_batch_split(part, marks);
+    CHECK(held && held->n_spans == 1);
+    if (held) CHECK(rc_hold_put(h, held, &last_err) == RC_OK);
+    rc_batch_free(held);
+    settle1(h, 1);
+    settle1(h, 2);
+    CHECK(wait_released(&o, 3, POLL_MS));
+    check_released_once(&o, "wire-1", 1, RC_HOLD_SETTLED);
+    check_released_once(&o, "wire-2", 2, RC_HOLD_SETTLED);
+    check_released_once(&o, "decoded-2", 2, RC_HOLD_SETTLED);
+    CHECK(times_released(&o, "decoded-1", NULL) == 0);
+free_batches:
+    rc_buf_free(&wire);
+    rc_batch_free(canary);
+    rc_batch_free(whole);
+    rc_batch_free(part);
+    rc_hold_close(h);
 out:
     owner_free(&o);
     tdir_remove(&t);
@@ -1828,6 +1877,7 @@ int main(void)
     for (size_t i = 0; i < sizeof all_durabilities / sizeof *all_durabilities; i++) {
         rc_queue_durability d = all_durabilities[i];
         test_settle_releases(d);
+        test_wire_bytes(d);
         test_settle_many_and_harmless(d);
         test_wait_runs_out(d);
         test_refused_release(d);
