@@ -6,17 +6,21 @@ thousands of streams and reset them at once, never acknowledge SETTINGS,
 send half a gRPC message and stop, trickle a preface one byte at a time.
 So the frames are written here from RFC 9113, and the header blocks with
 HPACK literals only (RFC 7541 6.2.2, "without indexing", new name): no
-dynamic table on our side, no Huffman coding. Reading is frames only:
-type, flags, stream and payload, with the few payloads the tests look at
-(GOAWAY, RST_STREAM, SETTINGS) decoded; header blocks the server sends
-are not decoded (that would take HPACK's Huffman table), so a test that
-needs a gRPC status reads it with a real client instead.
+dynamic table on our side, no Huffman coding. Reading is frames: type,
+flags, stream and payload, with the payloads the tests look at (GOAWAY,
+RST_STREAM, SETTINGS) decoded. The header blocks the server sends are
+decoded, when a test asks (Conn.header_blocks), by the system's libnghttp2
+through ctypes: HPACK's Huffman code and dynamic table are not worth
+writing a second time for a test, and decoding is not what is tested.
 
-Used by tests/system/test_grpc_hostile.py and test_grpc_slow_clients.py.
-Only ever connects to 127.0.0.1. Python 3 standard library only; importers
-set sys.dont_write_bytecode first.
+Used by tests/system/test_grpc_hostile.py, test_grpc_slow_clients.py and
+test_grpc_interop.py. Only ever connects to 127.0.0.1. Python 3 standard
+library only (and libnghttp2, which the collector links, for decoding);
+importers set sys.dont_write_bytecode first.
 """
 
+import ctypes
+import ctypes.util
 import socket
 import struct
 import time
@@ -34,6 +38,8 @@ FRAME_NAMES = ["DATA", "HEADERS", "PRIORITY", "RST_STREAM", "SETTINGS", "PUSH_PR
 END_STREAM = 0x1
 ACK = 0x1
 END_HEADERS = 0x4
+PADDED = 0x8
+PRIORITY_FLAG = 0x20
 
 # Error codes (RFC 9113 7).
 NO_ERROR = 0x0
@@ -127,6 +133,80 @@ def settings_of(payload):
                               for i in range(0, len(payload) - 5, 6))}
 
 
+class _Nv(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("value", ctypes.c_void_p),
+                ("namelen", ctypes.c_size_t), ("valuelen", ctypes.c_size_t),
+                ("flags", ctypes.c_uint8)]
+
+
+_nghttp2 = None
+
+
+def _lib():
+    global _nghttp2
+    if _nghttp2 is None:
+        name = ctypes.util.find_library("nghttp2") or "libnghttp2.so.14"
+        lib = ctypes.CDLL(name)
+        lib.nghttp2_hd_inflate_new.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+        lib.nghttp2_hd_inflate_new.restype = ctypes.c_int
+        lib.nghttp2_hd_inflate_hd2.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Nv),
+                                               ctypes.POINTER(ctypes.c_int), ctypes.c_char_p,
+                                               ctypes.c_size_t, ctypes.c_int]
+        lib.nghttp2_hd_inflate_hd2.restype = ctypes.c_ssize_t
+        lib.nghttp2_hd_inflate_end_headers.argtypes = [ctypes.c_void_p]
+        lib.nghttp2_hd_inflate_del.argtypes = [ctypes.c_void_p]
+        _nghttp2 = lib
+    return _nghttp2
+
+
+class HpackDecoder:
+    """One connection's HPACK decoding state (RFC 7541), on libnghttp2's
+    inflater: decode() takes header blocks in the order they were sent."""
+
+    EMIT, FINAL = 0x02, 0x01
+
+    def __init__(self):
+        self.lib = _lib()
+        self.ptr = ctypes.c_void_p()
+        if self.lib.nghttp2_hd_inflate_new(ctypes.byref(self.ptr)) != 0:
+            raise AssertionError("nghttp2_hd_inflate_new failed")
+
+    def decode(self, block):
+        """[(name, value)] of a whole header block, as text."""
+        out, off = [], 0
+        while True:
+            nv, flags = _Nv(), ctypes.c_int(0)
+            rest = block[off:]
+            n = self.lib.nghttp2_hd_inflate_hd2(self.ptr, ctypes.byref(nv), ctypes.byref(flags),
+                                                rest, len(rest), 1)
+            if n < 0:
+                raise AssertionError("the server sent a header block HPACK cannot decode (%d)" % n)
+            off += n
+            if flags.value & self.EMIT:
+                out.append((ctypes.string_at(nv.name, nv.namelen).decode("latin-1"),
+                            ctypes.string_at(nv.value, nv.valuelen).decode("latin-1")))
+            if flags.value & self.FINAL:
+                self.lib.nghttp2_hd_inflate_end_headers(self.ptr)
+                return out
+            if n == 0 and not flags.value & self.EMIT:
+                raise AssertionError("HPACK decoding made no progress")
+
+    def __del__(self):
+        if getattr(self, "ptr", None):
+            self.lib.nghttp2_hd_inflate_del(self.ptr)
+
+
+def header_fragment(flags, payload):
+    """The header block fragment of a HEADERS frame's payload (its padding
+    and priority fields taken off)."""
+    start, end = 0, len(payload)
+    if flags & PADDED:
+        start, end = 1, end - payload[0]
+    if flags & PRIORITY_FLAG:
+        start += 5
+    return payload[start:end]
+
+
 class Conn:
     """One client connection to 127.0.0.1:port, with what the server sent
     parsed into frames as it is read. Nothing here blocks for long: reads
@@ -139,6 +219,9 @@ class Conn:
         self.frames = []  # every frame read so far
         self.pending = b""
         self.closed = None  # None while open; "eof" or "reset" once the server closed
+        self.hpack = None
+        self.blocks = []  # (stream, end_stream, [(name, value)]) decoded so far
+        self.decoded_upto = 0  # frames looked at for header blocks
 
     def send(self, data):
         """Sends data; False (and the connection noted closed) when the
@@ -226,6 +309,43 @@ class Conn:
 
     def of_type(self, ftype):
         return [f for f in self.frames if f[0] == ftype]
+
+    def header_blocks(self):
+        """Every whole header block the server sent, in order: [(stream,
+        end_stream, [(name, value)])] (a HEADERS frame and its CONTINUATIONs
+        make one block)."""
+        if self.hpack is None:
+            self.hpack = HpackDecoder()
+        i = self.decoded_upto
+        while i < len(self.frames):
+            ftype, flags, stream, payload = self.frames[i]
+            if ftype != HEADERS:
+                i += 1
+                continue
+            block, j, hflags = header_fragment(flags, payload), i + 1, flags
+            while not hflags & END_HEADERS:
+                if j >= len(self.frames):
+                    return self.blocks  # the rest has not arrived
+                if self.frames[j][0] == CONTINUATION:
+                    block += self.frames[j][3]
+                    hflags = self.frames[j][1]
+                j += 1
+            self.blocks.append((stream, bool(flags & END_STREAM), self.hpack.decode(block)))
+            i = j
+        self.decoded_upto = i
+        return self.blocks
+
+    def grpc_status(self, stream):
+        """The headers of the block that ended `stream` (trailers, or a
+        Trailers-Only answer) as a dict; None when it has not ended."""
+        for sid, end, fields in self.header_blocks():
+            if sid == stream and end:
+                return dict(fields)
+        return None
+
+    def data_of(self, stream):
+        """The DATA bytes the server sent on `stream`."""
+        return b"".join(f[3] for f in self.frames if f[0] == DATA and f[2] == stream)
 
     def goaways(self):
         """[(last_stream_id, error_code, debug)] of the GOAWAYs received."""

@@ -9,9 +9,12 @@ grpcio; the gRPC clients are other programs, driven from here:
     Calls (one call per request, with its trailing metadata) and Flood
     (calls back to back from a few threads);
   - build/bench/loadgen, gRPC core's C client (run_loadgen);
-  - h2load from nghttp2-client (run_h2load), posting a gRPC message file.
+  - h2load from nghttp2-client (run_h2load, h2load_command, parse_h2load),
+    posting a gRPC message file.
 Each reports per call what the collector answered, so that a test can
-check the file output against every call it was told was OK.
+check the file output against every call it was told was OK. FullQueue is
+a collector under backpressure: every call with spans UNAVAILABLE until
+the test lets its sending queue drain.
 
 Standard library only; importers set sys.dont_write_bytecode first.
 """
@@ -22,6 +25,7 @@ import os
 import queue
 import re
 import subprocess
+import sys
 import threading
 import time
 
@@ -212,29 +216,92 @@ def run_loadgen(port, args, timeout=120, collector_pid=None):
 
 # --- h2load (nghttp2's client) --------------------------------------------------------
 
-def run_h2load(port, body_path, requests, clients=1, streams=1, headers=(), timeout=120,
-               extra=()):
-    """POSTs the file body_path (a length-prefixed gRPC message) to Export
-    `requests` times with h2load; {"exit", "output", "done", "succeeded",
-    "failed", "errored", "timeout", "2xx", ...} from its summary."""
+def h2load_command(port, body_path, requests, clients=1, streams=1, headers=()):
+    """The h2load command that POSTs the file body_path (a length-prefixed
+    gRPC message) to Export `requests` times."""
     cmd = ["h2load", "-n", str(requests), "-c", str(clients), "-m", str(streams),
            "-d", body_path, "-H", "content-type: application/grpc", "-H", "te: trailers"]
     for h in headers:
         cmd += ["-H", h]
-    cmd += list(extra)
     cmd.append("http://127.0.0.1:%d/opentelemetry.proto.collector.trace.v1.TraceService/Export"
                % port)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    out = p.stdout + p.stderr
-    res = {"exit": p.returncode, "output": out}
+    return cmd
+
+
+def parse_h2load(out):
+    """{"output", "done", "succeeded", "failed", "errored", "timeout",
+    "2xx", "3xx", "4xx", "5xx", ...} of h2load's summary."""
+    res = {"output": out}
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                   r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
     if m:
-        for k, v in zip(("total", "started", "done", "succeeded", "failed", "errored",
-                         "timeout"), m.groups()):
-            res[k] = int(v)
+        res.update(zip(("total", "started", "done", "succeeded", "failed", "errored", "timeout"),
+                       map(int, m.groups())))
     m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
     if m:
-        for k, v in zip(("2xx", "3xx", "4xx", "5xx"), m.groups()):
-            res[k] = int(v)
+        res.update(zip(("2xx", "3xx", "4xx", "5xx"), map(int, m.groups())))
     return res
+
+
+def run_h2load(port, body_path, requests, clients=1, streams=1, headers=(), timeout=120):
+    """Runs h2load_command(...) to the end: parse_h2load of its output, plus
+    "exit"."""
+    p = subprocess.run(h2load_command(port, body_path, requests, clients, streams, headers),
+                       capture_output=True, text=True, timeout=timeout)
+    res = parse_h2load(p.stdout + p.stderr)
+    res["exit"] = p.returncode
+    return res
+
+
+# --- a collector under backpressure ----------------------------------------------------
+
+class FullQueue:
+    """A collector that answers every call with spans UNAVAILABLE (503 over
+    HTTP) until unblock(): OTLP -> batch -> respan with a 1 MiB sending
+    queue, in front of a stand-in Respan answering 503, filled over
+    OTLP/HTTP until the collector refuses. unblock() lets the stand-in
+    accept; the queue drains and the collector accepts again.
+        with FullQueue("name") as fq: fq.col, fq.std, fq.request(), fq.unblock()
+    The respan tests' Setup (test_respan_delivery.py) runs both processes."""
+
+    PAD = "q" * 20000
+
+    def __init__(self, name):
+        import test_respan_delivery as rd  # the respan tests' helpers, only here
+        self.rd = rd
+        exporter = {"sending_queue": {"max_size_mib": 1}, "max_batch_bytes_mib": 1}
+        self.setup = rd.Setup(name, exporter=exporter, standin_mode="down",
+                              processors=("batch",))
+
+    def request(self):
+        """(body, span ids) of a request of the size that found the queue
+        full: refused for as long as the stand-in is down."""
+        from collector import kv_string
+        spans = self.rd.make_spans(
+            5, attributes=self.rd.llm_attrs(extra=[kv_string("app.pad", self.PAD)]))
+        return self.rd.body_of(spans), [s.span_id for s in spans]
+
+    def __enter__(self):
+        from collector import post_traces
+        self.std, self.col = self.setup.__enter__()
+        try:
+            for _ in range(200):
+                body, _ = self.request()
+                status, _, resp = post_traces(self.col.ports["http"], body)
+                if status == 503:
+                    return self
+                assert status == 200, "filling the queue: %d %r" % (status, resp[:200])
+            raise AssertionError("no 503 after 200 requests into a 1 MiB queue")
+        except BaseException:
+            self.setup.__exit__(*sys.exc_info())
+            raise
+
+    def unblock(self):
+        self.std.set_mode("ok")
+
+    def arrived(self, want, timeout=30):
+        """Waits until every span id in `want` arrived at the stand-in."""
+        return self.rd.wait_all_arrived(self.std, want, timeout)
+
+    def __exit__(self, *exc):
+        return self.setup.__exit__(*exc)

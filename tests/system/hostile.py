@@ -22,7 +22,6 @@ The attack-specific checks are the attack's own (it returns what it saw).
 Standard library only; importers set sys.dont_write_bytecode first.
 """
 
-import os
 import resource
 import threading
 import time
