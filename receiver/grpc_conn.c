@@ -401,7 +401,7 @@ static void answer_ingest(grpc_conn *c, h2_stream *s, const rc_ingest_result *re
 static size_t collect_headers(h2_stream *s, rc_header *out, size_t cap)
 {
     size_t n = 0;
-    const char *p = s->meta.data, *end = p + s->meta.len;
+    const char *p = s->meta.data, *end = p ? p + s->meta.len : NULL; /* NULL + 0 is UB */
     while (p && p < end && n < cap) {
         out[n].name = p;
         p += strlen(p) + 1;
