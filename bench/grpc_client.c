@@ -33,7 +33,6 @@
 #include <string.h>
 
 #define EXPORT_METHOD "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-#define CALL_TIMEOUT_MS 30000
 #define CONNECT_TIMEOUT_MS 5000
 #define POLL_MS 50
 
@@ -58,6 +57,7 @@ typedef struct client {
     const lg_corpus *corpus;
     size_t next_body;
     lg_run *run;
+    long deadline_ms; /* of every call */
 } client;
 
 static gpr_timespec deadline_in_ms(double ms)
@@ -114,7 +114,7 @@ static bool slot_start_call(client *c, slot *s, grpc_channel *ch)
     s->body = &c->corpus->bodies[c->next_body++ % c->corpus->n];
     grpc_slice method = grpc_slice_from_static_string(EXPORT_METHOD);
     s->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, method, NULL,
-                                       deadline_in_ms(CALL_TIMEOUT_MS), NULL);
+                                       deadline_in_ms((double)c->deadline_ms), NULL);
     grpc_slice msg = grpc_slice_from_static_buffer(s->body->data, s->body->len);
     s->send_bb = grpc_raw_byte_buffer_create(&msg, 1);
     grpc_metadata_array_init(&s->initial_md);
@@ -253,7 +253,7 @@ bool lg_grpc_run(const lg_client_opts *o, const lg_corpus *corpus, lg_run *r, ch
                  size_t why_len)
 {
     grpc_init();
-    client c = {.corpus = corpus, .run = r};
+    client c = {.corpus = corpus, .run = r, .deadline_ms = o->deadline_ms};
     bool ok = false;
     c.n_channels = o->connections ? o->connections : 1;
     c.n_slots = o->concurrency;

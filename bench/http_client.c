@@ -25,7 +25,6 @@
 #include <string.h>
 
 #define POLL_MS 50
-#define CALL_TIMEOUT_MS 30000L
 #define MAX_RESPONSE 65536
 
 typedef struct slot {
@@ -44,6 +43,7 @@ typedef struct client {
     slot *slots;
     unsigned n_slots, in_flight;
     bool json;
+    long deadline_ms; /* the timeout of every request */
     const lg_corpus *corpus;
     size_t next_body;
     lg_run *run;
@@ -71,7 +71,7 @@ static bool slot_init(client *c, slot *s, const char *url)
     curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
     curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(s->easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, CALL_TIMEOUT_MS);
+    curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, c->deadline_ms);
     return true;
 }
 
@@ -221,7 +221,10 @@ static void client_close(client *c)
 bool lg_http_run(const lg_client_opts *o, const lg_corpus *corpus, lg_run *r, char *why,
                  size_t why_len)
 {
-    client c = {.corpus = corpus, .run = r, .json = o->protocol == LG_HTTP_JSON};
+    client c = {.corpus = corpus,
+                .run = r,
+                .json = o->protocol == LG_HTTP_JSON,
+                .deadline_ms = o->deadline_ms};
     bool ok = false;
     char url[512];
     snprintf(url, sizeof url, "http://%s/v1/traces", o->target);

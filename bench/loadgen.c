@@ -36,6 +36,7 @@ typedef struct options {
     uint64_t requests;
     unsigned concurrency, connections;
     long collector_pid; /* 0: not watching a collector */
+    double deadline_ms; /* of each call */
     bool gzip;
     const char *dump_path; /* write the first body here instead of running */
 } options;
@@ -134,6 +135,8 @@ static void usage(FILE *f)
                "  --gzip                    compress request bodies\n"
                "  --bodies N                distinct pre-encoded requests (default 16)\n"
                "  --backoff-ms MS           wait after a refused call (default 10)\n"
+               "  --deadline-ms MS          each call's deadline (gRPC) or timeout (HTTP)\n"
+               "                            (default 30000)\n"
                "  --rate SPANS_PER_S        start calls evenly at this load (gRPC only;\n"
                "                            default: as fast as the collector answers)\n"
                "  --dump-body FILE          write the first request body to FILE and exit\n");
@@ -187,6 +190,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"backoff-ms", required_argument, NULL, 'B'},
         {"dump-body", required_argument, NULL, 'D'},
         {"rate", required_argument, NULL, 'R'},
+        {"deadline-ms", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -195,6 +199,7 @@ static int parse_options(int argc, char **argv, options *o)
                    .duration_s = 10,
                    .warmup_s = 1,
                    .backoff_ms = 10,
+                   .deadline_ms = 30000,
                    .concurrency = 16,
                    .connections = 2};
     int ch, e;
@@ -254,6 +259,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'R':
             ok = parse_number("rate", optarg, 1, 1e9, &o->rate);
+            break;
+        case 'T':
+            ok = parse_number("deadline-ms", optarg, 1, 3600000, &o->deadline_ms);
             break;
         case 'h':
             usage(stdout);
@@ -400,7 +408,8 @@ int main(int argc, char **argv)
                          .concurrency = o.concurrency,
                          .connections = o.connections,
                          .gzip = o.gzip,
-                         .protocol = o.protocol};
+                         .protocol = o.protocol,
+                         .deadline_ms = (long)o.deadline_ms};
     bool ok = o.protocol == LG_GRPC ? lg_grpc_run(&co, &corpus, &run, why, sizeof why)
                                     : lg_http_run(&co, &corpus, &run, why, sizeof why);
     if (ok) {

@@ -64,6 +64,7 @@
 #define CONN_WINDOW (4u << 20)   /* ... and on the connection */
 #define STREAM_COST 512u         /* charged per stream besides its buffers */
 #define MIN_ARENA_CHUNK 4096u
+#define MSG_GROWTH 4u         /* a message buffer grows to this many times what arrived */
 #define GOAWAY_NOTICE_MS 1000 /* between the shutdown notice and GOAWAY */
 #define PING_STRIKES 2        /* bad client pings tolerated */
 #define PEER_MAX 64
@@ -232,6 +233,16 @@ static void stream_free(grpc_conn *c, h2_stream *s)
     free(s);
 }
 
+/* Lets go of the message buffer of s (back to the pool) and its charge. */
+static void release_buffer(grpc_conn *c, h2_stream *s)
+{
+    rc_mem_release(s->msg_cap);
+    s->charged -= s->msg_cap;
+    grpc_bufpool_put(c->pool, s->msg, s->msg_cap);
+    s->msg = NULL;
+    s->msg_cap = 0;
+}
+
 /* Gives the held bytes of s back to the client's windows, unless memory
  * is short (then the tick does it later). */
 static void stream_consume(grpc_conn *c, h2_stream *s)
@@ -318,11 +329,7 @@ static void answer(grpc_conn *c, h2_stream *s, int status, const char *message,
         rc_buf_free(&status_pb);
     }
     /* What the message buffer held is not needed any more. */
-    rc_mem_release(s->msg_cap);
-    s->charged -= s->msg_cap;
-    grpc_bufpool_put(c->pool, s->msg, s->msg_cap);
-    s->msg = NULL;
-    s->msg_cap = 0;
+    release_buffer(c, s);
     s->rst_after_answer = !s->remote_closed;
     nghttp2_nv nv[6];
     size_t n = 0;
@@ -394,7 +401,7 @@ static void answer_ingest(grpc_conn *c, h2_stream *s, const rc_ingest_result *re
 static size_t collect_headers(h2_stream *s, rc_header *out, size_t cap)
 {
     size_t n = 0;
-    if (!s->meta.data) return 0;
+    if (!s->meta.data) return 0; /* and NULL + 0 would be undefined */
     const char *p = s->meta.data, *end = p + s->meta.len;
     while (p < end && n < cap) {
         out[n].name = p;
@@ -606,18 +613,28 @@ static void headers_done(grpc_conn *c, h2_stream *s)
 
 /* --- request data ----------------------------------------------------------------------- */
 
-/* A buffer for the whole message, charged in full before it is taken (a
- * pooled buffer may be larger than the message: its capacity is what is
- * charged). */
-static bool take_buffer(grpc_conn *c, h2_stream *s)
+/* Room in the message buffer of s for `need` bytes in all. The buffer
+ * grows as the message arrives, each time to MSG_GROWTH times what has
+ * arrived (at most the length the prefix announced), and each buffer is
+ * charged before it is taken (a pooled one may be up to twice as large as
+ * asked: its capacity is what is charged). So a client is charged for a
+ * small multiple of what it sent, never for a length it only announced: a
+ * prefix announcing 4 MiB and then silence must not hold 4 MiB of the
+ * budget until the stream idles out. A 4 MiB message arriving in 16 KiB
+ * frames passes through buffers of 64 KiB, 320 KiB and 1.3 MiB on its
+ * way (copied each time: under half the message again in copying). */
+static bool grow_buffer(grpc_conn *c, h2_stream *s, size_t need)
 {
-    size_t cap;
-    uint8_t *b = grpc_bufpool_get(c->pool, s->msg_len, &cap);
+    if (need <= s->msg_cap) return true;
+    size_t want = need > s->msg_len / MSG_GROWTH ? s->msg_len : need * MSG_GROWTH, cap;
+    uint8_t *b = grpc_bufpool_get(c->pool, want, &cap);
     if (!b) return false;
     if (!stream_charge(s, cap)) {
         grpc_bufpool_put(c->pool, b, cap);
         return false;
     }
+    if (s->msg_got) memcpy(b, s->msg, s->msg_got);
+    release_buffer(c, s);
     s->msg = b;
     s->msg_cap = cap;
     return true;
@@ -643,9 +660,6 @@ static size_t take_prefix(grpc_conn *c, h2_stream *s, const uint8_t *data, size_
         answer(c, s, RPC_CODE_INTERNAL, "a compressed message, but no grpc-encoding", 0, NULL);
     } else if (s->prefix[0] & ~1) {
         answer(c, s, RPC_CODE_INTERNAL, "a message prefix with unknown flags", 0, NULL);
-    } else if (s->msg_len && !take_buffer(c, s)) {
-        answer(c, s, RPC_CODE_UNAVAILABLE, "the collector's memory limit is reached; retry later",
-               c->ctx->retry_after_s ? c->ctx->retry_after_s : 1, NULL);
     }
     return n;
 }
@@ -666,6 +680,10 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
         if (len - off > s->msg_len - s->msg_got) {
             answer(c, s, RPC_CODE_INTERNAL,
                    "more than one message in a unary call, or bytes past the message", 0, NULL);
+        } else if (!grow_buffer(c, s, s->msg_got + (len - off))) {
+            answer(c, s, RPC_CODE_UNAVAILABLE,
+                   "the collector's memory limit is reached; retry later",
+                   c->ctx->retry_after_s ? c->ctx->retry_after_s : 1, NULL);
         } else {
             memcpy(s->msg + s->msg_got, data + off, len - off);
             s->msg_got += len - off;

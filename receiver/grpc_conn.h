@@ -72,9 +72,12 @@ typedef struct grpc_conn grpc_conn;
 
 /* Free message buffers kept for reuse by the connections of one thread (a
  * request message of a megabyte in a fresh allocation is mapped and
- * page-faulted in every time). Buffers in the pool are not charged to the
- * memory limiter; one a stream holds is. Not thread-safe: one per thread. */
-#define GRPC_BUFPOOL_N 8
+ * page-faulted in every time). A large message passes through a few
+ * buffers as it arrives (grpc_conn.c, grow_buffer), hence the many slots;
+ * the bytes are bounded all the same (max_bytes). Buffers in the pool are
+ * not charged to the memory limiter; one a stream holds is. Not
+ * thread-safe: one per thread. */
+#define GRPC_BUFPOOL_N 32
 typedef struct grpc_bufpool {
     uint8_t *buf[GRPC_BUFPOOL_N];
     size_t cap[GRPC_BUFPOOL_N];

@@ -25,7 +25,8 @@
  * the socket (a client that does not read its answers) it is not read, so
  * a client cannot make us queue answers without bound. Every thread ticks
  * its connections every TICK_MS (keepalive, idle and age, stalled streams,
- * windows held back while memory was short).
+ * windows held back while memory was short). A thread out of descriptors
+ * stops polling the listener until its next tick rather than spin on it.
  *
  * Shutdown: the listener leaves every epoll, every connection gets a
  * graceful GOAWAY (calls in flight are answered; a client learns which of
@@ -83,6 +84,7 @@
 #define MAX_EVENTS 64
 #define MAX_POOL_BYTES (16u << 20) /* free message buffers a thread keeps, at most */
 #define PEER_MAX 64
+#define ACCEPT_WARN_MS 10000 /* at most one "out of descriptors" warning per thread this often */
 
 /* --- configuration ---------------------------------------------------------------- */
 
@@ -181,6 +183,8 @@ struct worker {
     size_t n_hand, cap_hand;
     uint8_t *rbuf;
     grpc_bufpool pool;
+    bool accept_paused;    /* the listener is out of our epoll until the next tick */
+    int64_t accept_warned; /* when we last said so */
 };
 
 struct rc_otlp_grpc_server {
@@ -277,6 +281,27 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
     }
 }
 
+/* accept(2) failed for want of descriptors (or kernel memory): the
+ * connection stays in the listen backlog, so the listener stays readable
+ * and polling it again at once would spin, logging each time. This thread
+ * stops watching it until its next tick (the backlog waits meanwhile), and
+ * says so at most every ACCEPT_WARN_MS. */
+static void pause_accepting(worker *w, int err)
+{
+    int64_t now = rc_now_ms();
+    if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->s->listen_fd, NULL) == 0) w->accept_paused = true;
+    if (!w->accept_warned || now - w->accept_warned >= ACCEPT_WARN_MS) {
+        rc_warn(LOG_COMPONENT, "accept: %s; new connections wait in the backlog", strerror(err));
+        w->accept_warned = now;
+    }
+}
+
+static void resume_accepting(worker *w)
+{
+    struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &w->s->listen_fd};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->s->listen_fd, &lev) == 0) w->accept_paused = false;
+}
+
 /* Makes an accepted socket a connection of thread w. One the memory
  * limiter cannot afford is closed at once: the client sees a reset and
  * retries. */
@@ -368,7 +393,9 @@ static void accept_conns(worker *w)
         int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(w, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 rc_warn(LOG_COMPONENT, "accept: %s", strerror(errno));
             return;
         }
@@ -436,6 +463,7 @@ static void *worker_loop(void *arg)
         now = rc_now_ms();
         if (now >= next_tick) {
             tick_conns(w, now);
+            if (w->accept_paused && stop_by < 0) resume_accepting(w);
             next_tick = now + TICK_MS;
         }
     }

@@ -1,7 +1,8 @@
 """process.py - the child processes a Python test owns.
 
-Every process a test starts (a collector, a stand-in Respan) runs in a
-session (process group) of its own, with stdin and stdout closed and stderr
+Every process a test starts (a collector, a stand-in Respan, a gRPC
+client) runs in a session (process group) of its own, with stdin and
+stdout closed (or, from spawn_piped, pipes to the test) and stderr
 appended to a log file, and is killed at interpreter exit whatever happened,
 so a failing test never leaves one behind holding ports. The system tests'
 collectors (tests/system/collector.py and the respan tests) and the
@@ -24,6 +25,16 @@ def spawn(cmd, stderr_path, env=None, cwd=None):
     with open(stderr_path, "ab") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, env=env, cwd=cwd, start_new_session=True)
+    _owned.append(proc)
+    return proc
+
+
+def spawn_piped(cmd, stderr_path, env=None, cwd=None):
+    """As spawn, but with stdin and stdout as pipes (text, line-buffered),
+    for a child the test talks to line by line."""
+    with open(stderr_path, "ab") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                env=env, cwd=cwd, start_new_session=True, text=True, bufsize=1)
     _owned.append(proc)
     return proc
 

@@ -130,14 +130,17 @@ class Collector:
         self.proc = None
         self.ports = None
 
-    def start(self, memory_limit_mib=256, http_extra=None, grpc_extra=None, timeout=15):
+    def start(self, memory_limit_mib=256, http_extra=None, grpc_extra=None, timeout=15,
+              command_prefix=()):
+        """command_prefix: a command that execs the collector with the
+        arguments that follow it (e.g. to set a resource limit first)."""
         grpc, http_port, health, metrics = free_ports(4)
         self.ports = {"grpc": grpc, "http": http_port, "health": health, "metrics": metrics}
         with open(self.config_path, "w") as f:
             f.write(file_exporter_config(self.ports, self.out_path, memory_limit_mib,
                                          http_extra, grpc_extra))
-        self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path],
-                                  self.stderr_path)
+        self.proc = process.spawn(list(command_prefix) + [COLLECTOR_BIN, "--config",
+                                                          self.config_path], self.stderr_path)
         self.wait_healthy(timeout)
         return self
 
@@ -181,6 +184,34 @@ class Collector:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1])
         raise AssertionError("no VmHWM in /proc/%d/status" % self.proc.pid)
+
+    def vm_rss_kib(self):
+        """Resident set size now, from /proc/PID/status."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS in /proc/%d/status" % self.proc.pid)
+
+    def cpu_seconds(self):
+        """User + system CPU time so far, from /proc/PID/stat."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def open_fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    def metric_value(self, name, labels=""):
+        """The value of the first series of `name` on /metrics whose label
+        set contains `labels` (e.g. 'transport="grpc"'); None when absent."""
+        status, _, body = request(self.ports["metrics"], "GET", "/metrics", timeout=5)
+        assert status == 200, "GET /metrics: %d" % status
+        for line in body.decode("utf-8", "replace").splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                if labels in line.rsplit(None, 1)[0]:
+                    return float(line.rsplit(None, 1)[1])
+        return None
 
     def output_lines(self):
         if not os.path.exists(self.out_path):
