@@ -8,6 +8,7 @@
  *   bit 1  the pipeline answers backpressure (RC_EBUSY) instead of OK
  *   bit 2  a small memory budget (64 KiB over what is in use), so the
  *          limiter refuses streams, messages and nghttp2's own allocations
+ *   bit 3  evict the connection (grpc_conn_evict) as soon as it is idle
  *   bits 4-7  the chunk size the bytes are fed in (1 << n bytes)
  * After the bytes, the connection is ticked across its timers (a second,
  * the stream idle timeout, the handshake, keepalive), shut down, and its
@@ -100,6 +101,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t n = size - off < chunk ? size - off : chunk;
             alive = grpc_conn_feed(c, data + off, n, ++now);
             drain(c);
+            /* mode bit 3: the server evicts the connection the first
+             * moment it is idle, as it does when connections are over
+             * their share of memory. */
+            if (alive && (mode & 8) && grpc_conn_idle(c)) {
+                grpc_conn_evict(c);
+                drain(c);
+                alive = !grpc_conn_done(c);
+            }
         }
         static const int64_t steps[] = {1000, 31000, 11000, 70000, 30000, 130000};
         for (size_t i = 0; alive && i < sizeof steps / sizeof *steps; i++) {

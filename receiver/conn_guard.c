@@ -326,12 +326,8 @@ rc_conn_guard *rc_conn_guard_new(const rc_conn_guard_config *cfg, rc_error *err)
     for (int i = 0; i < CLOSE_REASONS; i++) {
         char with_reason[320];
         snprintf(with_reason, sizeof with_reason, "%s,reason=\"%s\"", labels, reason_names[i]);
-        g->closed[i] = rc_counter_register(
-            "respan_receiver_connections_closed",
-            "Connections the receiver closed because a deadline passed (header_timeout, "
-            "body_timeout, write_timeout) or to keep within its connection limits (replaced, "
-            "refused).",
-            with_reason);
+        g->closed[i] = rc_counter_register("respan_receiver_connections_closed",
+                                           RC_CONNECTIONS_CLOSED_HELP, with_reason);
     }
     g->last_report_ms = rc_now_ms() - REPORT_EVERY_MS;
     rc_worker_init(&g->w);

@@ -52,6 +52,13 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* The help text of respan_receiver_connections_closed, shared with the
+ * gRPC server, which counts its own closes under the same name. */
+#define RC_CONNECTIONS_CLOSED_HELP                                                                 \
+    "Connections the receiver closed because a deadline passed (header_timeout, "                  \
+    "body_timeout, write_timeout), to keep within its connection limits (replaced, "               \
+    "refused), or to keep idle connections within their share of memory (evicted)."
+
 typedef enum rc_conn_phase {
     RC_CONN_NEW,
     RC_CONN_IDLE,

@@ -1014,6 +1014,26 @@ void grpc_conn_shutdown(grpc_conn *c)
     begin_goaway(c, c->now);
 }
 
+size_t grpc_conn_charged(const grpc_conn *c)
+{
+    return c->charged;
+}
+
+bool grpc_conn_idle(const grpc_conn *c)
+{
+    return c->n_streams == 0 && !c->notice_at && !c->goaway_sent && !c->broken;
+}
+
+void grpc_conn_evict(grpc_conn *c)
+{
+    static const char why[] = "idle connections over their share of memory";
+    if (c->goaway_sent) return;
+    nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR,
+                          (const uint8_t *)why, sizeof why - 1);
+    c->goaway_sent = true; /* once it is sent, with no stream open, nghttp2 is done */
+}
+
 bool grpc_conn_done(const grpc_conn *c)
 {
     if (c->broken) return true;

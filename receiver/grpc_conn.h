@@ -117,6 +117,19 @@ bool grpc_conn_tick(grpc_conn *c, int64_t now, int64_t *next);
 /* Starts a graceful close: GOAWAY, calls in progress may finish. */
 void grpc_conn_shutdown(grpc_conn *c);
 
+/* Bytes of the memory limiter's budget the connection itself holds: its
+ * nghttp2 session and state, not its calls' messages. */
+size_t grpc_conn_charged(const grpc_conn *c);
+
+/* Whether no call is open and no close has begun: the connection could be
+ * closed now without cutting anything short. */
+bool grpc_conn_idle(const grpc_conn *c);
+
+/* Closes an idle connection at once, for room: a final GOAWAY (NO_ERROR:
+ * the client may reconnect when it next has something to send) goes in
+ * the output, after which the connection is done. */
+void grpc_conn_evict(grpc_conn *c);
+
 /* Whether the connection has nothing left to do: closed by either side,
  * or shut down with every call answered and every byte handed out. */
 bool grpc_conn_done(const grpc_conn *c);

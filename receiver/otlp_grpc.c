@@ -34,6 +34,7 @@
  * keep serving until their connections are done or SHUTDOWN_GRACE_MS
  * passes; then what is left is closed.
  */
+#include "receiver/conn_guard.h"
 #include "receiver/grpc_conn.h"
 #include "receiver/otlp_internal.h"
 
@@ -41,10 +42,12 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/memlimit.h"
+#include "core/metrics.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -84,6 +87,9 @@
 #define MAX_EVENTS 64
 #define MAX_POOL_BYTES (16u << 20) /* free message buffers a thread keeps, at most */
 #define PEER_MAX 64
+#define CONN_SHARE 4 /* connections may hold 1/CONN_SHARE of the in-flight budget */
+#define EVICT_WARN_MS                                                                              \
+    10000 /* at most one "closed idle connections" warning per thread this often */
 #define ACCEPT_WARN_MS 10000 /* at most one "out of descriptors" warning per thread this often */
 
 /* --- configuration ---------------------------------------------------------------- */
@@ -157,11 +163,12 @@ rc_status rc_otlp_grpc_parse_config(rc_cfg *node, rc_otlp_grpc_config *out, rc_e
 typedef struct worker worker;
 
 typedef struct conn {
-    struct conn *prev, *next;
+    struct conn *prev, *next; /* the thread's list, most recently read first */
     worker *w;
     int fd;
     uint32_t events; /* what epoll watches for it */
     grpc_conn *g;
+    size_t charged; /* grpc_conn_charged when last counted in w->conn_bytes */
 } conn;
 
 /* A connection accepted by one thread for another. */
@@ -175,8 +182,9 @@ struct worker {
     pthread_t thread;
     bool started;
     int epfd, wakefd;
-    conn *conns;
+    conn *conns, *tail;
     size_t n_conns;
+    size_t conn_bytes;  /* what its connections themselves hold of the budget */
     atomic_size_t load; /* n_conns, for the thread choosing where a connection goes */
     pthread_mutex_t hand_mu;
     handover *hand;
@@ -185,6 +193,7 @@ struct worker {
     grpc_bufpool pool;
     bool accept_paused;    /* the listener is out of our epoll until the next tick */
     int64_t accept_warned; /* when we last said so */
+    int64_t evict_warned;  /* when we last said we closed idle connections */
 };
 
 struct rc_otlp_grpc_server {
@@ -195,7 +204,40 @@ struct rc_otlp_grpc_server {
     worker *workers;
     size_t n_workers;
     atomic_bool stopping;
+    rc_counter *evicted; /* respan_receiver_connections_closed{reason="evicted"} */
 };
+
+static void list_unlink(worker *w, conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        w->tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void list_push_front(worker *w, conn *c)
+{
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    else
+        w->tail = c;
+    w->conns = c;
+}
+
+/* Brings w->conn_bytes up to date with what c holds now. */
+static void conn_account(conn *c)
+{
+    size_t now = grpc_conn_charged(c->g);
+    c->w->conn_bytes = c->w->conn_bytes - c->charged + now;
+    c->charged = now;
+}
 
 static void conn_close(conn *c)
 {
@@ -203,11 +245,8 @@ static void conn_close(conn *c)
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     grpc_conn_free(c->g);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    w->conn_bytes -= c->charged;
+    list_unlink(w, c);
     w->n_conns--;
     atomic_store(&w->load, w->n_conns);
     free(c);
@@ -302,6 +341,38 @@ static void resume_accepting(worker *w)
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->s->listen_fd, &lev) == 0) w->accept_paused = false;
 }
 
+/* Connections hold nghttp2 state (some 26 KB each) charged to the
+ * in-flight budget for as long as they are open, and idle ones may stay
+ * open for ever (max_connection_idle is off by default, as upstream), so
+ * thousands of them could leave no budget for calls. The connections of
+ * all threads may hold 1/CONN_SHARE of it: past its part of that, a thread
+ * closes the connections that have gone longest without sending anything,
+ * among those with no call open, with a GOAWAY that tells their clients to
+ * reconnect when they next have something to send. */
+static void evict_idle(worker *w)
+{
+    size_t share = rc_mem_limit() / CONN_SHARE / w->s->n_workers;
+    uint64_t n = 0;
+    for (conn *c = w->tail, *pv; c && w->conn_bytes > share; c = pv) {
+        pv = c->prev;
+        if (!grpc_conn_idle(c->g)) continue;
+        grpc_conn_evict(c->g);
+        conn_flush(c); /* the GOAWAY, if the socket takes it; closed either way */
+        conn_close(c);
+        n++;
+    }
+    if (!n) return;
+    rc_counter_add(w->s->evicted, n);
+    int64_t now = rc_now_ms();
+    if (!w->evict_warned || now - w->evict_warned >= EVICT_WARN_MS) {
+        rc_warn(LOG_COMPONENT,
+                "closed %" PRIu64 " idle connections: connections may hold 1/%d of the memory "
+                "budget (%zu connections open on this thread)",
+                n, CONN_SHARE, w->n_conns);
+        w->evict_warned = now;
+    }
+}
+
 /* Makes an accepted socket a connection of thread w. One the memory
  * limiter cannot afford is closed at once: the client sees a reset and
  * retries. */
@@ -318,12 +389,16 @@ static void adopt(worker *w, int fd, const char *peer)
         close(fd);
         return;
     }
-    *c = (conn){NULL, w->conns, w, fd, EPOLLIN, g};
-    if (w->conns) w->conns->prev = c;
-    w->conns = c;
+    *c = (conn){.w = w, .fd = fd, .events = EPOLLIN, .g = g};
+    list_push_front(w, c);
     w->n_conns++;
     atomic_store(&w->load, w->n_conns);
-    if (!conn_flush(c)) conn_close(c); /* our SETTINGS go at once */
+    conn_account(c);
+    if (!conn_flush(c)) { /* our SETTINGS go at once */
+        conn_close(c);
+        return;
+    }
+    evict_idle(w);
 }
 
 /* The thread with the fewest connections. */
@@ -414,8 +489,12 @@ static void tick_conns(worker *w, int64_t now)
     for (conn *c = w->conns, *nx; c; c = nx) {
         nx = c->next;
         int64_t next;
-        if (!grpc_conn_tick(c->g, now, &next) || !conn_flush(c)) conn_close(c);
+        if (!grpc_conn_tick(c->g, now, &next) || !conn_flush(c))
+            conn_close(c);
+        else
+            conn_account(c);
     }
+    evict_idle(w);
 }
 
 static void begin_shutdown(worker *w)
@@ -433,9 +512,18 @@ static void handle_event(worker *w, const struct epoll_event *ev)
     conn *c = ev->data.ptr;
     bool ok = true;
     if (ev->events & EPOLLOUT) ok = conn_flush(c);
-    if (ok && (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) ok = conn_read(c);
+    if (ok && (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        if (c != w->conns) { /* the most recently heard from goes first */
+            list_unlink(w, c);
+            list_push_front(w, c);
+        }
+        ok = conn_read(c);
+    }
     if (ok && (ev->events & (EPOLLHUP | EPOLLERR))) ok = false;
-    if (!ok) conn_close(c);
+    if (!ok)
+        conn_close(c);
+    else
+        conn_account(c);
 }
 
 static void *worker_loop(void *arg)
@@ -567,6 +655,11 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
         s->workers[i].pool.max_bytes = keep < MAX_POOL_BYTES ? keep : MAX_POOL_BYTES;
     }
     s->n_workers = cfg->num_threads;
+    char labels[256];
+    snprintf(labels, sizeof labels, "receiver=\"%s\",transport=\"grpc\",reason=\"evicted\"",
+             ctx->receiver_id);
+    s->evicted = rc_counter_register("respan_receiver_connections_closed",
+                                     RC_CONNECTIONS_CLOSED_HELP, labels);
     for (size_t i = 0; i < s->n_workers; i++)
         if (!worker_init(s, &s->workers[i], err)) {
             rc_otlp_grpc_stop(s);
