@@ -25,8 +25,10 @@
  * the socket (a client that does not read its answers) it is not read, so
  * a client cannot make us queue answers without bound. Every thread ticks
  * its connections every TICK_MS (keepalive, idle and age, stalled streams,
- * windows held back while memory was short). A thread out of descriptors
- * stops polling the listener until its next tick rather than spin on it.
+ * windows held back while memory was short). A thread out of descriptors,
+ * or at the server's share of them (half what the open-file limit leaves
+ * past a reserve), stops polling the listener until its next tick rather
+ * than spin on it.
  *
  * Shutdown: the listener leaves every epoll, every connection gets a
  * graceful GOAWAY (calls in flight are answered; a client learns which of
@@ -52,11 +54,13 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -90,7 +94,9 @@
 #define CONN_SHARE 4 /* connections may hold 1/CONN_SHARE of the in-flight budget */
 #define EVICT_WARN_MS                                                                              \
     10000 /* at most one "closed idle connections" warning per thread this often */
-#define ACCEPT_WARN_MS 10000 /* at most one "out of descriptors" warning per thread this often */
+#define ACCEPT_WARN_MS 10000
+#define FD_RESERVE 128 /* descriptors left to the rest of the collector */
+#define MIN_CONNS 16   /* at most one "out of descriptors" warning per thread this often */
 
 /* --- configuration ---------------------------------------------------------------- */
 
@@ -204,8 +210,16 @@ struct rc_otlp_grpc_server {
     worker *workers;
     size_t n_workers;
     atomic_bool stopping;
-    rc_counter *evicted; /* respan_receiver_connections_closed{reason="evicted"} */
+    size_t max_conns;     /* open at once, all threads: a share of the open-file limit */
+    atomic_size_t n_open; /* accepted and not yet closed */
+    rc_counter *evicted;  /* respan_receiver_connections_closed{reason="evicted"} */
 };
+
+/* A connection ends: its descriptor is closed. */
+static void conn_gone(rc_otlp_grpc_server *s)
+{
+    atomic_fetch_sub(&s->n_open, 1);
+}
 
 static void list_unlink(worker *w, conn *c)
 {
@@ -249,6 +263,7 @@ static void conn_close(conn *c)
     list_unlink(w, c);
     w->n_conns--;
     atomic_store(&w->load, w->n_conns);
+    conn_gone(w->s);
     free(c);
 }
 
@@ -325,14 +340,29 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
  * and polling it again at once would spin, logging each time. This thread
  * stops watching it until its next tick (the backlog waits meanwhile), and
  * says so at most every ACCEPT_WARN_MS. */
-static void pause_accepting(worker *w, int err)
+static void pause_accepting(worker *w, const char *why)
 {
     int64_t now = rc_now_ms();
     if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->s->listen_fd, NULL) == 0) w->accept_paused = true;
     if (!w->accept_warned || now - w->accept_warned >= ACCEPT_WARN_MS) {
-        rc_warn(LOG_COMPONENT, "accept: %s; new connections wait in the backlog", strerror(err));
+        rc_warn(LOG_COMPONENT, "%s; new connections wait in the backlog", why);
         w->accept_warned = now;
     }
+}
+
+/* The server keeps to its share of descriptors (max_conns) rather than
+ * take them all: the OTLP/HTTP and admin servers (libmicrohttpd) spin when
+ * accept(2) runs out, and the queues need files too. */
+static bool at_connection_limit(worker *w)
+{
+    rc_otlp_grpc_server *s = w->s;
+    if (atomic_load(&s->n_open) < s->max_conns) return false;
+    char why[160];
+    snprintf(why, sizeof why,
+             "%zu connections open, the most the open-file limit leaves the gRPC server",
+             s->max_conns);
+    pause_accepting(w, why);
+    return true;
 }
 
 static void resume_accepting(worker *w)
@@ -387,6 +417,7 @@ static void adopt(worker *w, int fd, const char *peer)
         grpc_conn_free(g);
         free(c);
         close(fd);
+        conn_gone(s);
         return;
     }
     *c = (conn){.w = w, .fd = fd, .events = EPOLLIN, .g = g};
@@ -449,9 +480,10 @@ static void take_handovers(worker *w)
     w->n_hand = w->cap_hand = 0;
     pthread_mutex_unlock(&w->hand_mu);
     for (size_t i = 0; i < n; i++) {
-        if (atomic_load(&w->s->stopping))
+        if (atomic_load(&w->s->stopping)) {
             close(list[i].fd);
-        else
+            conn_gone(w->s);
+        } else
             adopt(w, list[i].fd, list[i].peer);
     }
     free(list);
@@ -462,18 +494,21 @@ static void take_handovers(worker *w)
 static void accept_conns(worker *w)
 {
     rc_otlp_grpc_server *s = w->s;
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < 64 && !at_connection_limit(w); i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                pause_accepting(w, errno);
-            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                char why[160];
+                snprintf(why, sizeof why, "accept: %s", strerror(errno));
+                pause_accepting(w, why);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 rc_warn(LOG_COMPONENT, "accept: %s", strerror(errno));
             return;
         }
+        atomic_fetch_add(&s->n_open, 1);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         char peer[PEER_MAX];
@@ -603,6 +638,17 @@ static void server_free(rc_otlp_grpc_server *s)
     free(s);
 }
 
+/* Half the descriptors the open-file limit leaves past a reserve for the
+ * queues, the HTTP servers' own needs and the like; the OTLP/HTTP receiver
+ * bounds itself within the limit likewise (max_connections). */
+static size_t connection_share(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+    if (rl.rlim_cur <= FD_RESERVE + 2 * MIN_CONNS) return MIN_CONNS;
+    return (size_t)(rl.rlim_cur - FD_RESERVE) / 2;
+}
+
 static void limits_of(const rc_otlp_grpc_config *cfg, grpc_conn_limits *l)
 {
     *l = (grpc_conn_limits){
@@ -633,6 +679,7 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
     s->ctx = ctx;
     s->listen_fd = -1;
     limits_of(cfg, &s->limits);
+    s->max_conns = connection_share();
     char why[300];
     if ((s->listen_fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why)) < 0) {
         rc_error_set(err, "%s (gRPC)", why);
