@@ -1,0 +1,127 @@
+/*
+ * respan_response.c - reading Respan's answers (see respan_response.h).
+ *
+ * Everything here is a function of the bytes of one answer (and, for an
+ * HTTP-date Retry-After, of the current time, which the caller passes):
+ * no transfer, no queue, no thread. respan.c calls these from its senders;
+ * fuzz/fuzz_respan_response.c calls them with hostile answers.
+ */
+#include "exporter/respan_response.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+bool rc_respan_retry_after_header(const char *line, size_t len, char *out, size_t cap)
+{
+    if (len <= 12 || strncasecmp(line, "retry-after:", 12) != 0) return false;
+    size_t v = 12;
+    while (v < len && (line[v] == ' ' || line[v] == '\t'))
+        v++;
+    size_t e = len;
+    while (e > v && (line[e - 1] == '\r' || line[e - 1] == '\n' || line[e - 1] == ' '))
+        e--;
+    snprintf(out, cap, "%.*s", (int)(e - v), line + v);
+    return true;
+}
+
+int64_t rc_respan_parse_retry_after(const char *v, int64_t now_s)
+{
+    if (!v[0]) return -1;
+    char *end;
+    double secs = strtod(v, &end);
+    if (end != v && *end == '\0' && secs >= 0 && secs < RC_RESPAN_RETRY_AFTER_MAX_S)
+        return (int64_t)(secs * 1000);
+    time_t when = curl_getdate(v, NULL);
+    if (when < 0) return -1;
+    int64_t d = ((int64_t)when - now_s) * 1000;
+    return d < 0 ? 0 : d;
+}
+
+/* detail: the body's "detail", or the start of the body; and the body's
+ * retry_after when the header named no delay. */
+static void read_body(rc_respan_answer *a, const char *body, size_t len)
+{
+    a->detail[0] = '\0';
+    json_error_t jerr;
+    json_t *root = len ? json_loadb(body, len, 0, &jerr) : NULL;
+    json_t *detail = json_is_object(root) ? json_object_get(root, "detail") : NULL;
+    if (json_is_string(detail)) {
+        snprintf(a->detail, sizeof a->detail, "%s", json_string_value(detail));
+    } else if (detail) {
+        char *text = json_dumps(detail, JSON_COMPACT);
+        snprintf(a->detail, sizeof a->detail, "%s", text ? text : "");
+        free(text);
+    } else if (len) {
+        size_t n = len < sizeof a->detail - 1 ? len : sizeof a->detail - 1;
+        for (size_t i = 0; i < n; i++) /* one log line: no control characters */
+            a->detail[i] = (unsigned char)body[i] < 0x20 ? ' ' : body[i];
+        a->detail[n] = '\0';
+    } else {
+        snprintf(a->detail, sizeof a->detail, "HTTP %ld with an empty body", a->status);
+    }
+    json_t *ra = json_is_object(root) ? json_object_get(root, "retry_after") : NULL;
+    if (a->retry_after_ms < 0 && json_is_number(ra) && json_number_value(ra) >= 0)
+        a->retry_after_ms = (int64_t)(json_number_value(ra) * 1000);
+    json_decref(root);
+}
+
+void rc_respan_read_answer(rc_respan_answer *a, long status, const char *retry_after,
+                           const char *body, size_t len, int64_t now_s)
+{
+    a->status = status;
+    a->retry_after_ms = rc_respan_parse_retry_after(retry_after, now_s);
+    read_body(a, body, len);
+}
+
+rc_respan_action rc_respan_action_of(long status)
+{
+    if (status >= 200 && status < 300) return RC_RESPAN_DELIVERED;
+    if (status == 400 || status == 413 || status == 422) return RC_RESPAN_BISECT;
+    if (status == 429) return RC_RESPAN_RATE_LIMITED;
+    if (status >= 400 && status < 500 && status != 408) return RC_RESPAN_REFUSED;
+    return RC_RESPAN_RETRY;
+}
+
+int64_t rc_respan_asked_wait_ms(const rc_respan_answer *a)
+{
+    return a->status == 429 || a->status == 503 ? a->retry_after_ms : -1;
+}
+
+void rc_respan_items_open(rc_respan_items *it, const char *body, size_t len, size_t n_logs)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", len, 0, &jerr);
+    json_t *results = json_is_object(root) ? json_object_get(root, "results") : NULL;
+    it->root = root;
+    it->n = json_is_array(results) ? json_array_size(results) : 0;
+    if (it->n > n_logs) it->n = n_logs;
+    it->next = 0;
+}
+
+bool rc_respan_items_next_failed(rc_respan_items *it, size_t *index, const char **detail)
+{
+    json_t *results = it->n ? json_object_get(it->root, "results") : NULL;
+    while (it->next < it->n) {
+        size_t i = it->next++;
+        json_t *item = json_array_get(results, i);
+        json_t *status = json_object_get(item, "status");
+        bool failed = json_is_string(status) && strcmp(json_string_value(status), "success") != 0;
+        if (!failed) continue;
+        json_t *d = json_object_get(item, "detail");
+        *index = i;
+        *detail = json_is_string(d) ? json_string_value(d) : "item failed";
+        return true;
+    }
+    return false;
+}
+
+void rc_respan_items_close(rc_respan_items *it)
+{
+    json_decref(it->root);
+    it->root = NULL;
+    it->n = it->next = 0;
+}
