@@ -21,7 +21,7 @@ seconds=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
-targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue}
+targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_respan_response}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -30,6 +30,7 @@ corpus_of() {
     fuzz_json) echo json ;;
     fuzz_http_body) echo http_body ;;
     fuzz_queue) echo queue ;;
+    fuzz_respan_response) echo respan_response ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }
@@ -63,7 +64,9 @@ for target in $targets; do
          -print_final_stats=1 -artifact_prefix="$artifacts/$target/")
   [ "$target" = fuzz_json ] && flags+=(-dict="$root/fuzz/json.dict")
   log=$work/$target.log
-  if "$bin" "${flags[@]}" "$@" "$corpus" >"$log" 2>&1; then
+  # stdin from /dev/null: no input may make a target wait on a terminal
+  # (a config naming /dev/stdin as a file, say).
+  if "$bin" "${flags[@]}" "$@" "$corpus" </dev/null >"$log" 2>&1; then
     runs=$(sed -nE 's/^stat::number_of_executed_units: ([0-9]+)/\1/p' "$log")
     echo "$target: ok, ${runs:-?} runs in ${seconds}s, $(final_stats "$log") (from $seed_count seeds)"
   else

@@ -15,6 +15,8 @@ made, so an edge case can be changed or added here and regenerated:
   http_body/*          proto/ and json/ seeds behind the selector byte of
                        fuzz_http_body.c, compressed with gzip, deflate
                        (zlib and raw) and zstd
+  respan_response/*    answers as Respan (or something in its place) gives
+                       them: status, batch size, one header line, body
 
 The real SDK captures (proto/*.pb, json/*.json without the edge- prefix) are
 copies of /work/shared/fixtures and are not written here. Standard library
@@ -260,6 +262,48 @@ def http_body_seeds():
     return seeds
 
 
+# --- Respan's answers for fuzz_respan_response ------------------------------------
+
+
+def answer(status, n_logs, header, body):
+    """Status (2 bytes), logs in the batch minus one, one header line, body."""
+    if isinstance(body, (dict, list)):
+        body = dump(body)
+    return status.to_bytes(2, "big") + bytes([n_logs - 1]) + header + body
+
+
+def respan_response_seeds():
+    ok_items = {"results": [{"status": "success"}, {"status": "error",
+                                                     "detail": "rejected: marker POISON"},
+                            {"status": "success"}, {"status": "error"}]}
+    fastapi_422 = {"detail": [{"loc": ["body", "logs", 0, "model"], "msg": "field required",
+                               "type": "value_error.missing"}]}
+    return {
+        "ingest-ok": answer(200, 3, b"Content-Type: application/json\r\n",
+                            {"status": "success", "count": 3}),
+        "batch-items": answer(200, 4, b"Content-Type: application/json\r\n", ok_items),
+        "batch-items-short": answer(207, 8, b"\r\n", {"results": [{"status": "error",
+                                                                   "detail": 42}]}),
+        "batch-items-long": answer(200, 1, b"\r\n", {"results": [{"status": "error"}] * 5}),
+        "rate-limited-both": answer(429, 2, b"Retry-After: 3\r\n",
+                                    {"detail": "rate limited", "retry_after": 3}),
+        "rate-limited-body": answer(429, 2, b"\r\n", {"detail": "rate limited",
+                                                       "retry_after": 1.5}),
+        "rate-limited-date": answer(429, 1, b"retry-after:  Thu, 01 Jan 2026 00:00:30 GMT \r\n",
+                                    b""),
+        "rate-limited-fraction": answer(429, 1, b"Retry-After:\t0.25\r\n", b""),
+        "down": answer(503, 5, b"Retry-After: 10\r\n", {"detail": "service unavailable"}),
+        "unauthorized": answer(401, 1, b"\r\n", {"detail": "Invalid API key"}),
+        "rejected-marker": answer(400, 7, b"\r\n", {"detail": "log 3 contains marker POISON"}),
+        "fastapi-422": answer(422, 2, b"\r\n", fastapi_422),
+        "too-large-html": answer(413, 2, b"Content-Type: text/html\r\n",
+                                 b"<html>\r\n<h1>413 Request Entity Too Large</h1>\x1b[31m</html>"),
+        "not-found-empty": answer(404, 1, b"\r\n", b""),
+        "no-answer": answer(0, 1, b"", b""),
+        "detail-long": answer(502, 1, b"\r\n", {"detail": "\u00e9" * 400}),
+    }
+
+
 def write_all(folder, files):
     path = os.path.join(HERE, folder)
     os.makedirs(path, exist_ok=True)
@@ -273,6 +317,7 @@ def main():
     write_all("json", json_seeds())
     shutil.rmtree(os.path.join(HERE, "http_body"), ignore_errors=True)
     write_all("http_body", http_body_seeds())
+    write_all("respan_response", respan_response_seeds())
 
 
 if __name__ == "__main__":
