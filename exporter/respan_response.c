@@ -63,9 +63,12 @@ static void read_body(rc_respan_answer *a, const char *body, size_t len)
     } else {
         snprintf(a->detail, sizeof a->detail, "HTTP %ld with an empty body", a->status);
     }
+    /* Bounded like the header's: a larger number would not even convert
+     * to int64_t (1e300 seconds), and no answer may stall delivery for days. */
     json_t *ra = json_is_object(root) ? json_object_get(root, "retry_after") : NULL;
-    if (a->retry_after_ms < 0 && json_is_number(ra) && json_number_value(ra) >= 0)
-        a->retry_after_ms = (int64_t)(json_number_value(ra) * 1000);
+    double secs = json_is_number(ra) ? json_number_value(ra) : -1;
+    if (a->retry_after_ms < 0 && secs >= 0 && secs < RC_RESPAN_RETRY_AFTER_MAX_S)
+        a->retry_after_ms = (int64_t)(secs * 1000);
     json_decref(root);
 }
 

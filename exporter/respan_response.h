@@ -33,7 +33,8 @@
 #define RC_RESPAN_DETAIL_MAX 300
 /* Size of the buffer the exporter keeps a Retry-After value in. */
 #define RC_RESPAN_RETRY_AFTER_VALUE_MAX 64
-/* Longest wait a Retry-After header may ask for in seconds. */
+/* Longest wait Respan may ask for, in seconds (the header's or the body's);
+ * a longer one is not believed: the exporter backs off on its own. */
 #define RC_RESPAN_RETRY_AFTER_MAX_S 86400
 
 /* What the exporter does with an answer (see respan.c's top comment). */
@@ -68,7 +69,8 @@ int64_t rc_respan_parse_retry_after(const char *value, int64_t now_s);
  * bytes, not NUL-terminated, at most RC_RESPAN_MAX_RESPONSE_BYTES). detail
  * is the body's "detail" (a string, or other JSON as compact text), else
  * the start of the body, else a sentence naming the status. The delay is
- * the header's, else the body's "retry_after" (seconds). */
+ * the header's, else the body's "retry_after" (seconds, below
+ * RC_RESPAN_RETRY_AFTER_MAX_S). */
 void rc_respan_read_answer(rc_respan_answer *a, long status, const char *retry_after,
                            const char *body, size_t len, int64_t now_s);
 

@@ -1,0 +1,72 @@
+/*
+ * test_respan_response.c - how the respan exporter reads Respan's answers
+ * (exporter/respan_response.h): a table of answers (status, Retry-After
+ * value, body) with the delay, detail and action each must give, then the
+ * Retry-After header lines and the per-item results of batch_create.
+ * fuzz/fuzz_respan_response.c holds the same functions to their promises
+ * for any bytes; the cases here pin down the meaning.
+ */
+#include "exporter/respan_response.h"
+#include "testing.h"
+
+#define NOW 1767225600 /* 2026-01-01T00:00:00Z */
+
+typedef struct answer_case {
+    long status;
+    const char *retry_after; /* header value */
+    const char *body;
+    int64_t want_ms;
+    const char *want_detail;
+    rc_respan_action want_action;
+} answer_case;
+
+static const answer_case answers[] = {
+    {200, "", "{\"status\":\"success\",\"count\":3}", -1, "{\"status\":\"success\",\"count\":3}",
+     RC_RESPAN_DELIVERED},
+    {429, "3", "{\"detail\":\"rate limited\",\"retry_after\":5}", 3000, "rate limited",
+     RC_RESPAN_RATE_LIMITED},
+    {429, "", "{\"detail\":\"rate limited\",\"retry_after\":1.5}", 1500, "rate limited",
+     RC_RESPAN_RATE_LIMITED},
+    {429, "Thu, 01 Jan 2026 00:00:30 GMT", "", 30000, "HTTP 429 with an empty body",
+     RC_RESPAN_RATE_LIMITED},
+    {429, "Wed, 31 Dec 2025 00:00:00 GMT", "", 0, "HTTP 429 with an empty body",
+     RC_RESPAN_RATE_LIMITED},
+    /* a delay that does not fit an int64_t of ms, or is days long: none */
+    {429, "", "{\"retry_after\":1e300}", -1, "{\"retry_after\":1e300}", RC_RESPAN_RATE_LIMITED},
+    {429, "", "{\"retry_after\":9223372036854775807}", -1, "{\"retry_after\":9223372036854775807}",
+     RC_RESPAN_RATE_LIMITED},
+    {429, "", "{\"retry_after\":100000}", -1, "{\"retry_after\":100000}", RC_RESPAN_RATE_LIMITED},
+    {429, "", "{\"retry_after\":-1}", -1, "{\"retry_after\":-1}", RC_RESPAN_RATE_LIMITED},
+    {503, "10", "{\"detail\":\"service unavailable\"}", 10000, "service unavailable",
+     RC_RESPAN_RETRY},
+    {401, "", "{\"detail\":\"Invalid API key\"}", -1, "Invalid API key", RC_RESPAN_REFUSED},
+    {422, "", "{\"detail\":[{\"loc\":[\"body\"],\"msg\":\"field required\"}]}", -1,
+     "[{\"loc\":[\"body\"],\"msg\":\"field required\"}]", RC_RESPAN_BISECT},
+    {413, "", "<h1>413</h1>\r\n", -1, "<h1>413</h1>  ", RC_RESPAN_BISECT},
+    {408, "", "", -1, "HTTP 408 with an empty body", RC_RESPAN_RETRY},
+    {404, "", "", -1, "HTTP 404 with an empty body", RC_RESPAN_REFUSED},
+    {0, "", "", -1, "HTTP 0 with an empty body", RC_RESPAN_RETRY},
+};
+
+static void test_answers(void)
+{
+    for (size_t i = 0; i < sizeof answers / sizeof *answers; i++) {
+        const answer_case *c = &answers[i];
+        rc_respan_answer a;
+        rc_respan_read_answer(&a, c->status, c->retry_after, c->body, strlen(c->body), NOW);
+        if (a.retry_after_ms != c->want_ms)
+            fprintf(stderr, "answer %zu: %lld ms\n", i, (long long)a.retry_after_ms);
+        CHECK(a.status == c->status);
+        CHECK(a.retry_after_ms == c->want_ms);
+        CHECK_STR(a.detail, c->want_detail);
+        CHECK(rc_respan_action_of(c->status) == c->want_action);
+        CHECK(rc_respan_asked_wait_ms(&a) ==
+              (c->status == 429 || c->status == 503 ? c->want_ms : -1));
+    }
+}
+
+int main(void)
+{
+    test_answers();
+    TEST_MAIN_END();
+}
