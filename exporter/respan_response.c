@@ -37,8 +37,9 @@ int64_t rc_respan_parse_retry_after(const char *v, int64_t now_s)
         return (int64_t)(secs * 1000);
     time_t when = curl_getdate(v, NULL);
     if (when < 0) return -1;
-    int64_t d = ((int64_t)when - now_s) * 1000;
-    return d < 0 ? 0 : d;
+    int64_t d = (int64_t)when - now_s;
+    if (d >= RC_RESPAN_RETRY_AFTER_MAX_S) return -1; /* as a number that large is */
+    return d < 0 ? 0 : d * 1000;
 }
 
 /* detail: the body's "detail", or the start of the body; and the body's

@@ -14,7 +14,8 @@
  * Promises, whatever the bytes:
  *   - detail is NUL-terminated and shorter than RC_RESPAN_DETAIL_MAX: it
  *     goes into one log line and into dead-letter entries;
- *   - retry_after_ms is -1 (the answer named no usable delay) or >= 0;
+ *   - retry_after_ms is -1 (the answer named no usable delay) or in
+ *     [0, RC_RESPAN_RETRY_AFTER_MAX_S * 1000);
  *   - item results name each failed log once, by its index in the batch
  *     (below n_logs), in ascending order.
  * Nothing here allocates past one call, except the item iterator, which
@@ -59,9 +60,9 @@ typedef struct rc_respan_answer {
 bool rc_respan_retry_after_header(const char *line, size_t len, char *out, size_t cap);
 
 /* The delay a Retry-After value asks for, in ms: whole or fractional
- * seconds below RC_RESPAN_RETRY_AFTER_MAX_S, or an HTTP date (relative to
- * now_s, Unix seconds; a past date is 0). -1 when the value is empty or
- * unreadable. */
+ * seconds, or an HTTP date (relative to now_s, Unix seconds; a past date is
+ * 0). -1 when the value is empty, unreadable, or RC_RESPAN_RETRY_AFTER_MAX_S
+ * or more away. */
 int64_t rc_respan_parse_retry_after(const char *value, int64_t now_s);
 
 /* Reads an answer: `status` (0 when there was none), the Retry-After

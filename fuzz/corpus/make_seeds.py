@@ -292,6 +292,9 @@ def respan_response_seeds():
         "rate-limited-date": answer(429, 1, b"retry-after:  Thu, 01 Jan 2026 00:00:30 GMT \r\n",
                                     b""),
         "rate-limited-fraction": answer(429, 1, b"Retry-After:\t0.25\r\n", b""),
+        # a date 74 years away was waited for (the number of seconds was bounded)
+        "rate-limited-far-date": answer(429, 1, b"Retry-After: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
+                                        b""),
         # reproduces a float-to-int64 overflow (UB) in reading retry_after
         "rate-limited-huge": answer(429, 1, b"\r\n", b'{"retry_after":1e300}'),
         "down": answer(503, 5, b"Retry-After: 10\r\n", {"detail": "service unavailable"}),

@@ -31,6 +31,12 @@ static const answer_case answers[] = {
      RC_RESPAN_RATE_LIMITED},
     {429, "Wed, 31 Dec 2025 00:00:00 GMT", "", 0, "HTTP 429 with an empty body",
      RC_RESPAN_RATE_LIMITED},
+    /* a date as far as the longest number, or further: none, as for numbers */
+    {429, "Fri, 02 Jan 2026 00:00:00 GMT", "", -1, "HTTP 429 with an empty body",
+     RC_RESPAN_RATE_LIMITED},
+    {429, "Fri, 01 Jan 2100 00:00:00 GMT", "{\"retry_after\":2}", 2000, "{\"retry_after\":2}",
+     RC_RESPAN_RATE_LIMITED},
+    {429, "90000", "", -1, "HTTP 429 with an empty body", RC_RESPAN_RATE_LIMITED},
     /* a delay that does not fit an int64_t of ms, or is days long: none */
     {429, "", "{\"retry_after\":1e300}", -1, "{\"retry_after\":1e300}", RC_RESPAN_RATE_LIMITED},
     {429, "", "{\"retry_after\":9223372036854775807}", -1, "{\"retry_after\":9223372036854775807}",
