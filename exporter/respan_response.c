@@ -18,11 +18,14 @@
 bool rc_respan_retry_after_header(const char *line, size_t len, char *out, size_t cap)
 {
     if (len <= 12 || strncasecmp(line, "retry-after:", 12) != 0) return false;
-    size_t v = 12;
-    while (v < len && (line[v] == ' ' || line[v] == '\t'))
+    /* The value is trimmed of RFC 9110 whitespace (space and tab) and of
+     * the line break; a NUL byte, which no valid value has, ends it. */
+    const char *nul = memchr(line, '\0', len);
+    size_t v = 12, e = nul ? (size_t)(nul - line) : len;
+    while (v < e && (line[v] == ' ' || line[v] == '\t'))
         v++;
-    size_t e = len;
-    while (e > v && (line[e - 1] == '\r' || line[e - 1] == '\n' || line[e - 1] == ' '))
+    while (e > v && (line[e - 1] == '\r' || line[e - 1] == '\n' || line[e - 1] == ' ' ||
+                     line[e - 1] == '\t'))
         e--;
     snprintf(out, cap, "%.*s", (int)(e - v), line + v);
     return true;

@@ -292,6 +292,8 @@ def respan_response_seeds():
         "rate-limited-date": answer(429, 1, b"retry-after:  Thu, 01 Jan 2026 00:00:30 GMT \r\n",
                                     b""),
         "rate-limited-fraction": answer(429, 1, b"Retry-After:\t0.25\r\n", b""),
+        # the value was "7\t", unreadable: a tab before the line break was kept
+        "retry-after-tab": answer(503, 1, b"Retry-After: 7\t\r\n", b""),
         # a date 74 years away was waited for (the number of seconds was bounded)
         "rate-limited-far-date": answer(429, 1, b"Retry-After: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
                                         b""),

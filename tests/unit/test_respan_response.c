@@ -71,8 +71,40 @@ static void test_answers(void)
     }
 }
 
+/* Header lines as libcurl hands them to the header callback. */
+static void test_header_lines(void)
+{
+    static const struct {
+        const char *line;
+        bool is_retry_after;
+        const char *want;
+    } lines[] = {
+        {"Retry-After: 5\r\n", true, "5"},
+        {"retry-after:\t 0.25 \r\n", true, "0.25"},
+        {"RETRY-AFTER: 7\t\r\n", true, "7"}, /* a tab before the line break */
+        {"Retry-After: Thu, 01 Jan 2026 00:00:30 GMT\r\n", true, "Thu, 01 Jan 2026 00:00:30 GMT"},
+        {"Retry-After:\r\n", true, ""},
+        {"Retry-After-Ms: 5\r\n", false, ""},
+        {"Content-Type: application/json\r\n", false, ""},
+        {"\r\n", false, ""},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+        char out[RC_RESPAN_RETRY_AFTER_VALUE_MAX] = "";
+        CHECK(rc_respan_retry_after_header(lines[i].line, strlen(lines[i].line), out, sizeof out) ==
+              lines[i].is_retry_after);
+        CHECK_STR(out, lines[i].want);
+    }
+    /* A NUL byte ends the value, and what comes before it is trimmed. */
+    static const char with_nul[] = "Retry-After: 9 \0junk\r\n";
+    char out[RC_RESPAN_RETRY_AFTER_VALUE_MAX] = "";
+    CHECK(rc_respan_retry_after_header(with_nul, sizeof with_nul - 1, out, sizeof out));
+    CHECK_STR(out, "9");
+    CHECK(rc_respan_parse_retry_after(out, NOW) == 9000);
+}
+
 int main(void)
 {
     test_answers();
+    test_header_lines();
     TEST_MAIN_END();
 }
