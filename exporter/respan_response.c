@@ -45,6 +45,17 @@ int64_t rc_respan_parse_retry_after(const char *v, int64_t now_s)
     return d < 0 ? 0 : d * 1000;
 }
 
+/* Copies at most RC_RESPAN_DETAIL_MAX - 1 bytes of s into `out` for one
+ * log line: control characters, NUL and DEL included, become spaces,
+ * whether the body had them raw or JSON-escaped ("\n", "\u001b[2J"). */
+static void copy_detail(char *out, const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; i < n && i < RC_RESPAN_DETAIL_MAX - 1; i++)
+        out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+    out[i] = '\0';
+}
+
 /* detail: the body's "detail", or the start of the body; and the body's
  * retry_after when the header named no delay. */
 static void read_body(rc_respan_answer *a, const char *body, size_t len)
@@ -54,16 +65,13 @@ static void read_body(rc_respan_answer *a, const char *body, size_t len)
     json_t *root = len ? json_loadb(body, len, 0, &jerr) : NULL;
     json_t *detail = json_is_object(root) ? json_object_get(root, "detail") : NULL;
     if (json_is_string(detail)) {
-        snprintf(a->detail, sizeof a->detail, "%s", json_string_value(detail));
+        copy_detail(a->detail, json_string_value(detail), json_string_length(detail));
     } else if (detail) {
         char *text = json_dumps(detail, JSON_COMPACT);
-        snprintf(a->detail, sizeof a->detail, "%s", text ? text : "");
+        copy_detail(a->detail, text ? text : "", text ? strlen(text) : 0);
         free(text);
     } else if (len) {
-        size_t n = len < sizeof a->detail - 1 ? len : sizeof a->detail - 1;
-        for (size_t i = 0; i < n; i++) /* one log line: no control characters */
-            a->detail[i] = (unsigned char)body[i] < 0x20 ? ' ' : body[i];
-        a->detail[n] = '\0';
+        copy_detail(a->detail, body, len);
     } else {
         snprintf(a->detail, sizeof a->detail, "HTTP %ld with an empty body", a->status);
     }
@@ -119,8 +127,12 @@ bool rc_respan_items_next_failed(rc_respan_items *it, size_t *index, const char 
         bool failed = json_is_string(status) && strcmp(json_string_value(status), "success") != 0;
         if (!failed) continue;
         json_t *d = json_object_get(item, "detail");
+        if (json_is_string(d))
+            copy_detail(it->detail, json_string_value(d), json_string_length(d));
+        else
+            copy_detail(it->detail, "item failed", strlen("item failed"));
         *index = i;
-        *detail = json_is_string(d) ? json_string_value(d) : "item failed";
+        *detail = it->detail;
         return true;
     }
     return false;

@@ -12,8 +12,9 @@
  * without touching how Respan's answers are read.
  *
  * Promises, whatever the bytes:
- *   - detail is NUL-terminated and shorter than RC_RESPAN_DETAIL_MAX: it
- *     goes into one log line and into dead-letter entries;
+ *   - detail is NUL-terminated, shorter than RC_RESPAN_DETAIL_MAX and free
+ *     of control characters: it goes into one log line and into
+ *     dead-letter entries (so do the details of failed items);
  *   - retry_after_ms is -1 (the answer named no usable delay) or in
  *     [0, RC_RESPAN_RETRY_AFTER_MAX_S * 1000);
  *   - item results name each failed log once, by its index in the batch
@@ -88,13 +89,15 @@ int64_t rc_respan_asked_wait_ms(const rc_respan_answer *a);
 typedef struct rc_respan_items {
     void *root; /* the parsed body (json_t), owned */
     size_t n, next;
+    char detail[RC_RESPAN_DETAIL_MAX]; /* of the item last returned */
 } rc_respan_items;
 
 /* Parses the body; a body that is not JSON, or has no `results` list,
  * names no failed item. */
 void rc_respan_items_open(rc_respan_items *it, const char *body, size_t len, size_t n_logs);
 /* The next failed item: its index and its detail (the item's "detail"
- * string, else "item failed"; valid until close). False after the last. */
+ * string, else "item failed"; cut and cleaned like rc_respan_answer's,
+ * valid until the next call). False after the last. */
 bool rc_respan_items_next_failed(rc_respan_items *it, size_t *index, const char **detail);
 void rc_respan_items_close(rc_respan_items *it);
 

@@ -308,6 +308,10 @@ def respan_response_seeds():
         "not-found-empty": answer(404, 1, b"\r\n", b""),
         "no-answer": answer(0, 1, b"", b""),
         "detail-long": answer(502, 1, b"\r\n", {"detail": "\u00e9" * 400}),
+        # control characters reached log lines when the detail was a JSON string
+        "detail-control": answer(500, 1, b"\r\n", b'{"detail":"a\\nb\\u001b[2Jc\\u00e9"}'),
+        "batch-items-control": answer(200, 2, b"\r\n", {"results": [
+            {"status": "error", "detail": "line\r\nbreak\u001b[0m"}, {"status": "success"}]}),
     }
 
 

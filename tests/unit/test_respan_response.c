@@ -52,6 +52,11 @@ static const answer_case answers[] = {
     {408, "", "", -1, "HTTP 408 with an empty body", RC_RESPAN_RETRY},
     {404, "", "", -1, "HTTP 404 with an empty body", RC_RESPAN_REFUSED},
     {0, "", "", -1, "HTTP 0 with an empty body", RC_RESPAN_RETRY},
+    /* one log line: control characters become spaces, escaped or raw */
+    {500, "", "{\"detail\":\"a\\nb\\u001b[2Jc\\u00e9\\u007f\"}", -1, "a b [2Jc\xc3\xa9 ",
+     RC_RESPAN_RETRY},
+    {500, "", "{\"detail\":{\"why\":\"x\\ty\"}}", -1, "{\"why\":\"x\\ty\"}", RC_RESPAN_RETRY},
+    {502, "", "bad\tgateway\x7f", -1, "bad gateway ", RC_RESPAN_RETRY},
 };
 
 static void test_answers(void)
@@ -102,8 +107,42 @@ static void test_header_lines(void)
     CHECK(rc_respan_parse_retry_after(out, NOW) == 9000);
 }
 
+/* batch_create's results: positional, only "status" other than "success"
+ * fails, never past the batch, details cleaned like the answer's. */
+static void test_items(void)
+{
+    static const struct {
+        const char *body;
+        size_t n_logs;
+        const char *want; /* "index:detail;" per failed item */
+    } cases[] = {
+        {"{\"results\":[{\"status\":\"success\"},{\"status\":\"error\",\"detail\":\"bad\"},"
+         "{\"status\":\"success\"},{\"status\":\"error\"}]}",
+         4, "1:bad;3:item failed;"},
+        {"{\"results\":[{\"status\":\"error\"},{\"status\":\"error\"}]}", 1, "0:item failed;"},
+        {"{\"results\":[{\"status\":\"error\",\"detail\":\"a\\r\\nb\"}]}", 3, "0:a  b;"},
+        {"{\"results\":[1,null,{\"status\":7},{\"status\":\"\"}]}", 4, "3:item failed;"},
+        {"{\"results\":{\"status\":\"error\"}}", 2, ""},
+        {"[{\"status\":\"error\"}]", 2, ""},
+        {"not json", 2, ""},
+        {"", 2, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char got[256] = "";
+        size_t used = 0, index;
+        const char *detail;
+        rc_respan_items it;
+        rc_respan_items_open(&it, cases[i].body, strlen(cases[i].body), cases[i].n_logs);
+        while (rc_respan_items_next_failed(&it, &index, &detail))
+            used += (size_t)snprintf(got + used, sizeof got - used, "%zu:%s;", index, detail);
+        rc_respan_items_close(&it);
+        CHECK_STR(got, cases[i].want);
+    }
+}
+
 int main(void)
 {
+    test_items();
     test_answers();
     test_header_lines();
     TEST_MAIN_END();
