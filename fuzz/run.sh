@@ -21,7 +21,8 @@ seconds=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
-targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_respan_response}
+targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_respan_response
+  fuzz_config}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -31,6 +32,7 @@ corpus_of() {
     fuzz_http_body) echo http_body ;;
     fuzz_queue) echo queue ;;
     fuzz_respan_response) echo respan_response ;;
+    fuzz_config) echo config ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }
@@ -62,7 +64,9 @@ for target in $targets; do
   seed_count=$(find "$corpus" -type f | wc -l)
   flags=(-max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10
          -print_final_stats=1 -artifact_prefix="$artifacts/$target/")
-  [ "$target" = fuzz_json ] && flags+=(-dict="$root/fuzz/json.dict")
+  # fuzz/<seed folder>.dict, when there is one (json, config)
+  dict=$root/fuzz/$(corpus_of "$target").dict
+  [ -f "$dict" ] && flags+=(-dict="$dict")
   log=$work/$target.log
   # stdin from /dev/null: no input may make a target wait on a terminal
   # (a config naming /dev/stdin as a file, say).

@@ -15,6 +15,9 @@ made, so an edge case can be changed or added here and regenerated:
   http_body/*          proto/ and json/ seeds behind the selector byte of
                        fuzz_http_body.c, compressed with gzip, deflate
                        (zlib and raw) and zstd
+  config/*             real configs (bench/configs, tests/golden, the
+                       embedded defaults of core/main.c) and environment
+                       substitution at every kind of field
   respan_response/*    answers as Respan (or something in its place) gives
                        them: status, batch size, one header line, body
 
@@ -315,6 +318,159 @@ def respan_response_seeds():
     }
 
 
+# --- config files for fuzz_config ---------------------------------------------------
+
+ROOT = os.path.join(HERE, "..", "..")
+
+# The embedded defaults of core/main.c, as YAML.
+EMBEDDED_DEFAULT = b"""receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:4317" }
+      http: { endpoint: "127.0.0.1:4318" }
+processors:
+  batch: { send_batch_size: 8192, timeout: 200ms }
+exporters:
+  debug: { verbosity: basic }
+extensions:
+  health_check: { endpoint: "127.0.0.1:13133" }
+service:
+  extensions: [health_check]
+  telemetry: { metrics: { endpoint: "127.0.0.1:8888" }, logs: { level: info } }
+  pipelines:
+    traces: { receivers: [otlp], processors: [batch], exporters: [debug] }
+"""
+
+EMBEDDED_RESPAN = b"""receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:4317" }
+      http: { endpoint: "127.0.0.1:4318" }
+processors:
+  customer: {}
+  cost: {}
+  batch: { send_batch_size: 8192, timeout: 200ms }
+exporters:
+  respan:
+    endpoint: "${env:RESPAN_BASE_URL:-https://api.respan.ai/api}"
+    api_key: "${env:RESPAN_API_KEY}"
+    api: traces_ingest
+    max_batch_logs: 1000
+    max_batch_bytes_mib: 8
+    flush_interval: 1s
+    compression: none
+    sending_queue: { directory: "./data/queue/respan", max_size_mib: 1024, durability: fsync }
+    retry_on_failure: { initial_interval: 1s, max_interval: 30s, max_elapsed_time: 0 }
+extensions:
+  health_check: { endpoint: "127.0.0.1:13133" }
+service:
+  extensions: [health_check]
+  telemetry: { metrics: { endpoint: "127.0.0.1:8888" }, logs: { level: info } }
+  pipelines:
+    traces: { receivers: [otlp], processors: [customer, cost, batch], exporters: [respan] }
+"""
+
+
+def pipeline_config(processors=b"", exporters=b"  nop:\n", procs=b"[]", exps=b"[nop]",
+                    receivers=b"  otlp:\n    protocols:\n      http:\n", service=b""):
+    return (b"receivers:\n" + receivers + b"processors:\n" + processors + b"exporters:\n"
+            + exporters + b"service:\n" + service + b"  pipelines:\n    traces:\n"
+            b"      receivers: [otlp]\n      processors: " + procs + b"\n      exporters: "
+            + exps + b"\n")
+
+
+def config_seeds():
+    """Real configs, then environment substitution at each kind of field.
+
+    fuzz_config.c sets FUZZ_SECRET and RESPAN_API_KEY (a secret), FUZZ_PORT,
+    FUZZ_HOST, FUZZ_ENDPOINT, FUZZ_URL, FUZZ_DURATION, FUZZ_BOOL, FUZZ_EMPTY,
+    FUZZ_REF (text that looks like a reference), FUZZ_DEFAULT_REF,
+    FUZZ_ESCAPE, FUZZ_NEWLINE, FUZZ_YAML, FUZZ_UTF8 and FUZZ_BAD_UTF8, and
+    unsets FUZZ_UNSET."""
+    seeds = {"embedded-default.yaml": EMBEDDED_DEFAULT,
+             "embedded-respan.yaml": EMBEDDED_RESPAN}
+    for folder, prefix in (("bench/configs", "bench-"), ("tests/golden/config", "golden-")):
+        for name in sorted(os.listdir(os.path.join(ROOT, folder))):
+            with open(os.path.join(ROOT, folder, name), "rb") as f:
+                seeds[prefix + name] = f.read()
+    llm = os.path.join(ROOT, "tests", "golden", "llm")
+    for name in sorted(n for n in os.listdir(llm) if n.endswith(".config.yaml")):
+        with open(os.path.join(llm, name), "rb") as f:  # a processors section
+            body = b"".join(b"  " + line + b"\n" for line in f.read().splitlines())
+        procs = b"[customer, cost]"
+        seeds["llm-" + name] = pipeline_config(processors=body, procs=procs)
+    secret_at = {
+        # a typed getter refuses the secret: the message must not quote it
+        "secret-port": pipeline_config(receivers=b"  otlp:\n    protocols:\n      http:\n"
+                                       b"        endpoint: 127.0.0.1:${env:FUZZ_SECRET}\n"),
+        "secret-uint": pipeline_config(processors=b"  batch:\n    send_batch_size: "
+                                       b"${env:FUZZ_SECRET}\n", procs=b"[batch]"),
+        "secret-duration": pipeline_config(processors=b"  batch:\n    timeout: ${FUZZ_SECRET}\n",
+                                           procs=b"[batch]"),
+        "secret-bool": pipeline_config(processors=b"  customer:\n    drop_original: "
+                                       b"${env:RESPAN_API_KEY}\n", procs=b"[customer]"),
+        "secret-enum": pipeline_config(exporters=b"  respan:\n    api_key: k\n"
+                                       b"    compression: ${env:RESPAN_API_KEY}\n",
+                                       exps=b"[respan]"),
+        "secret-endpoint": pipeline_config(exporters=b"  respan:\n    api_key: k\n"
+                                           b"    endpoint: ${env:RESPAN_API_KEY}\n",
+                                           exps=b"[respan]"),
+        "secret-level": pipeline_config(service=b"  telemetry:\n    logs:\n      level: "
+                                        b"\"${env:FUZZ_SECRET}\"\n"),
+        "secret-key-newline": pipeline_config(exporters=b"  respan:\n    api_key: \"${env:FUZZ_SECRET}"
+                                              b"${env:FUZZ_NEWLINE}\"\n", exps=b"[respan]"),
+        "secret-default": pipeline_config(processors=b"  batch:\n    send_batch_size: "
+                                          b"${env:FUZZ_UNSET:-${env:FUZZ_SECRET}}\n",
+                                          procs=b"[batch]"),
+        "secret-pricing-file": pipeline_config(processors=b"  cost:\n    pricing_file: "
+                                               b"/nonexistent/${env:FUZZ_SECRET}.txt\n",
+                                               procs=b"[cost]"),
+    }
+    seeds.update({k + ".yaml": v for k, v in secret_at.items()})
+    env_cases = {
+        "env-forms": b"a: ${env:FUZZ_PORT}\nb: ${FUZZ_PORT}\nc: ${env:FUZZ_UNSET:-dflt}\n"
+                     b"d: ${FUZZ_UNSET:-}\ne: $${env:FUZZ_PORT}\nf: x$$y$\ng: ${env:FUZZ_REF}\n",
+        "env-nested-default": pipeline_config(
+            receivers=b"  otlp:\n    protocols:\n      http:\n        endpoint: "
+                      b"\"${env:FUZZ_UNSET:-${env:FUZZ_HOST}:${env:FUZZ_PORT}}\"\n"),
+        "env-nested-deep": b"k: ${env:FUZZ_UNSET:-${env:FUZZ_UNSET:-${env:FUZZ_UNSET:-${FUZZ_PORT}}}}\n",
+        "env-nested-unterminated": b"k: ${env:FUZZ_UNSET:-${env:FUZZ_PORT}\n",
+        "env-default-braces": b"k: \"${env:FUZZ_UNSET:-{a}}\"\nl: ${env:FUZZ_UNSET:-$${x}}\n",
+        "env-empty-default": b"k: ${env:FUZZ_EMPTY:-used}\nl: ${env:FUZZ_EMPTY}\n",
+        "env-bad-scheme": b"k: ${file:/etc/passwd}\nl: ${env:}\nm: ${env:1X}\n",
+        "env-long-name": b"k: ${env:" + b"N" * 300 + b"}\n",
+        "env-in-key": b"${env:FUZZ_PORT}: v\n",
+        "env-in-flow": b"receivers: { otlp: { protocols: { http: { endpoint: \"${FUZZ_ENDPOINT}\" } } } }\n",
+        "env-utf8": pipeline_config(exporters=b"  file:\n    path: \"/nonexistent/${env:FUZZ_UTF8}"
+                                  b"${env:FUZZ_BAD_UTF8}\"\n", exps=b"[file]"),
+        "env-yaml-value": b"service: ${env:FUZZ_YAML}\n",
+        "env-duration": pipeline_config(processors=b"  batch:\n    timeout: ${FUZZ_DURATION}\n"
+                                        b"  customer:\n    propagation_wait: ${env:FUZZ_UNSET:-0}\n",
+                                        procs=b"[customer, batch]"),
+        "env-respan-full": pipeline_config(
+            exporters=b"  respan:\n    endpoint: ${env:FUZZ_URL}\n    api_key: ${RESPAN_API_KEY}\n"
+                      b"    api: batch_create\n    spans: llm_only\n    environment: ${env:FUZZ_UNSET:-prod}\n"
+                      b"    dead_letter_file: /nonexistent/dlq.jsonl\n"
+                      b"    metadata: { include: [\"gen_ai.*\"], exclude: [\"*secret*\"], max_size_kib: 8 }\n"
+                      b"    sending_queue: { directory: /nonexistent/q, durability: memory }\n",
+            exps=b"[respan]"),
+    }
+    seeds.update({k + ".yaml": v for k, v in env_cases.items()})
+    yaml_cases = {
+        "yaml-anchor": b"a: &x {b: 1}\nc: *x\n",
+        "yaml-two-docs": b"a: 1\n---\nb: 2\n",
+        "yaml-tabs": b"a:\n\tb: 1\n",
+        "yaml-nul": b"receivers:\n  otlp: \x00\n",
+        "yaml-bad-utf8": b"receivers:\n  \xff\xfe: {}\n",
+        "yaml-bom-crlf": b"\xef\xbb\xbfservice:\r\n  pipelines: {}\r\n",
+        "yaml-deep": b"a: " + b"[" * 70 + b"]" * 70 + b"\n",
+        "yaml-duplicate-pipeline": b"service:\n  pipelines:\n    traces: {}\n    traces: {}\n",
+        "yaml-bad-ids": pipeline_config(processors=b"  \"batch/\": {}\n  \"x/../y\": {}\n"),
+    }
+    seeds.update({k + ".yaml": v for k, v in yaml_cases.items()})
+    return seeds
+
+
 def write_all(folder, files):
     path = os.path.join(HERE, folder)
     os.makedirs(path, exist_ok=True)
@@ -329,6 +485,7 @@ def main():
     shutil.rmtree(os.path.join(HERE, "http_body"), ignore_errors=True)
     write_all("http_body", http_body_seeds())
     write_all("respan_response", respan_response_seeds())
+    write_all("config", config_seeds())
 
 
 if __name__ == "__main__":
