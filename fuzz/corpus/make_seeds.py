@@ -466,6 +466,9 @@ def config_seeds():
         "yaml-deep": b"a: " + b"[" * 70 + b"]" * 70 + b"\n",
         "yaml-duplicate-pipeline": b"service:\n  pipelines:\n    traces: {}\n    traces: {}\n",
         "yaml-bad-ids": pipeline_config(processors=b"  \"batch/\": {}\n  \"x/../y\": {}\n"),
+        # an empty section's errors said nowhere where it was
+        "null-section": b"receivers:\n  otlp:\nexporters:\n  nop:\nservice:\n  pipelines:\n"
+                        b"    traces: {receivers: [otlp], exporters: [nop]}\n",
     }
     seeds.update({k + ".yaml": v for k, v in yaml_cases.items()})
     return seeds

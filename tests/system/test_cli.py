@@ -111,6 +111,10 @@ BAD_CONFIGS = [
     ("memory limit negative",
      lambda t: replace_line(t, "memory_limit_mib: 256", "memory_limit_mib: -5"),
      "memory_limit_mib: -5", "memory_limit_mib"),
+    # an empty section is a null node: the error must still say where it is
+    ("an exporter section left empty",
+     lambda t: replace_line(t, "exporters:\n", "exporters:\n  file/empty:\n"),
+     "file/empty:", "exporters.file/empty"),
     ("YAML syntax error",
      lambda t: replace_line(t, "processors:\n  batch:", "processors:\n  batch: [unclosed\n  oops:"),
      "[unclosed", None),
