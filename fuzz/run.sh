@@ -22,7 +22,7 @@ shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
 targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_respan_response
-  fuzz_config}
+  fuzz_config fuzz_pricing}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -33,6 +33,7 @@ corpus_of() {
     fuzz_queue) echo queue ;;
     fuzz_respan_response) echo respan_response ;;
     fuzz_config) echo config ;;
+    fuzz_pricing) echo pricing ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }
@@ -64,7 +65,7 @@ for target in $targets; do
   seed_count=$(find "$corpus" -type f | wc -l)
   flags=(-max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10
          -print_final_stats=1 -artifact_prefix="$artifacts/$target/")
-  # fuzz/<seed folder>.dict, when there is one (json, config)
+  # fuzz/<seed folder>.dict, when there is one (json, config, pricing)
   dict=$root/fuzz/$(corpus_of "$target").dict
   [ -f "$dict" ] && flags+=(-dict="$dict")
   log=$work/$target.log

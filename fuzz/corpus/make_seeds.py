@@ -18,6 +18,8 @@ made, so an edge case can be changed or added here and regenerated:
   config/*             real configs (bench/configs, tests/golden, the
                        embedded defaults of core/main.c) and environment
                        substitution at every kind of field
+  pricing/*            slices of data/pricing/prices.txt (providers with the
+                       providers they fall back to) and malformed tables
   respan_response/*    answers as Respan (or something in its place) gives
                        them: status, batch size, one header line, body
 
@@ -474,6 +476,75 @@ def config_seeds():
     return seeds
 
 
+# --- price tables for fuzz_pricing ------------------------------------------------
+
+
+def pricing_seeds():
+    """Slices of the shipped table (a provider's block with its header, and
+    the blocks its fallbacks need), then hand-made edge cases."""
+    with open(os.path.join(ROOT, "data", "pricing", "prices.txt"), "rb") as f:
+        lines = f.read().split(b"\n")
+    header = lines[:4]  # magic, comments
+    blocks, current = {}, None
+    for line in lines[4:]:
+        if line.startswith(b"P\t"):
+            current = line.split(b"\t")[1].decode()
+            blocks[current] = []
+        if current:
+            blocks[current].append(line)
+
+    def table(*providers):
+        out = list(header)
+        for p in providers:
+            out += blocks[p]
+        return b"\n".join(out) + b"\n"
+
+    seeds = {
+        "slice-anthropic.txt": table("anthropic"),
+        "slice-aws.txt": table("aws"),
+        "slice-azure.txt": table("anthropic", "azure", "openai"),
+        "slice-google.txt": table("anthropic", "google"),
+        "slice-deepseek-daily.txt": table("deepseek"),
+        "slice-huggingface-and.txt": table("huggingface_cerebras", "huggingface_fireworks-ai",
+                                           "huggingface_groq"),
+        "slice-mistral-regex.txt": table("mistral", "modal", "moonshotai"),
+        "slice-x-ai.txt": table("x-ai", "zai", "zhipuai"),
+    }
+    edge = {
+        "empty": b"",
+        "magic-only": b"rc-prices\t1\n",
+        "wrong-magic": b"rc-prices\t2\nP\ta\t-\t-\n",
+        "comments-crlf": b"# c\r\n\r\nrc-prices\t1\r\nP\tAcme\t-\t-\r\nM\tAcme-1\r\neq\tacme-1"
+                         b"\r\n$\t-\t1\t2\t-\t-\t-\r\n",
+        "tiers-dated": b"rc-prices\t1\nP\tp\t-\t^https://p\\.example\nPM\nct\tp\nMM\nsw\tm\n"
+                       b"M\tm-1\nor\t2\nsw\tm-1\nre\t^m1-[0-9]{8}$\n"
+                       b"$\t-\t1;1000:2;200000:4\t5;1000:6\t0.1\t0.2\t0.5\n"
+                       b"$\tfrom:2025-02-29\t1\t1\t-\t-\t-\n"
+                       b"$\tdaily:22:00:00-06:00:00\t0.5\t0.5\t-\t-\t-\n",
+        "fallbacks": b"rc-prices\t1\nP\tbase\t-\t-\nM\tb\neq\tb\n$\t-\t1\t1\t-\t-\t-\n"
+                     b"P\treseller\tbase,reseller\t-\nPM\nand\t2\nct\tres\nre\tseller$\n"
+                     b"M\tr\nct\tr\n$\t-\t2\t2\t-\t-\t-\n",
+        "unknown-fallback": b"rc-prices\t1\nP\ta\tnobody\t-\n",
+        "bad-regex": b"rc-prices\t1\nP\ta\t-\t(unclosed\n",
+        "regex-heavy": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\nre\t^(a|b|c)*(x{1,20}){1,20}$\n"
+                       b"$\t-\t1\t1\t-\t-\t-\n",
+        "deep-clauses": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\n" + b"or\t1\n" * 40
+                        + b"eq\tm\n$\t-\t1\t1\t-\t-\t-\n",
+        "huge-count": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\nor\t100000\neq\tm\n",
+        "no-price": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\neq\tm\nM\tn\neq\tn\n",
+        "bad-numbers": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\neq\tm\n"
+                       b"$\t-\t1e308\tnan\t-1\t0x10\t-\n",
+        "huge-prices": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\neq\tgpt-4o\n"
+                       b"$\t-\t1e300;1:1.7e308\t1.7e308\t1e308\t1e308\t1e308\n",
+        "tiers-descending": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\neq\tm\n"
+                            b"$\t-\t1;5:2;3:1\t1\t-\t-\t-\n",
+        "nul-in-text": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\neq\tgpt\x00-4o\n$\t-\t1\t1\t-\t-\t-\n",
+        "records-out-of-place": b"rc-prices\t1\nM\tm\n$\t-\t1\t1\t-\t-\t-\nPM\neq\tx\n",
+    }
+    seeds.update({k + ".txt": v for k, v in edge.items()})
+    return seeds
+
+
 def write_all(folder, files):
     path = os.path.join(HERE, folder)
     os.makedirs(path, exist_ok=True)
@@ -489,6 +560,7 @@ def main():
     write_all("http_body", http_body_seeds())
     write_all("respan_response", respan_response_seeds())
     write_all("config", config_seeds())
+    write_all("pricing", pricing_seeds())
 
 
 if __name__ == "__main__":
