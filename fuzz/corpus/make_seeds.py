@@ -18,6 +18,8 @@ made, so an edge case can be changed or added here and regenerated:
   config/*             real configs (bench/configs, tests/golden, the
                        embedded defaults of core/main.c) and environment
                        substitution at every kind of field
+  headers/*            request headers for the customer processor's
+                       from_header: long, multi-byte, control bytes, empty
   pricing/*            slices of data/pricing/prices.txt (providers with the
                        providers they fall back to) and malformed tables
   respan_response/*    answers as Respan (or something in its place) gives
@@ -545,6 +547,39 @@ def pricing_seeds():
     return seeds
 
 
+# --- request headers for fuzz_headers ------------------------------------------------
+
+
+def headers_seeds():
+    """A flags byte (bit 0 grpc, bit 1 default_customer, bit 2 from_header
+    spelled in capitals), then "name:value" lines."""
+    def hdrs(flags, *lines):
+        return bytes([flags]) + b"\n".join(lines)
+
+    http = (b"host: 127.0.0.1:4318", b"content-type: application/x-protobuf",
+            b"user-agent: OTel-OTLP-Exporter-JavaScript/0.52.1")
+    grpc = (b"content-type: application/grpc", b"te: trailers", b"user-agent: grpc-node-js/1.10.0",
+            b"grpc-accept-encoding: identity,deflate,gzip")
+    return {
+        "http-customer": hdrs(0, *http, b"x-customer-id: cust-42"),
+        "grpc-customer": hdrs(1, *grpc, b"x-customer-id: cust-grpc"),
+        "no-header": hdrs(0, *http),
+        "no-header-default": hdrs(2, *http),
+        "empty-value-default": hdrs(2, b"x-customer-id:"),
+        "duplicate": hdrs(0, b"x-customer-id:", b"x-customer-id: second"),
+        "capitals": hdrs(4, b"X-CUSTOMER-ID: Upper Case"),
+        "spaces": hdrs(0, b"x-customer-id:   spaced out  "),
+        "long-ascii": hdrs(0, b"x-customer-id:" + b"a" * 300),
+        "long-3-byte": hdrs(0, b"x-customer-id:" + "\u20ac".encode() * 130),
+        "long-4-byte": hdrs(0, b"x-customer-id:" + "\U0001F600".encode() * 125),
+        "combining": hdrs(0, b"x-customer-id:" + "e\u0301".encode() * 70),
+        "control-bytes": hdrs(0, b"x-customer-id: a\x01b\x7fc\td\x1b[0m"),
+        "nul-in-value": hdrs(0, b"x-customer-id: ab\x00cd"),
+        "no-colon": hdrs(0, b"x-customer-id", b"x-customer-id: after"),
+        "many": hdrs(1, *[b"x-h%d: v%d" % (i, i) for i in range(70)]),
+    }
+
+
 def write_all(folder, files):
     path = os.path.join(HERE, folder)
     os.makedirs(path, exist_ok=True)
@@ -561,6 +596,7 @@ def main():
     write_all("respan_response", respan_response_seeds())
     write_all("config", config_seeds())
     write_all("pricing", pricing_seeds())
+    write_all("headers", headers_seeds())
 
 
 if __name__ == "__main__":
