@@ -575,6 +575,8 @@ def headers_seeds():
         "combining": hdrs(0, b"x-customer-id:" + "e\u0301".encode() * 70),
         "control-bytes": hdrs(0, b"x-customer-id: a\x01b\x7fc\td\x1b[0m"),
         "nul-in-value": hdrs(0, b"x-customer-id: ab\x00cd"),
+        # obs-text (Latin-1) reached the span as invalid UTF-8
+        "latin1-value": hdrs(2, b"x-customer-id: caf\xe9 \xc0\x80"),
         "no-colon": hdrs(0, b"x-customer-id", b"x-customer-id: after"),
         "many": hdrs(1, *[b"x-h%d: v%d" % (i, i) for i in range(70)]),
     }
