@@ -22,7 +22,7 @@ shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
 targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_respan_response
-  fuzz_config fuzz_pricing fuzz_headers}
+  fuzz_config fuzz_pricing fuzz_headers fuzz_respan_log}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -35,6 +35,7 @@ corpus_of() {
     fuzz_config) echo config ;;
     fuzz_pricing) echo pricing ;;
     fuzz_headers) echo headers ;;
+    fuzz_respan_log) echo respan_log ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }

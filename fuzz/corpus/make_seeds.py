@@ -20,6 +20,9 @@ made, so an edge case can be changed or added here and regenerated:
                        substitution at every kind of field
   headers/*            request headers for the customer processor's
                        from_header: long, multi-byte, control bytes, empty
+  respan_log/*         the LLM golden requests (tests/golden/llm), SDK
+                       captures and hostile attributes, each behind
+                       fuzz_respan_log.c's selector byte
   pricing/*            slices of data/pricing/prices.txt (providers with the
                        providers they fall back to) and malformed tables
   respan_response/*    answers as Respan (or something in its place) gives
@@ -582,6 +585,113 @@ def headers_seeds():
     }
 
 
+# --- requests for fuzz_respan_log ------------------------------------------------------
+
+# fuzz_respan_log.c's selector byte
+RL_JSON, RL_CUSTOMER, RL_COST, RL_LLM_ONLY, RL_BULKY = 1, 2, 4, 8, 16
+RL_CAP_64K, RL_CAP_1K, RL_CAP_100 = 32, 64, 96
+RL_PATTERNS = 128
+
+
+def jattr(key, value):
+    if isinstance(value, bool):
+        v = {"boolValue": value}
+    elif isinstance(value, int):
+        v = {"intValue": str(value)}
+    elif isinstance(value, float):
+        v = {"doubleValue": value}
+    elif isinstance(value, dict):
+        v = value
+    else:
+        v = {"stringValue": value}
+    return {"key": key, "value": v}
+
+
+def hostile_requests():
+    """Attributes of hostile types and sizes on LLM-looking spans."""
+    chat = [jattr("gen_ai.operation.name", "chat"), jattr("gen_ai.request.model", "gpt-4o"),
+            jattr("gen_ai.provider.name", "openai")]
+    deep = {"stringValue": "leaf"}
+    for _ in range(MAX_DEPTH):
+        deep = {"kvlistValue": {"values": [{"key": "k", "value": deep}]}}
+    deep_json = "[" * 200 + "]" * 200
+    messages_deep = json.dumps([{"role": "user", "parts": [{"type": "text", "content": deep_json}]}])
+    big_metadata = json.dumps({"k%d" % i: "v" * (i % 50) for i in range(600)})
+    return {
+        "huge-string": [chat + [jattr("gen_ai.input.messages", "x" * 60000)]],
+        "deep-kvlist": [chat + [jattr("metadata", deep), jattr("user.profile", deep)]],
+        "messages-not-json": [chat + [jattr("gen_ai.input.messages", "[{\"role\":\"user\",\"parts\":"),
+                                      jattr("gen_ai.output.messages", "not json at all \u0000")]],
+        "messages-deep": [chat + [jattr("gen_ai.input.messages", messages_deep)]],
+        "messages-odd-shapes": [chat + [jattr("gen_ai.input.messages", json.dumps(
+            [{"role": 7, "parts": [{"type": "tool_call", "id": None, "name": {"x": 1},
+                                    "arguments": "[[["}, {"type": "text"}]},
+             {"role": "tool", "parts": [{"type": "tool_call_response", "response": [1, 2]}]},
+             "plain string", None, {"content": [{"type": "text", "text": 5}]}])),
+            jattr("gen_ai.system_instructions", "{\"unterminated")]],
+        "metadata-object": [chat + [jattr("metadata", big_metadata),
+                                    jattr("respan.metadata", "{\"a\":{\"b\":[1,2,{\"c\":null}]}}"),
+                                    jattr("traceloop.association.properties.plan", "pro"),
+                                    jattr("ai.telemetry.metadata.secret_token", "t0k3n"),
+                                    jattr("pydantic_ai.all_messages", "[" + "1," * 5000 + "1]")]],
+        "numbers": [chat + [jattr("gen_ai.usage.input_tokens", 2**63 - 1),
+                            jattr("gen_ai.usage.output_tokens", -5),
+                            jattr("gen_ai.usage.cache_read.input_tokens", "12abc"),
+                            jattr("gen_ai.usage.cost", {"doubleValue": "Infinity"}),
+                            jattr("respan.cost", {"doubleValue": "NaN"}),
+                            jattr("gen_ai.request.temperature", {"doubleValue": "-Infinity"}),
+                            jattr("gen_ai.request.max_tokens", 1e300),
+                            jattr("respan.customer_params.markup_percentage", -1e308),
+                            jattr("llm.invocation_parameters", "{\"temperature\":\"hot\",\"stream\":2}")]],
+        "wrong-types": [[jattr("gen_ai.request.model", {"arrayValue": {"values": [{"intValue": 1}]}}),
+                         jattr("gen_ai.usage.input_tokens", {"kvlistValue": {"values": []}}),
+                         jattr("respan.customer_params.customer_identifier", {"bytesValue": "AP8Q"}),
+                         jattr("session.id", True),
+                         jattr("gen_ai.tool.definitions", "[{\"name\":1},null,\"x\"]"),
+                         jattr("ai.prompt.tools", {"arrayValue": {"values": [
+                             {"stringValue": "{\"inputSchema\":[]}"}, {"intValue": "3"}]}})]],
+        "many-attributes": [chat + [jattr("attr.%d" % i, "v%d" % i) for i in range(1000)]],
+        "long-names": [chat + [jattr("respan.span_workflow_name", "\u00e9" * 300),
+                               jattr("k" * 2000, "v"), jattr("", "empty key")]],
+        "customer-params": [chat + [jattr("respan.customer_params.customer_identifier", "\U0001F600" * 130),
+                                    jattr("respan.customer_params.period_start", "2026-02-30"),
+                                    jattr("respan.customer_params.rate_limit", 1.5),
+                                    jattr("respan.customer_params.budget_duration", "DAILY"),
+                                    jattr("respan.customer_params.email", "\u0000\n\t")]],
+    }
+
+
+def respan_log_seeds():
+    seeds = {}
+    llm = os.path.join(ROOT, "tests", "golden", "llm")
+    inputs = sorted(n for n in os.listdir(llm) if n.endswith(".json")
+                    and not n.endswith((".expected.json", ".headers.json")))
+    for i, name in enumerate(inputs):
+        with open(os.path.join(llm, name), "rb") as f:
+            body = dump(json.load(f))
+        stem = name[:-len(".json")]
+        seeds["golden-%s-pipeline" % stem] = bytes([RL_JSON | RL_CUSTOMER | RL_COST]) + body
+        # the same request raw, with the option sets taking turns
+        extra = [0, RL_LLM_ONLY, RL_BULKY | RL_CAP_1K, RL_PATTERNS | RL_CAP_100][i % 4]
+        seeds["golden-%s-raw" % stem] = bytes([RL_JSON | extra]) + body
+    for name in ("genai-current.pb", "openllmetry.pb", "openinference.pb", "vercel-ai-v5.pb",
+                 "error-and-http.pb", "edge-every-kind.pb", "edge-invalid-utf8.pb"):
+        with open(os.path.join(HERE, "proto", name), "rb") as f:
+            body = f.read()
+        stem = name[:-len(".pb")]
+        seeds["proto-%s-pipeline" % stem] = bytes([RL_CUSTOMER | RL_COST | RL_CAP_64K]) + body
+        seeds["proto-%s-raw" % stem] = bytes([0]) + body
+    for name, span_attrs in hostile_requests().items():
+        spans = [jspan("hostile %s" % name, attrs, kind=3, parentSpanId=PARENT_ID.hex(),
+                       startTimeUnixNano="1795453076995000000",
+                       endTimeUnixNano="1795453079795000000") for attrs in span_attrs]
+        body = dump(jrequest(spans, [jattr("service.name", "hostile"),
+                                     jattr("deployment.environment", "prod")]))
+        seeds["hostile-%s-pipeline" % name] = bytes([RL_JSON | RL_CUSTOMER | RL_COST | RL_CAP_64K]) + body
+        seeds["hostile-%s-raw" % name] = bytes([RL_JSON | RL_PATTERNS | RL_CAP_1K]) + body
+    return seeds
+
+
 def write_all(folder, files):
     path = os.path.join(HERE, folder)
     os.makedirs(path, exist_ok=True)
@@ -599,6 +709,7 @@ def main():
     write_all("config", config_seeds())
     write_all("pricing", pricing_seeds())
     write_all("headers", headers_seeds())
+    write_all("respan_log", respan_log_seeds())
 
 
 if __name__ == "__main__":
