@@ -533,6 +533,12 @@ def pricing_seeds():
         "bad-regex": b"rc-prices\t1\nP\ta\t-\t(unclosed\n",
         "regex-heavy": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\nre\t^(a|b|c)*(x{1,20}){1,20}$\n"
                        b"$\t-\t1\t1\t-\t-\t-\n",
+        # regcomp expanded "-++++..." past 2 GB (each '+' doubles), found by fuzz_pricing
+        "regex-stacked-plus": b"rc-prices\t1\nP\tp\t-\t-" + b"+" * 100 + b"\nM\tm\neq\tm\n"
+                              b"$\t-\t1\t1\t-\t-\t-\n",
+        "regex-nested-bounds": b"rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t((x{100}){100}){100}\n"
+                               b"$\t-\t1\t1\t-\t-\t-\n",
+        "regex-backref": b"rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t(a|aa)*\\1b\n$\t-\t1\t1\t-\t-\t-\n",
         "deep-clauses": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\n" + b"or\t1\n" * 40
                         + b"eq\tm\n$\t-\t1\t1\t-\t-\t-\n",
         "huge-count": b"rc-prices\t1\nP\ta\t-\t-\nM\tm\nor\t100000\neq\tm\n",
