@@ -37,9 +37,9 @@
 #define MAX_CLAUSE_DEPTH 32
 #define MAX_KEY_PART 1024 /* longer provider/url/model strings are not cached */
 /* Bounds on what regcomp may build (see regex_size). The shipped table's
- * largest regex is under 100 nodes, and all of them together under 3000. */
-#define MAX_REGEX_NODES 10000
-#define MAX_TABLE_REGEX_NODES 100000
+ * largest regex counts 76 nodes, and all of them together 1500. */
+#define MAX_REGEX_NODES 1000
+#define MAX_TABLE_REGEX_NODES 10000
 #define MAX_TABLE_FILE (64u << 20)
 
 typedef enum clause_op { CL_EQ, CL_SW, CL_EW, CL_CT, CL_RE, CL_OR, CL_AND } clause_op;
@@ -219,16 +219,19 @@ static char *lowered_copy(rc_arena *a, const field *f)
  * regcomp copies what a repetition applies to: x+ becomes x x*, x{n,m} m
  * copies of x. So repetitions multiply, stacked ones included: the 30 bytes
  * "x+++++++++++++++++++++" want 2^21 nodes (850 MB, 1.6 s), and a few more
- * '+' exhaust memory instead of failing. Tables are what
- * scripts/convert_pricing.py writes, which never does this, but a
+ * '+' exhaust memory instead of failing. Where the repeated part can match
+ * nothing (x*), the closures regcomp computes grow with the square of that:
+ * "-*+++++++++++", 4096 nodes, takes 260 MB. Tables are what
+ * scripts/convert_pricing.py writes, which never does any of this, but a
  * pricing_file is text anyone may edit, so the loader counts before it
- * compiles. Back-references (\1..\9), which the converter refuses and glibc
- * matches by backtracking, count as too large. The walk is over the bytes
- * of the pattern; regcomp still judges its syntax.
+ * compiles, and refuses stacked repetitions ("x*+", which POSIX leaves
+ * undefined) and back-references (\1..\9, which the converter refuses too
+ * and glibc matches by backtracking). The walk is over the bytes of the
+ * pattern; regcomp still judges its syntax.
  */
 typedef struct rx_walk {
     const char *p, *end;
-    bool backref;
+    bool backref, stacked;
 } rx_walk;
 
 static size_t rx_mul(size_t a, size_t b)
@@ -288,7 +291,8 @@ static size_t rx_piece(rx_walk *w, int depth)
         if (*w->p >= '1' && *w->p <= '9') w->backref = true;
         w->p++;
     }
-    while (w->p < w->end && strchr("*+?{", *w->p)) {
+    for (int n = 0; w->p < w->end && strchr("*+?{", *w->p); n++) {
+        if (n) w->stacked = true;
         if (*w->p == '+') size = rx_mul(size, 2);
         if (*w->p == '*' || *w->p == '?') size = rx_add(size, 1);
         if (*w->p == '{') size = rx_mul(size, rx_bound(w));
@@ -313,15 +317,16 @@ static size_t rx_alt(rx_walk *w, int depth)
     return size;
 }
 
-static size_t regex_size(const char *pattern, size_t n, bool *backref)
+static size_t regex_size(const char *pattern, size_t n, bool *backref, bool *stacked)
 {
-    rx_walk w = {pattern, pattern + n, false};
+    rx_walk w = {pattern, pattern + n, false, false};
     size_t size = 0;
     while (w.p < w.end) { /* a stray ')' ends no group here */
         size = rx_add(size, rx_alt(&w, 0));
         if (w.p < w.end) w.p++;
     }
     *backref = w.backref;
+    *stacked = w.stacked;
     return size;
 }
 
@@ -330,8 +335,13 @@ static rc_status compile_regex(parser *ps, const field *f, regex_t **out)
     regex_node *node = rc_arena_calloc(ps->t->arena, sizeof *node);
     char *pattern = rc_arena_strndup(ps->t->arena, f->s, f->n);
     if (!node || !pattern) return parse_error(ps, "out of memory");
-    bool backref;
-    size_t nodes = regex_size(pattern, strlen(pattern), &backref);
+    bool backref, stacked;
+    size_t nodes = regex_size(pattern, strlen(pattern), &backref, &stacked);
+    if (stacked)
+        return parse_error(ps,
+                           "regex '%.80s' stacks repetitions (as in x*+), which POSIX "
+                           "leaves undefined",
+                           pattern);
     if (backref)
         return parse_error(ps,
                            "regex '%.80s' has a back-reference, which the format does not "

@@ -536,6 +536,10 @@ def pricing_seeds():
         # regcomp expanded "-++++..." past 2 GB (each '+' doubles), found by fuzz_pricing
         "regex-stacked-plus": b"rc-prices\t1\nP\tp\t-\t-" + b"+" * 100 + b"\nM\tm\neq\tm\n"
                               b"$\t-\t1\t1\t-\t-\t-\n",
+        # after the fix above, regcomp's closures took 10+ s on "-*+" and 11 '+' (4096 nodes)
+        "regex-star-plus": b"rc-prices\t1\nP\tp\t-\t-*" + b"+" * 11 + b"\n",
+        "regex-nested-plus": b"rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t" + b"(" * 9 + b"x*"
+                             + b")+" * 9 + b"\n$\t-\t1\t1\t-\t-\t-\n",
         "regex-nested-bounds": b"rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t((x{100}){100}){100}\n"
                                b"$\t-\t1\t1\t-\t-\t-\n",
         "regex-backref": b"rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t(a|aa)*\\1b\n$\t-\t1\t1\t-\t-\t-\n",
