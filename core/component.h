@@ -9,7 +9,9 @@
  * ("batch" in "batch/fast") and never switches on names.
  *
  * Life cycle, for every kind:
- *   create   parses and validates the component's own config section. It
+ *   create   parses and validates the component's own config section (a
+ *            map, or a null node for an empty section: the getters read
+ *            both, and an error about either can name its place). It
  *            has no side effects (no sockets, no threads, no files), so
  *            `validate` runs it too. NULL with err filled on a bad config.
  *   start    acquires resources and begins work.

@@ -211,7 +211,9 @@ static rc_status parse_section(rc_service *s, rc_cfg *root, comp_kind kind, rc_e
         }
         if (c->cfg && rc_cfg_kind_of(c->cfg) != RC_CFG_MAP && rc_cfg_kind_of(c->cfg) != RC_CFG_NULL)
             return rc_cfg_error(err, c->cfg, "expected a map of settings (or nothing)");
-        if (rc_cfg_kind_of(c->cfg) == RC_CFG_NULL) c->cfg = NULL;
+        /* An empty section (`otlp:`) stays a null node rather than NULL: the
+         * getters read it as empty all the same, and an error about it
+         * ("needs a `path`") can then say where it is. */
         /* Processors are created per pipeline; create a template here only
          * to report config errors even when no pipeline uses it. */
         if (create_component(c, rc_cfg_at(sec, i) ? rc_cfg_at(sec, i) : sec, NULL, err) != RC_OK)

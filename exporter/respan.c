@@ -27,7 +27,8 @@
  *   connection is kept alive between batches), and mark them done only
  *   when every log in them was accepted or dead-lettered.
  *
- * What a response means:
+ * What a response means (read by exporter/respan_response.h, which turns the
+ * status, Retry-After and body into the action below; this file acts on it):
  *   2xx           delivered; for batch_create, items the body's `results`
  *                 mark as failed are sent again one by one, and dead-lettered
  *                 if refused again.
@@ -53,23 +54,21 @@
 #include "core/metrics.h"
 #include "core/queue.h"
 #include "exporter/respan_log.h"
+#include "exporter/respan_response.h"
 #include "otlp/compression.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_RESPONSE_BYTES (1u << 20)
 #define DRAIN_MS 5000 /* how long a stopping exporter keeps delivering */
 
 typedef enum { API_TRACES_INGEST, API_BATCH_CREATE } respan_api;
@@ -103,8 +102,8 @@ typedef struct sender {
     CURLM *multi;
     rc_buf body, gz, response; /* body: assembled only to be compressed */
     body_reader reader;
-    char retry_after[64]; /* the Retry-After header of the last response */
-    unsigned seed;        /* for retry jitter */
+    char retry_after[RC_RESPAN_RETRY_AFTER_VALUE_MAX]; /* of the last response */
+    unsigned seed;                                     /* for retry jitter */
 } sender;
 
 /* Process-lifetime metric handles, one set per exporter id (a reload
@@ -535,17 +534,11 @@ static void dead_letter(respan_exporter *x, const char *log, size_t len, long st
 
 /* --- HTTP -------------------------------------------------------------------- */
 
-typedef struct http_result {
-    long status;            /* 0: no HTTP answer (connection error, timeout) */
-    char detail[300];       /* for logs and dead letters */
-    int64_t retry_after_ms; /* -1 when the response named none */
-} http_result;
-
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     rc_buf *b = arg;
     size_t len = size * n;
-    if (b->len + len <= MAX_RESPONSE_BYTES) rc_buf_append(b, data, len);
+    if (b->len + len <= RC_RESPAN_MAX_RESPONSE_BYTES) rc_buf_append(b, data, len);
     return len;
 }
 
@@ -553,15 +546,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 {
     sender *s = arg;
     size_t len = size * n;
-    if (len > 12 && strncasecmp(data, "retry-after:", 12) == 0) {
-        size_t v = 12;
-        while (v < len && (data[v] == ' ' || data[v] == '\t'))
-            v++;
-        size_t e = len;
-        while (e > v && (data[e - 1] == '\r' || data[e - 1] == '\n' || data[e - 1] == ' '))
-            e--;
-        snprintf(s->retry_after, sizeof s->retry_after, "%.*s", (int)(e - v), data + v);
-    }
+    rc_respan_retry_after_header(data, len, s->retry_after, sizeof s->retry_after);
     return len;
 }
 
@@ -636,48 +621,6 @@ static void build_body(sender *s, size_t total)
     b->len = body_read(b->data, 1, total, &s->reader);
 }
 
-/* Seconds (or an HTTP date) in a Retry-After value; -1 when unreadable. */
-static int64_t parse_retry_after(const char *v)
-{
-    if (!v[0]) return -1;
-    char *end;
-    double secs = strtod(v, &end);
-    if (end != v && *end == '\0' && secs >= 0 && secs < 86400) return (int64_t)(secs * 1000);
-    time_t when = curl_getdate(v, NULL);
-    if (when < 0) return -1;
-    int64_t d = ((int64_t)when - (int64_t)time(NULL)) * 1000;
-    return d < 0 ? 0 : d;
-}
-
-/* Fills detail (the body's "detail", or the start of the body) and the
- * body's retry_after. */
-static void read_response(sender *s, http_result *r)
-{
-    rc_buf *b = &s->response;
-    r->detail[0] = '\0';
-    json_error_t jerr;
-    json_t *root = b->len ? json_loadb(b->data, b->len, 0, &jerr) : NULL;
-    json_t *detail = json_is_object(root) ? json_object_get(root, "detail") : NULL;
-    if (json_is_string(detail)) {
-        snprintf(r->detail, sizeof r->detail, "%s", json_string_value(detail));
-    } else if (detail) {
-        char *text = json_dumps(detail, JSON_COMPACT);
-        snprintf(r->detail, sizeof r->detail, "%s", text ? text : "");
-        free(text);
-    } else if (b->len) {
-        size_t n = b->len < sizeof r->detail - 1 ? b->len : sizeof r->detail - 1;
-        for (size_t i = 0; i < n; i++) /* one log line: no control characters */
-            r->detail[i] = (unsigned char)b->data[i] < 0x20 ? ' ' : b->data[i];
-        r->detail[n] = '\0';
-    } else {
-        snprintf(r->detail, sizeof r->detail, "HTTP %ld with an empty body", r->status);
-    }
-    json_t *ra = json_is_object(root) ? json_object_get(root, "retry_after") : NULL;
-    if (r->retry_after_ms < 0 && json_is_number(ra) && json_number_value(ra) >= 0)
-        r->retry_after_ms = (int64_t)(json_number_value(ra) * 1000);
-    json_decref(root);
-}
-
 static void set_request_options(sender *s, struct curl_slist *headers, size_t body_len)
 {
     respan_exporter *x = s->x;
@@ -735,10 +678,10 @@ static CURLcode perform(sender *s)
     return rc;
 }
 
-static http_result post(sender *s, const line *lines, size_t n)
+static rc_respan_answer post(sender *s, const line *lines, size_t n)
 {
     respan_exporter *x = s->x;
-    http_result r = {0, "", -1};
+    rc_respan_answer r = {0, "", -1};
     size_t body_len = body_begin(s, lines, n);
     struct curl_slist *h = NULL, *t;
     rc_buf_reset(&s->gz);
@@ -764,9 +707,10 @@ static http_result post(sender *s, const line *lines, size_t n)
     set_request_options(s, h, body_len);
     CURLcode rc = perform(s);
     if (rc == CURLE_OK) {
-        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &r.status);
-        r.retry_after_ms = parse_retry_after(s->retry_after);
-        read_response(s, &r);
+        long status = 0;
+        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+        rc_respan_read_answer(&r, status, s->retry_after, s->response.data, s->response.len,
+                              (int64_t)time(NULL));
     } else {
         /* curl's messages name the host and the failure, never headers. */
         snprintf(r.detail, sizeof r.detail, "%s", curl_easy_strerror(rc));
@@ -812,22 +756,17 @@ static outcome deliver(sender *s, const line *lines, size_t n);
 
 /* batch_create answers 2xx with per-item results; items marked failed are
  * sent again alone, and a lone item that fails again is dead-lettered. */
-static outcome handle_item_results(sender *s, const line *lines, size_t n, const http_result *r)
+static outcome handle_item_results(sender *s, const line *lines, size_t n,
+                                   const rc_respan_answer *r)
 {
     respan_exporter *x = s->x;
-    json_error_t jerr;
-    json_t *root = json_loadb(s->response.data ? s->response.data : "", s->response.len, 0, &jerr);
-    json_t *results = json_is_object(root) ? json_object_get(root, "results") : NULL;
+    rc_respan_items items;
+    rc_respan_items_open(&items, s->response.data, s->response.len, n);
     outcome out = DELIVERED;
-    size_t ok = n;
-    for (size_t i = 0; json_is_array(results) && i < json_array_size(results) && i < n; i++) {
-        json_t *item = json_array_get(results, i);
-        json_t *status = json_object_get(item, "status");
-        bool failed = json_is_string(status) && strcmp(json_string_value(status), "success") != 0;
-        if (!failed) continue;
+    size_t ok = n, i;
+    const char *detail;
+    while (rc_respan_items_next_failed(&items, &i, &detail)) {
         ok--;
-        json_t *d = json_object_get(item, "detail");
-        const char *detail = json_is_string(d) ? json_string_value(d) : "item failed";
         if (n == 1) {
             dead_letter(x, lines[i].p, lines[i].len, r->status, detail);
             continue;
@@ -838,12 +777,12 @@ static outcome handle_item_results(sender *s, const line *lines, size_t n, const
             break;
         }
     }
-    json_decref(root);
+    rc_respan_items_close(&items);
     rc_counter_add(x->m.sent, ok);
     return out;
 }
 
-static void log_refused(respan_exporter *x, const http_result *r, size_t n)
+static void log_refused(respan_exporter *x, const rc_respan_answer *r, size_t n)
 {
     int prev = atomic_exchange(&x->refused_status, (int)r->status);
     if (prev == (int)r->status) return;
@@ -860,7 +799,7 @@ static void log_refused(respan_exporter *x, const http_result *r, size_t n)
                      x->url, r->status, r->detail, x->retry_max_ms);
 }
 
-static outcome bisect(sender *s, const line *lines, size_t n, const http_result *r)
+static outcome bisect(sender *s, const line *lines, size_t n, const rc_respan_answer *r)
 {
     if (n == 1) {
         dead_letter(s->x, lines[0].p, lines[0].len, r->status, r->detail);
@@ -880,24 +819,25 @@ static outcome deliver(sender *s, const line *lines, size_t n)
     uint64_t interval = x->retry_initial_ms;
     if (n == 0) return DELIVERED; /* nothing to send (records always hold logs) */
     for (;;) {
-        http_result r = post(s, lines, n);
+        rc_respan_answer r = post(s, lines, n);
         long st = r.status;
-        if (st >= 200 && st < 300) {
+        rc_respan_action action = rc_respan_action_of(st);
+        if (action == RC_RESPAN_DELIVERED) {
             if (atomic_exchange(&x->refused_status, 0))
                 rc_info(x->id, "Respan accepts logs again; delivery resumed");
             if (x->api == API_BATCH_CREATE) return handle_item_results(s, lines, n, &r);
             rc_counter_add(x->m.sent, n);
             return DELIVERED;
         }
-        if (st == 400 || st == 413 || st == 422) return bisect(s, lines, n, &r);
-        int64_t wait;
-        if (st == 429) {
-            wait = r.retry_after_ms >= 0 ? r.retry_after_ms : jittered(s, interval);
-        } else if (st >= 400 && st < 500 && st != 408) {
+        if (action == RC_RESPAN_BISECT) return bisect(s, lines, n, &r);
+        int64_t wait, asked = rc_respan_asked_wait_ms(&r);
+        if (action == RC_RESPAN_RATE_LIMITED) {
+            wait = asked >= 0 ? asked : jittered(s, interval);
+        } else if (action == RC_RESPAN_REFUSED) {
             log_refused(x, &r, n);
             wait = (int64_t)x->retry_max_ms;
         } else {
-            wait = st == 503 && r.retry_after_ms >= 0 ? r.retry_after_ms : jittered(s, interval);
+            wait = asked >= 0 ? asked : jittered(s, interval);
             interval = interval * 2 < x->retry_max_ms ? interval * 2 : x->retry_max_ms;
             rc_debug(x->id, "sending %zu logs failed (%s%s%ld: %s); retrying in %" PRId64 " ms", n,
                      st ? "HTTP " : "", st ? "" : "no answer ", st, r.detail, wait);

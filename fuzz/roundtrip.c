@@ -56,7 +56,7 @@ static const char *codec_name(fuzz_codec codec)
     return codec == FUZZ_PROTO ? "protobuf" : "OTLP/JSON";
 }
 
-__attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...)
+void fuzz_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -73,8 +73,8 @@ void fuzz_check_no_charges(const char *what)
 {
     size_t now = rc_mem_in_use();
     if (now != g_baseline)
-        fail("%s: the memory limiter holds %zu bytes after the input, %zu before", what, now,
-             g_baseline);
+        fuzz_fail("%s: the memory limiter holds %zu bytes after the input, %zu before", what, now,
+                  g_baseline);
 }
 
 /* Prints up to 64 bytes of `b` from `at`, escaping what is not printable. */
@@ -103,7 +103,7 @@ static void expect_same(const char *what, const rc_buf *want, const rc_buf *got)
     fprintf(stderr, "fuzz: %s differs at offset %zu\n", what, at);
     dump_window("first", want, at);
     dump_window("again", got, at);
-    fail("%s is not stable", what);
+    fuzz_fail("%s is not stable", what);
 }
 
 static void decode_into(decoded *d, fuzz_codec codec, const void *data, size_t size)
@@ -122,18 +122,17 @@ static void decode_into(decoded *d, fuzz_codec codec, const void *data, size_t s
         d->status = otlp_json_decode(data, size, d->arena, &d->req, &d->err);
 
     if (d->status == RC_OK && !d->req)
-        fail("%s decode returned RC_OK and no request", codec_name(codec));
+        fuzz_fail("%s decode returned RC_OK and no request", codec_name(codec));
     if (d->status != RC_OK && d->status != RC_EINVAL && d->status != RC_ENOMEM)
-        fail("%s decode returned status %d, outside its contract", codec_name(codec), d->status);
+        fuzz_fail("%s decode returned status %d, outside its contract", codec_name(codec),
+                  d->status);
     if (d->status != RC_OK && d->err.msg[0] == '\0')
-        fail("%s decode failed (status %d) without a message", codec_name(codec), d->status);
+        fuzz_fail("%s decode failed (status %d) without a message", codec_name(codec), d->status);
 }
 
 /* --- what a processor may assume of a decoded request ---------------------- */
 
-/* Whether p[0..n) is valid UTF-8 (no overlongs, surrogates or values past
- * U+10FFFF). */
-static bool utf8_valid(const char *s, size_t n)
+bool fuzz_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     while (p < end) {
@@ -163,8 +162,8 @@ static bool utf8_valid(const char *s, size_t n)
 
 static void check_string(const char *s, const char *field)
 {
-    if (!s) fail("decoded request: %s is NULL (protobuf-c strings are never NULL)", field);
-    if (!utf8_valid(s, strlen(s))) fail("decoded request: %s is not valid UTF-8", field);
+    if (!s) fuzz_fail("request: %s is NULL (protobuf-c strings are never NULL)", field);
+    if (!fuzz_utf8_valid(s, strlen(s))) fuzz_fail("request: %s is not valid UTF-8", field);
 }
 
 static void check_attributes(otlp_key_value **kv, size_t n, int depth);
@@ -177,13 +176,13 @@ static void check_value(const otlp_any_value *v, int depth)
         check_string(v->string_value, "a string value");
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
-        if (depth >= OTLP_MAX_DEPTH) fail("decoded request nests values past OTLP_MAX_DEPTH");
+        if (depth >= OTLP_MAX_DEPTH) fuzz_fail("request nests values past OTLP_MAX_DEPTH");
         if (v->array_value)
             for (size_t i = 0; i < v->array_value->n_values; i++)
                 check_value(v->array_value->values[i], depth + 1);
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
-        if (depth >= OTLP_MAX_DEPTH) fail("decoded request nests values past OTLP_MAX_DEPTH");
+        if (depth >= OTLP_MAX_DEPTH) fuzz_fail("request nests values past OTLP_MAX_DEPTH");
         if (v->kvlist_value)
             check_attributes(v->kvlist_value->values, v->kvlist_value->n_values, depth + 1);
         break;
@@ -216,7 +215,7 @@ static void check_span(const otlp_span *s)
     if (s->status) check_string(s->status->message, "status.message");
 }
 
-static void check_request(const otlp_export_request *req)
+void fuzz_check_request(const otlp_export_request *req)
 {
     for (size_t r = 0; r < req->n_resource_spans; r++) {
         const otlp_resource_spans *rs = req->resource_spans[r];
@@ -250,8 +249,8 @@ static void check_proto_round_trip(const rc_buf *p1, const rc_buf *j1)
     decode_into(&r2, FUZZ_PROTO, buf_bytes(p1), p1->len);
     if (r2.status == RC_ENOMEM) goto done;
     if (r2.status != RC_OK)
-        fail("our own protobuf encoding (%zu bytes) does not decode: %s", p1->len, r2.err.msg);
-    check_request(r2.req);
+        fuzz_fail("our own protobuf encoding (%zu bytes) does not decode: %s", p1->len, r2.err.msg);
+    fuzz_check_request(r2.req);
     otlp_json_encode(r2.req, &j2);
     otlp_proto_encode(r2.req, &p2);
     if (j2.failed || p2.failed) goto done;
@@ -272,7 +271,7 @@ static void check_json_round_trip(const rc_buf *j1)
     if (r3.status != RC_OK) {
         fprintf(stderr, "fuzz: our OTLP/JSON: %.*s\n", j1->len > 400 ? 400 : (int)j1->len,
                 buf_bytes(j1));
-        fail("our own OTLP/JSON (%zu bytes) does not decode: %s", j1->len, r3.err.msg);
+        fuzz_fail("our own OTLP/JSON (%zu bytes) does not decode: %s", j1->len, r3.err.msg);
     }
     otlp_json_encode(r3.req, &j3);
     if (j3.failed) goto done;
@@ -288,12 +287,12 @@ void fuzz_check_decode(fuzz_codec codec, const uint8_t *data, size_t size)
     rc_buf j1 = RC_BUF_INIT, p1 = RC_BUF_INIT;
     decode_into(&r1, codec, data, size);
     if (r1.status != RC_OK) goto done;
-    check_request(r1.req);
+    fuzz_check_request(r1.req);
     otlp_json_encode(r1.req, &j1);
     otlp_proto_encode(r1.req, &p1);
     if (j1.failed || p1.failed) goto done;
-    if (!utf8_valid(buf_bytes(&j1), j1.len))
-        fail("our OTLP/JSON (%zu bytes) is not valid UTF-8", j1.len);
+    if (!fuzz_utf8_valid(buf_bytes(&j1), j1.len))
+        fuzz_fail("our OTLP/JSON (%zu bytes) is not valid UTF-8", j1.len);
     check_proto_round_trip(&p1, &j1);
     check_json_round_trip(&j1);
 done:

@@ -19,6 +19,9 @@
 #ifndef RC_FUZZ_ROUNDTRIP_H
 #define RC_FUZZ_ROUNDTRIP_H
 
+#include "otlp/otlp.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,5 +44,21 @@ void fuzz_check_decode(fuzz_codec codec, const uint8_t *data, size_t size);
 /* Aborts unless the limiter is back at its baseline; `what` names the
  * target in the message. */
 void fuzz_check_no_charges(const char *what);
+
+/* The helpers the checks above are made of, for targets that test more than
+ * a decoder (processors, the exporter's mapping, config, pricing). */
+
+/* Prints "fuzz: property broken: <message>" and the stack, then aborts, so
+ * libFuzzer keeps the input. */
+__attribute__((noreturn, format(printf, 1, 2))) void fuzz_fail(const char *fmt, ...);
+
+/* Whether s[0..n) is valid UTF-8 (no overlongs, surrogates or values past
+ * U+10FFFF). */
+bool fuzz_utf8_valid(const char *s, size_t n);
+
+/* Aborts unless `req` is what a processor may assume of a request: every
+ * string non-NULL and valid UTF-8, no value nested past OTLP_MAX_DEPTH.
+ * Also what a processor must leave behind. */
+void fuzz_check_request(const otlp_export_request *req);
 
 #endif

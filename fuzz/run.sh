@@ -21,7 +21,8 @@ seconds=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
-targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_grpc_h2}
+targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_respan_response
+  fuzz_config fuzz_pricing fuzz_headers fuzz_respan_log fuzz_grpc_h2}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -31,6 +32,11 @@ corpus_of() {
     fuzz_http_body) echo http_body ;;
     fuzz_queue) echo queue ;;
     fuzz_grpc_h2) echo grpc_h2 ;;
+    fuzz_respan_response) echo respan_response ;;
+    fuzz_config) echo config ;;
+    fuzz_pricing) echo pricing ;;
+    fuzz_headers) echo headers ;;
+    fuzz_respan_log) echo respan_log ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }
@@ -62,9 +68,13 @@ for target in $targets; do
   seed_count=$(find "$corpus" -type f | wc -l)
   flags=(-max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10
          -print_final_stats=1 -artifact_prefix="$artifacts/$target/")
-  [ "$target" = fuzz_json ] && flags+=(-dict="$root/fuzz/json.dict")
+  # fuzz/<seed folder>.dict, when there is one (json, config, pricing)
+  dict=$root/fuzz/$(corpus_of "$target").dict
+  [ -f "$dict" ] && flags+=(-dict="$dict")
   log=$work/$target.log
-  if "$bin" "${flags[@]}" "$@" "$corpus" >"$log" 2>&1; then
+  # stdin from /dev/null: no input may make a target wait on a terminal
+  # (a config naming /dev/stdin as a file, say).
+  if "$bin" "${flags[@]}" "$@" "$corpus" </dev/null >"$log" 2>&1; then
     runs=$(sed -nE 's/^stat::number_of_executed_units: ([0-9]+)/\1/p' "$log")
     echo "$target: ok, ${runs:-?} runs in ${seconds}s, $(final_stats "$log") (from $seed_count seeds)"
   else

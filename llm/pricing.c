@@ -36,6 +36,10 @@
 #define CACHE_SLOTS (2 * RC_PRICING_CACHE_MAX) /* a power of two */
 #define MAX_CLAUSE_DEPTH 32
 #define MAX_KEY_PART 1024 /* longer provider/url/model strings are not cached */
+/* Bounds on what regcomp may build (see regex_size). The shipped table's
+ * largest regex counts 76 nodes, and all of them together 1500. */
+#define MAX_REGEX_NODES 1000
+#define MAX_TABLE_REGEX_NODES 10000
 #define MAX_TABLE_FILE (64u << 20)
 
 typedef enum clause_op { CL_EQ, CL_SW, CL_EW, CL_CT, CL_RE, CL_OR, CL_AND } clause_op;
@@ -149,6 +153,7 @@ typedef struct parser {
     field line;
     table *t;
     rc_error *err;
+    size_t regex_nodes; /* the table's regexes so far, as regex_size counts */
 } parser;
 
 static rc_status parse_error(parser *ps, const char *fmt, ...)
@@ -209,11 +214,148 @@ static char *lowered_copy(rc_arena *a, const field *f)
     return s;
 }
 
+/*
+ * The size of the tree glibc's regcomp builds for an ERE, as an upper bound.
+ * regcomp copies what a repetition applies to: x+ becomes x x*, x{n,m} m
+ * copies of x. So repetitions multiply, stacked ones included: the 30 bytes
+ * "x+++++++++++++++++++++" want 2^21 nodes (850 MB, 1.6 s), and a few more
+ * '+' exhaust memory instead of failing. Where the repeated part can match
+ * nothing (x*), the closures regcomp computes grow with the square of that:
+ * "-*+++++++++++", 4096 nodes, takes 260 MB. Tables are what
+ * scripts/convert_pricing.py writes, which never does any of this, but a
+ * pricing_file is text anyone may edit, so the loader counts before it
+ * compiles, and refuses stacked repetitions ("x*+", which POSIX leaves
+ * undefined) and back-references (\1..\9, which the converter refuses too
+ * and glibc matches by backtracking). The walk is over the bytes of the
+ * pattern; regcomp still judges its syntax.
+ */
+typedef struct rx_walk {
+    const char *p, *end;
+    bool backref, stacked;
+} rx_walk;
+
+static size_t rx_mul(size_t a, size_t b)
+{
+    return b && a > (SIZE_MAX / 2) / b ? SIZE_MAX / 2 : a * b;
+}
+
+static size_t rx_add(size_t a, size_t b)
+{
+    return a > SIZE_MAX / 2 - b ? SIZE_MAX / 2 : a + b;
+}
+
+static size_t rx_alt(rx_walk *w, int depth);
+
+/* "{n}", "{n,}", "{n,m}" at w->p: how many copies; 1 when it is no bound. */
+static size_t rx_bound(rx_walk *w)
+{
+    const char *p = w->p + 1;
+    size_t n = 0, m = 0;
+    bool comma = false, digits = false;
+    for (; p < w->end && *p != '}'; p++) {
+        if (*p == ',' && !comma) {
+            comma = true;
+        } else if (*p >= '0' && *p <= '9') {
+            size_t *v = comma ? &m : &n;
+            *v = rx_add(rx_mul(*v, 10), (size_t)(*p - '0'));
+            digits = true;
+        } else {
+            return 1; /* not a bound: regcomp will say so, or read '{' as a char */
+        }
+    }
+    if (p == w->end || !digits) return 1;
+    w->p = p; /* at the '}' */
+    return comma && m > n ? m : n + 1;
+}
+
+/* One atom and the repetitions after it. */
+static size_t rx_piece(rx_walk *w, int depth)
+{
+    size_t size = 1;
+    char c = *w->p++;
+    if (c == '(') {
+        size = rx_add(rx_alt(w, depth + 1), 1);
+        if (w->p < w->end && *w->p == ')') w->p++;
+    } else if (c == '[') { /* a bracket expression is one node */
+        if (w->p < w->end && *w->p == '^') w->p++;
+        if (w->p < w->end && *w->p == ']') w->p++;
+        while (w->p < w->end && *w->p != ']') {
+            if (*w->p == '[' && w->p + 1 < w->end && strchr(":.=", w->p[1])) {
+                const char *close = memchr(w->p + 2, ']', (size_t)(w->end - w->p - 2));
+                w->p = close ? close : w->end;
+            }
+            if (w->p < w->end) w->p++;
+        }
+        if (w->p < w->end) w->p++;
+    } else if (c == '\\' && w->p < w->end) {
+        if (*w->p >= '1' && *w->p <= '9') w->backref = true;
+        w->p++;
+    }
+    for (int n = 0; w->p < w->end && strchr("*+?{", *w->p); n++) {
+        if (n) w->stacked = true;
+        if (*w->p == '+') size = rx_mul(size, 2);
+        if (*w->p == '*' || *w->p == '?') size = rx_add(size, 1);
+        if (*w->p == '{') size = rx_mul(size, rx_bound(w));
+        w->p++;
+    }
+    return size;
+}
+
+/* Branches separated by '|', up to a ')' or the end. */
+static size_t rx_alt(rx_walk *w, int depth)
+{
+    size_t size = 0;
+    if (depth > 64) return SIZE_MAX / 2; /* nesting that deep is refused too */
+    while (w->p < w->end && *w->p != ')') {
+        if (*w->p == '|') {
+            w->p++;
+            size = rx_add(size, 1);
+            continue;
+        }
+        size = rx_add(size, rx_piece(w, depth));
+    }
+    return size;
+}
+
+static size_t regex_size(const char *pattern, size_t n, bool *backref, bool *stacked)
+{
+    rx_walk w = {pattern, pattern + n, false, false};
+    size_t size = 0;
+    while (w.p < w.end) { /* a stray ')' ends no group here */
+        size = rx_add(size, rx_alt(&w, 0));
+        if (w.p < w.end) w.p++;
+    }
+    *backref = w.backref;
+    *stacked = w.stacked;
+    return size;
+}
+
 static rc_status compile_regex(parser *ps, const field *f, regex_t **out)
 {
     regex_node *node = rc_arena_calloc(ps->t->arena, sizeof *node);
     char *pattern = rc_arena_strndup(ps->t->arena, f->s, f->n);
     if (!node || !pattern) return parse_error(ps, "out of memory");
+    bool backref, stacked;
+    size_t nodes = regex_size(pattern, strlen(pattern), &backref, &stacked);
+    if (stacked)
+        return parse_error(ps,
+                           "regex '%.80s' stacks repetitions (as in x*+), which POSIX "
+                           "leaves undefined",
+                           pattern);
+    if (backref)
+        return parse_error(ps,
+                           "regex '%.80s' has a back-reference, which the format does not "
+                           "allow",
+                           pattern);
+    if (nodes > MAX_REGEX_NODES)
+        return parse_error(ps,
+                           "regex '%.80s' is too large once its repetitions are expanded "
+                           "(%zu nodes or more; at most %d)",
+                           pattern, nodes, MAX_REGEX_NODES);
+    ps->regex_nodes += nodes;
+    if (ps->regex_nodes > MAX_TABLE_REGEX_NODES)
+        return parse_error(ps, "the table's regexes are too large together (at most %d nodes)",
+                           MAX_TABLE_REGEX_NODES);
     int rc = regcomp(&node->re, pattern, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
         char why[128];

@@ -121,7 +121,9 @@ void rc_pricing_free(rc_pricing *p);
 /* Adds a table in the "rc-prices 1" format. `label` prefixes the sources of
  * its models ("genai-prices", "pricing_file"); `name` is used in error
  * messages ("data/pricing/prices.txt:12: ..."). Fails, adding nothing, on
- * any malformed line, unknown fallback provider or regex regcomp refuses. */
+ * any malformed line, unknown fallback provider or regex regcomp refuses,
+ * and on regexes regcomp would expand past a bound (nested or stacked
+ * repetitions) or that hold a back-reference. */
 rc_status rc_pricing_add_table(rc_pricing *p, const char *label, const char *name, const char *text,
                                size_t len, rc_error *err);
 /* The compiled-in table, label "genai-prices". */

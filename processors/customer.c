@@ -57,10 +57,13 @@
  * case, written lower-case); period_start/end real YYYY-MM-DD dates;
  * period_budget, total_budget, markup_percentage, rate_limit numbers >= 0
  * (rate_limit an integer). Identifiers are cut to 120 characters (code
- * points, on a UTF-8 boundary), as Respan does.
+ * points, on a UTF-8 boundary), as Respan does. A customer taken from a
+ * header or from default_customer, text no decoder has seen, first has
+ * every byte that is not valid UTF-8 replaced by U+FFFD.
  */
 #include "core/clock.h"
 #include "core/component.h"
+#include "core/json_writer.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/span_hold.h"
@@ -128,6 +131,37 @@ static size_t cut_chars(const char *s, size_t n, size_t max_chars)
 static size_t identifier_len(const char *s, size_t n)
 {
     return cut_chars(s, n, MAX_IDENTIFIER_CHARS);
+}
+
+/* Room for an identifier made by text_identifier: 120 characters of at
+ * most 4 bytes, and the NUL. */
+#define TEXT_IDENTIFIER_MAX (4 * MAX_IDENTIFIER_CHARS + 1)
+
+/* An identifier from text that was never decoded - a request header, or
+ * the config's default_customer after ${env:} substitution - so any bytes:
+ * each byte that starts no valid UTF-8 sequence becomes U+FFFD (one per
+ * byte, as the decoders and the JSON writer do), then it is cut after 120
+ * characters. `out` holds TEXT_IDENTIFIER_MAX bytes; returns the length.
+ * Spans then carry only valid UTF-8, as the processors may assume of a
+ * decoded request (otlp/otlp.h), and the cut counts characters right. */
+static size_t text_identifier(const char *text, char *out)
+{
+    const unsigned char *s = (const unsigned char *)text, *end = s + strlen(text);
+    size_t n = 0;
+    for (size_t chars = 0; s < end && chars < MAX_IDENTIFIER_CHARS; chars++) {
+        size_t len = rc_utf8_seq_len(s, (size_t)(end - s));
+        if (len == 0) {
+            memcpy(out + n, "\xef\xbf\xbd", 3);
+            n += 3;
+            s++;
+        } else {
+            memcpy(out + n, s, len);
+            n += len;
+            s += len;
+        }
+    }
+    out[n] = '\0';
+    return n;
 }
 
 static const char *const durations[] = {"daily", "weekly", "monthly", "yearly"};
@@ -611,7 +645,8 @@ static void resolve_span(customer_processor *p, rc_span_run *run, otlp_span *s, 
         return;
     }
     if (header && *header) {
-        rc_attr_set_strn(&c.attrs, K_CUSTOMER_ID, header, identifier_len(header, strlen(header)));
+        char id[TEXT_IDENTIFIER_MAX];
+        rc_attr_set_strn(&c.attrs, K_CUSTOMER_ID, id, text_identifier(header, id));
         w->by_source[SRC_HEADER]++;
     } else {
         write_default(p, &c, w->by_source);
@@ -956,8 +991,9 @@ static rc_status parse_config(customer_processor *p, rc_cfg *cfg, rc_error *err)
     if (dir && !dir[0])
         return rc_cfg_error(err, rc_cfg_get(cfg, "hold_directory"), "must not be empty");
     if (def && *def) {
-        size_t n = identifier_len(def, strlen(def));
-        if (!(p->default_copy = strndup(def, n))) goto oom;
+        char id[TEXT_IDENTIFIER_MAX];
+        size_t n = text_identifier(def, id);
+        if (!(p->default_copy = strndup(id, n))) goto oom;
         p->default_customer = p->default_copy;
     }
     if (header && *header) {

@@ -116,6 +116,10 @@ BAD_CONFIGS = [
     ("a NUL byte",
      lambda t: replace_line(t, "send_batch_size: 8192", "send_batch_size: 81\x0092"),
      "send_batch_size: 81", "NUL"),
+    # an empty section is a null node: the error must still say where it is
+    ("an exporter section left empty",
+     lambda t: replace_line(t, "exporters:\n", "exporters:\n  file/empty:\n"),
+     "file/empty:", "exporters.file/empty"),
     ("YAML syntax error",
      lambda t: replace_line(t, "processors:\n  batch:", "processors:\n  batch: [unclosed\n  oops:"),
      "[unclosed", None),

@@ -351,6 +351,31 @@ static void test_precedence_attribute_trace_header_default(void)
     stop(&h);
 }
 
+/* A header value and default_customer were never decoded: a client (or
+ * the environment) may put any bytes in them, and what reaches the span
+ * must be valid UTF-8, cut after 120 characters like any identifier. */
+static void test_undecoded_text_becomes_valid_utf8(void)
+{
+    harness h;
+    setenv("RC_TEST_BAD_DEFAULT", "dflt-\xff\xc3", 1);
+    CHECK(start(&h, "customer/utf8",
+                "customer: { propagation_wait: 0, from_header: x-customer-id,"
+                " default_customer: \"${env:RC_TEST_BAD_DEFAULT}\" }"));
+    char long_header[400] = "";
+    for (int i = 0; i < 130; i++)
+        strcat(long_header, "\xe2\x82\xac"); /* one character, three bytes */
+    span_spec latin1 = {"latin1", 1, {0}}, lng = {"long", 2, {0}}, dflt = {"default", 3, {0}};
+    CHECK(push(&h, request_of(&latin1, 1, NULL, "x-customer-id", "caf\xe9 \xc0\x80!")) == RC_OK);
+    CHECK(push(&h, request_of(&lng, 1, NULL, "x-customer-id", long_header)) == RC_OK);
+    CHECK(push(&h, request_of(&dflt, 1, NULL, NULL, NULL)) == RC_OK);
+    CHECK_STR(find_seen(&h.rec, "latin1")->customer, "caf\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd!");
+    long_header[360] = '\0';
+    CHECK_STR(find_seen(&h.rec, "long")->customer, long_header);
+    CHECK_STR(find_seen(&h.rec, "default")->customer, "dflt-\xef\xbf\xbd\xef\xbf\xbd");
+    stop(&h);
+    unsetenv("RC_TEST_BAD_DEFAULT");
+}
+
 static void test_params_validation(void)
 {
     harness h;
@@ -867,6 +892,7 @@ int main(void)
 {
     test_every_convention_key();
     test_precedence_attribute_trace_header_default();
+    test_undecoded_text_becomes_valid_utf8();
     test_params_validation();
     test_truncation_and_identifiers();
     test_drop_original();

@@ -164,6 +164,23 @@ static void test_table_errors_name_the_line(void)
                        "bad.txt:5: the table ends where a match clause was expected");
     expect_table_error("rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t(unclosed\n$\t-\t1\t1\t-\t-\t-\n",
                        "bad.txt:4: regex '(unclosed' does not compile");
+    /* What regcomp would expand past any memory: stacked and nested
+     * repetitions (x++++ doubles per '+'), and back-references. */
+    expect_table_error("rc-prices\t1\nP\tp\t-\t-(((((((((((x)+)+)+)+)+)+)+)+)+)+)+\n",
+                       "bad.txt:2: regex '-(((((");
+    expect_table_error("rc-prices\t1\nP\tp\t-\t^a*+\n", "stacks repetitions");
+    expect_table_error("rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t(((((((((x*)+)+)+)+)+)+)+)+)+\n",
+                       "is too large once its repetitions are expanded");
+    expect_table_error("rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t((x{100}){100}){100}\n",
+                       "is too large once its repetitions are expanded");
+    expect_table_error("rc-prices\t1\nP\tp\t-\t-\nM\tm\nre\t(a*)*\\1\n",
+                       "bad.txt:4: regex '(a*)*\\1' has a back-reference");
+    {
+        char big[4096] = "rc-prices\t1\nP\tp\t-\t-\nM\tm\nor\t20\n";
+        for (int i = 0; i < 20; i++)
+            strcat(big, "re\t[a-z]{900}\n");
+        expect_table_error(big, "the table's regexes are too large together");
+    }
     expect_table_error("rc-prices\t1\nP\tp\t-\t-\nM\tm\neq\tm\n$\t-\tfree\t1\t-\t-\t-\n",
                        "bad.txt:5: input price 'free' is not a number >= 0");
     expect_table_error("rc-prices\t1\nP\tp\t-\t-\nM\tm\neq\tm\n$\t-\t1;9:2;5:3\t1\t-\t-\t-\n",
