@@ -45,6 +45,7 @@
  */
 #include "core/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -226,7 +227,31 @@ static bool value_at(const char *msg, size_t i, const char *value, size_t len)
  * value may occur inside one). When that cannot be done (out of memory) the
  * message is withheld.
  */
-static void hide_values(const rc_cfg *n, rc_error *err)
+/* The length of the "file:line:col: key.path: " that error_at puts in
+ * front of a message (path: the key path, or NULL when not known): where
+ * the error is must not be taken for a value (a port of 11 on line 11). */
+static size_t location_len(const char *msg, const char *file, const char *path)
+{
+    size_t i = file ? strlen(file) : 0;
+    if (!i || strncmp(msg, file, i) != 0) return 0;
+    for (int field = 0; field < 2; field++) {
+        if (msg[i] != ':' || !isdigit((unsigned char)msg[i + 1])) return 0;
+        for (i++; isdigit((unsigned char)msg[i]); i++)
+            ;
+    }
+    if (msg[i] != ':' || msg[i + 1] != ' ') return 0;
+    i += 2;
+    size_t p = path ? strlen(path) : 0;
+    if (!path) /* not known: a key path is what error_at puts there */
+        while (msg[i + p] && (isalnum((unsigned char)msg[i + p]) || strchr("_-./[]", msg[i + p])))
+            p++;
+    if (p && strncmp(msg + i, path ? path : msg + i, p) == 0 && msg[i + p] == ':' &&
+        msg[i + p + 1] == ' ')
+        i += p + 2;
+    return i;
+}
+
+static void hide_values(const rc_cfg *n, const char *path, rc_error *err)
 {
     sub_refs r = {0};
     collect_subs(n, &r);
@@ -238,8 +263,9 @@ static void hide_values(const rc_cfg *n, rc_error *err)
     if (!r.n) return;
     const char *msg = err->msg;
     char out[sizeof err->msg];
-    size_t o = 0;
-    for (size_t i = 0; msg[i] && o + 1 < sizeof out;) {
+    size_t o = location_len(msg, n->file, path);
+    memcpy(out, msg, o);
+    for (size_t i = o; msg[i] && o + 1 < sizeof out;) {
         size_t ref_len = 0, val_len = 0;
         const char *repl = NULL;
         for (size_t k = 0; k < r.n; k++) {
@@ -279,13 +305,13 @@ rc_status rc_cfg_error(rc_error *err, const rc_cfg *n, const char *fmt, ...)
         rc_error_setv(err, fmt, ap);
     }
     va_end(ap);
-    if (n && err) hide_values(n, err);
+    if (n && err) hide_values(n, n->path, err);
     return RC_EINVAL;
 }
 
 void rc_cfg_redact(const rc_cfg *root, rc_error *err)
 {
-    if (root && err) hide_values(root, err);
+    if (root && err) hide_values(root, NULL, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -534,6 +560,8 @@ static char *substitute(const char *in, sub_list *subs, bool *oom, char *why, si
 
 typedef struct builder {
     yaml_parser_t parser;
+    const unsigned char *text; /* the whole file */
+    size_t len;
     const char *file; /* owned by the root under construction */
     rc_error *err;
     rc_status status; /* of the first failure */
@@ -559,6 +587,26 @@ static rc_status fail_oom(builder *b)
     return RC_ENOMEM;
 }
 
+/* The line and column of byte `offset` of UTF-16 text (after its byte
+ * order mark, which says the byte order), counted as libyaml counts them:
+ * lines end at \n, \r or \r\n, and a column is a code unit. */
+static void utf16_position(const unsigned char *t, size_t len, size_t offset, int *line, int *col)
+{
+    bool big = len >= 2 && t[0] == 0xFE;
+    *line = *col = 1;
+    for (size_t i = 2; i + 1 < len && i < offset; i += 2) {
+        unsigned c = big ? (unsigned)t[i] << 8 | t[i + 1] : (unsigned)t[i + 1] << 8 | t[i];
+        bool crlf = c == '\r' && i + 3 < len && (big ? t[i + 3] : t[i + 2]) == '\n' &&
+                    (big ? t[i + 2] : t[i + 3]) == 0;
+        if ((c == '\n' || c == '\r') && !crlf) {
+            (*line)++;
+            *col = 1;
+        } else if (!crlf) {
+            (*col)++;
+        }
+    }
+}
+
 static rc_status fail_yaml(builder *b)
 {
     yaml_parser_t *p = &b->parser;
@@ -567,7 +615,9 @@ static rc_status fail_yaml(builder *b)
     if (p->error == YAML_READER_ERROR) {
         /* Only for UTF-16 text (check_text catches the rest first): the
          * reader knows the byte, not the line. */
-        rc_error_set(b->err, "%s: %s (at byte %zu)", b->file, problem, p->problem_offset);
+        int line, col;
+        utf16_position(b->text, b->len, p->problem_offset, &line, &col);
+        rc_error_set(b->err, "%s:%d:%d: %s (the file is UTF-16)", b->file, line, col, problem);
         b->status = RC_EINVAL;
         return RC_EINVAL;
     }
@@ -918,7 +968,10 @@ static rc_status check_text(builder *b, const char *text, size_t len)
 rc_status rc_config_parse(const char *file, const char *text, size_t len, rc_cfg **root,
                           rc_error *err)
 {
-    builder b = {.err = err, .file = file ? file : "<config>"};
+    builder b = {.err = err,
+                 .text = (const unsigned char *)text,
+                 .len = len,
+                 .file = file ? file : "<config>"};
     rc_cfg *r = NULL;
     *root = NULL;
     char *owned_file = strdup(b.file);

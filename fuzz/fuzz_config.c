@@ -16,16 +16,12 @@
  *     non-empty message; an RC_EINVAL message says where: it starts with
  *     "fuzz.yaml:LINE:COL: " and LINE lies within the file (or just past
  *     its end);
- *   - the memory limiter ends where it began.
- * And, when built with -DFUZZ_CHECK_SECRET_ECHO (CMake option
- * RC_FUZZ_CHECK_SECRETS): no error message contains the value of a
- * variable that holds a secret, unless the input itself spells it. Errors
- * end up in logs and on terminals; a config may well say
- * `api_key: ${env:RESPAN_API_KEY}` in a field that is then refused. This
- * check is off by default because it fires today: rc_cfg_uint and other
- * getters quote the substituted value ("expected an integer ..., got
- * \"<value>\""); core/config.c is being changed not to echo substituted
- * values, and the check is to be turned on once it is.
+ *   - the memory limiter ends where it began;
+ *   - no error message contains the value of a variable that holds a
+ *     secret, unless the input itself spells it. Errors end up in logs
+ *     and on terminals; a config may well say
+ *     `api_key: ${env:RESPAN_API_KEY}` in a field that is then refused
+ *     (core/config.h: messages show the reference, never the value).
  * Seeds: fuzz/corpus/config/ (real configs from bench/configs, tests and
  * core/main.c, and env-substitution cases from fuzz/corpus/make_seeds.py);
  * fuzz/config.dict gives libFuzzer the keys, types and reference syntax.
@@ -106,12 +102,8 @@ static void check_error(const char *step, rc_status st, const rc_error *err, con
     const char *nul = memchr(err->msg, '\0', sizeof err->msg);
     if (!nul) fuzz_fail("%s: the error message is not NUL-terminated", step);
     if (nul == err->msg) fuzz_fail("%s failed (status %d) without a message", step, (int)st);
-#ifdef FUZZ_CHECK_SECRET_ECHO
     if (strstr(err->msg, FUZZ_SECRET_VALUE) && !input_mentions_secret(data, size))
         fuzz_fail("%s: the error quotes a secret from the environment: %s", step, err->msg);
-#else
-    (void)input_mentions_secret;
-#endif
     if (st != RC_EINVAL) return;
     /* "fuzz.yaml:LINE:COL: ..." */
     const char *p = err->msg + strlen(FUZZ_FILE ":");

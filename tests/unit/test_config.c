@@ -410,6 +410,14 @@ static void test_bad_text(void)
     CHECK(rc_config_parse("t.yaml", utf16, sizeof utf16 - 1, &root, &err) == RC_OK);
     CHECK_STR(rc_cfg_scalar(rc_cfg_get(root, "a")), "1");
     rc_config_free(root);
+    /* ... and a character it refuses there is placed by line and column. */
+    static const char utf16_bad[] = "\xfe\xff"
+                                    "\0a\0:\0 \0" "1\0\r\0\n"
+                                    "\0b\0:\0 \0\x01";
+    root = NULL;
+    CHECK(rc_config_parse("t.yaml", utf16_bad, sizeof utf16_bad - 1, &root, &err) == RC_EINVAL);
+    CHECK(root == NULL);
+    CHECK(strncmp(err.msg, "t.yaml:2:4: ", 12) == 0 && strstr(err.msg, "(the file is UTF-16)"));
 }
 
 /* --- typed getters ------------------------------------------------------ */
@@ -867,6 +875,21 @@ static void test_values_in_messages(void)
     rc_error_set(&err, "cannot open /x/longer-than-8.txt: see 10 and 100");
     rc_cfg_redact(root, &err);
     CHECK_STR(err.msg, "cannot open /x/${env:RC_T_LONG}.txt: see ${env:RC_T_SHORT} and 100");
+    /* Where the error is stays as it is: a value equal to its line number,
+     * or to a word of its key path, is no reason to hide either. */
+    rc_cfg *deep = parse("x:\n  y:\n    z:\n      w: 1\n"
+                         "          \n          \n          \n          \n          \n"
+                         "env: ${env:RC_T_SHORT}\nq: ${env:RC_T_WORD}\n",
+                         &err);
+    CHECK(deep != NULL);
+    rc_cfg *ten = deep ? rc_cfg_get(deep, "env") : NULL;
+    if (ten) {
+        rc_cfg_error(&err, ten, "got %s", rc_cfg_scalar(ten));
+        CHECK_STR(err.msg, "t.yaml:10:6: env: got ${env:RC_T_SHORT}");
+        rc_cfg_redact(deep, &err);
+        CHECK_STR(err.msg, "t.yaml:10:6: env: got ${env:RC_T_SHORT}");
+    }
+    rc_config_free(deep);
     rc_config_free(root);
     unsetenv("RC_T_SHORT");
     unsetenv("RC_T_WORD");
