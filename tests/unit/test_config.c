@@ -412,7 +412,8 @@ static void test_bad_text(void)
     rc_config_free(root);
     /* ... and a character it refuses there is placed by line and column. */
     static const char utf16_bad[] = "\xfe\xff"
-                                    "\0a\0:\0 \0" "1\0\r\0\n"
+                                    "\0a\0:\0 \0"
+                                    "1\0\r\0\n"
                                     "\0b\0:\0 \0\x01";
     root = NULL;
     CHECK(rc_config_parse("t.yaml", utf16_bad, sizeof utf16_bad - 1, &root, &err) == RC_EINVAL);
