@@ -30,6 +30,9 @@ static const rc_processor_factory *const processors[] = {
     &rc_cost_processor_factory,
 };
 
+/* One line per exporter, so that adding one stays a one-line change
+ * (clang-format would pack six entries into a grid). */
+/* clang-format off */
 static const rc_exporter_factory *const exporters[] = {
     &rc_file_exporter_factory,
     &rc_debug_exporter_factory,
@@ -38,6 +41,7 @@ static const rc_exporter_factory *const exporters[] = {
     &rc_otlp_exporter_factory,
     &rc_otlphttp_exporter_factory,
 };
+/* clang-format on */
 
 static const rc_extension_factory *const extensions[] = {
     &rc_health_check_extension_factory,

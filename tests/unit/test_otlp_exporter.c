@@ -454,12 +454,15 @@ static void test_frame_refuses_damage(void)
 {
     rc_delivery_item it;
     /* count 2, tag, length 3, 3 bytes */
-    const char ok[] = "\x02\x00\x00\x00\x0a\x03" "abc";
+    const char ok[] = "\x02\x00\x00\x00\x0a\x03"
+                      "abc";
     CHECK(rc_otlp_item_frame(ok, 9, &it) == 9);
     CHECK(it.spans == 2 && it.len == 5 && it.p == ok + 4);
     for (size_t len = 0; len < 9; len++)
-        CHECK(rc_otlp_item_frame(ok, len, &it) == 0);                      /* every truncation */
-    CHECK(rc_otlp_item_frame("\x02\x00\x00\x00\x12\x03" "abc", 9, &it) == 0); /* wrong tag */
+        CHECK(rc_otlp_item_frame(ok, len, &it) == 0); /* every truncation */
+    CHECK(rc_otlp_item_frame("\x02\x00\x00\x00\x12\x03"
+                             "abc",
+                             9, &it) == 0); /* wrong tag */
     CHECK(rc_otlp_item_frame(NULL, 9, &it) == 0);
     /* lengths past the data, overlong and unterminated varints */
     const char huge[] = "\x01\x00\x00\x00\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
