@@ -22,7 +22,8 @@ An answer is a dict. gRPC: {"code": "UNAVAILABLE", "message": "...",
 "rejected": N, "error_message": "..." (partial_success of an OK)}. HTTP:
 {"status": 503, "retry_after": "1", "message": "..." (a google.rpc.Status
 body, protobuf or JSON as the request's Content-Type), "rejected",
-"error_message"}. {} is a plain OK / 200.
+"error_message"}. Either may hold "sleep_s": a wait before answering (a
+hung server). {} is a plain OK / 200.
 
 Commands, one JSON object a line on stdin: {"seq": n, "dest": D, "script":
 [...], "poison": S, "poison_answer": {...}} replaces D's settings; the sink
@@ -172,6 +173,7 @@ class Handler(grpc.GenericRpcHandler):
             headers[k] = v if isinstance(v, str) else base64.b64encode(v).decode()
         answer = pick("grpc", names)
         record("grpc", names, ids, headers, answer)
+        time.sleep(answer.get("sleep_s", 0))
         code = answer.get("code", "OK")
         if code != "OK":
             if "retry_s" in answer:
@@ -203,6 +205,7 @@ class HttpHandler(http.server.BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = pick(dest, names)
         record(dest, names, ids, headers, answer)
+        time.sleep(answer.get("sleep_s", 0))
         status = answer.get("status", 200)
         if status // 100 == 2:
             rejected, message = answer.get("rejected", 0), answer.get("error_message", "")

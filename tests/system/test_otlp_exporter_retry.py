@@ -29,7 +29,9 @@ the answer leads to:
   - partial_success: the rejected spans counted as failed, the message
     logged, the rest counted as sent;
   - headers and compression as configured; dead-letter lines are OTLP/JSON
-    requests the collector's own receiver takes again.
+    requests the collector's own receiver takes again;
+  - a stop while the destination hangs cancels the calls after the drain
+    time and keeps the spans queued; the next start delivers them.
 Counters are read from /metrics, labelled exporter="otlp" etc.
 
 Python 3 standard library (the sink needs python3-grpcio).
@@ -134,7 +136,9 @@ class OtlpCollector(Collector):
             return [
                 "flush_interval: 50ms",
                 "num_consumers: 1",
-                "timeout: 5s",
+                # longer than the 5 s drain at shutdown, so a hung call is
+                # cut short by the stop, not by its deadline
+                "timeout: 30s",
                 "headers: { x-test-token: %s }" % json.dumps(TOKEN),
                 "sending_queue: { directory: %s, max_size_mib: 64 }"
                 % json.dumps(os.path.join(self.dir, "q-" + x.replace("/", "_"))),
@@ -408,6 +412,35 @@ def case_headers_and_encoding(sink, col):
     assert "content-encoding" not in j, j
 
 
+def case_stop_mid_call_keeps_queued(sink, col):
+    """A destination that hangs: the stop cancels the calls in flight after
+    the drain time, the spans stay queued on disk, and the next start
+    delivers them."""
+    for dest in EXPORTERS.values():
+        sink.set(dest, [{"sleep_s": 60}])
+    send(col, [["hung-a", "hung-b"]])
+    for dest in EXPORTERS.values():
+        wait_until(lambda: sink.got(dest, "hung-"), WAIT_S, "%s: the call began" % dest)
+    t0 = time.monotonic()
+    code = col.stop()
+    took = time.monotonic() - t0
+    assert code == 0, "collector exited with %r" % code
+    # The service stops exporters one after another; each keeps delivering
+    # for its 5 s drain, then cuts its calls short within a second or so.
+    assert took < 7 * len(EXPORTERS), "stopping took %.1fs with calls hung" % took
+    log = col.stderr()
+    for x in EXPORTERS:
+        assert "%s: 1 undelivered records stay queued" % x in log, "%s kept nothing" % x
+    col.start_with(sink)
+    # a new process: its counters start at 0 (and delivery may be done
+    # before a first read could be taken)
+    before = {x: dict.fromkeys(col.counters(x), 0.0) for x in EXPORTERS}
+    wait_counts(col, before, {x: {SENT: 2, DEAD: 0} for x in EXPORTERS},
+                "delivered after the restart")
+    for dest in EXPORTERS.values():
+        assert len(sink.got(dest, "hung-")) == 2, dest
+
+
 def main():
     col = OtlpCollector("otlp-retry")
     sink = Sink(col.dir)
@@ -423,6 +456,8 @@ def main():
                     case_permanent_bisected, sink, col)
         runner.case("other 4xx: dead-lettered whole", case_other_4xx_dropped, sink, col)
         runner.case("partial_success is counted as failed", case_partial_success, sink, col)
+        runner.case("a stop cancels hung calls; the spans stay queued",
+                    case_stop_mid_call_keeps_queued, sink, col)
         code = col.stop()
         runner.case("clean shutdown", lambda: None if code == 0 else (_ for _ in ()).throw(
             AssertionError("collector exited with %r" % code)))
