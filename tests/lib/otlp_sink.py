@@ -8,7 +8,9 @@ themselves may run under another python3. Nothing is generated: Export is
 a raw unary method (bytes in, bytes out), and messages are read and written
 by hand (protowire.py, in this directory, for writing).
 
-  otlp_sink.py GRPC_PORT HTTP_PORT
+  otlp_sink.py GRPC_PORT HTTP_PORT [CERT_PEM KEY_PEM]
+
+With a certificate and key, both ports speak TLS only.
 
 Every request goes to a destination: "grpc" for gRPC calls, and for HTTP
 the first path segment of the URL ("/json/v1/traces" -> "json"; "/v1/traces"
@@ -37,6 +39,7 @@ import gzip
 import http.server
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -234,10 +237,20 @@ class HttpHandler(http.server.BaseHTTPRequestHandler):
 
 def main():
     grpc_port, http_port = int(sys.argv[1]), int(sys.argv[2])
+    tls = sys.argv[3:5] if len(sys.argv) >= 5 else None
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[Handler()])
-    server.add_insecure_port("127.0.0.1:%d" % grpc_port)
+    if tls:
+        with open(tls[0], "rb") as c, open(tls[1], "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        server.add_secure_port("127.0.0.1:%d" % grpc_port, creds)
+    else:
+        server.add_insecure_port("127.0.0.1:%d" % grpc_port)
     server.start()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", http_port), HttpHandler)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls[0], tls[1])
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     emit({"ready": True})
     for line in sys.stdin:

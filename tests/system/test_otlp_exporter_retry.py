@@ -73,7 +73,10 @@ def wait_until(predicate, timeout, what, interval=0.05):
 # --- the sink ------------------------------------------------------------------
 
 class Sink:
-    def __init__(self, workdir):
+    """tests/lib/otlp_sink.py as a child; tls: (cert, key) PEM paths to
+    serve TLS only. Also used by test_otlp_exporter_tls.py."""
+
+    def __init__(self, workdir, tls=None):
         self.grpc_port, self.http_port = free_ports(2)
         self.stderr_path = os.path.join(workdir, "sink.log")
         self.requests = []
@@ -81,7 +84,8 @@ class Sink:
         self.cv = threading.Condition()
         self.seq = 0
         self.proc = process.spawn_piped([GRPCIO_PYTHON, SINK, str(self.grpc_port),
-                                         str(self.http_port)], self.stderr_path)
+                                         str(self.http_port)] + list(tls or ()),
+                                        self.stderr_path)
         self.ready = False
         threading.Thread(target=self._read, daemon=True).start()
         with self.cv:
