@@ -27,6 +27,9 @@ made, so an edge case can be changed or added here and regenerated:
                        providers they fall back to) and malformed tables
   respan_response/*    answers as Respan (or something in its place) gives
                        them: status, batch size, one header line, body
+  otlp_response/*      gRPC and HTTP answers of an OTLP server (statuses with
+                       RetryInfo, partial_success) and queued item records,
+                       behind fuzz_otlp_response.c's selector byte
 
 The real SDK captures (proto/*.pb, json/*.json without the edge- prefix) are
 copies of /work/shared/fixtures and are not written here. Standard library
@@ -322,6 +325,65 @@ def respan_response_seeds():
         "detail-control": answer(500, 1, b"\r\n", b'{"detail":"a\\nb\\u001b[2Jc\\u00e9"}'),
         "batch-items-control": answer(200, 2, b"\r\n", {"results": [
             {"status": "error", "detail": "line\r\nbreak\u001b[0m"}, {"status": "success"}]}),
+    }
+
+
+# --- OTLP answers and queued items for fuzz_otlp_response ---------------------------
+
+
+def otlp_status(code, message, retry=None):
+    """google.rpc.Status, with a RetryInfo detail when retry is (s, ns)."""
+    body = pb_varint(1, code) + pb_bytes(2, message)
+    if retry is not None:
+        duration = pb_varint(1, retry[0]) + pb_varint(2, retry[1])
+        any_ = pb_bytes(1, "type.googleapis.com/google.rpc.RetryInfo") + pb_bytes(
+            2, pb_bytes(1, duration))
+        body += pb_bytes(3, any_)
+    return body
+
+
+def grpc_answer(code, message, details=b"", response=b""):
+    message = message.encode()
+    return (bytes([0, code]) + len(message).to_bytes(2, "big") + len(details).to_bytes(2, "big")
+            + message + details + response)
+
+
+def http_answer(status, ct, retry_after, body):
+    """ct: 0 protobuf, 1 JSON, 2 text, 3 none."""
+    if isinstance(body, (dict, list)):
+        body = dump(body)
+    return bytes([1]) + status.to_bytes(2, "big") + bytes([ct]) + retry_after + b"\n" + body
+
+
+def otlp_item(spans, entry):
+    return spans.to_bytes(4, "little") + pb_bytes(1, entry)
+
+
+def otlp_response_seeds():
+    partial = pb_bytes(1, pb_varint(1, 3) + pb_bytes(2, "3 spans refused"))
+    rs = pb_bytes(1, pb_bytes(1, pb_bytes(1, "service.name") + pb_bytes(2, pb_bytes(
+        1, "fuzz")))) + pb_bytes(2, pb_bytes(2, pb_bytes(1, bytes(16)) + pb_bytes(
+            2, bytes(8)) + pb_bytes(5, "span")))
+    return {
+        "grpc-ok": grpc_answer(0, ""),
+        "grpc-partial": grpc_answer(0, "", response=partial),
+        "grpc-unavailable-retry": grpc_answer(14, "busy", otlp_status(14, "busy", (1, 500000000))),
+        "grpc-exhausted-retry": grpc_answer(8, "", otlp_status(8, "slow down", (2, 0))),
+        "grpc-exhausted": grpc_answer(8, "message larger than max"),
+        "grpc-invalid": grpc_answer(3, "bad \x1b[2J span\n", otlp_status(3, "bad")),
+        "grpc-unauthenticated": grpc_answer(16, "bad token"),
+        "grpc-retry-huge": grpc_answer(14, "", otlp_status(14, "", (10 ** 12, 0))),
+        "http-ok-partial-proto": http_answer(200, 0, b"", partial),
+        "http-ok-partial-json": http_answer(200, 1, b"", {"partialSuccess": {
+            "rejectedSpans": "4", "errorMessage": "four"}}),
+        "http-429-date": http_answer(429, 3, b"Thu, 01 Jan 2026 00:00:30 GMT", b""),
+        "http-503-seconds": http_answer(503, 2, b"2", b"down"),
+        "http-400-status-proto": http_answer(400, 0, b"", otlp_status(3, "bad span")),
+        "http-400-status-json": http_answer(400, 1, b"", {"code": 3, "message": "bad"}),
+        "http-404-html": http_answer(404, 2, b"", b"<h1>Not \xc3( Found</h1>"),
+        "record-two-items": bytes([2]) + otlp_item(1, rs) + otlp_item(1, rs),
+        "record-bad-entry": bytes([2]) + otlp_item(1, b"\xff\xff\xff"),
+        "record-truncated": bytes([2]) + otlp_item(1, rs)[:-3],
     }
 
 
@@ -716,6 +778,7 @@ def main():
     shutil.rmtree(os.path.join(HERE, "http_body"), ignore_errors=True)
     write_all("http_body", http_body_seeds())
     write_all("respan_response", respan_response_seeds())
+    write_all("otlp_response", otlp_response_seeds())
     write_all("config", config_seeds())
     write_all("pricing", pricing_seeds())
     write_all("headers", headers_seeds())

@@ -9,6 +9,8 @@
  */
 #include "core/arena.h"
 #include "core/batch.h"
+#include "core/component.h"
+#include "core/config.h"
 #include "exporter/otlp_items.h"
 #include "exporter/otlp_response.h"
 #include "otlp/otlp.h"
@@ -16,6 +18,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define NOW 1767225600 /* 2026-01-01T00:00:00Z */
 
@@ -487,8 +491,94 @@ static void test_frame_refuses_damage(void)
     }
 }
 
+/* --- config ---------------------------------------------------------------------------- */
+
+typedef struct config_case {
+    const char *type;
+    const char *section; /* YAML flow map */
+    const char *want;    /* error substring; NULL: valid */
+    bool persists;
+} config_case;
+
+static const config_case config_cases[] = {
+    {"otlp", "{ endpoint: \"h:4317\", tls: { insecure: true } }", NULL, true},
+    {"otlp", "{ endpoint: \"http://h:4317\", sending_queue: { durability: memory } }", NULL, false},
+    {"otlp", "{ endpoint: \"https://h:4317/\", tls: { ca_file: /etc/ssl/x.pem } }", NULL, true},
+    {"otlp", "{ endpoint: \"dns:///h:4317\", headers: { Authorization: \"Bearer x\" } }", NULL,
+     true},
+    {"otlp", "{}", "t.yaml:1:7: otlp: endpoint is required", false},
+    {"otlp", "{ endpoint: h }", "t.yaml:1:19: otlp.endpoint: expected host:port", false},
+    {"otlp", "{ endpoint: \"h:1\", compression: zstd }",
+     "otlp.compression: unknown compression \"zstd\"", false},
+    {"otlp", "{ endpoint: \"h:1\", headers: { grpc-timeout: \"1S\" } }",
+     "otlp.headers.grpc-timeout: header grpc-timeout is set by the exporter itself", false},
+    {"otlp", "{ endpoint: \"h:1\", headers: { \"a b\": x } }", "is not an HTTP token", false},
+    {"otlp", "{ endpoint: \"https://h:1\", tls: { insecure: true } }",
+     "the https:// prefix contradicts tls.insecure", false},
+    {"otlp", "{ endpoint: \"h:1\", tls: { insecure: true, insecure_skip_verify: true } }",
+     "need TLS", false},
+    {"otlp", "{ endpoint: \"h:1\", tls: { cert_file: x } }", "otlp.tls: unknown key \"cert_file\"",
+     false},
+    {"otlp", "{ endpoint: \"h:1\", max_batch_bytes_mib: 1000 }",
+     "otlp.max_batch_bytes_mib: expected an integer between 1 and 256", false},
+    {"otlp", "{ endpoint: \"h:1\", encoding: json }", "otlp: unknown key \"encoding\"", false},
+    {"otlp", "{ endpoint: \"h:1\", retry_on_failure: { initial_interval: 2s, max_interval: 1s } }",
+     "must be at least initial_interval", false},
+    {"otlphttp", "{ endpoint: \"https://collector:4318\" }", NULL, true},
+    {"otlphttp",
+     "{ traces_endpoint: \"https://api.respan.ai/api/v2/traces\", encoding: json, "
+     "compression: none, headers: { Authorization: \"Bearer k\" } }",
+     NULL, true},
+    {"otlphttp", "{}", "endpoint (a base URL", false},
+    {"otlphttp", "{ endpoint: \"collector:4318\" }",
+     "otlphttp.endpoint: expected an http:// or https:// URL", false},
+    {"otlphttp", "{ endpoint: \"http://c\", encoding: xml }", "unknown encoding \"xml\"", false},
+    {"otlphttp", "{ endpoint: \"http://c\", headers: { Content-Type: text/plain } }",
+     "header Content-Type is set by the exporter itself", false},
+    {"otlphttp", "{ endpoint: \"http://c\", headers: { X-Key: \"a\\nb\" } }",
+     "the value of header X-Key contains a control character", false},
+    {"otlphttp", "{ endpoint: \"http://c\", timeout: soon }", "otlphttp.timeout", false},
+};
+
+/* create() parses and checks, and has no side effects: `validate` runs it,
+ * so it must not make the queue directory (./data/queue/<id> by default),
+ * which is looked for in an empty directory of the test's own. */
+static void test_config(void)
+{
+    char dir[] = "/tmp/rc-otlp-unit-XXXXXX", cwd[4096];
+    CHECK(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL && chdir(dir) == 0);
+    for (size_t i = 0; i < sizeof config_cases / sizeof *config_cases; i++) {
+        const config_case *c = &config_cases[i];
+        char yaml[600];
+        snprintf(yaml, sizeof yaml, "%s: %s", c->type, c->section);
+        rc_cfg *root = NULL;
+        rc_error err = {{0}};
+        CHECK(rc_config_parse("t.yaml", yaml, strlen(yaml), &root, &err) == RC_OK);
+        const rc_exporter_factory *f = rc_find_exporter(c->type);
+        CHECK(f != NULL && f->queued && f->persists);
+        if (!f) continue;
+        rc_component_id id = {c->type, c->type, NULL};
+        void *x = f->create(&id, rc_cfg_get(root, c->type), &err);
+        if (c->want) {
+            CHECK(x == NULL);
+            CHECK_CONTAINS(err.msg, c->want);
+        } else {
+            if (!x) fprintf(stderr, "config case %zu: %s\n", i, err.msg);
+            CHECK(x != NULL);
+            if (x) CHECK(f->persists(x) == c->persists);
+        }
+        if (x) f->destroy(x);
+        rc_config_free(root);
+    }
+    struct stat st;
+    CHECK(stat("data", &st) != 0); /* nothing was made */
+    CHECK(chdir(cwd) == 0);
+    CHECK(rmdir(dir) == 0);
+}
+
 int main(void)
 {
+    test_config();
     test_grpc_table();
     test_grpc_retry_info_forms();
     test_http_table();
