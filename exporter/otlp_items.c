@@ -77,7 +77,7 @@ static bool rs_split(const otlp_resource_spans *rs, size_t first, rc_arena *scra
 }
 
 static bool encode_rs(otlp_resource_spans *rs, uint64_t max_spans, uint64_t max_bytes,
-                      rc_arena *scratch, rc_buf *out)
+                      rc_arena *scratch, rc_buf *out, uint64_t *spans)
 {
     size_t n = rs_span_count(rs);
     if (n == 0) return true; /* a resource without spans carries nothing to deliver */
@@ -95,23 +95,26 @@ static bool encode_rs(otlp_resource_spans *rs, uint64_t max_spans, uint64_t max_
         out->len = mark;
         otlp_resource_spans *a, *b;
         return rs_split(rs, n / 2, scratch, &a, &b) &&
-               encode_rs(a, max_spans, max_bytes, scratch, out) &&
-               encode_rs(b, max_spans, max_bytes, scratch, out);
+               encode_rs(a, max_spans, max_bytes, scratch, out, spans) &&
+               encode_rs(b, max_spans, max_bytes, scratch, out, spans);
     }
     uint32_t c = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    *spans += c;
     for (int i = 0; i < ITEM_COUNT_BYTES; i++)
         out->data[mark + (size_t)i] = (char)(uint8_t)(c >> (8 * i));
     return true;
 }
 
 bool rc_otlp_items_encode(const rc_batch *batch, uint64_t max_spans, uint64_t max_bytes,
-                          rc_buf *out)
+                          rc_buf *out, uint64_t *spans)
 {
+    *spans = 0;
     rc_arena *scratch = rc_arena_new_scratch(1024 + batch->n_runs * 256);
     otlp_export_request *view = scratch ? rc_batch_view(batch, scratch) : NULL;
     bool ok = view != NULL;
     for (size_t i = 0; ok && i < view->n_resource_spans; i++)
-        ok = encode_rs(view->resource_spans[i], max_spans ? max_spans : 1, max_bytes, scratch, out);
+        ok = encode_rs(view->resource_spans[i], max_spans ? max_spans : 1, max_bytes, scratch, out,
+                       spans);
     rc_arena_free(scratch);
     return ok && !out->failed;
 }

@@ -31,10 +31,11 @@
 #include <stdint.h>
 
 /* Appends the items of batch to out, each at most max_spans spans and,
- * unless it is a single span, max_bytes bytes. False when memory ran out
+ * unless it is a single span, max_bytes bytes; *spans is how many spans
+ * they carry (for rc_delivery_enqueue_counted). False when memory ran out
  * (out may then hold some of the items; the caller drops it). */
 bool rc_otlp_items_encode(const rc_batch *batch, uint64_t max_spans, uint64_t max_bytes,
-                          rc_buf *out);
+                          rc_buf *out, uint64_t *spans);
 
 /* rc_delivery_ops.frame: the item at the start of data[0..len). item->p
  * and item->len are the request entry (without the count); returns the

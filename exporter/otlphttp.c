@@ -290,11 +290,12 @@ static rc_status otlphttp_export(void *inst, const rc_batch *batch, rc_error *er
     otlphttp_exporter *x = inst;
     rc_buf items = RC_BUF_INIT;
     rc_status st = RC_OK;
-    if (!rc_otlp_items_encode(batch, x->max_spans, x->max_bytes, &items)) {
+    uint64_t spans;
+    if (!rc_otlp_items_encode(batch, x->max_spans, x->max_bytes, &items, &spans)) {
         rc_error_set(err, "%s: out of memory encoding %zu spans", x->id, batch->n_spans);
         st = RC_ENOMEM;
     } else if (items.len) {
-        st = rc_delivery_enqueue(x->d, &items, err);
+        st = rc_delivery_enqueue_counted(x->d, &items, spans, err);
     }
     rc_buf_free(&items);
     return st;

@@ -376,10 +376,12 @@ static void test_items_encode(void)
     CHECK(b != NULL);
     if (!b) return;
     uint32_t spans[16];
+    uint64_t n_spans = 0;
 
     /* one item per resource; the entries concatenate into the request */
     rc_buf items = RC_BUF_INIT, wire = RC_BUF_INIT;
-    CHECK(rc_otlp_items_encode(b, 8192, 3u << 20, &items));
+    CHECK(rc_otlp_items_encode(b, 8192, 3u << 20, &items, &n_spans));
+    CHECK(n_spans == 5);
     CHECK(frame_all(&items, spans, 16, &wire) == 2);
     CHECK(spans[0] == 3 && spans[1] == 2);
     check_wire(&wire, "a1 a2 a3 b1 b2", 2);
@@ -388,7 +390,8 @@ static void test_items_encode(void)
      * first scope; each half keeps the resource and its scopes */
     rc_buf_reset(&items);
     rc_buf_reset(&wire);
-    CHECK(rc_otlp_items_encode(b, 2, 3u << 20, &items));
+    CHECK(rc_otlp_items_encode(b, 2, 3u << 20, &items, &n_spans));
+    CHECK(n_spans == 5);
     CHECK(frame_all(&items, spans, 16, &wire) == 3);
     CHECK(spans[0] == 1 && spans[1] == 2 && spans[2] == 2);
     check_wire(&wire, "a1 a2 a3 b1 b2", 3);
@@ -396,14 +399,15 @@ static void test_items_encode(void)
     /* a byte limit below one span: one span an item, never less */
     rc_buf_reset(&items);
     rc_buf_reset(&wire);
-    CHECK(rc_otlp_items_encode(b, 8192, 10, &items));
+    CHECK(rc_otlp_items_encode(b, 8192, 10, &items, &n_spans));
+    CHECK(n_spans == 5);
     CHECK(frame_all(&items, spans, 16, &wire) == 5);
     check_wire(&wire, "a1 a2 a3 b1 b2", 5);
 
     /* dead letters: one OTLP/JSON request per item, which decodes again */
     rc_buf_reset(&items);
     rc_buf_reset(&wire);
-    CHECK(rc_otlp_items_encode(b, 8192, 3u << 20, &items));
+    CHECK(rc_otlp_items_encode(b, 8192, 3u << 20, &items, &n_spans));
     rc_delivery_item it;
     size_t used = rc_otlp_item_frame(items.data, items.len, &it);
     CHECK(used > 0);
@@ -578,12 +582,12 @@ static void test_config(void)
 
 int main(void)
 {
-    test_config();
-    test_grpc_table();
-    test_grpc_retry_info_forms();
-    test_http_table();
-    test_detail_cut();
-    test_items_encode();
-    test_frame_refuses_damage();
+    RUN(test_config());
+    RUN(test_grpc_table());
+    RUN(test_grpc_retry_info_forms());
+    RUN(test_http_table());
+    RUN(test_detail_cut());
+    RUN(test_items_encode());
+    RUN(test_frame_refuses_damage());
     TEST_MAIN_END();
 }
