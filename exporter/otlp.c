@@ -94,7 +94,7 @@ static void otlp_destroy(void *inst)
     if (!x) return;
     /* After a failed start, destroy is all that is called. */
     rc_delivery_stop(x->d);
-    if (x->grpc_started) grpc_shutdown();
+    if (x->grpc_started) grpc_shutdown_blocking();
     rc_delivery_config_free(&x->dcfg);
     rc_otlp_headers_free(&x->headers);
     rc_otlp_tls_free(&x->tls);
@@ -456,7 +456,9 @@ static void otlp_shutdown(void *inst)
     otlp_exporter *x = inst;
     rc_delivery_stop(x->d); /* frees the senders, hence the channels, first */
     x->d = NULL;
-    if (x->grpc_started) grpc_shutdown();
+    /* Blocking: when this was gRPC's last user, its threads and memory are
+     * gone on return, instead of racing the process's exit. */
+    if (x->grpc_started) grpc_shutdown_blocking();
     x->grpc_started = false;
 }
 
