@@ -371,8 +371,12 @@ static void send_items(void *sp, const rc_delivery_item *items, size_t n, rc_sen
 
     grpc_call_error ce = call ? grpc_call_start_batch(call, ops, 6, &c, NULL) : GRPC_CALL_ERROR;
     if (ce != GRPC_CALL_OK) {
-        r->verdict = RC_VERDICT_RETRY;
-        snprintf(r->detail, sizeof r->detail, "cannot start a gRPC call (error %d)", (int)ce);
+        /* What gRPC core refuses to start is our call as configured (the
+         * metadata): the same call would be refused again. */
+        r->verdict = RC_VERDICT_REFUSED;
+        snprintf(r->detail, sizeof r->detail,
+                 "gRPC core refused to start a call to %s (call error %d): check headers",
+                 x->target, (int)ce);
     } else if (!wait_call(s, call, &c)) {
         r->verdict = RC_VERDICT_RETRY;
         snprintf(r->detail, sizeof r->detail, "the gRPC call to %s failed", x->target);

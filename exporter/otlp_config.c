@@ -61,16 +61,34 @@ rc_status rc_otlp_parse_headers(rc_cfg *cfg, rc_otlp_transport t, rc_otlp_header
         for (const char *p = name; *p; p++)
             if (!is_tchar((unsigned char)*p))
                 return rc_cfg_error(err, node, "header name \"%s\" is not an HTTP token", name);
+        /* gRPC core refuses a call whose metadata breaks its rules: key
+         * characters [0-9a-z-_.] (names are lower-cased), printable ASCII
+         * values. Refused here, where the key can be named, not at every
+         * send. */
+        if (t == RC_OTLP_GRPC)
+            for (const char *p = name; *p; p++)
+                if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
+                    return rc_cfg_error(err, node,
+                                        "gRPC metadata name \"%s\" may hold only letters, "
+                                        "digits, '-', '_' and '.'",
+                                        name);
         if (reserved_name(name, t))
             return rc_cfg_error(err, node, "header %s is set by the exporter itself", name);
         if (!value) return rc_cfg_error(err, node, "expected a string value for header %s", name);
         /* The value is not quoted: it may be a secret. */
-        for (const char *p = value; *p; p++)
-            if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+        for (const char *p = value; *p; p++) {
+            unsigned char c = (unsigned char)*p;
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
                 return rc_cfg_error(err, node,
                                     "the value of header %s contains a control "
                                     "character",
                                     name);
+            if (t == RC_OTLP_GRPC && (c < 0x20 || c > 0x7e))
+                return rc_cfg_error(err, node,
+                                    "the value of gRPC metadata %s may hold only printable "
+                                    "ASCII",
+                                    name);
+        }
         if (!(h->names[i] = strdup(name)) || !(h->values[i] = strdup(value))) {
             h->n = i + 1;
             goto nomem;

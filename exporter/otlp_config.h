@@ -30,8 +30,9 @@ typedef enum { RC_OTLP_GRPC, RC_OTLP_HTTP } rc_otlp_transport;
 /* Reads the `headers` map of cfg. Names must be HTTP tokens; values may
  * hold no control character (a line break would smuggle in a header).
  * Headers the exporter sets itself (content-type, content-encoding,
- * content-length, transfer-encoding; for gRPC also te, :pseudo and grpc-*)
- * are refused. */
+ * content-length, transfer-encoding; for gRPC also te and grpc-*) are
+ * refused, and for gRPC what gRPC core would refuse at every call: names
+ * other than [0-9A-Za-z-_.], values other than printable ASCII. */
 rc_status rc_otlp_parse_headers(rc_cfg *cfg, rc_otlp_transport t, rc_otlp_headers *h,
                                 rc_error *err);
 void rc_otlp_headers_free(rc_otlp_headers *h);
