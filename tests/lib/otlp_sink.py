@@ -10,7 +10,10 @@ by hand (protowire.py, in this directory, for writing).
 
   otlp_sink.py GRPC_PORT HTTP_PORT [CERT_PEM KEY_PEM]
 
-With a certificate and key, both ports speak TLS only.
+With a certificate and key, both ports speak TLS only. OTLP_SINK_MAX_RECV
+(bytes), when set, is the gRPC server's grpc.max_receive_message_length:
+a larger message is refused with RESOURCE_EXHAUSTED before any handler
+sees it (and so is not reported).
 
 Every request goes to a destination: "grpc" for gRPC calls, and for HTTP
 the first path segment of the URL ("/json/v1/traces" -> "json"; "/v1/traces"
@@ -238,7 +241,11 @@ class HttpHandler(http.server.BaseHTTPRequestHandler):
 def main():
     grpc_port, http_port = int(sys.argv[1]), int(sys.argv[2])
     tls = sys.argv[3:5] if len(sys.argv) >= 5 else None
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[Handler()])
+    options = []
+    if os.environ.get("OTLP_SINK_MAX_RECV"):
+        options.append(("grpc.max_receive_message_length", int(os.environ["OTLP_SINK_MAX_RECV"])))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[Handler()],
+                         options=options)
     if tls:
         with open(tls[0], "rb") as c, open(tls[1], "rb") as k:
             creds = grpc.ssl_server_credentials([(k.read(), c.read())])

@@ -31,7 +31,10 @@ the answer leads to:
   - headers and compression as configured; dead-letter lines are OTLP/JSON
     requests the collector's own receiver takes again;
   - a stop while the destination hangs cancels the calls after the drain
-    time and keeps the spans queued; the next start delivers them.
+    time and keeps the spans queued; the next start delivers them;
+  - a request over a gRPC server's message limit (RESOURCE_EXHAUSTED without
+    RetryInfo) is split until its parts fit; a resource larger than the
+    limit on its own is dead-lettered.
 Counters are read from /metrics, labelled exporter="otlp" etc.
 
 Python 3 standard library (the sink needs python3-grpcio).
@@ -76,7 +79,7 @@ class Sink:
     """tests/lib/otlp_sink.py as a child; tls: (cert, key) PEM paths to
     serve TLS only. Also used by test_otlp_exporter_tls.py."""
 
-    def __init__(self, workdir, tls=None):
+    def __init__(self, workdir, tls=None, env=None):
         self.grpc_port, self.http_port = free_ports(2)
         self.stderr_path = os.path.join(workdir, "sink.log")
         self.requests = []
@@ -85,7 +88,8 @@ class Sink:
         self.seq = 0
         self.proc = process.spawn_piped([GRPCIO_PYTHON, SINK, str(self.grpc_port),
                                          str(self.http_port)] + list(tls or ()),
-                                        self.stderr_path)
+                                        self.stderr_path,
+                                        env=dict(os.environ, **env) if env else None)
         self.ready = False
         threading.Thread(target=self._read, daemon=True).start()
         with self.cv:
@@ -445,6 +449,63 @@ def case_stop_mid_call_keeps_queued(sink, col):
         assert len(sink.got(dest, "hung-")) == 2, dest
 
 
+def case_message_too_large(workdir):
+    """A gRPC server whose receive limit (64 KiB here; 4 MiB by default) is
+    below what the exporter sends: RESOURCE_EXHAUSTED without RetryInfo
+    splits the request until the parts fit, so everything arrives, and a
+    single resource larger than the limit is dead-lettered, not retried
+    forever."""
+    small = Sink(workdir, env={"OTLP_SINK_MAX_RECV": str(64 * 1024)})
+    col = Collector("otlp-too-large")
+    try:
+        grpc, http_port, health, metrics = free_ports(4)
+        col.ports = {"grpc": grpc, "http": http_port, "health": health, "metrics": metrics}
+        dlq = os.path.join(col.dir, "dlq.jsonl")
+        exporter = ['endpoint: "127.0.0.1:%d"' % small.grpc_port, "tls: { insecure: true }",
+                    "compression: none", "flush_interval: 50ms", "num_consumers: 1",
+                    "sending_queue: { directory: %s, max_size_mib: 64 }"
+                    % json.dumps(os.path.join(col.dir, "q")),
+                    "retry_on_failure: { initial_interval: 50ms, max_interval: 500ms }",
+                    "dead_letter_file: %s" % json.dumps(dlq)]
+        with open(col.config_path, "w") as f:
+            f.write(pipeline_config(col.ports, {}, {"otlp": exporter}))
+        col.proc = process.spawn([COLLECTOR_BIN, "--config", col.config_path], col.stderr_path)
+        col.wait_healthy(15)
+        pad = kv_string("pad", "p" * 20000)
+        # eight resources of one 20 KB span each (160 KB in all), and one
+        # resource of a single 100 KB span
+        rss = []
+        for i in range(8):
+            rss.append([span_pb(os.urandom(16), os.urandom(8), "big-%d" % i,
+                                pb_bytes(9, pad))])
+        rss.append([span_pb(os.urandom(16), os.urandom(8), "huge",
+                            pb_bytes(9, kv_string("pad", "h" * 100000)))])
+        body = b"".join(pb_bytes(1, pb_bytes(1, pb_bytes(1, kv_string("service.name", "big")))
+                                 + pb_bytes(2, pb_bytes(1, pb_bytes(1, "t"))
+                                            + b"".join(pb_bytes(2, sp) for sp in spans)))
+                        for spans in rss)
+        status, _, resp = post_traces(col.ports["http"], body)
+        assert status == 200, "collector refused: %d %r" % (status, resp[:200])
+        c = OtlpCollector.counters
+
+        def counts():
+            return c(col, "otlp")
+        wait_until(lambda: counts()[SENT] == 8 and counts()[DEAD] == 1, WAIT_S,
+                   "split until each part fits: %s" % counts())
+        names = sorted(n for r in small.got("grpc", "big-") for n in r["names"])
+        assert names == ["big-%d" % i for i in range(8)], names
+        with open(dlq) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        assert len(lines) == 1 and lines[0]["resourceSpans"][0]["scopeSpans"][0]["spans"][0][
+            "name"] == "huge", "dead letters: %d" % len(lines)
+        assert "RESOURCE_EXHAUSTED" in col.stderr()
+        assert col.stop() == 0
+    finally:
+        small.stop()
+        if col.alive():
+            col.kill()
+
+
 def main():
     col = OtlpCollector("otlp-retry")
     sink = Sink(col.dir)
@@ -462,6 +523,8 @@ def main():
         runner.case("partial_success is counted as failed", case_partial_success, sink, col)
         runner.case("a stop cancels hung calls; the spans stay queued",
                     case_stop_mid_call_keeps_queued, sink, col)
+        runner.case("a message over the server's limit is split until it fits",
+                    case_message_too_large, col.dir)
         code = col.stop()
         runner.case("clean shutdown", lambda: None if code == 0 else (_ for _ in ()).throw(
             AssertionError("collector exited with %r" % code)))
