@@ -225,6 +225,21 @@ rc_status rc_delivery_enqueue(rc_delivery *d, const rc_buf *items, rc_error *err
     }
 }
 
+rc_status rc_delivery_enqueue_counted(rc_delivery *d, const rc_buf *items, uint64_t spans,
+                                      rc_error *err)
+{
+    /* The common case - one export call's items fit one record - needs no
+     * walk over the items to cut them (a memchr per request log was 1.4%
+     * of the respan pipeline's CPU). */
+    if (items->len == 0 || items->len > d->c.max_batch_bytes || spans > d->c.max_batch_spans ||
+        spans > UINT32_MAX)
+        return rc_delivery_enqueue(d, items, err);
+    rc_queue_chunk one = {items->data, items->len, (uint32_t)spans};
+    rc_status st = rc_queue_append(d->q, &one, 1, err);
+    update_queue_gauge(d);
+    return st;
+}
+
 /* --- dead letters ---------------------------------------------------------- */
 
 static void dead_letter(rc_delivery *d, const rc_delivery_item *it, long status, const char *detail)

@@ -162,6 +162,11 @@ void rc_delivery_stop(rc_delivery *d);
  * "retry later". */
 rc_status rc_delivery_enqueue(rc_delivery *d, const rc_buf *items, rc_error *err);
 
+/* The same, for a caller that knows how many spans the items carry: when
+ * they fit one record they are appended without being walked. */
+rc_status rc_delivery_enqueue_counted(rc_delivery *d, const rc_buf *items, uint64_t spans,
+                                      rc_error *err);
+
 /* True when the queue is on disk: see the contract above. Valid before
  * start, from the parsed config. */
 bool rc_delivery_config_persists(const rc_delivery_config *c);

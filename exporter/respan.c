@@ -307,7 +307,7 @@ static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
     } else {
         rc_counter_add(x->truncated, stats.metadata_truncated);
         rc_counter_add(x->skipped, stats.skipped_non_llm);
-        st = rc_delivery_enqueue(x->delivery, lines, err);
+        st = rc_delivery_enqueue_counted(x->delivery, lines, stats.logs, err);
     }
     buf_put(x, lines);
     rc_arena_free(scratch);
