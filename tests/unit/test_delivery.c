@@ -20,7 +20,8 @@
  * attempt per batch; mid-retry, during a long wait and during a blocked
  * send, what is left being delivered by the next start on the same
  * directory), a start whose sender cannot be made, two exporters side by
- * side, framing garbage, a full queue and rc_delivery_parse. Counters are read
+ * side, framing garbage, a full queue, rc_delivery_enqueue_counted and
+ * rc_delivery_parse. main() runs each case with RUN (RC_TEST_CASE=name). Counters are read
  * from the metrics registry, rendered, under exporter="<id>"; every case
  * has its own id and its own temporary directory.
  *
@@ -1794,41 +1795,99 @@ static void test_two_independent(void)
     tdir_remove(&tb);
 }
 
+/* rc_delivery_enqueue_counted: items that fit one record are appended as
+ * one, unwalked; more than a record holds are cut as rc_delivery_enqueue
+ * cuts them. Either way every item is delivered once, within the limits. */
+static void test_enqueue_counted(void)
+{
+    const char *id = "dt-counted";
+    tdir t;
+    tdir_make(&t);
+    fake f;
+    fake_init(&f);
+    rc_delivery_config c = test_config(&t, RC_QUEUE_ASYNC);
+    c.max_batch_spans = 10;
+    c.max_batch_bytes = 256;
+    c.flush_ms = 1000; /* only a full batch, or the stop, sends at once */
+    rc_delivery *d = start(id, &c, &f);
+    CHECK(d != NULL);
+    if (!d) goto out;
+    rc_error err = {{0}};
+    /* 4 items of 2 spans (8 <= 10): one record, one send. */
+    rc_buf b = RC_BUF_INIT;
+    for (unsigned k = 0; k < 4; k++)
+        put_item(&b, k, 2, 0);
+    CHECK(rc_delivery_enqueue_counted(d, &b, 8, &err) == RC_OK);
+    rc_buf_free(&b);
+    /* 30 items of 1 span: past max_batch_spans, cut into records of 10. */
+    for (unsigned k = 100; k < 130; k++)
+        put_item(&b, k, 1, 0);
+    CHECK(rc_delivery_enqueue_counted(d, &b, 30, &err) == RC_OK);
+    rc_buf_free(&b);
+    /* 20 items of 20 bytes: past max_batch_bytes, cut by bytes. */
+    for (unsigned k = 200; k < 220; k++)
+        put_item(&b, k, 1, 10);
+    CHECK(rc_delivery_enqueue_counted(d, &b, 20, &err) == RC_OK);
+    rc_buf_free(&b);
+    /* Nothing at all. */
+    CHECK(rc_delivery_enqueue_counted(d, &b, 0, &err) == RC_OK);
+    CHECK(wait_for(&f, done_count, 4 + 30));
+    stop(&f, d); /* the stop's drain sends what is left of the last record */
+    CHECK(delivered_each(&f, 0, 4, 1));
+    CHECK(delivered_each(&f, 100, 130, 1));
+    CHECK(delivered_each(&f, 200, 220, 1));
+    bool first_whole = false;
+    size_t most = 0;
+    for (size_t i = 0; i < f.n_calls; i++) {
+        if (f.calls[i].ids[0] == 0) first_whole = f.calls[i].n == 4;
+        if (f.calls[i].ids[0] >= 100 && f.calls[i].ids[0] < 130 && f.calls[i].n > most)
+            most = f.calls[i].n;
+    }
+    CHECK(first_whole);
+    CHECK(most == 10);
+    CHECK(f.violations == 0); /* no batch past the limits */
+    CHECK(metric(M_SENT, id) == 8 + 30 + 20);
+out:
+    fake_free(&f);
+    tdir_remove(&t);
+}
+
 int main(void)
 {
     alarm(110); /* a stop or a wait that never returns fails instead of hanging */
-    test_parse_defaults();
-    test_parse_keys();
-    test_parse_errors();
-    test_stop_null();
-    test_ok_one_sender();
-    test_ok_four_senders();
-    test_batch_limits();
-    test_retry_then_ok();
-    test_retry_after_honoured(RC_VERDICT_RETRY, "dt-retry-after");
-    test_retry_after_honoured(RC_VERDICT_THROTTLE, "dt-throttle-after");
-    test_max_elapsed();
-    test_throttle_never_gives_up();
+    RUN(test_parse_defaults());
+    RUN(test_parse_keys());
+    RUN(test_parse_errors());
+    RUN(test_stop_null());
+    RUN(test_ok_one_sender());
+    RUN(test_ok_four_senders());
+    RUN(test_batch_limits());
+    RUN(test_retry_then_ok());
+    RUN(test_retry_after_honoured(RC_VERDICT_RETRY, "dt-retry-after"));
+    RUN(test_retry_after_honoured(RC_VERDICT_THROTTLE, "dt-throttle-after"));
+    RUN(test_max_elapsed());
+    RUN(test_throttle_never_gives_up());
     static const unsigned one_poison[] = {11};
     static const unsigned two_poisons[] = {2, 13};
-    test_split(one_poison, 1, "dt-split-1");
-    test_split(two_poisons, 2, "dt-split-2");
-    test_drop();
-    test_refused();
-    test_ok_with_failed_items();
-    test_ok_with_rejected_spans();
-    test_stop_mid_retry(RC_QUEUE_FSYNC, "dt-stop-fsync");
-    test_stop_mid_retry(RC_QUEUE_ASYNC, "dt-stop-async");
-    test_stop_while_blocked();
-    test_frame_garbage();
-    test_queue_full();
-    test_stop_drains();
-    test_stop_during_long_wait(RC_VERDICT_RETRY, "dt-long-retry");
-    test_stop_during_long_wait(RC_VERDICT_THROTTLE, "dt-long-throttle");
-    test_stop_during_long_wait(RC_VERDICT_REFUSED, "dt-long-refused");
-    test_drain_one_attempt_per_batch();
-    test_ok_failed_and_rejected();
-    test_sender_new_fails();
-    test_two_independent();
+    RUN(test_split(one_poison, 1, "dt-split-1"));
+    RUN(test_split(two_poisons, 2, "dt-split-2"));
+    RUN(test_drop());
+    RUN(test_refused());
+    RUN(test_ok_with_failed_items());
+    RUN(test_ok_with_rejected_spans());
+    RUN(test_stop_mid_retry(RC_QUEUE_FSYNC, "dt-stop-fsync"));
+    RUN(test_stop_mid_retry(RC_QUEUE_ASYNC, "dt-stop-async"));
+    RUN(test_stop_while_blocked());
+    RUN(test_frame_garbage());
+    RUN(test_queue_full());
+    RUN(test_stop_drains());
+    RUN(test_stop_during_long_wait(RC_VERDICT_RETRY, "dt-long-retry"));
+    RUN(test_stop_during_long_wait(RC_VERDICT_THROTTLE, "dt-long-throttle"));
+    RUN(test_stop_during_long_wait(RC_VERDICT_REFUSED, "dt-long-refused"));
+    RUN(test_drain_one_attempt_per_batch());
+    RUN(test_ok_failed_and_rejected());
+    RUN(test_sender_new_fails());
+    RUN(test_two_independent());
+    RUN(test_enqueue_counted());
     TEST_MAIN_END();
 }
