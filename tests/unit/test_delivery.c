@@ -21,9 +21,10 @@
  * send, what is left being delivered by the next start on the same
  * directory), a start whose sender cannot be made, two exporters side by
  * side, framing garbage, a full queue, rc_delivery_enqueue_counted and
- * rc_delivery_parse. main() runs each case with RUN (RC_TEST_CASE=name). Counters are read
- * from the metrics registry, rendered, under exporter="<id>"; every case
- * has its own id and its own temporary directory.
+ * rc_delivery_parse. Counters are read from the metrics registry,
+ * rendered, under exporter="<id>"; every case has its own id and its own
+ * temporary directory. main() runs each case through RUN, so that
+ * RC_TEST_CASE=test_split runs only those.
  *
  * Cases wait for behaviour with a deadline, never for a fixed time; the
  * only timing asserted is lower bounds (a wait the server asked for is
