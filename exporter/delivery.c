@@ -150,6 +150,7 @@ rc_status rc_delivery_parse(const char *id, rc_cfg *cfg, rc_delivery_config *c, 
 
 void rc_delivery_config_free(rc_delivery_config *c)
 {
+    if (!c) return;
     free(c->queue_dir);
     free(c->dead_letter_path);
     c->queue_dir = c->dead_letter_path = NULL;
@@ -211,9 +212,19 @@ rc_status rc_delivery_enqueue(rc_delivery *d, const rc_buf *items, rc_error *err
         size_t covered = 0;
         for (size_t i = 0; i < n; i++)
             covered += chunks[i].len;
-        if (covered == items->len || n < cap) {
-            rc_status st = rc_queue_append(d->q, chunks, n, err);
-            update_queue_gauge(d);
+        if (n < cap || covered == items->len) {
+            rc_status st = RC_OK;
+            if (covered != items->len) {
+                /* Only a bug in the exporter's own encoder gets here: refuse
+                 * the whole call rather than queue part of it silently. */
+                rc_error_set(err, "%s: %zu of %zu encoded bytes are not items (a bug); refused",
+                             d->id, items->len - covered, items->len);
+                rc_error_log(d->id, "%s", err->msg);
+                st = RC_EINVAL;
+            } else {
+                st = rc_queue_append(d->q, chunks, n, err);
+                update_queue_gauge(d);
+            }
             if (chunks != stack) free(chunks);
             return st;
         }
@@ -328,41 +339,11 @@ static int64_t jittered(sender *s, uint64_t interval_ms)
 
 static outcome deliver(sender *s, const rc_delivery_item *items, size_t n);
 
-/* Items the server refused inside an accepted request are sent again
- * alone: that delivery counts each, sent or dead-lettered. */
-static outcome resend_failed(sender *s, const rc_delivery_item *items, size_t n,
-                             const rc_send_result *r)
+/* Counts an accepted request's spans: those the server said it rejected
+ * (partial success) as failed, logged; the rest, less those of items it
+ * refused (sent again on their own), as sent. */
+static void count_accepted(rc_delivery *d, uint64_t spans, const rc_send_result *r)
 {
-    rc_delivery *d = s->d;
-    /* The next send reuses s->failed: copy the indices out first. */
-    size_t n_failed = r->n_failed < n ? r->n_failed : n;
-    size_t *failed = malloc((n_failed ? n_failed : 1) * sizeof *failed);
-    if (!failed) return STOPPED; /* kept queued; the next take retries */
-    memcpy(failed, r->failed, n_failed * sizeof *failed);
-    uint64_t ok = spans_of(items, n);
-    outcome out = DELIVERED;
-    for (size_t k = 0; k < n_failed; k++) {
-        size_t i = failed[k];
-        if (i >= n || (k && failed[k - 1] >= i)) continue; /* not ascending: ignored */
-        ok -= items[i].spans;
-        if (n == 1) {
-            dead_letter(d, &items[i], r->status, r->detail);
-            continue;
-        }
-        if (deliver(s, &items[i], 1) == STOPPED) {
-            out = STOPPED;
-            break;
-        }
-    }
-    free(failed);
-    rc_counter_add(d->m.sent, ok);
-    return out;
-}
-
-static void count_accepted(rc_delivery *d, const rc_delivery_item *items, size_t n,
-                           const rc_send_result *r)
-{
-    uint64_t spans = spans_of(items, n);
     uint64_t rejected = r->rejected_spans < spans ? r->rejected_spans : spans;
     if (rejected) {
         rc_warn(d->id,
@@ -373,6 +354,43 @@ static void count_accepted(rc_delivery *d, const rc_delivery_item *items, size_t
         rc_counter_add(d->m.send_failed, rejected);
     }
     rc_counter_add(d->m.sent, spans - rejected);
+}
+
+/* Items the server refused inside an accepted request are sent again
+ * alone: that delivery counts each, sent or dead-lettered. */
+static outcome resend_failed(sender *s, const rc_delivery_item *items, size_t n,
+                             const rc_send_result *r)
+{
+    rc_delivery *d = s->d;
+    /* The next send reuses s->failed (and r may be overwritten): copy the
+     * indices and the answer out first. */
+    size_t n_failed = r->n_failed < n ? r->n_failed : n;
+    size_t *failed = malloc((n_failed ? n_failed : 1) * sizeof *failed);
+    if (!failed) return STOPPED; /* kept queued; the next take retries */
+    memcpy(failed, r->failed, n_failed * sizeof *failed);
+    rc_send_result answer = *r;
+    uint64_t ok = spans_of(items, n);
+    size_t prev = SIZE_MAX;
+    for (size_t k = 0; k < n_failed; k++) {
+        size_t i = failed[k];
+        if (i >= n || (prev != SIZE_MAX && i <= prev)) continue; /* not ascending: ignored */
+        prev = i;
+        ok -= items[i].spans;
+    }
+    count_accepted(d, ok, &answer);
+    outcome out = DELIVERED;
+    prev = SIZE_MAX;
+    for (size_t k = 0; k < n_failed && out == DELIVERED; k++) {
+        size_t i = failed[k];
+        if (i >= n || (prev != SIZE_MAX && i <= prev)) continue;
+        prev = i;
+        if (n == 1)
+            dead_letter(d, &items[i], answer.status, answer.detail);
+        else if (deliver(s, &items[i], 1) == STOPPED)
+            out = STOPPED;
+    }
+    free(failed);
+    return out;
 }
 
 /* The exporter's detail names what was refused (the key, the endpoint);
@@ -424,7 +442,7 @@ static outcome deliver(sender *s, const rc_delivery_item *items, size_t n)
             if (atomic_exchange(&d->refused_status, 0))
                 rc_info(d->id, "the destination accepts data again; delivery resumed");
             if (r.n_failed) return resend_failed(s, items, n, &r);
-            count_accepted(d, items, n, &r);
+            count_accepted(d, spans_of(items, n), &r);
             return DELIVERED;
         }
         if (r.verdict == RC_VERDICT_SPLIT) return bisect(s, items, n, &r);
@@ -507,12 +525,45 @@ static bool ensure_failed_room(sender *s, size_t n)
     return true;
 }
 
+/* Records a stopping sender could not deliver, kept taken (not given
+ * back) so that the drain moves on to the batches behind them instead of
+ * taking them again; given back when the sender ends. */
+typedef struct parked {
+    rc_queue_record *v;
+    size_t n, cap;
+} parked;
+
+static bool park(parked *p, const rc_queue_record *recs, size_t n)
+{
+    if (p->n + n > p->cap) {
+        size_t cap = (p->n + n) * 2;
+        rc_queue_record *grown = realloc(p->v, cap * sizeof *grown);
+        if (!grown) return false;
+        p->v = grown;
+        p->cap = cap;
+    }
+    memcpy(p->v + p->n, recs, n * sizeof *recs);
+    p->n += n;
+    return true;
+}
+
+static void finish_records(rc_delivery *d, rc_queue_record *recs, size_t n, outcome o)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (o == DELIVERED)
+            rc_queue_done(d->q, &recs[i]);
+        else
+            rc_queue_release(d->q, &recs[i]);
+    }
+}
+
 static void *sender_loop(void *arg)
 {
     sender *s = arg;
     rc_delivery *d = s->d;
     size_t cap = d->c.max_batch_spans < 4096 ? (size_t)d->c.max_batch_spans : 4096;
     rc_queue_record *recs = malloc(cap * sizeof *recs);
+    parked held = {0};
     while (recs) {
         size_t n = rc_queue_take(d->q, recs, cap, d->c.max_batch_spans, d->c.max_batch_bytes,
                                  d->c.flush_ms);
@@ -527,16 +578,15 @@ static void *sender_loop(void *arg)
         if (items && ensure_failed_room(s, n_items) && !draining_over(d))
             o = deliver(s, items, n_items);
         free(items);
-        for (size_t i = 0; i < n; i++) {
-            if (o == DELIVERED)
-                rc_queue_done(d->q, &recs[i]);
-            else
-                rc_queue_release(d->q, &recs[i]);
-        }
+        /* Stopping: one attempt per batch, then on to the next batch. */
+        if (o == STOPPED && stopping(s) && !draining_over(d) && park(&held, recs, n)) continue;
+        finish_records(d, recs, n, o);
         update_queue_gauge(d);
         if (o == STOPPED && stopping(s)) break;
         if (o == STOPPED) pause_or_stop(s, 100); /* out of memory: let it pass */
     }
+    finish_records(d, held.v, held.n, STOPPED);
+    free(held.v);
     free(recs);
     return NULL;
 }
@@ -637,13 +687,19 @@ static void stop_senders(rc_delivery *d)
         rc_worker_wake(w);
     }
     if (d->q) rc_queue_wake(d->q);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += DRAIN_MS / 1000;
+    until.tv_nsec += (long)(DRAIN_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     for (size_t i = 0; i < d->n_senders; i++) {
         rc_worker *w = &d->senders[i].w;
         if (!w->started) continue;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += DRAIN_MS / 1000 + 1;
-        if (pthread_timedjoin_np(w->thread, NULL, &until) != 0) {
+        /* Past the drain time, transfers still running are cut short. */
+        if (atomic_load(&d->abort) || pthread_timedjoin_np(w->thread, NULL, &until) != 0) {
             atomic_store(&d->abort, true);
             pthread_join(w->thread, NULL);
         }

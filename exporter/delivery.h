@@ -12,7 +12,7 @@
  *   - the durable queue (core/queue.h) and the append that the receiver's
  *     answer waits for (rc_delivery_enqueue);
  *   - num_consumers sender threads that take batches of records, and retry
- *     them with exponential backoff and full jitter, honour the waits a
+ *     them with exponential backoff and jitter, honour the waits a
  *     server asks for, bisect batches a server refuses until the items it
  *     refuses are isolated, and write those to the dead-letter file;
  *   - the drain at shutdown;
