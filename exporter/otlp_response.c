@@ -216,10 +216,11 @@ void rc_otlp_grpc_read_answer(rc_send_result *r, int code, const char *message, 
     if (r->verdict == RC_VERDICT_RETRY || r->verdict == RC_VERDICT_THROTTLE)
         r->retry_after_ms = delay;
     /* "UNAVAILABLE: message": the name says more in a log than the number. */
-    char text[sizeof r->detail];
+    char text[sizeof r->detail], number[32];
+    snprintf(number, sizeof number, "gRPC status %d", code);
     const char *name = code > 0 && code < (int)(sizeof code_names / sizeof *code_names)
                            ? code_names[code]
-                           : "gRPC status";
+                           : number;
     const char *msg = message;
     size_t mlen = message_len;
     if ((!msg || mlen == 0) && st && st->message) {
@@ -229,10 +230,8 @@ void rc_otlp_grpc_read_answer(rc_send_result *r, int code, const char *message, 
     int n;
     if (msg && mlen)
         n = snprintf(text, sizeof text, "%s: %.*s", name, (int)(mlen < 400 ? mlen : 400), msg);
-    else if (code > 0 && code < (int)(sizeof code_names / sizeof *code_names))
-        n = snprintf(text, sizeof text, "%s", name);
     else
-        n = snprintf(text, sizeof text, "gRPC status %d", code);
+        n = snprintf(text, sizeof text, "%s", name);
     rc_otlp_set_detail(r, text, n < 0 ? 0 : (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
     if (st) google__rpc__status__free_unpacked(st, NULL);
 }

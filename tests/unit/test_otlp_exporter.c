@@ -87,6 +87,7 @@ static const grpc_case grpc_cases[] = {
     {9, "", NONE, NULL, 0, NONE, NULL, RC_VERDICT_SPLIT, -1, 0, "FAILED_PRECONDITION"},
     {13, "boom", NONE, NULL, 0, NONE, NULL, RC_VERDICT_SPLIT, -1, 0, "INTERNAL: boom"},
     {99, "", NONE, NULL, 0, NONE, NULL, RC_VERDICT_SPLIT, -1, 0, "gRPC status 99"},
+    {-7, "odd", NONE, NULL, 0, NONE, NULL, RC_VERDICT_SPLIT, -1, 0, "gRPC status -7: odd"},
     /* detail from the Status when the call's message is empty */
     {3, "", 3, "from the status", 0, NONE, NULL, RC_VERDICT_SPLIT, -1, 0,
      "INVALID_ARGUMENT: from the status"},
