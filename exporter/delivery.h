@@ -85,7 +85,9 @@ typedef enum rc_verdict {
     RC_VERDICT_DROP,
     /* Our credentials or endpoint are wrong (401, 403, 404): keep every
      * item queued, log once, retry every max_interval until a reload fixes
-     * the config. Nothing is dropped for a misconfiguration. */
+     * the config. Nothing is dropped for a misconfiguration. detail heads
+     * the log line, so it says what was refused ("Respan refused the API
+     * key (HTTP 401: ...)"). */
     RC_VERDICT_REFUSED,
 } rc_verdict;
 

@@ -41,7 +41,8 @@ typedef struct rc_http_settings {
     bool insecure_skip_verify; /* TLS without checking the certificate */
 } rc_http_settings;
 
-/* A body: open, then the items' bytes with sep between, then close. */
+/* A body: open, then the items' bytes with sep between, then close;
+ * n >= 1. */
 typedef struct rc_http_body {
     const char *open, *sep, *close;
     const rc_delivery_item *items;

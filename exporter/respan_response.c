@@ -8,42 +8,14 @@
  */
 #include "exporter/respan_response.h"
 
+#include "exporter/http_client.h"
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-bool rc_respan_retry_after_header(const char *line, size_t len, char *out, size_t cap)
-{
-    if (len <= 12 || strncasecmp(line, "retry-after:", 12) != 0) return false;
-    /* The value is trimmed of RFC 9110 whitespace (space and tab) and of
-     * the line break; a NUL byte, which no valid value has, ends it. */
-    const char *nul = memchr(line, '\0', len);
-    size_t v = 12, e = nul ? (size_t)(nul - line) : len;
-    while (v < e && (line[v] == ' ' || line[v] == '\t'))
-        v++;
-    while (e > v && (line[e - 1] == '\r' || line[e - 1] == '\n' || line[e - 1] == ' ' ||
-                     line[e - 1] == '\t'))
-        e--;
-    snprintf(out, cap, "%.*s", (int)(e - v), line + v);
-    return true;
-}
-
-int64_t rc_respan_parse_retry_after(const char *v, int64_t now_s)
-{
-    if (!v[0]) return -1;
-    char *end;
-    double secs = strtod(v, &end);
-    if (end != v && *end == '\0' && secs >= 0 && secs < RC_RESPAN_RETRY_AFTER_MAX_S)
-        return (int64_t)(secs * 1000);
-    time_t when = curl_getdate(v, NULL);
-    if (when < 0) return -1;
-    int64_t d = (int64_t)when - now_s;
-    if (d >= RC_RESPAN_RETRY_AFTER_MAX_S) return -1; /* as a number that large is */
-    return d < 0 ? 0 : d * 1000;
-}
 
 /* Copies at most RC_RESPAN_DETAIL_MAX - 1 bytes of s into `out` for one
  * log line: control characters, NUL and DEL included, become spaces,
@@ -88,7 +60,7 @@ void rc_respan_read_answer(rc_respan_answer *a, long status, const char *retry_a
                            const char *body, size_t len, int64_t now_s)
 {
     a->status = status;
-    a->retry_after_ms = rc_respan_parse_retry_after(retry_after, now_s);
+    a->retry_after_ms = rc_http_retry_after_ms(retry_after, now_s);
     read_body(a, body, len);
 }
 

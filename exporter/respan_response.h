@@ -33,8 +33,6 @@
 #define RC_RESPAN_MAX_RESPONSE_BYTES (1u << 20)
 /* Size of rc_respan_answer.detail, NUL included. */
 #define RC_RESPAN_DETAIL_MAX 300
-/* Size of the buffer the exporter keeps a Retry-After value in. */
-#define RC_RESPAN_RETRY_AFTER_VALUE_MAX 64
 /* Longest wait Respan may ask for, in seconds (the header's or the body's);
  * a longer one is not believed: the exporter backs off on its own. */
 #define RC_RESPAN_RETRY_AFTER_MAX_S 86400
@@ -54,17 +52,6 @@ typedef struct rc_respan_answer {
     char detail[RC_RESPAN_DETAIL_MAX]; /* for logs and dead letters */
     int64_t retry_after_ms;            /* -1 when the answer named none */
 } rc_respan_answer;
-
-/* Given one header line as libcurl hands it ("Retry-After: 5\r\n"), copies
- * the trimmed value of a Retry-After header into `out` (cap bytes, cut to
- * fit) and returns true; false, `out` untouched, for any other line. */
-bool rc_respan_retry_after_header(const char *line, size_t len, char *out, size_t cap);
-
-/* The delay a Retry-After value asks for, in ms: whole or fractional
- * seconds, or an HTTP date (relative to now_s, Unix seconds; a past date is
- * 0). -1 when the value is empty, unreadable, or RC_RESPAN_RETRY_AFTER_MAX_S
- * or more away. */
-int64_t rc_respan_parse_retry_after(const char *value, int64_t now_s);
 
 /* Reads an answer: `status` (0 when there was none), the Retry-After
  * header's value (NUL-terminated, "" when absent) and the body (`len`

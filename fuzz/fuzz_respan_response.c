@@ -23,6 +23,7 @@
  * follows the status as respan.c's top comment says. No leak (ASan).
  * Seeds: fuzz/corpus/respan_response/, made by fuzz/corpus/make_seeds.py.
  */
+#include "exporter/http_client.h"
 #include "exporter/respan_response.h"
 #include "fuzz/roundtrip.h"
 
@@ -95,8 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (body_len > RC_RESPAN_MAX_RESPONSE_BYTES) body_len = RC_RESPAN_MAX_RESPONSE_BYTES;
 
     /* The header callback, into the sender's buffer. */
-    char value[RC_RESPAN_RETRY_AFTER_VALUE_MAX] = "";
-    if (rc_respan_retry_after_header(line, line_len, value, sizeof value)) {
+    char value[RC_HTTP_RETRY_AFTER_MAX] = "";
+    if (rc_http_retry_after_header(line, line_len, value, sizeof value)) {
         if (!memchr(value, '\0', sizeof value))
             fuzz_fail("the Retry-After value is not terminated");
         /* Trimmed of whitespace (RFC 9110 OWS) and the line break, unless
@@ -108,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (value[0]) {
         fuzz_fail("another header changed the Retry-After value");
     }
-    int64_t header_ms = rc_respan_parse_retry_after(value, FUZZ_NOW_S);
+    int64_t header_ms = rc_http_retry_after_ms(value, FUZZ_NOW_S);
     check_delay("Retry-After", header_ms);
 
     /* The body is not NUL-terminated: give the reader an exact copy, so a

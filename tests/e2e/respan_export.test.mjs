@@ -442,7 +442,7 @@ test('poison: one log Respan refuses is dead-lettered, its 19 batch neighbours a
 
   const { requests } = await standin.received();
   assert.ok(requests.filter((r) => r.status === 400).length >= 2, 'the batch was bisected');
-  assert.equal(await collector.metric('respan_exporter_dead_letter_logs', 'exporter="respan"'), 1);
+  assert.equal(await collector.metric('respan_exporter_dead_letter_spans', 'exporter="respan"'), 1);
   assert.equal(await collector.metric('otelcol_exporter_send_failed_spans', 'exporter="respan"'), 1);
   await standin.setMode('ok');
 });

@@ -463,8 +463,8 @@ def case_batch_create():
         assert letter.get("detail") == "rejected: marker POISON", "detail %r" % (
             letter.get("detail"),)
         assert letter.get("exporter") == "respan", "exporter %r" % letter.get("exporter")
-        assert col.metric("respan_exporter_dead_letter_logs") == 1, "dead_letter_logs %r" % (
-            col.metric("respan_exporter_dead_letter_logs"),)
+        assert col.metric("respan_exporter_dead_letter_spans") == 1, "dead_letter_logs %r" % (
+            col.metric("respan_exporter_dead_letter_spans"),)
         # The marked item was sent again alone before it was given up on.
         lone = [r for r in std.received()["requests"] if r["n_logs"] == 1 and r["n_accepted"] == 0]
         assert lone, "the failed item was never retried alone"
@@ -493,7 +493,7 @@ def case_poison_isolated():
             "dead letter detail %r is not the stand-in's" % letter.get("detail"))
         assert "POISON" in json.dumps(letter["log"]), "the dead letter lost the log's content"
         for name, want in (("otelcol_exporter_send_failed_spans", 1),
-                           ("respan_exporter_dead_letter_logs", 1),
+                           ("respan_exporter_dead_letter_spans", 1),
                            ("otelcol_exporter_sent_spans", 39)):
             got = col.metric(name)
             assert got == want, "%s = %r, want %d" % (name, got, want)

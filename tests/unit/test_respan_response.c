@@ -6,6 +6,7 @@
  * fuzz/fuzz_respan_response.c holds the same functions to their promises
  * for any bytes; the cases here pin down the meaning.
  */
+#include "exporter/http_client.h"
 #include "exporter/respan_response.h"
 #include "testing.h"
 
@@ -94,17 +95,17 @@ static void test_header_lines(void)
         {"\r\n", false, ""},
     };
     for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
-        char out[RC_RESPAN_RETRY_AFTER_VALUE_MAX] = "";
-        CHECK(rc_respan_retry_after_header(lines[i].line, strlen(lines[i].line), out, sizeof out) ==
+        char out[RC_HTTP_RETRY_AFTER_MAX] = "";
+        CHECK(rc_http_retry_after_header(lines[i].line, strlen(lines[i].line), out, sizeof out) ==
               lines[i].is_retry_after);
         CHECK_STR(out, lines[i].want);
     }
     /* A NUL byte ends the value, and what comes before it is trimmed. */
     static const char with_nul[] = "Retry-After: 9 \0junk\r\n";
-    char out[RC_RESPAN_RETRY_AFTER_VALUE_MAX] = "";
-    CHECK(rc_respan_retry_after_header(with_nul, sizeof with_nul - 1, out, sizeof out));
+    char out[RC_HTTP_RETRY_AFTER_MAX] = "";
+    CHECK(rc_http_retry_after_header(with_nul, sizeof with_nul - 1, out, sizeof out));
     CHECK_STR(out, "9");
-    CHECK(rc_respan_parse_retry_after(out, NOW) == 9000);
+    CHECK(rc_http_retry_after_ms(out, NOW) == 9000);
 }
 
 /* batch_create's results: positional, only "status" other than "success"
