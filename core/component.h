@@ -86,12 +86,13 @@ typedef struct rc_exporter_factory {
      * May be called from several threads at once. */
     rc_status (*export_batch)(void *inst, const rc_batch *batch, rc_error *err);
     /* Optional. True when export_batch returns only once the spans are
-     * persisted (a durable sending queue); see rc_consumer.durable. */
+     * persisted, which makes the pipeline durable (rc_consumer.durable).
+     * `queued`: the exporter delivers through a sending queue and counts
+     * sent / send_failed itself; the service counts only what the queue
+     * refused (otelcol_exporter_enqueue_failed_spans). Exporters on the
+     * shared queued-delivery module get both from it: exporter/delivery.h
+     * states what they promise. */
     bool (*persists)(const void *inst);
-    /* True for exporters with a sending queue: they count
-     * otelcol_exporter_sent_spans / _send_failed_spans themselves when
-     * they deliver, and the service counts what the queue refused as
-     * otelcol_exporter_enqueue_failed_spans. */
     bool queued;
     void (*shutdown)(void *inst);
     void (*destroy)(void *inst);

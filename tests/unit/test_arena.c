@@ -128,12 +128,12 @@ static void test_protobuf_allocator(void)
 int main(void)
 {
     rc_mem_set_limit(256 * MIB);
-    test_small_allocations_do_not_overlap();
-    test_big_allocation_keeps_current_chunk();
-    test_max_bytes_refuses();
-    test_memory_limit_refuses();
-    test_overflowing_size_refused();
-    test_protobuf_allocator();
+    RUN(test_small_allocations_do_not_overlap());
+    RUN(test_big_allocation_keeps_current_chunk());
+    RUN(test_max_bytes_refuses());
+    RUN(test_memory_limit_refuses());
+    RUN(test_overflowing_size_refused());
+    RUN(test_protobuf_allocator());
     CHECK(rc_mem_in_use() == 0);
     TEST_MAIN_END();
 }

@@ -153,10 +153,10 @@ static void test_memory_limit_refuses_arena(void)
 
 int main(void)
 {
-    test_from_request_and_take();
-    test_move_and_view();
-    test_view_of_split_runs_regroups_by_resource();
-    test_clone_is_independent();
-    test_memory_limit_refuses_arena();
+    RUN(test_from_request_and_take());
+    RUN(test_move_and_view());
+    RUN(test_view_of_split_runs_regroups_by_resource());
+    RUN(test_clone_is_independent());
+    RUN(test_memory_limit_refuses_arena());
     TEST_MAIN_END();
 }

@@ -177,10 +177,10 @@ static void test_config_errors_name_file_line_and_key(void)
 
 int main(void)
 {
-    test_size_trigger_sends_without_waiting_for_the_timeout();
-    test_timeout_sends_a_small_batch();
-    test_max_size_splits();
-    test_shutdown_flushes_everything_pending();
-    test_config_errors_name_file_line_and_key();
+    RUN(test_size_trigger_sends_without_waiting_for_the_timeout());
+    RUN(test_timeout_sends_a_small_batch());
+    RUN(test_max_size_splits());
+    RUN(test_shutdown_flushes_everything_pending());
+    RUN(test_config_errors_name_file_line_and_key());
     TEST_MAIN_END();
 }

@@ -384,15 +384,15 @@ static void test_memory_limiter_refuses(void)
 
 int main(void)
 {
-    test_encoding_names();
-    test_round_trips();
-    test_multi_member();
-    test_empty_input();
-    test_exact_limit();
-    test_bombs();
-    test_corrupt();
-    test_truncated();
-    test_memory_limiter_refuses();
+    RUN(test_encoding_names());
+    RUN(test_round_trips());
+    RUN(test_multi_member());
+    RUN(test_empty_input());
+    RUN(test_exact_limit());
+    RUN(test_bombs());
+    RUN(test_corrupt());
+    RUN(test_truncated());
+    RUN(test_memory_limiter_refuses());
     CHECK(rc_mem_in_use() == 0);
     TEST_MAIN_END();
 }

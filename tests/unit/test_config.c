@@ -964,20 +964,20 @@ static void test_golden_errors(void)
 
 int main(void)
 {
-    test_example_config();
-    test_parse_errors();
-    test_nesting_limit();
-    test_empty_and_null();
-    test_block_and_flow_sequences();
-    test_env();
-    test_bad_text();
-    test_getters();
-    test_durations();
-    test_unknown_keys();
-    test_cfg_error();
-    test_values_in_messages();
-    test_secret_never_shown();
-    test_load();
-    test_golden_errors();
+    RUN(test_example_config());
+    RUN(test_parse_errors());
+    RUN(test_nesting_limit());
+    RUN(test_empty_and_null());
+    RUN(test_block_and_flow_sequences());
+    RUN(test_env());
+    RUN(test_bad_text());
+    RUN(test_getters());
+    RUN(test_durations());
+    RUN(test_unknown_keys());
+    RUN(test_cfg_error());
+    RUN(test_values_in_messages());
+    RUN(test_secret_never_shown());
+    RUN(test_load());
+    RUN(test_golden_errors());
     TEST_MAIN_END();
 }

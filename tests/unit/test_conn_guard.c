@@ -291,9 +291,9 @@ int main(void)
 {
     for (size_t i = 0; i < sizeof slot_cases / sizeof slot_cases[0]; i++)
         run_slot_case(&slot_cases[i]);
-    test_deadline_of_each_phase();
-    test_deadline_restarts_with_each_phase();
-    test_reaper_wakes_for_new_lists();
-    test_many_deadlines();
+    RUN(test_deadline_of_each_phase());
+    RUN(test_deadline_restarts_with_each_phase());
+    RUN(test_reaper_wakes_for_new_lists());
+    RUN(test_many_deadlines());
     TEST_MAIN_END();
 }

@@ -709,17 +709,17 @@ static void test_table_is_consistent(void)
 
 int main(void)
 {
-    test_table_cases();
-    test_precedence_is_order_independent();
-    test_wrong_types_are_skipped_and_counted();
-    test_plain_values_follow_the_rules();
-    test_want_mask_limits_work();
-    test_present_canonical_keys();
-    test_span_name_fallback_and_vercel_roles();
-    test_message_sources_and_events();
-    test_log_types();
-    test_table_is_consistent();
-    test_messages();
+    RUN(test_table_cases());
+    RUN(test_precedence_is_order_independent());
+    RUN(test_wrong_types_are_skipped_and_counted());
+    RUN(test_plain_values_follow_the_rules());
+    RUN(test_want_mask_limits_work());
+    RUN(test_present_canonical_keys());
+    RUN(test_span_name_fallback_and_vercel_roles());
+    RUN(test_message_sources_and_events());
+    RUN(test_log_types());
+    RUN(test_table_is_consistent());
+    RUN(test_messages());
     CHECK(rc_mem_in_use() == 0);
     TEST_MAIN_END();
 }

@@ -802,11 +802,11 @@ static void test_pricing_file_wins_over_the_shipped_table(void)
 
 int main(void)
 {
-    test_cases();
-    test_non_llm_span_is_left_as_it_came();
-    test_metrics_count_what_was_and_was_not_priced();
-    test_runs_of_several_spans();
-    test_config_errors_name_file_line_and_key();
-    test_pricing_file_wins_over_the_shipped_table();
+    RUN(test_cases());
+    RUN(test_non_llm_span_is_left_as_it_came());
+    RUN(test_metrics_count_what_was_and_was_not_priced());
+    RUN(test_runs_of_several_spans());
+    RUN(test_config_errors_name_file_line_and_key());
+    RUN(test_pricing_file_wins_over_the_shipped_table());
     TEST_MAIN_END();
 }

@@ -129,9 +129,9 @@ static void test_detects_single_bit_flips(void)
 
 int main(void)
 {
-    test_known_vectors();
-    test_matches_reference();
-    test_incremental();
-    test_detects_single_bit_flips();
+    RUN(test_known_vectors());
+    RUN(test_matches_reference());
+    RUN(test_incremental());
+    RUN(test_detects_single_bit_flips());
     TEST_MAIN_END();
 }

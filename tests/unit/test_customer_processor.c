@@ -890,26 +890,26 @@ static void test_memory_per_100k_traces(void)
 
 int main(void)
 {
-    test_every_convention_key();
-    test_precedence_attribute_trace_header_default();
-    test_undecoded_text_becomes_valid_utf8();
-    test_params_validation();
-    test_truncation_and_identifiers();
-    test_drop_original();
-    test_propagation_customer_first();
-    test_propagation_customer_later_within_wait();
-    test_propagation_customer_never();
-    test_trace_facts_within_a_batch();
-    test_identifiers_and_params_follow_the_trace();
-    test_root_without_customer_releases();
-    test_root_customer_wins();
-    test_durable_hold_across_restarts();
-    test_ttl_expiry();
-    test_map_bound_evicts_oldest();
-    test_shutdown_flushes_held_spans();
-    test_held_budget_sends_on_when_full();
-    test_config_errors();
-    test_memory_per_100k_traces();
+    RUN(test_every_convention_key());
+    RUN(test_precedence_attribute_trace_header_default());
+    RUN(test_undecoded_text_becomes_valid_utf8());
+    RUN(test_params_validation());
+    RUN(test_truncation_and_identifiers());
+    RUN(test_drop_original());
+    RUN(test_propagation_customer_first());
+    RUN(test_propagation_customer_later_within_wait());
+    RUN(test_propagation_customer_never());
+    RUN(test_trace_facts_within_a_batch());
+    RUN(test_identifiers_and_params_follow_the_trace());
+    RUN(test_root_without_customer_releases());
+    RUN(test_root_customer_wins());
+    RUN(test_durable_hold_across_restarts());
+    RUN(test_ttl_expiry());
+    RUN(test_map_bound_evicts_oldest());
+    RUN(test_shutdown_flushes_held_spans());
+    RUN(test_held_budget_sends_on_when_full());
+    RUN(test_config_errors());
+    RUN(test_memory_per_100k_traces());
     CHECK(rc_mem_in_use() == 0);
     TEST_MAIN_END();
 }

@@ -197,8 +197,8 @@ static void test_listen(void)
 
 int main(void)
 {
-    test_parse();
-    test_sockaddr();
-    test_listen();
+    RUN(test_parse());
+    RUN(test_sockaddr());
+    RUN(test_listen());
     TEST_MAIN_END();
 }

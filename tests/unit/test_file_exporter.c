@@ -101,6 +101,6 @@ static void test_full_disk_leaves_no_torn_line(void)
 
 int main(void)
 {
-    test_full_disk_leaves_no_torn_line();
+    RUN(test_full_disk_leaves_no_torn_line());
     TEST_MAIN_END();
 }

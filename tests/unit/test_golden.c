@@ -417,9 +417,9 @@ int main(void)
     }
     printf("%zu golden cases\n", n);
 
-    test_memory_limit(dir);
-    test_count_spans(dir);
-    test_status_bodies();
-    test_response_bodies();
+    RUN(test_memory_limit(dir));
+    RUN(test_count_spans(dir));
+    RUN(test_status_bodies());
+    RUN(test_response_bodies());
     TEST_MAIN_END();
 }

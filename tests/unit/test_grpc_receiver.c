@@ -751,8 +751,8 @@ static void test_config_parsing(void)
 int main(void)
 {
     grpc_init();
-    test_config_parsing();
-    test_server();
+    RUN(test_config_parsing());
+    RUN(test_server());
     grpc_shutdown();
     TEST_MAIN_END();
 }

@@ -295,16 +295,16 @@ static void test_base64(void)
 
 int main(void)
 {
-    test_strings();
-    test_long_string_fast_path();
-    test_dense_escapes();
-    test_every_byte_at_every_offset();
-    test_seq_len();
-    test_key();
-    test_doubles();
-    test_doubles_round_trip();
-    test_integers();
-    test_hex();
-    test_base64();
+    RUN(test_strings());
+    RUN(test_long_string_fast_path());
+    RUN(test_dense_escapes());
+    RUN(test_every_byte_at_every_offset());
+    RUN(test_seq_len());
+    RUN(test_key());
+    RUN(test_doubles());
+    RUN(test_doubles_round_trip());
+    RUN(test_integers());
+    RUN(test_hex());
+    RUN(test_base64());
     TEST_MAIN_END();
 }

@@ -750,7 +750,7 @@ int main(void)
         if (!only || strcmp(only, names[i]) == 0) run_case(dir, names[i]);
         free(names[i]);
     }
-    test_doc_matches_code_table(root);
+    RUN(test_doc_matches_code_table(root));
     CHECK(rc_mem_in_use() == 0); /* every request was released */
     TEST_MAIN_END();
 }

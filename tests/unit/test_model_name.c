@@ -117,8 +117,8 @@ static void test_unusable_names(void)
 
 int main(void)
 {
-    test_cases();
-    test_candidates_are_distinct_and_most_specific_first();
-    test_unusable_names();
+    RUN(test_cases());
+    RUN(test_candidates_are_distinct_and_most_specific_first());
+    RUN(test_unusable_names());
     TEST_MAIN_END();
 }

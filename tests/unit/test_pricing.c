@@ -399,14 +399,14 @@ out:
 
 int main(void)
 {
-    test_lookup_cases();
-    test_compiled_table_is_the_shipped_file();
-    test_table_errors_name_the_line();
-    test_precedence_config_then_newest_table();
-    test_cache_resolves_once_and_reports_unknown_once();
-    test_cache_stops_growing_when_full();
-    test_concurrent_lookups_agree();
-    test_cost_arithmetic();
-    test_dated_prices_pick_the_last_in_force();
+    RUN(test_lookup_cases());
+    RUN(test_compiled_table_is_the_shipped_file());
+    RUN(test_table_errors_name_the_line());
+    RUN(test_precedence_config_then_newest_table());
+    RUN(test_cache_resolves_once_and_reports_unknown_once());
+    RUN(test_cache_stops_growing_when_full());
+    RUN(test_concurrent_lookups_agree());
+    RUN(test_cost_arithmetic());
+    RUN(test_dated_prices_pick_the_last_in_force());
     TEST_MAIN_END();
 }

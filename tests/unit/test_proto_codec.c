@@ -484,10 +484,10 @@ int main(void)
     if (!root || !*root) root = ".";
     check_dir(root, "tests/golden/decode", ".pb");
     check_dir(root, "fuzz/corpus/proto", ".pb");
-    test_merges();
-    test_odd_encodings();
-    test_errors_before_memory(root);
-    test_encode_json_inputs(root);
-    test_encode_by_hand();
+    RUN(test_merges());
+    RUN(test_odd_encodings());
+    RUN(test_errors_before_memory(root));
+    RUN(test_encode_json_inputs(root));
+    RUN(test_encode_by_hand());
     TEST_MAIN_END();
 }

@@ -2520,33 +2520,33 @@ int main(void)
             shared_tests(d);
         }
         test_memory_bytes = 0;
-        test_release_keeps_copy(d);
+        RUN(test_release_keeps_copy(d));
     }
     for (size_t i = 0; i < sizeof disk_durabilities / sizeof *disk_durabilities; i++) {
         rc_queue_durability d = disk_durabilities[i];
-        test_corrupt_while_queued(d);
-        test_copies_served_from_memory(d);
-        test_copy_and_read_back_identical(d);
-        test_copies_past_memory_bytes(d);
-        test_crash_with_some_copies(d);
-        test_take_id_corrupt(d);
-        test_missing_segment(d);
-        test_missing_after_crash(d);
-        test_lost_records_counted(d);
-        test_without_manifest(d);
-        test_small_queue_keeps_working(d);
-        test_failed_create_keeps_seq(d);
+        RUN(test_corrupt_while_queued(d));
+        RUN(test_copies_served_from_memory(d));
+        RUN(test_copy_and_read_back_identical(d));
+        RUN(test_copies_past_memory_bytes(d));
+        RUN(test_crash_with_some_copies(d));
+        RUN(test_take_id_corrupt(d));
+        RUN(test_missing_segment(d));
+        RUN(test_missing_after_crash(d));
+        RUN(test_lost_records_counted(d));
+        RUN(test_without_manifest(d));
+        RUN(test_small_queue_keeps_working(d));
+        RUN(test_failed_create_keeps_seq(d));
     }
-    test_memory_ignores_memory_bytes();
-    test_second_open_refused();
-    test_group_commit(0);
-    test_group_commit(4096);
+    RUN(test_memory_ignores_memory_bytes());
+    RUN(test_second_open_refused());
+    RUN(test_group_commit(0));
+    RUN(test_group_commit(4096));
 #if !UNDER_ASAN
-    test_memory_undo_accounting();
-    test_failed_open_keeps_files();
+    RUN(test_memory_undo_accounting());
+    RUN(test_failed_open_keeps_files());
 #endif
-    test_failed_sync_is_reported();
-    test_failed_sync_ids();
-    test_open_errors();
+    RUN(test_failed_sync_is_reported());
+    RUN(test_failed_sync_ids());
+    RUN(test_open_errors());
     TEST_MAIN_END();
 }

@@ -1382,28 +1382,28 @@ static void test_fixture_all_raw(void)
 
 int main(void)
 {
-    test_canonical_llm_span();
-    test_tool_messages_and_tools();
-    test_raw_openllmetry();
-    test_raw_vercel();
-    test_openinference_llm();
-    test_workflow_name_sources();
-    test_span_path();
-    test_logs_do_not_depend_on_batching();
-    test_openai_shaped_messages();
-    test_non_llm_spans();
-    test_status();
-    test_timestamps();
-    test_span_name_cut();
-    test_hostile_strings();
-    test_mangled_messages();
-    test_metadata_rules();
-    test_llm_only();
-    test_customer_and_environment();
-    test_cost_rules();
-    test_openinference_embedding();
-    test_provider_from_price();
-    test_fixture_openllmetry();
-    test_fixture_all_raw();
+    RUN(test_canonical_llm_span());
+    RUN(test_tool_messages_and_tools());
+    RUN(test_raw_openllmetry());
+    RUN(test_raw_vercel());
+    RUN(test_openinference_llm());
+    RUN(test_workflow_name_sources());
+    RUN(test_span_path());
+    RUN(test_logs_do_not_depend_on_batching());
+    RUN(test_openai_shaped_messages());
+    RUN(test_non_llm_spans());
+    RUN(test_status());
+    RUN(test_timestamps());
+    RUN(test_span_name_cut());
+    RUN(test_hostile_strings());
+    RUN(test_mangled_messages());
+    RUN(test_metadata_rules());
+    RUN(test_llm_only());
+    RUN(test_customer_and_environment());
+    RUN(test_cost_rules());
+    RUN(test_openinference_embedding());
+    RUN(test_provider_from_price());
+    RUN(test_fixture_openllmetry());
+    RUN(test_fixture_all_raw());
     TEST_MAIN_END();
 }

@@ -143,8 +143,8 @@ static void test_items(void)
 
 int main(void)
 {
-    test_items();
-    test_answers();
-    test_header_lines();
+    RUN(test_items());
+    RUN(test_answers());
+    RUN(test_header_lines());
     TEST_MAIN_END();
 }

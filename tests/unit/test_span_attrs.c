@@ -175,9 +175,9 @@ static void test_writes_replace_append_remove(void)
 
 int main(void)
 {
-    test_int_reads();
-    test_double_reads();
-    test_bool_and_string_reads();
-    test_writes_replace_append_remove();
+    RUN(test_int_reads());
+    RUN(test_double_reads());
+    RUN(test_bool_and_string_reads());
+    RUN(test_writes_replace_append_remove());
     TEST_MAIN_END();
 }

@@ -1876,31 +1876,31 @@ int main(void)
     size_t mem_before = rc_mem_in_use();
     for (size_t i = 0; i < sizeof all_durabilities / sizeof *all_durabilities; i++) {
         rc_queue_durability d = all_durabilities[i];
-        test_settle_releases(d);
-        test_wire_bytes(d);
-        test_settle_many_and_harmless(d);
-        test_wait_runs_out(d);
-        test_refused_release(d);
-        test_concurrency(d);
+        RUN(test_settle_releases(d));
+        RUN(test_wire_bytes(d));
+        RUN(test_settle_many_and_harmless(d));
+        RUN(test_wait_runs_out(d));
+        RUN(test_refused_release(d));
+        RUN(test_concurrency(d));
     }
     for (size_t i = 0; i < sizeof disk_durabilities / sizeof *disk_durabilities; i++) {
         rc_queue_durability d = disk_durabilities[i];
-        test_restart_keeps_waits(d);
-        test_notes(d);
-        test_dead_letters(d);
-        test_corrupt_while_held(d);
-        test_unreadable_at_open(d);
-        test_recheck_note_outlives_restart(d);
-        test_written_in_the_future(d);
+        RUN(test_restart_keeps_waits(d));
+        RUN(test_notes(d));
+        RUN(test_dead_letters(d));
+        RUN(test_corrupt_while_held(d));
+        RUN(test_unreadable_at_open(d));
+        RUN(test_recheck_note_outlives_restart(d));
+        RUN(test_written_in_the_future(d));
     }
-    test_bound(RC_QUEUE_ASYNC);
-    test_bound(RC_QUEUE_MEMORY);
-    test_crash();
-    test_memory_close();
-    test_failed_sync();
-    test_memory_charged();
-    test_idle_thread();
-    test_second_open_refused();
+    RUN(test_bound(RC_QUEUE_ASYNC));
+    RUN(test_bound(RC_QUEUE_MEMORY));
+    RUN(test_crash());
+    RUN(test_memory_close());
+    RUN(test_failed_sync());
+    RUN(test_memory_charged());
+    RUN(test_idle_thread());
+    RUN(test_second_open_refused());
     CHECK(rc_mem_in_use() == mem_before);
     TEST_MAIN_END();
 }

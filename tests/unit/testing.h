@@ -4,11 +4,17 @@
  * A failed CHECK prints file, line and the expression, counts the failure
  * and carries on, so one run shows every broken case. TEST_MAIN_END prints
  * "N passed, N failed" and returns non-zero when anything failed.
+ *
+ * main() runs each case as RUN(test_name(args)); with RC_TEST_CASE set in
+ * the environment only the cases whose call contains it run, e.g.
+ *   RC_TEST_CASE=test_missing_segment build/tests/test_queue
  */
 #ifndef RC_TESTING_H
 #define RC_TESTING_H
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int t_passed, t_failed;
@@ -46,6 +52,17 @@ static int t_passed, t_failed;
             fprintf(stderr, "%s:%d: %s does not contain \"%s\"\n  got: %s\n", __FILE__, __LINE__,  \
                     #got, n_, g_ ? g_ : "(null)");                                                 \
         }                                                                                          \
+    } while (0)
+
+static inline bool t_selected(const char *call)
+{
+    const char *only = getenv("RC_TEST_CASE");
+    return !only || !only[0] || strstr(call, only);
+}
+
+#define RUN(call)                                                                                  \
+    do {                                                                                           \
+        if (t_selected(#call)) call;                                                               \
     } while (0)
 
 #define TEST_MAIN_END()                                                                            \
