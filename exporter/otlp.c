@@ -390,6 +390,13 @@ static void send_items(void *sp, const rc_delivery_item *items, size_t n, rc_sen
                                  GRPC_SLICE_LENGTH(resp));
         grpc_slice_unref(resp);
         if (r->rejected_spans > spans) r->rejected_spans = spans; /* believe no more than sent */
+        if (r->verdict == RC_VERDICT_REFUSED) {
+            /* This detail heads the delivery module's one error line. */
+            char why[sizeof r->detail + 512];
+            snprintf(why, sizeof why, "%s refused the export (%s): check endpoint, headers and tls",
+                     x->target, r->detail);
+            rc_otlp_set_detail(r, why, strlen(why));
+        }
     }
     if (call) grpc_call_unref(call);
     grpc_metadata_array_destroy(&c.initial_md);

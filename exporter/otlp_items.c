@@ -180,8 +180,10 @@ void rc_otlp_dead_letter_entry(const char *id, const char *status_kind,
                 arena ? err.msg : "out of memory");
     }
     rc_arena_free(arena);
-    rc_warn(id, "dead-lettered %" PRIu32 " spans (trace %s) after %s %ld: %s", item->spans,
-            trace[0] ? trace : "-", status_kind, status, detail && detail[0] ? detail : "-");
+    /* The delivery module logs the refusal itself; this names the line. */
+    rc_debug(id, "dead letter of %" PRIu32 " spans (%s %ld), first trace %s", item->spans,
+             status_kind, status, trace[0] ? trace : "-");
+    (void)detail;
 }
 
 rc_status rc_otlp_items_to_json(const rc_delivery_item *items, size_t n, rc_buf *out, rc_error *err)

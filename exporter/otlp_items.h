@@ -46,9 +46,9 @@ size_t rc_otlp_item_frame(const char *data, size_t len, rc_delivery_item *item);
  * format), so that the file can be replayed as it is, e.g. line by line to
  * an OTLP/HTTP endpoint with Content-Type: application/json. The status and
  * detail are not in the line (a strict reader of ExportTraceServiceRequest
- * might refuse a field it does not know): they are logged, by exporter id,
- * with the span count and the first span's trace id to find the line by.
- * An item that does not decode (a damaged record) is written as an empty
+ * might refuse a field it does not know): the delivery module logs them
+ * with the span count; at debug level this adds the first span's trace id
+ * to find the line by. An item that does not decode (a damaged record) is written as an empty
  * request carrying its bytes in base64 under "undecodableProtobuf". */
 void rc_otlp_dead_letter_entry(const char *id, const char *status_kind,
                                const rc_delivery_item *item, long status, const char *detail,

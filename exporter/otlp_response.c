@@ -122,10 +122,12 @@ static void set_detail_str(rc_send_result *r, const char *s)
 
 /* --- google.rpc.Status ------------------------------------------------------------ */
 
-/* The delay of a RetryInfo detail in ms, -1 when there is none or it is
- * negative or too long to believe. */
-static int64_t retry_info_ms(const rpc_status *st)
+/* Whether st carries a google.rpc.RetryInfo, and its delay in *ms: -1 when
+ * it has none, or one that is negative or too long to believe (the sender
+ * then backs off on its own). */
+static bool retry_info(const rpc_status *st, int64_t *ms)
 {
+    *ms = -1;
     for (size_t i = 0; st && i < st->n_details; i++) {
         const Google__Protobuf__Any *any = st->details[i];
         if (!any || !any->type_url) continue;
@@ -133,19 +135,18 @@ static int64_t retry_info_ms(const rpc_status *st)
         if (ul < sl || strcmp(any->type_url + ul - sl, RETRY_INFO_SUFFIX) != 0) continue;
         Google__Rpc__RetryInfo *ri =
             google__rpc__retry_info__unpack(NULL, any->value.len, any->value.data);
-        int64_t ms = -1;
-        if (ri && ri->retry_delay) {
-            int64_t s = ri->retry_delay->seconds;
-            int32_t ns = ri->retry_delay->nanos;
-            if (s >= 0 && ns >= 0 && ns < 1000000000 && s < RC_HTTP_RETRY_AFTER_MAX_S)
-                ms = s * 1000 + ns / 1000000;
-        } else if (ri) {
-            ms = 0; /* RetryInfo without a delay: the server says retry, now */
+        if (!ri) continue; /* not a RetryInfo after all */
+        const Google__Protobuf__Duration *dl = ri->retry_delay;
+        if (!dl) {
+            *ms = 0; /* no delay given: the server says retry, now */
+        } else if (dl->seconds >= 0 && dl->nanos >= 0 && dl->nanos < 1000000000 &&
+                   dl->seconds < RC_HTTP_RETRY_AFTER_MAX_S) {
+            *ms = dl->seconds * 1000 + dl->nanos / 1000000;
         }
-        if (ri) google__rpc__retry_info__free_unpacked(ri, NULL);
-        if (ms >= 0) return ms;
+        google__rpc__retry_info__free_unpacked(ri, NULL);
+        return true;
     }
-    return -1;
+    return false;
 }
 
 /* --- gRPC ---------------------------------------------------------------------------- */
@@ -210,8 +211,8 @@ void rc_otlp_grpc_read_answer(rc_send_result *r, int code, const char *message, 
     rpc_status *st = status_details && status_details_len
                          ? google__rpc__status__unpack(NULL, status_details_len, status_details)
                          : NULL;
-    int64_t delay = retry_info_ms(st);
-    r->verdict = rc_otlp_grpc_verdict(code, delay >= 0);
+    int64_t delay;
+    r->verdict = rc_otlp_grpc_verdict(code, retry_info(st, &delay));
     if (r->verdict == RC_VERDICT_RETRY || r->verdict == RC_VERDICT_THROTTLE)
         r->retry_after_ms = delay;
     /* "UNAVAILABLE: message": the name says more in a log than the number. */

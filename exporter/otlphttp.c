@@ -253,6 +253,13 @@ static void send_items(void *sp, const rc_delivery_item *items, size_t n, rc_sen
     rc_otlphttp_read_answer(r, status, a.content_type, a.retry_after, a.body, a.body_len,
                             (int64_t)time(NULL));
     if (r->rejected_spans > spans) r->rejected_spans = spans; /* believe no more than sent */
+    if (r->verdict == RC_VERDICT_REFUSED) {
+        /* This detail heads the delivery module's one error line. */
+        char why[sizeof r->detail + 512];
+        snprintf(why, sizeof why, "%s answered HTTP %ld (%s): check the URL, encoding and headers",
+                 s->x->url, status, r->detail);
+        rc_otlp_set_detail(r, why, strlen(why));
+    }
 }
 
 static void dead_letter_entry(void *exporter, const rc_delivery_item *item, long status,
