@@ -16,6 +16,8 @@ extern const rc_exporter_factory rc_file_exporter_factory;
 extern const rc_exporter_factory rc_debug_exporter_factory;
 extern const rc_exporter_factory rc_nop_exporter_factory;
 extern const rc_exporter_factory rc_respan_exporter_factory;
+extern const rc_exporter_factory rc_otlp_exporter_factory;
+extern const rc_exporter_factory rc_otlphttp_exporter_factory;
 extern const rc_extension_factory rc_health_check_extension_factory;
 
 static const rc_receiver_factory *const receivers[] = {
@@ -33,6 +35,8 @@ static const rc_exporter_factory *const exporters[] = {
     &rc_debug_exporter_factory,
     &rc_nop_exporter_factory,
     &rc_respan_exporter_factory,
+    &rc_otlp_exporter_factory,
+    &rc_otlphttp_exporter_factory,
 };
 
 static const rc_extension_factory *const extensions[] = {
