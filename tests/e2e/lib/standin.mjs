@@ -227,18 +227,20 @@ export class Standin {
   }
 }
 
-/* The config of a collector sending to the stand-in at `url`: OTLP ->
- * customer -> cost -> batch -> respan. `respan` holds extra exporter keys
- * as YAML flow entries (values written as given), overriding the test
- * defaults below; `queue` the sending_queue entries; `customer` the
- * customer processor's (e.g. { propagation_wait: '20s' }). */
-export function respanPipelineConfig({ ports, dir, url, apiKey, respan = {}, queue = {}, customer = {} }) {
-  const flow = (obj) =>
-    Object.entries(obj)
-      .map(([k, v]) => `${k}: ${v}`)
-      .join(', ');
+const flowEntries = (obj) =>
+  Object.entries(obj)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
+
+/* The `respan` exporter's section (block-map lines) for a collector whose
+ * temporary directory is `dir`, sending to the stand-in at `url`: its
+ * queue (`queue/`, or `queueName`) and dead-letter file in `dir`. `respan`
+ * holds extra exporter keys as YAML flow entries (values written as
+ * given), overriding the test defaults below; `queue` the sending_queue
+ * entries. Also used by pipelines with more than one exporter. */
+export function respanExporterLines({ dir, url, apiKey, respan = {}, queue = {}, queueName = 'queue' }) {
   const sendingQueue = {
-    directory: JSON.stringify(path.join(dir, 'queue')),
+    directory: JSON.stringify(path.join(dir, queueName)),
     max_size_mib: 64,
     durability: 'fsync',
     ...queue,
@@ -252,18 +254,25 @@ export function respanPipelineConfig({ ports, dir, url, apiKey, respan = {}, que
     retry_on_failure: '{ initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0 }',
     dead_letter_file: JSON.stringify(path.join(dir, 'deadletter.jsonl')),
     ...respan,
-    sending_queue: `{ ${flow(sendingQueue)} }`,
+    sending_queue: `{ ${flowEntries(sendingQueue)} }`,
   };
+  return Object.entries(exporter).map(([k, v]) => `${k}: ${v}`);
+}
+
+/* The config of a collector sending to the stand-in at `url`: OTLP ->
+ * customer -> cost -> batch -> respan (respanExporterLines); `customer`
+ * holds the customer processor's entries (e.g. { propagation_wait: '20s' }). */
+export function respanPipelineConfig({ ports, dir, url, apiKey, respan = {}, queue = {}, customer = {} }) {
   return pipelineConfig({
     ports,
     /* Spans waiting for their trace's customer are held on disk next to
      * the queue, so that restart() finds them too. */
     processors: {
-      customer: `{ ${flow({ hold_directory: JSON.stringify(path.join(dir, 'hold')), ...customer })} }`,
+      customer: `{ ${flowEntries({ hold_directory: JSON.stringify(path.join(dir, 'hold')), ...customer })} }`,
       cost: '{}',
       batch: '{ send_batch_size: 8192, timeout: 100ms }',
     },
-    exporters: { respan: Object.entries(exporter).map(([k, v]) => `${k}: ${v}`) },
+    exporters: { respan: respanExporterLines({ dir, url, apiKey, respan, queue }) },
   });
 }
 
