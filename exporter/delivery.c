@@ -62,6 +62,9 @@ struct rc_delivery {
     atomic_long refused_status; /* the REFUSED status being retried, for one log line */
     pthread_mutex_t dlq_mu;
     int dlq_fd;
+    int64_t dlq_logged_ms;         /* under dlq_mu: when a dead letter was last logged */
+    uint64_t dlq_logged_hash;      /* under dlq_mu: of its status and detail */
+    _Atomic uint64_t dlq_unlogged; /* dead letters not logged since */
 };
 
 typedef enum { DELIVERED, STOPPED } outcome;
@@ -253,6 +256,27 @@ rc_status rc_delivery_enqueue_counted(rc_delivery *d, const rc_buf *items, uint6
 
 /* --- dead letters ---------------------------------------------------------- */
 
+/* A destination that refuses everything alike (a revoked token) must not
+ * flood the log: the same refusal is logged at most once a second, with a
+ * count of those not logged; a different one (another poison item's
+ * reason) is logged at once. */
+static bool should_log_dead_letter(rc_delivery *d, long status, const char *detail)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)status;
+    for (const char *p = detail; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    int64_t now = rc_now_ms();
+    pthread_mutex_lock(&d->dlq_mu);
+    bool log = h != d->dlq_logged_hash || now - d->dlq_logged_ms >= 1000;
+    if (log) {
+        d->dlq_logged_hash = h;
+        d->dlq_logged_ms = now;
+    }
+    pthread_mutex_unlock(&d->dlq_mu);
+    if (!log) atomic_fetch_add(&d->dlq_unlogged, 1);
+    return log;
+}
+
 static void dead_letter(rc_delivery *d, const rc_delivery_item *it, long status, const char *detail)
 {
     rc_buf entry = RC_BUF_INIT;
@@ -269,15 +293,20 @@ static void dead_letter(rc_delivery *d, const rc_delivery_item *it, long status,
     pthread_mutex_unlock(&d->dlq_mu);
     rc_counter_add(d->m.dead_letter, it->spans);
     rc_counter_add(d->m.send_failed, it->spans);
-    if (written)
-        rc_warn(d->id, "the destination refused %" PRIu32 " spans (%ld: %s); written to %s",
-                it->spans, status, detail, d->c.dead_letter_path);
-    else
-        rc_error_log(d->id,
-                     "the destination refused %" PRIu32 " spans (%ld: %s) and they could not "
-                     "be written to %s: %s; they are lost",
-                     it->spans, status, detail, d->c.dead_letter_path,
-                     entry.failed ? "out of memory" : strerror(saved));
+    if (should_log_dead_letter(d, status, detail)) {
+        uint64_t more = atomic_exchange(&d->dlq_unlogged, 0);
+        char also[64] = "";
+        if (more) snprintf(also, sizeof also, " (and %" PRIu64 " more since the last line)", more);
+        if (written)
+            rc_warn(d->id, "the destination refused %" PRIu32 " spans (%ld: %s); written to %s%s",
+                    it->spans, status, detail, d->c.dead_letter_path, also);
+        else
+            rc_error_log(d->id,
+                         "the destination refused %" PRIu32 " spans (%ld: %s) and they could "
+                         "not be written to %s: %s; they are lost%s",
+                         it->spans, status, detail, d->c.dead_letter_path,
+                         entry.failed ? "out of memory" : strerror(saved), also);
+    }
     rc_buf_free(&entry);
 }
 

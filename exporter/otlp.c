@@ -40,9 +40,10 @@
  *                             never gives up; without: a limit the request
  *                             hit (a message too large), so split
  *   UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED (a wrong endpoint),
- *   NOT_FOUND                 refused: kept queued, logged once, retried every
- *                             max_interval until a reload fixes the config;
- *                             nothing is dropped for a misconfiguration
+ *   NOT_FOUND                 permanent, as the specification says: the
+ *                             whole request goes to the dead-letter file,
+ *                             whence `replay` sends it once the config is
+ *                             fixed (no bisection: no half would pass)
  *   INVALID_ARGUMENT, INTERNAL, UNKNOWN, FAILED_PRECONDITION,
  *   ALREADY_EXISTS, others    split: bisected until the refused items are
  *                             alone, which go to the dead-letter file (one
@@ -422,8 +423,9 @@ static void send_items(void *sp, const rc_delivery_item *items, size_t n, rc_sen
                                  GRPC_SLICE_LENGTH(resp));
         grpc_slice_unref(resp);
         if (r->rejected_spans > spans) r->rejected_spans = spans; /* believe no more than sent */
-        if (r->verdict == RC_VERDICT_REFUSED) {
-            /* This detail heads the delivery module's one error line. */
+        if (r->verdict == RC_VERDICT_DROP) {
+            /* Wrong credentials or endpoint: the detail, in the log line and
+             * the dead letters, says where to look. */
             char why[sizeof r->detail + 512];
             snprintf(why, sizeof why, "%s refused the export (%s): check endpoint, headers and tls",
                      x->target, r->detail);

@@ -172,7 +172,10 @@ rc_verdict rc_otlp_grpc_verdict(int code, bool has_retry_info)
     case CODE_PERMISSION_DENIED:
     case CODE_UNIMPLEMENTED:
     case CODE_NOT_FOUND:
-        return RC_VERDICT_REFUSED;
+        /* Permanent (OTLP spec, issue 10): dead-lettered, where a replay
+         * picks them up once the credentials or the endpoint are fixed.
+         * Not bisected: no half of the request would fare better. */
+        return RC_VERDICT_DROP;
     default: /* INVALID_ARGUMENT, UNKNOWN, ALREADY_EXISTS, FAILED_PRECONDITION,
                 INTERNAL, codes past UNAUTHENTICATED */
         return RC_VERDICT_SPLIT;
@@ -266,11 +269,12 @@ rc_verdict rc_otlphttp_verdict(long status)
     case 431: /* our headers are too large: the config */
     case 501: /* the server does not do OTLP here */
     case 505:
-        return RC_VERDICT_REFUSED;
+        /* The config, not the data: permanent, dead-lettered whole. */
+        return RC_VERDICT_DROP;
     default:
         break;
     }
-    if (status >= 300 && status < 400) return RC_VERDICT_REFUSED; /* moved: fix the endpoint */
+    if (status >= 300 && status < 400) return RC_VERDICT_DROP; /* moved: fix the endpoint */
     if (status >= 400 && status < 500) return RC_VERDICT_DROP;
     /* 500 and the rest of 5xx: permanent in OTLP, but one bad item may be
      * what breaks the server: bisection isolates it and sends the rest. */

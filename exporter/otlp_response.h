@@ -11,17 +11,19 @@
  * exporters run, on every code and on hostile bytes.
  *
  * The mapping follows the OTLP specification (protocol/exporter.md,
- * "Failures"), with these choices where it leaves room or where following
- * it to the letter would lose data for a misconfiguration; each exporter's
- * top comment and docs/configuration.md show the whole table:
- *   - "not retryable" codes that a wrong endpoint or wrong credentials
- *     cause (gRPC UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED,
- *     NOT_FOUND; HTTP 3xx, 401, 403, 404, 405, ...) are REFUSED: the data
- *     stays queued until a reload fixes the config;
- *   - the other "not retryable" codes are SPLIT: the request is bisected, so
- *     the items a server refuses are isolated and dead-lettered while the
- *     rest is delivered; only HTTP 4xx codes that no item can cause on its
- *     own nor a config change fix are DROP.
+ * "Failures") and issue 10: retryable codes are retried, every other code
+ * is permanent and its spans go to the dead-letter file (OTLP/JSON lines
+ * that `respan-collector replay` sends once the cause is fixed), counted.
+ * Choices where the specification leaves room:
+ *   - codes a wrong endpoint or wrong credentials cause (gRPC
+ *     UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, NOT_FOUND; HTTP
+ *     3xx, 401, 403, 404, 405, ...) are DROP: dead-lettered whole, since no
+ *     part of the request would fare better;
+ *   - the other permanent codes are SPLIT: the request is bisected, so the
+ *     items a server refuses are isolated and dead-lettered while the rest
+ *     is delivered; HTTP 4xx codes no item can cause on its own are DROP.
+ * (The respan exporter keeps data queued on a refused key instead: its
+ * key is this collector's own config, fixed by a reload.)
  *
  * Promises, whatever the bytes: detail is NUL-terminated valid UTF-8
  * without control characters; retry_after_ms is -1 or in

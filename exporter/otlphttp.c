@@ -40,11 +40,11 @@
  *   500 and other 5xx    split too: "not retryable" in the specification,
  *                        and the one item that breaks a server is isolated
  *                        while the others still get through
- *   401, 403, 404, 405, 407, 410, 414, 415, 421, 426, 431, 501, 505, 3xx
- *                        refused: a wrong URL, encoding or credentials;
- *                        kept queued, logged once, retried every
- *                        max_interval until a reload fixes the config
- *   other 4xx            dropped: dead-lettered as they are
+ *   401, 403, 404, 405, 407, 410, 414, 415, 421, 426, 431, 501, 505, 3xx,
+ *   other 4xx            permanent (a wrong URL, encoding or credentials,
+ *                        or a refusal no single item causes): the whole
+ *                        request is dead-lettered, for `replay` once the
+ *                        cause is fixed
  * The detail logged and dead-lettered is the message of the google.rpc.Status
  * body (protobuf or JSON), else the start of the body. Header values are in
  * no log line and no error message.
@@ -253,8 +253,9 @@ static void send_items(void *sp, const rc_delivery_item *items, size_t n, rc_sen
     rc_otlphttp_read_answer(r, status, a.content_type, a.retry_after, a.body, a.body_len,
                             (int64_t)time(NULL));
     if (r->rejected_spans > spans) r->rejected_spans = spans; /* believe no more than sent */
-    if (r->verdict == RC_VERDICT_REFUSED) {
-        /* This detail heads the delivery module's one error line. */
+    if (r->verdict == RC_VERDICT_DROP) {
+        /* The detail, in the log line and the dead letters, says where to
+         * look. */
         char why[sizeof r->detail + 512];
         snprintf(why, sizeof why, "%s answered HTTP %ld (%s): check the URL, encoding and headers",
                  s->x->url, status, r->detail);

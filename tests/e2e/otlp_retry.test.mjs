@@ -17,13 +17,11 @@
  *                dead-lettered. A RetryInfo delay or Retry-After is waited
  *                out before the next attempt (a lower bound the server
  *                sets, not a measure of the machine's speed);
- *   kept queued  gRPC UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED,
- *                NOT_FOUND; HTTP 401, 403, 404 (a misconfiguration: retried
- *                every max_interval, nothing dropped): delivered once the
- *                server accepts, nothing dead-lettered;
- *   dead-letter  gRPC INVALID_ARGUMENT, INTERNAL, UNKNOWN,
+ *   dead-letter  gRPC UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED,
+ *                NOT_FOUND, INVALID_ARGUMENT, INTERNAL, UNKNOWN,
  *                FAILED_PRECONDITION, ALREADY_EXISTS, RESOURCE_EXHAUSTED
- *                without RetryInfo; HTTP 400, 413, 422, 500, 409: one
+ *                without RetryInfo; HTTP 400, 401, 403, 404, 413, 422, 500,
+ *                409 (all permanent in the OTLP specification): one
  *                request only, the spans in the dead-letter file (OTLP/JSON:
  *                the SDK's spans plus A's derived attributes), counted in
  *                respan_exporter_dead_letter_spans and
@@ -243,8 +241,8 @@ for (const name of ['RESOURCE_EXHAUSTED', 'INVALID_ARGUMENT', 'INTERNAL', 'UNKNO
 }
 
 for (const name of ['UNAUTHENTICATED', 'PERMISSION_DENIED', 'UNIMPLEMENTED', 'NOT_FOUND']) {
-  test(`otlp: ${name} (a misconfiguration) keeps the spans queued until accepted`, async () => {
-    await runCase('otlp', name, [[grpcErr(GrpcCode[name]), 2]], { outcome: 'delivered', refusals: 2 });
+  test(`otlp: ${name} (wrong credentials or endpoint) is permanent: dead-lettered, not retried`, async () => {
+    await runCase('otlp', name, [[grpcErr(GrpcCode[name]), 1]], { outcome: 'dead-letter', refusals: 1, retries: 0 });
   });
 }
 
@@ -281,8 +279,8 @@ for (const status of [400, 413, 422, 500, 409]) {
 }
 
 for (const status of [401, 403, 404]) {
-  test(`otlphttp: ${status} (a misconfiguration) keeps the spans queued until accepted`, async () => {
-    await runCase('otlphttp', `HTTP ${status}`, [[httpErr(status), 2]], { outcome: 'delivered', refusals: 2 });
+  test(`otlphttp: ${status} (wrong credentials or URL) is permanent: dead-lettered, not retried`, async () => {
+    await runCase('otlphttp', `HTTP ${status}`, [[httpErr(status), 1]], { outcome: 'dead-letter', refusals: 1, retries: 0 });
   });
 }
 

@@ -18,9 +18,9 @@ the answer leads to:
     delivered, each retry counted;
   - RetryInfo / Retry-After honoured (UNAVAILABLE and RESOURCE_EXHAUSTED
     with RetryInfo; 503 and 429 with Retry-After), backoff without;
-  - refused (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, NOT_FOUND;
-    401, 403, 404, 405): kept queued and delivered once the server takes
-    them, nothing dead-lettered, one error line naming the endpoint;
+  - wrong credentials or endpoint (UNAUTHENTICATED, PERMISSION_DENIED,
+    UNIMPLEMENTED, NOT_FOUND; 401, 403, 404, 405, 3xx): dead-lettered whole,
+    without bisection or retry, with a log line naming the endpoint;
   - permanent (INVALID_ARGUMENT, INTERNAL, UNKNOWN, FAILED_PRECONDITION,
     ALREADY_EXISTS, RESOURCE_EXHAUSTED without RetryInfo; 400, 413, 422,
     500): the poisoned resource isolated by bisection and dead-lettered with
@@ -288,37 +288,48 @@ def case_retry_delay_honoured(sink, col):
                     "delivered after one retry")
         for dest, answer, want in run:
             gap = gap_after_first(sink, dest, prefix)
-            if want is None:
-                # backoff from initial_interval 50ms: well under a second
-                assert gap < 0.9, "%s %r: retried after %.2fs" % (dest, answer, gap)
-            else:
-                assert want - 0.1 <= gap < want + 1.0, (
+            # Only a lower bound: the asked-for wait is honoured. How soon
+            # after it the retry comes is the machine's business, and no
+            # test of behaviour should time it.
+            if want is not None:
+                assert gap >= want - 0.1, (
                     "%s %r: retried after %.2fs, asked for %.1fs" % (dest, answer, gap, want))
 
 
-def case_refused_kept_queued(sink, col):
-    scripts = {
+def case_misconfig_dead_lettered(sink, col):
+    """Wrong credentials or endpoint are permanent (OTLP spec, issue 10):
+    the whole request is dead-lettered at once, not bisected, with a log
+    line naming the endpoint, and the dead letter replays as it is."""
+    codes = {
         "grpc": [{"code": c, "message": "no (%s)" % c} for c in
                  ("UNAUTHENTICATED", "PERMISSION_DENIED", "UNIMPLEMENTED", "NOT_FOUND")],
-        "http": [{"status": s, "message": "no"} for s in (401, 403, 404, 405)],
-        "json": [{"status": 401, "message": "bad key"}],
+        "http": [{"status": st, "message": "no (%d)" % st} for st in (401, 403, 404, 405)],
+        "json": [{"status": st, "message": "no (%d)" % st} for st in (401, 301)],
     }
-    for dest, script in scripts.items():
-        sink.set(dest, script)
-    before = snapshot(col)
-    send(col, [["refused-a", "refused-b"]])
-    wait_counts(col, before, {x: {SENT: 2, RETRIES: len(scripts[d])}
-                              for x, d in EXPORTERS.items()},
-                "refused, kept queued, delivered once taken")
-    d = deltas(col, before)
-    for x in EXPORTERS:
-        assert d[x][DEAD] == 0 and d[x][FAILED] == 0, (x, d[x])
+    for i in range(max(len(v) for v in codes.values())):
+        prefix = "misconf%d-" % i
+        active = {d: v[i] for d, v in codes.items() if i < len(v)}
+        for dest in EXPORTERS.values():
+            sink.set(dest, [active[dest]] if dest in active else [])
+        before = snapshot(col)
+        dl_before = {x: len(col.dead_letters(x)) for x in EXPORTERS}
+        send(col, [[prefix + "a", prefix + "b"]])
+        want = {x: ({SENT: 0, DEAD: 2, FAILED: 2, RETRIES: 0} if d in active else {SENT: 2})
+                for x, d in EXPORTERS.items()}
+        wait_counts(col, before, want, "dead-lettered whole (%s)" % active)
+        for x, dest in EXPORTERS.items():
+            if dest not in active:
+                continue
+            assert len(sink.got(dest, prefix)) == 1, "%s: bisected or retried" % x
+            lines = col.dead_letters(x)[dl_before[x]:]
+            names = [sp["name"] for line in lines for rs in json.loads(line)["resourceSpans"]
+                     for ss in rs["scopeSpans"] for sp in ss["spans"]]
+            assert sorted(names) == [prefix + "a", prefix + "b"], "%s: %s" % (x, names)
     log = col.stderr()
     assert "127.0.0.1:%d refused the export (UNAUTHENTICATED: no (UNAUTHENTICATED))" \
-        % sink.grpc_port in log, "no error line naming the gRPC endpoint"
+        % sink.grpc_port in log, "no log line naming the gRPC endpoint"
     assert "http://127.0.0.1:%d/v1/traces answered HTTP 401" % sink.http_port in log, \
-        "no error line naming the URL"
-    assert "accepts data again" in log
+        "no log line naming the URL"
     assert TOKEN not in log, "a header value was logged"
 
 
@@ -364,7 +375,7 @@ def case_permanent_bisected(sink, col):
     # line, and every exporter delivers it once the destination accepts it.
     for dest in EXPORTERS.values():
         sink.set(dest, [])
-    line = col.dead_letters("otlphttp")[0]
+    line = next(ln for ln in col.dead_letters("otlphttp") if "perm0-poison" in ln)
     seen = {d: len(sink.got(d, "perm0-poison")) for d in EXPORTERS.values()}
     before = snapshot(col)
     status, _, body = post_traces(col.ports["http"], line.encode(),
@@ -516,7 +527,8 @@ def main():
         runner.case("retryable codes are retried until delivered", case_retryable, sink, col)
         runner.case("RetryInfo and Retry-After are honoured", case_retry_delay_honoured, sink,
                     col)
-        runner.case("refusals keep the data queued", case_refused_kept_queued, sink, col)
+        runner.case("wrong credentials or endpoint: dead-lettered whole",
+                    case_misconfig_dead_lettered, sink, col)
         runner.case("permanent errors: bisected, poison dead-lettered",
                     case_permanent_bisected, sink, col)
         runner.case("other 4xx: dead-lettered whole", case_other_4xx_dropped, sink, col)

@@ -70,13 +70,13 @@ static const grpc_case grpc_cases[] = {
      "RESOURCE_EXHAUSTED: message larger than max"},
     {8, "no retry info", 8, "no retry info", 0, NONE, NULL, RC_VERDICT_SPLIT, -1, 0,
      "RESOURCE_EXHAUSTED: no retry info"},
-    /* a misconfiguration: kept queued */
-    {16, "bad token", NONE, NULL, 0, NONE, NULL, RC_VERDICT_REFUSED, -1, 0,
+    /* wrong credentials or endpoint: permanent, dead-lettered whole */
+    {16, "bad token", NONE, NULL, 0, NONE, NULL, RC_VERDICT_DROP, -1, 0,
      "UNAUTHENTICATED: bad token"},
-    {7, "", NONE, NULL, 0, NONE, NULL, RC_VERDICT_REFUSED, -1, 0, "PERMISSION_DENIED"},
-    {12, "unknown service", NONE, NULL, 0, NONE, NULL, RC_VERDICT_REFUSED, -1, 0,
+    {7, "", NONE, NULL, 0, NONE, NULL, RC_VERDICT_DROP, -1, 0, "PERMISSION_DENIED"},
+    {12, "unknown service", NONE, NULL, 0, NONE, NULL, RC_VERDICT_DROP, -1, 0,
      "UNIMPLEMENTED: unknown service"},
-    {5, "", NONE, NULL, 0, NONE, NULL, RC_VERDICT_REFUSED, -1, 0, "NOT_FOUND"},
+    {5, "", NONE, NULL, 0, NONE, NULL, RC_VERDICT_DROP, -1, 0, "NOT_FOUND"},
     /* permanent: bisected, then dead-lettered; a RetryInfo changes nothing */
     {3, "span 3 has a bad id", NONE, NULL, 0, NONE, NULL, RC_VERDICT_SPLIT, -1, 0,
      "INVALID_ARGUMENT: span 3 has a bad id"},
@@ -218,15 +218,14 @@ static const http_case http_cases[] = {
     {502, "", "", "", RC_VERDICT_RETRY, -1, 0, "HTTP 502"},
     {504, "", "1", "", RC_VERDICT_RETRY, 1000, 0, "HTTP 504"},
     {408, "", "", "", RC_VERDICT_RETRY, -1, 0, "HTTP 408"},
-    /* refused: kept queued */
-    {401, "application/json", "", "{\"message\":\"bad key\"}", RC_VERDICT_REFUSED, -1, 0,
-     "bad key"},
-    {403, "", "", "", RC_VERDICT_REFUSED, -1, 0, "HTTP 403"},
-    {404, "text/html", "", "<h1>Not Found</h1>", RC_VERDICT_REFUSED, -1, 0, "<h1>Not Found</h1>"},
-    {405, "", "", "", RC_VERDICT_REFUSED, -1, 0, "HTTP 405"},
-    {415, "", "", "", RC_VERDICT_REFUSED, -1, 0, "HTTP 415"},
-    {301, "", "", "", RC_VERDICT_REFUSED, -1, 0, "HTTP 301"},
-    {501, "", "", "", RC_VERDICT_REFUSED, -1, 0, "HTTP 501"},
+    /* wrong credentials, URL or encoding: permanent, dead-lettered whole */
+    {401, "application/json", "", "{\"message\":\"bad key\"}", RC_VERDICT_DROP, -1, 0, "bad key"},
+    {403, "", "", "", RC_VERDICT_DROP, -1, 0, "HTTP 403"},
+    {404, "text/html", "", "<h1>Not Found</h1>", RC_VERDICT_DROP, -1, 0, "<h1>Not Found</h1>"},
+    {405, "", "", "", RC_VERDICT_DROP, -1, 0, "HTTP 405"},
+    {415, "", "", "", RC_VERDICT_DROP, -1, 0, "HTTP 415"},
+    {301, "", "", "", RC_VERDICT_DROP, -1, 0, "HTTP 301"},
+    {501, "", "", "", RC_VERDICT_DROP, -1, 0, "HTTP 501"},
     /* permanent: split (a Retry-After changes nothing), or dropped */
     {400, "application/x-protobuf", "3", "@s", RC_VERDICT_SPLIT, -1, 0, "bad span"},
     {400, "application/json", "", "{\"code\":3,\"message\":\"bad json\"}", RC_VERDICT_SPLIT, -1, 0,
