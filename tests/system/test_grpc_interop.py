@@ -126,7 +126,11 @@ def case_grpcio_backpressure():
             bp_calls.finish()
 
 
-def case_grpcio_goaway():
+def goaway_attempt():
+    """One SIGTERM amid a flood of calls. Returns False, having changed
+    nothing, when no call happened to be in flight at the signal (calls are
+    short: on a fast machine the flood can be between calls), so that the
+    case can try again instead of checking nothing."""
     c = Collector("grpc-interop-goaway")
     try:
         c.start()
@@ -146,7 +150,6 @@ def case_grpcio_goaway():
             by_code[r["code"]] = by_code.get(r["code"], 0) + 1
         print("    %d calls, %d in flight at the SIGTERM: %s" % (len(results), len(in_flight),
                                                                 by_code))
-        assert in_flight, "no call was in flight at the SIGTERM"
         bad = [(r["code"], r["details"]) for r in results if r["code"] not in ("OK", "UNAVAILABLE")]
         assert not bad, "calls neither OK nor UNAVAILABLE across the shutdown: %s" % bad[:5]
         ok_ids = [i for r in results if r["code"] == "OK" for i in r["ids"]]
@@ -155,11 +158,19 @@ def case_grpcio_goaway():
         assert not missing, "%d of %d spans of calls answered OK are not in the file" % (
             len(missing), len(ok_ids))
         c.cleanup()
+        return bool(in_flight)
     except BaseException:
         print("    --- collector stderr ---\n%s" % c.stderr()[-3000:])
         raise
     finally:
         c.kill()
+
+
+def case_grpcio_goaway():
+    for _ in range(5):
+        if goaway_attempt():
+            return
+    raise AssertionError("no call was in flight at the SIGTERM in 5 attempts")
 
 
 # --- raw HTTP/2 -----------------------------------------------------------------------------
