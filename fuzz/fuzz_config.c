@@ -80,11 +80,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* Lines as libyaml, and so the config's own error places (config.c,
+ * check_text), count them: ended by \n, \r, \r\n, U+0085, U+2028 and
+ * U+2029. */
 static size_t count_lines(const uint8_t *data, size_t size)
 {
     size_t n = 1;
-    for (size_t i = 0; i < size; i++)
-        n += data[i] == '\n' || (data[i] == '\r' && (i + 1 == size || data[i + 1] != '\n'));
+    for (size_t i = 0; i < size; i++) {
+        if (data[i] == '\n' || (data[i] == '\r' && (i + 1 == size || data[i + 1] != '\n')))
+            n++;
+        else if (data[i] == 0xc2 && i + 1 < size && data[i + 1] == 0x85)
+            n++;
+        else if (data[i] == 0xe2 && i + 2 < size && data[i + 1] == 0x80 &&
+                 (data[i + 2] == 0xa8 || data[i + 2] == 0xa9))
+            n++;
+    }
     return n;
 }
 
