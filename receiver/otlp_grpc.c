@@ -200,6 +200,10 @@ struct worker {
     bool accept_paused;    /* the listener is out of our epoll until the next tick */
     int64_t accept_warned; /* when we last said so */
     int64_t evict_warned;  /* when we last said we closed idle connections */
+    /* A connection was adopted: evict_idle runs after the batch of events
+     * at hand, never inside it, where it could free a connection that a
+     * later event of the batch still points to. */
+    bool evict_due;
 };
 
 struct rc_otlp_grpc_server {
@@ -429,7 +433,7 @@ static void adopt(worker *w, int fd, const char *peer)
         conn_close(c);
         return;
     }
-    evict_idle(w);
+    w->evict_due = true;
 }
 
 /* The thread with the fewest connections. */
@@ -582,6 +586,10 @@ static void *worker_loop(void *arg)
                 take_handovers(w);
             else
                 handle_event(w, &evs[i]);
+        }
+        if (w->evict_due) {
+            w->evict_due = false;
+            evict_idle(w);
         }
         now = rc_now_ms();
         if (now >= next_tick) {
