@@ -291,8 +291,10 @@ static void dead_letter(rc_delivery *d, const rc_delivery_item *it, long status,
                   fdatasync(d->dlq_fd) == 0;
     int saved = errno;
     pthread_mutex_unlock(&d->dlq_mu);
-    rc_counter_add(d->m.dead_letter, it->spans);
+    /* send_failed first: whoever waits for the dead-letter count then
+     * finds both counted. */
     rc_counter_add(d->m.send_failed, it->spans);
+    rc_counter_add(d->m.dead_letter, it->spans);
     if (should_log_dead_letter(d, status, detail)) {
         uint64_t more = atomic_exchange(&d->dlq_unlogged, 0);
         char also[64] = "";

@@ -494,8 +494,11 @@ def case_concurrency():
     expect(errors, [], "errors")
     summary = std.summary()
     want = threads * per_thread * 2
-    expect((summary["n_logs"], summary["unique_span_ids"], summary["n_requests"]),
-           (want, want, threads * per_thread), "counts")
+    expect((summary["n_logs"], summary["unique_span_ids"]), (want, want), "counts")
+    # A late request of an earlier case (hostile input, which carries no
+    # logs) may land after fresh(): every request of this case counted, and
+    # no log twice (n_logs above), is what "nothing lost" means.
+    assert summary["n_requests"] >= threads * per_thread, summary
 
 
 def case_wait_for():
