@@ -60,48 +60,59 @@ static void refuse(const rc_otlp_ingest_ctx *ctx, rc_ingest_result *res, rc_stat
     if (spans) rc_counter_add(ctx->refused_spans, spans);
 }
 
-void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const uint8_t *body,
-                    size_t len, rc_arena *arena, const rc_request_meta *meta, rc_ingest_result *res)
+rc_status rc_ingest_decode(rc_payload_format fmt, const uint8_t *body, size_t len, rc_arena *arena,
+                           const rc_request_meta *meta, rc_request **out, size_t *rejected_spans,
+                           rc_error *err)
 {
-    memset(res, 0, sizeof *res);
+    *out = NULL;
+    *rejected_spans = 0;
     rc_request *req = rc_request_new(arena);
     if (!req) {
-        rc_error_set(&res->err, "memory limit reached, retry later");
-        refuse(ctx, res, RC_ENOMEM, 0);
-        return;
+        rc_error_set(err, "memory limit reached, retry later");
+        return RC_ENOMEM;
     }
-
     /* No single request may take more than half the budget once decoded:
      * one that needs more could never be accepted, so it must be told 413
      * rather than asked to retry forever. */
     rc_arena_set_max(arena, rc_mem_limit() / 2);
     rc_status st = fmt == RC_FORMAT_PROTO
-                       ? otlp_proto_decode(body, len, arena, &req->data, &res->err)
-                       : otlp_json_decode((const char *)body, len, arena, &req->data, &res->err);
+                       ? otlp_proto_decode(body, len, arena, &req->data, err)
+                       : otlp_json_decode((const char *)body, len, arena, &req->data, err);
     if (st == RC_ENOMEM && rc_arena_hit_max(arena)) {
         st = RC_ETOOBIG;
-        rc_error_set(&res->err,
+        rc_error_set(err,
                      "request needs more than %zu MiB once decoded, half of "
                      "service.memory_limit_mib; send smaller batches",
                      rc_mem_limit() / 2 >> 20);
     }
     if (st != RC_OK) {
-        rc_debug(ctx->receiver_id, "%s request refused: %s", ctx->transport, res->err.msg);
         rc_request_unref(req);
+        return st;
+    }
+    *rejected_spans = drop_invalid_spans(req->data, err);
+    req->n_spans = otlp_count_spans(req->data);
+    if (!rc_request_set_meta(req, meta)) {
+        rc_request_unref(req);
+        rc_error_set(err, "memory limit reached, retry later");
+        return RC_ENOMEM;
+    }
+    *out = req;
+    return RC_OK;
+}
+
+void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const uint8_t *body,
+                    size_t len, rc_arena *arena, const rc_request_meta *meta, rc_ingest_result *res)
+{
+    memset(res, 0, sizeof *res);
+    rc_request *req = NULL;
+    rc_status st =
+        rc_ingest_decode(fmt, body, len, arena, meta, &req, &res->rejected_spans, &res->err);
+    if (st != RC_OK) {
+        rc_debug(ctx->receiver_id, "%s request refused: %s", ctx->transport, res->err.msg);
         refuse(ctx, res, st, 0);
         return;
     }
-
-    res->rejected_spans = drop_invalid_spans(req->data, &res->err);
     if (res->rejected_spans) rc_counter_add(ctx->refused_spans, res->rejected_spans);
-    req->n_spans = otlp_count_spans(req->data);
-    if (!rc_request_set_meta(req, meta)) {
-        size_t n = req->n_spans;
-        rc_request_unref(req);
-        rc_error_set(&res->err, "memory limit reached, retry later");
-        refuse(ctx, res, RC_ENOMEM, n);
-        return;
-    }
 
     size_t n_spans = req->n_spans;
     if (n_spans == 0) { /* nothing to deliver: accepted as is */

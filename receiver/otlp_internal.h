@@ -14,14 +14,10 @@
 #include "core/component.h"
 #include "core/endpoint.h"
 #include "core/metrics.h"
+#include "receiver/ingest.h"
 
 #include <stdbool.h>
 #include <stddef.h>
-
-typedef enum rc_payload_format {
-    RC_FORMAT_PROTO,
-    RC_FORMAT_JSON,
-} rc_payload_format;
 
 /* Per-transport state the ingest path needs: where batches go and what to
  * count. Owned by the receiver; lives from start to shutdown. */
