@@ -73,6 +73,11 @@ typedef struct rc_processor_factory {
     rc_status (*start)(void *inst, const rc_consumer *next, rc_error *err);
     /* Processes the batch and passes it on to `next`, now or later. */
     rc_status (*consume)(void *inst, rc_batch *batch, rc_error *err);
+    /* Optional. The input has ended (`replay` read its last span): hand
+     * on everything held for later now, and return once it has been
+     * passed to `next` (or is still refused by it after trying for about
+     * timeout_ms). A processor that holds nothing leaves it NULL. */
+    void (*flush)(void *inst, uint64_t timeout_ms);
     void (*shutdown)(void *inst);
     void (*destroy)(void *inst);
 } rc_processor_factory;
@@ -94,6 +99,13 @@ typedef struct rc_exporter_factory {
      * states what they promise. */
     bool (*persists)(const void *inst);
     bool queued;
+    /* Optional, for queued exporters: records accepted and not yet
+     * delivered or dead-lettered. `replay` waits for it to reach 0. */
+    uint64_t (*pending)(const void *inst);
+    /* Optional: appends to `out`, as text lines, what export_batch would
+     * send for this batch, without sending or queueing it (`replay
+     * --dry-run`). Callable on an instance that was created, not started. */
+    rc_status (*preview)(void *inst, const rc_batch *batch, rc_buf *out, rc_error *err);
     void (*shutdown)(void *inst);
     void (*destroy)(void *inst);
 } rc_exporter_factory;

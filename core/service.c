@@ -29,6 +29,7 @@
 #include "core/metrics.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ typedef struct component {
 
 typedef struct pipeline {
     char *id;
+    const struct rc_service *svc;
     component *receivers[MAX_PER_PIPELINE];
     size_t n_receivers;
     component processors[MAX_PER_PIPELINE]; /* owned: one instance per pipeline */
@@ -84,6 +86,9 @@ struct rc_service {
     size_t n_pipelines;
     receiver_fanout *fanouts;
     size_t n_fanouts;
+    rc_service_options opts;
+    receiver_fanout input; /* replay: feeds every pipeline */
+    pthread_mutex_t preview_mu;
     component **extensions; /* enabled in service.extensions */
     size_t n_extensions;
     rc_endpoint metrics_endpoint;
@@ -232,9 +237,39 @@ static component *find_defined(rc_service *s, comp_kind kind, const char *id)
 
 /* --- pipelines --------------------------------------------------------------- */
 
+/* Dry run: what the pipeline's exporters would send, written out. */
+static rc_status preview_fanout(pipeline *p, rc_batch *batch, rc_error *err)
+{
+    const rc_service_options *o = &p->svc->opts;
+    rc_buf text = RC_BUF_INIT;
+    rc_status st = RC_OK;
+    bool previewed = false;
+    for (size_t i = 0; i < p->n_exporters && st == RC_OK; i++) {
+        component *e = p->exporters[i];
+        const rc_exporter_factory *f = e->factory;
+        if (!f->preview) continue;
+        previewed = true;
+        st = f->preview(e->inst, batch, &text, err);
+    }
+    if (!previewed && o->preview_fallback) st = o->preview_fallback(batch, &text, err);
+    if (st == RC_OK && text.failed) {
+        rc_error_set(err, "out of memory previewing %zu spans", batch->n_spans);
+        st = RC_ENOMEM;
+    }
+    if (st == RC_OK && text.len && o->preview_out) {
+        pthread_mutex_lock((pthread_mutex_t *)&p->svc->preview_mu);
+        fwrite(text.data, 1, text.len, o->preview_out);
+        pthread_mutex_unlock((pthread_mutex_t *)&p->svc->preview_mu);
+    }
+    rc_buf_free(&text);
+    rc_batch_free(batch);
+    return st;
+}
+
 static rc_status exporter_fanout(void *self, rc_batch *batch, rc_error *err)
 {
     pipeline *p = self;
+    if (p->svc->opts.dry_run) return preview_fanout(p, batch, err);
     rc_status first = RC_OK;
     for (size_t i = 0; i < p->n_exporters; i++) {
         component *e = p->exporters[i];
@@ -362,7 +397,8 @@ static rc_status build_processors(pipeline *p, component **templates, size_t n, 
         }
         templates[i]->used = true;
     }
-    bool durable = pipeline_persists(p);
+    /* A dry run persists nothing, whatever its exporters would. */
+    bool durable = !p->svc->opts.dry_run && pipeline_persists(p);
     for (size_t i = 0; i < p->n_processors; i++)
         p->links[i] = (rc_consumer){i == 0 ? processor_link : later_processor_link,
                                     &p->processors[i], durable};
@@ -374,6 +410,7 @@ static rc_status parse_pipeline(rc_service *s, pipeline *p, const char *id, rc_c
                                 rc_error *err)
 {
     if (!(p->id = strdup(id))) return RC_ENOMEM;
+    p->svc = s;
     const char *slash = strchr(id, '/');
     size_t tlen = slash ? (size_t)(slash - id) : strlen(id);
     if (tlen != 6 || strncmp(id, "traces", 6) != 0)
@@ -414,6 +451,15 @@ static rc_status parse_pipelines(rc_service *s, rc_cfg *svc, rc_error *err)
         if (st != RC_OK) return st;
     }
     return RC_OK;
+}
+
+/* Replay's way in: like a receiver that every pipeline lists. */
+static void build_input(rc_service *s)
+{
+    receiver_fanout *f = &s->input;
+    f->consumer = (rc_consumer){receiver_fanout_consume, f, false};
+    for (size_t p = 0; p < s->n_pipelines && f->n_targets < MAX_PER_PIPELINE; p++)
+        f->targets[f->n_targets++] = &s->pipelines[p];
 }
 
 static rc_status build_fanouts(rc_service *s, rc_error *err)
@@ -486,12 +532,20 @@ static rc_status parse_memory_limit(rc_cfg *svc, rc_error *err)
 
 rc_status rc_service_build(rc_cfg *root, rc_service **out, rc_error *err)
 {
+    return rc_service_build_with(root, NULL, out, err);
+}
+
+rc_status rc_service_build_with(rc_cfg *root, const rc_service_options *opts, rc_service **out,
+                                rc_error *err)
+{
     rc_service *s = calloc(1, sizeof *s);
     if (!s) {
         rc_error_set(err, "out of memory");
         return RC_ENOMEM;
     }
     s->root = root;
+    if (opts) s->opts = *opts;
+    pthread_mutex_init(&s->preview_mu, NULL);
     rc_cfg *svc = NULL;
     rc_status st = RC_EINVAL;
     for (int k = KIND_RECEIVER; k <= KIND_EXTENSION; k++)
@@ -506,6 +560,7 @@ rc_status rc_service_build(rc_cfg *root, rc_service **out, rc_error *err)
         (st = rc_cfg_reject_unknown(svc, err)) || (st = rc_cfg_reject_unknown(root, err)) ||
         (st = build_fanouts(s, err)))
         goto fail;
+    if (s->opts.replay) build_input(s);
     *out = s;
     return RC_OK;
 fail:
@@ -655,6 +710,11 @@ static rc_status start_all(rc_service *s, rc_error *err)
 {
     clock_gettime(CLOCK_MONOTONIC, &s->started_at);
     register_exporter_counters(s);
+    if (s->opts.replay) {
+        rc_status st = s->opts.dry_run ? RC_OK : start_exporters(s, err);
+        if (st == RC_OK) st = start_processors(s, err);
+        return st;
+    }
     if (s->metrics_enabled) {
         s->metrics_server =
             rc_admin_server_start("telemetry", &s->metrics_endpoint, metrics_answer, s, err);
@@ -729,7 +789,64 @@ void rc_service_free(rc_service *s)
     free(s->pipelines);
     free(s->fanouts);
     free(s->extensions);
+    pthread_mutex_destroy(&s->preview_mu);
     free(s);
+}
+
+const rc_consumer *rc_service_input(rc_service *s)
+{
+    return &s->input.consumer;
+}
+
+void rc_service_flush(rc_service *s, uint64_t timeout_ms)
+{
+    for (size_t p = 0; p < s->n_pipelines; p++) {
+        pipeline *pl = &s->pipelines[p];
+        for (size_t i = 0; i < pl->n_processors; i++) { /* in order: each flushes into the next */
+            component *c = &pl->processors[i];
+            const rc_processor_factory *f = c->factory;
+            if (c->started && f->flush) f->flush(c->inst, timeout_ms);
+        }
+    }
+}
+
+uint64_t rc_service_pending(const rc_service *s)
+{
+    uint64_t n = 0;
+    const comp_list *ex = &s->defined[KIND_EXPORTER];
+    for (size_t i = 0; i < ex->n; i++) {
+        const component *c = &ex->items[i];
+        const rc_exporter_factory *f = c->factory;
+        if (c->started && f->pending) n += f->pending(c->inst);
+    }
+    return n;
+}
+
+size_t rc_service_exporter_totals(const rc_service *s, rc_exporter_totals *out, size_t max)
+{
+    size_t n = 0;
+    const comp_list *ex = &s->defined[KIND_EXPORTER];
+    for (size_t i = 0; i < ex->n && n < max; i++) {
+        const component *c = &ex->items[i];
+        const rc_exporter_factory *f = c->factory;
+        if (!c->used || !c->sent) continue;
+        rc_exporter_totals *t = &out[n++];
+        *t = (rc_exporter_totals){.id = c->id};
+        t->sent = rc_counter_value(c->sent);
+        /* A queued exporter counts its own delivery failures; what the
+         * service counted for it (the queue refusing) was retried. */
+        t->failed = f->queued ? 0 : rc_counter_value(c->failed);
+        if (f->queued) {
+            char labels[200];
+            snprintf(labels, sizeof labels, "exporter=\"%s\"", c->id);
+            t->failed += rc_counter_value(rc_counter_register(
+                "otelcol_exporter_send_failed_spans",
+                "Number of spans in failed attempts to send to destination.", labels));
+        }
+        t->pending = c->started && f->pending ? f->pending(c->inst) : 0;
+        t->persists = c->started && f->persists && f->persists(c->inst);
+    }
+    return n;
 }
 
 void rc_service_describe(const rc_service *s, rc_buf *out)

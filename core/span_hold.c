@@ -126,6 +126,7 @@ struct rc_hold {
     pthread_t threads[RELEASERS];
     int n_threads;
     bool stopping;
+    bool expire_all; /* rc_hold_release_all: every wait counts as run out */
 
     slot *ring;
     size_t ring_cap; /* a power of two */
@@ -730,7 +731,7 @@ static bool due(rc_hold *h, uint64_t id, int64_t now, uint64_t going, int64_t *w
     slot *s = slot_of(h, id);
     if (h->stopping)
         *why = RC_HOLD_SHUTDOWN;
-    else if (s->deadline_ms <= now)
+    else if (s->deadline_ms <= now || h->expire_all)
         *why = RC_HOLD_TIMEOUT;
     else if (over_bound(h, going))
         *why = RC_HOLD_BOUND;
@@ -1431,6 +1432,14 @@ void rc_hold_close(rc_hold *h)
 bool rc_hold_durable(const rc_hold *h)
 {
     return h->o.durability != RC_QUEUE_MEMORY;
+}
+
+void rc_hold_release_all(rc_hold *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->expire_all = true;
+    pthread_cond_broadcast(&h->wake);
+    pthread_mutex_unlock(&h->mu);
 }
 
 uint64_t rc_hold_spans(const rc_hold *h)

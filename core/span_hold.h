@@ -140,6 +140,12 @@ size_t rc_hold_waiting(rc_hold *h, const uint8_t *trace_ids, size_t n, bool *wai
  * (not the owner's recheck after a put, see Settling above). */
 void rc_hold_settle(rc_hold *h, const uint8_t *trace_ids, size_t n);
 
+/* From now on nothing waits: every record held, and every one put later,
+ * goes as if its wait had run out (RC_HOLD_TIMEOUT). For the end of a
+ * finite input (replay), where no later span can settle a trace. Returns
+ * at once; rc_hold_spans falls to 0 as the releases are passed on. */
+void rc_hold_release_all(rc_hold *h);
+
 /* Whether a put persists spans (durability fsync or async). */
 bool rc_hold_durable(const rc_hold *h);
 /* Spans waiting now, and bytes held (queue files, or records in memory). */

@@ -355,6 +355,11 @@ static bool draining_over(const rc_delivery *d)
     return until && rc_now_ms() >= until;
 }
 
+uint64_t rc_delivery_pending(const rc_delivery *d)
+{
+    return d && d->q ? rc_queue_records(d->q) : 0;
+}
+
 bool rc_delivery_aborting(const rc_delivery *d)
 {
     return atomic_load(&d->abort);

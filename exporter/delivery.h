@@ -174,5 +174,7 @@ bool rc_delivery_config_persists(const rc_delivery_config *c);
 /* For send(): true once the stop's drain time is over; a transfer still
  * running should then be cut short (its items stay queued). */
 bool rc_delivery_aborting(const rc_delivery *d);
+/* Records queued and not yet delivered or dead-lettered (0 before start). */
+uint64_t rc_delivery_pending(const rc_delivery *d);
 
 #endif

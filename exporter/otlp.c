@@ -184,6 +184,11 @@ static void *otlp_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
     return x;
 }
 
+static uint64_t otlp_pending(const void *inst)
+{
+    return rc_delivery_pending(((const otlp_exporter *)inst)->d);
+}
+
 static bool otlp_persists(const void *inst)
 {
     return ((const otlp_exporter *)inst)->persists;
@@ -503,6 +508,7 @@ const rc_exporter_factory rc_otlp_exporter_factory = {
     .start = otlp_start,
     .export_batch = otlp_export,
     .persists = otlp_persists,
+    .pending = otlp_pending,
     .queued = true,
     .shutdown = otlp_shutdown,
     .destroy = otlp_destroy,

@@ -181,6 +181,11 @@ static void *otlphttp_create(const rc_component_id *id, rc_cfg *cfg, rc_error *e
     return x;
 }
 
+static uint64_t otlphttp_pending(const void *inst)
+{
+    return rc_delivery_pending(((const otlphttp_exporter *)inst)->d);
+}
+
 static bool otlphttp_persists(const void *inst)
 {
     return ((const otlphttp_exporter *)inst)->persists;
@@ -316,6 +321,7 @@ const rc_exporter_factory rc_otlphttp_exporter_factory = {
     .start = otlphttp_start,
     .export_batch = otlphttp_export,
     .persists = otlphttp_persists,
+    .pending = otlphttp_pending,
     .queued = true,
     .shutdown = otlphttp_shutdown,
     .destroy = otlphttp_destroy,

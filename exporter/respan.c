@@ -314,6 +314,25 @@ static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
     return st;
 }
 
+/* `replay --dry-run`: the lines export_batch would queue, with this
+ * exporter's mapping options, written to `out` instead. */
+static rc_status respan_preview(void *inst, const rc_batch *batch, rc_buf *out, rc_error *err)
+{
+    respan_exporter *x = inst;
+    rc_arena *scratch = rc_arena_new_scratch(64 * 1024);
+    rc_respan_log_stats stats = {0};
+    bool ok = scratch && rc_respan_logs_write(out, batch, &x->log_opts, scratch, &stats);
+    rc_arena_free(scratch);
+    if (ok) return RC_OK;
+    rc_error_set(err, "%s: out of memory mapping %zu spans", x->id, batch->n_spans);
+    return RC_ENOMEM;
+}
+
+static uint64_t respan_pending(const void *inst)
+{
+    return rc_delivery_pending(((const respan_exporter *)inst)->delivery);
+}
+
 /* --- the delivery module's callbacks --------------------------------------- */
 
 /* An item is one request-log line; the newline is framing, not payload. */
@@ -473,6 +492,8 @@ const rc_exporter_factory rc_respan_exporter_factory = {
     .export_batch = respan_export,
     .persists = respan_persists,
     .queued = true,
+    .pending = respan_pending,
+    .preview = respan_preview,
     .shutdown = respan_shutdown,
     .destroy = respan_destroy,
 };

@@ -44,7 +44,10 @@ typedef struct batch_processor {
 
     rc_worker w; /* w.mu guards pending and oldest_ms */
     rc_batch *pending;
-    int64_t oldest_ms; /* arrival of the first pending span (rc_now_ms) */
+    int64_t oldest_ms;   /* arrival of the first pending span (rc_now_ms) */
+    unsigned flushing;   /* rc_processor_factory.flush callers waiting: send now */
+    bool sending;        /* the loop is passing a batch on, outside w.mu */
+    pthread_cond_t idle; /* signalled when pending empties and no send runs */
 
     rc_counter *size_triggers;
     rc_counter *timeout_triggers;
@@ -57,6 +60,7 @@ static void batch_destroy(void *inst)
     if (!p) return;
     rc_batch_free(p->pending);
     rc_worker_destroy(&p->w);
+    pthread_cond_destroy(&p->idle);
     free(p->id);
     free(p);
 }
@@ -81,6 +85,7 @@ static void *batch_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
     batch_processor *p = calloc(1, sizeof *p);
     if (!p) goto oom;
     rc_worker_init(&p->w);
+    rc_cond_init_monotonic(&p->idle);
     if (!(p->id = strdup(id->id)) || !(p->pending = rc_batch_new())) goto oom;
     if (parse_config(p, cfg, err) != RC_OK) {
         batch_destroy(p);
@@ -124,7 +129,7 @@ static rc_status send_downstream(batch_processor *p, rc_batch *b, rc_error *err)
 static bool due(const batch_processor *p)
 {
     if (p->pending->n_spans == 0) return false;
-    if (p->w.stopping || p->pending->n_spans >= p->send_batch_size) return true;
+    if (p->w.stopping || p->flushing || p->pending->n_spans >= p->send_batch_size) return true;
     return rc_now_ms() - p->oldest_ms >= (int64_t)p->timeout_ms;
 }
 
@@ -146,11 +151,16 @@ static void *batch_loop(void *arg)
         }
         rc_batch *out = p->pending;
         p->pending = fresh;
+        p->sending = true;
         pthread_mutex_unlock(&p->w.mu);
         rc_counter_add(by_size ? p->size_triggers : p->timeout_triggers, 1);
         send_downstream(p, out, NULL);
         pthread_mutex_lock(&p->w.mu);
+        p->sending = false;
+        if (p->pending->n_spans == 0) pthread_cond_broadcast(&p->idle);
     }
+    p->sending = false;
+    pthread_cond_broadcast(&p->idle);
     pthread_mutex_unlock(&p->w.mu);
     return NULL;
 }
@@ -201,6 +211,21 @@ static rc_status batch_consume(void *inst, rc_batch *batch, rc_error *err)
     return RC_OK;
 }
 
+/* Sends what is pending now rather than at its timeout, and waits until it
+ * has been passed on (or timeout_ms). */
+static void batch_flush(void *inst, uint64_t timeout_ms)
+{
+    batch_processor *p = inst;
+    int64_t until = rc_now_ms() + (int64_t)timeout_ms;
+    pthread_mutex_lock(&p->w.mu);
+    p->flushing++;
+    rc_worker_wake(&p->w);
+    while ((p->pending->n_spans > 0 || p->sending) && !p->w.stopping && rc_now_ms() < until)
+        rc_cond_wait_until(&p->idle, &p->w.mu, until);
+    p->flushing--;
+    pthread_mutex_unlock(&p->w.mu);
+}
+
 static void batch_shutdown(void *inst)
 {
     batch_processor *p = inst;
@@ -213,6 +238,7 @@ const rc_processor_factory rc_batch_processor_factory = {
     .create = batch_create,
     .start = batch_start,
     .consume = batch_consume,
+    .flush = batch_flush,
     .shutdown = batch_shutdown,
     .destroy = batch_destroy,
 };

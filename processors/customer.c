@@ -1130,6 +1130,19 @@ static rc_status customer_start(void *inst, const rc_consumer *next, rc_error *e
     return RC_OK;
 }
 
+/* End of a finite input: no later span can name a waiting trace's
+ * customer, so every held span goes now, as if its wait had run out. */
+static void customer_flush(void *inst, uint64_t timeout_ms)
+{
+    customer_processor *p = inst;
+    if (!p->hold) return;
+    rc_hold_release_all(p->hold);
+    int64_t until = rc_now_ms() + (int64_t)timeout_ms;
+    while (rc_hold_spans(p->hold) > 0 && rc_now_ms() < until)
+        rc_sleep_ms(10);
+    publish_hold_stats(p);
+}
+
 static void customer_shutdown(void *inst)
 {
     customer_processor *p = inst;
@@ -1147,6 +1160,7 @@ const rc_processor_factory rc_customer_processor_factory = {
     .create = customer_create,
     .start = customer_start,
     .consume = customer_consume,
+    .flush = customer_flush,
     .shutdown = customer_shutdown,
     .destroy = customer_destroy,
 };
