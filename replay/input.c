@@ -56,6 +56,9 @@
 #define RAW_CAP (128 * KIB)
 /* The window starts at this and doubles while a record does not fit. */
 #define WIN_FIRST_CAP (256 * KIB)
+/* Most decompressed bytes one refill adds: open reads little, and an error
+ * further on comes after the records before it, not instead of them. */
+#define WIN_STEP (32 * KIB)
 /* Read-ahead the window may hold beyond one record of max_record_bytes. */
 #define WIN_SLACK (256 * KIB)
 /* max_record_bytes is clamped here so window arithmetic cannot overflow. */
@@ -259,13 +262,20 @@ static rc_status raw_read(rc_replay_input *in, rc_error *err)
 
 /* --- 2. decompression into the window ---------------------------------------- */
 
-/* Each step decodes what it can of raw into win[len, win_cap). It sets
+/* Where a step may write: after win[len], at most WIN_STEP bytes. */
+static size_t win_room(const rc_replay_input *in)
+{
+    size_t room = in->win_cap - in->len;
+    return room < WIN_STEP ? room : WIN_STEP;
+}
+
+/* Each step decodes what it can of raw into the window's room. It sets
  * *need when it cannot go on without more stored bytes, and dec_eof at the
  * clean end of the stream. */
 
 static rc_status step_none(rc_replay_input *in, bool *need, rc_error *err)
 {
-    size_t have = in->raw_len - in->raw_pos, room = in->win_cap - in->len;
+    size_t have = in->raw_len - in->raw_pos, room = win_room(in);
     if (have == 0) {
         if (in->src_eof)
             in->dec_eof = true;
@@ -312,7 +322,7 @@ static rc_status step_gzip(rc_replay_input *in, bool *need, rc_error *err)
         rc_status st = gzip_next_member(in, need, err);
         if (st != RC_OK || !in->gz_in_member) return st;
     }
-    size_t have = in->raw_len - in->raw_pos, room = in->win_cap - in->len;
+    size_t have = in->raw_len - in->raw_pos, room = win_room(in);
     in->zs.next_in = in->raw + in->raw_pos;
     in->zs.avail_in = (uInt)have; /* <= RAW_CAP */
     in->zs.next_out = in->win + in->len;
@@ -356,7 +366,7 @@ static rc_status step_zstd(rc_replay_input *in, bool *need, rc_error *err)
         return RC_OK;
     }
     ZSTD_inBuffer ib = {in->raw + in->raw_pos, have, 0};
-    ZSTD_outBuffer ob = {in->win + in->len, in->win_cap - in->len, 0};
+    ZSTD_outBuffer ob = {in->win + in->len, win_room(in), 0};
     size_t ret = ZSTD_decompressStream(in->zd, &ob, &ib);
     if (ZSTD_isError(ret)) {
         rc_error_set(err, "corrupt zstd data near byte %" PRIu64 ": %s", stored_offset(in),
@@ -707,6 +717,18 @@ static rc_status emit_group(rc_replay_input *in, rc_replay_record *rec, rc_error
     return RC_OK;
 }
 
+/* The input cannot go on, but the whole elements grouped so far are good:
+ * they go out first, and the error (kept in fail_err) comes next call. */
+static rc_status emit_before_failing(rc_replay_input *in, rc_replay_record *rec, bool *emitted,
+                                     rc_error *err)
+{
+    in->failed = true;
+    in->fail_status = RC_EIO;
+    if (err) in->fail_err = *err;
+    *emitted = true;
+    return emit_group(in, rec, err);
+}
+
 static bool key_is_resource_spans(const rc_replay_input *in)
 {
     return (in->key_len == 13 && memcmp(in->key, "resourceSpans", 13) == 0) ||
@@ -740,13 +762,13 @@ static rc_status split_scan_element(rc_replay_input *in, rc_error *err)
     size_t end;
     scan_result r = scan_json(&in->scan, cur(in), in->elem_scanned, avail(in), &end);
     if (r == SCAN_UNBALANCED) return unexpected_closer(in, end, err);
-    if (r == SCAN_DONE) {
+    if (r == SCAN_DONE && end <= in->max_record) {
         in->elem_len = end;
         in->split = SP_ELEMENT_READY;
         return RC_OK;
     }
     in->elem_scanned = avail(in);
-    if (avail(in) > in->max_record) {
+    if (r == SCAN_DONE || avail(in) > in->max_record) {
         char lim[32];
         rc_error_set(err,
                      "resourceSpans element %" PRIu64 " (line %" PRIu64
@@ -880,12 +902,14 @@ static rc_status split_next(rc_replay_input *in, rc_replay_record *rec, bool *em
         in->group_done = false;
     }
     while (in->split != SP_NONE) {
+        rc_status st = RC_OK;
         if (avail(in) == 0) {
-            rc_status st = win_more(in, err);
-            if (st != RC_OK) return st;
-            if (avail(in) == 0) return unclosed_value(in->split_line, err);
+            st = win_more(in, err);
+            if (st == RC_OK && avail(in) == 0) st = unclosed_value(in->split_line, err);
         }
-        rc_status st = split_step(in, rec, emitted, err);
+        if (st == RC_OK) st = split_step(in, rec, emitted, err);
+        if (st == RC_EIO && in->group.len > 0 && !in->group_done)
+            return emit_before_failing(in, rec, emitted, err);
         if (st != RC_OK || *emitted) return st;
     }
     if (in->split_groups == 0) {
@@ -903,9 +927,12 @@ static rc_status split_next(rc_replay_input *in, rc_replay_record *rec, bool *em
 }
 
 /* A top-level value too large for one record: an object is split by its
- * resourceSpans; anything else is skipped as one malformed record. */
+ * resourceSpans; anything else is skipped as one malformed record. `end` is
+ * where the value ends when the scan found it, else 0 (then `scanned` bytes
+ * of it are scanned into *s). */
 static rc_status large_value(rc_replay_input *in, rc_replay_record *rec, json_scan *s,
-                             size_t scanned, uint64_t line, bool *emitted, rc_error *err)
+                             size_t scanned, size_t end, uint64_t line, bool *emitted,
+                             rc_error *err)
 {
     if (cur(in)[0] == '{') {
         in->split = SP_OPEN;
@@ -919,8 +946,12 @@ static rc_status large_value(rc_replay_input *in, rc_replay_record *rec, json_sc
     rec->index = ++in->index;
     rec->line = line;
     rec->format = RC_RECORD_JSON;
-    rc_status st = skip_value(in, s, scanned, line, err);
-    if (st != RC_OK) return st;
+    if (end > 0) {
+        consume(in, end);
+    } else {
+        rc_status st = skip_value(in, s, scanned, line, err);
+        if (st != RC_OK) return st;
+    }
     char lim[32];
     rc_error_set(err, "the value on line %" PRIu64 " is larger than %s and is not an object", line,
                  size_text(in->max_record, lim, sizeof lim));
@@ -940,15 +971,20 @@ static rc_status doc_value(rc_replay_input *in, rc_replay_record *rec, bool *emi
         if (r == SCAN_UNBALANCED) return unexpected_closer(in, end, err);
         if (r == SCAN_DONE) break;
         scanned = avail(in);
+        /* Large before ended: what is read of a large value does not depend
+         * on how much of the file the window happens to hold. */
+        if (scanned > in->max_record)
+            return large_value(in, rec, &s, scanned, 0, line, emitted, err);
         if (in->dec_eof) {
             if (!scan_ends_at_eof(&s)) return unclosed_value(line, err);
             end = scanned;
             break;
         }
-        if (scanned > in->max_record) return large_value(in, rec, &s, scanned, line, emitted, err);
         rc_status st = win_more(in, err);
         if (st != RC_OK) return st;
     }
+    /* A window filled at once can hold the whole of a large value. */
+    if (end > in->max_record) return large_value(in, rec, &s, scanned, end, line, emitted, err);
     *emitted = true;
     rec->index = ++in->index;
     rec->line = line;
@@ -1066,9 +1102,9 @@ static rc_status detect_layout(rc_replay_input *in, rc_error *err)
         return RC_OK;
     }
     char hex[16] = "";
-    size_t n = avail(in) < 4 ? avail(in) : 4;
+    size_t n = avail(in) < 4 ? avail(in) : 4, at = 0;
     for (size_t i = 0; i < n; i++)
-        snprintf(hex + 3 * i, sizeof hex - 3 * i, "%s%02x", i ? " " : "", cur(in)[i]);
+        at += (size_t)snprintf(hex + at, sizeof hex - at, "%s%02x", i ? " " : "", cur(in)[i]);
     rc_error_set(err,
                  "unknown format: neither OTLP/JSON nor length-prefixed OTLP protobuf "
                  "(first bytes: %s)",
