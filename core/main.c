@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/service.h"
+#include "replay/replay.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -87,6 +88,7 @@ static void print_help(FILE *out)
             "  respan-collector [--config FILE]          run the collector\n"
             "  respan-collector validate --config FILE   check a config; non-zero exit on error\n"
             "  respan-collector default-config           print the embedded default config\n"
+            "  respan-collector replay [options] INPUT... replay stored traces (replay --help)\n"
             "  respan-collector --version                print the version\n"
             "  respan-collector --help                   print this help\n"
             "\n"
@@ -344,6 +346,8 @@ int main(int argc, char **argv)
 {
     cli c;
     tune_allocator();
+    if (argc > 1 && strcmp(argv[1], "replay") == 0)
+        return rc_replay_main(argc - 2, argv + 2, default_config, respan_default_config);
     if (parse_cli(argc, argv, &c) != 0) return 2;
     if (strcmp(c.command, "default-config") == 0) {
         fputs(embedded_config(), stdout);
