@@ -100,7 +100,15 @@ int main(int argc, char **argv)
     size_t cap = 0;
     while (written < target) {
         const lg_body *b = &c.bodies[lines % c.n];
-        if (b->len > cap && !(line = realloc(line, cap = b->len))) return 1;
+        if (b->len > cap) {
+            char *bigger = realloc(line, b->len);
+            if (!bigger) {
+                free(line);
+                return 1;
+            }
+            line = bigger;
+            cap = b->len;
+        }
         memcpy(line, b->data, b->len);
         make_ids_unique(line, b->len, lines);
         write_line(out, line, b->len, lines);
