@@ -432,6 +432,11 @@ static rc_status preview_default(const rc_batch *batch, rc_buf *out, rc_error *e
 
 /* --- inputs ------------------------------------------------------------------------ */
 
+static const char *display_name(const source *s)
+{
+    return strcmp(s->path, "-") == 0 ? "<stdin>" : s->path;
+}
+
 static int open_sources(replay *r)
 {
     r->sources = calloc(r->o.n_inputs, sizeof *r->sources);
@@ -445,8 +450,10 @@ static int open_sources(replay *r)
         s->path = r->o.inputs[i];
         rc_error err = {{0}};
         if (rc_replay_input_open(s->path, &io, &s->in, &err) != RC_OK) {
-            fprintf(stderr, "respan-collector replay: %s: %s\n",
-                    strcmp(s->path, "-") == 0 ? "<stdin>" : s->path, err.msg);
+            if (strstr(err.msg, s->path)) /* "cannot open FILE: ..." names it already */
+                fprintf(stderr, "respan-collector replay: %s\n", err.msg);
+            else
+                fprintf(stderr, "respan-collector replay: %s: %s\n", display_name(s), err.msg);
             return 1;
         }
         s->size = rc_replay_input_size(s->in);
@@ -465,11 +472,6 @@ static void close_sources(replay *r)
         rc_replay_input_close(r->sources[i].in);
     free(r->sources);
     r->sources = NULL;
-}
-
-static const char *display_name(const source *s)
-{
-    return strcmp(s->path, "-") == 0 ? "<stdin>" : s->path;
 }
 
 /* "file:line: why", or "file: record N: why" for protobuf records. */
