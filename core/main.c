@@ -4,6 +4,7 @@
  *   respan-collector [--config FILE]            run the collector
  *   respan-collector validate --config FILE     check a config and exit
  *   respan-collector default-config             print the embedded default
+ *   respan-collector replay [options] INPUT...  stored traces (replay/replay.c)
  *   respan-collector --version | --help
  *
  * Signals are blocked in every thread and taken synchronously here with
@@ -85,12 +86,14 @@ static void print_help(FILE *out)
             "respan-collector %s - an OpenTelemetry trace collector for LLM applications\n"
             "\n"
             "Usage:\n"
-            "  respan-collector [--config FILE]          run the collector\n"
-            "  respan-collector validate --config FILE   check a config; non-zero exit on error\n"
-            "  respan-collector default-config           print the embedded default config\n"
-            "  respan-collector replay [options] INPUT... replay stored traces (replay --help)\n"
-            "  respan-collector --version                print the version\n"
-            "  respan-collector --help                   print this help\n"
+            "  respan-collector [--config FILE]            run the collector\n"
+            "  respan-collector validate --config FILE     check a config; non-zero exit on error\n"
+            "  respan-collector default-config             print the embedded default config\n"
+            "  respan-collector replay [options] INPUT...  replay stored trace files through the\n"
+            "                                              pipeline or to an OTLP endpoint\n"
+            "                                              (respan-collector replay --help)\n"
+            "  respan-collector --version                  print the version\n"
+            "  respan-collector --help                     print this help\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE   YAML config shaped like the OpenTelemetry Collector's;\n"
