@@ -100,7 +100,8 @@ typedef struct rc_exporter_factory {
     bool (*persists)(const void *inst);
     bool queued;
     /* Optional, for queued exporters: records accepted and not yet
-     * delivered or dead-lettered. `replay` waits for it to reach 0. */
+     * delivered or dead-lettered; after shutdown, those left when it
+     * stopped. `replay` waits for it to reach 0 and reports what is left. */
     uint64_t (*pending)(const void *inst);
     /* Optional: appends to `out`, as text lines, what export_batch would
      * send for this batch, without sending or queueing it (`replay

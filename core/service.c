@@ -843,8 +843,8 @@ size_t rc_service_exporter_totals(const rc_service *s, rc_exporter_totals *out, 
                 "otelcol_exporter_send_failed_spans",
                 "Number of spans in failed attempts to send to destination.", labels));
         }
-        t->pending = c->started && f->pending ? f->pending(c->inst) : 0;
-        t->persists = c->started && f->persists && f->persists(c->inst);
+        t->pending = f->pending ? f->pending(c->inst) : 0;
+        t->persists = f->persists && f->persists(c->inst);
     }
     return n;
 }

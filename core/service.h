@@ -45,7 +45,8 @@ typedef struct rc_exporter_totals {
     const char *id;   /* valid while the service lives */
     uint64_t sent;    /* spans delivered */
     uint64_t failed;  /* spans refused for good or not queued */
-    uint64_t pending; /* records queued, not yet delivered (queued exporters) */
+    uint64_t pending; /* records queued, not yet delivered (queued exporters);
+                       * after shutdown: left when the exporter stopped */
     bool persists;    /* what is pending survives the process */
 } rc_exporter_totals;
 

@@ -743,7 +743,7 @@ static void stop_senders(rc_delivery *d)
     }
 }
 
-static void report_left(rc_delivery *d)
+static uint64_t report_left(rc_delivery *d)
 {
     uint64_t left = rc_queue_records(d->q);
     if (left && d->c.durability == RC_QUEUE_MEMORY)
@@ -754,11 +754,13 @@ static void report_left(rc_delivery *d)
     else if (left)
         rc_info(d->id, "%" PRIu64 " undelivered records stay queued in %s for the next start", left,
                 d->c.queue_dir);
+    return left;
 }
 
-void rc_delivery_stop(rc_delivery *d)
+uint64_t rc_delivery_stop(rc_delivery *d)
 {
-    if (!d) return;
+    if (!d) return 0;
+    uint64_t left = 0;
     if (d->senders) stop_senders(d);
     for (size_t i = 0; i < d->n_senders; i++) {
         sender *s = &d->senders[i];
@@ -769,7 +771,7 @@ void rc_delivery_stop(rc_delivery *d)
     free(d->senders);
     if (d->q) {
         update_queue_gauge(d);
-        report_left(d);
+        left = report_left(d);
         rc_queue_close(d->q);
     }
     if (d->dlq_fd >= 0) close(d->dlq_fd);
@@ -777,4 +779,5 @@ void rc_delivery_stop(rc_delivery *d)
     rc_delivery_config_free(&d->c);
     free(d->id);
     free(d);
+    return left;
 }

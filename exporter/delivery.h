@@ -151,9 +151,9 @@ rc_status rc_delivery_start(const char *id, rc_delivery_config *c, const rc_deli
                             void *exporter, rc_delivery **out, rc_error *err);
 /* Delivers what is queued for up to a few seconds (one attempt per batch),
  * cuts transfers still running short, joins the senders, closes the queue
- * (what is left stays on disk for the next start) and frees d. NULL is a
- * no-op. */
-void rc_delivery_stop(rc_delivery *d);
+ * (what is left stays on disk for the next start) and frees d. Returns the
+ * records left undelivered (lost with a memory queue). NULL is a no-op. */
+uint64_t rc_delivery_stop(rc_delivery *d);
 
 /* Cuts items (a buffer of items in the exporter's framing) into records of
  * at most max_batch_spans spans and max_batch_bytes bytes (an item larger

@@ -87,6 +87,7 @@ typedef struct otlp_exporter {
     char *ca_pem; /* tls.ca_file's contents, read at start */
     bool grpc_started;
     rc_delivery *d;
+    uint64_t left_at_stop; /* records the queue still held when it stopped */
 } otlp_exporter;
 
 /* --- config ----------------------------------------------------------------- */
@@ -186,7 +187,8 @@ static void *otlp_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
 
 static uint64_t otlp_pending(const void *inst)
 {
-    return rc_delivery_pending(((const otlp_exporter *)inst)->d);
+    const otlp_exporter *x = inst;
+    return x->d ? rc_delivery_pending(x->d) : x->left_at_stop;
 }
 
 static bool otlp_persists(const void *inst)
@@ -493,7 +495,7 @@ static rc_status otlp_export(void *inst, const rc_batch *batch, rc_error *err)
 static void otlp_shutdown(void *inst)
 {
     otlp_exporter *x = inst;
-    rc_delivery_stop(x->d); /* frees the senders, hence the channels, first */
+    x->left_at_stop = rc_delivery_stop(x->d); /* frees the senders, hence the channels, first */
     x->d = NULL;
     /* Blocking: when this was gRPC's last user, its threads and memory are
      * gone on return, instead of racing the process's exit. */

@@ -73,6 +73,7 @@ typedef struct otlphttp_exporter {
     rc_delivery_config dcfg;   /* handed to rc_delivery_start */
     rc_http_settings settings; /* points into the fields above */
     rc_delivery *d;
+    uint64_t left_at_stop; /* records the queue still held when it stopped */
 } otlphttp_exporter;
 
 /* --- config ----------------------------------------------------------------- */
@@ -183,7 +184,8 @@ static void *otlphttp_create(const rc_component_id *id, rc_cfg *cfg, rc_error *e
 
 static uint64_t otlphttp_pending(const void *inst)
 {
-    return rc_delivery_pending(((const otlphttp_exporter *)inst)->d);
+    const otlphttp_exporter *x = inst;
+    return x->d ? rc_delivery_pending(x->d) : x->left_at_stop;
 }
 
 static bool otlphttp_persists(const void *inst)
@@ -310,7 +312,7 @@ static rc_status otlphttp_export(void *inst, const rc_batch *batch, rc_error *er
 static void otlphttp_shutdown(void *inst)
 {
     otlphttp_exporter *x = inst;
-    rc_delivery_stop(x->d);
+    x->left_at_stop = rc_delivery_stop(x->d);
     x->d = NULL;
 }
 

@@ -64,6 +64,7 @@ typedef struct respan_exporter {
     rc_http_settings http;
     rc_delivery_config dc;
     rc_delivery *delivery;
+    uint64_t left_at_stop; /* records the queue still held when it stopped */
     rc_respan_log_opts log_opts;
     char *environment;
     char **patterns; /* include then exclude, owned */
@@ -330,7 +331,8 @@ static rc_status respan_preview(void *inst, const rc_batch *batch, rc_buf *out, 
 
 static uint64_t respan_pending(const void *inst)
 {
-    return rc_delivery_pending(((const respan_exporter *)inst)->delivery);
+    const respan_exporter *x = inst;
+    return x->delivery ? rc_delivery_pending(x->delivery) : x->left_at_stop;
 }
 
 /* --- the delivery module's callbacks --------------------------------------- */
@@ -480,7 +482,7 @@ static rc_status respan_start(void *inst, rc_error *err)
 static void respan_shutdown(void *inst)
 {
     respan_exporter *x = inst;
-    rc_delivery_stop(x->delivery);
+    x->left_at_stop = rc_delivery_stop(x->delivery);
     x->delivery = NULL;
 }
 

@@ -1260,6 +1260,16 @@ uint64_t rc_replay_input_bytes_read(const rc_replay_input *in)
     return in->bytes_read;
 }
 
+uint64_t rc_replay_input_bytes_done(const rc_replay_input *in)
+{
+    if (in->comp == COMP_NONE) return in->offset;
+    /* Compressed: the stored bytes behind what was decompressed, in the
+     * proportion of it handed out. */
+    uint64_t produced = in->offset + avail(in);
+    if (produced == 0) return 0;
+    return (uint64_t)((double)stored_offset(in) * (double)in->offset / (double)produced);
+}
+
 uint64_t rc_replay_input_size(const rc_replay_input *in)
 {
     return in->size;

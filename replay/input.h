@@ -93,6 +93,12 @@ const char *rc_replay_input_format_name(const rc_replay_input *in);
 /* Bytes read from the file as stored (compressed), for progress. */
 uint64_t rc_replay_input_bytes_read(const rc_replay_input *in);
 
+/* Bytes of the file as stored that the records handed out so far came
+ * from (for compressed input, estimated from the decompression ratio so
+ * far): what a progress display counts as done, rather than the read-ahead
+ * of bytes_read. */
+uint64_t rc_replay_input_bytes_done(const rc_replay_input *in);
+
 /* The file's size as stored; 0 when unknown (a pipe, until a rewind has
  * spooled all of it). */
 uint64_t rc_replay_input_size(const rc_replay_input *in);

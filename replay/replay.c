@@ -126,11 +126,15 @@ static void print_help(FILE *out)
             "                       backend: grpc://HOST:PORT (OTLP/gRPC) or\n"
             "                       http(s)://HOST:PORT[/PATH] (OTLP/HTTP protobuf, POSTed\n"
             "                       to URL/v1/traces unless URL ends in /v1/traces);\n"
-            "                       failed sends are retried like the exporters do\n"
+            "                       failed sends are retried like the exporters do, for up\n"
+            "                       to 5 minutes; what the destination refuses for good\n"
+            "                       is written to ./respan-replay.deadletter.jsonl\n"
             "  -H, --header 'NAME: VALUE'\n"
             "                       a header for --to (repeatable), e.g. authorization\n"
             "  --dry-run            print the Respan request-log JSON the pipeline would\n"
-            "                       send, one per line, on stdout; send nothing\n"
+            "                       send, one per line, on stdout; send nothing. Without\n"
+            "                       --config: the embedded default's Respan pipeline\n"
+            "                       (customer, cost, batch, respan), key or no key\n"
             "\n"
             "Timing:\n"
             "  --rate N             at most N spans per second (default: as fast as possible)\n"
@@ -148,7 +152,8 @@ static void print_help(FILE *out)
             "                       a durable queue still holds then stays on disk\n"
             "  --max-record-mib N   largest record (JSON line, protobuf message) read\n"
             "                       (default 64)\n"
-            "  -q, --quiet          no progress display\n"
+            "  -q, --quiet          no progress display, and warnings and errors only in\n"
+            "                       the log\n"
             "  --progress-interval DUR\n"
             "                       period of the progress line when stderr is not a\n"
             "                       terminal (default 5s); on a terminal a bar is shown\n"
@@ -665,7 +670,7 @@ static void replay_record(replay *r, const source *s, const rc_replay_record *re
 
 static void advance_bytes(replay *r, const source *s)
 {
-    atomic_store_explicit(&r->counts.bytes, r->bytes_done + rc_replay_input_bytes_read(s->in),
+    atomic_store_explicit(&r->counts.bytes, r->bytes_done + rc_replay_input_bytes_done(s->in),
                           memory_order_relaxed);
 }
 
@@ -679,10 +684,10 @@ static bool replay_source(replay *r, source *s)
         if (r->stop) return false;
         memset(&err, 0, sizeof err);
         rc_status st = rc_replay_input_next(s->in, &rec, &err);
-        advance_bytes(r, s);
         if (st == RC_REPLAY_EOF) break;
         if (st == RC_EINVAL) {
             report(r, s, &rec, err.msg);
+            advance_bytes(r, s);
             continue;
         }
         if (st != RC_OK) {
@@ -692,8 +697,10 @@ static bool replay_source(replay *r, source *s)
             break;
         }
         replay_record(r, s, &rec);
+        advance_bytes(r, s); /* counted once replayed, not when read ahead */
     }
     r->bytes_done += rc_replay_input_bytes_read(s->in);
+    atomic_store_explicit(&r->counts.bytes, r->bytes_done, memory_order_relaxed);
     return true;
 }
 
@@ -770,6 +777,13 @@ typedef struct outcome {
     uint64_t kept_records; /* pending in durable queues at the end */
 } outcome;
 
+static bool failed_sends(const outcome *out)
+{
+    for (size_t i = 0; i < out->n_ex; i++)
+        if (out->ex[i].failed) return true;
+    return false;
+}
+
 static void pending_outcome(replay *r, outcome *out)
 {
     out->n_ex = rc_service_exporter_totals(r->svc, out->ex, MAX_EXPORTERS);
@@ -781,15 +795,25 @@ static void pending_outcome(replay *r, outcome *out)
     }
 }
 
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+/* "sent" is what the pipeline accepted, as a client counts what was
+ * acknowledged; the exporters' lines say what reached each destination.
+ * Queues count batches of spans, so what is left in one is in batches. */
 static void print_summary(replay *r, const outcome *out)
 {
     double secs = (double)(rc_now_ms() - r->started_ms) / 1000.0;
     fprintf(stderr,
-            "replay: %zu file%s, %llu spans read, %llu sent, %llu rejected, %llu errors in "
-            "%.2f s (%.0f spans/s)\n",
-            r->o.n_inputs, r->o.n_inputs == 1 ? "" : "s", (unsigned long long)r->spans_read,
-            (unsigned long long)r->spans_sent, (unsigned long long)r->spans_rejected,
-            (unsigned long long)r->errors, secs, secs > 0 ? (double)r->spans_read / secs : 0);
+            "replay: %zu %s, %llu spans read, %llu %s, %llu rejected, %llu %s in %.2f s "
+            "(%.0f spans/s)\n",
+            r->o.n_inputs, plural(r->o.n_inputs, "file", "files"),
+            (unsigned long long)r->spans_read, (unsigned long long)r->spans_sent,
+            r->o.dry_run ? "previewed" : "sent", (unsigned long long)r->spans_rejected,
+            (unsigned long long)r->errors, plural(r->errors, "error", "errors"), secs,
+            secs > 0 ? (double)r->spans_read / secs : 0);
     if (r->o.dry_run) return;
     for (size_t i = 0; i < out->n_ex; i++) {
         const rc_exporter_totals *t = &out->ex[i];
@@ -797,21 +821,22 @@ static void print_summary(replay *r, const outcome *out)
                 (unsigned long long)t->sent, (unsigned long long)t->failed);
         if (t->pending && t->persists)
             fprintf(stderr,
-                    ", %llu records still queued on disk (a collector with this "
-                    "config delivers them)",
-                    (unsigned long long)t->pending);
+                    ", %llu queued %s left on disk (a collector with this config "
+                    "delivers them)",
+                    (unsigned long long)t->pending, plural(t->pending, "batch", "batches"));
         else if (t->pending)
-            fprintf(stderr, ", %llu records NOT delivered", (unsigned long long)t->pending);
+            fprintf(stderr, ", %llu queued %s NOT delivered", (unsigned long long)t->pending,
+                    plural(t->pending, "batch", "batches"));
         fputc('\n', stderr);
     }
+    if (r->o.to && failed_sends(out))
+        fprintf(stderr, "replay: what the destination refused for good is in "
+                        "respan-replay.deadletter.jsonl\n");
 }
 
 static bool failed(const replay *r, const outcome *out)
 {
-    if (r->spans_rejected || r->errors || out->lost_records) return true;
-    for (size_t i = 0; i < out->n_ex; i++)
-        if (out->ex[i].failed) return true;
-    return false;
+    return r->spans_rejected || r->errors || out->lost_records || failed_sends(out);
 }
 
 /* --- running ----------------------------------------------------------------------- */
@@ -840,6 +865,9 @@ static rc_service *start_service(replay *r, rc_cfg *root)
         fprintf(stderr, "respan-collector replay: invalid config: %s\n", err.msg);
         return NULL;
     }
+    /* -q: the config's info lines too (the build set its log level);
+     * a config asking for debug still gets it */
+    if (r->o.quiet && !rc_log_enabled(RC_LOG_DEBUG)) rc_log_set_level(RC_LOG_WARN);
     if (rc_service_start(svc, &err) != RC_OK) {
         fprintf(stderr, "respan-collector replay: cannot start the pipeline: %s\n", err.msg);
         rc_service_shutdown(svc);
@@ -869,16 +897,9 @@ static int finish(replay *r, rc_progress *p)
     uint64_t flush_ms = r->o.wait_ms ? r->o.wait_ms : 1000;
     rc_service_flush(r->svc, flush_ms);
     if (!r->o.no_wait && !r->o.dry_run) wait_for_delivery(r);
-    pending_outcome(r, &out);
+    /* the shutdown's drain may deliver more: count after it */
     rc_service_shutdown(r->svc);
-    /* the drain may have delivered more: read the counters again */
-    rc_exporter_totals pending[MAX_EXPORTERS];
-    memcpy(pending, out.ex, sizeof pending);
-    out.n_ex = rc_service_exporter_totals(r->svc, out.ex, MAX_EXPORTERS);
-    for (size_t i = 0; i < out.n_ex; i++) {
-        out.ex[i].pending = pending[i].pending;
-        out.ex[i].persists = pending[i].persists;
-    }
+    pending_outcome(r, &out);
     rc_progress_stop(p);
     fflush(stdout);
     print_summary(r, &out);
