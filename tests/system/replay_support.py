@@ -287,14 +287,16 @@ class Receiver:
     """An OTLP/HTTP (protobuf) server on a free loopback port, in a thread:
     answers every POST with `status` (200: an empty
     ExportTraceServiceResponse) and keeps, per request, its arrival time
-    (time.monotonic()) and its spans (spans_of_proto dicts). Use as a
-    context manager; .url is http://127.0.0.1:PORT."""
+    (time.monotonic()) and its spans (spans_of_proto dicts), and the
+    headers of the last request (names lower-case). Use as a context
+    manager; .url is http://127.0.0.1:PORT."""
 
     def __init__(self, status=200):
         import http.server
         import threading
         self.lock = threading.Lock()
         self.requests = []  # (t, spans)
+        self.headers = {}
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -310,6 +312,7 @@ class Receiver:
                     body = gzip.decompress(body)
                 with receiver.lock:
                     receiver.requests.append((t, spans_of_proto(body)))
+                    receiver.headers = {k.lower(): v for k, v in self.headers.items()}
                 out = b"" if status == 200 else b"\x08\x03\x12\x15refused by the test"
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -184,6 +184,20 @@ def case_to_refuses_all():
         "exporters %r, expected one with 0 delivered, %d failed:\n%s" % (ex, len(spans), res)
 
 
+def case_to_headers():
+    d = case_dir("to-headers")
+    path, spans = input_file(d, "proto", "none")
+    with Receiver() as dest:
+        res = replay(["--to", dest.url + "/v1/traces", "-q", "-H", "X-Replay-Token: t0k3n",
+                      "--header", "x-tenant:acme", path], cwd=d)
+        headers = dest.headers
+        got = dest.spans()
+    assert_clean(res, len(spans))
+    assert sorted(map(full_key, got)) == sorted(map(full_key, spans)), "other spans arrived"
+    assert (headers.get("x-replay-token"), headers.get("x-tenant")) == ("t0k3n", "acme"), \
+        "the headers of -H and --header did not arrive: %r" % headers
+
+
 # --- round trip -----------------------------------------------------------------------
 
 def case_round_trip(scheme):
@@ -249,6 +263,7 @@ def main():
                     case_standin_refuses_all, std)
         runner.case("--to destination refuses everything: exit 1, counted failed",
                     case_to_refuses_all)
+        runner.case("--to http://.../v1/traces with -H headers", case_to_headers)
         runner.case("round trip: file exporter output replayed over gRPC is identical",
                     case_round_trip, "grpc")
         runner.case("round trip: file exporter output replayed over HTTP is identical",

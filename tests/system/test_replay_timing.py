@@ -25,6 +25,7 @@ library.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -211,6 +212,36 @@ def case_progress_lines():
         "progress lines without a growing span count: %s" % progress
 
 
+# --- interrupted -------------------------------------------------------------------------
+
+def case_interrupted():
+    d = case_dir("interrupted")
+    path = progress_input(d)
+    out = os.path.join(d, "out.jsonl")
+    err_path = os.path.join(d, "stderr.log")
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([COLLECTOR, "replay", "--config", file_config(d, out), "-q",
+                                 "--rate", "100", path], cwd=d, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        # wait until some spans are through, then ^C
+        deadline = time.monotonic() + 20
+        while not spans_of_jsonl(out) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with open(err_path, encoding="utf-8", errors="replace") as f:
+        err = f.read()
+    assert code == 130, "exit %s after SIGINT, expected 130:\n%s" % (code, err)
+    assert "spans read" in err, "no summary after SIGINT:\n%s" % err
+    n = len(spans_of_jsonl(out))
+    assert 0 < n < 200, "%d of 200 spans written: the replay did not stop early" % n
+
+
 def main():
     runner = Runner()
     runner.case("--rebase-time: latest end now, spacing kept to the ns", case_rebase_time)
@@ -219,6 +250,7 @@ def main():
     runner.case("--speed 2 with --to http:// keeps the gaps at the destination", case_speed_to)
     runner.case("progress bar on a pseudo-terminal", case_progress_terminal)
     runner.case("plain progress lines off a terminal", case_progress_lines)
+    runner.case("SIGINT: stops, prints the summary, exit 130", case_interrupted)
     if runner.failed:
         print("work directory kept: %s" % workdir)
     else:
