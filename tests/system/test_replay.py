@@ -35,7 +35,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from collector import Collector, Runner, post_traces  # noqa: E402
+from collector import Collector, Runner, free_ports, post_traces  # noqa: E402
 from replay_support import (CORPUS, COMPRESSIONS, FORMATS, SCENARIOS, Receiver,  # noqa: E402
                             file_config, fixture_input, fixture_json, full_spans_of_jsonl,
                             ids_names, replay, respan_config, spans_of_jsonl, write_file)
@@ -184,6 +184,19 @@ def case_to_refuses_all():
         "exporters %r, expected one with 0 delivered, %d failed:\n%s" % (ex, len(spans), res)
 
 
+def case_to_nobody_listening():
+    d = case_dir("to-down")
+    path, spans = input_file(d, "jsonl", "none")
+    port = free_ports(1)[0]  # nothing listens there
+    res = replay(["--to", "grpc://127.0.0.1:%d" % port, "-q", "--wait-timeout", "2s", path],
+                 cwd=d, timeout=60)
+    assert res.code == 1, "expected exit 1 when nothing could be delivered:\n%s" % res
+    ex = res.exporter_lines()
+    assert list(ex.values()) and list(ex.values())[0][0] == 0, \
+        "expected 0 spans delivered:\n%s" % res
+    assert "NOT delivered" in res.err, "the summary does not say what was not delivered:\n%s" % res
+
+
 def case_to_headers():
     d = case_dir("to-headers")
     path, spans = input_file(d, "proto", "none")
@@ -263,6 +276,8 @@ def main():
                     case_standin_refuses_all, std)
         runner.case("--to destination refuses everything: exit 1, counted failed",
                     case_to_refuses_all)
+        runner.case("--to a port nobody listens on: exit 1 after --wait-timeout",
+                    case_to_nobody_listening)
         runner.case("--to http://.../v1/traces with -H headers", case_to_headers)
         runner.case("round trip: file exporter output replayed over gRPC is identical",
                     case_round_trip, "grpc")
