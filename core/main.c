@@ -4,6 +4,7 @@
  *   respan-collector [--config FILE]            run the collector
  *   respan-collector validate --config FILE     check a config and exit
  *   respan-collector default-config             print the embedded default
+ *   respan-collector replay [options] INPUT...  stored traces (replay/replay.c)
  *   respan-collector --version | --help
  *
  * Signals are blocked in every thread and taken synchronously here with
@@ -14,6 +15,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/service.h"
+#include "replay/replay.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -84,11 +86,14 @@ static void print_help(FILE *out)
             "respan-collector %s - an OpenTelemetry trace collector for LLM applications\n"
             "\n"
             "Usage:\n"
-            "  respan-collector [--config FILE]          run the collector\n"
-            "  respan-collector validate --config FILE   check a config; non-zero exit on error\n"
-            "  respan-collector default-config           print the embedded default config\n"
-            "  respan-collector --version                print the version\n"
-            "  respan-collector --help                   print this help\n"
+            "  respan-collector [--config FILE]            run the collector\n"
+            "  respan-collector validate --config FILE     check a config; non-zero exit on error\n"
+            "  respan-collector default-config             print the embedded default config\n"
+            "  respan-collector replay [options] INPUT...  replay stored trace files through the\n"
+            "                                              pipeline or to an OTLP endpoint\n"
+            "                                              (respan-collector replay --help)\n"
+            "  respan-collector --version                  print the version\n"
+            "  respan-collector --help                     print this help\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE   YAML config shaped like the OpenTelemetry Collector's;\n"
@@ -344,6 +349,8 @@ int main(int argc, char **argv)
 {
     cli c;
     tune_allocator();
+    if (argc > 1 && strcmp(argv[1], "replay") == 0)
+        return rc_replay_main(argc - 2, argv + 2, default_config, respan_default_config);
     if (parse_cli(argc, argv, &c) != 0) return 2;
     if (strcmp(c.command, "default-config") == 0) {
         fputs(embedded_config(), stdout);

@@ -153,6 +153,26 @@ static void test_shutdown_flushes_everything_pending(void)
     CHECK(rc_mem_in_use() == 0); /* every request was released */
 }
 
+/* replay's end of input: flush sends what is pending long before the
+ * timeout and returns only once the next stage has it; the processor goes
+ * on working afterwards. */
+static void test_flush_sends_pending_now(void)
+{
+    harness h;
+    CHECK(start(&h, "batch: { send_batch_size: 100000, timeout: 1h }"));
+    CHECK(push(&h, 5) == RC_OK);
+    CHECK(push(&h, 6) == RC_OK);
+    CHECK(spans_seen(&h.rec) == 0);
+    h.f->flush(h.inst, 10000);
+    CHECK(spans_seen(&h.rec) == 11); /* no wait: flush returned after the send */
+    CHECK(push(&h, 4) == RC_OK);
+    h.f->flush(h.inst, 10000);
+    CHECK(spans_seen(&h.rec) == 15);
+    h.f->flush(h.inst, 10000); /* nothing pending: returns at once */
+    CHECK(h.rec.n_batches == 2);
+    stop(&h);
+}
+
 static void expect_config_error(const char *yaml, const char *needle)
 {
     rc_cfg *root = NULL;
@@ -181,6 +201,7 @@ int main(void)
     RUN(test_timeout_sends_a_small_batch());
     RUN(test_max_size_splits());
     RUN(test_shutdown_flushes_everything_pending());
+    RUN(test_flush_sends_pending_now());
     RUN(test_config_errors_name_file_line_and_key());
     TEST_MAIN_END();
 }

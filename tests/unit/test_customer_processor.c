@@ -834,6 +834,36 @@ static void test_durable_hold_across_restarts(void)
     free(dir);
 }
 
+/* replay's end of input, durable hold: flush lets every waiting span go
+ * now with the default customer (nothing later can name its trace's), and
+ * returns only once they have been passed on. */
+static void test_flush_releases_the_durable_hold(void)
+{
+    char *dir = make_temp_dir();
+    CHECK(dir != NULL);
+    if (!dir) return;
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "customer: { propagation_wait: 1h, ttl: 2h, default_customer: dflt, "
+             "hold_directory: \"%s/hold\" }",
+             dir);
+    harness h;
+    CHECK(start_as(&h, "customer/flush-disk", yaml, true));
+    span_spec a = {"waits-a", 61, {0}}, b = {"waits-b", 62, {0}};
+    CHECK(push_one(&h, &a) == RC_OK);
+    CHECK(push_one(&h, &b) == RC_OK);
+    CHECK(h.rec.n == 0);
+    F->flush(h.inst, 10000);
+    CHECK(h.rec.n == 2);
+    const seen_span *got = find_seen(&h.rec, "waits-b");
+    CHECK(got != NULL);
+    if (got) CHECK_STR(got->customer, "dflt");
+    CHECK(gauge("respan_processor_customer_waiting_spans", h.id) == 0);
+    stop(&h);
+    remove_tree(dir);
+    free(dir);
+}
+
 static void expect_config_error(const char *yaml, const char *needle)
 {
     rc_cfg *root = NULL;
@@ -913,6 +943,7 @@ int main(void)
     RUN(test_ttl_expiry());
     RUN(test_map_bound_evicts_oldest());
     RUN(test_shutdown_flushes_held_spans());
+    RUN(test_flush_releases_the_durable_hold());
     RUN(test_held_budget_sends_on_when_full());
     RUN(test_config_errors());
     RUN(test_memory_per_100k_traces());

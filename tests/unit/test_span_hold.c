@@ -829,6 +829,39 @@ out:
     tdir_remove(&t);
 }
 
+/* The end of a finite input (replay): with a wait of an hour, release_all
+ * lets every waiting record go at once, as timed out, and a put after it
+ * goes too; a settled trace's spans are not offered twice. */
+static void test_release_all(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    owner o;
+    owner_init(&o);
+    rc_hold *h = open_hold(t.hold, d, 64 << 20, 3600 * 1000, &o);
+    if (!h) goto out;
+    const sp first[] = {{"a-1", 21}, {"a-2", 21}}, second[] = {{"b-1", 22}};
+    CHECK(put(h, first, 2) == RC_OK);
+    CHECK(put(h, second, 1) == RC_OK);
+    CHECK(rc_hold_spans(h) == 3);
+    CHECK(released(&o) == 0);
+    rc_hold_release_all(h);
+    CHECK(wait_released(&o, 3, POLL_MS));
+    check_released_once(&o, "a-1", 21, RC_HOLD_TIMEOUT);
+    check_released_once(&o, "a-2", 21, RC_HOLD_TIMEOUT);
+    check_released_once(&o, "b-1", 22, RC_HOLD_TIMEOUT);
+    CHECK(wait_spans(h, 0, POLL_MS));
+    const sp late[] = {{"c-1", 23}};
+    CHECK(put(h, late, 1) == RC_OK);
+    CHECK(wait_released(&o, 4, POLL_MS));
+    check_released_once(&o, "c-1", 23, RC_HOLD_TIMEOUT);
+    CHECK(wait_spans(h, 0, POLL_MS));
+    rc_hold_close(h);
+out:
+    owner_free(&o);
+    tdir_remove(&t);
+}
+
 /* --- a next stage that refuses -------------------------------------------------------------- */
 
 /* Refused three times, the first record is offered again after a back-off
@@ -1880,6 +1913,7 @@ int main(void)
         RUN(test_wire_bytes(d));
         RUN(test_settle_many_and_harmless(d));
         RUN(test_wait_runs_out(d));
+        RUN(test_release_all(d));
         RUN(test_refused_release(d));
         RUN(test_concurrency(d));
     }
