@@ -17,7 +17,10 @@ and does about bad input, the command line, standard input and --dry-run.
   - --dry-run prints the request logs the pipeline would send, compared
     exactly with reviewed goldens in tests/golden/replay/ (through a config
     with customer, cost and a respan exporter pointed at a stand-in that
-    must get nothing; and through the embedded default config).
+    must get nothing; and through the embedded default config, which a dry
+    run takes in its Respan form, customer -> cost -> respan, even without
+    RESPAN_API_KEY, and which must then leave no queue or hold directory
+    behind in the working directory).
     RC_REPLAY_GOLDEN_UPDATE=1 rewrites the goldens from the command's
     output instead of comparing: review the diff before committing it.
 
@@ -285,6 +288,8 @@ def case_dry_run_default(std):
     res = replay(["--dry-run", "-q", "fixtures.pb.gz"], cwd=d, env=env)
     assert res.code == 0, "expected exit 0:\n%s" % res
     assert std.summary()["n_requests"] == 0, "--dry-run sent requests"
+    assert os.listdir(d) == ["fixtures.pb.gz"], \
+        "--dry-run left files in its working directory: %s" % sorted(os.listdir(d))
     logs = sorted_logs(res.out)
     assert sorted((g["trace_unique_id"], g["span_unique_id"], g["span_name"]) for g in logs) \
         == ids_names(spans), "not one log per span of the input"
