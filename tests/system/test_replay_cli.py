@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from collector import Runner  # noqa: E402
 from replay_support import (GOLDEN_DIR, SCENARIOS, file_config,  # noqa: E402
                             fixture_input, fixture_json, fixture_proto, ids_names, jsonl_bytes,
-                            length_prefixed, replay, respan_config, spans_of_doc,
+                            length_prefixed, merged_doc, pretty_bytes, replay,
+                            respan_config, spans_of_doc,
                             spans_of_jsonl, spans_of_proto, synthetic_doc, write_file)
 from respan_standin import Standin  # noqa: E402
 
@@ -129,6 +130,44 @@ def case_malformed_proto_record():
     want = [s for b in bodies for s in spans_of_proto(b)]
     assert ids_names(spans_of_jsonl(out)) == ids_names(want), \
         "records 1, 3 and 4 did not all replay"
+
+
+def case_line_over_max_record():
+    d = case_dir("max-record-line")
+    big = synthetic_doc("big", 0, 1, END_NS)
+    big["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"] = [
+        {"key": "padding", "value": {"stringValue": "x" * (3 << 19)}}]  # 1.5 MiB
+    small = [synthetic_doc("small%d" % k, 0, 2, END_NS) for k in range(2)]
+    write_file(d, "big.jsonl", jsonl_bytes([small[0], big, small[1]]))
+    out = os.path.join(d, "out.jsonl")
+    res = replay(["--config", file_config(d, out), "-q", "--max-record-mib", "1", "big.jsonl"],
+                 cwd=d)
+    assert res.code == 1, "expected exit 1 for a line over --max-record-mib:\n%s" % res
+    assert sorted(error_lines(res.err, "big.jsonl")) == [2], \
+        "expected the 1.5 MiB line 2 reported as big.jsonl:2:\n%s" % res
+    want = spans_of_doc(small[0]) + spans_of_doc(small[1])
+    assert ids_names(spans_of_jsonl(out)) == ids_names(want), "lines 1 and 3 did not replay"
+
+
+def case_document_over_max_record():
+    """A pretty document larger than --max-record-mib is cut into records of
+    whole resourceSpans elements: everything arrives, nothing is an error."""
+    d = case_dir("max-record-doc")
+    docs = [synthetic_doc("doc%d" % k, 0, 50, END_NS) for k in range(120)]
+    for doc in docs:
+        for sp in doc["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+            sp["attributes"] = [{"key": "pad", "value": {"stringValue": "y" * 300}}]
+    data = pretty_bytes(merged_doc(docs))
+    assert len(data) > (3 << 20), "the document should be over 3 MiB, is %d" % len(data)
+    write_file(d, "big.json", data)
+    out = os.path.join(d, "out.jsonl")
+    res = replay(["--config", file_config(d, out), "-q", "--max-record-mib", "1", "big.json"],
+                 cwd=d)
+    assert res.code == 0, "expected exit 0:\n%s" % res
+    want = [s for doc in docs for s in spans_of_doc(doc)]
+    got = spans_of_jsonl(out)
+    assert len(got) == len(want) and ids_names(got) == ids_names(want), \
+        "%d of %d spans arrived (or others)" % (len(got), len(want))
 
 
 # --- files that cannot be replayed -------------------------------------------------------
@@ -304,6 +343,10 @@ def main():
                     case_malformed_lines)
         runner.case("malformed lines with --strict: stops at the first", case_malformed_strict)
         runner.case("an undecodable protobuf record: FILE: record N", case_malformed_proto_record)
+        runner.case("a line over --max-record-mib is reported, the rest replays",
+                    case_line_over_max_record)
+        runner.case("a document over --max-record-mib is cut by resourceSpans",
+                    case_document_over_max_record)
         runner.case("missing file: one line naming it, exit 1, nothing sent", case_missing_file)
         runner.case("unknown format: one line naming the file, exit 1", case_unknown_format)
         runner.case("empty file: exit 0, 0 spans", case_empty_file)

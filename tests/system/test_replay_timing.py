@@ -51,18 +51,23 @@ def case_dir(name):
 
 # --- --rebase-time ----------------------------------------------------------------------
 
-def case_rebase_time():
-    d = case_dir("rebase")
-    data, spans = fixture_input("json", "none")
-    write_file(d, "fixtures.json", data)
+def case_rebase_time(fmt, dest):
+    """fmt: input format; dest: "file" (a config's file exporter) or "to"
+    (--to http:// an OTLP/HTTP server): protobuf records are passed on as
+    they were read unless rebased, so both paths are checked."""
+    d = case_dir("rebase-%s-%s" % (fmt, dest))
+    data, spans = fixture_input(fmt, "none")
+    write_file(d, "fixtures.in", data)
     assert any(s["events"] for s in spans), "the fixtures should have span events"
     out = os.path.join(d, "out.jsonl")
-    t0 = time.time_ns()
-    res = replay(["--config", file_config(d, out), "-q", "--rebase-time", "fixtures.json"],
-                 cwd=d)
-    t1 = time.time_ns()
+    with Receiver() as receiver:
+        args = ["--config", file_config(d, out)] if dest == "file" else ["--to", receiver.url]
+        t0 = time.time_ns()
+        res = replay(args + ["-q", "--rebase-time", "fixtures.in"], cwd=d)
+        t1 = time.time_ns()
+        arrived = spans_of_jsonl(out) if dest == "file" else receiver.spans()
     assert res.code == 0, "expected exit 0:\n%s" % res
-    got = {s["id"]: s for s in spans_of_jsonl(out)}
+    got = {s["id"]: s for s in arrived}
     assert sorted(got) == sorted(s["id"] for s in spans), "other spans arrived"
     latest = max(s["end"] for s in got.values())
     assert t0 <= latest <= t1, \
@@ -244,7 +249,9 @@ def case_interrupted():
 
 def main():
     runner = Runner()
-    runner.case("--rebase-time: latest end now, spacing kept to the ns", case_rebase_time)
+    for fmt, dest in (("json", "file"), ("proto", "file"), ("proto", "to"), ("jsonl", "to")):
+        runner.case("--rebase-time (%s, %s): latest end now, spacing kept to the ns"
+                    % (fmt, dest), case_rebase_time, fmt, dest)
     runner.case("--rate 1000: 3000 spans in 3 s within 10%", case_rate)
     runner.case("--speed 2 through a config's exporter keeps the gaps", case_speed_config)
     runner.case("--speed 2 with --to http:// keeps the gaps at the destination", case_speed_to)
