@@ -38,7 +38,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from collector import Collector, Runner, free_ports, post_traces  # noqa: E402
 from replay_support import (CORPUS, COMPRESSIONS, FORMATS, SCENARIOS, Receiver,  # noqa: E402
                             file_config, fixture_input, fixture_json, full_spans_of_jsonl,
-                            ids_names, replay, respan_config, spans_of_jsonl, write_file)
+                            ids_names, jsonl_bytes, replay, respan_config, spans_of_jsonl,
+                            synthetic_doc, write_file)
 from respan_standin import Standin  # noqa: E402
 
 SUFFIX = {"jsonl": ".jsonl", "json": ".json", "proto": ".pb"}
@@ -197,6 +198,35 @@ def case_to_nobody_listening():
     assert "NOT delivered" in res.err, "the summary does not say what was not delivered:\n%s" % res
 
 
+# KNOWN FAILURE (a bug in the command, reported, not fixed here): replay.c's
+# finish() takes the exporters' pending counts before rc_service_shutdown()
+# drains the queue, and keeps them after, so what the drain delivers is
+# still reported as "N records NOT delivered" and counted as lost: exit 1
+# although the destination got every span.
+def case_no_wait_to_live_destination():
+    """--no-wait skips the wait for delivery; what the exporter's drain at
+    shutdown delivers anyway must then not be reported as lost. The
+    summary and exit status must agree with what the destination got."""
+    d = case_dir("no-wait")
+    docs = [synthetic_doc("nowait%d" % k, 0, 3, 1795453080000000000) for k in range(200)]
+    path = write_file(d, "nowait.jsonl", jsonl_bytes(docs))
+    with Receiver() as dest:
+        res = replay(["--to", dest.url, "-q", "--no-wait", path], cwd=d)
+        time.sleep(0.5)  # the command has exited: nothing more can come
+        got = dest.spans()
+    n_got = len({s["id"] for s in got})
+    ex = list(res.exporter_lines().values())
+    assert ex and ex[0][0] == n_got, \
+        "the summary says %r delivered, the destination got %d distinct spans:\n%s" % (
+            ex, n_got, res)
+    if n_got == 600:
+        assert "NOT delivered" not in res.err and res.code == 0, \
+            "all 600 spans arrived, yet the summary reports records NOT delivered " \
+            "and/or the exit status is not 0:\n%s" % res
+    else:
+        assert res.code == 1, "spans were lost, yet exit %d:\n%s" % (res.code, res)
+
+
 def case_to_headers():
     d = case_dir("to-headers")
     path, spans = input_file(d, "proto", "none")
@@ -279,6 +309,8 @@ def main():
         runner.case("--to a port nobody listens on: exit 1 after --wait-timeout",
                     case_to_nobody_listening)
         runner.case("--to http://.../v1/traces with -H headers", case_to_headers)
+        runner.case("--no-wait --to a live destination: summary and exit agree with "
+                    "what arrived", case_no_wait_to_live_destination)
         runner.case("round trip: file exporter output replayed over gRPC is identical",
                     case_round_trip, "grpc")
         runner.case("round trip: file exporter output replayed over HTTP is identical",
