@@ -22,6 +22,7 @@ shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
 targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_respan_response
+  fuzz_replay_input
   fuzz_otlp_response fuzz_config fuzz_pricing fuzz_headers fuzz_respan_log fuzz_grpc_h2}
 
 # target -> seed folder under fuzz/corpus/
@@ -32,6 +33,7 @@ corpus_of() {
     fuzz_http_body) echo http_body ;;
     fuzz_queue) echo queue ;;
     fuzz_grpc_h2) echo grpc_h2 ;;
+    fuzz_replay_input) echo replay_input ;;
     fuzz_respan_response) echo respan_response ;;
     fuzz_otlp_response) echo otlp_response ;;
     fuzz_config) echo config ;;

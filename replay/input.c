@@ -861,7 +861,7 @@ static rc_status split_step(rc_replay_input *in, rc_replay_record *rec, bool *em
         }
         in->split = SP_KEY_OR_END;
         json_scan s = {0};
-        return skip_value(in, &s, 0, in->line, err);
+        return skip_value(in, &s, 0, in->split_line, err);
     case SP_ARRAY_NEXT:
         if (is_ws(c) || c == ',') {
             consume(in, 1);

@@ -84,7 +84,8 @@ rc_status rc_replay_input_open(const char *path, const rc_replay_input_opts *opt
  *   RC_EIO:         the input cannot go on (read error, corrupt compressed
  *                   stream, truncated protobuf record, unbalanced JSON
  *                   document): err says why and where; every later call
- *                   returns the same. */
+ *                   returns the same;
+ *   RC_ENOMEM:      out of memory; as final as RC_EIO. */
 rc_status rc_replay_input_next(rc_replay_input *in, rc_replay_record *rec, rc_error *err);
 
 /* e.g. "OTLP/JSON lines, zstd"; valid while the input is open. */

@@ -151,6 +151,10 @@ static void read_records(rc_replay_input *in, outcome *o)
         if (st != RC_OK && st != RC_EINVAL) {
             o->end = st;
             snprintf(o->end_err, sizeof o->end_err, "%s", st == RC_REPLAY_EOF ? "" : e.msg);
+            /* The end, or a fatal error, is said again on every later call. */
+            rc_error again = {{0}};
+            CHECK(rc_replay_input_next(in, &r, &again) == st);
+            if (st != RC_REPLAY_EOF) CHECK_STR(again.msg, e.msg);
             break;
         }
         if (o->n == MAXREC) {
@@ -384,6 +388,27 @@ static void test_large_value_not_object(void)
     rc_buf_free(&b);
 }
 
+/* Too large, an object, but nothing to split it by: skipped whole. */
+static void test_large_object_without_resource_spans(void)
+{
+    rc_buf b = RC_BUF_INIT;
+    rc_buf_puts(&b, "{\"other\": [");
+    for (int i = 0; i < 2000; i++)
+        rc_buf_puts(&b, "\"x\",\n");
+    rc_buf_puts(&b, "1], \"resourceSpans\": {}}\n");
+    request_json(&b, 1, 2, "\n");
+    outcome *o = read_path(write_file("other.json", b.data, b.len), 1024);
+    CHECK_STR(o->format, "OTLP/JSON document");
+    CHECK(o->n == 2);
+    CHECK(o->st[0] == RC_EINVAL && o->line[0] == 1 && o->index[0] == 1);
+    CHECK_STR(o->err[0], "the object on line 1 is larger than 1 KiB and has no resourceSpans "
+                         "array to split it by");
+    CHECK(o->st[1] == RC_OK && o->line[1] == 2002 && o->index[1] == 2 && o->spans[1] == 2);
+    CHECK(o->end == RC_REPLAY_EOF);
+    free(o);
+    rc_buf_free(&b);
+}
+
 static void test_truncated_document(void)
 {
     rc_buf b = RC_BUF_INIT;
@@ -527,7 +552,7 @@ static void test_unknown_missing_empty(void)
     }
 }
 
-/* A gzip file with a corrupt middle, and zstd cut short. */
+/* A gzip file whose second member is corrupt, and zstd cut short. */
 static void test_corrupt_compression(void)
 {
     rc_buf b = RC_BUF_INIT, gz = RC_BUF_INIT, zs = RC_BUF_INIT;
@@ -535,14 +560,20 @@ static void test_corrupt_compression(void)
         request_json(&b, 1, 2, "");
         rc_buf_putc(&b, '\n');
     }
-    gzip_members(&b, 1, &gz);
-    for (size_t i = gz.len / 2; i < gz.len / 2 + 16; i++)
-        gz.data[i] ^= 0x55;
+    /* 250 good lines, then a member whose first deflate block has the
+     * reserved type 3 (0xff: final block, type 11). */
+    rc_buf half = {b.data, b.len / 2, b.len / 2, false};
+    while (half.len > 0 && half.data[half.len - 1] != '\n')
+        half.len--;
+    gzip_members(&half, 1, &gz);
+    static const uint8_t bad_member[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff};
+    rc_buf_append(&gz, bad_member, sizeof bad_member);
     outcome *o = read_path(write_file("corrupt.gz", gz.data, gz.len), 0);
     CHECK(o->open_st == RC_OK);
-    CHECK(o->n > 100 && o->n < 400); /* the records before the damage */
+    CHECK(o->n == 250 && o->total_spans == 500); /* the records before the damage */
     CHECK(o->end == RC_EIO);
     CHECK_CONTAINS(o->end_err, "corrupt gzip data near byte ");
+    CHECK_CONTAINS(o->end_err, ": invalid block type");
     free(o);
 
     zstd_frames(&b, 1, &zs);
@@ -687,6 +718,7 @@ int main(void)
     RUN(test_concatenated_documents());
     RUN(test_large_document_split());
     RUN(test_large_value_not_object());
+    RUN(test_large_object_without_resource_spans());
     RUN(test_truncated_document());
     RUN(test_proto());
     RUN(test_unknown_missing_empty());
