@@ -2,7 +2,7 @@
  * replay_gen.c - writes an OTLP/JSON-lines trace file of a given size, for
  * the replay benchmark (bench/replay.sh).
  *
- *   replay_gen --out FILE --mib N [--kind llm|small] [--spans-per-line N]
+ *   replay_gen --out FILE --mib N [--kind llm|small] [--spans-per-line N] [--proto]
  *
  * The lines are the load generator's corpus (corpus.c: realistic LLM or
  * HTTP spans, encoded as OTLP/JSON independently of the collector's
@@ -13,6 +13,11 @@
  * processor attributes spans at once rather than holding them for the
  * trace's customer: the benchmark measures throughput, and a file whose
  * spans all waited would measure the hold instead.
+ *
+ * --proto writes length-prefixed protobuf instead (the OpenTelemetry
+ * Collector's file exporter in proto mode), to compare formats: the corpus
+ * bodies as they are, cycled, so ids repeat every 64 records and no
+ * customer is added.
  */
 #include "loadgen.h"
 
@@ -26,7 +31,7 @@
 static void usage(void)
 {
     fprintf(stderr, "usage: replay_gen --out FILE --mib N [--kind llm|small] "
-                    "[--spans-per-line N]\n");
+                    "[--spans-per-line N] [--proto]\n");
     exit(2);
 }
 
@@ -70,7 +75,12 @@ int main(int argc, char **argv)
     uint64_t mib = 0;
     size_t spans_per_line = 50;
     lg_kind kind = LG_LLM;
+    bool proto = false;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--proto") == 0) {
+            proto = true;
+            continue;
+        }
         if (i + 1 >= argc) usage();
         if (strcmp(argv[i], "--out") == 0)
             path = argv[++i];
@@ -86,7 +96,7 @@ int main(int argc, char **argv)
     if (!path || !mib || !spans_per_line) usage();
     lg_corpus c;
     char why[256];
-    if (!lg_corpus_build(&c, kind, spans_per_line, CORPUS_BODIES, true, false, why, sizeof why)) {
+    if (!lg_corpus_build(&c, kind, spans_per_line, CORPUS_BODIES, !proto, false, why, sizeof why)) {
         fprintf(stderr, "replay_gen: %s\n", why);
         return 1;
     }
@@ -100,6 +110,16 @@ int main(int argc, char **argv)
     size_t cap = 0;
     while (written < target) {
         const lg_body *b = &c.bodies[lines % c.n];
+        if (proto) {
+            uint8_t be[4] = {(uint8_t)(b->len >> 24), (uint8_t)(b->len >> 16),
+                             (uint8_t)(b->len >> 8), (uint8_t)b->len};
+            fwrite(be, 1, 4, out);
+            fwrite(b->data, 1, b->len, out);
+            written += b->len + 4;
+            spans += b->spans;
+            lines++;
+            continue;
+        }
         if (b->len > cap) {
             char *bigger = realloc(line, b->len);
             if (!bigger) {
