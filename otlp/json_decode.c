@@ -65,6 +65,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,16 +182,23 @@ static rc_status out_of_memory(dec *d)
 
 /* --- lexing --------------------------------------------------------------- */
 
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
 static void skip_space(dec *d)
 {
-    while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t'))
+    while (d->p < d->end && is_space(*d->p))
         d->p++;
 }
 
 /* The next byte after white space, or 0 at the end of the body (a raw NUL
- * is no token either, so both are refused alike). */
-static unsigned char peek(dec *d)
+ * is no token either, so both are refused alike). Most tokens follow the
+ * one before directly, so that case is tested first. */
+static inline unsigned char peek(dec *d)
 {
+    if (d->p<d->end && * d->p> ' ') return *d->p;
     skip_space(d);
     return d->p < d->end ? *d->p : 0;
 }
@@ -1086,7 +1094,16 @@ static void store_field(const ProtobufCFieldDescriptor *f, const field_value *v,
         *(void **)(msg + f->offset) = v->rep.elems;
         return;
     }
-    memcpy(msg + f->offset, v, element_size(f->type));
+    switch (element_size(f->type)) {
+    case 16:
+        memcpy(msg + f->offset, v, 16);
+        break;
+    case 8:
+        memcpy(msg + f->offset, v, 8);
+        break;
+    default:
+        memcpy(msg + f->offset, v, 4);
+    }
     if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
         *(uint32_t *)(msg + f->quantifier_offset) = f->id;
     else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_MESSAGE &&
@@ -1094,26 +1111,107 @@ static void store_field(const ProtobufCFieldDescriptor *f, const field_value *v,
         *(protobuf_c_boolean *)(msg + f->quantifier_offset) = 1;
 }
 
+/* Whether the key names the field called `name`: whether the key, with each
+ * capital turned into '_' and its small letter, is the name. So both the
+ * proto name and its lowerCamelCase (or a mix, as before) match, without
+ * building the converted key. */
+static bool key_names(const char *key, size_t len, const char *name)
+{
+    for (size_t i = 0; i < len; i++) {
+        char k = key[i];
+        if (k >= 'A' && k <= 'Z') {
+            if (name[0] != '_' || name[1] != k - 'A' + 'a') return false;
+            name += 2;
+        } else {
+            if (*name != k || k == '\0') return false;
+            name++;
+        }
+    }
+    return *name == '\0';
+}
+
+/* Matching a key against each field name a character at a time was the
+ * decoder's largest cost, so each message reachable from the request gets,
+ * once per process, its field names' lengths and lowerCamelCase spellings:
+ * the keys senders write are then found by length and memcmp. A key in
+ * neither spelling (a mix, or unknown) still goes through key_names. */
+#define NAMES_MAX_FIELDS 24
+#define NAMES_MAX_LEN 40
+#define NAMES_SLOTS 64 /* a power of two, well above the messages of OTLP traces */
+
+typedef struct field_names {
+    const ProtobufCMessageDescriptor *desc;
+    uint8_t name_len[NAMES_MAX_FIELDS];
+    uint8_t camel_len[NAMES_MAX_FIELDS]; /* 0: no camel spelling of its own */
+    char camel[NAMES_MAX_FIELDS][NAMES_MAX_LEN];
+} field_names;
+
+static field_names g_names[NAMES_SLOTS];
+static pthread_once_t g_names_once = PTHREAD_ONCE_INIT;
+
+static size_t names_slot(const ProtobufCMessageDescriptor *desc)
+{
+    return ((uintptr_t)desc >> 4) * 0x9E3779B97F4A7C15ULL >> 58;
+}
+
+static void names_add(const ProtobufCMessageDescriptor *desc)
+{
+    if (desc->n_fields > NAMES_MAX_FIELDS) return; /* key_names serves it */
+    size_t slot = names_slot(desc);
+    for (size_t tries = 0; g_names[slot].desc; tries++) {
+        if (g_names[slot].desc == desc || tries == NAMES_SLOTS) return;
+        slot = (slot + 1) % NAMES_SLOTS;
+    }
+    field_names *t = &g_names[slot];
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const char *name = desc->fields[i].name;
+        size_t len = strlen(name), n = 0;
+        t->name_len[i] = len < NAMES_MAX_LEN ? (uint8_t)len : 0;
+        for (size_t j = 0; j < len && n + 1 < NAMES_MAX_LEN; j++) {
+            if (name[j] == '_' && name[j + 1] >= 'a' && name[j + 1] <= 'z')
+                t->camel[i][n++] = (char)(name[++j] - 'a' + 'A');
+            else
+                t->camel[i][n++] = name[j];
+        }
+        /* Only a spelling key_names would accept, and not the name itself. */
+        bool usable = n < NAMES_MAX_LEN - 1 && n != len && key_names(t->camel[i], n, name);
+        t->camel_len[i] = usable ? (uint8_t)n : 0;
+    }
+    t->desc = desc; /* last: names_add runs once, before any reader */
+    for (unsigned i = 0; i < desc->n_fields; i++)
+        if (desc->fields[i].type == PROTOBUF_C_TYPE_MESSAGE) names_add(desc->fields[i].descriptor);
+}
+
+static void names_build(void)
+{
+    names_add(
+        &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor);
+}
+
+static const field_names *names_of(const ProtobufCMessageDescriptor *desc)
+{
+    size_t slot = names_slot(desc);
+    for (size_t tries = 0; tries < NAMES_SLOTS && g_names[slot].desc; tries++) {
+        if (g_names[slot].desc == desc) return &g_names[slot];
+        slot = (slot + 1) % NAMES_SLOTS;
+    }
+    return NULL;
+}
+
 /* The field a JSON key names: its proto name, or that name in lowerCamelCase. */
 static const ProtobufCFieldDescriptor *lookup_field(const ProtobufCMessageDescriptor *desc,
                                                     const char *key, size_t len)
 {
-    char snake[64];
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (n + 2 >= sizeof snake) return NULL; /* longer than any field name */
-        char k = key[i];
-        if (k >= 'A' && k <= 'Z') {
-            snake[n++] = '_';
-            snake[n++] = (char)(k - 'A' + 'a');
-        } else {
-            snake[n++] = k;
-        }
+    if (len == 0) return NULL;
+    const field_names *t = names_of(desc);
+    for (unsigned i = 0; t && i < desc->n_fields; i++) {
+        if ((len == t->camel_len[i] && memcmp(key, t->camel[i], len) == 0) ||
+            (len == t->name_len[i] && memcmp(key, desc->fields[i].name, len) == 0))
+            return &desc->fields[i];
     }
-    snake[n] = '\0';
     for (unsigned i = 0; i < desc->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
-        if (f->name[0] == snake[0] && strcmp(f->name, snake) == 0) return f;
+        if (f->name[0] == key[0] && key_names(key, len, f->name)) return f;
     }
     return NULL;
 }
@@ -1188,10 +1286,16 @@ static rc_status note_member(dec *d, member *m, const ProtobufCFieldDescriptor *
 
 /* Reads one member's value (the key is read) into this object's table. */
 static rc_status read_member(dec *d, size_t first, const ProtobufCMessageDescriptor *desc,
-                             const string_ref *key, char *msg, bool *irregular)
+                             const string_ref *key, char *msg, uint64_t *fields_seen,
+                             bool *irregular)
 {
     const ProtobufCFieldDescriptor *f = lookup_field(desc, key->text, key->len);
     if (!f) return skip_value(d);
+    /* A field met for the first time needs no search of the table. */
+    size_t index = (size_t)(f - desc->fields);
+    uint64_t bit = index < 64 ? (uint64_t)1 << index : 0;
+    bool maybe_seen = !bit || (*fields_seen & bit);
+    *fields_seen |= bit;
     field_value value = {0};
     int state = MEMBER_SET;
     if (peek(d) == 'n' && d->end - d->p >= 4 && memcmp(d->p, "null", 4) == 0) {
@@ -1206,7 +1310,7 @@ static rc_status read_member(dec *d, size_t first, const ProtobufCMessageDescrip
     }
     /* Looked up after reading: the value may have pushed and popped members
      * of nested objects above this object's own. */
-    member *seen = find_member(d, first, f, key->text, key->len);
+    member *seen = maybe_seen ? find_member(d, first, f, key->text, key->len) : NULL;
     if (state == MEMBER_SET && !*irregular && !seen)
         store_field(f, &value, msg); /* the usual case: in order, once */
     return note_member(d, seen, f, key, state, &value, irregular);
@@ -1236,6 +1340,7 @@ static rc_status decode_fields(dec *d, const ProtobufCMessageDescriptor *desc, c
     d->p++;
     d->nesting++;
     size_t first = d->n_members;
+    uint64_t fields_seen = 0;
     bool irregular = false;
     rc_status st = RC_OK;
     if (peek(d) == '}') {
@@ -1246,7 +1351,7 @@ static rc_status decode_fields(dec *d, const ProtobufCMessageDescriptor *desc, c
             /* The key's text stays valid to the end of the request (in the
              * body, or unescaped in the arena): the table keeps it. */
             st = read_key(d, &key);
-            if (st == RC_OK) st = read_member(d, first, desc, &key, msg, &irregular);
+            if (st == RC_OK) st = read_member(d, first, desc, &key, msg, &fields_seen, &irregular);
             if (st != RC_OK) break;
             unsigned char c = peek(d);
             if (c == '}') {
@@ -1332,6 +1437,7 @@ rc_status otlp_json_decode(const char *data, size_t len, rc_arena *arena, otlp_e
         rc_error_set(err, "invalid JSON: the body is empty");
         return RC_EINVAL;
     }
+    pthread_once(&g_names_once, names_build);
     /* The path stack is a few KiB: keep it off the caller's stack. */
     dec *d = calloc(1, sizeof *d);
     if (!d) {
