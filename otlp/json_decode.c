@@ -62,6 +62,7 @@
 
 #include "core/bytescan.h"
 #include "core/json_writer.h"
+#include "core/memlimit.h"
 
 #include <errno.h>
 #include <math.h>
@@ -402,11 +403,12 @@ static rc_status read_string(dec *d, enum string_mode mode, string_ref *out)
     return RC_OK;
 }
 
-/* Steps over the string at the cursor (on its opening quote), checking it. */
-static rc_status skip_string(dec *d)
+/* Steps over the string at the cursor (on its opening quote), checking it
+ * as a value or as a key, without allocating. */
+static rc_status skip_string(dec *d, enum string_mode mode)
 {
     const unsigned char *after;
-    if (string_text(d, d->p + 1, TEXT_NUMERIC, NULL, &after) == (size_t)-1) return RC_EINVAL;
+    if (string_text(d, d->p + 1, mode, NULL, &after) == (size_t)-1) return RC_EINVAL;
     d->p = after;
     return RC_OK;
 }
@@ -451,20 +453,31 @@ static const unsigned char *digits(const unsigned char *s, const unsigned char *
     return s;
 }
 
+/* strtod needs a C string; a literal too long for the stack buffer (digits
+ * by the thousand are valid JSON) gets a charged heap copy for the moment
+ * it is read, not arena space that would outlive it. */
 static rc_status literal_as_double(dec *d, const unsigned char *s, size_t n, double *out)
 {
     char small[64];
     char *text = small;
     if (n >= sizeof small) {
-        text = rc_arena_alloc(d->arena, n + 1);
-        if (!text) return out_of_memory(d);
+        if (!rc_mem_try_charge(n + 1)) return out_of_memory(d);
+        text = malloc(n + 1);
+        if (!text) {
+            rc_mem_release(n + 1);
+            return out_of_memory(d);
+        }
     }
     memcpy(text, s, n);
     text[n] = '\0';
     errno = 0;
     double r = strtod(text, NULL);
-    if ((r == HUGE_VAL || r == -HUGE_VAL) && errno == ERANGE)
-        return syntax_error(d, s, "number out of the double range");
+    bool overflow = (r == HUGE_VAL || r == -HUGE_VAL) && errno == ERANGE;
+    if (text != small) {
+        free(text);
+        rc_mem_release(n + 1);
+    }
+    if (overflow) return syntax_error(d, s, "number out of the double range");
     *out = r;
     return RC_OK;
 }
@@ -559,7 +572,6 @@ static rc_status skip_value(dec *d)
 {
     uint64_t open[JSON_MAX_NESTING / 64 + 1];
     int top = 0;
-    string_ref ignored;
     number num;
     for (;;) {
         unsigned char c = peek(d);
@@ -583,12 +595,12 @@ static rc_status skip_value(dec *d)
             }
             if (c == '[') continue; /* the first element */
             if (peek(d) != '"') return syntax_error(d, d->p, "expected a key");
-            if (read_string(d, TEXT_KEY, &ignored) != RC_OK) return RC_EINVAL;
+            if (skip_string(d, TEXT_KEY) != RC_OK) return RC_EINVAL;
             if (peek(d) != ':') return syntax_error(d, d->p, "expected ':'");
             d->p++;
             continue;
         case '"':
-            if (skip_string(d) != RC_OK) return RC_EINVAL;
+            if (skip_string(d, TEXT_NUMERIC) != RC_OK) return RC_EINVAL;
             break;
         case 't':
             if (read_word(d, "true") != RC_OK) return RC_EINVAL;
@@ -601,7 +613,8 @@ static rc_status skip_value(dec *d)
             break;
         default:
             if (c != '-' && !is_digit(c)) return syntax_error(d, d->p, "expected a value");
-            if (read_number(d, &num) != RC_OK) return RC_EINVAL;
+            rc_status st = read_number(d, &num); /* a long literal may need the arena */
+            if (st != RC_OK) return st;
         }
         /* After a value: close containers or move to the next element. */
         for (;;) {
@@ -612,7 +625,7 @@ static rc_status skip_value(dec *d)
                 d->p++;
                 if (in_object) {
                     if (peek(d) != '"') return syntax_error(d, d->p, "expected a key");
-                    if (read_string(d, TEXT_KEY, &ignored) != RC_OK) return RC_EINVAL;
+                    if (skip_string(d, TEXT_KEY) != RC_OK) return RC_EINVAL;
                     if (peek(d) != ':') return syntax_error(d, d->p, "expected ':'");
                     d->p++;
                 }
@@ -631,8 +644,8 @@ static rc_status skip_value(dec *d)
 /* A value of the wrong type for its field: checked, stepped over, refused. */
 static rc_status wrong_type(dec *d, const char *what)
 {
-    if (skip_value(d) != RC_OK) return RC_EINVAL;
-    return fail(d, what);
+    rc_status st = skip_value(d);
+    return st != RC_OK ? st : fail(d, what);
 }
 
 /* --- scalars -------------------------------------------------------------- */
@@ -1029,7 +1042,8 @@ static rc_status skip_rest_of_array(dec *d)
         }
         if (c != ',') return syntax_error(d, d->p, "expected ',' or ']'");
         d->p++;
-        if (skip_value(d) != RC_OK) return RC_EINVAL;
+        rc_status st = skip_value(d);
+        if (st != RC_OK) return st;
     }
 }
 
@@ -1070,7 +1084,11 @@ static rc_status decode_repeated(dec *d, const ProtobufCFieldDescriptor *f, fiel
     if (st != RC_OK && !d->syntax_failed) {
         /* The element's error stands unless the rest is not even JSON. */
         rc_error saved = *d->err;
-        if (skip_rest_of_array(d) == RC_OK) *d->err = saved;
+        rc_status rest = skip_rest_of_array(d);
+        if (rest == RC_OK)
+            *d->err = saved;
+        else
+            st = rest;
     }
     d->nesting--;
     if (st != RC_OK) return st;
@@ -1409,7 +1427,9 @@ static rc_status expect_end(dec *d)
 static rc_status decode_request(dec *d, otlp_export_request **out)
 {
     if (peek(d) != '{') {
-        if (skip_value(d) != RC_OK || expect_end(d) != RC_OK) return RC_EINVAL;
+        rc_status st = skip_value(d);
+        if (st != RC_OK) return st;
+        if (expect_end(d) != RC_OK) return RC_EINVAL;
         rc_error_set(d->err, "invalid OTLP/JSON: the request must be a JSON object");
         return RC_EINVAL;
     }

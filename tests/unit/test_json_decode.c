@@ -162,6 +162,24 @@ static void test_big_integer_before_lone_surrogate(void)
     rc_arena_free(arena);
 }
 
+/* Unknown values are checked, never kept: they take no arena, so a capped
+ * arena refuses a body no sooner than the tree decoder's did. */
+static void test_unknown_values_take_no_arena(void)
+{
+    static char body[6000];
+    int n = snprintf(body, sizeof body, "{\"x\":{\"k\\u0065y\":[0.");
+    while (n < 5000)
+        body[n++] = '0';
+    snprintf(body + n, sizeof body - (size_t)n, "1e-3, \"a\\nb\"]}}");
+    rc_arena *arena = rc_arena_new(4096);
+    rc_arena_set_max(arena, 4096); /* less than the literal */
+    otlp_export_request *req = NULL;
+    rc_error err = {{0}};
+    CHECK(otlp_json_decode(body, strlen(body), arena, &req, &err) == RC_OK);
+    CHECK(otlp_count_spans(req) == 0);
+    rc_arena_free(arena);
+}
+
 static void test_nesting_limit(void)
 {
     /* jansson refused a value inside 2048 containers; so does the new one. */
@@ -227,6 +245,7 @@ int main(void)
 {
     RUN(test_agrees_with_reference());
     RUN(test_big_integer_before_lone_surrogate());
+    RUN(test_unknown_values_take_no_arena());
     RUN(test_nesting_limit());
     RUN(test_syntax_error_wording());
     RUN(test_large_body());
