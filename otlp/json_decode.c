@@ -517,7 +517,6 @@ static rc_status read_number(dec *d, number *out)
         s = digits(s, end);
     }
     d->p = s;
-    skip_lost_nul(d);
     if (integral) {
         uint64_t mag = 0;
         bool fits = true;
@@ -531,9 +530,15 @@ static rc_status read_number(dec *d, number *out)
         if (fits && mag <= (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
             out->is_integer = true;
             out->i = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+            skip_lost_nul(d);
             return RC_OK;
         }
+        /* The old decoder made such a literal a real by rewriting the body,
+         * but took a NUL right after it for part of the literal and left it
+         * as it was, which jansson then refused: kept, so that the two agree. */
+        if (s < end && *s == 0) return syntax_error(d, s, "NUL byte after a number");
     }
+    skip_lost_nul(d);
     out->is_integer = false;
     return literal_as_double(d, start, (size_t)(s - start), &out->r);
 }

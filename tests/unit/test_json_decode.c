@@ -87,6 +87,10 @@ static void test_agrees_with_reference(void)
         B("{\"unknown\":1\0}"),
         B("{\"unknown\":true\0\0}"),
         B("{\"unknown\":\"s\"\0}"),
+        B("{\"unknown\":33334333333333333333\0}"),
+        B("{\"unknown\":-9223372036854775809\0}"),
+        B("{\"unknown\":9223372036854775807\0}"),
+        B("{\"unknown\":1.5\0}"),
         /* repeated keys: one place (the first), the last value */
         B(SPAN("\"name\":\"a\",\"name\":\"b\"")),
         B(SPAN("\"name\":\"a\",\"name\":null")),
