@@ -279,6 +279,45 @@ enum string_mode {
     TEXT_NUMERIC, /* read as a C string later: NUL kept */
 };
 
+/* The character a single-character escape ("\\n") stands for, or -1. */
+static long simple_escape(unsigned char c)
+{
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    const char *at = c ? strchr(from, c) : NULL;
+    return at ? (unsigned char)to[at - from] : -1;
+}
+
+/* Reads the escape at s (on its backslash) into *cp; returns the bytes of
+ * input it takes, 0 after a syntax error. */
+static size_t read_escape(dec *d, const unsigned char *s, enum string_mode mode, unsigned long *cp)
+{
+    if (d->end - s < 2) {
+        syntax_error(d, s, "unterminated string");
+        return 0;
+    }
+    size_t used = 2;
+    long simple = simple_escape(s[1]);
+    if (simple >= 0) {
+        *cp = (unsigned long)simple;
+    } else if (s[1] == 'u') {
+        size_t n = unicode_escape(s + 2, d->end, cp);
+        if (n == 0) {
+            syntax_error(d, s, "invalid \\u escape");
+            return 0;
+        }
+        used += n;
+    } else {
+        syntax_error(d, s, "invalid escape");
+        return 0;
+    }
+    if (*cp == 0 && mode == TEXT_KEY) {
+        syntax_error(d, s, "NUL in an object key");
+        return 0;
+    }
+    if (*cp == 0 && mode == TEXT_VALUE) *cp = REPLACEMENT_CHAR;
+    return used;
+}
+
 /* Reads the string whose text starts at s (after the opening quote):
  * checks it and, when out is not NULL, writes it unescaped and repaired.
  * Returns the unescaped length and sets *after past the closing quote;
@@ -297,9 +336,12 @@ static size_t string_text(dec *d, const unsigned char *s, enum string_mode mode,
             syntax_error(d, s, "unterminated string");
             return (size_t)-1;
         }
-        unsigned char c = *s;
-        if (c == '"') break;
-        if (c >= 0x80) {
+        if (*s == '"') break;
+        if (*s < 0x20) {
+            syntax_error(d, s, "control character in string");
+            return (size_t)-1;
+        }
+        if (*s >= 0x80) {
             size_t n = rc_utf8_seq_len(s, (size_t)(end - s));
             if (n == 0) { /* a byte outside any valid sequence */
                 o += put_utf8(out ? out + o : NULL, REPLACEMENT_CHAR);
@@ -311,60 +353,9 @@ static size_t string_text(dec *d, const unsigned char *s, enum string_mode mode,
             }
             continue;
         }
-        if (c < 0x20) {
-            syntax_error(d, s, "control character in string");
-            return (size_t)-1;
-        }
-        /* c == '\\' */
-        if (end - s < 2) {
-            syntax_error(d, s, "unterminated string");
-            return (size_t)-1;
-        }
         unsigned long cp;
-        size_t used = 2;
-        switch (s[1]) {
-        case '"':
-            cp = '"';
-            break;
-        case '\\':
-            cp = '\\';
-            break;
-        case '/':
-            cp = '/';
-            break;
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
-        case 'u': {
-            size_t n = unicode_escape(s + 2, end, &cp);
-            if (n == 0) {
-                syntax_error(d, s, "invalid \\u escape");
-                return (size_t)-1;
-            }
-            used += n;
-            break;
-        }
-        default:
-            syntax_error(d, s, "invalid escape");
-            return (size_t)-1;
-        }
-        if (cp == 0 && mode == TEXT_KEY) {
-            syntax_error(d, s, "NUL in an object key");
-            return (size_t)-1;
-        }
-        if (cp == 0 && mode == TEXT_VALUE) cp = REPLACEMENT_CHAR;
+        size_t used = read_escape(d, s, mode, &cp); /* *s == '\\' */
+        if (used == 0) return (size_t)-1;
         o += put_utf8(out ? out + o : NULL, cp);
         s += used;
     }
@@ -569,81 +560,111 @@ static rc_status enter_value(dec *d)
 
 /* --- skipping ------------------------------------------------------------- */
 
-/* Checks and steps over the value at the cursor, without recursion: the
- * open containers are a bit stack (1: object). Used for unknown keys, for
- * the rest of an array after a failed element and for values of the wrong
- * type (whose syntax errors must win, as they did with a tree). */
+/* The containers skip_value has open: a bit each (1: object, 0: array). */
+typedef struct open_containers {
+    uint64_t bits[JSON_MAX_NESTING / 64 + 1];
+    int top;
+} open_containers;
+
+static bool innermost_is_object(const open_containers *o)
+{
+    return o->bits[(o->top - 1) / 64] >> ((o->top - 1) % 64) & 1;
+}
+
+/* Steps over a key and its ':' inside a skipped object. */
+static rc_status skip_key(dec *d)
+{
+    if (peek(d) != '"') return syntax_error(d, d->p, "expected a key");
+    if (skip_string(d, TEXT_KEY) != RC_OK) return RC_EINVAL;
+    if (peek(d) != ':') return syntax_error(d, d->p, "expected ':'");
+    d->p++;
+    return RC_OK;
+}
+
+/* Opens the container at the cursor; *more is false when it is empty (and
+ * so already closed again), else the cursor is at its first value. */
+static rc_status skip_open(dec *d, open_containers *o, bool *more)
+{
+    bool object = *d->p == '{';
+    d->p++;
+    if (peek(d) == (object ? '}' : ']')) {
+        d->p++;
+        *more = false;
+        return RC_OK;
+    }
+    d->nesting++;
+    uint64_t bit = (uint64_t)1 << (o->top % 64);
+    o->bits[o->top / 64] = object ? o->bits[o->top / 64] | bit : o->bits[o->top / 64] & ~bit;
+    o->top++;
+    *more = true;
+    return object ? skip_key(d) : RC_OK;
+}
+
+/* After a value: closes the containers that end here, or moves to the next
+ * value of the innermost one (*more then true). */
+static rc_status skip_after_value(dec *d, open_containers *o, bool *more)
+{
+    for (*more = false; o->top > 0;) {
+        bool object = innermost_is_object(o);
+        unsigned char c = peek(d);
+        if (c == ',') {
+            d->p++;
+            *more = true;
+            return object ? skip_key(d) : RC_OK;
+        }
+        if (c != (object ? '}' : ']'))
+            return syntax_error(d, d->p, object ? "expected ',' or '}'" : "expected ',' or ']'");
+        d->p++;
+        d->nesting--;
+        o->top--;
+    }
+    return RC_OK;
+}
+
+/* Checks and steps over one scalar value at the cursor. */
+static rc_status skip_scalar(dec *d, unsigned char c)
+{
+    number num;
+    switch (c) {
+    case '"':
+        return skip_string(d, TEXT_NUMERIC);
+    case 't':
+        return read_word(d, "true");
+    case 'f':
+        return read_word(d, "false");
+    case 'n':
+        return read_word(d, "null");
+    default:
+        if (c != '-' && !is_digit(c)) return syntax_error(d, d->p, "expected a value");
+        return read_number(d, &num); /* a long literal takes a charged copy */
+    }
+}
+
+/* Checks and steps over the value at the cursor, without recursion (the
+ * open containers are a bit stack). Used for unknown keys, for the rest of
+ * an array after a failed element and for values of the wrong type (whose
+ * syntax errors must win, as they did with a tree). */
 static rc_status skip_value(dec *d)
 {
-    uint64_t open[JSON_MAX_NESTING / 64 + 1];
-    int top = 0;
-    number num;
-    for (;;) {
+    open_containers o;
+    o.top = 0;
+    for (bool more = true; more;) {
         unsigned char c = peek(d);
         if (d->nesting + 1 > JSON_MAX_NESTING)
             return syntax_error(d, d->p, "values nested deeper than 2048");
-        switch (c) {
-        case '{':
-        case '[':
-            d->p++;
-            d->nesting++;
-            if (c == '{')
-                open[top / 64] |= (uint64_t)1 << (top % 64);
-            else
-                open[top / 64] &= ~((uint64_t)1 << (top % 64));
-            top++;
-            if (peek(d) == (c == '{' ? '}' : ']')) {
-                d->p++;
-                d->nesting--;
-                top--;
-                break;
-            }
-            if (c == '[') continue; /* the first element */
-            if (peek(d) != '"') return syntax_error(d, d->p, "expected a key");
-            if (skip_string(d, TEXT_KEY) != RC_OK) return RC_EINVAL;
-            if (peek(d) != ':') return syntax_error(d, d->p, "expected ':'");
-            d->p++;
-            continue;
-        case '"':
-            if (skip_string(d, TEXT_NUMERIC) != RC_OK) return RC_EINVAL;
-            break;
-        case 't':
-            if (read_word(d, "true") != RC_OK) return RC_EINVAL;
-            break;
-        case 'f':
-            if (read_word(d, "false") != RC_OK) return RC_EINVAL;
-            break;
-        case 'n':
-            if (read_word(d, "null") != RC_OK) return RC_EINVAL;
-            break;
-        default:
-            if (c != '-' && !is_digit(c)) return syntax_error(d, d->p, "expected a value");
-            rc_status st = read_number(d, &num); /* a long literal may need the arena */
+        rc_status st;
+        if (c == '{' || c == '[') {
+            st = skip_open(d, &o, &more);
+            if (st != RC_OK) return st;
+            if (more) continue; /* at the container's first value */
+        } else {
+            st = skip_scalar(d, c);
             if (st != RC_OK) return st;
         }
-        /* After a value: close containers or move to the next element. */
-        for (;;) {
-            if (top == 0) return RC_OK;
-            bool in_object = open[(top - 1) / 64] >> ((top - 1) % 64) & 1;
-            c = peek(d);
-            if (c == ',') {
-                d->p++;
-                if (in_object) {
-                    if (peek(d) != '"') return syntax_error(d, d->p, "expected a key");
-                    if (skip_string(d, TEXT_KEY) != RC_OK) return RC_EINVAL;
-                    if (peek(d) != ':') return syntax_error(d, d->p, "expected ':'");
-                    d->p++;
-                }
-                break;
-            }
-            if (c != (in_object ? '}' : ']'))
-                return syntax_error(d, d->p,
-                                    in_object ? "expected ',' or '}'" : "expected ',' or ']'");
-            d->p++;
-            d->nesting--;
-            top--;
-        }
+        st = skip_after_value(d, &o, &more);
+        if (st != RC_OK) return st;
     }
+    return RC_OK;
 }
 
 /* A value of the wrong type for its field: checked, stepped over, refused. */
