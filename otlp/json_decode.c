@@ -12,9 +12,10 @@
  * not know are skipped with a syntax-only scanner. One generic walker serves
  * every message, so a field added to the protos is decoded without code
  * here. The language it accepts is docs/otlp-json.md's:
- *   - keys in lowerCamelCase or as the original proto names (a camelCase key
- *     is turned into snake_case and looked up by proto name); unknown keys
- *     are ignored; null means the field is absent;
+ *   - keys in lowerCamelCase or as the original proto names (a key names
+ *     the field whose proto name it is once each capital becomes '_' and
+ *     the small letter); unknown keys are ignored; null means the field is
+ *     absent;
  *   - trace_id, span_id and parent_span_id are hex (either case); other
  *     bytes are base64, standard or URL-safe, padding optional;
  *   - 64-bit integers as numbers or decimal strings; 32-bit ones likewise;
@@ -43,7 +44,14 @@
  *   - invalid UTF-8 bytes and escaped lone UTF-16 surrogates become U+FFFD,
  *     a NUL in a key is an error, and a "\u0000" in a string value becomes
  *     U+FFFD (strings are C strings), while a numeric or enum string is
- *     read as a C string, up to such a NUL.
+ *     read as a C string, up to such a NUL;
+ *   - two accidents of jansson and of the old decoder's rewrites, kept so
+ *     that no body changes verdict: one raw NUL byte right after a number
+ *     or literal is ignored, and one right after an integer beyond int64
+ *     is an error.
+ * The one difference on purpose: the old decoder refused an integer beyond
+ * int64 that came before a lone surrogate (it repaired only the first of
+ * the two it met); this one accepts it, as the old one did each alone.
  *
  * Invariants of what comes out: every message is allocated in the arena and
  * initialised by protobuf_c_message_init, so it packs with protobuf-c like
