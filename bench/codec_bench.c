@@ -1,5 +1,6 @@
 /*
- * codec_bench.c - the protobuf codec alone, per span, old against new.
+ * codec_bench.c - the protobuf codec alone, per span, old against new (and,
+ * with --json, the OTLP/JSON decoder against the jansson one it replaced).
  *
  * Builds the benchmark's own requests (corpus.c: 16 distinct requests of
  * LLM or small spans, as loadgen sends them), then times four loops over
@@ -21,13 +22,18 @@
  *     build/bench/codec_bench --rounds 1
  *   callgrind_annotate --inclusive=yes cg.out | grep -E 'decode_|encode_'
  *
+ * With --json the requests are OTLP/JSON, decode_new is otlp_json_decode
+ * (otlp/json_decode.c) and decode_old the jansson decoder it replaced
+ * (fuzz/json_reference.c); the encode loops are unchanged.
+ *
  * codec_bench [--kind llm|small] [--spans N] [--rounds N] [--repeat N]
- *             [--only NAME]
+ *             [--only NAME] [--json]
  */
 #include "loadgen.h"
 
 #include "core/arena.h"
 #include "core/buf.h"
+#include "fuzz/json_reference.h"
 #include "fuzz/proto_reference.h"
 #include "otlp/otlp.h"
 
@@ -45,6 +51,7 @@ typedef struct bench {
     rc_arena *arenas[BODIES];
     otlp_export_request *decoded[BODIES];
     size_t sink; /* keeps the loops' results alive */
+    bool json;   /* the corpus is OTLP/JSON */
 } bench;
 
 static double now_s(void)
@@ -75,14 +82,26 @@ static void decode_loop(bench *b, decoder decode)
     }
 }
 
+static rc_status json_decode_new(const uint8_t *data, size_t len, rc_arena *arena,
+                                 otlp_export_request **out, rc_error *err)
+{
+    return otlp_json_decode((const char *)data, len, arena, out, err);
+}
+
+static rc_status json_decode_old(const uint8_t *data, size_t len, rc_arena *arena,
+                                 otlp_export_request **out, rc_error *err)
+{
+    return otlp_json_decode_reference((const char *)data, len, arena, out, err);
+}
+
 __attribute__((noinline)) static void decode_new(bench *b)
 {
-    decode_loop(b, otlp_proto_decode);
+    decode_loop(b, b->json ? json_decode_new : otlp_proto_decode);
 }
 
 __attribute__((noinline)) static void decode_old(bench *b)
 {
-    decode_loop(b, proto_reference_decode);
+    decode_loop(b, b->json ? json_decode_old : proto_reference_decode);
 }
 
 static void encode_loop(bench *b, void (*encode)(const otlp_export_request *, rc_buf *))
@@ -129,7 +148,13 @@ int main(int argc, char **argv)
     lg_kind kind = LG_LLM;
     size_t spans = 500, rounds = 4, repeat = 1;
     const char *only = NULL;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if (i + 1 >= argc) break;
         if (strcmp(argv[i], "--kind") == 0)
             kind = strcmp(argv[i + 1], "small") == 0 ? LG_SMALL : LG_LLM;
         else if (strcmp(argv[i], "--spans") == 0)
@@ -140,10 +165,11 @@ int main(int argc, char **argv)
             repeat = strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--only") == 0)
             only = argv[i + 1];
+        i++;
     }
-    bench b = {.rounds = rounds};
+    bench b = {.rounds = rounds, .json = json};
     char why[200];
-    if (!lg_corpus_build(&b.corpus, kind, spans, BODIES, false, false, why, sizeof why)) {
+    if (!lg_corpus_build(&b.corpus, kind, spans, BODIES, json, false, why, sizeof why)) {
         fprintf(stderr, "codec_bench: %s\n", why);
         return 1;
     }
@@ -154,8 +180,9 @@ int main(int argc, char **argv)
         bytes += body->len;
         b.arenas[i] = rc_arena_new(body->len * 2);
         rc_error err;
+        decoder decode = json ? json_decode_new : otlp_proto_decode;
         if (!b.arenas[i] ||
-            otlp_proto_decode(body->data, body->len, b.arenas[i], &b.decoded[i], &err) != RC_OK) {
+            decode(body->data, body->len, b.arenas[i], &b.decoded[i], &err) != RC_OK) {
             fprintf(stderr, "codec_bench: body %zu does not decode\n", i);
             return 1;
         }

@@ -21,8 +21,8 @@ seconds=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
-targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_http_body fuzz_queue fuzz_respan_response
-  fuzz_replay_input
+targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_json_diff fuzz_http_body fuzz_queue
+  fuzz_respan_response fuzz_replay_input
   fuzz_otlp_response fuzz_config fuzz_pricing fuzz_headers fuzz_respan_log fuzz_grpc_h2}
 
 # target -> seed folder under fuzz/corpus/
@@ -30,6 +30,7 @@ corpus_of() {
   case "$1" in
     fuzz_proto) echo proto ;;
     fuzz_json) echo json ;;
+    fuzz_json_diff) echo json_diff ;;
     fuzz_http_body) echo http_body ;;
     fuzz_queue) echo queue ;;
     fuzz_grpc_h2) echo grpc_h2 ;;
@@ -68,11 +69,15 @@ for target in $targets; do
   corpus=$work/$target
   mkdir -p "$corpus" "$artifacts/$target"
   cp -r "$seeds/." "$corpus/"
+  # fuzz_json_diff starts from fuzz_json's seeds too, without a copy of them
+  [ "$target" = fuzz_json_diff ] && cp -r "$root/fuzz/corpus/json/." "$corpus/"
   seed_count=$(find "$corpus" -type f | wc -l)
   flags=(-max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10
          -print_final_stats=1 -artifact_prefix="$artifacts/$target/")
-  # fuzz/<seed folder>.dict, when there is one (json, config, pricing)
+  # fuzz/<seed folder>.dict, when there is one (json, config, pricing);
+  # the differential JSON target shares json.dict
   dict=$root/fuzz/$(corpus_of "$target").dict
+  [ "$target" = fuzz_json_diff ] && dict=$root/fuzz/json.dict
   [ -f "$dict" ] && flags+=(-dict="$dict")
   log=$work/$target.log
   # stdin from /dev/null: no input may make a target wait on a terminal
