@@ -479,12 +479,31 @@ static void close_sources(replay *r)
     r->sources = NULL;
 }
 
+/* The decoder places a syntax error at "line L column C" of the record;
+ * in the file that is line rec->line + L - 1. Returns the file's line and
+ * writes `why` without the record's line into out. */
+static uint64_t file_position(const rc_replay_record *rec, const char *why, char *out, size_t n)
+{
+    const char *at = strstr(why, "line ");
+    unsigned long long line = 0;
+    int used = 0;
+    if (!at || sscanf(at, "line %llu column%n", &line, &used) != 1 || used == 0 || line == 0) {
+        snprintf(out, n, "%s", why);
+        return rec->line;
+    }
+    const char *column = at + used - (int)strlen("column");
+    snprintf(out, n, "%.*s%s", (int)(at - why), why, column);
+    return rec->line + line - 1;
+}
+
 /* "file:line: why", or "file: record N: why" for protobuf records. */
 static void report(replay *r, const source *s, const rc_replay_record *rec, const char *why)
 {
     r->errors++;
+    char text[1024];
     if (rec->line)
-        fprintf(stderr, "%s:%llu: %s\n", display_name(s), (unsigned long long)rec->line, why);
+        fprintf(stderr, "%s:%llu: %s\n", display_name(s),
+                (unsigned long long)file_position(rec, why, text, sizeof text), text);
     else
         fprintf(stderr, "%s: record %llu: %s\n", display_name(s), (unsigned long long)rec->index,
                 why);
