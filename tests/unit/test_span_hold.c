@@ -770,7 +770,7 @@ static void test_settle_many_and_harmless(rc_queue_durability d)
     rc_hold_settle(h, twice, 2); /* the same trace twice in one call */
     CHECK(wait_released(&o, 3, POLL_MS));
     CHECK(barrier(h, &o, 101, "barrier-1"));
-    got_span a, b;
+    got_span a = {0}, b = {0};
     CHECK(times_released(&o, "r1-a", &a) == 1 && times_released(&o, "r3-a", &b) == 1);
     CHECK(a.seq < b.seq); /* put order */
     CHECK(times_released(&o, "r1-b", NULL) == 1);
