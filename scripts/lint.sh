@@ -34,7 +34,7 @@ done
 ln -sf /usr/include/protobuf-c/protobuf-c.h "$sysinc/protobuf-c/protobuf-c.h"
 
 dirs=()
-for d in core otlp llm receiver processors exporter extension replay bench fuzz; do
+for d in core otlp llm receiver processors exporter extension replay store bench fuzz; do
   [ -d "$d" ] && dirs+=("$d")
 done
 
