@@ -48,6 +48,7 @@ typedef enum { VERBOSITY_BASIC, VERBOSITY_NORMAL, VERBOSITY_DETAILED } verbosity
 #define DETAIL_MAX_CHARS 512 /* one value of the detailed output */
 #define SERVICE_WIDTH 14     /* columns the service and the span name are padded to */
 #define NAME_WIDTH 20
+#define SCRATCH_MAX_BYTES (1024 * 1024)
 #define MAX_DEPTH 8 /* nested arrays and maps in the detailed output */
 
 typedef struct debug_exporter {
@@ -286,7 +287,13 @@ static bool log_llm_spans(const debug_exporter *e, const rc_batch *batch)
             const otlp_span *s = run->spans[k];
             rc_respan_log_brief br;
             if (!s) continue;
-            if (!rc_respan_log_brief_of(s, res, scratch, &br)) {
+            /* The scan's strings are needed only until the line is
+             * printed: keep the scratch from growing with the batch. */
+            if (rc_arena_bytes(scratch) > SCRATCH_MAX_BYTES) {
+                rc_arena_free(scratch);
+                scratch = rc_arena_new_scratch(16384);
+            }
+            if (!scratch || !rc_respan_log_brief_of(s, res, scratch, &br)) {
                 ok = false;
                 break;
             }
@@ -300,10 +307,6 @@ static bool log_llm_spans(const debug_exporter *e, const rc_batch *batch)
             }
             rc_info(e->id, "%s", line.data);
         }
-        /* The scratch grows with the batch: start afresh per run. */
-        rc_arena_free(scratch);
-        scratch = ok ? rc_arena_new_scratch(16384) : NULL;
-        ok = ok && scratch;
     }
     rc_arena_free(scratch);
     rc_buf_free(&line);

@@ -2101,13 +2101,12 @@ bool rc_respan_log_brief_of(const otlp_span *s, const otlp_resource *res, rc_are
 {
     pthread_once(&ix_once, ix_build);
     memset(out, 0, sizeof *out);
-    rc_facts *run = rc_arena_alloc(scratch, sizeof *run);
-    span_view *v = rc_arena_alloc(scratch, sizeof *v);
-    attr_info *info = rc_arena_alloc(scratch, STACK_ATTRS * sizeof *info);
-    if (!run || !v || !info) return false;
-    rc_facts_init(run, RESOURCE_FACTS);
-    if (res) rc_scan_resource(run, res, scratch);
-    view_scan(v, s, run, scratch);
+    rc_facts run;
+    span_view view, *v = &view;
+    attr_info info[STACK_ATTRS];
+    rc_facts_init(&run, RESOURCE_FACTS);
+    if (res) rc_scan_resource(&run, res, scratch);
+    view_scan(v, s, &run, scratch);
     if (!view_classify(v, info, scratch)) return false;
     out->llm = is_llm_span(&v->f, v->log_type);
     out->log_type = v->log_type;
