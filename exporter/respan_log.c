@@ -1759,20 +1759,33 @@ static void write_provider(log_ctx *c, span_view *v)
     carry_fact(v, RC_FACT_PROVIDER);
 }
 
-/* respan.cost; else, for a call only, the cost the instrumentation reported. */
+/* respan.cost; else, for a call only, the cost the instrumentation
+ * reported. False when the log has no cost; *from_field says which. */
+static bool cost_of(const span_view *v, double *cost, bool *from_field)
+{
+    *from_field = v->fv[F_COST] != NULL;
+    if (*from_field) return rc_av_double(v->fv[F_COST], cost);
+    const rc_fact *f = &v->f.f[RC_FACT_REPORTED_COST];
+    if (!rc_facts_has(&v->f, RC_FACT_REPORTED_COST) || !is_call_type(v->log_type) ||
+        !isfinite(f->d) || f->d < 0)
+        return false;
+    *cost = f->d;
+    return true;
+}
+
 static void write_cost(log_ctx *c, span_view *v)
 {
-    if (v->fv[F_COST]) {
+    double d;
+    bool from_field;
+    bool known = cost_of(v, &d, &from_field);
+    if (from_field) {
         put_double_field(c, v, "cost", F_COST);
         carry_fact(v, RC_FACT_REPORTED_COST);
         return;
     }
-    const rc_fact *f = &v->f.f[RC_FACT_REPORTED_COST];
-    if (!rc_facts_has(&v->f, RC_FACT_REPORTED_COST) || !is_call_type(v->log_type) ||
-        !isfinite(f->d) || f->d < 0)
-        return;
+    if (!known) return;
     LIT(c->out, ",\"cost\":");
-    rc_json_double(c->out, f->d);
+    rc_json_double(c->out, d);
     carry_fact(v, RC_FACT_REPORTED_COST);
     v->carried |= 1u << F_COST;
 }
@@ -1858,10 +1871,16 @@ static void write_params(log_ctx *c, span_view *v)
     write_stream(c, v, inv.stream);
 }
 
+/* The log's model: the response model, else the request model. */
+static rc_fact_id model_fact(const span_view *v)
+{
+    return rc_facts_has(&v->f, RC_FACT_RESPONSE_MODEL) ? RC_FACT_RESPONSE_MODEL
+                                                       : RC_FACT_REQUEST_MODEL;
+}
+
 static void write_model(log_ctx *c, span_view *v)
 {
-    rc_fact_id model = rc_facts_has(&v->f, RC_FACT_RESPONSE_MODEL) ? RC_FACT_RESPONSE_MODEL
-                                                                   : RC_FACT_REQUEST_MODEL;
+    rc_fact_id model = model_fact(v);
     put_fact_str(c, v, "model", model);
     if (rc_facts_has(&v->f, model)) v->consumed_facts |= MODEL_FACTS;
     write_provider(c, v);
@@ -1925,15 +1944,29 @@ static const char *exception_message(const otlp_span *s)
     return NULL;
 }
 
-static void write_status(log_ctx *c, span_view *v)
+/* The log's status: error when the span status is ERROR; the HTTP status
+ * the span carries, else 500 or 200; the error's message, if any. */
+static bool status_of(span_view *v, int64_t *code, const char **message)
 {
     const otlp_span *s = v->span;
     bool error =
         s->status &&
         s->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
-    int64_t code = error ? 500 : 200;
-    if (v->fv[F_HTTP_STATUS] && rc_av_int(v->fv[F_HTTP_STATUS], &code))
+    *code = error ? 500 : 200;
+    if (v->fv[F_HTTP_STATUS] && rc_av_int(v->fv[F_HTTP_STATUS], code))
         v->carried |= 1u << F_HTTP_STATUS;
+    *message = NULL;
+    if (error)
+        *message =
+            s->status->message && s->status->message[0] ? s->status->message : exception_message(s);
+    return error;
+}
+
+static void write_status(log_ctx *c, span_view *v)
+{
+    int64_t code;
+    const char *msg;
+    bool error = status_of(v, &code, &msg);
     LIT(c->out, ",\"status_code\":");
     rc_json_i64(c->out, code);
     if (!error) {
@@ -1941,8 +1974,6 @@ static void write_status(log_ctx *c, span_view *v)
         return;
     }
     LIT(c->out, ",\"status\":\"error\"");
-    const char *msg =
-        s->status->message && s->status->message[0] ? s->status->message : exception_message(s);
     if (msg) {
         LIT(c->out, ",\"error_message\":");
         rc_json_cstr(c->out, msg);
@@ -2012,28 +2043,44 @@ static const char *log_type_of(const rc_facts *f)
     return strcmp(t, "unknown") == 0 ? "task" : t;
 }
 
+/* Scans span s (then the facts of its resource, run_facts) into v. */
+static void view_scan(span_view *v, const otlp_span *s, const rc_facts *run_facts,
+                      rc_arena *scratch)
+{
+    v->span = s;
+    rc_facts_init(&v->f, RC_FACTS_ALL);
+    rc_scan_span(&v->f, s, RC_SCAN_EVENTS | RC_SCAN_SPAN_NAME, scratch);
+    rc_facts_fill_from(&v->f, run_facts);
+    v->log_type = log_type_of(&v->f);
+}
+
+/* Classifies v's attributes; info holds STACK_ATTRS entries, more come
+ * from scratch. False when memory ran out. */
+static bool view_classify(span_view *v, attr_info *info, rc_arena *scratch)
+{
+    const otlp_span *s = v->span;
+    v->info = s->n_attributes <= STACK_ATTRS
+                  ? info
+                  : rc_arena_alloc(scratch, s->n_attributes * sizeof *v->info);
+    if (!v->info) return false;
+    memset(v->fv, 0, sizeof v->fv);
+    v->flat_tools = false;
+    v->consumed_facts = 0;
+    v->carried = 0;
+    classify_attrs(v);
+    return true;
+}
+
 static bool write_span(log_ctx *c, const otlp_span *s)
 {
     span_view v;
-    v.span = s;
-    rc_facts_init(&v.f, RC_FACTS_ALL);
-    rc_scan_span(&v.f, s, RC_SCAN_EVENTS | RC_SCAN_SPAN_NAME, c->scratch);
-    rc_facts_fill_from(&v.f, &c->run.facts);
-    v.log_type = log_type_of(&v.f);
+    view_scan(&v, s, &c->run.facts, c->scratch);
     if (c->opts->llm_only && !is_llm_span(&v.f, v.log_type)) {
         c->stats->skipped_non_llm++;
         return true;
     }
     attr_info stack_info[STACK_ATTRS];
-    v.info = s->n_attributes <= STACK_ATTRS
-                 ? stack_info
-                 : rc_arena_alloc(c->scratch, s->n_attributes * sizeof *v.info);
-    if (!v.info) return false;
-    memset(v.fv, 0, sizeof v.fv);
-    v.flat_tools = false;
-    v.consumed_facts = 0;
-    v.carried = 0;
-    classify_attrs(&v);
+    if (!view_classify(&v, stack_info, c->scratch)) return false;
 
     write_identity(c, s);
     write_description(c, &v);
@@ -2047,6 +2094,39 @@ static bool write_span(log_ctx *c, const otlp_span *s)
     LIT(c->out, "}\n");
     c->stats->logs++;
     return c->ok;
+}
+
+bool rc_respan_log_brief_of(const otlp_span *s, const otlp_resource *res, rc_arena *scratch,
+                            rc_respan_log_brief *out)
+{
+    pthread_once(&ix_once, ix_build);
+    memset(out, 0, sizeof *out);
+    rc_facts run;
+    span_view view, *v = &view;
+    attr_info info[STACK_ATTRS];
+    rc_facts_init(&run, RESOURCE_FACTS);
+    if (res) rc_scan_resource(&run, res, scratch);
+    view_scan(v, s, &run, scratch);
+    if (!view_classify(v, info, scratch)) return false;
+    out->llm = is_llm_span(&v->f, v->log_type);
+    out->log_type = v->log_type;
+    if (rc_facts_has(&v->f, RC_FACT_CUSTOMER_ID)) {
+        out->customer = v->f.f[RC_FACT_CUSTOMER_ID].s;
+        out->customer_len = v->f.f[RC_FACT_CUSTOMER_ID].len;
+    }
+    rc_fact_id model = model_fact(v);
+    if (rc_facts_has(&v->f, model)) {
+        out->model = v->f.f[model].s;
+        out->model_len = v->f.f[model].len;
+    }
+    out->has_prompt_tokens = rc_facts_has(&v->f, RC_FACT_INPUT_TOKENS);
+    out->prompt_tokens = out->has_prompt_tokens ? v->f.f[RC_FACT_INPUT_TOKENS].i : 0;
+    out->has_completion_tokens = rc_facts_has(&v->f, RC_FACT_OUTPUT_TOKENS);
+    out->completion_tokens = out->has_completion_tokens ? v->f.f[RC_FACT_OUTPUT_TOKENS].i : 0;
+    bool from_field;
+    out->has_cost = cost_of(v, &out->cost, &from_field);
+    out->error = status_of(v, &out->status_code, &out->error_message);
+    return !rc_arena_exhausted(scratch);
 }
 
 bool rc_respan_logs_write(rc_buf *out, const rc_batch *batch, const rc_respan_log_opts *opts,

@@ -59,4 +59,29 @@ typedef struct rc_respan_log_stats {
 bool rc_respan_logs_write(rc_buf *out, const rc_batch *batch, const rc_respan_log_opts *opts,
                           rc_arena *scratch, rc_respan_log_stats *stats);
 
+/* The headline of one span's request log: the facts its log states, read
+ * by the code that writes the log (the debug exporter prints them, so its
+ * line and the log never disagree). Strings point into the span, the
+ * resource or `scratch`, and are not NUL-terminated: use the lengths. */
+typedef struct rc_respan_log_brief {
+    bool llm;             /* an LLM span: what `spans: llm_only` keeps */
+    const char *log_type; /* the log's log_type */
+    const char *customer; /* customer_identifier, or NULL */
+    size_t customer_len;
+    const char *model; /* model (response, else request), or NULL */
+    size_t model_len;
+    bool has_prompt_tokens, has_completion_tokens, has_cost;
+    int64_t prompt_tokens, completion_tokens;
+    double cost;               /* USD, the log's cost */
+    bool error;                /* status "error"; else "success" */
+    int64_t status_code;       /* the log's status_code */
+    const char *error_message; /* error spans only; NULL when none */
+} rc_respan_log_brief;
+
+/* Fills *out for span s of resource res (NULL: none), as
+ * rc_respan_logs_write would map it. `scratch` serves the scan's
+ * allocations; false only when it ran out. */
+bool rc_respan_log_brief_of(const otlp_span *s, const otlp_resource *res, rc_arena *scratch,
+                            rc_respan_log_brief *out);
+
 #endif
