@@ -62,7 +62,8 @@ static const char respan_default_config[] =
     "}\n";
 
 static const char default_config[] =
-    "# The embedded default: OTLP on localhost, batched, printed by `debug`.\n"
+    "# The embedded default: OTLP on localhost, batched, printed by `debug`\n"
+    "# (a count per batch and a line per LLM span).\n"
     "receivers:\n"
     "  otlp:\n"
     "    protocols:\n"
@@ -71,7 +72,7 @@ static const char default_config[] =
     "processors:\n"
     "  batch: { send_batch_size: 8192, timeout: 200ms }\n"
     "exporters:\n"
-    "  debug: { verbosity: basic }\n"
+    "  debug: { verbosity: normal }\n"
     "extensions:\n"
     "  health_check: { endpoint: \"127.0.0.1:13133\" }\n"
     "service:\n"
