@@ -243,7 +243,7 @@ static bool insert_row(rc_usage_store *s, const rc_usage_row *r)
     sqlite3_bind_int(st, 7, r->is_test);
     sqlite3_bind_int64(st, 8, r->prompt_tokens);
     sqlite3_bind_int64(st, 9, r->completion_tokens);
-    sqlite3_bind_int64(st, 10, r->total_tokens);
+    sqlite3_bind_int64(st, 10, r->prompt_tokens + r->completion_tokens);
     sqlite3_bind_double(st, 11, isfinite(r->cost) ? r->cost : 0);
     bind_real(st, 12, r->latency);
     bind_real(st, 13, r->time_to_first_token);

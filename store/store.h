@@ -54,7 +54,8 @@ typedef struct rc_usage_row {
     bool is_test;
     int64_t prompt_tokens;
     int64_t completion_tokens;
-    int64_t total_tokens; /* prompt + completion, always */
+    /* No total_tokens: the store keeps prompt + completion, the one
+     * definition Respan's summary uses, whatever a span reported. */
     /* USD, with the customer's markup applied: the `cost` field of the
      * request log, which the cost processor writes as respan.cost = raw *
      * (1 + markup_percentage / 100). */
