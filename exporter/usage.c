@@ -269,7 +269,10 @@ static rc_status enqueue(usage_exporter *x, usage_item *it, rc_error *err)
     bool full =
         x->queued_rows + it->n_rows > MAX_QUEUED_ROWS || x->queued_bytes + bytes > MAX_QUEUED_BYTES;
     if (!full) {
-        if (!x->head) x->oldest_ms = rc_now_ms();
+        /* The writer sleeps until its next expiry when the queue is empty:
+         * the first item wakes it to start the FLUSH_MS clock. */
+        bool was_empty = !x->head;
+        if (was_empty) x->oldest_ms = rc_now_ms();
         if (x->tail)
             x->tail->next = it;
         else
@@ -278,7 +281,7 @@ static rc_status enqueue(usage_exporter *x, usage_item *it, rc_error *err)
         x->queued_rows += it->n_rows;
         x->queued_bytes += bytes;
         rc_gauge_set(x->queue_rows, x->queued_rows);
-        if (x->queued_rows >= WRITE_ROWS) rc_worker_wake(&x->w);
+        if (was_empty || x->queued_rows >= WRITE_ROWS) rc_worker_wake(&x->w);
     }
     pthread_mutex_unlock(&x->w.mu);
     if (!full) return RC_OK;

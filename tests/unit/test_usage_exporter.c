@@ -296,6 +296,44 @@ static void test_store_content(void)
     remove_dir(dir);
 }
 
+/* Logs reach the store while the exporter runs, without a shutdown: the
+ * writer flushes on its own clock. Read through a second handle (WAL lets
+ * a reader in beside the writer). Polls for up to 10 s, far above the
+ * 200 ms flush interval, so a slow machine does not fail it. */
+static void test_flushes_while_running(void)
+{
+    char dir[64], yaml[160];
+    make_dir(dir, sizeof dir);
+    snprintf(yaml, sizeof yaml, "usage:\n  directory: %s\n", dir);
+    rc_cfg *root;
+    rc_error err = {{0}};
+    void *x = create(yaml, &root, &err);
+    CHECK(x && fac->start(x, &err) == RC_OK);
+    uint64_t t0 = now_ns() - 60 * SEC_NS;
+    rc_batch *b = batch_of(spans, N_SPANS, t0);
+    CHECK(x && fac->export_batch(x, b, &err) == RC_OK);
+    rc_batch_free(b);
+    rc_usage_store *s = reopen(dir);
+    int64_t t_us = (int64_t)(t0 / 1000);
+    rc_usage_filter f = {.start_us = t_us - 3600000000ll, .end_us = t_us + 3600000000ll};
+    uint64_t seen = 0;
+    for (int i = 0; s && i < 200 && seen < 3; i++) {
+        rc_usage_summary sum;
+        if (rc_usage_sqlite_store.query_summary(s, &f, &sum, &err) == RC_OK)
+            seen = sum.number_of_requests;
+        rc_usage_summary_free(&sum);
+        if (seen < 3) nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
+    CHECK(seen == 3);
+    rc_usage_sqlite_store.close(s);
+    if (x) {
+        fac->shutdown(x);
+        fac->destroy(x);
+    }
+    rc_config_free(root);
+    remove_dir(dir);
+}
+
 static void expect_config_error(const char *yaml, const char *needle)
 {
     rc_cfg *root;
@@ -327,6 +365,7 @@ int main(void)
 {
     RUN(test_batch_to_summary());
     RUN(test_store_content());
+    RUN(test_flushes_while_running());
     RUN(test_config_errors());
     TEST_MAIN_END();
 }
