@@ -18,6 +18,7 @@ extern const rc_exporter_factory rc_nop_exporter_factory;
 extern const rc_exporter_factory rc_respan_exporter_factory;
 extern const rc_exporter_factory rc_otlp_exporter_factory;
 extern const rc_exporter_factory rc_otlphttp_exporter_factory;
+extern const rc_exporter_factory rc_usage_exporter_factory;
 extern const rc_extension_factory rc_health_check_extension_factory;
 
 static const rc_receiver_factory *const receivers[] = {
@@ -40,6 +41,7 @@ static const rc_exporter_factory *const exporters[] = {
     &rc_respan_exporter_factory,
     &rc_otlp_exporter_factory,
     &rc_otlphttp_exporter_factory,
+    &rc_usage_exporter_factory,
 };
 /* clang-format on */
 
