@@ -155,9 +155,11 @@ async function runCase(id, label, answers, { outcome, refusals, retries = refusa
   };
   let d;
   if (outcome === 'dead-letter') {
+    /* Each counter is scraped on its own, so wait for both to settle:
+     * one read may fall between the two increments. */
     d = await waitFor(async () => {
       const x = await deltas();
-      return x.deadLetter >= SPANS_PER_CASE ? x : null;
+      return x.deadLetter >= SPANS_PER_CASE && x.failed >= SPANS_PER_CASE ? x : null;
     }, `${label}: the spans dead-lettered`);
     /* The dead-letter file holds them as A would have sent them: as the
      * SDK made them, plus A's derived attributes. */

@@ -155,6 +155,7 @@ def cmd_calls(args):
         res = one_call(export_method(channels[name]), body, cmd.get("timeout"),
                        cmd.get("gzip", False), [tuple(kv) for kv in cmd.get("metadata", [])])
         res["ids"] = ids
+        res["tag"] = cmd.get("tag")
         emit(res)
     for ch in channels.values():
         ch.close()

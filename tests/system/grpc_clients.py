@@ -119,15 +119,22 @@ class Calls(_Grpcio):
         super().__init__(["calls", "127.0.0.1:%d" % port], workdir, name)
 
     def call(self, wait=60, **cmd):
+        # Each call carries a tag the client echoes: an answer is matched to
+        # its call, never taken for the next one's.
+        self.tag = getattr(self, "tag", 0) + 1
+        cmd["tag"] = self.tag
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
-        try:
-            res = self.lines.get(timeout=wait)
-        except queue.Empty:
-            raise AssertionError("no answer from the grpcio client within %ss" % wait)
-        if res is None:
-            raise AssertionError("the grpcio client exited: %s" % self.stderr()[-2000:])
-        return res
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                res = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError("no answer from the grpcio client within %ss" % wait)
+            if res is None:
+                raise AssertionError("the grpcio client exited: %s" % self.stderr()[-2000:])
+            if res.get("tag") == self.tag:
+                return res
 
 
 class Flood(_Grpcio):
