@@ -42,6 +42,7 @@
 #include "core/component.h"
 #include "core/json_writer.h"
 #include "core/log.h"
+#include "core/memlimit.h"
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "exporter/respan_log.h"
@@ -95,13 +96,28 @@ typedef struct usage_exporter {
 
 /* --- config ---------------------------------------------------------------------- */
 
+/* Items wait for the writer outside any request's arena, so they are
+ * charged to the memory limiter themselves: a writer that falls behind
+ * turns into backpressure on the receivers, not into resident memory past
+ * service.memory_limit_mib. */
+static size_t item_bytes(const usage_item *it)
+{
+    return sizeof *it + it->logs_len + it->scores_len;
+}
+
+static void item_free(usage_item *it)
+{
+    rc_mem_release(item_bytes(it));
+    free(it);
+}
+
 static void usage_destroy(void *inst)
 {
     usage_exporter *x = inst;
     if (!x) return;
     for (usage_item *it = x->head, *next; it; it = next) {
         next = it->next;
-        free(it);
+        item_free(it);
     }
     x->ops->close(x->store);
     free(x->rows);
@@ -248,8 +264,13 @@ static size_t write_scores(rc_buf *b, const rc_batch *batch)
 
 static usage_item *item_new(const rc_buf *logs, const rc_buf *scores, size_t n_rows)
 {
-    usage_item *it = malloc(sizeof *it + logs->len + scores->len);
-    if (!it) return NULL;
+    size_t bytes = sizeof(usage_item) + logs->len + scores->len;
+    if (!rc_mem_try_charge(bytes)) return NULL;
+    usage_item *it = malloc(bytes);
+    if (!it) {
+        rc_mem_release(bytes);
+        return NULL;
+    }
     it->next = NULL;
     it->n_rows = n_rows;
     it->logs = it->mem;
@@ -286,7 +307,7 @@ static rc_status enqueue(usage_exporter *x, usage_item *it, rc_error *err)
     pthread_mutex_unlock(&x->w.mu);
     if (!full) return RC_OK;
     rc_counter_add(x->refused, it->n_rows);
-    free(it);
+    item_free(it);
     rc_error_set(err, "%s: the usage store's write queue is full, retry later", x->id);
     return RC_EBUSY;
 }
@@ -311,7 +332,11 @@ static rc_status usage_export(void *inst, const rc_batch *batch, rc_error *err)
         goto done;
     }
     usage_item *it = item_new(&logs, &scores, stats.logs);
-    if (!it) goto oom;
+    if (!it) {
+        rc_error_set(err, "%s: memory limit reached queueing %zu request logs, retry later", x->id,
+                     (size_t)stats.logs);
+        goto done; /* st is RC_ENOMEM: backpressure */
+    }
     st = enqueue(x, it, err);
     goto done;
 oom:
@@ -496,7 +521,7 @@ static void write_items(usage_exporter *x, usage_item *items, row_set *rs)
         size_t log_len, sc_len;
         while (next_line(&lp, lend, &log, &log_len) && next_line(&sp, send, &sc, &sc_len))
             add_line(x, rs, log, log_len, sc, sc_len);
-        free(it);
+        item_free(it);
     }
     flush_rows(x, rs);
 }
