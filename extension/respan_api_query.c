@@ -122,12 +122,13 @@ static bool fraction(const char **p, int64_t *us)
     return true;
 }
 
-/* "Z", "+02:00", "-0530" or nothing (UTC): seconds east of UTC. */
+/* "Z", "+02:00", "-0530" or nothing (UTC): seconds east of UTC. A space
+ * stands for '+': an unencoded "+02:00" in a URL arrives decoded as one. */
 static bool zone(const char *p, int64_t *east)
 {
     *east = 0;
     if (!*p || ((*p == 'Z' || *p == 'z') && !p[1])) return true;
-    if (*p != '+' && *p != '-') return false;
+    if (*p != '+' && *p != '-' && *p != ' ') return false;
     int sign = *p++ == '-' ? -1 : 1, h, m = 0;
     if (!digits(&p, 2, &h)) return false;
     if (*p == ':') p++;

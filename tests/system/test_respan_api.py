@@ -434,6 +434,11 @@ def case_time_windows(api):
             q = {"start_time": iso(start, offset), "end_time": iso(end, offset),
                  "all_envs": "true"}
             assert_summary(api.summary(q), truth(matching(q, window_min=(start, end))), q)
+    # an offset's "+" left unencoded in the URL arrives as a space
+    q = {"start_time": iso(160, 2), "end_time": iso(100, 2), "all_envs": "true"}
+    status, data = api.call("GET", SUMMARY + "?" + urllib.parse.urlencode(q).replace("%2B", "+"))
+    assert status == 200, data
+    assert_summary(data, truth(matching(q, window_min=(160, 100))), "unencoded +")
     # only start_time: up to now; only end_time: the hour before it
     q = {"start_time": iso(200)}
     assert_summary(api.summary(q), truth(matching(q, window_min=(200, 0))), q)
