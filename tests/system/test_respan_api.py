@@ -371,7 +371,8 @@ class ApiCollector:
         return process.read_text(self.stderr_path)
 
     def stop(self):
-        process.stop(self.proc, 20)
+        """The exit code (None when it had to be killed)."""
+        return process.stop(self.proc, 20)
 
 
 # --- cases -----------------------------------------------------------------------------------
@@ -542,7 +543,8 @@ def case_auth():
         got, data = Api(c.ports[1]).call("GET", SUMMARY, headers={"Authorization": "Basic eDp5"})
         assert got == 401, (got, data)
     finally:
-        c.stop()
+        code = c.stop()
+    assert code == 0 and "Sanitizer" not in c.stderr(), (code, c.stderr()[-4000:])
     shutil.rmtree(c.dir, ignore_errors=True)
 
 
@@ -558,6 +560,13 @@ def case_exposed_without_token():
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0 and "extensions.respan_api.endpoint" in proc.stderr, proc.stderr
     shutil.rmtree(c.dir, ignore_errors=True)
+
+
+def case_clean_stop(c):
+    """Exit 0 on SIGTERM; under a sanitizer build, no report either."""
+    code = c.stop()
+    assert code == 0, (code, c.stderr()[-2000:])
+    assert "Sanitizer" not in c.stderr(), c.stderr()[-4000:]
 
 
 def main():
@@ -579,6 +588,7 @@ def main():
             runner.case("SQL-shaped values match nothing", case_sql_shaped_values, api)
         runner.case("auth: bearer tokens", case_auth)
         runner.case("non-loopback without a token is refused", case_exposed_without_token)
+        runner.case("the collector stops cleanly", case_clean_stop, c)
     finally:
         c.stop()
         if runner.failed:
