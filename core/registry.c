@@ -20,6 +20,7 @@ extern const rc_exporter_factory rc_otlp_exporter_factory;
 extern const rc_exporter_factory rc_otlphttp_exporter_factory;
 extern const rc_exporter_factory rc_usage_exporter_factory;
 extern const rc_extension_factory rc_health_check_extension_factory;
+extern const rc_extension_factory rc_respan_api_extension_factory;
 
 static const rc_receiver_factory *const receivers[] = {
     &rc_otlp_receiver_factory,
@@ -47,6 +48,7 @@ static const rc_exporter_factory *const exporters[] = {
 
 static const rc_extension_factory *const extensions[] = {
     &rc_health_check_extension_factory,
+    &rc_respan_api_extension_factory,
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

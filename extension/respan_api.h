@@ -1,0 +1,60 @@
+/*
+ * respan_api.h - the parts of the respan_api extension (extension/
+ * respan_api*.c) that one file hands another. Not a public interface.
+ *
+ *   respan_api.c        the extension: config, auth, routing, answers
+ *   respan_api_query.c  a request (query arguments and JSON body) into the
+ *                       store's filter model (store/store.h)
+ *   respan_api_uuid.c   UUID v5 (SHA-1 written here: none of the project's
+ *                       libraries offers one) for stable evaluator ids
+ */
+#ifndef RC_RESPAN_API_H
+#define RC_RESPAN_API_H
+
+#include "core/admin_http.h"
+#include "core/error.h"
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct json_t;
+
+/* A request as the store understands it. Strings point into the request
+ * (valid during the handler's call), the parsed body (`body`) or `owned`;
+ * rc_api_query_free releases all of it. */
+typedef struct rc_api_query {
+    rc_usage_filter filter;
+    rc_usage_page page;
+    rc_usage_cond *conds;
+    size_t n_conds, cap_conds;
+    struct json_t *body;
+    char **owned;
+    size_t n_owned, cap_owned;
+    /* The query arguments other than page, kept to build next/previous. */
+    rc_buf rest;
+} rc_api_query;
+
+/* Why a request could not be parsed: 400 with a message naming the input,
+ * or 422 (valid JSON of the wrong shape), with `loc` the place in the body
+ * ("filters.model.operator"). */
+typedef struct rc_api_fault {
+    unsigned status;
+    char loc[128];
+} rc_api_fault;
+
+/* Fills q from the request's query arguments and JSON body; `list` takes
+ * page, page_size and sort_by too. now_us is the default window's end. */
+rc_status rc_api_query_parse(const rc_admin_request *req, bool list, int64_t now_us,
+                             rc_api_query *q, rc_api_fault *fault, rc_error *err);
+void rc_api_query_free(rc_api_query *q);
+
+/* ISO 8601 ("2025-12-01T00:00:00Z", fractions, offsets, a bare date) to
+ * Unix microseconds; false when it is not one. No zone means UTC. */
+bool rc_api_parse_time(const char *s, int64_t *out_us);
+
+/* The name-based UUID (version 5, RFC 9562) of `name` in namespace ns, as
+ * 36 characters and a NUL. */
+void rc_uuid5(const uint8_t ns[16], const char *name, size_t len, char out[37]);
+
+#endif
