@@ -53,6 +53,29 @@ otlp_key_value *test_kv_of(rc_arena *a, const char *spec)
     return kv;
 }
 
+otlp_key_value **test_kvs_of(rc_arena *a, const char *const *specs, size_t *n)
+{
+    *n = 0;
+    while (specs[*n])
+        (*n)++;
+    otlp_key_value **kvs = rc_arena_alloc(a, (*n ? *n : 1) * sizeof *kvs);
+    for (size_t i = 0; i < *n; i++)
+        kvs[i] = test_kv_of(a, specs[i]);
+    return kvs;
+}
+
+void test_set_hex(rc_arena *a, ProtobufCBinaryData *d, const char *hex)
+{
+    size_t n = strlen(hex) / 2;
+    d->data = rc_arena_alloc(a, n ? n : 1);
+    d->len = n;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        d->data[i] = (uint8_t)v;
+    }
+}
+
 char *test_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -18,6 +18,14 @@
  * the spec must contain '=' followed by "T:". */
 otlp_key_value *test_kv_of(rc_arena *a, const char *spec);
 
+/* The attributes of a NULL-terminated list of such specs, in `a`; *n is
+ * set to their count (the array has room for at least one). */
+otlp_key_value **test_kvs_of(rc_arena *a, const char *const *specs, size_t *n);
+
+/* Sets d to the bytes of an even-length hex string (a trace or span id),
+ * allocated in `a`; "" gives an empty id. */
+void test_set_hex(rc_arena *a, ProtobufCBinaryData *d, const char *hex);
+
 /* The whole file at `path`, NUL-terminated, its length (without the NUL)
  * in *len; NULL when it cannot be opened. The caller frees the result. */
 char *test_read_file(const char *path, size_t *len);

@@ -25,17 +25,6 @@ typedef struct span_spec {
     const char *attrs[16];
 } span_spec;
 
-static otlp_key_value **kvs_of(rc_arena *a, const char *const *specs, size_t *n)
-{
-    *n = 0;
-    while (specs[*n])
-        (*n)++;
-    otlp_key_value **kvs = rc_arena_alloc(a, (*n ? *n : 1) * sizeof *kvs);
-    for (size_t i = 0; i < *n; i++)
-        kvs[i] = test_kv_of(a, specs[i]);
-    return kvs;
-}
-
 static void set_id(rc_arena *a, ProtobufCBinaryData *d, size_t n, uint8_t fill)
 {
     d->data = rc_arena_alloc(a, n);
@@ -51,7 +40,7 @@ static rc_batch *batch_of(const span_spec *specs, size_t n, const char *const *r
     if (resource) {
         res = rc_arena_alloc(a, sizeof *res);
         opentelemetry__proto__resource__v1__resource__init(res);
-        res->attributes = kvs_of(a, resource, &res->n_attributes);
+        res->attributes = test_kvs_of(a, resource, &res->n_attributes);
     }
     otlp_span **spans = test_request_one_scope(r, res, n);
     for (size_t i = 0; i < n; i++) {
@@ -63,7 +52,7 @@ static rc_batch *batch_of(const span_spec *specs, size_t n, const char *const *r
         s->kind = OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT;
         s->start_time_unix_nano = T0;
         s->end_time_unix_nano = T0 + 1500000000ull;
-        s->attributes = kvs_of(a, sp->attrs, &s->n_attributes);
+        s->attributes = test_kvs_of(a, sp->attrs, &s->n_attributes);
         if (sp->error || sp->ok) {
             otlp_status *st = rc_arena_alloc(a, sizeof *st);
             opentelemetry__proto__trace__v1__status__init(st);
@@ -236,7 +225,7 @@ static void test_detailed_prints_everything(void)
     ev->name = "exception";
     ev->time_unix_nano = T0 + 1000;
     static const char *const ev_attrs[] = {"exception.message=s:boom\x01", NULL};
-    ev->attributes = kvs_of(a, ev_attrs, &ev->n_attributes);
+    ev->attributes = test_kvs_of(a, ev_attrs, &ev->n_attributes);
     s->events = rc_arena_alloc(a, sizeof *s->events);
     s->events[0] = ev;
     s->n_events = 1;

@@ -43,40 +43,17 @@ typedef struct span_spec {
     const char *attrs[40];
 } span_spec;
 
-static void set_hex(rc_arena *a, ProtobufCBinaryData *d, const char *hex)
-{
-    size_t n = strlen(hex) / 2;
-    d->data = rc_arena_alloc(a, n ? n : 1);
-    d->len = n;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        d->data[i] = (uint8_t)v;
-    }
-}
-
-static otlp_key_value **kvs_of(rc_arena *a, const char *const *specs, size_t *n)
-{
-    *n = 0;
-    while (specs[*n])
-        (*n)++;
-    otlp_key_value **kvs = rc_arena_alloc(a, (*n ? *n : 1) * sizeof *kvs);
-    for (size_t i = 0; i < *n; i++)
-        kvs[i] = test_kv_of(a, specs[i]);
-    return kvs;
-}
-
 static void fill_span(rc_arena *a, otlp_span *s, const span_spec *sp, size_t index)
 {
     char id[17];
     snprintf(id, sizeof id, "%016zx", index + 0x1000);
     s->name = rc_arena_strdup(a, sp->name ? sp->name : "span");
-    set_hex(a, &s->trace_id, sp->trace_id ? sp->trace_id : TRACE_A);
-    set_hex(a, &s->span_id, sp->span_id ? sp->span_id : id);
-    if (sp->parent) set_hex(a, &s->parent_span_id, sp->parent);
+    test_set_hex(a, &s->trace_id, sp->trace_id ? sp->trace_id : TRACE_A);
+    test_set_hex(a, &s->span_id, sp->span_id ? sp->span_id : id);
+    if (sp->parent) test_set_hex(a, &s->parent_span_id, sp->parent);
     s->start_time_unix_nano = sp->start ? sp->start : T0;
     s->end_time_unix_nano = sp->end ? sp->end : T0 + 1500000000ull;
-    s->attributes = kvs_of(a, sp->attrs, &s->n_attributes);
+    s->attributes = test_kvs_of(a, sp->attrs, &s->n_attributes);
     if (sp->error || sp->status_message) {
         otlp_status *st = rc_arena_alloc(a, sizeof *st);
         opentelemetry__proto__trace__v1__status__init(st);
@@ -97,7 +74,7 @@ static rc_batch *batch_of(const span_spec *specs, size_t n, const char *const *r
     if (resource) {
         res = rc_arena_alloc(r->arena, sizeof *res);
         opentelemetry__proto__resource__v1__resource__init(res);
-        res->attributes = kvs_of(r->arena, resource, &res->n_attributes);
+        res->attributes = test_kvs_of(r->arena, resource, &res->n_attributes);
     }
     otlp_span **spans = test_request_one_scope(r, res, n);
     for (size_t i = 0; i < n; i++)
@@ -792,7 +769,7 @@ static void test_status(void)
     ev->name = "exception";
     const char *const ev_attrs[] = {"exception.type=s:ValueError", "exception.message=s:bad value",
                                     NULL};
-    ev->attributes = kvs_of(a, ev_attrs, &ev->n_attributes);
+    ev->attributes = test_kvs_of(a, ev_attrs, &ev->n_attributes);
     s->events = rc_arena_alloc(a, sizeof *s->events);
     s->events[0] = ev;
     s->n_events = 1;

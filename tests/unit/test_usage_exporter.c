@@ -34,35 +34,12 @@ typedef struct span_spec {
 
 /* --- building spans ------------------------------------------------------------ */
 
-static void set_hex(rc_arena *a, ProtobufCBinaryData *d, const char *hex)
-{
-    size_t n = strlen(hex) / 2;
-    d->data = rc_arena_alloc(a, n);
-    d->len = n;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        d->data[i] = (uint8_t)v;
-    }
-}
-
-static otlp_key_value **kvs_of(rc_arena *a, const char *const *specs, size_t *n)
-{
-    *n = 0;
-    while (specs[*n])
-        (*n)++;
-    otlp_key_value **kvs = rc_arena_alloc(a, (*n ? *n : 1) * sizeof *kvs);
-    for (size_t i = 0; i < *n; i++)
-        kvs[i] = test_kv_of(a, specs[i]);
-    return kvs;
-}
-
 static void add_event(rc_arena *a, otlp_span *s, const span_spec *sp)
 {
     otlp_event *ev = rc_arena_alloc(a, sizeof *ev);
     opentelemetry__proto__trace__v1__span__event__init(ev);
     ev->name = rc_arena_strdup(a, sp->event_name);
-    ev->attributes = kvs_of(a, sp->event_attrs, &ev->n_attributes);
+    ev->attributes = test_kvs_of(a, sp->event_attrs, &ev->n_attributes);
     s->events = rc_arena_alloc(a, sizeof *s->events);
     s->events[0] = ev;
     s->n_events = 1;
@@ -73,11 +50,11 @@ static void fill_span(rc_arena *a, otlp_span *s, const span_spec *sp, size_t i, 
     char id[17];
     snprintf(id, sizeof id, "%016zx", i + 0x1000);
     s->name = rc_arena_strdup(a, sp->name);
-    set_hex(a, &s->trace_id, TRACE_A);
-    set_hex(a, &s->span_id, id);
+    test_set_hex(a, &s->trace_id, TRACE_A);
+    test_set_hex(a, &s->span_id, id);
     s->start_time_unix_nano = t0;
     s->end_time_unix_nano = t0 + 2 * SEC_NS;
-    s->attributes = kvs_of(a, sp->attrs, &s->n_attributes);
+    s->attributes = test_kvs_of(a, sp->attrs, &s->n_attributes);
     if (sp->error) {
         otlp_status *st = rc_arena_alloc(a, sizeof *st);
         opentelemetry__proto__trace__v1__status__init(st);
@@ -94,7 +71,7 @@ static rc_batch *batch_of(const span_spec *specs, size_t n, uint64_t t0)
     rc_request *r = rc_request_new(rc_arena_new(4096));
     otlp_resource *res = rc_arena_alloc(r->arena, sizeof *res);
     opentelemetry__proto__resource__v1__resource__init(res);
-    res->attributes = kvs_of(r->arena, resource, &res->n_attributes);
+    res->attributes = test_kvs_of(r->arena, resource, &res->n_attributes);
     otlp_span **spans = test_request_one_scope(r, res, n);
     for (size_t i = 0; i < n; i++)
         fill_span(r->arena, spans[i], &specs[i], i, t0);
