@@ -51,8 +51,9 @@ typedef struct component {
     void *inst;
     bool started;
     bool used;
-    rc_counter *sent;   /* exporters */
-    rc_counter *failed; /* exporters */
+    rc_counter *sent;        /* exporters */
+    rc_counter *failed;      /* exporters: what the fan-out counts as failed */
+    rc_counter *send_failed; /* exporters: spans that failed delivery, whoever counts them */
 } component;
 
 typedef struct pipeline {
@@ -628,18 +629,18 @@ static void register_exporter_counters(rc_service *s)
         ex->items[i].sent =
             rc_counter_register("otelcol_exporter_sent_spans",
                                 "Number of spans successfully sent to destination.", labels);
+        ex->items[i].send_failed = rc_counter_register(
+            "otelcol_exporter_send_failed_spans",
+            "Number of spans in failed attempts to send to destination.", labels);
         /* A queued exporter counts its own delivery failures; what the
          * service sees fail for it is the queue refusing spans. */
         const rc_exporter_factory *f = ex->items[i].factory;
         ex->items[i].failed =
-            f->queued
-                ? rc_counter_register("otelcol_exporter_enqueue_failed_spans",
-                                      "Number of spans failed to be added to the sending "
-                                      "queue.",
-                                      labels)
-                : rc_counter_register("otelcol_exporter_send_failed_spans",
-                                      "Number of spans in failed attempts to send to destination.",
-                                      labels);
+            f->queued ? rc_counter_register("otelcol_exporter_enqueue_failed_spans",
+                                            "Number of spans failed to be added to the sending "
+                                            "queue.",
+                                            labels)
+                      : ex->items[i].send_failed;
     }
     rc_gauge_register("otelcol_process_uptime", "Uptime of the process in seconds.", NULL,
                       gauge_uptime, s);
@@ -833,16 +834,8 @@ size_t rc_service_exporter_totals(const rc_service *s, rc_exporter_totals *out, 
         rc_exporter_totals *t = &out[n++];
         *t = (rc_exporter_totals){.id = c->id};
         t->sent = rc_counter_value(c->sent);
-        /* A queued exporter counts its own delivery failures; what the
-         * service counted for it (the queue refusing) was retried. */
-        t->failed = f->queued ? 0 : rc_counter_value(c->failed);
-        if (f->queued) {
-            char labels[200];
-            snprintf(labels, sizeof labels, "exporter=\"%s\"", c->id);
-            t->failed += rc_counter_value(rc_counter_register(
-                "otelcol_exporter_send_failed_spans",
-                "Number of spans in failed attempts to send to destination.", labels));
-        }
+        /* Not the queue's refusals (enqueue_failed): replay retried them. */
+        t->failed = rc_counter_value(c->send_failed);
         t->pending = f->pending ? f->pending(c->inst) : 0;
         t->persists = f->persists && f->persists(c->inst);
     }
