@@ -755,15 +755,21 @@ static bool find_latest_end(replay *r, uint64_t *latest)
 
 /* --- the end ----------------------------------------------------------------------- */
 
-/* Records pending in exporters whose queues are in memory. */
-static uint64_t volatile_pending(replay *r)
+/* Records pending in those of the exporters whose queues are in memory. */
+static uint64_t unpersisted(const rc_exporter_totals *t, size_t n)
 {
-    rc_exporter_totals t[MAX_EXPORTERS];
-    size_t n = rc_service_exporter_totals(r->svc, t, MAX_EXPORTERS);
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++)
         if (!t[i].persists) v += t[i].pending;
     return v;
+}
+
+/* The same, now, for every exporter of the service. */
+static uint64_t volatile_pending(replay *r)
+{
+    rc_exporter_totals t[MAX_EXPORTERS];
+    size_t n = rc_service_exporter_totals(r->svc, t, MAX_EXPORTERS);
+    return unpersisted(t, n);
 }
 
 /* Waits until the exporters have delivered everything queued, or the
@@ -793,7 +799,6 @@ typedef struct outcome {
     rc_exporter_totals ex[MAX_EXPORTERS];
     size_t n_ex;
     uint64_t lost_records; /* pending in memory queues at the end */
-    uint64_t kept_records; /* pending in durable queues at the end */
 } outcome;
 
 static bool failed_sends(const outcome *out)
@@ -806,12 +811,7 @@ static bool failed_sends(const outcome *out)
 static void pending_outcome(replay *r, outcome *out)
 {
     out->n_ex = rc_service_exporter_totals(r->svc, out->ex, MAX_EXPORTERS);
-    for (size_t i = 0; i < out->n_ex; i++) {
-        if (out->ex[i].persists)
-            out->kept_records += out->ex[i].pending;
-        else
-            out->lost_records += out->ex[i].pending;
-    }
+    out->lost_records = unpersisted(out->ex, out->n_ex);
 }
 
 static const char *plural(uint64_t n, const char *one, const char *many)
