@@ -145,7 +145,7 @@ static void *batch_loop(void *arg)
         rc_batch *fresh = rc_batch_new();
         if (!fresh) { /* try again shortly rather than lose the pending spans */
             pthread_mutex_unlock(&p->w.mu);
-            nanosleep(&(struct timespec){0, 10000000}, NULL);
+            rc_sleep_ms(10);
             pthread_mutex_lock(&p->w.mu);
             continue;
         }
