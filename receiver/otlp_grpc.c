@@ -35,6 +35,10 @@
  * its calls were not processed and retries them elsewhere), and threads
  * keep serving until their connections are done or SHUTDOWN_GRACE_MS
  * passes; then what is left is closed.
+ *
+ * A connection we end (shutdown, eviction, a broken bound, idle or age
+ * limits) is not simply closed: it lingers (conn_linger says why), so a
+ * client whose call crossed our GOAWAY learns that it may retry.
  */
 #include "receiver/conn_guard.h"
 #include "receiver/grpc_conn.h"
@@ -91,6 +95,8 @@
 #define MAX_EVENTS 64
 #define MAX_POOL_BYTES (16u << 20) /* free message buffers a thread keeps, at most */
 #define PEER_MAX 64
+/* How long a connection we end keeps reading after our GOAWAY and FIN. */
+#define LINGER_MS 2000
 #define CONN_SHARE 4 /* connections may hold 1/CONN_SHARE of the in-flight budget */
 #define EVICT_WARN_MS                                                                              \
     10000 /* at most one "closed idle connections" warning per thread this often */
@@ -169,12 +175,16 @@ rc_status rc_otlp_grpc_parse_config(rc_cfg *node, rc_otlp_grpc_config *out, rc_e
 typedef struct worker worker;
 
 typedef struct conn {
-    struct conn *prev, *next; /* the thread's list, most recently read first */
+    /* The thread's list, most recently read first; or, once lingering,
+     * the thread's lingering list. */
+    struct conn *prev, *next;
     worker *w;
     int fd;
     uint32_t events; /* what epoll watches for it */
-    grpc_conn *g;
-    size_t charged; /* grpc_conn_charged when last counted in w->conn_bytes */
+    grpc_conn *g;    /* NULL once lingering */
+    size_t charged;  /* grpc_conn_charged when last counted in w->conn_bytes */
+    bool peer_gone;  /* the client closed, or the socket failed */
+    int64_t linger_until;
 } conn;
 
 /* A connection accepted by one thread for another. */
@@ -190,6 +200,7 @@ struct worker {
     int epfd, wakefd;
     conn *conns, *tail;
     size_t n_conns;
+    conn *lingering;    /* ended by us, read until the client closes (conn_linger) */
     size_t conn_bytes;  /* what its connections themselves hold of the budget */
     atomic_size_t load; /* n_conns, for the thread choosing where a connection goes */
     pthread_mutex_t hand_mu;
@@ -257,18 +268,94 @@ static void conn_account(conn *c)
     c->charged = now;
 }
 
+static void linger_unlink(worker *w, conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->lingering = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Takes a live connection off the thread's books: its session and what
+ * it held of the budget go. */
+static void conn_retire(conn *c)
+{
+    worker *w = c->w;
+    grpc_conn_free(c->g);
+    c->g = NULL;
+    w->conn_bytes -= c->charged;
+    c->charged = 0;
+    list_unlink(w, c);
+    w->n_conns--;
+    atomic_store(&w->load, w->n_conns);
+}
+
+/* Closes the socket at once, live or lingering. */
 static void conn_close(conn *c)
 {
     worker *w = c->w;
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    grpc_conn_free(c->g);
-    w->conn_bytes -= c->charged;
-    list_unlink(w, c);
-    w->n_conns--;
-    atomic_store(&w->load, w->n_conns);
+    if (c->g)
+        conn_retire(c);
+    else
+        linger_unlink(w, c);
     conn_gone(w->s);
     free(c);
+}
+
+/* Ends a connection the client has not closed. Closing a socket with
+ * unread bytes makes the kernel send a reset, and a reset can overtake our
+ * GOAWAY: a client whose call crossed the GOAWAY would see "connection
+ * reset" rather than learn that the call was not processed and retry it.
+ * So the session goes at once (and its memory with it), our side is shut
+ * after the GOAWAY, and the socket is read and discarded until the client
+ * closes or LINGER_MS passes, as web servers do on a lingering close. */
+static void conn_linger(conn *c)
+{
+    worker *w = c->w;
+    conn_retire(c);
+    c->next = w->lingering;
+    if (w->lingering) w->lingering->prev = c;
+    w->lingering = c;
+    c->linger_until = rc_now_ms() + LINGER_MS;
+    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    if (shutdown(c->fd, SHUT_WR) != 0 || epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &e) != 0)
+        conn_close(c);
+}
+
+/* A connection is over: closed if the client is gone, else lingering. */
+static void conn_end(conn *c)
+{
+    if (c->peer_gone)
+        conn_close(c);
+    else
+        conn_linger(c);
+}
+
+/* Discards what a lingering connection's client still sends; closes the
+ * socket once the client has closed its side. */
+static void linger_drain(conn *c)
+{
+    size_t total = 0;
+    while (total < READ_PER_EVENT) {
+        ssize_t r = recv(c->fd, c->w->rbuf, READ_BUF, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (r <= 0) break;
+        total += (size_t)r;
+    }
+    if (total < READ_PER_EVENT) conn_close(c);
+}
+
+static void expire_lingering(worker *w, int64_t now)
+{
+    for (conn *c = w->lingering, *nx; c; c = nx) {
+        nx = c->next;
+        if (now >= c->linger_until) conn_close(c);
+    }
 }
 
 /* Watches for what the connection can take now: its output first. */
@@ -293,7 +380,10 @@ static bool conn_flush(conn *c)
             conn_watch(c, true);
             return true;
         }
-        if (w <= 0) return false;
+        if (w <= 0) {
+            c->peer_gone = true;
+            return false;
+        }
         grpc_conn_sent(c->g, (size_t)w);
     }
     if (grpc_conn_done(c->g)) return false;
@@ -311,7 +401,10 @@ static bool conn_read(conn *c)
         ssize_t r = recv(c->fd, w->rbuf, READ_BUF, 0);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        if (r <= 0) return false; /* closed by the client, or an error */
+        if (r <= 0) { /* closed by the client, or an error */
+            c->peer_gone = true;
+            return false;
+        }
         total += (size_t)r;
         bool ok = grpc_conn_feed(c->g, w->rbuf, (size_t)r, rc_now_ms());
         /* Whatever it says (a GOAWAY after a broken bound too) goes out. */
@@ -391,8 +484,8 @@ static void evict_idle(worker *w)
         pv = c->prev;
         if (!grpc_conn_idle(c->g)) continue;
         grpc_conn_evict(c->g);
-        conn_flush(c); /* the GOAWAY, if the socket takes it; closed either way */
-        conn_close(c);
+        conn_flush(c); /* the GOAWAY, if the socket takes it; ended either way */
+        conn_end(c);
         n++;
     }
     if (!n) return;
@@ -529,10 +622,11 @@ static void tick_conns(worker *w, int64_t now)
         nx = c->next;
         int64_t next;
         if (!grpc_conn_tick(c->g, now, &next) || !conn_flush(c))
-            conn_close(c);
+            conn_end(c);
         else
             conn_account(c);
     }
+    expire_lingering(w, now);
     evict_idle(w);
 }
 
@@ -542,13 +636,17 @@ static void begin_shutdown(worker *w)
     for (conn *c = w->conns, *nx; c; c = nx) {
         nx = c->next;
         grpc_conn_shutdown(c->g);
-        if (!conn_flush(c)) conn_close(c);
+        if (!conn_flush(c)) conn_end(c);
     }
 }
 
 static void handle_event(worker *w, const struct epoll_event *ev)
 {
     conn *c = ev->data.ptr;
+    if (!c->g) {
+        linger_drain(c);
+        return;
+    }
     bool ok = true;
     if (ev->events & EPOLLOUT) ok = conn_flush(c);
     if (ok && (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
@@ -559,8 +657,9 @@ static void handle_event(worker *w, const struct epoll_event *ev)
         ok = conn_read(c);
     }
     if (ok && (ev->events & (EPOLLHUP | EPOLLERR))) ok = false;
+    if (ev->events & (EPOLLHUP | EPOLLERR)) c->peer_gone = true;
     if (!ok)
-        conn_close(c);
+        conn_end(c);
     else
         conn_account(c);
 }
@@ -576,7 +675,7 @@ static void *worker_loop(void *arg)
             begin_shutdown(w);
             stop_by = now + SHUTDOWN_GRACE_MS;
         }
-        if (stop_by >= 0 && (w->n_conns == 0 || now >= stop_by)) break;
+        if (stop_by >= 0 && ((w->n_conns == 0 && !w->lingering) || now >= stop_by)) break;
         int timeout = (int)(next_tick > now ? next_tick - now : 0);
         int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
@@ -600,6 +699,8 @@ static void *worker_loop(void *arg)
     }
     while (w->conns)
         conn_close(w->conns);
+    while (w->lingering)
+        conn_close(w->lingering);
     take_handovers(w); /* any handed over since: closed */
     return NULL;
 }

@@ -32,6 +32,11 @@ Raw HTTP/2 (tests/lib/h2raw.py; answers decoded with libnghttp2's HPACK):
     answers that call OK once its message is finished, and then closes
     the connection cleanly (FIN, no reset); its spans are in the file
     after exit 0, the refused call's are not.
+  - a connection the server ends (here max_connection_idle: 1s) lingers:
+    after its GOAWAYs and FIN, bytes the client still sends are read and
+    discarded, not answered with a reset (which could overtake the GOAWAY
+    and turn a call that crossed it into "connection reset"); and the
+    socket is closed for good within the linger time (2 s; 4 s allowed).
 
 Python 3 standard library only (grpcio runs in its own process).
 """
@@ -264,6 +269,39 @@ def case_raw_goaway():
         c.kill()
 
 
+def case_raw_linger():
+    c = Collector("grpc-interop-raw-linger")
+    conn = None
+    try:
+        c.start(grpc_extra={"keepalive": "{ server_parameters: { max_connection_idle: 1s } }"})
+        conn = h2raw.Conn(c.ports["grpc"])
+        conn.handshake(ack=True)
+        conn.read_until(lambda x: False, 10)
+        assert conn.closed == "eof", "the idle connection ended with %s, want GOAWAY and FIN" % (
+            conn.closed or "nothing in 10 s")
+        assert conn.goaways() and conn.goaways()[-1][1] == h2raw.NO_ERROR, (
+            "no GOAWAY NO_ERROR before the FIN: %s" % conn.goaways())
+        ping = h2raw.frame(h2raw.PING, 0, 0, b"8 bytes!")  # PING, as a late client might send
+        for _ in range(3):
+            assert conn.send(ping * 512), "a send after our FIN was reset: the server did not linger"
+            time.sleep(0.2)
+        time.sleep(4)
+        gone = not conn.send(ping)
+        if not gone:
+            time.sleep(0.5)  # the reset answers the first send; the next one sees it
+            gone = not conn.send(ping)
+        assert gone, "the server still reads the connection 4 s after ending it"
+        c.stop()
+        c.cleanup()
+    except BaseException:
+        print("    --- collector stderr ---\n%s" % c.stderr()[-3000:])
+        raise
+    finally:
+        if conn:
+            conn.close()
+        c.kill()
+
+
 def case_all_acked_written():
     calls.finish()
     code = col.stop()
@@ -295,6 +333,8 @@ def main():
              case_raw_server_deadline)
     run.case("raw HTTP/2: GOAWAY notice, REFUSED_STREAM, final GOAWAY, the call answered, FIN",
              case_raw_goaway)
+    run.case("raw HTTP/2: a connection the server ends lingers, then closes for good",
+             case_raw_linger)
     run.case("every span acknowledged to grpcio and the raw client is written once the "
              "collector exits 0", case_all_acked_written)
     col.kill()
