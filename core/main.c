@@ -26,60 +26,57 @@
 #include <string.h>
 #include <sys/resource.h>
 
-/* With RESPAN_API_KEY in the environment and no --config, spans go to
- * Respan: OTLP -> customer -> cost -> batch -> respan. */
-static const char respan_default_config[] =
-    "# The embedded default with RESPAN_API_KEY set: OTLP on localhost, customer and\n"
-    "# cost derived, delivered to Respan through a durable queue in ./data/queue/respan.\n"
-    "receivers:\n"
-    "  otlp:\n"
-    "    protocols:\n"
-    "      grpc: { endpoint: \"127.0.0.1:4317\" }\n"
-    "      http: { endpoint: \"127.0.0.1:4318\" }\n"
-    "processors:\n"
-    "  customer: {}\n"
-    "  cost: {}\n"
-    "  batch: { send_batch_size: 8192, timeout: 200ms }\n"
-    "exporters:\n"
-    "  respan:\n"
-    "    endpoint: \"${env:RESPAN_BASE_URL:-https://api.respan.ai/api}\"\n"
-    "    api_key: \"${env:RESPAN_API_KEY}\"\n"
-    "    api: traces_ingest\n"
-    "    max_batch_logs: 1000\n"
-    "    max_batch_bytes_mib: 8\n"
-    "    flush_interval: 1s\n"
-    "    compression: none\n"
-    "    sending_queue: { directory: \"./data/queue/respan\", max_size_mib: 1024, durability: "
-    "fsync }\n"
-    "    retry_on_failure: { initial_interval: 1s, max_interval: 30s, max_elapsed_time: 0 }\n"
-    "extensions:\n"
-    "  health_check: { endpoint: \"127.0.0.1:13133\" }\n"
-    "service:\n"
-    "  extensions: [health_check]\n"
-    "  telemetry: { metrics: { endpoint: \"127.0.0.1:8888\" }, logs: { level: info } }\n"
-    "  pipelines:\n"
-    "    traces: { receivers: [otlp], processors: [customer, cost, batch], exporters: [respan] "
-    "}\n";
-
-static const char default_config[] =
-    "# The embedded default: OTLP on localhost, batched, printed by `debug`\n"
-    "# (a count per batch and a line per LLM span).\n"
-    "receivers:\n"
-    "  otlp:\n"
-    "    protocols:\n"
-    "      grpc: { endpoint: \"127.0.0.1:4317\" }\n"
-    "      http: { endpoint: \"127.0.0.1:4318\" }\n"
-    "processors:\n"
-    "  batch: { send_batch_size: 8192, timeout: 200ms }\n"
-    "exporters:\n"
+/* The embedded default, with or without RESPAN_API_KEY: OTLP on localhost;
+ * customer and cost derived; every request log kept in the local usage
+ * store (./data/usage.db), which the respan_api extension answers from on
+ * 127.0.0.1:8787; one line per LLM span on stderr. With the key, spans go
+ * to Respan too, through a durable queue in ./data/queue/respan. */
+#define DEFAULT_HEAD(what)                                                                         \
+    "# The embedded default" what ": OTLP on localhost, customer and cost derived,\n"              \
+    "# kept in the local usage store (./data/usage.db) that the Respan-compatible API\n"           \
+    "# on 127.0.0.1:8787 answers from, and one line per LLM span printed by `debug`.\n"            \
+    "receivers:\n"                                                                                 \
+    "  otlp:\n"                                                                                    \
+    "    protocols:\n"                                                                             \
+    "      grpc: { endpoint: \"127.0.0.1:4317\" }\n"                                               \
+    "      http: { endpoint: \"127.0.0.1:4318\" }\n"                                               \
+    "processors:\n"                                                                                \
+    "  customer: {}\n"                                                                             \
+    "  cost: {}\n"                                                                                 \
+    "  batch: { send_batch_size: 8192, timeout: 200ms }\n"                                         \
+    "exporters:\n"                                                                                 \
+    "  usage: { directory: \"./data\", retention: 30d }\n"                                         \
     "  debug: { verbosity: normal }\n"
-    "extensions:\n"
-    "  health_check: { endpoint: \"127.0.0.1:13133\" }\n"
-    "service:\n"
-    "  extensions: [health_check]\n"
-    "  telemetry: { metrics: { endpoint: \"127.0.0.1:8888\" }, logs: { level: info } }\n"
-    "  pipelines:\n"
-    "    traces: { receivers: [otlp], processors: [batch], exporters: [debug] }\n";
+
+#define DEFAULT_TAIL(exporters)                                                                    \
+    "extensions:\n"                                                                                \
+    "  health_check: { endpoint: \"127.0.0.1:13133\" }\n"                                          \
+    "  respan_api: { endpoint: \"127.0.0.1:8787\", directory: \"./data\" }\n"                      \
+    "service:\n"                                                                                   \
+    "  extensions: [health_check, respan_api]\n"                                                   \
+    "  telemetry: { metrics: { endpoint: \"127.0.0.1:8888\" }, logs: { level: info } }\n"          \
+    "  pipelines:\n"                                                                               \
+    "    traces: { receivers: [otlp], processors: [customer, cost, batch], exporters: [" exporters \
+    "] }\n"
+
+#define RESPAN_EXPORTER                                                                            \
+    "  respan:\n"                                                                                  \
+    "    endpoint: \"${env:RESPAN_BASE_URL:-https://api.respan.ai/api}\"\n"                        \
+    "    api_key: \"${env:RESPAN_API_KEY}\"\n"                                                     \
+    "    api: traces_ingest\n"                                                                     \
+    "    max_batch_logs: 1000\n"                                                                   \
+    "    max_batch_bytes_mib: 8\n"                                                                 \
+    "    flush_interval: 1s\n"                                                                     \
+    "    compression: none\n"                                                                      \
+    "    sending_queue: { directory: \"./data/queue/respan\", max_size_mib: 1024, "                \
+    "durability: fsync }\n"                                                                        \
+    "    retry_on_failure: { initial_interval: 1s, max_interval: 30s, max_elapsed_time: 0 }\n"
+
+static const char respan_default_config[] =
+    DEFAULT_HEAD(" with RESPAN_API_KEY set (spans also go to Respan)")
+        RESPAN_EXPORTER DEFAULT_TAIL("respan, usage, debug");
+
+static const char default_config[] = DEFAULT_HEAD("") DEFAULT_TAIL("usage, debug");
 
 static void print_help(FILE *out)
 {
@@ -298,6 +295,20 @@ static void raise_fd_limit(void)
             (unsigned long long)target);
 }
 
+/* A newcomer's first contact: where to send spans, where they go, and
+ * where to ask about them. */
+static void announce_embedded_default(void)
+{
+    rc_info("service",
+            "no --config given: running the embedded default; send OTLP to gRPC 127.0.0.1:4317 "
+            "or http://127.0.0.1:4318/v1/traces. Spans are printed to stderr by the debug "
+            "exporter (a line per LLM span), kept in ./data/usage.db%s",
+            have_respan_key() ? " and sent to Respan"
+                              : "; set RESPAN_API_KEY to send them to Respan too");
+    rc_info("service", "usage so far:  curl -s http://127.0.0.1:8787/api/request-logs/summary/");
+    rc_info("service", "customers:     curl -s http://127.0.0.1:8787/api/users/list/");
+}
+
 static int run(const cli *c, rc_cfg **root)
 {
     rc_service *svc = NULL;
@@ -315,14 +326,7 @@ static int run(const cli *c, rc_cfg **root)
         rc_service_free(svc);
         return 1;
     }
-    if (!c->config && have_respan_key())
-        rc_info("service", "no --config given: running the embedded default; spans sent to OTLP "
-                           "gRPC 127.0.0.1:4317 or HTTP 127.0.0.1:4318 go to Respan");
-    else if (!c->config)
-        rc_info("service",
-                "no --config given and RESPAN_API_KEY is not set: spans sent to OTLP gRPC "
-                "127.0.0.1:4317 or HTTP 127.0.0.1:4318 are printed to stderr by the debug "
-                "exporter; set RESPAN_API_KEY to send them to Respan");
+    if (!c->config) announce_embedded_default();
     log_running(svc);
     while (wait_for_signal(&set)) {
         if (!(svc = reload(c, svc, root))) return 1;

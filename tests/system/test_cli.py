@@ -14,6 +14,7 @@ The embedded default binds the fixed ports 127.0.0.1:4317, 4318, 13133 and
 case is skipped with a message instead of failing.
 """
 
+import json
 import os
 import re
 import signal
@@ -195,7 +196,7 @@ def case_sigterm_exits_0():
         col.cleanup()
 
 
-DEFAULT_PORTS = (4317, 4318, 13133, 8888)
+DEFAULT_PORTS = (4317, 4318, 13133, 8888, 8787)
 
 
 def case_embedded_default():
@@ -222,11 +223,58 @@ def case_embedded_default():
         lines = [line for line in err.splitlines() if re.search(r"\bspans?\b", line, re.I)
                  and re.search(r"debug|stderr|stdout", line, re.I)]
         assert len(lines) == 1, "want one line saying where spans go, got %r in %r" % (lines, err)
+        for path in ("/api/request-logs/summary/", "/api/users/list/"):
+            assert "curl -s http://127.0.0.1:8787%s" % path in err, (
+                "no start-up line saying how to ask %s: %r" % (path, err))
+        check_default_attributes(proc, err_path)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)
         assert code == 0, "exit status after SIGTERM: %r" % code
     finally:
         process.kill(proc)
+
+
+def llm_span_json(customer):
+    """One OTLP/JSON request holding one gpt-4o-mini chat span of customer."""
+    now = time.time_ns()
+
+    def attr(k, v):
+        val = {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}
+        return {"key": k, "value": val}
+
+    span = {"traceId": os.urandom(16).hex(), "spanId": os.urandom(8).hex(), "name": "chat",
+            "kind": 3, "startTimeUnixNano": str(now - 400_000_000),
+            "endTimeUnixNano": str(now), "attributes": [
+                attr("gen_ai.operation.name", "chat"), attr("gen_ai.provider.name", "openai"),
+                attr("gen_ai.request.model", "gpt-4o-mini"),
+                attr("gen_ai.usage.input_tokens", 1000), attr("gen_ai.usage.output_tokens", 500),
+                attr("respan.customer_params.customer_identifier", customer)]}
+    return json.dumps({"resourceSpans": [{"resource": {"attributes": [
+        attr("service.name", "cli-default")]}, "scopeSpans": [{"spans": [span]}]}]}).encode()
+
+
+def check_default_attributes(proc, err_path):
+    """The default derives customer and cost, prints the LLM span, keeps it
+    in ./data/usage.db and answers for it on 8787."""
+    status, _, body = post_traces(4318, llm_span_json("cli-alice"), "application/json")
+    assert status == 200, "an LLM span to 4318: status %d %r" % (status, body)
+    deadline, got = time.monotonic() + 15, None
+    while time.monotonic() < deadline:
+        status, _, body = request(8787, "GET",
+                                  "/api/request-logs/summary/?customer_identifier=cli-alice")
+        got = json.loads(body) if status == 200 else (status, body)
+        if isinstance(got, dict) and got.get("number_of_requests") == 1:
+            break
+        time.sleep(0.2)
+    assert isinstance(got, dict) and got["number_of_requests"] == 1, (
+        "the summary on 8787 never counted the span: %r" % (got,))
+    assert got["total_tokens"] == 1500, "summary tokens: %r" % got
+    # gpt-4o-mini: $0.15 in and $0.60 out per million tokens.
+    assert abs(got["total_cost"] - 0.00045) < 1e-9, "summary cost: %r" % got
+    assert os.path.exists(os.path.join(workdir, "data", "usage.db")), "no ./data/usage.db"
+    line = [x for x in process.read_text(err_path).splitlines() if "cli-alice" in x]
+    assert line and "gpt-4o-mini" in line[0] and "0.00045" in line[0], (
+        "debug printed no line for the LLM span: %r" % line)
 
 
 def wait_default_healthy(proc, timeout=15):

@@ -51,7 +51,7 @@ from respan_standin import Standin  # noqa: E402
 # Absolute: some cases run the collector in another working directory.
 COLLECTOR = os.path.abspath(COLLECTOR_BIN)
 API_KEY = "sk-test-3b8f1e0d9c2a"  # distinctive, so a leak into a log line shows
-DEFAULT_PORTS = (4317, 4318, 13133, 8888)
+DEFAULT_PORTS = (4317, 4318, 13133, 8888, 8787)
 
 # gpt-4o-mini in data/pricing/prices.txt: USD 0.15 (input) and 0.6 (output)
 # per million tokens.
@@ -637,10 +637,13 @@ def case_default_config_printed():
     text = with_key.stdout
     for want in ("respan:", "${env:RESPAN_API_KEY}",
                  "${env:RESPAN_BASE_URL:-https://api.respan.ai/api}", "./data/queue/respan", "durability: fsync",
-                 "processors: [customer, cost, batch], exporters: [respan]"):
+                 "processors: [customer, cost, batch], exporters: [respan, usage, debug]",
+                 "respan_api: { endpoint: \"127.0.0.1:8787\""):
         assert want in text, "default-config with RESPAN_API_KEY lacks %r:\n%s" % (want, text)
-    assert "exporters: [debug]" in without.stdout, "default-config without a key:\n%s" % (
-        without.stdout,)
+    for want in ("processors: [customer, cost, batch], exporters: [usage, debug]",
+                 "usage: { directory: \"./data\"", "extensions: [health_check, respan_api]"):
+        assert want in without.stdout, "default-config without a key lacks %r:\n%s" % (
+            want, without.stdout)
     assert "respan:" not in without.stdout, "default-config without a key has respan:\n%s" % (
         without.stdout,)
 
@@ -754,11 +757,14 @@ def case_default_config_without_key():
         status, _, resp = post_traces(4318, body_of(make_spans(2)))
         assert status == 200, "OTLP/HTTP on 4318: %d %r" % (status, resp[:200])
         err = run.stderr()
-        lines = [line for line in err.splitlines() if "RESPAN_API_KEY is not set" in line]
-        assert len(lines) == 1, "want one line saying RESPAN_API_KEY is not set:\n%s" % err
+        lines = [line for line in err.splitlines() if "set RESPAN_API_KEY" in line]
+        assert len(lines) == 1, "want one line saying RESPAN_API_KEY would send to Respan:\n%s" % (
+            err,)
         assert "debug" in lines[0], "the line does not say the debug exporter is used: %r" % (
             lines[0],)
-        assert not os.path.exists(os.path.join(cwd, "data")), "a queue was made without a key"
+        assert not os.path.exists(os.path.join(cwd, "data", "queue")), (
+            "a Respan queue was made without a key")
+        assert os.path.exists(os.path.join(cwd, "data", "usage.db")), "no local usage store"
         code = run.stop()
         assert code == 0, "exit status after SIGTERM: %r" % code
         ok = True
