@@ -46,6 +46,7 @@
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "exporter/respan_log.h"
+#include "llm/conventions.h"
 #include "llm/span_attrs.h"
 #include "store/store.h"
 
@@ -443,6 +444,7 @@ static bool row_of(usage_exporter *x, row_set *rs)
     r->model = jstr(o, "model");
     r->provider_id = jstr(o, "provider_id");
     r->log_type = jstr(o, "log_type");
+    r->llm_call = rc_log_type_is_call(r->log_type);
     r->environment = jstr(o, "environment");
     r->prompt_tokens = (int64_t)jnum(o, "prompt_tokens", 0);
     r->completion_tokens = (int64_t)jnum(o, "completion_tokens", 0);
@@ -526,11 +528,44 @@ static void write_items(usage_exporter *x, usage_item *items, row_set *rs)
     flush_rows(x, rs);
 }
 
+/* --- budgets (store/ledger.h) --------------------------------------------------------------- */
+
+static void persist_customer(void *arg, const char *id, const rc_customer_state *st)
+{
+    usage_exporter *x = arg;
+    rc_customer_record r = {
+        .customer_identifier = id, .s = st->s, .source = st->source, .updated_us = st->updated_us};
+    rc_error err = {{0}};
+    if (x->ops->put_customer(x->store, &r, &err) != RC_OK)
+        rc_error_log(x->id, "keeping customer %s's settings: %s", id, err.msg);
+}
+
+static void load_customer(void *arg, const rc_customer_record *r)
+{
+    rc_ledger_load(arg, r->customer_identifier, &r->s, r->source, r->updated_us);
+}
+
+static void load_day(void *arg, const char *id, int64_t day_us, double cost, uint64_t requests)
+{
+    rc_ledger_seed_day(arg, id, day_us, cost, requests);
+}
+
+/* The ledger learns what the store holds: customers' settings, then their
+ * usage from the daily rollups, so budgets hold across restarts. */
+static rc_status seed_ledger(usage_exporter *x, rc_error *err)
+{
+    rc_ledger *l = rc_ledger_shared();
+    if (!l) return (rc_error_set(err, "%s: out of memory", x->id), RC_ENOMEM);
+    rc_ledger_reset_usage(l);
+    rc_status st = x->ops->each_customer(x->store, NULL, load_customer, l, err);
+    if (st == RC_OK) st = x->ops->each_customer_day(x->store, load_day, l, err);
+    if (st != RC_OK) rc_error_prefix(err, "%s: reading customers' usage", x->id);
+    return st;
+}
+
 static int64_t wall_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return rc_wall_now_us();
 }
 
 static void expire_old(usage_exporter *x)
@@ -567,6 +602,7 @@ static void *writer_loop(void *arg)
             usage_item *items = take_all(x);
             pthread_mutex_unlock(&x->w.mu);
             write_items(x, items, x->rows);
+            rc_ledger_take_changed(rc_ledger_shared(), persist_customer, x);
             pthread_mutex_lock(&x->w.mu);
             continue;
         }
@@ -615,6 +651,7 @@ static rc_status usage_start(void *inst, rc_error *err)
         rc_error_prefix(err, "%s", x->id);
         return st;
     }
+    if ((st = seed_ledger(x, err)) != RC_OK) return st;
     register_metrics(x);
     if (!(x->rows = calloc(1, sizeof *x->rows))) {
         rc_error_set(err, "%s: out of memory", x->id);

@@ -56,8 +56,7 @@ typedef struct respan_api {
     rc_endpoint endpoint;
     char **tokens;
     size_t n_tokens;
-    const rc_usage_store_ops *ops;
-    rc_usage_store *store;
+    rc_api_store st; /* st.id is id */
     rc_admin_server *server;
 } respan_api;
 
@@ -136,7 +135,8 @@ static void *api_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
         api_destroy(a);
         return NULL;
     }
-    a->ops = &rc_usage_sqlite_store;
+    a->st.ops = &rc_usage_sqlite_store;
+    a->st.id = a->id;
     /* Tokens first: whether the endpoint is acceptable depends on them. */
     if (parse_tokens(a, cfg, err) != RC_OK || parse_endpoint(a, cfg, err) != RC_OK ||
         rc_cfg_string(cfg, "directory", "./data", &dir, err) != RC_OK)
@@ -158,7 +158,7 @@ fail:
 
 /* --- answers ----------------------------------------------------------------------------- */
 
-static unsigned detail(rc_buf *b, unsigned status, const char *msg)
+unsigned rc_api_detail(rc_buf *b, unsigned status, const char *msg)
 {
     rc_buf_puts(b, "{\"detail\":");
     rc_json_cstr(b, msg);
@@ -182,14 +182,14 @@ static unsigned unprocessable(rc_buf *b, const rc_api_fault *f, const char *msg)
 static unsigned fault_answer(rc_buf *b, const rc_api_fault *f, const rc_error *err)
 {
     if (f->status == 422) return unprocessable(b, f, err->msg);
-    return detail(b, f->status ? f->status : 400, err->msg);
+    return rc_api_detail(b, f->status ? f->status : 400, err->msg);
 }
 
-static unsigned store_failed(respan_api *a, rc_buf *b, rc_status st, const rc_error *err)
+unsigned rc_api_store_failed(const rc_api_store *s, rc_buf *b, rc_status st, const rc_error *err)
 {
-    if (st == RC_EINVAL) return detail(b, 400, err->msg);
-    rc_error_log(a->id, "usage store query failed: %s", err->msg);
-    return detail(b, 500, "the usage store could not answer; see the collector's log");
+    if (st == RC_EINVAL) return rc_api_detail(b, 400, err->msg);
+    rc_error_log(s->id, "usage store query failed: %s", err->msg);
+    return rc_api_detail(b, 500, "the usage store could not answer; see the collector's log");
 }
 
 static void write_score(rc_buf *b, const rc_usage_score_summary *s, bool twin)
@@ -246,7 +246,7 @@ static void write_summary(rc_buf *b, const rc_usage_summary *s)
     rc_buf_puts(b, "}}");
 }
 
-static void write_time(rc_buf *b, int64_t us)
+void rc_api_write_time(rc_buf *b, int64_t us)
 {
     time_t t = (time_t)(us / 1000000);
     int64_t frac = us % 1000000;
@@ -294,7 +294,7 @@ static void write_metadata(rc_buf *b, const char *text)
 static void write_log(rc_buf *b, const rc_usage_log *l)
 {
     rc_buf_puts(b, "{\"timestamp\":");
-    write_time(b, l->time_us);
+    rc_api_write_time(b, l->time_us);
     str_field(b, "customer_identifier", l->customer_identifier);
     str_field(b, "model", l->model);
     str_field(b, "provider_id", l->provider_id);
@@ -359,9 +359,7 @@ static void write_list(rc_buf *b, const rc_usage_list *l, const rc_api_query *q,
 
 static int64_t wall_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return rc_wall_now_us(); /* shifted in tests: store/ledger.h */
 }
 
 static unsigned summary(respan_api *a, const rc_admin_request *req, rc_buf *b)
@@ -374,8 +372,8 @@ static unsigned summary(respan_api *a, const rc_admin_request *req, rc_buf *b)
     rc_status st = rc_api_query_parse(req, false, wall_now_us(), &q, &fault, &err);
     if (st != RC_OK)
         status = fault_answer(b, &fault, &err);
-    else if ((st = a->ops->query_summary(a->store, &q.filter, &s, &err)) != RC_OK)
-        status = store_failed(a, b, st, &err);
+    else if ((st = a->st.ops->query_summary(a->st.store, &q.filter, &s, &err)) != RC_OK)
+        status = rc_api_store_failed(&a->st, b, st, &err);
     else
         write_summary(b, &s);
     rc_usage_summary_free(&s);
@@ -393,8 +391,8 @@ static unsigned list(respan_api *a, const rc_admin_request *req, rc_buf *b)
     rc_status st = rc_api_query_parse(req, true, wall_now_us(), &q, &fault, &err);
     if (st != RC_OK)
         status = fault_answer(b, &fault, &err);
-    else if ((st = a->ops->query_list(a->store, &q.filter, &q.page, &l, &err)) != RC_OK)
-        status = store_failed(a, b, st, &err);
+    else if ((st = a->st.ops->query_list(a->st.store, &q.filter, &q.page, &l, &err)) != RC_OK)
+        status = rc_api_store_failed(&a->st, b, st, &err);
     else
         write_list(b, &l, &q, LIST_PATH);
     rc_usage_list_free(&l);
@@ -424,11 +422,11 @@ static unsigned authorize(const respan_api *a, const rc_admin_request *req, rc_b
     if (!a->n_tokens) return 0;
     const char *h = rc_admin_header(req, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return detail(b, 401, "Authentication credentials were not provided.");
+        return rc_api_detail(b, 401, "Authentication credentials were not provided.");
     const char *tok = h + 7;
     while (*tok == ' ')
         tok++;
-    return token_ok(a, tok) ? 0 : detail(b, 401, "Invalid token.");
+    return token_ok(a, tok) ? 0 : rc_api_detail(b, 401, "Invalid token.");
 }
 
 /* The path with or without its final slash, as Django's APPEND_SLASH
@@ -445,15 +443,17 @@ static unsigned api_answer(void *arg, const rc_admin_request *req, rc_buf *b, co
     *ctype = "application/json";
     unsigned denied = authorize(a, req, b);
     if (denied) return denied;
+    unsigned users = rc_api_users_answer(&a->st, req, b);
+    if (users) return users;
     bool get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
     if (path_is(req->path, SUMMARY_PATH)) {
-        if (!get && !post) return detail(b, 405, "Method not allowed: use GET or POST.");
+        if (!get && !post) return rc_api_detail(b, 405, "Method not allowed: use GET or POST.");
     } else if (path_is(req->path, LIST_PATH)) {
-        if (!post) return detail(b, 405, "Method not allowed: use POST.");
+        if (!post) return rc_api_detail(b, 405, "Method not allowed: use POST.");
     } else {
-        return detail(b, 404, "Not found.");
+        return rc_api_detail(b, 404, "Not found.");
     }
-    if (req->body_too_large) return detail(b, 413, "The request body is over 1 MiB.");
+    if (req->body_too_large) return rc_api_detail(b, 413, "The request body is over 1 MiB.");
     return path_is(req->path, SUMMARY_PATH) ? summary(a, req, b) : list(a, req, b);
 }
 
@@ -463,11 +463,11 @@ static rc_status api_start(void *inst, rc_error *err)
 {
     respan_api *a = inst;
     rc_usage_store_config cfg = {.directory = a->directory};
-    if (a->ops->open(&cfg, &a->store, err) != RC_OK) return RC_EIO;
+    if (a->st.ops->open(&cfg, &a->st.store, err) != RC_OK) return RC_EIO;
     a->server = rc_admin_server_start_full(a->id, &a->endpoint, api_answer, a, MAX_BODY, err);
     if (!a->server) {
-        a->ops->close(a->store);
-        a->store = NULL;
+        a->st.ops->close(a->st.store);
+        a->st.store = NULL;
         return RC_EIO;
     }
     rc_info(a->id, "Respan API on http://%s (summary: %s, list: %s), reading %s/usage.db%s",
@@ -481,8 +481,8 @@ static void api_shutdown(void *inst)
     respan_api *a = inst;
     rc_admin_server_stop(a->server); /* no request runs after this */
     a->server = NULL;
-    if (a->store) a->ops->close(a->store);
-    a->store = NULL;
+    if (a->st.store) a->st.ops->close(a->st.store);
+    a->st.store = NULL;
 }
 
 const rc_extension_factory rc_respan_api_extension_factory = {

@@ -5,6 +5,8 @@
  *   respan_api.c        the extension: config, auth, routing, answers
  *   respan_api_query.c  a request (query arguments and JSON body) into the
  *                       store's filter model (store/store.h)
+ *   respan_api_users.c  the users endpoints: customers' usage, budgets
+ *                       and the limits decision (store/ledger.h)
  *   respan_api_uuid.c   UUID v5 (SHA-1 written here: none of the project's
  *                       libraries offers one) for stable evaluator ids
  */
@@ -52,6 +54,23 @@ void rc_api_query_free(rc_api_query *q);
 /* ISO 8601 ("2025-12-01T00:00:00Z", fractions, offsets, a bare date) to
  * Unix microseconds; false when it is not one. No zone means UTC. */
 bool rc_api_parse_time(const char *s, int64_t *out_us);
+
+/* The store the extension answers from, and its id for logs. */
+typedef struct rc_api_store {
+    const char *id;
+    const rc_usage_store_ops *ops;
+    rc_usage_store *store;
+} rc_api_store;
+
+/* {"detail": msg} with status; returns status. */
+unsigned rc_api_detail(rc_buf *b, unsigned status, const char *msg);
+/* 400 for a query the store refused (RC_EINVAL), else 500 (logged). */
+unsigned rc_api_store_failed(const rc_api_store *s, rc_buf *b, rc_status st, const rc_error *err);
+/* A JSON string: the ISO 8601 UTC time of Unix microseconds us. */
+void rc_api_write_time(rc_buf *b, int64_t us);
+
+/* Answers a request under /api/users/; 0 when the path is not one. */
+unsigned rc_api_users_answer(const rc_api_store *s, const rc_admin_request *req, rc_buf *b);
 
 /* The name-based UUID (version 5, RFC 9562) of `name` in namespace ns, as
  * 36 characters and a NUL. */

@@ -1117,6 +1117,15 @@ static const kind_map openinference_kinds[] = {
 static const kind_map traceloop_kinds[] = {
     {"workflow", "workflow"}, {"task", "task"}, {"agent", "agent"}, {"tool", "tool"}};
 
+bool rc_log_type_is_call(const char *log_type)
+{
+    static const char *const calls[] = {"chat", "completion", "response", "embedding",
+                                        "generation"};
+    for (size_t i = 0; log_type && i < sizeof calls / sizeof calls[0]; i++)
+        if (strcmp(log_type, calls[i]) == 0) return true;
+    return false;
+}
+
 const char *rc_facts_log_type(const rc_facts *f)
 {
     const char *explicit_type = rc_facts_str(f, RC_FACT_LOG_TYPE);

@@ -116,6 +116,14 @@ typedef enum rc_fact_type {
      RC_FACT_BIT(RC_FACT_OPENINFERENCE_KIND) | RC_FACT_BIT(RC_FACT_LLM_REQUEST_TYPE) |             \
      RC_FACT_BIT(RC_FACT_VERCEL_OPERATION) | RC_FACT_BIT(RC_FACT_INPUT_MESSAGES) |                 \
      RC_FACT_BIT(RC_FACT_OUTPUT_MESSAGES))
+/* What the cost processor also reads, to charge a customer's budget
+ * (store/ledger.h); not LLM facts (is_llm_span in cost.c ignores them). */
+#define RC_FACTS_CUSTOMER_PARAMS                                                                   \
+    (RC_FACT_BIT(RC_FACT_CUSTOMER_ID) | RC_FACT_BIT(RC_FACT_CUSTOMER_NAME) |                       \
+     RC_FACT_BIT(RC_FACT_CUSTOMER_EMAIL) | RC_FACT_BIT(RC_FACT_BUDGET_DURATION) |                  \
+     RC_FACT_BIT(RC_FACT_PERIOD_BUDGET) | RC_FACT_BIT(RC_FACT_TOTAL_BUDGET) |                      \
+     RC_FACT_BIT(RC_FACT_PERIOD_START) | RC_FACT_BIT(RC_FACT_PERIOD_END) |                         \
+     RC_FACT_BIT(RC_FACT_RATE_LIMIT))
 #define RC_FACTS_ALL (RC_FACT_BIT(RC_FACT_COUNT) - 1)
 
 /* Where messages can be read from (rc_facts.msg_sources); see messages.h. */
@@ -217,6 +225,11 @@ static inline bool rc_facts_canonical(const rc_facts *f, rc_fact_id id)
  * chat, completion, response, embedding, generation, workflow, task, tool,
  * agent, handoff, guardrail, function, custom, unknown. Never NULL. */
 const char *rc_facts_log_type(const rc_facts *f);
+
+/* Whether a log type is that of the span that made an LLM call (chat,
+ * completion, response, embedding, generation): the spans priced and
+ * counted against budgets, never their aggregating parents. */
+bool rc_log_type_is_call(const char *log_type);
 
 /* --- the table itself, for the docs and tests ------------------------------ */
 

@@ -78,6 +78,7 @@
 #include "llm/conventions.h"
 #include "llm/messages.h"
 #include "llm/pricing.h"
+#include "store/ledger.h"
 #include "llm/span_attrs.h"
 
 #include <errno.h>
@@ -307,15 +308,6 @@ static const char *operation_of_log_type(const char *log_type)
     return NULL;
 }
 
-static bool is_call_log_type(const char *log_type)
-{
-    static const char *const calls[] = {"chat", "completion", "response", "embedding",
-                                        "generation"};
-    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
-        if (strcmp(log_type, calls[i]) == 0) return true;
-    return false;
-}
-
 /* Any fact or hint that makes this an LLM-application span. */
 static bool is_llm_span(const rc_facts *f)
 {
@@ -437,7 +429,14 @@ static bool reported_cost(span_ctx *c, double *out)
 
 static double markup_factor(span_ctx *c)
 {
-    if (!rc_facts_has(&c->f, RC_FACT_MARKUP_PERCENTAGE)) return 1;
+    if (!rc_facts_has(&c->f, RC_FACT_MARKUP_PERCENTAGE)) {
+        /* A markup set through the users API or the config. */
+        double m;
+        if (rc_facts_has(&c->f, RC_FACT_CUSTOMER_ID) &&
+            rc_ledger_markup(rc_ledger_shared(), c->f.f[RC_FACT_CUSTOMER_ID].s, &m))
+            return 1 + m / 100;
+        return 1;
+    }
     double m = c->f.f[RC_FACT_MARKUP_PERCENTAGE].d;
     if (!isfinite(m) || m < 0) {
         rc_counter_add(c->p->rejected_values, 1);
@@ -446,7 +445,72 @@ static double markup_factor(span_ctx *c)
     return 1 + m / 100;
 }
 
-static void write_cost(span_ctx *c, bool has_usage, const rc_usage *u)
+/* --- budgets and rate limits (store/ledger.h) ------------------------------------------ */
+
+/* The customer_params the span carries, as ledger settings; the mask of
+ * those present. */
+static unsigned settings_of(const rc_facts *f, rc_customer_settings *set)
+{
+    unsigned mask = 0;
+    if (rc_facts_has(f, RC_FACT_CUSTOMER_NAME)) {
+        set->name = f->f[RC_FACT_CUSTOMER_NAME].s;
+        mask |= RC_CS_NAME;
+    }
+    if (rc_facts_has(f, RC_FACT_CUSTOMER_EMAIL)) {
+        set->email = f->f[RC_FACT_CUSTOMER_EMAIL].s;
+        mask |= RC_CS_EMAIL;
+    }
+    if (rc_facts_has(f, RC_FACT_PERIOD_BUDGET)) {
+        set->period_budget = f->f[RC_FACT_PERIOD_BUDGET].d;
+        mask |= RC_CS_PERIOD_BUDGET;
+    }
+    if (rc_facts_has(f, RC_FACT_TOTAL_BUDGET)) {
+        set->total_budget = f->f[RC_FACT_TOTAL_BUDGET].d;
+        mask |= RC_CS_TOTAL_BUDGET;
+    }
+    if (rc_facts_has(f, RC_FACT_BUDGET_DURATION) &&
+        rc_budget_duration_parse(f->f[RC_FACT_BUDGET_DURATION].s, &set->duration))
+        mask |= RC_CS_DURATION;
+    if (rc_facts_has(f, RC_FACT_PERIOD_START) &&
+        rc_date_parse_us(f->f[RC_FACT_PERIOD_START].s, &set->period_start_us))
+        mask |= RC_CS_PERIOD_START;
+    if (rc_facts_has(f, RC_FACT_PERIOD_END) &&
+        rc_date_parse_us(f->f[RC_FACT_PERIOD_END].s, &set->period_end_us))
+        mask |= RC_CS_PERIOD_END;
+    if (rc_facts_has(f, RC_FACT_MARKUP_PERCENTAGE) && f->f[RC_FACT_MARKUP_PERCENTAGE].d >= 0) {
+        set->markup_percentage = f->f[RC_FACT_MARKUP_PERCENTAGE].d;
+        mask |= RC_CS_MARKUP;
+    }
+    if (rc_facts_has(f, RC_FACT_RATE_LIMIT) && f->f[RC_FACT_RATE_LIMIT].i >= 0) {
+        set->rate_limit = f->f[RC_FACT_RATE_LIMIT].i;
+        mask |= RC_CS_RATE_LIMIT;
+    }
+    return mask;
+}
+
+/* Counts the LLM call against its customer's budgets and rate limit, and
+ * marks its request log when the customer is over either: the span still
+ * goes on, as every span does. */
+static void charge_customer(span_ctx *c, double cost)
+{
+    if (!rc_facts_has(&c->f, RC_FACT_CUSTOMER_ID)) return;
+    rc_ledger *l = rc_ledger_shared();
+    const char *id = c->f.f[RC_FACT_CUSTOMER_ID].s;
+    int64_t now_us = rc_wall_now_us();
+    rc_customer_settings set = {0};
+    unsigned mask = settings_of(&c->f, &set);
+    if (mask) rc_ledger_set(l, id, &set, mask, "span", now_us);
+    int64_t end_us = (int64_t)(c->span->end_time_unix_nano / 1000);
+    unsigned over = rc_ledger_charge(l, id, cost, end_us ? end_us : now_us, now_us);
+    if (over & RC_LEDGER_OVER_BUDGET)
+        note_write(c, 0, rc_attr_set_str_ref(&c->attrs, "respan.metadata.budget_exceeded", "true"));
+    if (over & RC_LEDGER_OVER_RATE)
+        note_write(c, 0,
+                   rc_attr_set_str_ref(&c->attrs, "respan.metadata.rate_limit_exceeded", "true"));
+}
+
+/* The cost written, with markup (0 when the span got none). */
+static double write_cost(span_ctx *c, bool has_usage, const rc_usage *u)
 {
     double raw = 0;
     const char *source = NULL;
@@ -468,11 +532,13 @@ static void write_cost(span_ctx *c, bool has_usage, const rc_usage *u)
         rc_counter_add(c->p->reported_spans, 1);
     } else {
         if (has_usage) rc_counter_add(c->p->unknown_model_spans, 1);
-        return;
+        return 0;
     }
+    double cost = rc_price_round_usd(raw * markup_factor(c));
     put_double(c, RC_KEY_COST_RAW, "respan.cost.raw", raw);
-    put_double(c, RC_KEY_COST, "respan.cost", rc_price_round_usd(raw * markup_factor(c)));
+    put_double(c, RC_KEY_COST, "respan.cost", cost);
     put_str(c, RC_KEY_COST_SOURCE, "respan.cost.source", source);
+    return cost;
 }
 
 static void write_messages(span_ctx *c)
@@ -496,7 +562,7 @@ static void process_span(cost_processor *p, otlp_span *span, rc_arena *arena,
     c.span = span;
     c.arena = arena;
     c.ok = true;
-    rc_facts_init(&c.f, RC_FACTS_COST);
+    rc_facts_init(&c.f, RC_FACTS_COST | RC_FACTS_CUSTOMER_PARAMS);
     rc_scan_span(&c.f, span, RC_SCAN_EVENTS | RC_SCAN_SPAN_NAME, arena);
     if (c.f.n_rejected) rc_counter_add(p->rejected_values, c.f.n_rejected);
     if (!is_llm_span(&c.f)) return;
@@ -538,8 +604,8 @@ static void process_span(cost_processor *p, otlp_span *span, rc_arena *arena,
     if (!is_canonical(&c, RC_FACT_LOG_TYPE) || strcmp(c.f.f[RC_FACT_LOG_TYPE].s, log_type) != 0)
         put_str(&c, RC_FACT_BIT(RC_FACT_LOG_TYPE), "respan.entity.log_type", log_type);
 
-    if (is_call_log_type(log_type))
-        write_cost(&c, has_usage, &u);
+    if (rc_log_type_is_call(log_type))
+        charge_customer(&c, write_cost(&c, has_usage, &u));
     else if (has_usage || rc_facts_has(&c.f, RC_FACT_REPORTED_COST))
         rc_counter_add(p->unpriced_aggregate_spans, 1);
     if (!c.ok) rc_counter_add(p->incomplete_spans, 1);

@@ -46,11 +46,13 @@
 #define DB_FILE "usage.db"
 #define BUSY_TIMEOUT_MS 5000
 #define MAX_PAGE_SIZE 1000
+#define DAY_US (86400LL * 1000000LL)
 
 struct rc_usage_store {
     sqlite3 *db;
     sqlite3_stmt *insert_log;
     sqlite3_stmt *insert_score;
+    sqlite3_stmt *add_day;
     char *path;
 };
 
@@ -74,7 +76,18 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS scores ("
     " log_id BIGINT NOT NULL, slug TEXT NOT NULL, is_bool INTEGER NOT NULL,"
     " value DOUBLE PRECISION NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS scores_log ON scores (log_id);";
+    "CREATE INDEX IF NOT EXISTS scores_log ON scores (log_id);"
+    /* Each customer's LLM calls per UTC day: budgets are counted from it
+     * (store/ledger.h), and log retention never trims it. */
+    "CREATE TABLE IF NOT EXISTS customer_days ("
+    " customer TEXT NOT NULL, day_us BIGINT NOT NULL,"
+    " cost DOUBLE PRECISION NOT NULL, requests BIGINT NOT NULL,"
+    " PRIMARY KEY (customer, day_us));"
+    "CREATE TABLE IF NOT EXISTS customers ("
+    " customer TEXT PRIMARY KEY, name TEXT, email TEXT,"
+    " period_budget DOUBLE PRECISION, total_budget DOUBLE PRECISION, budget_duration TEXT,"
+    " period_start_us BIGINT, period_end_us BIGINT, markup_percentage DOUBLE PRECISION,"
+    " rate_limit BIGINT, metadata TEXT, source TEXT, updated_us BIGINT);";
 
 #define LOG_COLUMNS                                                                                \
     "time_us, customer_identifier, model, provider_id, log_type, environment, is_test,"            \
@@ -149,8 +162,13 @@ static rc_status prepare_inserts(rc_usage_store *s, rc_error *err)
     const char *log_sql = "INSERT INTO request_logs (" LOG_COLUMNS ") VALUES "
                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     const char *score_sql = "INSERT INTO scores (log_id, slug, is_bool, value) VALUES (?,?,?,?)";
+    const char *day_sql = "INSERT INTO customer_days (customer, day_us, cost, requests)"
+                          " VALUES (?,?,?,1) ON CONFLICT (customer, day_us) DO UPDATE"
+                          " SET cost = customer_days.cost + excluded.cost,"
+                          " requests = customer_days.requests + 1";
     if (sqlite3_prepare_v2(s->db, log_sql, -1, &s->insert_log, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, score_sql, -1, &s->insert_score, NULL) != SQLITE_OK)
+        sqlite3_prepare_v2(s->db, score_sql, -1, &s->insert_score, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, day_sql, -1, &s->add_day, NULL) != SQLITE_OK)
         return db_error(s, err, "preparing inserts");
     return RC_OK;
 }
@@ -160,6 +178,7 @@ static void sqlite_close(rc_usage_store *s)
     if (!s) return;
     sqlite3_finalize(s->insert_log);
     sqlite3_finalize(s->insert_score);
+    sqlite3_finalize(s->add_day);
     if (s->db) sqlite3_close(s->db);
     free(s->path);
     free(s);
@@ -257,6 +276,16 @@ static bool insert_row(rc_usage_store *s, const rc_usage_row *r)
     bind_text(st, 21, r->output);
     if (sqlite3_step(st) != SQLITE_DONE) return false;
     sqlite3_int64 id = sqlite3_last_insert_rowid(s->db);
+    if (r->llm_call && r->customer_identifier) {
+        sqlite3_stmt *d = s->add_day;
+        int64_t day = r->time_us / DAY_US * DAY_US;
+        if (r->time_us < 0 && r->time_us % DAY_US) day -= DAY_US;
+        sqlite3_reset(d);
+        sqlite3_bind_text(d, 1, r->customer_identifier, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(d, 2, day);
+        sqlite3_bind_double(d, 3, isfinite(r->cost) ? r->cost : 0);
+        if (sqlite3_step(d) != SQLITE_DONE) return false;
+    }
     for (size_t i = 0; i < r->n_scores; i++) {
         const rc_usage_score *sc = &r->scores[i];
         if (!sc->slug || !isfinite(sc->value)) continue;
@@ -282,6 +311,7 @@ static rc_status sqlite_write_batch(rc_usage_store *s, const rc_usage_row *rows,
             rc_status st = db_error(s, err, "writing a request log");
             sqlite3_reset(s->insert_log);
             sqlite3_reset(s->insert_score);
+            sqlite3_reset(s->add_day);
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return st;
         }
@@ -290,6 +320,8 @@ static rc_status sqlite_write_batch(rc_usage_store *s, const rc_usage_row *rows,
      * them before the rows go away. */
     sqlite3_reset(s->insert_log);
     sqlite3_reset(s->insert_score);
+    sqlite3_reset(s->add_day);
+    sqlite3_clear_bindings(s->add_day);
     sqlite3_clear_bindings(s->insert_log);
     sqlite3_clear_bindings(s->insert_score);
     if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -876,12 +908,22 @@ static bool read_user(sqlite3_stmt *st, rc_usage_user *u)
     return !oom;
 }
 
-static rc_status users_page(rc_usage_store *s, const query *w, const char *order,
+/* Customers created (users API, config) that no stored log names yet: a
+ * customer exists once created, as in Respan. */
+#define CREATED_ONLY                                                                               \
+    " FROM customers WHERE customer NOT IN"                                                        \
+    " (SELECT customer_identifier FROM request_logs WHERE customer_identifier IS NOT NULL)"
+
+static rc_status users_page(rc_usage_store *s, const query *w, const char *order, bool created,
                             const int64_t lo[2], rc_usage_users *out, rc_error *err)
 {
     sqlite3_stmt *st;
-    char tail[160];
-    snprintf(tail, sizeof tail, " GROUP BY customer_identifier%s LIMIT ? OFFSET ?", order);
+    char tail[512];
+    snprintf(tail, sizeof tail, " GROUP BY customer_identifier%s%s LIMIT ? OFFSET ?",
+             created ? " UNION ALL SELECT customer, 0, 0, 0, 0, NULL, NULL, updated_us, "
+                       "updated_us" CREATED_ONLY
+                     : "",
+             order);
     rc_status rc = prepare(s,
                            "SELECT customer_identifier, SUM(cost), COUNT(*), SUM(prompt_tokens),"
                            " SUM(completion_tokens), AVG(latency), AVG(time_to_first_token),"
@@ -901,8 +943,8 @@ static rc_status users_page(rc_usage_store *s, const query *w, const char *order
     return rc;
 }
 
-static rc_status sqlite_users(rc_usage_store *s, const char *environment, const rc_usage_page *p,
-                              rc_usage_users *out, rc_error *err)
+static rc_status sqlite_users(rc_usage_store *s, const char *environment, const char *customer,
+                              const rc_usage_page *p, rc_usage_users *out, rc_error *err)
 {
     memset(out, 0, sizeof *out);
     int64_t lo[2];
@@ -917,17 +959,165 @@ static rc_status sqlite_users(rc_usage_store *s, const char *environment, const 
         rc_buf_puts(&w.sql, " AND environment = ");
         q_text(&w, "", environment, false, "");
     }
+    if (customer) {
+        rc_buf_puts(&w.sql, " AND customer_identifier = ");
+        q_text(&w, "", customer, false, "");
+    }
+    bool created = !environment && !customer;
     if (w.failed || w.sql.failed) rc = (rc_error_set(err, "out of memory"), RC_ENOMEM);
     if (rc == RC_OK && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         rc = db_error(s, err, "beginning a read");
     if (rc == RC_OK) {
-        rc = count_rows(s, "SELECT COUNT(DISTINCT customer_identifier) FROM request_logs", &w, "",
-                        &out->count, err);
-        if (rc == RC_OK) rc = users_page(s, &w, order, lo, out, err);
+        rc = count_rows(s, "SELECT (SELECT COUNT(DISTINCT customer_identifier) FROM request_logs",
+                        &w, created ? ") + (SELECT COUNT(*)" CREATED_ONLY ")" : ")", &out->count,
+                        err);
+        if (rc == RC_OK) rc = users_page(s, &w, order, created, lo, out, err);
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     }
     q_free(&w);
     if (rc != RC_OK) rc_usage_users_free(out);
+    return rc;
+}
+
+/* --- customers ------------------------------------------------------------------------------ */
+
+static void bind_opt_real(sqlite3_stmt *st, int i, double d)
+{
+    bind_real(st, i, d); /* NAN (not set) is NULL */
+}
+
+static void bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
+{
+    if (v)
+        sqlite3_bind_int64(st, i, v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static rc_status sqlite_put_customer(rc_usage_store *s, const rc_customer_record *r, rc_error *err)
+{
+    static const char sql[] =
+        "INSERT INTO customers (customer, name, email, period_budget, total_budget,"
+        " budget_duration, period_start_us, period_end_us, markup_percentage, rate_limit,"
+        " metadata, source, updated_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT (customer) DO UPDATE SET name = excluded.name, email = excluded.email,"
+        " period_budget = excluded.period_budget, total_budget = excluded.total_budget,"
+        " budget_duration = excluded.budget_duration,"
+        " period_start_us = excluded.period_start_us, period_end_us = excluded.period_end_us,"
+        " markup_percentage = excluded.markup_percentage, rate_limit = excluded.rate_limit,"
+        " metadata = COALESCE(excluded.metadata, customers.metadata),"
+        " source = excluded.source, updated_us = excluded.updated_us";
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "preparing a customer write");
+    const rc_customer_settings *c = &r->s;
+    bind_text(st, 1, r->customer_identifier);
+    bind_text(st, 2, c->name);
+    bind_text(st, 3, c->email);
+    bind_opt_real(st, 4, c->period_budget);
+    bind_opt_real(st, 5, c->total_budget);
+    bind_text(st, 6, rc_budget_duration_name(c->duration));
+    bind_opt_int(st, 7, c->period_start_us);
+    bind_opt_int(st, 8, c->period_end_us);
+    bind_opt_real(st, 9, c->markup_percentage);
+    bind_opt_int(st, 10, c->rate_limit);
+    bind_text(st, 11, r->metadata);
+    bind_text(st, 12, r->source);
+    sqlite3_bind_int64(st, 13, r->updated_us);
+    rc_status rc = sqlite3_step(st) == SQLITE_DONE ? RC_OK : db_error(s, err, "writing a customer");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static double col_opt_real(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+static rc_status sqlite_each_customer(rc_usage_store *s, const char *only,
+                                      void (*fn)(void *arg, const rc_customer_record *r), void *arg,
+                                      rc_error *err)
+{
+    static const char sql[] =
+        "SELECT customer, name, email, period_budget, total_budget, budget_duration,"
+        " period_start_us, period_end_us, markup_percentage, rate_limit, metadata, source,"
+        " updated_us FROM customers WHERE (?1 IS NULL OR customer = ?1)";
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "preparing a customer read");
+    bind_text(st, 1, only);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        rc_customer_record r = {
+            .customer_identifier = (const char *)sqlite3_column_text(st, 0),
+            .s = {.name = (const char *)sqlite3_column_text(st, 1),
+                  .email = (const char *)sqlite3_column_text(st, 2),
+                  .period_budget = col_opt_real(st, 3),
+                  .total_budget = col_opt_real(st, 4),
+                  .period_start_us = sqlite3_column_int64(st, 6),
+                  .period_end_us = sqlite3_column_int64(st, 7),
+                  .markup_percentage = col_opt_real(st, 8),
+                  .rate_limit = sqlite3_column_int64(st, 9)},
+            .metadata = (const char *)sqlite3_column_text(st, 10),
+            .source = (const char *)sqlite3_column_text(st, 11),
+            .updated_us = sqlite3_column_int64(st, 12),
+        };
+        rc_budget_duration_parse((const char *)sqlite3_column_text(st, 5), &r.s.duration);
+        if (r.customer_identifier) fn(arg, &r);
+    }
+    rc_status rc = step == SQLITE_DONE ? RC_OK : db_error(s, err, "reading customers");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static rc_status sqlite_each_customer_day(rc_usage_store *s,
+                                          void (*fn)(void *arg, const char *id, int64_t day_us,
+                                                     double cost, uint64_t requests),
+                                          void *arg, rc_error *err)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT customer, day_us, cost, requests FROM customer_days", -1,
+                           &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "preparing a rollup read");
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (id)
+            fn(arg, id, sqlite3_column_int64(st, 1), sqlite3_column_double(st, 2),
+               (uint64_t)sqlite3_column_int64(st, 3));
+    }
+    rc_status rc = step == SQLITE_DONE ? RC_OK : db_error(s, err, "reading rollups");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static rc_status sqlite_top_models(rc_usage_store *s, const char *customer, size_t max, char ***out,
+                                   size_t *n_out, rc_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT model FROM request_logs WHERE customer_identifier = ?"
+                           " AND model IS NOT NULL GROUP BY model"
+                           " ORDER BY COUNT(*) DESC, model ASC LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "preparing a model read");
+    bind_text(st, 1, customer);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    char **models = calloc(max ? max : 1, sizeof *models);
+    rc_status rc = models ? RC_OK : (rc_error_set(err, "out of memory"), RC_ENOMEM);
+    int step = SQLITE_DONE;
+    bool oom = false;
+    while (rc == RC_OK && *n_out < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        models[*n_out] = col_strdup(st, 0, &oom);
+        if (oom) rc = (rc_error_set(err, "out of memory"), RC_ENOMEM);
+        (*n_out)++;
+    }
+    if (rc == RC_OK && step != SQLITE_DONE && step != SQLITE_ROW)
+        rc = db_error(s, err, "reading models");
+    sqlite3_finalize(st);
+    *out = models;
     return rc;
 }
 
@@ -940,4 +1130,8 @@ const rc_usage_store_ops rc_usage_sqlite_store = {
     .query_list = sqlite_query_list,
     .users = sqlite_users,
     .expire = sqlite_expire,
+    .put_customer = sqlite_put_customer,
+    .each_customer = sqlite_each_customer,
+    .each_customer_day = sqlite_each_customer_day,
+    .top_models = sqlite_top_models,
 };

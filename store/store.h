@@ -27,6 +27,7 @@
 #define RC_STORE_STORE_H
 
 #include "core/error.h"
+#include "store/ledger.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -70,6 +71,9 @@ typedef struct rc_usage_row {
     const char *trace_unique_id;
     const char *span_unique_id;
     const char *span_name;
+    /* An LLM call (the cost processor's call kinds): counted in its
+     * customer's daily rollup, which budgets are seeded from. */
+    bool llm_call;
     /* Message bodies: NULL unless the exporter's store_content is on. */
     const char *input;
     const char *output;
@@ -187,6 +191,18 @@ typedef struct rc_usage_users {
 
 void rc_usage_users_free(rc_usage_users *u);
 
+/* A customer's settings as the store keeps them: the ledger's settings
+ * (store/ledger.h), its metadata (a JSON object's text) and where they last
+ * came from. Borrowed for put_customer's call; for each_customer's
+ * callback, valid during the call. */
+typedef struct rc_customer_record {
+    const char *customer_identifier;
+    rc_customer_settings s;
+    const char *metadata; /* put_customer: NULL keeps what is stored */
+    const char *source;   /* "span", "api" or "config" */
+    int64_t updated_us;
+} rc_customer_record;
+
 /* --- the interface ---------------------------------------------------------------- */
 
 typedef struct rc_usage_store rc_usage_store; /* a backend's own */
@@ -205,14 +221,31 @@ typedef struct rc_usage_store_ops {
                                rc_error *err);
     rc_status (*query_list)(rc_usage_store *s, const rc_usage_filter *f, const rc_usage_page *p,
                             rc_usage_list *out, rc_error *err);
-    /* Customers seen in logs of `environment` (NULL: every environment),
+    /* Customers seen in logs of `environment` (NULL: every environment,
+     * and customers created that no log names yet), or only `customer`,
      * sorted by sort_by (customer_identifier, total_usage, total_requests,
      * last_active, "-" for descending; NULL: "-last_active"). */
-    rc_status (*users)(rc_usage_store *s, const char *environment, const rc_usage_page *p,
-                       rc_usage_users *out, rc_error *err);
+    rc_status (*users)(rc_usage_store *s, const char *environment, const char *customer,
+                       const rc_usage_page *p, rc_usage_users *out, rc_error *err);
     /* Deletes every log older than before_us; *deleted (may be NULL) gets
      * how many. */
     rc_status (*expire)(rc_usage_store *s, int64_t before_us, uint64_t *deleted, rc_error *err);
+    /* Creates or replaces a customer's settings. */
+    rc_status (*put_customer)(rc_usage_store *s, const rc_customer_record *r, rc_error *err);
+    /* Calls fn for every stored customer (only: that one; NULL: all). */
+    rc_status (*each_customer)(rc_usage_store *s, const char *only,
+                               void (*fn)(void *arg, const rc_customer_record *r), void *arg,
+                               rc_error *err);
+    /* Calls fn for every customer's every day with LLM calls (the daily
+     * rollups written with the logs; retention does not trim them). */
+    rc_status (*each_customer_day)(rc_usage_store *s,
+                                   void (*fn)(void *arg, const char *id, int64_t day_us,
+                                              double cost, uint64_t requests),
+                                   void *arg, rc_error *err);
+    /* The customer's most used models, most first, at most max; *out (an
+     * array of n_out strings) is the caller's: free each, then it. */
+    rc_status (*top_models)(rc_usage_store *s, const char *customer, size_t max, char ***out,
+                            size_t *n_out, rc_error *err);
 } rc_usage_store_ops;
 
 extern const rc_usage_store_ops rc_usage_sqlite_store;

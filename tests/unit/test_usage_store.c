@@ -469,7 +469,7 @@ static void test_list_and_users(void)
 
     rc_usage_users u;
     p = (rc_usage_page){.page = 1, .page_size = 10, .sort_by = "customer_identifier"};
-    CHECK(ops->users(f.s, NULL, &p, &u, &err) == RC_OK);
+    CHECK(ops->users(f.s, NULL, NULL, &p, &u, &err) == RC_OK);
     CHECK(u.count == 3 && u.n_users == 3);
     if (u.n_users == 3) {
         CHECK_STR(u.users[0].customer_identifier, INJECTED);
@@ -479,7 +479,7 @@ static void test_list_and_users(void)
         CHECK(near(u.users[1].average_ttft, 0.25) && u.users[1].last_active_us == T + 60 * SEC);
     }
     rc_usage_users_free(&u);
-    CHECK(ops->users(f.s, "staging", &p, &u, &err) == RC_OK);
+    CHECK(ops->users(f.s, "staging", NULL, &p, &u, &err) == RC_OK);
     CHECK(u.count == 1 && u.n_users == 1);
     rc_usage_users_free(&u);
     teardown(&f);
