@@ -572,8 +572,7 @@ unsigned rc_api_users_answer(const rc_api_store *s, const rc_admin_request *req,
     bool get = !strcmp(req->method, "GET"), post = !strcmp(req->method, "POST"),
          patch = !strcmp(req->method, "PATCH");
     if (!strcmp(rest, "list/") || !strcmp(rest, "list"))
-        return get ? users_list(s, req, b)
-                   : rc_api_detail(b, 405, "Method not allowed: use GET.");
+        return get ? users_list(s, req, b) : rc_api_detail(b, 405, "Method not allowed: use GET.");
     if (!strcmp(rest, "create/") || !strcmp(rest, "create")) {
         if (req->body_too_large) return rc_api_detail(b, 413, "The request body is over 1 MiB.");
         return post ? write_customer(s, req, b, NULL)

@@ -58,7 +58,10 @@ bool rc_date_parse_us(const char *text, int64_t *out_us)
 {
     int y, m, d;
     char tail;
-    if (!text || sscanf(text, "%4d-%2d-%2d%c", &y, &m, &d, &tail) < 3) return false;
+    if (!text || strlen(text) < 10 || text[4] != '-' || text[7] != '-') return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (text[i] < '0' || text[i] > '9')) return false;
+    if (sscanf(text, "%4d-%2d-%2d%c", &y, &m, &d, &tail) < 3) return false;
     if (strlen(text) > 10 && text[10] != 'T' && text[10] != ' ') return false;
     if (y < 1970 || m < 1 || m > 12 || d < 1 || d > 31) return false;
     struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d};
@@ -95,12 +98,21 @@ static int64_t step(int64_t start_us, rc_budget_duration d, int64_t k)
     time_t t = (time_t)(start_us / US_PER_S);
     struct tm tm;
     gmtime_r(&t, &tm);
+    int mday = tm.tm_mday;
+    tm.tm_mday = 1;
     if (d == RC_BUDGET_MONTHLY) {
         tm.tm_year += (int)(k / 12);
         tm.tm_mon += (int)(k % 12);
     } else {
         tm.tm_year += (int)k;
     }
+    /* A period from the 31st (or 29 February) ends on the last day of a
+     * shorter month, as calendars do, rather than spilling into the next. */
+    time_t first = timegm(&tm);
+    struct tm next = tm;
+    next.tm_mon++;
+    int last = (int)((timegm(&next) - first) / 86400);
+    tm.tm_mday = mday < last ? mday : last;
     return (int64_t)timegm(&tm) * US_PER_S + start_us % US_PER_S;
 }
 
@@ -108,9 +120,9 @@ static int64_t step(int64_t start_us, rc_budget_duration d, int64_t k)
  * period (neither a duration nor a period end). */
 static bool period_at(const customer *c, int64_t now_us, int64_t *ps, int64_t *pe)
 {
-    int64_t base = c->s.period_start_us    ? c->s.period_start_us
-                   : c->first_seen_us      ? day_of(c->first_seen_us)
-                                           : day_of(now_us);
+    int64_t base = c->s.period_start_us ? c->s.period_start_us
+                   : c->first_seen_us   ? day_of(c->first_seen_us)
+                                        : day_of(now_us);
     rc_budget_duration d = c->s.duration;
     int64_t end = c->s.period_end_us;
     if (d == RC_BUDGET_NONE && end <= base) return false;
@@ -191,8 +203,8 @@ static uint64_t window_count(const customer *c, int64_t now_us, double *retry_s)
             size_t i = sec % WINDOW_S;
             if (c->win_sec[i] == sec) left -= c->win_count[i];
             if (left < (uint64_t)c->s.rate_limit) {
-                *retry_s = (double)(WINDOW_S - age) -
-                           (double)(now_us % US_PER_S) / (double)US_PER_S;
+                *retry_s =
+                    (double)(WINDOW_S - age) - (double)(now_us % US_PER_S) / (double)US_PER_S;
                 break;
             }
         }
@@ -363,7 +375,8 @@ bool rc_ledger_load(rc_ledger *l, const char *id, const rc_customer_settings *se
 static unsigned over(customer *c, int64_t now_us)
 {
     unsigned f = 0;
-    if ((!isnan(c->s.period_budget) && c->period_start_us && c->period_usage > c->s.period_budget) ||
+    if ((!isnan(c->s.period_budget) && c->period_start_us &&
+         c->period_usage > c->s.period_budget) ||
         (!isnan(c->s.total_budget) && c->total_usage > c->s.total_budget))
         f |= RC_LEDGER_OVER_BUDGET;
     if (c->s.rate_limit > 0 && window_count(c, now_us, NULL) > (uint64_t)c->s.rate_limit)
@@ -373,10 +386,12 @@ static unsigned over(customer *c, int64_t now_us)
 
 /* Cost at time_us into c's totals and, when time_us falls in the period
  * holding now, into its period. */
-static void add_usage(customer *c, double cost, uint64_t requests, int64_t time_us,
-                      int64_t now_us)
+static void add_usage(customer *c, double cost, uint64_t requests, int64_t time_us, int64_t now_us)
 {
-    if (!c->first_seen_us || time_us < c->first_seen_us) c->first_seen_us = time_us;
+    /* The first call counted fixes the default period start: a later call
+     * from an earlier day must not move the period under usage already
+     * counted in it (the store seeds days oldest first). */
+    if (!c->first_seen_us) c->first_seen_us = time_us;
     c->total_usage += cost;
     c->total_requests += requests;
     roll_period(c, now_us);

@@ -16,7 +16,7 @@
  * daily, weekly, monthly or yearly periods (or a custom period_start /
  * period_end, rolled over by its own length), a lifetime total budget, and
  * a rate limit in requests per minute. Periods start on period_start
- * (default: the first day the customer was charged), midnight UTC, and
+ * (default: the day of the first call counted), midnight UTC, and
  * roll over on their own; period usage restarts at each period, total usage
  * never does. Costs are charged as the cost processor reports them, markup
  * included.
@@ -91,8 +91,8 @@ void rc_customer_state_clear(rc_customer_state *st);
 /* The answer to "may this customer make another LLM call now?". */
 typedef struct rc_limits_decision {
     bool allowed;
-    const char *reason; /* NULL when allowed: "period_budget_exceeded",
-                           "total_budget_exceeded" or "rate_limit_exceeded" */
+    const char *reason;         /* NULL when allowed: "period_budget_exceeded",
+                                   "total_budget_exceeded" or "rate_limit_exceeded" */
     double retry_after_seconds; /* NAN when waiting does not help (total budget) or allowed */
 } rc_limits_decision;
 
@@ -107,8 +107,9 @@ rc_ledger *rc_ledger_shared(void);
 
 /* Applies the fields of `set` named by `mask` to customer `id` (created
  * when unknown), noting source ("span", "api", "config") and the time.
- * A write from spans that changes nothing is not a write: the settings
- * keep their source and time. Returns false when memory ran out. */
+ * A write that changes nothing (spans repeat their customer_params on
+ * every call) is not a write: the settings keep their source and time. Returns false when memory
+ * ran out. */
 bool rc_ledger_set(rc_ledger *l, const char *id, const rc_customer_settings *set, unsigned mask,
                    const char *source, int64_t now_us);
 
@@ -149,8 +150,8 @@ bool rc_ledger_get(rc_ledger *l, const char *id, int64_t now_us, rc_customer_sta
 /* Customers whose settings changed since the last call, for the store to
  * persist: fn is called for each, outside no lock the caller could need
  * (with copies). */
-void rc_ledger_take_changed(rc_ledger *l, void (*fn)(void *arg, const char *id,
-                                                     const rc_customer_state *st),
+void rc_ledger_take_changed(rc_ledger *l,
+                            void (*fn)(void *arg, const char *id, const rc_customer_state *st),
                             void *arg);
 
 /* The Unix time in microseconds the collector's budgets and windows use:

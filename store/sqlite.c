@@ -1076,8 +1076,10 @@ static rc_status sqlite_each_customer_day(rc_usage_store *s,
                                           void *arg, rc_error *err)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT customer, day_us, cost, requests FROM customer_days", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT customer, day_us, cost, requests FROM customer_days"
+                           " ORDER BY day_us",
+                           -1, &st, NULL) != SQLITE_OK)
         return db_error(s, err, "preparing a rollup read");
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
