@@ -8,6 +8,7 @@
  *   endpoint: "127.0.0.1:8787"
  *   directory: ./data            the usage exporter's directory
  *   auth: { bearer_tokens: [..] }
+ *   alerts: { webhook_url: URL, thresholds: [0.8, 1.0] }   (respan_api_alerts.c)
  * Without tokens only a loopback endpoint is accepted: anything else is
  * refused in create (so `validate` refuses it too), naming file, line and
  * key. With tokens, every request needs "Authorization: Bearer <token>",
@@ -17,6 +18,8 @@
  *   GET|POST /api/request-logs/summary/   {total_cost, total_tokens,
  *            number_of_requests, scores}, as Respan's Spans Summary
  *   POST     /api/request-logs/list/      {count, next, previous, results}
+ *   /api/users/...                        users, budgets and limits
+ *                                         (respan_api_users.c)
  * Errors take Respan's shape {"detail": "..."}: 400 bad input, 401 auth,
  * 404 path, 405 method, 413 body over 1 MiB, 422 (with "errors") for JSON
  * of the wrong shape, 500 when the store fails.
@@ -58,6 +61,7 @@ typedef struct respan_api {
     size_t n_tokens;
     rc_api_store st; /* st.id is id */
     rc_admin_server *server;
+    rc_api_alerts *alerts; /* NULL without `alerts` */
 } respan_api;
 
 /* --- config -------------------------------------------------------------------------- */
@@ -69,6 +73,7 @@ static void api_destroy(void *inst)
     for (size_t i = 0; i < a->n_tokens; i++)
         free(a->tokens[i]);
     free(a->tokens);
+    rc_api_alerts_free(a->alerts);
     free(a->directory);
     free(a->id);
     free(a);
@@ -139,6 +144,7 @@ static void *api_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
     a->st.id = a->id;
     /* Tokens first: whether the endpoint is acceptable depends on them. */
     if (parse_tokens(a, cfg, err) != RC_OK || parse_endpoint(a, cfg, err) != RC_OK ||
+        rc_api_alerts_parse(cfg, a->id, &a->alerts, err) != RC_OK ||
         rc_cfg_string(cfg, "directory", "./data", &dir, err) != RC_OK)
         goto fail;
     if (!dir[0]) {
@@ -470,6 +476,13 @@ static rc_status api_start(void *inst, rc_error *err)
         a->st.store = NULL;
         return RC_EIO;
     }
+    if (a->alerts && rc_api_alerts_start(a->alerts, err) != RC_OK) {
+        rc_admin_server_stop(a->server);
+        a->server = NULL;
+        a->st.ops->close(a->st.store);
+        a->st.store = NULL;
+        return RC_EIO;
+    }
     rc_info(a->id, "Respan API on http://%s (summary: %s, list: %s), reading %s/usage.db%s",
             a->endpoint.text, SUMMARY_PATH, LIST_PATH, a->directory,
             a->n_tokens ? ", bearer tokens required" : "");
@@ -481,6 +494,7 @@ static void api_shutdown(void *inst)
     respan_api *a = inst;
     rc_admin_server_stop(a->server); /* no request runs after this */
     a->server = NULL;
+    rc_api_alerts_stop(a->alerts);
     if (a->st.store) a->st.ops->close(a->st.store);
     a->st.store = NULL;
 }

@@ -7,6 +7,7 @@
  *                       store's filter model (store/store.h)
  *   respan_api_users.c  the users endpoints: customers' usage, budgets
  *                       and the limits decision (store/ledger.h)
+ *   respan_api_alerts.c budget alerts: logged, counted, POSTed to a webhook
  *   respan_api_uuid.c   UUID v5 (SHA-1 written here: none of the project's
  *                       libraries offers one) for stable evaluator ids
  */
@@ -71,6 +72,18 @@ void rc_api_write_time(rc_buf *b, int64_t us);
 
 /* Answers a request under /api/users/; 0 when the path is not one. */
 unsigned rc_api_users_answer(const rc_api_store *s, const rc_admin_request *req, rc_buf *b);
+
+/* Budget alerts (respan_api_alerts.c). parse reads the extension config's
+ * `alerts` (*out NULL when absent); id is the extension's and must outlive
+ * them. start begins delivering; stop ends it (queued alerts are logged as
+ * not delivered); free releases a parsed or stopped one (NULL: no-op). */
+typedef struct rc_api_alerts rc_api_alerts;
+struct rc_cfg;
+rc_status rc_api_alerts_parse(struct rc_cfg *cfg, const char *id, rc_api_alerts **out,
+                              rc_error *err);
+rc_status rc_api_alerts_start(rc_api_alerts *a, rc_error *err);
+void rc_api_alerts_stop(rc_api_alerts *a);
+void rc_api_alerts_free(rc_api_alerts *a);
 
 /* The name-based UUID (version 5, RFC 9562) of `name` in namespace ns, as
  * 36 characters and a NUL. */

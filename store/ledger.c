@@ -39,10 +39,22 @@ typedef struct customer {
     uint32_t win_count[WINDOW_S];
 } customer;
 
+#define MAX_PENDING_ALERTS 4096
+
+typedef struct alert {
+    rc_budget_alert a;
+    char *customer; /* a.customer_identifier points here */
+} alert;
+
 struct rc_ledger {
     pthread_mutex_t mu;
     customer **buckets;
     size_t n_buckets, n;
+    double thresholds[RC_LEDGER_MAX_THRESHOLDS];
+    size_t n_thresholds;
+    alert *alerts; /* a ring of MAX_PENDING_ALERTS, allocated on first use */
+    size_t alert_head, n_alerts;
+    uint64_t alerts_dropped;
 };
 
 /* --- dates and periods ---------------------------------------------------------------- */
@@ -399,6 +411,87 @@ static void add_usage(customer *c, double cost, uint64_t requests, int64_t time_
     if (period_at(c, now_us, &ps, &pe) && time_us >= ps && time_us < pe) c->period_usage += cost;
 }
 
+/* --- alerts ------------------------------------------------------------------------------- */
+
+void rc_ledger_set_alert_thresholds(rc_ledger *l, const double *fractions, size_t n)
+{
+    if (!l) return;
+    pthread_mutex_lock(&l->mu);
+    l->n_thresholds = n < RC_LEDGER_MAX_THRESHOLDS ? n : RC_LEDGER_MAX_THRESHOLDS;
+    for (size_t i = 0; i < l->n_thresholds; i++)
+        l->thresholds[i] = fractions[i];
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Queues one alert (l->mu held); the oldest goes when the list is full. */
+static void raise_alert(rc_ledger *l, const rc_budget_alert *a)
+{
+    if (!l->alerts && !(l->alerts = calloc(MAX_PENDING_ALERTS, sizeof *l->alerts))) {
+        l->alerts_dropped++;
+        return;
+    }
+    char *copy = strdup(a->customer_identifier);
+    if (!copy) {
+        l->alerts_dropped++;
+        return;
+    }
+    if (l->n_alerts == MAX_PENDING_ALERTS) {
+        free(l->alerts[l->alert_head].customer);
+        l->alert_head = (l->alert_head + 1) % MAX_PENDING_ALERTS;
+        l->n_alerts--;
+        l->alerts_dropped++;
+    }
+    alert *slot = &l->alerts[(l->alert_head + l->n_alerts++) % MAX_PENDING_ALERTS];
+    slot->a = *a;
+    slot->customer = copy;
+    slot->a.customer_identifier = copy;
+}
+
+/* Alerts for each threshold the usage went past, from before to after. */
+static void check_crossings(rc_ledger *l, const customer *c, const char *type, double before,
+                            double after, double budget, int64_t ps, int64_t pe, int64_t time_us)
+{
+    if (isnan(budget) || budget <= 0) return;
+    for (size_t i = 0; i < l->n_thresholds; i++) {
+        double mark = l->thresholds[i] * budget;
+        if (before < mark && after >= mark) {
+            rc_budget_alert a = {.customer_identifier = c->id,
+                                 .budget_type = type,
+                                 .threshold = l->thresholds[i],
+                                 .usage = after,
+                                 .budget = budget,
+                                 .period_start_us = ps,
+                                 .period_end_us = pe,
+                                 .time_us = time_us};
+            raise_alert(l, &a);
+        }
+    }
+}
+
+void rc_ledger_take_alerts(rc_ledger *l, void (*fn)(void *arg, const rc_budget_alert *a), void *arg,
+                           uint64_t *dropped)
+{
+    if (dropped) *dropped = 0;
+    if (!l) return;
+    pthread_mutex_lock(&l->mu);
+    size_t n = l->n_alerts;
+    alert *taken = n ? malloc(n * sizeof *taken) : NULL;
+    if (taken) {
+        for (size_t i = 0; i < n; i++)
+            taken[i] = l->alerts[(l->alert_head + i) % MAX_PENDING_ALERTS];
+        l->alert_head = l->n_alerts = 0;
+    }
+    if (dropped) *dropped = l->alerts_dropped;
+    l->alerts_dropped = 0;
+    pthread_mutex_unlock(&l->mu);
+    if (!taken) return; /* none, or no memory: they wait for the next call */
+    for (size_t i = 0; i < n; i++) {
+        fn(arg, &taken[i].a);
+        free(taken[i].customer);
+    }
+    free(taken);
+}
+
 unsigned rc_ledger_charge(rc_ledger *l, const char *id, double cost, int64_t time_us,
                           int64_t now_us)
 {
@@ -407,7 +500,17 @@ unsigned rc_ledger_charge(rc_ledger *l, const char *id, double cost, int64_t tim
     customer *c = find_or_add(l, id);
     unsigned f = 0;
     if (c) {
+        roll_period(c, now_us);
+        double period_before = c->period_usage, total_before = c->total_usage;
         add_usage(c, cost, 1, time_us, now_us);
+        if (l->n_thresholds) {
+            int64_t ps = 0, pe = 0;
+            if (period_at(c, now_us, &ps, &pe) && c->period_start_us == ps)
+                check_crossings(l, c, "period", period_before, c->period_usage, c->s.period_budget,
+                                ps, pe, time_us);
+            check_crossings(l, c, "total", total_before, c->total_usage, c->s.total_budget, 0, 0,
+                            time_us);
+        }
         if (now_us - time_us < WINDOW_S * US_PER_S && time_us <= now_us + US_PER_S)
             window_add(c, time_us);
         f = over(c, now_us);

@@ -154,6 +154,34 @@ void rc_ledger_take_changed(rc_ledger *l,
                             void (*fn)(void *arg, const char *id, const rc_customer_state *st),
                             void *arg);
 
+/* --- budget alerts ---------------------------------------------------------------------- */
+
+#define RC_LEDGER_MAX_THRESHOLDS 8
+
+/* A customer's usage crossed a fraction of one of its budgets. */
+typedef struct rc_budget_alert {
+    const char *customer_identifier;
+    const char *budget_type; /* "period" or "total" */
+    double threshold;        /* the fraction crossed, e.g. 0.8 */
+    double usage, budget;
+    int64_t period_start_us, period_end_us; /* "period": the period; else 0 */
+    int64_t time_us;                        /* of the call that crossed it */
+} rc_budget_alert;
+
+/* The fractions of a budget whose crossing raises an alert (at most
+ * RC_LEDGER_MAX_THRESHOLDS; none by default). A crossing is noticed when a
+ * call is charged: usage before it below the fraction, after it at or
+ * above, so each fires once per period (period budgets) or once (total
+ * budgets), and a restart, which seeds usage without charging, does not
+ * fire again. */
+void rc_ledger_set_alert_thresholds(rc_ledger *l, const double *fractions, size_t n);
+
+/* Calls fn for each alert raised since the last call, oldest first (the
+ * alert is valid during the call). Alerts wait in a bounded list; when it
+ * is full the oldest goes, counted in *dropped (may be NULL). */
+void rc_ledger_take_alerts(rc_ledger *l, void (*fn)(void *arg, const rc_budget_alert *a), void *arg,
+                           uint64_t *dropped);
+
 /* The Unix time in microseconds the collector's budgets and windows use:
  * the wall clock, shifted by RESPAN_COLLECTOR_CLOCK_OFFSET seconds when
  * that is set (a signed number), so that tests can move a month ahead

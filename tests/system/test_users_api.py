@@ -27,18 +27,25 @@ Checked:
   - restart: settings, metadata and usage are kept (SQLite);
   - period rollover for each duration, with the collector's clock moved on
     by RESPAN_COLLECTOR_CLOCK_OFFSET: a day, a week, a month, a year later
-    the period usage restarts at 0 while total usage stays.
+    the period usage restarts at 0 while total usage stays;
+  - budget alerts (thresholds 0.5 and 1.0) POSTed to a webhook served by
+    this test, which refuses the first POST with 503: every crossing
+    arrives exactly once, with its customer, budget type, threshold, usage
+    and budget, none again after the restart, and they are counted in
+    /metrics.
 
 Python 3 standard library only. No timing assertions: waits poll for a
 state, with generous deadlines.
 """
 
 import calendar
+import http.server
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -78,6 +85,51 @@ def add_months(ts, months):
     return calendar.timegm((t.tm_year + y, m + 1, t.tm_mday, 0, 0, 0))
 
 
+# --- the webhook -----------------------------------------------------------------------------
+
+
+class Webhook:
+    """An HTTP server on a free port recording the JSON bodies POSTed to it;
+    it answers the first POST 503, so that the collector has to retry."""
+
+    def __init__(self):
+        self.bodies = []
+        self.posts = 0
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hook.posts += 1
+                if hook.posts == 1:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                hook.bodies.append(json.loads(data))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alerts_of(self, customer, want, timeout=20):
+        deadline = time.monotonic() + timeout
+        got = []
+        while time.monotonic() < deadline:
+            got = [b for b in self.bodies if b["customer_identifier"] == customer]
+            if len(got) >= want:
+                break
+            time.sleep(0.1)
+        return got
+
+
+hook = Webhook()
+
+
 # --- the collector ---------------------------------------------------------------------------
 
 
@@ -110,8 +162,9 @@ class UsersCollector:
                 "exporters:",
                 "  usage: { directory: %s }" % json.dumps(self.data),
                 "extensions:",
-                '  respan_api: { endpoint: "127.0.0.1:%d", directory: %s }'
-                % (self.ports[1], json.dumps(self.data)),
+                '  respan_api: { endpoint: "127.0.0.1:%d", directory: %s, alerts: '
+                '{ webhook_url: "%s", thresholds: [0.5, 1.0] } }'
+                % (self.ports[1], json.dumps(self.data), hook.url),
                 "service:",
                 "  extensions: [respan_api]",
                 '  telemetry: { metrics: { endpoint: "127.0.0.1:%d" } }' % self.ports[2],
@@ -343,6 +396,48 @@ def case_list_matches_truth():
     assert by_id["u-carol"]["total_requests"] == 0 and by_id["u-carol"]["name"] == "Carol"
 
 
+def case_alerts():
+    """dave: 0.004 a call against a 0.01 daily budget crosses 50% on his
+    2nd call and 100% on his 3rd; fay's one call crosses both fractions of
+    her 0.001 total budget at once."""
+    dave = hook.alerts_of("u-dave", 2)
+    assert [(a["budget_type"], a["threshold"]) for a in dave] == [("period", 0.5), ("period", 1.0)], (
+        "dave's alerts: %r" % dave)
+    unit = cost_of(1000, 200)
+    assert close(dave[0]["usage"], 2 * unit) and close(dave[1]["usage"], 3 * unit), dave
+    assert dave[0]["budget"] == 0.01 and dave[0]["event"] == "budget_threshold_crossed", dave
+    assert dave[0]["period_start"] == iso_date(midnight(today_utc())), dave
+    fay = hook.alerts_of("u-fay", 2)
+    assert sorted((a["budget_type"], a["threshold"]) for a in fay) == [
+        ("total", 0.5), ("total", 1.0)], "fay's alerts: %r" % fay
+    assert hook.posts == len(hook.bodies) + 1, "the first POST (503) was not retried: %d, %d" % (
+        hook.posts, len(hook.bodies))
+    status, _, metrics = request(col.ports[2], "GET", "/metrics")
+    text = metrics.decode()
+    lines = set(text.splitlines())
+    for want in ('respan_budget_alerts{extension="respan_api",budget="period",threshold="0.5"} 1',
+                 'respan_budget_alerts{extension="respan_api",budget="total",threshold="1"} 1',
+                 'respan_budget_alert_posts_failed{extension="respan_api"} 1'):
+        assert want in lines, "no %r in /metrics: %r" % (
+            want, [line for line in lines if "budget" in line])
+    seen = {a["customer_identifier"] for a in hook.bodies}
+    for c in seen:
+        mine = [(a["budget_type"], a["threshold"]) for a in hook.bodies
+                if a["customer_identifier"] == c]
+        assert len(mine) == len(set(mine)), "%s alerted twice: %r" % (c, mine)
+
+
+def case_no_alerts_again_after_restart():
+    """fay is past both fractions of her total budget: another call after
+    the restart (usage seeded from the store, not charged) raises none."""
+    before = len(hook.bodies)
+    col.send([("u-fay", 10, 10, {})])
+    col.logs_of("u-fay", 2)
+    time.sleep(1)  # the alert thread polls every 200 ms: a repeat would be here by now
+    again = [a for a in hook.bodies[before:] if a["customer_identifier"] == "u-fay"]
+    assert not again, "alerts repeated after a restart: %r" % again
+
+
 STATE_KEYS = ("name", "email", "period_budget", "budget_duration", "period_start", "period_end",
               "total_budget", "markup_percentage", "rate_limit", "total_period_usage",
               "total_usage", "total_requests", "total_tokens", "metadata")
@@ -412,7 +507,9 @@ def main():
          case_rate_limit),
         ("total budget and markup set through the API", case_total_budget_and_markup),
         ("users list: paging, order, totals", case_list_matches_truth),
+        ("budget alerts: each crossing once, retried after a 503, counted", case_alerts),
         ("restart keeps settings, metadata and usage", case_restart_keeps_state),
+        ("no repeated alerts after the restart", case_no_alerts_again_after_restart),
         ("period rollover: daily, weekly, monthly, yearly (clock offset)",
          case_rollover_each_duration),
     ]
