@@ -101,12 +101,13 @@ rc_status rc_api_alerts_parse(rc_cfg *cfg, const char *id, rc_api_alerts **out, 
     const char *url = NULL;
     rc_status st = rc_cfg_string(node, "webhook_url", NULL, &url, err);
     if (st == RC_OK && (!url || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))))
-        st = rc_cfg_error(err, rc_cfg_get(node, "webhook_url") ? rc_cfg_get(node, "webhook_url")
-                                                                 : node,
+        st = rc_cfg_error(err,
+                          rc_cfg_get(node, "webhook_url") ? rc_cfg_get(node, "webhook_url") : node,
                           "alerts need a webhook_url (http:// or https://)");
     if (st == RC_OK) st = parse_thresholds(a, node, err);
     if (st == RC_OK) st = rc_cfg_reject_unknown(node, err);
-    if (st == RC_OK && !(a->url = strdup(url))) st = (rc_error_set(err, "out of memory"), RC_ENOMEM);
+    if (st == RC_OK && !(a->url = strdup(url)))
+        st = (rc_error_set(err, "out of memory"), RC_ENOMEM);
     if (st != RC_OK) {
         rc_api_alerts_free(a);
         return st;
@@ -159,8 +160,7 @@ static void take_one(void *arg, const rc_budget_alert *al)
 {
     rc_api_alerts *a = arg;
     rc_warn(a->id, "customer %s reached %.0f%% of its %s budget (%.6g of %.6g USD)",
-            al->customer_identifier, al->threshold * 100, al->budget_type, al->usage,
-            al->budget);
+            al->customer_identifier, al->threshold * 100, al->budget_type, al->usage, al->budget);
     note_counter(a, al);
     rc_buf b = RC_BUF_INIT;
     rc_buf_puts(&b, "{\"event\":\"budget_threshold_crossed\",\"customer_identifier\":");
@@ -250,8 +250,7 @@ static void *alerts_loop(void *arg)
     }
     pthread_mutex_unlock(&a->w.mu);
     if (a->n_queued)
-        rc_warn(a->id, "stopping with %zu budget alerts not delivered to the webhook",
-                a->n_queued);
+        rc_warn(a->id, "stopping with %zu budget alerts not delivered to the webhook", a->n_queued);
     while (a->head)
         drop_front(a);
     return NULL;
@@ -265,9 +264,9 @@ static void register_counters(rc_api_alerts *a)
         for (size_t i = 0; i < a->n_thresholds; i++) {
             snprintf(labels, sizeof labels, "extension=\"%s\",budget=\"%s\",threshold=\"%g\"",
                      a->id, kinds[k], a->thresholds[i]);
-            a->raised[k][i] = rc_counter_register(
-                "respan_budget_alerts", "Customers' usage crossing a fraction of a budget.",
-                labels);
+            a->raised[k][i] =
+                rc_counter_register("respan_budget_alerts",
+                                    "Customers' usage crossing a fraction of a budget.", labels);
         }
     snprintf(labels, sizeof labels, "extension=\"%s\"", a->id);
     a->delivered = rc_counter_register("respan_budget_alerts_delivered",
@@ -280,9 +279,8 @@ static void register_counters(rc_api_alerts *a)
 
 rc_status rc_api_alerts_start(rc_api_alerts *a, rc_error *err)
 {
-    a->http = (rc_http_settings){.url = a->url,
-                                 .content_type = "application/json",
-                                 .timeout_ms = POST_TIMEOUT_MS};
+    a->http = (rc_http_settings){
+        .url = a->url, .content_type = "application/json", .timeout_ms = POST_TIMEOUT_MS};
     if (!(a->client = rc_http_client_new(&a->http, NULL, err))) return RC_EIO;
     register_counters(a);
     rc_ledger_set_alert_thresholds(rc_ledger_shared(), a->thresholds, a->n_thresholds);

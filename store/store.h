@@ -221,8 +221,9 @@ typedef struct rc_usage_store_ops {
                                rc_error *err);
     rc_status (*query_list)(rc_usage_store *s, const rc_usage_filter *f, const rc_usage_page *p,
                             rc_usage_list *out, rc_error *err);
-    /* Customers seen in logs of `environment` (NULL: every environment,
-     * and customers created that no log names yet), or only `customer`,
+    /* Customers with LLM calls (read from the daily rollups, not the
+     * logs) in `environment` (NULL: every environment, and customers
+     * created that no call names yet), or only `customer`,
      * sorted by sort_by (customer_identifier, total_usage, total_requests,
      * last_active, "-" for descending; NULL: "-last_active"). */
     rc_status (*users)(rc_usage_store *s, const char *environment, const char *customer,

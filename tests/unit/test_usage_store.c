@@ -35,6 +35,7 @@ static const rc_usage_row rows[] = {
      .model = "gpt-4o",
      .provider_id = "openai",
      .log_type = "chat",
+     .llm_call = true,
      .environment = "prod",
      .prompt_tokens = 100,
      .completion_tokens = 10,
@@ -54,6 +55,7 @@ static const rc_usage_row rows[] = {
      .model = "gpt-4o-mini",
      .provider_id = "openai",
      .log_type = "chat",
+     .llm_call = true,
      .prompt_tokens = 50,
      .completion_tokens = 5,
      .cost = 0.5,
@@ -70,6 +72,7 @@ static const rc_usage_row rows[] = {
      .model = "claude-3-5-sonnet",
      .provider_id = "anthropic",
      .log_type = "chat",
+     .llm_call = true,
      .environment = "staging",
      .prompt_tokens = 200,
      .completion_tokens = 20,
@@ -87,6 +90,7 @@ static const rc_usage_row rows[] = {
      .model = "gpt-4o",
      .provider_id = "openai",
      .log_type = "chat",
+     .llm_call = true,
      .environment = "test",
      .is_test = true,
      .prompt_tokens = 400,
@@ -470,13 +474,15 @@ static void test_list_and_users(void)
     rc_usage_users u;
     p = (rc_usage_page){.page = 1, .page_size = 10, .sort_by = "customer_identifier"};
     CHECK(ops->users(f.s, NULL, NULL, &p, &u, &err) == RC_OK);
-    CHECK(u.count == 3 && u.n_users == 3);
-    if (u.n_users == 3) {
-        CHECK_STR(u.users[0].customer_identifier, INJECTED);
-        CHECK_STR(u.users[1].customer_identifier, "alice");
-        CHECK(near(u.users[1].total_usage, 1.5) && u.users[1].total_requests == 2);
-        CHECK(u.users[1].total_tokens == 165 && near(u.users[1].average_latency, 1.0));
-        CHECK(near(u.users[1].average_ttft, 0.25) && u.users[1].last_active_us == T + 60 * SEC);
+    /* Users are customers with LLM calls (the daily rollups): INJECTED's
+     * only log is a task span, so it is not one. */
+    CHECK(u.count == 2 && u.n_users == 2);
+    if (u.n_users == 2) {
+        CHECK_STR(u.users[0].customer_identifier, "alice");
+        CHECK(near(u.users[0].total_usage, 1.5) && u.users[0].total_requests == 2);
+        CHECK(u.users[0].total_tokens == 165 && near(u.users[0].average_latency, 1.0));
+        CHECK(near(u.users[0].average_ttft, 0.25) && u.users[0].last_active_us == T + 60 * SEC);
+        CHECK_STR(u.users[1].customer_identifier, "bob");
     }
     rc_usage_users_free(&u);
     CHECK(ops->users(f.s, "staging", NULL, &p, &u, &err) == RC_OK);
