@@ -9,6 +9,7 @@
  *   directory: ./data            the usage exporter's directory
  *   auth: { bearer_tokens: [..] }
  *   alerts: { webhook_url: URL, thresholds: [0.8, 1.0] }   (respan_api_alerts.c)
+ *   customers: { <id>: { period_budget: 10, budget_duration: monthly, ... } }
  * Without tokens only a loopback endpoint is accepted: anything else is
  * refused in create (so `validate` refuses it too), naming file, line and
  * key. With tokens, every request needs "Authorization: Bearer <token>",
@@ -61,7 +62,8 @@ typedef struct respan_api {
     size_t n_tokens;
     rc_api_store st; /* st.id is id */
     rc_admin_server *server;
-    rc_api_alerts *alerts; /* NULL without `alerts` */
+    rc_api_alerts *alerts;       /* NULL without `alerts` */
+    rc_api_customers *customers; /* NULL without `customers` */
 } respan_api;
 
 /* --- config -------------------------------------------------------------------------- */
@@ -74,6 +76,7 @@ static void api_destroy(void *inst)
         free(a->tokens[i]);
     free(a->tokens);
     rc_api_alerts_free(a->alerts);
+    rc_api_customers_free(a->customers);
     free(a->directory);
     free(a->id);
     free(a);
@@ -145,6 +148,7 @@ static void *api_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
     /* Tokens first: whether the endpoint is acceptable depends on them. */
     if (parse_tokens(a, cfg, err) != RC_OK || parse_endpoint(a, cfg, err) != RC_OK ||
         rc_api_alerts_parse(cfg, a->id, &a->alerts, err) != RC_OK ||
+        rc_api_customers_parse(cfg, &a->customers, err) != RC_OK ||
         rc_cfg_string(cfg, "directory", "./data", &dir, err) != RC_OK)
         goto fail;
     if (!dir[0]) {
@@ -476,7 +480,8 @@ static rc_status api_start(void *inst, rc_error *err)
         a->st.store = NULL;
         return RC_EIO;
     }
-    if (a->alerts && rc_api_alerts_start(a->alerts, err) != RC_OK) {
+    if (rc_api_customers_apply(&a->st, a->customers, err) != RC_OK ||
+        (a->alerts && rc_api_alerts_start(a->alerts, err) != RC_OK)) {
         rc_admin_server_stop(a->server);
         a->server = NULL;
         a->st.ops->close(a->st.store);

@@ -73,12 +73,22 @@ void rc_api_write_time(rc_buf *b, int64_t us);
 /* Answers a request under /api/users/; 0 when the path is not one. */
 unsigned rc_api_users_answer(const rc_api_store *s, const rc_admin_request *req, rc_buf *b);
 
+/* Customers named in the extension config (`customers: {id: {fields}}`,
+ * the users API's field names): parsed at create (errors name file, line
+ * and key; *out NULL when none), applied at start as writes from source
+ * "config" (to the store, then the ledger), freed with the extension. The
+ * config must outlive them. */
+typedef struct rc_api_customers rc_api_customers;
+struct rc_cfg;
+rc_status rc_api_customers_parse(struct rc_cfg *cfg, rc_api_customers **out, rc_error *err);
+rc_status rc_api_customers_apply(const rc_api_store *s, const rc_api_customers *cs, rc_error *err);
+void rc_api_customers_free(rc_api_customers *cs);
+
 /* Budget alerts (respan_api_alerts.c). parse reads the extension config's
  * `alerts` (*out NULL when absent); id is the extension's and must outlive
  * them. start begins delivering; stop ends it (queued alerts are logged as
  * not delivered); free releases a parsed or stopped one (NULL: no-op). */
 typedef struct rc_api_alerts rc_api_alerts;
-struct rc_cfg;
 rc_status rc_api_alerts_parse(struct rc_cfg *cfg, const char *id, rc_api_alerts **out,
                               rc_error *err);
 rc_status rc_api_alerts_start(rc_api_alerts *a, rc_error *err);

@@ -16,7 +16,11 @@
  * stored logs. Settings written here go to the store first, then to the
  * ledger, so an answered write survives a restart. The limits decision is
  * the ledger's alone: no SQL on that path.
+ *
+ * Customers may also be named in the extension config (`customers:`);
+ * they are written like an API write, from source "config", at each start.
  */
+#include "core/config.h"
 #include "core/json_writer.h"
 #include "extension/respan_api.h"
 
@@ -598,4 +602,124 @@ unsigned rc_api_users_answer(const rc_api_store *s, const rc_admin_request *req,
         status = rc_api_detail(b, 405, "Method not allowed: use GET or PATCH.");
     free(id);
     return status;
+}
+
+/* --- customers from the config ---------------------------------------------------------- */
+
+/* A configured customer: its settings (strings point into the config,
+ * which outlives the extension) and which of them the config names. */
+typedef struct config_customer {
+    const char *id;
+    rc_customer_settings set;
+    unsigned mask;
+} config_customer;
+
+struct rc_api_customers {
+    config_customer *items;
+    size_t n;
+};
+
+static rc_status cfg_number(rc_cfg *n, double min, double *out, rc_error *err)
+{
+    const char *s = rc_cfg_scalar(n);
+    char *end = NULL;
+    double v = s ? strtod(s, &end) : NAN;
+    if (!s || end == s || *end || !isfinite(v) || v < min)
+        return rc_cfg_error(err, n, "want a number of at least %g", min);
+    *out = v;
+    return RC_OK;
+}
+
+/* One key of a configured customer into c; RC_EINVAL naming the key. */
+static rc_status cfg_field(rc_cfg *map, size_t i, config_customer *c, rc_error *err)
+{
+    const char *key = rc_cfg_key_at(map, i);
+    rc_cfg *n = rc_cfg_at(map, i);
+    rc_customer_settings *s = &c->set;
+    const char *text = rc_cfg_scalar(n);
+    double d = 0;
+    if (!strcmp(key, "name") || !strcmp(key, "email")) {
+        if (!text) return rc_cfg_error(err, n, "want a string");
+        *(key[0] == 'n' ? &s->name : &s->email) = text;
+        c->mask |= key[0] == 'n' ? RC_CS_NAME : RC_CS_EMAIL;
+    } else if (!strcmp(key, "period_budget") || !strcmp(key, "total_budget") ||
+               !strcmp(key, "markup_percentage")) {
+        if (cfg_number(n, 0, &d, err) != RC_OK) return RC_EINVAL;
+        if (key[0] == 'p') s->period_budget = d, c->mask |= RC_CS_PERIOD_BUDGET;
+        if (key[0] == 't') s->total_budget = d, c->mask |= RC_CS_TOTAL_BUDGET;
+        if (key[0] == 'm') s->markup_percentage = d, c->mask |= RC_CS_MARKUP;
+    } else if (!strcmp(key, "rate_limit")) {
+        if (cfg_number(n, 0, &d, err) != RC_OK || d != (double)(int64_t)d)
+            return rc_cfg_error(err, n, "want a whole number of requests per minute");
+        s->rate_limit = (int64_t)d;
+        c->mask |= RC_CS_RATE_LIMIT;
+    } else if (!strcmp(key, "budget_duration")) {
+        if (!rc_budget_duration_parse(text, &s->duration))
+            return rc_cfg_error(err, n, "want daily, weekly, monthly or yearly");
+        c->mask |= RC_CS_DURATION;
+    } else if (!strcmp(key, "period_start") || !strcmp(key, "period_end")) {
+        int64_t *slot = key[7] == 's' ? &s->period_start_us : &s->period_end_us;
+        if (!rc_date_parse_us(text, slot)) return rc_cfg_error(err, n, "want a date (YYYY-MM-DD)");
+        c->mask |= key[7] == 's' ? RC_CS_PERIOD_START : RC_CS_PERIOD_END;
+    } else {
+        return rc_cfg_error(err, n, "unknown customer field \"%s\"", key);
+    }
+    return RC_OK;
+}
+
+rc_status rc_api_customers_parse(rc_cfg *cfg, rc_api_customers **out, rc_error *err)
+{
+    *out = NULL;
+    rc_cfg *map = NULL;
+    if (rc_cfg_map(cfg, "customers", &map, err) != RC_OK) return RC_EINVAL;
+    size_t n = map ? rc_cfg_len(map) : 0;
+    if (!n) return RC_OK;
+    rc_api_customers *cs = calloc(1, sizeof *cs);
+    if (!cs || !(cs->items = calloc(n, sizeof *cs->items))) {
+        free(cs);
+        return (rc_error_set(err, "out of memory"), RC_ENOMEM);
+    }
+    for (size_t i = 0; i < n; i++) {
+        config_customer *c = &cs->items[cs->n++];
+        rc_cfg *fields = rc_cfg_at(map, i);
+        c->id = rc_cfg_key_at(map, i);
+        c->set.period_budget = c->set.total_budget = c->set.markup_percentage = NAN;
+        if (rc_cfg_kind_of(fields) != RC_CFG_MAP && rc_cfg_kind_of(fields) != RC_CFG_NULL) {
+            rc_api_customers_free(cs);
+            return rc_cfg_error(err, fields, "a customer's settings are a map");
+        }
+        for (size_t k = 0; k < rc_cfg_len(fields); k++)
+            if (cfg_field(fields, k, c, err) != RC_OK) {
+                rc_api_customers_free(cs);
+                return RC_EINVAL;
+            }
+    }
+    *out = cs;
+    return RC_OK;
+}
+
+void rc_api_customers_free(rc_api_customers *cs)
+{
+    if (!cs) return;
+    free(cs->items);
+    free(cs);
+}
+
+rc_status rc_api_customers_apply(const rc_api_store *s, const rc_api_customers *cs, rc_error *err)
+{
+    int64_t now = rc_wall_now_us();
+    for (size_t i = 0; cs && i < cs->n; i++) {
+        const config_customer *c = &cs->items[i];
+        user_write w = {.set = c->set, .mask = c->mask};
+        rc_customer_record r;
+        rc_customer_state cur;
+        merged(c->id, &w, now, &r, &cur);
+        r.source = "config";
+        rc_status st = s->ops->put_customer(s->store, &r, err);
+        if (st == RC_OK && !rc_ledger_set(rc_ledger_shared(), c->id, &r.s, ~0u, "config", now))
+            st = (rc_error_set(err, "out of memory"), RC_ENOMEM);
+        rc_customer_state_clear(&cur);
+        if (st != RC_OK) return st;
+    }
+    return RC_OK;
 }

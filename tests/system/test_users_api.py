@@ -43,6 +43,7 @@ import http.server
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -162,9 +163,13 @@ class UsersCollector:
                 "exporters:",
                 "  usage: { directory: %s }" % json.dumps(self.data),
                 "extensions:",
-                '  respan_api: { endpoint: "127.0.0.1:%d", directory: %s, alerts: '
-                '{ webhook_url: "%s", thresholds: [0.5, 1.0] } }'
-                % (self.ports[1], json.dumps(self.data), hook.url),
+                "  respan_api:",
+                '    endpoint: "127.0.0.1:%d"' % self.ports[1],
+                "    directory: %s" % json.dumps(self.data),
+                '    alerts: { webhook_url: "%s", thresholds: [0.5, 1.0] }' % hook.url,
+                "    customers:",
+                '      u-config: { name: "Configured", period_budget: 2, budget_duration: weekly,'
+                " rate_limit: 7, period_start: 2025-01-06 }",
                 "service:",
                 "  extensions: [respan_api]",
                 '  telemetry: { metrics: { endpoint: "127.0.0.1:%d" } }' % self.ports[2],
@@ -284,6 +289,26 @@ def case_create_get_patch():
     ids = [u["customer_identifier"] for u in listed["results"]]
     assert "u-carol" in ids and listed["count"] == len(ids), "created customer not listed: %r" % (
         listed,)
+
+
+def case_config_customers():
+    doc = col.ok("GET", "/api/users/u-config/")
+    for k, v in (("name", "Configured"), ("period_budget", 2), ("budget_duration", "weekly"),
+                 ("rate_limit", 7), ("total_usage", 0)):
+        assert doc[k] == v, "configured customer: %s = %r, want %r (%r)" % (k, doc[k], v, doc)
+    # Weekly periods from Monday 2025-01-06: the current one starts on a Monday.
+    start = time.strptime(doc["period_start"][:10], "%Y-%m-%d")
+    assert start.tm_wday == 0 and doc["period_end"] is not None, doc
+    bad = os.path.join(col.dir, "bad.yaml")
+    with open(col.config_path) as f:
+        text = f.read()
+    with open(bad, "w") as f:
+        f.write(text.replace("rate_limit: 7", "rate_limit: seven"))
+    out = subprocess.run([COLLECTOR_BIN, "validate", "--config", bad], capture_output=True,
+                         text=True, timeout=20)
+    line = [i + 1 for i, x in enumerate(text.splitlines()) if "rate_limit: 7" in x][0]
+    assert out.returncode != 0 and "bad.yaml:%d:" % line in out.stderr and "rate_limit" in \
+        out.stderr, "validate of a bad customer field: %d %r" % (out.returncode, out.stderr)
 
 
 def case_bad_input():
@@ -500,6 +525,8 @@ def main():
     cases = [
         ("users: create, get, patch (null clears), list shows a created customer",
          case_create_get_patch),
+        ("users from the config: applied at start; a bad field named by validate",
+         case_config_customers),
         ("users: 404, 405, 400 naming the field; SQL-shaped ids are data", case_bad_input),
         ("budget from customer_params: logs marked once over, limits says why and until when",
          case_usage_and_budget_from_spans),
