@@ -1901,6 +1901,16 @@ static void put_entity(log_ctx *c, const char *key, const otlp_any_value *val)
 
 static bool write_content(log_ctx *c, span_view *v)
 {
+    if (c->opts->no_content) {
+        /* The caller keeps no bodies (the usage store without
+         * store_content): what carries them is consumed, not written, so
+         * it does not reappear in metadata either. */
+        v->carried |= 1u << F_INPUT | 1u << F_ENTITY_INPUT | 1u << F_SYSTEM | 1u << F_OUTPUT |
+                      1u << F_ENTITY_OUTPUT | 1u << F_TOOLS;
+        carry_fact(v, RC_FACT_INPUT_MESSAGES);
+        carry_fact(v, RC_FACT_OUTPUT_MESSAGES);
+        return true;
+    }
     const char *in = rc_facts_str(&v->f, RC_FACT_INPUT_MESSAGES);
     const char *out = rc_facts_str(&v->f, RC_FACT_OUTPUT_MESSAGES);
     size_t in_len = in ? v->f.f[RC_FACT_INPUT_MESSAGES].len : 0;

@@ -41,6 +41,9 @@ typedef struct rc_respan_log_opts {
     /* Dropped from metadata unless listed in include: pydantic_ai.all_messages,
      * logfire.json_schema. */
     bool drop_known_bulky;
+    /* Leave out the message bodies (input, output, tools) and the
+     * attributes that carry them: for a reader that keeps no content. */
+    bool no_content;
 } rc_respan_log_opts;
 
 /* Counts from one call, for the exporter's metrics. */

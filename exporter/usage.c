@@ -169,8 +169,10 @@ static void *usage_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
     rc_worker_init(&x->w);
     x->retention_ms = retention;
     x->store_content = content;
-    /* The respan exporter's defaults: every span, known bulky keys out. */
-    x->log_opts = (rc_respan_log_opts){.drop_known_bulky = true};
+    /* The respan exporter's defaults (every span, known bulky keys out);
+     * without store_content the bodies are never kept, so not mapped
+     * either: they are most of a log's bytes and of its mapping time. */
+    x->log_opts = (rc_respan_log_opts){.drop_known_bulky = true, .no_content = !content};
     if (!(x->id = strdup(id->id)) || !(x->directory = strdup(dir))) goto oom;
     return x;
 oom:
