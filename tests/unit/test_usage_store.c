@@ -12,6 +12,7 @@
 #include "testing.h"
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,6 +492,69 @@ static void test_list_and_users(void)
     teardown(&f);
 }
 
+/* A store of schema version 1 (before budgets: scores without their log's
+ * customer, no rollups) is migrated on open: its scores answer a
+ * customer's summary, and its LLM calls are in the users' rollups. */
+static void test_migrates_version_1(void)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/rc_usage_v1_XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    char path[96];
+    snprintf(path, sizeof path, "%s/usage.db", dir);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    const char *v1 =
+        "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO store_meta VALUES ('schema_version', '1');"
+        "CREATE TABLE request_logs (id INTEGER PRIMARY KEY, time_us BIGINT NOT NULL,"
+        " customer_identifier TEXT, model TEXT, provider_id TEXT, log_type TEXT,"
+        " environment TEXT, is_test INTEGER NOT NULL DEFAULT 0,"
+        " prompt_tokens BIGINT NOT NULL DEFAULT 0, completion_tokens BIGINT NOT NULL DEFAULT 0,"
+        " total_tokens BIGINT NOT NULL DEFAULT 0, cost DOUBLE PRECISION NOT NULL DEFAULT 0,"
+        " latency DOUBLE PRECISION, time_to_first_token DOUBLE PRECISION, status_code INTEGER,"
+        " status TEXT, metadata TEXT, trace_unique_id TEXT, span_unique_id TEXT,"
+        " span_name TEXT, input TEXT, output TEXT);"
+        "CREATE INDEX request_logs_time ON request_logs (time_us);"
+        "CREATE TABLE scores (log_id BIGINT NOT NULL, slug TEXT NOT NULL,"
+        " is_bool INTEGER NOT NULL, value DOUBLE PRECISION NOT NULL);"
+        "INSERT INTO request_logs (id, time_us, customer_identifier, model, log_type,"
+        " environment, prompt_tokens, completion_tokens, cost, latency)"
+        " VALUES (1, 1700000000000000, 'old-alice', 'gpt-4o', 'chat', 'prod', 10, 5, 0.5, 1.0),"
+        " (2, 1700000001000000, 'old-alice', 'gpt-4o', 'chat', 'prod', 20, 5, 0.25, 3.0),"
+        " (3, 1700000002000000, 'old-alice', NULL, 'task', 'prod', 0, 0, 0, 1.0);"
+        "INSERT INTO scores VALUES (1, 'quality', 0, 4.0), (2, 'quality', 0, 2.0);";
+    CHECK(sqlite3_exec(db, v1, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+
+    fixture f = {.s = NULL};
+    snprintf(f.dir, sizeof f.dir, "%s", dir);
+    CHECK(open_store(&f));
+    rc_error err = {{0}};
+    const char *who[] = {"old-alice"};
+    rc_usage_cond c = {.field = "customer_identifier", .op = "", .values = who, .n_values = 1};
+    rc_usage_filter flt = {
+        .start_us = 1699999999000000, .end_us = 1700000009000000, .conds = &c, .n_conds = 1};
+    rc_usage_summary sum;
+    CHECK(f.s && ops->query_summary(f.s, &flt, &sum, &err) == RC_OK);
+    CHECK(sum.number_of_requests == 3 && near(sum.total_cost, 0.75));
+    CHECK(sum.n_scores == 1 && near(sum.scores[0].avg_score, 3.0));
+    rc_usage_summary_free(&sum);
+    rc_usage_users u;
+    rc_usage_page p = {.page = 1, .page_size = 10};
+    CHECK(f.s && ops->users(f.s, NULL, "old-alice", &p, &u, &err) == RC_OK);
+    CHECK(u.n_users == 1 && u.users[0].total_requests == 2 && near(u.users[0].total_usage, 0.75));
+    CHECK(u.n_users == 1 && u.users[0].total_tokens == 40 && near(u.users[0].average_latency, 2));
+    rc_usage_users_free(&u);
+    ops->close(f.s);
+    /* Opening it again finds version 2: no second migration. */
+    CHECK(open_store(&f));
+    ops->close(f.s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     RUN(test_default_environment());
@@ -504,5 +568,6 @@ int main(void)
     RUN(test_expire());
     RUN(test_reopen_keeps_data());
     RUN(test_list_and_users());
+    RUN(test_migrates_version_1());
     TEST_MAIN_END();
 }
