@@ -270,7 +270,7 @@ void rc_api_write_time(rc_buf *b, int64_t us)
                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)frac);
 }
 
-static void str_field(rc_buf *b, const char *key, const char *v)
+void rc_api_put_str(rc_buf *b, const char *key, const char *v)
 {
     rc_buf_putc(b, ',');
     rc_json_key(b, key);
@@ -280,14 +280,24 @@ static void str_field(rc_buf *b, const char *key, const char *v)
         rc_buf_puts(b, "null");
 }
 
-static void num_field(rc_buf *b, const char *key, double v)
+void rc_api_put_num(rc_buf *b, const char *key, double v)
 {
     rc_buf_putc(b, ',');
     rc_json_key(b, key);
     if (isfinite(v))
         rc_json_double(b, v);
     else
-        rc_buf_puts(b, "null"); /* unknown (time_to_first_token) */
+        rc_buf_puts(b, "null"); /* unknown or not set */
+}
+
+void rc_api_put_time(rc_buf *b, const char *key, int64_t us)
+{
+    rc_buf_putc(b, ',');
+    rc_json_key(b, key);
+    if (us)
+        rc_api_write_time(b, us);
+    else
+        rc_buf_puts(b, "null");
 }
 
 static void write_metadata(rc_buf *b, const char *text)
@@ -305,26 +315,26 @@ static void write_log(rc_buf *b, const rc_usage_log *l)
 {
     rc_buf_puts(b, "{\"timestamp\":");
     rc_api_write_time(b, l->time_us);
-    str_field(b, "customer_identifier", l->customer_identifier);
-    str_field(b, "model", l->model);
-    str_field(b, "provider_id", l->provider_id);
-    str_field(b, "log_type", l->log_type);
-    str_field(b, "environment", l->environment);
+    rc_api_put_str(b, "customer_identifier", l->customer_identifier);
+    rc_api_put_str(b, "model", l->model);
+    rc_api_put_str(b, "provider_id", l->provider_id);
+    rc_api_put_str(b, "log_type", l->log_type);
+    rc_api_put_str(b, "environment", l->environment);
     rc_buf_printf(b, ",\"is_test\":%s", l->is_test ? "true" : "false");
     rc_buf_printf(b, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld",
                   (long long)l->prompt_tokens, (long long)l->completion_tokens,
                   (long long)l->total_tokens);
-    num_field(b, "cost", l->cost);
-    num_field(b, "latency", l->latency);
-    num_field(b, "time_to_first_token", l->time_to_first_token);
+    rc_api_put_num(b, "cost", l->cost);
+    rc_api_put_num(b, "latency", l->latency);
+    rc_api_put_num(b, "time_to_first_token", l->time_to_first_token);
     rc_buf_printf(b, ",\"status_code\":%d", l->status_code);
-    str_field(b, "status", l->status);
+    rc_api_put_str(b, "status", l->status);
     write_metadata(b, l->metadata);
-    str_field(b, "trace_unique_id", l->trace_unique_id);
-    str_field(b, "span_unique_id", l->span_unique_id);
-    str_field(b, "span_name", l->span_name);
-    if (l->input) str_field(b, "input", l->input);
-    if (l->output) str_field(b, "output", l->output);
+    rc_api_put_str(b, "trace_unique_id", l->trace_unique_id);
+    rc_api_put_str(b, "span_unique_id", l->span_unique_id);
+    rc_api_put_str(b, "span_name", l->span_name);
+    if (l->input) rc_api_put_str(b, "input", l->input);
+    if (l->output) rc_api_put_str(b, "output", l->output);
     rc_buf_putc(b, '}');
 }
 

@@ -69,6 +69,11 @@ unsigned rc_api_detail(rc_buf *b, unsigned status, const char *msg);
 unsigned rc_api_store_failed(const rc_api_store *s, rc_buf *b, rc_status st, const rc_error *err);
 /* A JSON string: the ISO 8601 UTC time of Unix microseconds us. */
 void rc_api_write_time(rc_buf *b, int64_t us);
+/* ,"key":value of an object being written, or ,"key":null for a NULL
+ * string, a non-finite number (unknown or not set) or a time of 0. */
+void rc_api_put_str(rc_buf *b, const char *key, const char *v);
+void rc_api_put_num(rc_buf *b, const char *key, double v);
+void rc_api_put_time(rc_buf *b, const char *key, int64_t us);
 
 /* Answers a request under /api/users/; 0 when the path is not one. */
 unsigned rc_api_users_answer(const rc_api_store *s, const rc_admin_request *req, rc_buf *b);

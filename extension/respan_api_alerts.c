@@ -138,16 +138,6 @@ static void drop_front(rc_api_alerts *a)
     free(q);
 }
 
-static void put_time(rc_buf *b, const char *key, int64_t us)
-{
-    rc_buf_putc(b, ',');
-    rc_json_key(b, key);
-    if (us)
-        rc_api_write_time(b, us);
-    else
-        rc_buf_puts(b, "null");
-}
-
 static void note_counter(rc_api_alerts *a, const rc_budget_alert *al)
 {
     int kind = strcmp(al->budget_type, "total") == 0;
@@ -173,9 +163,9 @@ static void take_one(void *arg, const rc_budget_alert *al)
     rc_json_double(&b, al->usage);
     rc_buf_puts(&b, ",\"budget\":");
     rc_json_double(&b, al->budget);
-    put_time(&b, "period_start", al->period_start_us);
-    put_time(&b, "period_end", al->period_end_us);
-    put_time(&b, "timestamp", al->time_us);
+    rc_api_put_time(&b, "period_start", al->period_start_us);
+    rc_api_put_time(&b, "period_end", al->period_end_us);
+    rc_api_put_time(&b, "timestamp", al->time_us);
     rc_buf_putc(&b, '}');
     queued *q = calloc(1, sizeof *q);
     if (b.failed || !q || !(q->customer = strdup(al->customer_identifier))) {

@@ -93,59 +93,29 @@ static rc_status load_view(const rc_api_store *s, const char *id, user_view *v, 
 
 /* --- writing a user -------------------------------------------------------------------- */
 
-static void opt_num(rc_buf *b, const char *key, double v)
-{
-    rc_buf_putc(b, ',');
-    rc_json_key(b, key);
-    if (isfinite(v))
-        rc_json_double(b, v);
-    else
-        rc_buf_puts(b, "null");
-}
-
-static void opt_str(rc_buf *b, const char *key, const char *v)
-{
-    rc_buf_putc(b, ',');
-    rc_json_key(b, key);
-    if (v)
-        rc_json_cstr(b, v);
-    else
-        rc_buf_puts(b, "null");
-}
-
-static void opt_date(rc_buf *b, const char *key, int64_t us)
-{
-    rc_buf_putc(b, ',');
-    rc_json_key(b, key);
-    if (us)
-        rc_api_write_time(b, us);
-    else
-        rc_buf_puts(b, "null");
-}
-
 static void write_user(rc_buf *b, const user_view *v)
 {
     const rc_customer_state *st = &v->st;
     const rc_usage_user *u = &v->logs;
     rc_buf_puts(b, "{\"customer_identifier\":");
     rc_json_cstr(b, v->id);
-    opt_str(b, "name", st->name);
-    opt_str(b, "email", st->email);
-    opt_num(b, "period_budget", st->s.period_budget);
-    opt_str(b, "budget_duration", rc_budget_duration_name(st->s.duration));
-    opt_date(b, "period_start", st->period_start_us);
-    opt_date(b, "period_end", st->period_end_us);
-    opt_num(b, "total_budget", st->s.total_budget);
-    opt_num(b, "markup_percentage", st->s.markup_percentage);
+    rc_api_put_str(b, "name", st->name);
+    rc_api_put_str(b, "email", st->email);
+    rc_api_put_num(b, "period_budget", st->s.period_budget);
+    rc_api_put_str(b, "budget_duration", rc_budget_duration_name(st->s.duration));
+    rc_api_put_time(b, "period_start", st->period_start_us);
+    rc_api_put_time(b, "period_end", st->period_end_us);
+    rc_api_put_num(b, "total_budget", st->s.total_budget);
+    rc_api_put_num(b, "markup_percentage", st->s.markup_percentage);
     rc_buf_puts(b, ",\"rate_limit\":");
     if (st->s.rate_limit > 0)
         rc_json_i64(b, st->s.rate_limit);
     else
         rc_buf_puts(b, "null");
-    opt_num(b, "total_period_usage", st->period_start_us ? st->period_usage : NAN);
+    rc_api_put_num(b, "total_period_usage", st->period_start_us ? st->period_usage : NAN);
     /* Budget totals from the ledger when it knows the customer (rollups
      * outlive log retention); else from the logs. */
-    opt_num(b, "total_usage", v->in_ledger ? st->total_usage : u->total_usage);
+    rc_api_put_num(b, "total_usage", v->in_ledger ? st->total_usage : u->total_usage);
     rc_buf_puts(b, ",\"total_requests\":");
     rc_json_u64(b, v->in_ledger && st->total_requests ? st->total_requests : u->total_requests);
     rc_buf_puts(b, ",\"total_prompt_tokens\":");
@@ -154,15 +124,15 @@ static void write_user(rc_buf *b, const user_view *v)
     rc_json_i64(b, u->total_completion_tokens);
     rc_buf_puts(b, ",\"total_tokens\":");
     rc_json_i64(b, u->total_tokens);
-    opt_num(b, "average_latency", v->in_logs ? u->average_latency : NAN);
-    opt_num(b, "average_ttft", v->in_logs ? u->average_ttft : NAN);
+    rc_api_put_num(b, "average_latency", v->in_logs ? u->average_latency : NAN);
+    rc_api_put_num(b, "average_ttft", v->in_logs ? u->average_ttft : NAN);
     rc_buf_puts(b, ",\"top_models\":[");
     for (size_t i = 0; i < v->n_models; i++) {
         if (i) rc_buf_putc(b, ',');
         rc_json_cstr(b, v->models[i]);
     }
     rc_buf_putc(b, ']');
-    opt_date(b, "last_active", v->in_logs ? u->last_active_us : 0);
+    rc_api_put_time(b, "last_active", v->in_logs ? u->last_active_us : 0);
     rc_buf_puts(b, ",\"metadata\":");
     json_t *md = v->metadata ? json_loads(v->metadata, 0, NULL) : NULL;
     if (json_is_object(md))
@@ -515,13 +485,13 @@ static unsigned limits(rc_buf *b, const char *id)
     rc_ledger_decide(rc_ledger_shared(), id, rc_wall_now_us(), &d, &st);
     double period_budget = st.period_start_us ? st.s.period_budget : NAN;
     rc_buf_printf(b, "{\"allowed\":%s", d.allowed ? "true" : "false");
-    opt_str(b, "reason", d.reason);
-    opt_num(b, "period_usage", st.period_start_us ? st.period_usage : NAN);
-    opt_num(b, "period_budget", period_budget);
-    opt_num(b, "remaining_period_budget",
-            isfinite(period_budget) ? fmax(0, period_budget - st.period_usage) : NAN);
-    opt_num(b, "total_usage", st.total_usage);
-    opt_num(b, "total_budget", st.s.total_budget);
+    rc_api_put_str(b, "reason", d.reason);
+    rc_api_put_num(b, "period_usage", st.period_start_us ? st.period_usage : NAN);
+    rc_api_put_num(b, "period_budget", period_budget);
+    rc_api_put_num(b, "remaining_period_budget",
+                   isfinite(period_budget) ? fmax(0, period_budget - st.period_usage) : NAN);
+    rc_api_put_num(b, "total_usage", st.total_usage);
+    rc_api_put_num(b, "total_budget", st.s.total_budget);
     rc_buf_puts(b, ",\"requests_last_minute\":");
     rc_json_u64(b, st.requests_last_minute);
     rc_buf_puts(b, ",\"rate_limit\":");
@@ -529,7 +499,7 @@ static unsigned limits(rc_buf *b, const char *id)
         rc_json_i64(b, st.s.rate_limit);
     else
         rc_buf_puts(b, "null");
-    opt_num(b, "retry_after_seconds", d.retry_after_seconds);
+    rc_api_put_num(b, "retry_after_seconds", d.retry_after_seconds);
     rc_buf_putc(b, '}');
     rc_customer_state_clear(&st);
     return 200;
