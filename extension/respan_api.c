@@ -338,8 +338,7 @@ static void write_log(rc_buf *b, const rc_usage_log *l)
     rc_buf_putc(b, '}');
 }
 
-/* next / previous: the same path and arguments with another page, or null. */
-static void page_link(rc_buf *b, const char *key, const char *path, const rc_api_query *q,
+void rc_api_page_link(rc_buf *b, const char *key, const char *path, const rc_buf *rest,
                       uint64_t page, bool exists)
 {
     rc_buf_putc(b, ',');
@@ -351,9 +350,9 @@ static void page_link(rc_buf *b, const char *key, const char *path, const rc_api
     rc_buf link = RC_BUF_INIT;
     rc_buf_puts(&link, path);
     rc_buf_printf(&link, "?page=%llu", (unsigned long long)page);
-    if (q->rest.len) {
+    if (rest->len) {
         rc_buf_putc(&link, '&');
-        rc_buf_append(&link, q->rest.data, q->rest.len);
+        rc_buf_append(&link, rest->data, rest->len);
     }
     rc_json_string(b, link.data, link.len);
     rc_buf_free(&link);
@@ -365,8 +364,8 @@ static void write_list(rc_buf *b, const rc_usage_list *l, const rc_api_query *q,
     uint64_t size = q->page.page_size ? q->page.page_size : 100;
     rc_buf_puts(b, "{\"count\":");
     rc_json_u64(b, l->count);
-    page_link(b, "next", path, q, page + 1, page < (l->count + size - 1) / size);
-    page_link(b, "previous", path, q, page - 1, page > 1);
+    rc_api_page_link(b, "next", path, &q->rest, page + 1, page < (l->count + size - 1) / size);
+    rc_api_page_link(b, "previous", path, &q->rest, page - 1, page > 1);
     rc_buf_puts(b, ",\"results\":[");
     for (size_t i = 0; i < l->n_logs; i++) {
         if (i) rc_buf_putc(b, ',');

@@ -74,6 +74,10 @@ void rc_api_write_time(rc_buf *b, int64_t us);
 void rc_api_put_str(rc_buf *b, const char *key, const char *v);
 void rc_api_put_num(rc_buf *b, const char *key, double v);
 void rc_api_put_time(rc_buf *b, const char *key, int64_t us);
+/* ,"key":"<path>?page=N&<rest>" (next / previous), or ,"key":null when
+ * that page does not exist; rest holds the other query arguments. */
+void rc_api_page_link(rc_buf *b, const char *key, const char *path, const rc_buf *rest,
+                      uint64_t page, bool exists);
 
 /* Answers a request under /api/users/; 0 when the path is not one. */
 unsigned rc_api_users_answer(const rc_api_store *s, const rc_admin_request *req, rc_buf *b);

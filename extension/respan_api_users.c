@@ -194,24 +194,6 @@ static bool list_arg(void *arg, const char *key, const char *v)
     return true;
 }
 
-static void users_link(rc_buf *b, const char *key, const list_args *a, uint64_t page, bool exists)
-{
-    rc_buf_putc(b, ',');
-    rc_json_key(b, key);
-    if (!exists) {
-        rc_buf_puts(b, "null");
-        return;
-    }
-    rc_buf link = RC_BUF_INIT;
-    rc_buf_printf(&link, "%slist/?page=%llu", USERS_PREFIX, (unsigned long long)page);
-    if (a->rest.len) {
-        rc_buf_putc(&link, '&');
-        rc_buf_append(&link, a->rest.data, a->rest.len);
-    }
-    rc_json_string(b, link.data, link.len);
-    rc_buf_free(&link);
-}
-
 static unsigned users_list(const rc_api_store *s, const rc_admin_request *req, rc_buf *b)
 {
     list_args a = {.page = {.page = 1, .page_size = 100}, .rest = RC_BUF_INIT};
@@ -230,8 +212,10 @@ static unsigned users_list(const rc_api_store *s, const rc_admin_request *req, r
     uint64_t pages = (u.count + a.page.page_size - 1) / a.page.page_size;
     rc_buf_puts(b, "{\"count\":");
     rc_json_u64(b, u.count);
-    users_link(b, "next", &a, a.page.page + 1, a.page.page < pages);
-    users_link(b, "previous", &a, a.page.page - 1, a.page.page > 1);
+    rc_api_page_link(b, "next", USERS_PREFIX "list/", &a.rest, a.page.page + 1,
+                     a.page.page < pages);
+    rc_api_page_link(b, "previous", USERS_PREFIX "list/", &a.rest, a.page.page - 1,
+                     a.page.page > 1);
     rc_buf_puts(b, ",\"results\":[");
     int64_t now = rc_wall_now_us();
     for (size_t i = 0; i < u.n_users; i++) {

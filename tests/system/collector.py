@@ -263,6 +263,35 @@ def request(port, method, path, body=None, headers=None, timeout=30):
         conn.close()
 
 
+def wait_answering(proc, ports, stderr, timeout=15):
+    """Waits until every port in `ports` answers HTTP (any status): the
+    collector's servers are up. Raises, with its stderr (a callable), when
+    the collector exits first or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("collector exited with %s: %s"
+                                 % (proc.returncode, stderr()[-2000:]))
+        try:
+            for port in ports:
+                request(port, "GET", "/", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("collector did not start: %s" % stderr()[-2000:])
+
+
+def otlp_attr(key, value):
+    """An OTLP/JSON KeyValue: bool, int, float or string by Python type."""
+    if isinstance(value, bool):
+        return {"key": key, "value": {"boolValue": value}}
+    if isinstance(value, int):
+        return {"key": key, "value": {"intValue": str(value)}}
+    if isinstance(value, float):
+        return {"key": key, "value": {"doubleValue": value}}
+    return {"key": key, "value": {"stringValue": value}}
+
+
 def post_traces(port, body, content_type="application/x-protobuf", encoding=None, timeout=30,
                 path="/v1/traces"):
     headers = {}

@@ -42,7 +42,8 @@ import uuid
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector import COLLECTOR_BIN, Runner, free_ports, request  # noqa: E402
+from collector import (COLLECTOR_BIN, Runner, free_ports, otlp_attr, request,  # noqa: E402
+                       wait_answering)
 import process  # noqa: E402
 
 PRICES = {"test-model-a": (2.0, 10.0), "test-model-b": (1.0, 4.0)}
@@ -91,30 +92,22 @@ RECORDS = records()
 # --- sending ---------------------------------------------------------------------------
 
 
-def attr(key, value):
-    if isinstance(value, bool):
-        return {"key": key, "value": {"boolValue": value}}
-    if isinstance(value, int):
-        return {"key": key, "value": {"intValue": str(value)}}
-    if isinstance(value, float):
-        return {"key": key, "value": {"doubleValue": value}}
-    return {"key": key, "value": {"stringValue": value}}
 
 
 def span_json(r):
-    attrs = [attr("gen_ai.operation.name", "chat"), attr("gen_ai.provider.name", "openai"),
-             attr("gen_ai.request.model", r["model"]),
-             attr("gen_ai.usage.input_tokens", r["prompt"]),
-             attr("gen_ai.usage.output_tokens", r["completion"]),
-             attr("respan.customer_params.customer_identifier", r["customer"])]
+    attrs = [otlp_attr("gen_ai.operation.name", "chat"), otlp_attr("gen_ai.provider.name", "openai"),
+             otlp_attr("gen_ai.request.model", r["model"]),
+             otlp_attr("gen_ai.usage.input_tokens", r["prompt"]),
+             otlp_attr("gen_ai.usage.output_tokens", r["completion"]),
+             otlp_attr("respan.customer_params.customer_identifier", r["customer"])]
     if r["markup"]:
-        attrs.append(attr("respan.customer_params.markup_percentage", float(r["markup"])))
+        attrs.append(otlp_attr("respan.customer_params.markup_percentage", float(r["markup"])))
     for k, v in r["metadata"].items():
-        attrs.append(attr("respan.metadata." + k, v))
+        attrs.append(otlp_attr("respan.metadata." + k, v))
     if r["quality"] is not None:
-        attrs.append(attr("respan.score.quality", r["quality"]))
+        attrs.append(otlp_attr("respan.score.quality", r["quality"]))
     if r["accurate"] is not None:
-        attrs.append(attr("respan.score.accurate", r["accurate"]))
+        attrs.append(otlp_attr("respan.score.accurate", r["accurate"]))
     end = r["end_us"] * 1000
     return {"traceId": r["trace_id"], "spanId": r["span_id"], "name": "chat " + r["model"],
             "kind": 3, "startTimeUnixNano": str(end - 10**9), "endTimeUnixNano": str(end),
@@ -125,9 +118,9 @@ def send_spans(port):
     """One resource per span: the environment is a resource attribute."""
     resource_spans = []
     for r in RECORDS:
-        res = [attr("service.name", "api-test")]
+        res = [otlp_attr("service.name", "api-test")]
         if r["env"]:
-            res.append(attr("deployment.environment.name", r["env"]))
+            res.append(otlp_attr("deployment.environment.name", r["env"]))
         resource_spans.append({"resource": {"attributes": res},
                                "scopeSpans": [{"scope": {"name": "t"}, "spans": [span_json(r)]}]})
     body = json.dumps({"resourceSpans": resource_spans}).encode()
@@ -255,8 +248,10 @@ def assert_summary(got, want, what):
 def iso(minutes_ago, offset_hours=0):
     """An ISO 8601 time `minutes_ago` before NOW, written in a zone
     offset_hours east of UTC ("Z" for 0)."""
-    t = (NOW_NS - minutes_ago * MIN_NS) / 1e9 + offset_hours * 3600
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06d" % int((t % 1) * 1e6)
+    # Integers all the way: a float of ~1.8e9 s is off by up to a
+    # microsecond, which moved the window's edge past a span exactly on it.
+    secs, ns = divmod(NOW_NS - minutes_ago * MIN_NS + offset_hours * 3600 * 10**9, 10**9)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + ".%06d" % (ns // 1000)
     if not offset_hours:
         return text + "Z"
     return text + "%+03d:00" % offset_hours
@@ -354,18 +349,8 @@ class ApiCollector:
 
     def start(self):
         self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path], self.stderr_path)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("collector exited with %s: %s"
-                                     % (self.proc.returncode, self.stderr()))
-            try:
-                request(self.ports[1], "GET", "/", timeout=1)
-                request(self.ports[0], "GET", "/", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("collector did not start: " + self.stderr())
+        wait_answering(self.proc, (self.ports[1], self.ports[0]), self.stderr)
+        return self
 
     def stderr(self):
         return process.read_text(self.stderr_path)

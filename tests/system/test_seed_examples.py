@@ -32,7 +32,8 @@ import uuid
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector import COLLECTOR_BIN, Runner, free_ports, request  # noqa: E402
+from collector import (COLLECTOR_BIN, Runner, free_ports, otlp_attr, request,  # noqa: E402
+                       wait_answering)
 import process  # noqa: E402
 
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -93,32 +94,24 @@ def summary_truth(rows):
 # --- the collector ---------------------------------------------------------------------------
 
 
-def attr(key, value):
-    if isinstance(value, bool):
-        return {"key": key, "value": {"boolValue": value}}
-    if isinstance(value, int):
-        return {"key": key, "value": {"intValue": str(value)}}
-    if isinstance(value, float):
-        return {"key": key, "value": {"doubleValue": value}}
-    return {"key": key, "value": {"stringValue": value}}
 
 
 def send_spans(port):
     resource_spans = []
     for s in SPANS:
-        attrs = [attr("gen_ai.operation.name", "chat"), attr("gen_ai.request.model", s[0]),
-                 attr("gen_ai.usage.input_tokens", s[1]), attr("gen_ai.usage.output_tokens", s[2]),
-                 attr("respan.customer_params.customer_identifier", s[3])]
+        attrs = [otlp_attr("gen_ai.operation.name", "chat"), otlp_attr("gen_ai.request.model", s[0]),
+                 otlp_attr("gen_ai.usage.input_tokens", s[1]), otlp_attr("gen_ai.usage.output_tokens", s[2]),
+                 otlp_attr("respan.customer_params.customer_identifier", s[3])]
         if s[5] is not None:
-            attrs.append(attr("respan.score.quality_v1", s[5]))
+            attrs.append(otlp_attr("respan.score.quality_v1", s[5]))
         if s[6] is not None:
-            attrs.append(attr("respan.score.accuracy_v1", s[6]))
+            attrs.append(otlp_attr("respan.score.accuracy_v1", s[6]))
         end = int(s[7] * 1e9)
         span = {"traceId": os.urandom(16).hex(), "spanId": os.urandom(8).hex(), "name": "chat",
                 "kind": 3, "startTimeUnixNano": str(end - 10**9), "endTimeUnixNano": str(end),
                 "attributes": attrs}
         resource_spans.append({"resource": {"attributes": [
-            attr("service.name", "seed-examples"), attr("deployment.environment.name", s[4])]},
+            otlp_attr("service.name", "seed-examples"), otlp_attr("deployment.environment.name", s[4])]},
             "scopeSpans": [{"spans": [span]}]})
     body = json.dumps({"resourceSpans": resource_spans}).encode()
     status, _, data = request(port, "POST", "/v1/traces", body, {"Content-Type": "application/json"})
@@ -158,16 +151,7 @@ class SeedCollector:
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path],
                                   self.stderr_path)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("collector exited: %s" % self.stderr())
-            try:
-                request(self.ports[1], "GET", "/", timeout=1)
-                request(self.ports[0], "GET", "/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_answering(self.proc, (self.ports[1], self.ports[0]), self.stderr)
         self.base = "http://127.0.0.1:%d" % self.ports[1]
 
     def stderr(self):

@@ -51,7 +51,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector import COLLECTOR_BIN, Runner, free_ports, request  # noqa: E402
+from collector import (COLLECTOR_BIN, Runner, free_ports, otlp_attr, request,  # noqa: E402
+                       wait_answering)
 import process  # noqa: E402
 
 IN_PER_MTOK, OUT_PER_MTOK = 2.0, 10.0
@@ -134,12 +135,6 @@ hook = Webhook()
 # --- the collector ---------------------------------------------------------------------------
 
 
-def attr(key, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        return {"key": key, "value": {"intValue": str(value)}}
-    if isinstance(value, float):
-        return {"key": key, "value": {"doubleValue": value}}
-    return {"key": key, "value": {"stringValue": value}}
 
 
 class UsersCollector:
@@ -188,17 +183,8 @@ class UsersCollector:
             env["RESPAN_COLLECTOR_CLOCK_OFFSET"] = str(clock_offset)
         self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path],
                                   self.stderr_path, env=env)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("collector exited: %s" % self.stderr()[-2000:])
-            try:
-                request(self.ports[1], "GET", "/", timeout=1)
-                request(self.ports[0], "GET", "/", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("collector did not start: %s" % self.stderr()[-2000:])
+        wait_answering(self.proc, (self.ports[1], self.ports[0]), self.stderr)
+        return self
 
     def stop(self):
         code = process.stop(self.proc, 20)
@@ -229,18 +215,18 @@ class UsersCollector:
         for i, (customer, prompt, completion, extra) in enumerate(calls):
             span_id = os.urandom(8).hex()
             ids.append(span_id)
-            attrs = [attr("gen_ai.operation.name", "chat"), attr("gen_ai.provider.name", "openai"),
-                     attr("gen_ai.request.model", MODEL),
-                     attr("gen_ai.usage.input_tokens", prompt),
-                     attr("gen_ai.usage.output_tokens", completion),
-                     attr("respan.customer_params.customer_identifier", customer)]
-            attrs += [attr(k, v) for k, v in (extra or {}).items()]
+            attrs = [otlp_attr("gen_ai.operation.name", "chat"), otlp_attr("gen_ai.provider.name", "openai"),
+                     otlp_attr("gen_ai.request.model", MODEL),
+                     otlp_attr("gen_ai.usage.input_tokens", prompt),
+                     otlp_attr("gen_ai.usage.output_tokens", completion),
+                     otlp_attr("respan.customer_params.customer_identifier", customer)]
+            attrs += [otlp_attr(k, v) for k, v in (extra or {}).items()]
             end = now + i * 1000  # distinct, increasing times: the list's order
             spans.append({"traceId": os.urandom(16).hex(), "spanId": span_id, "name": "chat",
                           "kind": 3, "startTimeUnixNano": str(end - 250_000_000),
                           "endTimeUnixNano": str(end), "attributes": attrs})
         body = json.dumps({"resourceSpans": [{"resource": {"attributes": [
-            attr("service.name", "users-test")]}, "scopeSpans": [{"spans": spans}]}]}).encode()
+            otlp_attr("service.name", "users-test")]}, "scopeSpans": [{"spans": spans}]}]}).encode()
         status, _, resp = request(self.ports[0], "POST", "/v1/traces", body,
                                   {"Content-Type": "application/json"})
         assert status == 200, "OTLP/HTTP: %d %r" % (status, resp[:300])
