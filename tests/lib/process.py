@@ -16,6 +16,7 @@ import atexit
 import os
 import signal
 import subprocess
+import time
 
 _owned = []
 
@@ -61,6 +62,25 @@ def stop(proc, timeout):
             kill(proc)
             return None
     return proc.returncode
+
+
+def wait_stopped(pid, timeout=5):
+    """Waits until every thread of pid is stopped: kill(SIGSTOP) returns
+    before a thread busy on another CPU has stopped, and such a thread can
+    still answer a request meanwhile (seen once under the sanitizer build)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                pass  # a thread that just ended
+        if states and all(st in ("T", "t") for st in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError("process %d did not stop within %d s of SIGSTOP" % (pid, timeout))
 
 
 def read_text(path):

@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from collector import (Collector, Runner, kv_string, pb_bytes, span_pb,  # noqa: E402
                        trace_request_pb)
 import h2raw  # noqa: E402 (tests/lib, on sys.path through collector)
+import process  # noqa: E402
 from grpc_clients import Calls, Flood, FullQueue, assert_retry_info  # noqa: E402
 
 col = Collector("grpc-interop")
@@ -94,6 +95,7 @@ def case_grpcio_deadlines():
     call_ok(calls.call(spans=1, timeout=10, channel="deadline"), "warming the channel")
     os.kill(col.pid, signal.SIGSTOP)
     try:
+        process.wait_stopped(col.pid)
         res = calls.call(spans=2, timeout=0.5, channel="deadline")
     finally:
         os.kill(col.pid, signal.SIGCONT)
