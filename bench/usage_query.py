@@ -10,7 +10,7 @@ stored logs in under 250 ms; the list endpoint's first page in under
    it creates the store's schema, and stops it.
 2. Fills request_logs (and scores for a fifth of them) with Python's sqlite3
    in one transaction: `logs` rows over the last 24 hours, 1,000 customers
-   (a Zipf-like spread: customer_0 is the busiest), 8 models, 3
+   (a Zipf-like spread: customer_0 holds more than half), 8 models, 3
    environments, metadata {"user_tier", "department"}, and the daily
    per-customer rollups the usage exporter keeps beside them. Cached in
    $BENCH_DATA (default /tmp/respan-bench-usage-<logs>) between runs.
@@ -93,13 +93,13 @@ def fill(db_path, n):
     for i in range(n):
         customer = "customer_%d" % min(int(rng.paretovariate(1.2)) - 1, 999)
         p, c = rng.randint(50, 4000), rng.randint(10, 1500)
-        logs.append((i + 1, now_us - rng.randint(0, 86400 * 10**6), customer, rng.choice(models),
-                     "openai", "chat", rng.choice(envs), 0, p, c, p + c, (p * 2.5 + c * 10) / 1e6,
-                     rng.random() * 3, None, 200, "success",
+        t, env = now_us - rng.randint(0, 86400 * 10**6), rng.choice(envs)
+        logs.append((i + 1, t, customer, rng.choice(models), "openai", "chat", env, 0, p, c,
+                     p + c, (p * 2.5 + c * 10) / 1e6, rng.random() * 3, None, 200, "success",
                      json.dumps({"user_tier": rng.choice(tiers), "department": rng.choice(depts)}),
                      os.urandom(16).hex(), os.urandom(8).hex(), "chat"))
-        if i % 5 == 0:
-            scores.append((i + 1, "quality", 0, rng.random() * 5))
+        if i % 5 == 0:  # a score carries its log's customer, time and environment
+            scores.append((i + 1, "quality", 0, rng.random() * 5, customer, t, env, 0))
         if len(logs) == 50000:
             flush(db, logs, scores)
     flush(db, logs, scores)
@@ -123,7 +123,8 @@ def flush(db, logs, scores):
         " environment, is_test, prompt_tokens, completion_tokens, total_tokens, cost, latency,"
         " time_to_first_token, status_code, status, metadata, trace_unique_id, span_unique_id,"
         " span_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", logs)
-    db.executemany("INSERT INTO scores (log_id, slug, is_bool, value) VALUES (?,?,?,?)", scores)
+    db.executemany("INSERT INTO scores (log_id, slug, is_bool, value, customer_identifier,"
+                   " time_us, environment, is_test) VALUES (?,?,?,?,?,?,?,?)", scores)
     logs.clear()
     scores.clear()
 

@@ -554,14 +554,18 @@ void rc_customer_state_clear(rc_customer_state *st)
     memset(st, 0, sizeof *st);
 }
 
-static void state_of(customer *c, int64_t now_us, rc_customer_state *st)
+/* c's state at now_us; with_text, its name, email and source too (copies:
+ * the limits decision, asked before every call, needs none of them). */
+static void state_of(customer *c, int64_t now_us, bool with_text, rc_customer_state *st)
 {
     roll_period(c, now_us);
     memset(st, 0, sizeof *st);
     st->s = c->s;
-    st->name = c->name ? strdup(c->name) : NULL;
-    st->email = c->email ? strdup(c->email) : NULL;
-    st->source = c->source ? strdup(c->source) : NULL;
+    if (with_text) {
+        st->name = c->name ? strdup(c->name) : NULL;
+        st->email = c->email ? strdup(c->email) : NULL;
+        st->source = c->source ? strdup(c->source) : NULL;
+    }
     st->s.name = st->name;
     st->s.email = st->email;
     st->updated_us = c->updated_us;
@@ -579,7 +583,7 @@ bool rc_ledger_get(rc_ledger *l, const char *id, int64_t now_us, rc_customer_sta
     if (!l || !id) return false;
     pthread_mutex_lock(&l->mu);
     customer *c = find(l, id);
-    if (c) state_of(c, now_us, out);
+    if (c) state_of(c, now_us, true, out);
     pthread_mutex_unlock(&l->mu);
     return c != NULL;
 }
@@ -617,7 +621,7 @@ void rc_ledger_decide(rc_ledger *l, const char *id, int64_t now_us, rc_limits_de
     if (c) {
         roll_period(c, now_us);
         decide(c, now_us, out);
-        if (state) state_of(c, now_us, state);
+        if (state) state_of(c, now_us, false, state);
     }
     pthread_mutex_unlock(&l->mu);
 }
@@ -646,7 +650,7 @@ void rc_ledger_take_changed(rc_ledger *l,
                 cap = nc;
             }
             if (!(ids[n] = strdup(c->id))) goto out;
-            state_of(c, now_us, &states[n]);
+            state_of(c, now_us, true, &states[n]);
             c->changed = false;
             n++;
         }

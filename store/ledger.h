@@ -139,7 +139,8 @@ void rc_ledger_seed_day(rc_ledger *l, const char *id, int64_t day_us, double cos
 void rc_ledger_reset_usage(rc_ledger *l);
 
 /* The decision for customer id at now_us. A customer the ledger does not
- * know is allowed (no budget, no limit). */
+ * know is allowed (no budget, no limit). state (may be NULL) gets its
+ * usage and settings, without the strings (name, email, source NULL). */
 void rc_ledger_decide(rc_ledger *l, const char *id, int64_t now_us, rc_limits_decision *out,
                       rc_customer_state *state);
 
