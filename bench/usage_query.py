@@ -12,7 +12,8 @@ stored logs in under 250 ms; the list endpoint's first page in under
    in one transaction: `logs` rows over the last 24 hours, 1,000 customers
    (a Zipf-like spread: customer_0 holds more than half), 8 models, 3
    environments, metadata {"user_tier", "department"}, and the daily
-   per-customer rollups the usage exporter keeps beside them. Cached in
+   per-customer rollups and hourly counts the usage exporter keeps beside
+   them. Cached in
    $BENCH_DATA (default /tmp/respan-bench-usage-<logs>) between runs.
 3. Starts the collector on that store and times each question
    BENCH_ROUNDS times (default 7) over HTTP on a kept-alive connection,
@@ -112,6 +113,11 @@ def fill(db_path, n):
         " COALESCE(model, ''), SUM(cost), COUNT(*), SUM(prompt_tokens), SUM(completion_tokens),"
         " SUM(latency), 0, 0, MIN(time_us), MAX(time_us) FROM request_logs"
         " GROUP BY 1, 2, 3, 4" % (day, day))
+    hour = 3600 * 10**6
+    db.execute(
+        "INSERT INTO log_hours (hour_us, environment, env_null, is_test, n)"
+        " SELECT time_us / %d * %d, COALESCE(environment, ''), environment IS NULL, is_test,"
+        " COUNT(*) FROM request_logs GROUP BY 1, 2, 3, 4" % (hour, hour))
     db.execute("COMMIT")
     db.execute("ANALYZE")
     db.close()

@@ -47,12 +47,14 @@
 #define BUSY_TIMEOUT_MS 5000
 #define MAX_PAGE_SIZE 1000
 #define DAY_US (86400LL * 1000000LL)
+#define HOUR_US (3600LL * 1000000LL)
 
 struct rc_usage_store {
     sqlite3 *db;
     sqlite3_stmt *insert_log;
     sqlite3_stmt *insert_score;
     sqlite3_stmt *add_day;
+    sqlite3_stmt *add_hour;
     char *path;
 };
 
@@ -89,6 +91,13 @@ static const char *const schema_sql =
     " latency_sum DOUBLE PRECISION NOT NULL, ttft_sum DOUBLE PRECISION NOT NULL,"
     " ttft_n BIGINT NOT NULL, first_us BIGINT NOT NULL, last_us BIGINT NOT NULL,"
     " PRIMARY KEY (customer, day_us, environment, model));"
+    /* Logs per hour, environment and test flag: the list's count over a
+     * long window adds up whole hours here and counts only the two partial
+     * hours at its edges in the logs (env_null: the log had none). */
+    "CREATE TABLE IF NOT EXISTS log_hours ("
+    " hour_us BIGINT NOT NULL, environment TEXT NOT NULL, env_null INTEGER NOT NULL,"
+    " is_test INTEGER NOT NULL, n BIGINT NOT NULL,"
+    " PRIMARY KEY (hour_us, environment, env_null, is_test));"
     "CREATE TABLE IF NOT EXISTS customers ("
     " customer TEXT PRIMARY KEY, name TEXT, email TEXT,"
     " period_budget DOUBLE PRECISION, total_budget DOUBLE PRECISION, budget_duration TEXT,"
@@ -133,6 +142,10 @@ static const char *const migrate_v1_sql =
     " WHERE customer_identifier IS NOT NULL AND log_type IN"
     " ('chat', 'completion', 'response', 'embedding', 'generation')"
     " GROUP BY 1, 2, 3, 4 ON CONFLICT DO NOTHING;"
+    "INSERT INTO log_hours (hour_us, environment, env_null, is_test, n)"
+    " SELECT time_us - (time_us % 3600000000), COALESCE(environment, ''),"
+    " environment IS NULL, is_test, COUNT(*) FROM request_logs GROUP BY 1, 2, 3, 4"
+    " ON CONFLICT DO NOTHING;"
     "UPDATE store_meta SET value = '2' WHERE key = 'schema_version';";
 
 #define LOG_COLUMNS                                                                                \
@@ -247,7 +260,12 @@ static rc_status prepare_inserts(rc_usage_store *s, rc_error *err)
         " THEN excluded.last_us ELSE customer_days.last_us END";
     if (sqlite3_prepare_v2(s->db, log_sql, -1, &s->insert_log, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, score_sql, -1, &s->insert_score, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, day_sql, -1, &s->add_day, NULL) != SQLITE_OK)
+        sqlite3_prepare_v2(s->db, day_sql, -1, &s->add_day, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db,
+                           "INSERT INTO log_hours (hour_us, environment, env_null, is_test, n)"
+                           " VALUES (?,?,?,?,?) ON CONFLICT (hour_us, environment, env_null,"
+                           " is_test) DO UPDATE SET n = log_hours.n + excluded.n",
+                           -1, &s->add_hour, NULL) != SQLITE_OK)
         return db_error(s, err, "preparing inserts");
     return RC_OK;
 }
@@ -258,6 +276,7 @@ static void sqlite_close(rc_usage_store *s)
     sqlite3_finalize(s->insert_log);
     sqlite3_finalize(s->insert_score);
     sqlite3_finalize(s->add_day);
+    sqlite3_finalize(s->add_hour);
     if (s->db) sqlite3_close(s->db);
     free(s->path);
     free(s);
@@ -399,18 +418,76 @@ static bool insert_row(rc_usage_store *s, const rc_usage_row *r)
     return true;
 }
 
+static int64_t hour_of(int64_t us)
+{
+    int64_t h = us / HOUR_US * HOUR_US;
+    return us < 0 && us % HOUR_US ? h - HOUR_US : h;
+}
+
+/* A batch's logs per hour, environment and test flag, added to log_hours
+ * in one statement each: a batch mostly falls in one or two. */
+typedef struct hour_count {
+    int64_t hour_us;
+    const char *environment; /* the row's: NULL for none */
+    bool is_test;
+    int64_t n;
+} hour_count;
+
+static bool same_env(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool add_hours(rc_usage_store *s, const rc_usage_row *rows, size_t n)
+{
+    hour_count counts[32];
+    size_t k = 0;
+    for (size_t i = 0; i <= n; i++) {
+        const rc_usage_row *r = i < n ? &rows[i] : NULL;
+        size_t j = 0;
+        if (r)
+            for (; j < k; j++)
+                if (counts[j].hour_us == hour_of(r->time_us) && counts[j].is_test == r->is_test &&
+                    same_env(counts[j].environment, r->environment))
+                    break;
+        if (r && j < k) {
+            counts[j].n++;
+            continue;
+        }
+        if (!r || k == sizeof counts / sizeof *counts) { /* flush what is counted */
+            for (j = 0; j < k; j++) {
+                sqlite3_stmt *st = s->add_hour;
+                sqlite3_reset(st);
+                sqlite3_bind_int64(st, 1, counts[j].hour_us);
+                sqlite3_bind_text(st, 2, counts[j].environment ? counts[j].environment : "", -1,
+                                  SQLITE_STATIC);
+                sqlite3_bind_int(st, 3, counts[j].environment == NULL);
+                sqlite3_bind_int(st, 4, counts[j].is_test);
+                sqlite3_bind_int64(st, 5, counts[j].n);
+                if (sqlite3_step(st) != SQLITE_DONE) return false;
+            }
+            k = 0;
+        }
+        if (r) counts[k++] = (hour_count){hour_of(r->time_us), r->environment, r->is_test, 1};
+    }
+    sqlite3_reset(s->add_hour);
+    sqlite3_clear_bindings(s->add_hour);
+    return true;
+}
+
 static rc_status sqlite_write_batch(rc_usage_store *s, const rc_usage_row *rows, size_t n,
                                     rc_error *err)
 {
     if (n == 0) return RC_OK;
     if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return db_error(s, err, "beginning a batch");
-    for (size_t i = 0; i < n; i++) {
-        if (!insert_row(s, &rows[i])) {
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n ? !add_hours(s, rows, n) : !insert_row(s, &rows[i])) {
             rc_status st = db_error(s, err, "writing a request log");
             sqlite3_reset(s->insert_log);
             sqlite3_reset(s->insert_score);
             sqlite3_reset(s->add_day);
+            sqlite3_reset(s->add_hour);
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return st;
         }
@@ -434,16 +511,25 @@ static rc_status sqlite_write_batch(rc_usage_store *s, const rc_usage_row *rows,
 static rc_status sqlite_expire(rc_usage_store *s, int64_t before_us, uint64_t *deleted,
                                rc_error *err)
 {
-    static const char *const sql[2] = {
-        "DELETE FROM scores WHERE log_id IN (SELECT id FROM request_logs WHERE time_us < ?)",
-        "DELETE FROM request_logs WHERE time_us < ?"};
+    /* The hourly counts go with the logs: whole hours before the cutoff's,
+     * and the cutoff's own hour counted again from what is left of it. */
+    static const char *const sql[5] = {
+        "DELETE FROM scores WHERE log_id IN (SELECT id FROM request_logs WHERE time_us < ?1)",
+        "DELETE FROM request_logs WHERE time_us < ?1", "DELETE FROM log_hours WHERE hour_us <= ?2",
+        "INSERT INTO log_hours (hour_us, environment, env_null, is_test, n)"
+        " SELECT ?2, COALESCE(environment, ''), environment IS NULL, is_test, COUNT(*)"
+        " FROM request_logs WHERE time_us >= ?2 AND time_us < ?2 + 3600000000"
+        " GROUP BY 2, 3, 4",
+        NULL};
     if (deleted) *deleted = 0;
     if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return db_error(s, err, "beginning expiry");
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; sql[i]; i++) {
         sqlite3_stmt *st = NULL;
         bool ok = sqlite3_prepare_v2(s->db, sql[i], -1, &st, NULL) == SQLITE_OK &&
                   sqlite3_bind_int64(st, 1, before_us) == SQLITE_OK &&
+                  (sqlite3_bind_parameter_count(st) < 2 ||
+                   sqlite3_bind_int64(st, 2, hour_of(before_us)) == SQLITE_OK) &&
                   sqlite3_step(st) == SQLITE_DONE;
         sqlite3_finalize(st);
         if (!ok) {
@@ -980,6 +1066,67 @@ static rc_status list_page(rc_usage_store *s, const query *w, const char *order,
     return rc;
 }
 
+/* The environment rules of add_environment, on log_hours' columns. */
+static void hours_environment(query *q, const rc_usage_filter *f)
+{
+    rc_buf_puts(&q->sql, f->is_test ? " AND is_test = 1" : " AND is_test = 0");
+    if (!f->is_test && f->all_envs) return;
+    if (!f->is_test && !f->environment) {
+        rc_buf_puts(&q->sql, " AND (env_null = 1 OR environment IN ('prod', 'production'))");
+        return;
+    }
+    if (f->environment) {
+        rc_buf_puts(&q->sql, " AND env_null = 0 AND environment = ");
+        q_text(q, "", f->environment, false, "");
+    }
+}
+
+/* Logs of window [a, b] under f's environment rules, from the logs. */
+static rc_status count_span(rc_usage_store *s, const rc_usage_filter *f, int64_t a, int64_t b,
+                            uint64_t *n, rc_error *err)
+{
+    *n = 0;
+    if (a > b) return RC_OK;
+    rc_usage_filter part = *f;
+    part.start_us = a;
+    part.end_us = b;
+    query w = {0};
+    rc_status rc = build_where(&w, &part, err);
+    if (rc == RC_OK) rc = count_rows(s, "SELECT COUNT(*) FROM request_logs", &w, "", n, err);
+    q_free(&w);
+    return rc;
+}
+
+/* How many logs the filter matches. With conditions, counted in the logs
+ * (through whichever index serves them). Without, over a window holding
+ * whole hours: those hours from log_hours, the partial hours at the edges
+ * from the logs, so a day's count reads 24 rows and two hours of index
+ * instead of a day of it. */
+static rc_status count_logs(rc_usage_store *s, const rc_usage_filter *f, const query *w,
+                            uint64_t *count, rc_error *err)
+{
+    int64_t first = hour_of(f->start_us - 1) + HOUR_US; /* the first whole hour */
+    int64_t end = hour_of(f->end_us + 1);               /* where whole hours stop */
+    if (f->n_conds || first >= end)
+        return count_rows(s, "SELECT COUNT(*) FROM request_logs", w, "", count, err);
+    query h = {0};
+    rc_buf_puts(&h.sql, " WHERE hour_us >= ");
+    q_int(&h, first);
+    rc_buf_puts(&h.sql, " AND hour_us < ");
+    q_int(&h, end);
+    hours_environment(&h, f);
+    uint64_t whole = 0, before = 0, after = 0;
+    rc_status rc =
+        h.failed || h.sql.failed
+            ? (rc_error_set(err, "out of memory"), RC_ENOMEM)
+            : count_rows(s, "SELECT COALESCE(SUM(n), 0) FROM log_hours", &h, "", &whole, err);
+    q_free(&h);
+    if (rc == RC_OK) rc = count_span(s, f, f->start_us, first - 1, &before, err);
+    if (rc == RC_OK) rc = count_span(s, f, end, f->end_us, &after, err);
+    *count = whole + before + after;
+    return rc;
+}
+
 static rc_status sqlite_query_list(rc_usage_store *s, const rc_usage_filter *f,
                                    const rc_usage_page *p, rc_usage_list *out, rc_error *err)
 {
@@ -995,7 +1142,7 @@ static rc_status sqlite_query_list(rc_usage_store *s, const rc_usage_filter *f,
     if (rc == RC_OK && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         rc = db_error(s, err, "beginning a read");
     if (rc == RC_OK) {
-        rc = count_rows(s, "SELECT COUNT(*) FROM request_logs", &w, "", &out->count, err);
+        rc = count_logs(s, f, &w, &out->count, err);
         if (rc == RC_OK) rc = list_page(s, &w, order, lo, out, err);
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     }

@@ -492,6 +492,72 @@ static void test_list_and_users(void)
     teardown(&f);
 }
 
+/* The list's count over windows holding whole hours (added up from the
+ * hourly counts) and partial ones (counted in the logs) equals a count of
+ * the logs themselves, under each environment rule, and after expiry cut
+ * an hour in two. */
+static void test_hourly_counts(void)
+{
+    fixture f = {.s = NULL};
+    snprintf(f.dir, sizeof f.dir, "/tmp/rc_usage_hours_XXXXXX");
+    CHECK(mkdtemp(f.dir) != NULL);
+    strncat(f.dir, "/db", sizeof f.dir - strlen(f.dir) - 1);
+    CHECK(open_store(&f));
+    enum { N = 600 };
+    static rc_usage_row many[N];
+    static const char *const envs[] = {"prod", NULL, "staging", "test", "production"};
+    const int64_t H = 3600 * SEC, base = T - T % H; /* an hour's start */
+    for (int i = 0; i < N; i++)
+        many[i] = (rc_usage_row){.time_us = base + (int64_t)i * 37 * SEC, /* ~6 hours */
+                                 .customer_identifier = "h",
+                                 .environment = envs[i % 5],
+                                 .is_test = i % 5 == 3,
+                                 .log_type = "chat"};
+    rc_error err = {{0}};
+    CHECK(ops->write_batch(f.s, many, N, &err) == RC_OK);
+    const int64_t windows[][2] = {{base, base + 6 * H},
+                                  {base + 1234 * SEC, base + 5 * H - 1},
+                                  {base + 30 * SEC, base + 40 * SEC},
+                                  {base - H, base + 2 * H + 17 * SEC},
+                                  {base + H, base + 3 * H - 1},
+                                  {base + H, base + 3 * H}};
+    for (int round = 0; round < 2; round++) {
+        for (size_t w = 0; w < sizeof windows / sizeof *windows; w++)
+            for (int rule = 0; rule < 4; rule++) {
+                rc_usage_filter flt = {.start_us = windows[w][0], .end_us = windows[w][1]};
+                if (rule == 1) flt.all_envs = true;
+                if (rule == 2) flt.environment = "staging";
+                if (rule == 3) flt.is_test = true;
+                uint64_t want = 0;
+                for (int i = 0; i < N; i++) {
+                    const rc_usage_row *r = &many[i];
+                    if (r->time_us < flt.start_us || r->time_us > flt.end_us) continue;
+                    if (round == 1 && r->time_us < base + 2 * H + 5 * SEC) continue; /* expired */
+                    bool env =
+                        rule == 1 ? !r->is_test
+                        : rule == 2
+                            ? !r->is_test && r->environment && !strcmp(r->environment, "staging")
+                        : rule == 3
+                            ? r->is_test
+                            : !r->is_test && (!r->environment || !strcmp(r->environment, "prod") ||
+                                              !strcmp(r->environment, "production"));
+                    want += env;
+                }
+                rc_usage_page p = {.page = 1, .page_size = 1};
+                rc_usage_list l;
+                CHECK(ops->query_list(f.s, &flt, &p, &l, &err) == RC_OK);
+                if (l.count != want)
+                    fprintf(stderr, "  round %d window %zu rule %d: count %llu, want %llu\n", round,
+                            w, rule, (unsigned long long)l.count, (unsigned long long)want);
+                CHECK(l.count == want);
+                rc_usage_list_free(&l);
+            }
+        uint64_t deleted = 0;
+        if (round == 0) CHECK(ops->expire(f.s, base + 2 * H + 5 * SEC, &deleted, &err) == RC_OK);
+    }
+    teardown(&f);
+}
+
 /* A store of schema version 1 (before budgets: scores without their log's
  * customer, no rollups) is migrated on open: its scores answer a
  * customer's summary, and its LLM calls are in the users' rollups. */
@@ -569,5 +635,6 @@ int main(void)
     RUN(test_reopen_keeps_data());
     RUN(test_list_and_users());
     RUN(test_migrates_version_1());
+    RUN(test_hourly_counts());
     TEST_MAIN_END();
 }
