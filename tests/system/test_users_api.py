@@ -141,8 +141,15 @@ class UsersCollector:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="rc-users-api-")
         self.data = os.path.join(self.dir, "data")
-        self.ports = free_ports(3)
         self.config_path = os.path.join(self.dir, "config.yaml")
+        self.new_ports()
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.proc = None
+        self.sent = []  # (customer, prompt, completion, cost) of every call sent
+
+    def new_ports(self):
+        """Free ports, and the config naming them (the data stays)."""
+        self.ports = free_ports(3)
         with open(self.config_path, "w") as f:
             f.write("\n".join([
                 "receivers:",
@@ -172,18 +179,25 @@ class UsersCollector:
                 "    traces: { receivers: [otlp], processors: [customer, cost], "
                 "exporters: [usage] }",
                 ""]))
-        self.stderr_path = os.path.join(self.dir, "stderr.log")
-        self.proc = None
-        self.sent = []  # (customer, prompt, completion, cost) of every call sent
 
     def start(self, clock_offset=0):
+        """Starts on the same data; when a port was taken meanwhile (another
+        test's client may hold it as its own ephemeral port), on new ones."""
         env = dict(os.environ)
         env.pop("RESPAN_COLLECTOR_CLOCK_OFFSET", None)
         if clock_offset:
             env["RESPAN_COLLECTOR_CLOCK_OFFSET"] = str(clock_offset)
-        self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path],
-                                  self.stderr_path, env=env)
-        wait_answering(self.proc, (self.ports[1], self.ports[0]), self.stderr)
+        for attempt in range(3):
+            self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path],
+                                      self.stderr_path, env=env)
+            try:
+                wait_answering(self.proc, (self.ports[1], self.ports[0]), self.stderr)
+                return self
+            except AssertionError:
+                if attempt == 2 or "already in use" not in self.stderr()[-500:]:
+                    raise
+                process.kill(self.proc)
+                self.new_ports()
         return self
 
     def stop(self):
