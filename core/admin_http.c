@@ -155,6 +155,7 @@ void rc_admin_query_args(const rc_admin_request *req,
                          bool (*fn)(void *arg, const char *key, const char *value), void *arg)
 {
     args_walk w = {fn, arg};
+    if (!req->conn) return; /* a request made without a server (the fuzzers) */
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, each_arg, &w);
 }
 

@@ -48,7 +48,8 @@ typedef unsigned (*rc_admin_request_handler)(void *arg, const rc_admin_request *
 /* A request header by name (case-insensitive), or NULL. */
 const char *rc_admin_header(const rc_admin_request *req, const char *name);
 /* Calls fn for each query argument, URL-decoded, in the order sent; a
- * key without "=" has the value "". Stops when fn returns false. */
+ * key without "=" has the value "". Stops when fn returns false. A request
+ * with no connection (conn NULL, made by a fuzzer) has none. */
 void rc_admin_query_args(const rc_admin_request *req,
                          bool (*fn)(void *arg, const char *key, const char *value), void *arg);
 

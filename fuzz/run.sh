@@ -23,7 +23,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
 targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_json_diff fuzz_http_body fuzz_queue
   fuzz_respan_response fuzz_replay_input
-  fuzz_otlp_response fuzz_config fuzz_pricing fuzz_headers fuzz_respan_log fuzz_grpc_h2}
+  fuzz_otlp_response fuzz_config fuzz_pricing fuzz_headers fuzz_respan_log fuzz_grpc_h2
+  fuzz_api_query}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -41,6 +42,7 @@ corpus_of() {
     fuzz_pricing) echo pricing ;;
     fuzz_headers) echo headers ;;
     fuzz_respan_log) echo respan_log ;;
+    fuzz_api_query) echo api_query ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }
