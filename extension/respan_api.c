@@ -10,6 +10,7 @@
  *   auth: { bearer_tokens: [..] }
  *   alerts: { webhook_url: URL, thresholds: [0.8, 1.0] }   (respan_api_alerts.c)
  *   customers: { <id>: { period_budget: 10, budget_duration: monthly, ... } }
+ *   evaluators: { <slug>: { id: "<Respan evaluator id>", name: "..." } }
  * Without tokens only a loopback endpoint is accepted: anything else is
  * refused in create (so `validate` refuses it too), naming file, line and
  * key. With tokens, every request needs "Authorization: Bearer <token>",
@@ -37,6 +38,7 @@
 #include "extension/respan_api.h"
 
 #include <arpa/inet.h>
+#include <sys/types.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -64,6 +66,9 @@ typedef struct respan_api {
     rc_admin_server *server;
     rc_api_alerts *alerts;       /* NULL without `alerts` */
     rc_api_customers *customers; /* NULL without `customers` */
+    /* `evaluators`: slug -> the id and name Respan knows it by */
+    char **eval_slug, **eval_id, **eval_name;
+    size_t n_evals;
 } respan_api;
 
 /* --- config -------------------------------------------------------------------------- */
@@ -77,6 +82,14 @@ static void api_destroy(void *inst)
     free(a->tokens);
     rc_api_alerts_free(a->alerts);
     rc_api_customers_free(a->customers);
+    for (size_t i = 0; i < a->n_evals; i++) {
+        free(a->eval_slug[i]);
+        free(a->eval_id[i]);
+        free(a->eval_name[i]);
+    }
+    free(a->eval_slug);
+    free(a->eval_id);
+    free(a->eval_name);
     free(a->directory);
     free(a->id);
     free(a);
@@ -105,6 +118,42 @@ static rc_status parse_tokens(respan_api *a, rc_cfg *cfg, rc_error *err)
         }
     }
     return rc_cfg_reject_unknown(auth, err);
+}
+
+/* `evaluators: { <slug>: { id: "...", name: "..." } }`: the evaluator ids
+ * and names of the teams' Respan account, so that summaries read as
+ * Respan's do; a slug not named keeps its derived id and its slug as name. */
+static rc_status parse_evaluators(respan_api *a, rc_cfg *cfg, rc_error *err)
+{
+    rc_cfg *map = NULL;
+    if (rc_cfg_map(cfg, "evaluators", &map, err) != RC_OK) return RC_EINVAL;
+    size_t n = map ? rc_cfg_len(map) : 0;
+    if (!n) return RC_OK;
+    a->eval_slug = calloc(n, sizeof *a->eval_slug);
+    a->eval_id = calloc(n, sizeof *a->eval_id);
+    a->eval_name = calloc(n, sizeof *a->eval_name);
+    if (!a->eval_slug || !a->eval_id || !a->eval_name)
+        return (rc_error_set(err, "out of memory"), RC_ENOMEM);
+    for (size_t i = 0; i < n; i++) {
+        rc_cfg *e = rc_cfg_at(map, i);
+        const char *id = NULL, *name = NULL;
+        if (rc_cfg_kind_of(e) != RC_CFG_MAP)
+            return rc_cfg_error(err, e, "an evaluator is a map with id and name");
+        if (rc_cfg_string(e, "id", NULL, &id, err) != RC_OK ||
+            rc_cfg_string(e, "name", NULL, &name, err) != RC_OK ||
+            rc_cfg_reject_unknown(e, err) != RC_OK)
+            return RC_EINVAL;
+        if (!id || !id[0]) return rc_cfg_error(err, e, "an evaluator needs its id");
+        a->eval_slug[a->n_evals] = strdup(rc_cfg_key_at(map, i));
+        a->eval_id[a->n_evals] = strdup(id);
+        a->eval_name[a->n_evals] = strdup(name && name[0] ? name : rc_cfg_key_at(map, i));
+        if (!a->eval_slug[a->n_evals] || !a->eval_id[a->n_evals] || !a->eval_name[a->n_evals]) {
+            a->n_evals++;
+            return (rc_error_set(err, "out of memory"), RC_ENOMEM);
+        }
+        a->n_evals++;
+    }
+    return RC_OK;
 }
 
 /* Loopback: 127.0.0.0/8, ::1, localhost. A name that is not one of these
@@ -149,6 +198,7 @@ static void *api_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
     if (parse_tokens(a, cfg, err) != RC_OK || parse_endpoint(a, cfg, err) != RC_OK ||
         rc_api_alerts_parse(cfg, a->id, &a->alerts, err) != RC_OK ||
         rc_api_customers_parse(cfg, &a->customers, err) != RC_OK ||
+        parse_evaluators(a, cfg, err) != RC_OK ||
         rc_cfg_string(cfg, "directory", "./data", &dir, err) != RC_OK)
         goto fail;
     if (!dir[0]) {
@@ -202,9 +252,18 @@ unsigned rc_api_store_failed(const rc_api_store *s, rc_buf *b, rc_status st, con
     return rc_api_detail(b, 500, "the usage store could not answer; see the collector's log");
 }
 
-static void write_score(rc_buf *b, const rc_usage_score_summary *s, bool twin)
+/* The configured evaluator of slug, or -1. */
+static ssize_t configured_evaluator(const respan_api *a, const char *slug)
 {
-    char id[37];
+    for (size_t i = 0; i < a->n_evals; i++)
+        if (strcmp(a->eval_slug[i], slug) == 0) return (ssize_t)i;
+    return -1;
+}
+
+static void write_score(const respan_api *a, rc_buf *b, const rc_usage_score_summary *s, bool twin)
+{
+    char derived[37];
+    char *id = derived;
     /* A slug scored both ways gets a second id for its boolean half. */
     if (twin) {
         size_t n = strlen(s->slug);
@@ -220,13 +279,15 @@ static void write_score(rc_buf *b, const rc_usage_score_summary *s, bool twin)
     } else {
         rc_uuid5(evaluator_ns, s->slug, strlen(s->slug), id);
     }
+    ssize_t conf = configured_evaluator(a, s->slug);
+    if (conf >= 0 && !twin) id = a->eval_id[conf];
     rc_json_key(b, id);
     rc_buf_puts(b, "{\"evaluator_id\":");
     rc_json_cstr(b, id);
     rc_buf_puts(b, ",\"evaluator_slug\":");
     rc_json_cstr(b, s->slug);
     rc_buf_puts(b, ",\"evaluator_name\":");
-    rc_json_cstr(b, s->slug); /* no names are configured yet: the slug names it */
+    rc_json_cstr(b, conf >= 0 ? a->eval_name[conf] : s->slug);
     if (s->is_bool) {
         rc_buf_printf(b,
                       ",\"score_value_type\":\"boolean\",\"avg_score\":null,"
@@ -239,7 +300,7 @@ static void write_score(rc_buf *b, const rc_usage_score_summary *s, bool twin)
     }
 }
 
-static void write_summary(rc_buf *b, const rc_usage_summary *s)
+static void write_summary(const respan_api *a, rc_buf *b, const rc_usage_summary *s)
 {
     rc_buf_puts(b, "{\"total_cost\":");
     rc_json_double(b, s->total_cost);
@@ -251,7 +312,7 @@ static void write_summary(rc_buf *b, const rc_usage_summary *s)
     for (size_t i = 0; i < s->n_scores; i++) {
         bool twin = i && strcmp(s->scores[i].slug, s->scores[i - 1].slug) == 0;
         if (i) rc_buf_putc(b, ',');
-        write_score(b, &s->scores[i], twin);
+        write_score(a, b, &s->scores[i], twin);
     }
     rc_buf_puts(b, "}}");
 }
@@ -394,7 +455,7 @@ static unsigned summary(respan_api *a, const rc_admin_request *req, rc_buf *b)
     else if ((st = a->st.ops->query_summary(a->st.store, &q.filter, &s, &err)) != RC_OK)
         status = rc_api_store_failed(&a->st, b, st, &err);
     else
-        write_summary(b, &s);
+        write_summary(a, b, &s);
     rc_usage_summary_free(&s);
     rc_api_query_free(&q);
     return status;

@@ -48,12 +48,25 @@ static void open_store(void)
     if (ops->open(&cfg, &store, &err) != RC_OK) fuzz_fail("opening the store: %s", err.msg);
     static const rc_usage_score scores[] = {{"quality", false, 4.0}, {"accurate", true, 1}};
     rc_usage_row rows[3] = {
-        {.time_us = NOW_US - 60000000, .customer_identifier = "alice", .model = "gpt-4o",
-         .environment = "prod", .log_type = "chat", .llm_call = true, .prompt_tokens = 10,
-         .completion_tokens = 5, .cost = 0.5, .latency = 1.0, .metadata = "{\"tier\":\"pro\"}",
-         .scores = scores, .n_scores = 2},
-        {.time_us = NOW_US - 120000000, .customer_identifier = "bob", .model = "claude",
-         .log_type = "chat", .llm_call = true, .cost = 0.25},
+        {.time_us = NOW_US - 60000000,
+         .customer_identifier = "alice",
+         .model = "gpt-4o",
+         .environment = "prod",
+         .log_type = "chat",
+         .llm_call = true,
+         .prompt_tokens = 10,
+         .completion_tokens = 5,
+         .cost = 0.5,
+         .latency = 1.0,
+         .metadata = "{\"tier\":\"pro\"}",
+         .scores = scores,
+         .n_scores = 2},
+        {.time_us = NOW_US - 120000000,
+         .customer_identifier = "bob",
+         .model = "claude",
+         .log_type = "chat",
+         .llm_call = true,
+         .cost = 0.25},
         {.time_us = NOW_US - 180000000, .environment = "test", .is_test = true, .log_type = "task"},
     };
     if (ops->write_batch(store, rows, 3, &err) != RC_OK) fuzz_fail("writing: %s", err.msg);
@@ -76,10 +89,12 @@ static void run_query(const rc_api_query *q, bool list)
         st = ops->query_list(store, &q->filter, &q->page, &l, &err);
         if (st == RC_OK) {
             uint64_t size = q->page.page_size ? q->page.page_size : 100;
-            if (l.n_logs > size) fuzz_fail("a page of %zu logs over page_size %llu", l.n_logs,
-                                           (unsigned long long)size);
-            if (l.count < l.n_logs) fuzz_fail("count %llu under the page's %zu logs",
-                                              (unsigned long long)l.count, l.n_logs);
+            if (l.n_logs > size)
+                fuzz_fail("a page of %zu logs over page_size %llu", l.n_logs,
+                          (unsigned long long)size);
+            if (l.count < l.n_logs)
+                fuzz_fail("count %llu under the page's %zu logs", (unsigned long long)l.count,
+                          l.n_logs);
         }
         rc_usage_list_free(&l);
     } else {
@@ -87,7 +102,8 @@ static void run_query(const rc_api_query *q, bool list)
         st = ops->query_summary(store, &q->filter, &s, &err);
         rc_usage_summary_free(&s);
     }
-    if (st != RC_OK && st != RC_EINVAL) fuzz_fail("the store failed on an accepted query: %s", err.msg);
+    if (st != RC_OK && st != RC_EINVAL)
+        fuzz_fail("the store failed on an accepted query: %s", err.msg);
     if (st == RC_EINVAL && !err.msg[0]) fuzz_fail("the store refused a query without a message");
 }
 

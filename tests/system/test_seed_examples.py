@@ -9,7 +9,9 @@ base URL").
 The examples use `requests`; they run under Debian's /usr/bin/python3
 with python3-requests (debian-packages.txt), each as its own process, as
 a user would run them. The collector (OTLP/HTTP -> customer -> cost ->
-usage, respan_api with a bearer token, since the examples send one) prices
+usage, respan_api with a bearer token, since the examples send one, and
+the quality evaluator named with the id and name the document shows)
+prices
 the examples' three models from its `models:` config, so every cost is
 known here. Spans: December 2025 (the first example's fixed window and the
 customer example's start) and the last hour (the examples' default
@@ -71,14 +73,19 @@ def prod(s):
     return s[4] in ("prod", "production", None)
 
 
+# quality_v1 is named in the collector's config with the id and name the
+# seed document shows; accuracy_v1 is not, and keeps its derived id.
+CONFIGURED = {"quality_v1": ("550e8400-e29b-41d4-a716-446655440000", "Response Quality")}
+
+
 def summary_truth(rows):
     scores = {}
     for slug, idx, kind in (("quality_v1", 5, "numerical"), ("accuracy_v1", 6, "boolean")):
         vals = [r[idx] for r in rows if r[idx] is not None]
         if not vals:
             continue
-        eid = str(uuid.uuid5(EVALUATOR_NS, slug))
-        entry = {"evaluator_id": eid, "evaluator_slug": slug, "evaluator_name": slug,
+        eid, name = CONFIGURED.get(slug, (str(uuid.uuid5(EVALUATOR_NS, slug)), slug))
+        entry = {"evaluator_id": eid, "evaluator_slug": slug, "evaluator_name": name,
                  "score_value_type": kind}
         if kind == "numerical":
             entry.update(avg_score=sum(vals) / len(vals), true_count=None, false_count=None)
@@ -140,7 +147,9 @@ class SeedCollector:
                 "  usage: { directory: %s, retention: 0 }" % json.dumps(data),
                 "extensions:",
                 '  respan_api: { endpoint: "127.0.0.1:%d", directory: %s, '
-                'auth: { bearer_tokens: ["%s"] } }' % (self.ports[1], json.dumps(data), TOKEN),
+                'auth: { bearer_tokens: ["%s"] }, evaluators: { quality_v1: { id: "%s", '
+                'name: "%s" } } }' % (self.ports[1], json.dumps(data), TOKEN,
+                                     *CONFIGURED["quality_v1"]),
                 "service:",
                 "  extensions: [respan_api]",
                 '  telemetry: { metrics: { endpoint: "127.0.0.1:%d" } }' % self.ports[2],
