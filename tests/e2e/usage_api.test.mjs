@@ -15,8 +15,9 @@
  * `production` (exported over OTLP/HTTP protobuf) and `staging` (over
  * OTLP/gRPC). Checked against the truth: the summary by default
  * (production only), for a customer, a metadata filter, body filters
- * (iexact, gte, contains, not), environment=staging, all_envs, a window
- * that holds none, and score aggregation; the list's count and order; the
+ * (iexact, gte, contains, not), every one of the thirteen operators over
+ * all environments, environment=staging, all_envs, a window that holds
+ * none, and score aggregation; the list's count and order; the
  * users list totals; the limits decision of the rate-limited customer.
  */
 import assert from 'node:assert/strict';
@@ -248,6 +249,47 @@ test('body filters: iexact, gte, contains, not', async () => {
     [{ model: { operator: 'not', value: ['e2e-model-large'] } }, prod.filter((c) => c.model !== 'e2e-model-large'), rootsWhere((w) => w.env === 'production')],
   ];
   for (const [filters, calls, roots] of cases) assertSummary(await summary('', { filters }), truth(calls, roots), JSON.stringify(filters));
+});
+
+/* Every log as the store holds it: the LLM calls, and the workflow roots
+ * (no model, no tokens, cost 0). */
+function allLogs() {
+  const calls = CALLS.map((c) => ({ ...c, spanName: `chat ${c.model}`, prompt: c.input, completion: c.output }));
+  const roots = WORKFLOWS.map((w) => ({ customer: w.customer, env: w.env, model: null, cost: 0, prompt: 0, completion: 0, spanName: 'workflow', tier: undefined }));
+  return [...calls, ...roots];
+}
+
+test('every filter operator, over all environments, against the truth', async () => {
+  const large = 'e2e-model-large';
+  const first = CALLS[0].cost;
+  const cases = [
+    ['model', '', ['e2e-model-small'], (l) => l.model === 'e2e-model-small'],
+    ['customer_identifier', 'iexact', ['ACME'], (l) => l.customer.toLowerCase() === 'acme'],
+    ['model', 'not', [large], (l) => l.model !== large],
+    ['cost', 'lt', [0.002], (l) => l.cost < 0.002],
+    ['cost', 'lte', [first], (l) => l.cost <= first],
+    ['cost', 'gt', [0.002], (l) => l.cost > 0.002],
+    ['cost', 'gte', [first], (l) => l.cost >= first],
+    ['model', 'contains', ['large'], (l) => l.model !== null && l.model.includes('large')],
+    ['model', 'icontains', ['LARGE'], (l) => l.model !== null && l.model.toLowerCase().includes('large')],
+    ['model', 'startswith', ['e2e-model-s'], (l) => l.model !== null && l.model.startsWith('e2e-model-s')],
+    ['model', 'endswith', ['-large'], (l) => l.model !== null && l.model.endsWith('-large')],
+    ['customer_identifier', 'in', ['acme', 'initech'], (l) => ['acme', 'initech'].includes(l.customer)],
+    ['model', 'isnull', ['true'], (l) => l.model === null],
+    ['model', 'isnull', ['false'], (l) => l.model !== null],
+    ['span_name', 'startswith', ['chat'], (l) => l.spanName.startsWith('chat')],
+    ['prompt_tokens', 'gte', [1000], (l) => l.prompt >= 1000],
+    ['metadata__user_tier', '', ['free'], (l) => l.tier === 'free'],
+  ];
+  for (const [field, operator, value, keep] of cases) {
+    const logs = allLogs().filter(keep);
+    const got = await summary('?all_envs=true', { filters: { [field]: { operator, value } } });
+    const what = `${field} ${operator || '""'} ${JSON.stringify(value)}`;
+    assert.equal(got.number_of_requests, logs.length, `${what}: number_of_requests`);
+    assert.equal(got.total_tokens, logs.reduce((a, l) => a + l.prompt + l.completion, 0), `${what}: total_tokens`);
+    const cost = logs.reduce((a, l) => a + l.cost, 0);
+    assert.ok(Math.abs(got.total_cost - cost) <= 1e-9 * Math.max(1, cost), `${what}: total_cost ${got.total_cost} vs ${cost}`);
+  }
 });
 
 test('environment=staging, all_envs, and a window holding nothing', async () => {
