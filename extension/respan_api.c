@@ -539,21 +539,41 @@ static unsigned api_answer(void *arg, const rc_admin_request *req, rc_buf *b, co
 
 /* --- life cycle ---------------------------------------------------------------------------- */
 
-static rc_status api_start(void *inst, rc_error *err)
+static void load_customer(void *arg, const rc_customer_record *r)
 {
-    respan_api *a = inst;
+    (void)arg;
+    rc_ledger_load(rc_ledger_shared(), r->customer_identifier, &r->s, r->source, r->updated_us);
+}
+
+/* Everything that touches the store before the server can answer: the
+ * handle is the server thread's once it runs. Stored customers go into the
+ * ledger first, so a configured customer (or a later API write) is merged
+ * with what is stored, not with nothing. */
+static rc_status prepare_store(respan_api *a, rc_error *err)
+{
     rc_usage_store_config cfg = {.directory = a->directory};
     if (a->st.ops->open(&cfg, &a->st.store, err) != RC_OK) return RC_EIO;
-    a->server = rc_admin_server_start_full(a->id, &a->endpoint, api_answer, a, MAX_BODY, err);
-    if (!a->server) {
+    if (a->st.ops->each_customer(a->st.store, NULL, load_customer, NULL, err) != RC_OK ||
+        rc_api_customers_apply(&a->st, a->customers, err) != RC_OK) {
         a->st.ops->close(a->st.store);
         a->st.store = NULL;
         return RC_EIO;
     }
-    if (rc_api_customers_apply(&a->st, a->customers, err) != RC_OK ||
-        (a->alerts && rc_api_alerts_start(a->alerts, err) != RC_OK)) {
-        rc_admin_server_stop(a->server);
-        a->server = NULL;
+    return RC_OK;
+}
+
+static rc_status api_start(void *inst, rc_error *err)
+{
+    respan_api *a = inst;
+    if (prepare_store(a, err) != RC_OK) return RC_EIO;
+    if (a->alerts && rc_api_alerts_start(a->alerts, err) != RC_OK) {
+        a->st.ops->close(a->st.store);
+        a->st.store = NULL;
+        return RC_EIO;
+    }
+    a->server = rc_admin_server_start_full(a->id, &a->endpoint, api_answer, a, MAX_BODY, err);
+    if (!a->server) {
+        rc_api_alerts_stop(a->alerts);
         a->st.ops->close(a->st.store);
         a->st.store = NULL;
         return RC_EIO;

@@ -276,6 +276,7 @@ rc_status rc_api_alerts_start(rc_api_alerts *a, rc_error *err)
     rc_ledger_set_alert_thresholds(rc_ledger_shared(), a->thresholds, a->n_thresholds);
     if (!rc_worker_start(&a->w, alerts_loop, a)) {
         rc_error_set(err, "%s: cannot start the alerts thread", a->id);
+        rc_api_alerts_stop(a); /* the client and the thresholds */
         return RC_ENOMEM;
     }
     a->started = true;

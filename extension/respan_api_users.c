@@ -328,7 +328,9 @@ static unsigned read_field(rc_buf *b, const char *key, json_t *v, user_write *w)
     }
     if (!strcmp(key, "metadata")) {
         if (!json_is_object(v) && !json_is_null(v)) return bad_field(b, key, "want an object");
-        w->metadata = json_dumps(json_is_null(v) ? json_object() : v, JSON_COMPACT);
+        json_t *empty = json_is_null(v) ? json_object() : NULL;
+        w->metadata = json_dumps(empty ? empty : v, JSON_COMPACT);
+        json_decref(empty);
         return w->metadata ? 0 : rc_api_detail(b, 500, "out of memory");
     }
     return bad_field(b, key, "unknown field");
@@ -393,6 +395,21 @@ static void merged(const char *id, const user_write *w, int64_t now, rc_customer
                               .updated_us = now};
 }
 
+/* A period redefined (duration, start or end): its usage so far is counted
+ * again from the store's daily rollups, the days the new period holds. */
+static rc_status recount_period(const rc_api_store *s, const char *id, int64_t now, rc_error *err)
+{
+    rc_customer_state st;
+    if (!rc_ledger_get(rc_ledger_shared(), id, now, &st)) return RC_OK;
+    int64_t ps = st.period_start_us, pe = st.period_end_us;
+    rc_customer_state_clear(&st);
+    if (!ps) return RC_OK; /* no period any more */
+    double cost = 0;
+    rc_status rc = s->ops->customer_cost(s->store, id, ps, pe, &cost, err);
+    if (rc == RC_OK) rc_ledger_set_period_usage(rc_ledger_shared(), id, ps, cost);
+    return rc;
+}
+
 /* Creates (create) or updates customer id from the body, then answers
  * with the user as it now is. */
 static unsigned write_customer(const rc_api_store *s, const rc_admin_request *req, rc_buf *b,
@@ -424,6 +441,9 @@ static unsigned write_customer(const rc_api_store *s, const rc_admin_request *re
             status = rc_api_store_failed(s, b, st, &err);
         else if (!rc_ledger_set(rc_ledger_shared(), id, &r.s, ~0u, "api", now))
             status = rc_api_detail(b, 500, "out of memory");
+        else if ((w.mask & (RC_CS_DURATION | RC_CS_PERIOD_START | RC_CS_PERIOD_END)) &&
+                 (st = recount_period(s, id, now, &err)) != RC_OK)
+            status = rc_api_store_failed(s, b, st, &err);
         rc_customer_state_clear(&cur);
     }
     if (!status) {
@@ -491,35 +511,16 @@ static unsigned limits(rc_buf *b, const char *id)
 
 /* --- routing ------------------------------------------------------------------------------ */
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* The percent-decoded path segment [p, p+n); NULL when it is empty or
- * holds a NUL. The caller frees it. */
+/* The path segment [p, p+n) as a string; NULL when it is empty. The
+ * server (libmicrohttpd) hands the path over already percent-decoded, so
+ * it is not decoded again: "a%2541" names the customer "a%41". */
 static char *segment(const char *p, size_t n)
 {
+    if (n == 0) return NULL;
     char *out = malloc(n + 1);
-    size_t k = 0;
-    for (size_t i = 0; out && i < n; i++) {
-        int hi, lo;
-        if (p[i] == '%' && i + 2 < n && (hi = hex_digit(p[i + 1])) >= 0 &&
-            (lo = hex_digit(p[i + 2])) >= 0) {
-            out[k++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[k++] = p[i];
-        }
-    }
-    if (!out || k == 0 || memchr(out, 0, k)) {
-        free(out);
-        return NULL;
-    }
-    out[k] = 0;
+    if (!out) return NULL;
+    memcpy(out, p, n);
+    out[n] = 0;
     return out;
 }
 

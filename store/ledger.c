@@ -187,9 +187,14 @@ static void roll_period(customer *c, int64_t now_us)
 
 /* --- the rate window -------------------------------------------------------------------- */
 
-static void window_add(customer *c, int64_t time_us)
+/* A call at time_us into the window ending at now_us. Only seconds inside
+ * it count: a later one would take the slot of a second still in the
+ * window, and an earlier one (a late span) the slot of a newer second. */
+static void window_add(customer *c, int64_t time_us, int64_t now_us)
 {
-    uint32_t sec = (uint32_t)(time_us / US_PER_S);
+    int64_t sec64 = time_us / US_PER_S, now_sec = now_us / US_PER_S;
+    if (sec64 > now_sec || now_sec - sec64 >= WINDOW_S) return;
+    uint32_t sec = (uint32_t)sec64;
     size_t i = sec % WINDOW_S;
     if (c->win_sec[i] != sec) {
         c->win_sec[i] = sec;
@@ -387,8 +392,9 @@ bool rc_ledger_load(rc_ledger *l, const char *id, const rc_customer_settings *se
 static unsigned over(customer *c, int64_t now_us)
 {
     unsigned f = 0;
-    if ((!isnan(c->s.period_budget) && c->period_start_us &&
-         c->period_usage > c->s.period_budget) ||
+    int64_t ps, pe;
+    bool in_period = period_at(c, now_us, &ps, &pe) && c->period_start_us == ps;
+    if ((!isnan(c->s.period_budget) && in_period && c->period_usage > c->s.period_budget) ||
         (!isnan(c->s.total_budget) && c->total_usage > c->s.total_budget))
         f |= RC_LEDGER_OVER_BUDGET;
     if (c->s.rate_limit > 0 && window_count(c, now_us, NULL) > (uint64_t)c->s.rate_limit)
@@ -403,7 +409,7 @@ static void add_usage(customer *c, double cost, uint64_t requests, int64_t time_
     /* The first call counted fixes the default period start: a later call
      * from an earlier day must not move the period under usage already
      * counted in it (the store seeds days oldest first). */
-    if (!c->first_seen_us) c->first_seen_us = time_us;
+    if (!c->first_seen_us) c->first_seen_us = time_us < now_us ? time_us : now_us;
     c->total_usage += cost;
     c->total_requests += requests;
     roll_period(c, now_us);
@@ -511,8 +517,7 @@ unsigned rc_ledger_charge(rc_ledger *l, const char *id, double cost, int64_t tim
             check_crossings(l, c, "total", total_before, c->total_usage, c->s.total_budget, 0, 0,
                             time_us);
         }
-        if (now_us - time_us < WINDOW_S * US_PER_S && time_us <= now_us + US_PER_S)
-            window_add(c, time_us);
+        window_add(c, time_us, now_us);
         f = over(c, now_us);
     }
     pthread_mutex_unlock(&l->mu);
@@ -527,6 +532,18 @@ void rc_ledger_seed_day(rc_ledger *l, const char *id, int64_t day_us, double cos
     pthread_mutex_lock(&l->mu);
     customer *c = find_or_add(l, id);
     if (c) add_usage(c, cost, requests, day_us, now_us);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void rc_ledger_set_period_usage(rc_ledger *l, const char *id, int64_t period_start_us, double usage)
+{
+    if (!l || !id) return;
+    pthread_mutex_lock(&l->mu);
+    customer *c = find(l, id);
+    if (c) {
+        c->period_start_us = period_start_us;
+        c->period_usage = usage;
+    }
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -577,9 +594,16 @@ static void state_of(customer *c, int64_t now_us, bool with_text, rc_customer_st
     st->requests_last_minute = window_count(c, now_us, NULL);
 }
 
+/* The state of a customer the ledger does not know: no settings. */
+static void unknown_state(rc_customer_state *st)
+{
+    memset(st, 0, sizeof *st);
+    st->s.period_budget = st->s.total_budget = st->s.markup_percentage = NAN;
+}
+
 bool rc_ledger_get(rc_ledger *l, const char *id, int64_t now_us, rc_customer_state *out)
 {
-    memset(out, 0, sizeof *out);
+    unknown_state(out);
     if (!l || !id) return false;
     pthread_mutex_lock(&l->mu);
     customer *c = find(l, id);
@@ -614,7 +638,7 @@ void rc_ledger_decide(rc_ledger *l, const char *id, int64_t now_us, rc_limits_de
                       rc_customer_state *state)
 {
     *out = (rc_limits_decision){.allowed = true, .retry_after_seconds = NAN};
-    if (state) memset(state, 0, sizeof *state);
+    if (state) unknown_state(state);
     if (!l || !id) return;
     pthread_mutex_lock(&l->mu);
     customer *c = find(l, id);

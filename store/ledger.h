@@ -134,6 +134,11 @@ unsigned rc_ledger_charge(rc_ledger *l, const char *id, double cost, int64_t tim
 void rc_ledger_seed_day(rc_ledger *l, const char *id, int64_t day_us, double cost,
                         uint64_t requests);
 
+/* Customer id's usage in the period starting at period_start_us, counted
+ * again from the store after its period was redefined. */
+void rc_ledger_set_period_usage(rc_ledger *l, const char *id, int64_t period_start_us,
+                                double usage);
+
 /* Drops the seeded and charged usage of every customer (settings stay):
  * for a store that is seeded again. */
 void rc_ledger_reset_usage(rc_ledger *l);

@@ -1367,6 +1367,28 @@ static rc_status sqlite_each_customer_day(rc_usage_store *s,
     return rc;
 }
 
+static rc_status sqlite_customer_cost(rc_usage_store *s, const char *customer, int64_t from_us,
+                                      int64_t to_us, double *cost, rc_error *err)
+{
+    sqlite3_stmt *st;
+    *cost = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT COALESCE(SUM(cost), 0) FROM customer_days"
+                           " WHERE customer = ? AND day_us >= ? AND day_us < ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "preparing a rollup sum");
+    bind_text(st, 1, customer);
+    sqlite3_bind_int64(st, 2, from_us);
+    sqlite3_bind_int64(st, 3, to_us);
+    rc_status rc = RC_OK;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *cost = sqlite3_column_double(st, 0);
+    else
+        rc = db_error(s, err, "summing rollups");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static rc_status sqlite_top_models(rc_usage_store *s, const char *customer, size_t max, char ***out,
                                    size_t *n_out, rc_error *err)
 {
@@ -1410,4 +1432,5 @@ const rc_usage_store_ops rc_usage_sqlite_store = {
     .each_customer = sqlite_each_customer,
     .each_customer_day = sqlite_each_customer_day,
     .top_models = sqlite_top_models,
+    .customer_cost = sqlite_customer_cost,
 };

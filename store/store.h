@@ -243,6 +243,10 @@ typedef struct rc_usage_store_ops {
                                    void (*fn)(void *arg, const char *id, int64_t day_us,
                                               double cost, uint64_t requests),
                                    void *arg, rc_error *err);
+    /* The cost of the customer's LLM calls on the days in [from_us, to_us)
+     * (day starts), from the daily rollups. */
+    rc_status (*customer_cost)(rc_usage_store *s, const char *customer, int64_t from_us,
+                               int64_t to_us, double *cost, rc_error *err);
     /* The customer's most used models, most first, at most max; *out (an
      * array of n_out strings) is the caller's: free each, then it. */
     rc_status (*top_models)(rc_usage_store *s, const char *customer, size_t max, char ***out,

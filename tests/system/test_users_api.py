@@ -345,6 +345,9 @@ def case_bad_input():
                  .replace(";", "%3B"))
     assert got["customer_identifier"] == evil, got
     assert col.ok("GET", "/api/users/u-carol/")["name"] == "Carol"
+    # The path is decoded once: "a%2541" names the customer "a%41".
+    col.ok("POST", "/api/users/create/", {"customer_identifier": "a%41"}, want=201)
+    assert col.ok("GET", "/api/users/a%2541/")["customer_identifier"] == "a%41"
 
 
 def case_usage_and_budget_from_spans():
@@ -373,8 +376,11 @@ def case_usage_and_budget_from_spans():
     assert lim["remaining_period_budget"] == 0, lim
     until_midnight = midnight(today_utc()) + DAY - time.time()
     assert 0 < lim["retry_after_seconds"] <= until_midnight + 5, lim
-    # Raising the budget through the API: allowed again.
-    col.ok("PATCH", "/api/users/u-dave/", {"period_budget": 1})
+    # A period redefined keeps what was spent in it (counted again from the
+    # store), and raising the budget through the API allows calls again.
+    doc = col.ok("PATCH", "/api/users/u-dave/", {"budget_duration": "weekly"})
+    assert close(doc["total_period_usage"], 4 * unit), "usage lost with the period: %r" % doc
+    col.ok("PATCH", "/api/users/u-dave/", {"period_budget": 1, "budget_duration": "daily"})
     lim = col.ok("GET", "/api/users/u-dave/limits")
     assert lim["allowed"] is True and lim["reason"] is None, lim
     assert close(lim["remaining_period_budget"], 1 - 4 * unit), lim
@@ -393,6 +399,8 @@ def case_rate_limit():
     assert 0 < lim["retry_after_seconds"] <= 60, lim
     lim = col.ok("GET", "/api/users/u-nobody-at-all/limits")
     assert lim["allowed"] is True and lim["requests_last_minute"] == 0, lim
+    for k in ("period_budget", "total_budget", "rate_limit", "retry_after_seconds"):
+        assert lim[k] is None, "an unknown customer's %s: %r" % (k, lim)
 
 
 def case_total_budget_and_markup():
@@ -469,9 +477,13 @@ STATE_KEYS = ("name", "email", "period_budget", "budget_duration", "period_start
 
 
 def case_restart_keeps_state():
+    col.ok("PATCH", "/api/users/u-config/", {"email": "cfg@example.com", "rate_limit": 99})
     before = {c: col.ok("GET", "/api/users/%s/" % c) for c in ("u-carol", "u-dave", "u-fay")}
     col.stop()
     col.start()
+    cfg = col.ok("GET", "/api/users/u-config/")
+    assert cfg["email"] == "cfg@example.com", "an API write the config does not name: %r" % cfg
+    assert cfg["rate_limit"] == 7, "the config's own field is written again at start: %r" % cfg
     for c, doc in before.items():
         after = col.ok("GET", "/api/users/%s/" % c)
         for k in STATE_KEYS:
