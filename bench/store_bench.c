@@ -58,26 +58,27 @@ int main(int argc, char **argv)
             long k = done + i;
             snprintf(ids[i][0], 33, "%032lx", k);
             snprintf(ids[i][1], 17, "%016lx", k);
-            rows[i] = (rc_usage_row){.time_us = t0 + k * 1000,
-                                     .customer_identifier = customers[k % 5],
-                                     .model = models[k % 3],
-                                     .provider_id = "openai",
-                                     .log_type = "chat",
-                                     .environment = "prod",
-                                     .prompt_tokens = 1000 + k % 500,
-                                     .completion_tokens = 200 + k % 100,
-                                     .cost = 0.001,
-                                     .latency = 1.5,
-                                     .time_to_first_token = 0.2,
-                                     .status_code = 200,
-                                     .status = "success",
-                                     .metadata = "{\"user_tier\":\"premium\",\"department\":\"sales\"}",
-                                     .scores = k % 5 == 0 ? &score : NULL,
-                                     .n_scores = k % 5 == 0,
-                                     .trace_unique_id = ids[i][0],
-                                     .span_unique_id = ids[i][1],
-                                     .span_name = "chat gpt-4o",
-                                     .llm_call = true};
+            rows[i] =
+                (rc_usage_row){.time_us = t0 + k * 1000,
+                               .customer_identifier = customers[k % 5],
+                               .model = models[k % 3],
+                               .provider_id = "openai",
+                               .log_type = "chat",
+                               .environment = "prod",
+                               .prompt_tokens = 1000 + k % 500,
+                               .completion_tokens = 200 + k % 100,
+                               .cost = 0.001,
+                               .latency = 1.5,
+                               .time_to_first_token = 0.2,
+                               .status_code = 200,
+                               .status = "success",
+                               .metadata = "{\"user_tier\":\"premium\",\"department\":\"sales\"}",
+                               .scores = k % 5 == 0 ? &score : NULL,
+                               .n_scores = k % 5 == 0,
+                               .trace_unique_id = ids[i][0],
+                               .span_unique_id = ids[i][1],
+                               .span_name = "chat gpt-4o",
+                               .llm_call = true};
         }
         if (ops->write_batch(s, rows, BATCH, &err) != RC_OK) {
             fprintf(stderr, "write: %s\n", err.msg);
