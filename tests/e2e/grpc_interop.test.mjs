@@ -36,6 +36,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 
 import { Collector } from './lib/collector.mjs';
 import { encodeTraceRequest, flattenRequests, randomHex, readProtoFields } from './lib/otlp.mjs';
+import { waitStopped } from './lib/process.mjs';
 import { RespanCollector, Standin } from './lib/standin.mjs';
 
 const EXPORT = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
@@ -184,6 +185,7 @@ test('deadlines: 500 ms against a stopped collector is DEADLINE_EXCEEDED; 10 s a
   collector.signal('SIGSTOP');
   let late, sdkLate;
   try {
+    await waitStopped(collector.proc.pid);
     [late, sdkLate] = await Promise.all([
       call(c, request('late').body, 500),
       exportSpans(exporter, sdkSpans('sdk late', 1)),

@@ -7,6 +7,7 @@
  * crashing test never leaves one behind holding ports. lib/collector.mjs
  * and lib/standin.mjs both spawn through here.
  */
+import fs from 'node:fs';
 import { spawn } from 'node:child_process';
 
 /* Every process group spawned here and still alive. */
@@ -47,4 +48,28 @@ export function spawnGroup(owner, cmd, args) {
       resolve({ code: null, signal: null, error: e });
     });
   });
+}
+
+/* Waits until every thread of pid is stopped (state T or t): kill(SIGSTOP)
+ * returns before a thread busy on another CPU has stopped, and such a
+ * thread can still answer a call meanwhile (seen under a loaded CI run). */
+export async function waitStopped(pid, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    let states = [];
+    try {
+      states = fs.readdirSync(`/proc/${pid}/task`).map((tid) => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(')').pop().trim().split(' ')[0];
+        } catch {
+          return 'T'; /* a thread that just ended */
+        }
+      });
+    } catch {
+      states = [];
+    }
+    if (states.length && states.every((st) => st === 'T' || st === 't')) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`process ${pid} did not stop within ${timeoutMs} ms of SIGSTOP`);
 }
