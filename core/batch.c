@@ -57,6 +57,10 @@ bool rc_request_set_meta(rc_request *r, const rc_request_meta *meta)
     m.transport = copy_str(a, meta->transport);
     m.peer = copy_str(a, meta->peer);
     if (!m.receiver || !m.transport || !m.peer) return false;
+    const char *optional[3] = {meta->tenant, meta->tenant_customer, meta->tenant_environment};
+    const char **copies[3] = {&m.tenant, &m.tenant_customer, &m.tenant_environment};
+    for (int i = 0; i < 3; i++)
+        if (optional[i] && !(*copies[i] = copy_str(a, optional[i]))) return false;
     if (meta->n_headers) {
         m.headers = rc_arena_alloc(a, meta->n_headers * sizeof *m.headers);
         if (!m.headers) return false;

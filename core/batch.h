@@ -37,6 +37,13 @@ typedef struct rc_request_meta {
     const char *peer;      /* client address, may be "" */
     size_t n_headers;
     rc_header *headers;
+    /* The tenant whose bearer token the request carried (or "default"
+     * under rate limits without auth), and that tenant's default customer
+     * and environment: NULL when none. Kept with the spans in the
+     * customer processor's hold, unlike headers. */
+    const char *tenant;
+    const char *tenant_customer;
+    const char *tenant_environment;
 } rc_request_meta;
 
 typedef struct rc_request {

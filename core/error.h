@@ -18,6 +18,7 @@ typedef enum rc_status {
     RC_ETOOBIG = 3, /* the input exceeds a configured size limit */
     RC_ENOMEM = 4,  /* the memory limit refused an allocation */
     RC_EIO = 5,     /* an operating-system call failed */
+    RC_ELIMIT = 6,  /* a rate limit: the same input may succeed after a delay */
 } rc_status;
 
 typedef struct rc_error {

@@ -35,7 +35,8 @@
  *   u32 n_spans     0 for a note
  *   i64 written     wall-clock ms when the record was written
  *   u32 n_traces    distinct trace ids the spans wait for (0 for a note)
- *   u32 meta_len    receiver\0transport\0peer\0 (0 for a note)
+ *   u32 meta_len    receiver\0transport\0peer\0 then, when the request had a
+ *                   tenant, tenant\0customer\0environment\0 (0 for a note)
  *   n_traces * 16   the trace ids
  *   meta_len        the metadata
  *   rest            spans: ExportTraceServiceRequest (protobuf); note: its bytes
@@ -83,6 +84,7 @@
 #define BACKOFF_MAX_MS 5000
 #define DRAIN_MS 5000 /* how long a closing memory hold keeps offering spans */
 #define TICK_MS 1000
+#define META_FIELDS 6      /* rc_request_meta's strings, tenant's included */
 #define RELEASERS 2        /* release threads, and the most a hold may have */
 #define RELEASE_RECORDS 64 /* records handed to the owner at once, at most */
 #define RELEASE_SPANS 8192 /* and spans; and bytes: see release_bytes */
@@ -594,14 +596,15 @@ static rc_batch *decode_record(const rec_view *v, rc_status *st, rc_error *err)
     }
     *st = otlp_proto_decode(v->body, v->body_len, arena, &req->data, err);
     const char *m = v->meta, *end = v->meta + v->meta_len;
-    const char *fields[3] = {"", "", ""};
-    for (int i = 0; i < 3 && m < end; i++) {
+    const char *fields[META_FIELDS] = {"", "", ""};
+    for (int i = 0; i < META_FIELDS && m < end; i++) {
         const char *z = memchr(m, '\0', (size_t)(end - m));
         if (!z) break;
-        fields[i] = m;
+        fields[i] = i < 3 || *m ? m : NULL; /* a tenant field: "" is none */
         m = z + 1;
     }
-    rc_request_meta meta = {fields[0], fields[1], fields[2], 0, NULL};
+    rc_request_meta meta = {fields[0], fields[1], fields[2], 0,
+                            NULL,      fields[3], fields[4], fields[5]};
     if (*st == RC_OK && !rc_request_set_meta(req, &meta)) {
         *st = RC_ENOMEM;
         rc_error_set(err, "memory limit reached");
@@ -930,8 +933,10 @@ static size_t distinct_traces(const rc_batch *b, rc_buf *out)
 
 static void put_meta(rc_buf *b, const rc_request_meta *m)
 {
-    const char *f[3] = {m->receiver, m->transport, m->peer};
-    for (int i = 0; i < 3; i++) {
+    const char *f[META_FIELDS] = {m->receiver, m->transport,       m->peer,
+                                  m->tenant,   m->tenant_customer, m->tenant_environment};
+    int n = m->tenant ? META_FIELDS : 3;
+    for (int i = 0; i < n; i++) {
         rc_buf_puts(b, f[i] ? f[i] : "");
         rc_buf_putc(b, '\0');
     }

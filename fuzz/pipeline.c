@@ -78,7 +78,11 @@ void fuzz_ingest(const rc_consumer *next, rc_payload_format fmt, const uint8_t *
         .refused_spans = rc_counter_register("fuzz_refused_spans", "fuzz harness", ""),
         .retry_after_s = 1,
     };
-    rc_request_meta meta = {"otlp", transport, "127.0.0.1:40000", n_headers, (rc_header *)headers};
+    rc_request_meta meta = {.receiver = "otlp",
+                            .transport = transport,
+                            .peer = "127.0.0.1:40000",
+                            .n_headers = n_headers,
+                            .headers = (rc_header *)headers};
     rc_arena *arena = rc_arena_new(4096);
     if (!arena) {
         memset(res, 0, sizeof *res);
@@ -86,5 +90,5 @@ void fuzz_ingest(const rc_consumer *next, rc_payload_format fmt, const uint8_t *
         return;
     }
     /* A decoder may be handed an empty body; give it a real pointer. */
-    rc_otlp_ingest(&ctx, fmt, body ? body : (const uint8_t *)"", len, arena, &meta, res);
+    rc_otlp_ingest(&ctx, fmt, body ? body : (const uint8_t *)"", len, arena, &meta, NULL, res);
 }

@@ -57,6 +57,7 @@ enum {
     RPC_CODE_INTERNAL = 13,
     RPC_CODE_UNAVAILABLE = 14,
     RPC_CODE_UNIMPLEMENTED = 12,
+    RPC_CODE_UNAUTHENTICATED = 16,
 };
 
 /* --- protobuf (otlp/proto_codec.c) ---------------------------------------- */

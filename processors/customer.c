@@ -17,7 +17,12 @@
  *   2. its trace: what another span of the trace named, in this request or
  *      another (processors/customer_traces.h keeps it per trace);
  *   3. the request header named by from_header (e.g. x-customer-id);
- *   4. default_customer.
+ *   4. the default customer of the tenant whose token the request carried
+ *      (receivers' auth, tokens_file), else default_customer.
+ * A span whose request carried a tenant's token also gets respan.tenant
+ * (overwriting any the span set itself) and, where neither it nor its
+ * resource names one, the tenant's environment as
+ * deployment.environment.name.
  * Identifiers and customer_params the span does not name itself come from
  * its trace in the same way (params only from the same customer).
  *
@@ -93,6 +98,7 @@
 /* --- the canonical keys ------------------------------------------------------- */
 
 #define K_CUSTOMER_ID "respan.customer_params.customer_identifier"
+#define K_TENANT "respan.tenant"
 #define K_NAME "respan.customer_params.name"
 #define K_EMAIL "respan.customer_params.email"
 #define K_BUDGET_DURATION "respan.customer_params.budget_duration"
@@ -603,10 +609,17 @@ static bool settled(customer_processor *p, const uint8_t *tid, const ct_trace *t
     return (known && ((t->facts->c.have & CV_ID) || t->root_seen)) || ct_roots_seen(p->roots, tid);
 }
 
-/* Gives a span with no customer of its own the default (or none). */
-static void write_default(customer_processor *p, span_ctx *c, uint64_t *by_source)
+/* Gives a span with no customer of its own the default (or none): its
+ * tenant's, else the processor's. */
+static void write_default(customer_processor *p, const rc_span_run *run, span_ctx *c,
+                          uint64_t *by_source)
 {
-    if (p->default_customer) {
+    const char *tenant_customer = run->owner->meta.tenant_customer;
+    if (tenant_customer && *tenant_customer) {
+        char id[TEXT_IDENTIFIER_MAX];
+        rc_attr_set_strn(&c->attrs, K_CUSTOMER_ID, id, text_identifier(tenant_customer, id));
+        by_source[SRC_DEFAULT]++;
+    } else if (p->default_customer) {
         rc_attr_set_str(&c->attrs, K_CUSTOMER_ID, p->default_customer); /* copied */
         by_source[SRC_DEFAULT]++;
     } else {
@@ -649,9 +662,30 @@ static void resolve_span(customer_processor *p, rc_span_run *run, otlp_span *s, 
         rc_attr_set_strn(&c.attrs, K_CUSTOMER_ID, id, text_identifier(header, id));
         w->by_source[SRC_HEADER]++;
     } else {
-        write_default(p, &c, w->by_source);
+        write_default(p, run, &c, w->by_source);
     }
     if (tf) write_missing_ids(&c, of, tf, false);
+}
+
+static bool has_environment(const otlp_resource *res, const otlp_span *s)
+{
+    static const char *const keys[] = {"deployment.environment.name", "deployment.environment"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (rc_span_attr(s, keys[i]) || (res && rc_resource_attr(res, keys[i]))) return true;
+    return false;
+}
+
+/* The tenant whose token carried the span (receivers' auth): respan.tenant,
+ * always, so that a span cannot claim another tenant; and the tenant's
+ * environment where the span and its resource name none. */
+static void write_tenant(rc_span_run *run, otlp_span *s)
+{
+    const rc_request_meta *m = &run->owner->meta;
+    if (!m->tenant) return;
+    rc_attr_list attrs = rc_attr_list_of_span(s, run->owner->arena);
+    rc_attr_set_str_ref(&attrs, K_TENANT, m->tenant); /* lives in the request's arena */
+    if (m->tenant_environment && !has_environment(run->rs ? run->rs->resource : NULL, s))
+        rc_attr_set_str_ref(&attrs, "deployment.environment.name", m->tenant_environment);
 }
 
 static void resolve_batch(customer_processor *p, rc_batch *b, batch_work *w, bool may_wait)
@@ -665,6 +699,7 @@ static void resolve_batch(customer_processor *p, rc_batch *b, batch_work *w, boo
         for (size_t i = 0; i < run->n_spans; i++, at++) {
             const update *own = w->upd[at] >= 0 ? &w->updates[w->upd[at]] : NULL;
             resolve_span(p, run, run->spans[i], own, may_wait, now, w, at);
+            if (!(w->marks[at] & SP_WAIT)) write_tenant(run, run->spans[i]);
         }
     }
     publish_map_stats(p);
@@ -830,9 +865,10 @@ static void finish_released(customer_processor *p, rc_span_run *run, otlp_span *
         write_fields(&c, &t.facts->c, t.facts->c.have);
         by_source[SRC_TRACE]++;
     } else {
-        write_default(p, &c, by_source);
+        write_default(p, run, &c, by_source);
     }
     if (known) write_missing_ids(&c, NULL, t.facts, true);
+    write_tenant(run, s);
 }
 
 /* Finishes the spans of b that waited, or (marks not NULL) those marked to.

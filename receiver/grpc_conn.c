@@ -50,6 +50,7 @@
 #include "otlp/otlp.h"
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,9 @@ typedef struct h2_stream {
 
     /* the request's headers */
     bool post, grpc_type, export_path, headers_too_big;
-    bool bad_encoding; /* a grpc-encoding we do not speak */
+    bool auth_seen;          /* an authorization header came (tenants only) */
+    const rc_tenant *tenant; /* whose token it carried; NULL: none, or no tenants */
+    bool bad_encoding;       /* a grpc-encoding we do not speak */
     rc_encoding enc;
     char path[96];
     int64_t deadline; /* from grpc-timeout; 0: none */
@@ -392,6 +395,10 @@ static void answer_ingest(grpc_conn *c, h2_stream *s, const rc_ingest_result *re
     case RC_ETOOBIG:
         answer(c, s, RPC_CODE_RESOURCE_EXHAUSTED, res->err.msg, 0, NULL);
         return;
+    case RC_ELIMIT: /* RetryInfo: OTLP exporters retry RESOURCE_EXHAUSTED only with it */
+        answer(c, s, RPC_CODE_RESOURCE_EXHAUSTED, res->err.msg,
+               res->retry_after_s ? res->retry_after_s : 1, NULL);
+        return;
     default:
         answer(c, s, RPC_CODE_INTERNAL, res->err.msg, 0, NULL);
     }
@@ -453,9 +460,11 @@ static void run_call(grpc_conn *c, h2_stream *s)
         rc_error_set(&res.err, "the collector's memory limit is reached; retry later");
     } else {
         rc_header hdrs[64];
-        rc_request_meta meta = {c->ctx->receiver_id, "grpc", c->peer, 0, hdrs};
+        rc_request_meta meta = {
+            .receiver = c->ctx->receiver_id, .transport = "grpc", .peer = c->peer, .headers = hdrs};
         meta.n_headers = collect_headers(s, hdrs, sizeof hdrs / sizeof *hdrs);
-        rc_otlp_ingest(c->ctx, RC_FORMAT_PROTO, data, len, arena, &meta, &res); /* takes arena */
+        rc_otlp_ingest(c->ctx, RC_FORMAT_PROTO, data, len, arena, &meta, s->tenant,
+                       &res); /* takes the arena */
     }
     if (plain) rc_decompressed_free(plain, plain_len);
     if (res.status != RC_OK)
@@ -528,6 +537,24 @@ static void keep_header(h2_stream *s, const uint8_t *name, size_t nl, const uint
     s->n_meta++;
 }
 
+/* The tenant of the bearer token; the header itself goes no further when
+ * tokens are required (a secret), and as any other header otherwise. */
+static void note_authorization(grpc_conn *c, h2_stream *s, const uint8_t *name, size_t nl,
+                               const uint8_t *value, size_t vl)
+{
+    char text[4200];
+    s->auth_seen = true;
+    if (vl < sizeof text && !memchr(value, 0, vl)) {
+        memcpy(text, value, vl);
+        text[vl] = 0;
+        s->tenant = rc_tenants_authenticate(c->ctx->tenants, text, "grpc");
+        OPENSSL_cleanse(text, vl);
+    } else {
+        s->tenant = rc_tenants_authenticate(c->ctx->tenants, NULL, "grpc");
+    }
+    if (!rc_tenants_require_token(c->ctx->tenants)) keep_header(s, name, nl, value, vl);
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
@@ -554,6 +581,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     } else if (name_is(name, nl, "grpc-timeout")) {
         int64_t ms = parse_timeout_ms(value, vl);
         if (ms > 0) s->deadline = c->now + ms;
+    } else if (c->ctx->tenants && name_is(name, nl, "authorization")) {
+        note_authorization(c, s, name, nl, value, vl);
     } else if (!name_is(name, nl, "te")) {
         keep_header(s, name, nl, value, vl);
     }
@@ -588,6 +617,15 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
 }
 
+/* Whether the call may go on: its token named a tenant, or none is needed
+ * (a call without a token then belongs to the tenant "default"). */
+static bool authenticated(grpc_conn *c, h2_stream *s)
+{
+    if (!c->ctx->tenants) return true;
+    if (!s->auth_seen) s->tenant = rc_tenants_authenticate(c->ctx->tenants, NULL, "grpc");
+    return s->tenant != NULL;
+}
+
 /* The request's headers are in: is this an Export call we can take? */
 static void headers_done(grpc_conn *c, h2_stream *s)
 {
@@ -606,6 +644,10 @@ static void headers_done(grpc_conn *c, h2_stream *s)
     } else if (s->bad_encoding) {
         answer(c, s, RPC_CODE_UNIMPLEMENTED,
                "unsupported grpc-encoding; this server accepts " ACCEPT_ENCODING, 0, NULL);
+    } else if (!authenticated(c, s)) {
+        answer(c, s, RPC_CODE_UNAUTHENTICATED,
+               "missing or unknown bearer token; send metadata authorization: Bearer <token>", 0,
+               NULL);
     } else {
         s->phase = PH_BODY;
     }

@@ -100,24 +100,55 @@ rc_status rc_ingest_decode(rc_payload_format fmt, const uint8_t *body, size_t le
     return RC_OK;
 }
 
+/* The whole request waits for the tenant's bucket: half of it accepted
+ * would leave the client unable to tell which half to send again. */
+static bool within_rate_limit(const rc_otlp_ingest_ctx *ctx, const rc_tenant *tenant,
+                              size_t n_spans, rc_ingest_result *res)
+{
+    unsigned retry = 0;
+    if (rc_tenant_admit(tenant, n_spans, &retry)) return true;
+    rc_error_set(&res->err,
+                 "tenant \"%s\" is over its rate limit (%zu spans refused); retry in %u s",
+                 tenant->name, n_spans, retry);
+    res->status = RC_ELIMIT;
+    res->retry_after_s = retry;
+    rc_counter_add(ctx->refused_spans, n_spans);
+    return false;
+}
+
 void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const uint8_t *body,
-                    size_t len, rc_arena *arena, const rc_request_meta *meta, rc_ingest_result *res)
+                    size_t len, rc_arena *arena, const rc_request_meta *meta,
+                    const rc_tenant *tenant, rc_ingest_result *res)
 {
     memset(res, 0, sizeof *res);
+    rc_request_meta with_tenant = *meta;
+    if (tenant) {
+        with_tenant.tenant = tenant->name;
+        with_tenant.tenant_customer = tenant->default_customer;
+        with_tenant.tenant_environment = tenant->environment;
+    }
     rc_request *req = NULL;
-    rc_status st =
-        rc_ingest_decode(fmt, body, len, arena, meta, &req, &res->rejected_spans, &res->err);
+    rc_status st = rc_ingest_decode(fmt, body, len, arena, &with_tenant, &req, &res->rejected_spans,
+                                    &res->err);
     if (st != RC_OK) {
         rc_debug(ctx->receiver_id, "%s request refused: %s", ctx->transport, res->err.msg);
         refuse(ctx, res, st, 0);
         return;
     }
-    if (res->rejected_spans) rc_counter_add(ctx->refused_spans, res->rejected_spans);
+    if (res->rejected_spans) {
+        rc_counter_add(ctx->refused_spans, res->rejected_spans);
+        rc_tenant_count_refused(tenant, res->rejected_spans);
+    }
 
     size_t n_spans = req->n_spans;
     if (n_spans == 0) { /* nothing to deliver: accepted as is */
         rc_request_unref(req);
         res->status = RC_OK;
+        return;
+    }
+    if (!within_rate_limit(ctx, tenant, n_spans, res)) {
+        rc_request_unref(req);
+        res->rejected_spans = 0;
         return;
     }
     /* The body still encodes the request exactly unless spans were
@@ -132,6 +163,7 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
         rc_request_unref(req);
         rc_error_set(&res->err, "out of memory, retry later");
         refuse(ctx, res, RC_ENOMEM, n_spans);
+        rc_tenant_count_refused(tenant, n_spans);
         return;
     }
     rc_error perr = {{0}};
@@ -141,9 +173,11 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
     if (st != RC_OK) {
         res->err = perr;
         refuse(ctx, res, st, n_spans);
+        rc_tenant_count_refused(tenant, n_spans);
         return;
     }
     res->status = RC_OK;
     res->accepted_spans = n_spans;
     rc_counter_add(ctx->accepted_spans, n_spans);
+    rc_tenant_count_accepted(tenant, n_spans);
 }

@@ -6,6 +6,8 @@
  *   protocols:
  *     grpc: { endpoint: "127.0.0.1:4317", max_recv_msg_size_mib: 4 }
  *     http: { endpoint: "127.0.0.1:4318", max_request_body_size_mib: 20 }
+ *   auth: { bearer_tokens: [...], tokens_file: tokens.txt }      (tenants.h)
+ *   rate_limits: { default: {...}, tenants: { name: {...} } }   (tenants.h)
  *
  * A protocol runs when its key is present, even with no value. This file
  * owns the component life cycle; the servers live in otlp_grpc.c and
@@ -29,6 +31,7 @@ typedef struct otlp_receiver {
     rc_otlp_ingest_ctx http_ctx;
     rc_otlp_grpc_server *grpc_server;
     rc_otlp_http_server *http_server;
+    rc_tenants *tenants; /* NULL without auth and rate_limits */
 } otlp_receiver;
 
 static void otlp_shutdown(void *inst);
@@ -40,6 +43,7 @@ static void otlp_destroy(void *inst)
     /* After a start that failed half-way (gRPC up, HTTP port taken), the
      * service does not call shutdown: stop what runs before freeing. */
     otlp_shutdown(r);
+    rc_tenants_free(r->tenants);
     free(r->id);
     free(r);
 }
@@ -59,6 +63,9 @@ static rc_status parse_protocols(otlp_receiver *r, rc_cfg *cfg, rc_error *err)
     if (!grpc && !http)
         return rc_cfg_error(err, protocols, "enable at least one of `grpc` and `http`");
     if (rc_cfg_reject_unknown(protocols, err) != RC_OK) return RC_EINVAL;
+    if (rc_tenants_parse(r->id, rc_cfg_get(cfg, "auth"), rc_cfg_get(cfg, "rate_limits"),
+                         &r->tenants, err) != RC_OK)
+        return RC_EINVAL;
     return rc_cfg_reject_unknown(cfg, err);
 }
 
@@ -86,6 +93,7 @@ static void init_ctx(otlp_receiver *r, rc_otlp_ingest_ctx *ctx, const char *tran
     ctx->transport = transport;
     ctx->next = next;
     ctx->retry_after_s = 1;
+    ctx->tenants = r->tenants;
     ctx->accepted_spans =
         rc_counter_register("otelcol_receiver_accepted_spans",
                             "Number of spans successfully pushed into the pipeline.", labels);

@@ -137,6 +137,7 @@ typedef struct upload {
     size_t expected;        /* declared Content-Length, or the limit */
     unsigned failed_status; /* set mid-body; answered when the body ends */
     rc_error failure;
+    const rc_tenant *tenant; /* whose token it carried; NULL: no tenants */
 } upload;
 
 static uint64_t now_ms(void)
@@ -314,6 +315,7 @@ typedef struct header_walk {
     char *names;
     size_t n;
     size_t names_len;
+    bool hide_authorization; /* a tenant's token: never past the receiver */
 } header_walk;
 
 static enum MHD_Result measure_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -329,6 +331,8 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
                                    const char *value)
 {
     header_walk *w = cls;
+    if (w->hide_authorization && strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+        return MHD_YES;
     char *name = w->names;
     size_t i = 0;
     for (; key[i]; i++)
@@ -342,9 +346,10 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
 }
 
 /* Returns the block to free, or NULL (meta->n_headers == 0 then). */
-static void *collect_headers(struct MHD_Connection *conn, rc_request_meta *meta)
+static void *collect_headers(struct MHD_Connection *conn, rc_request_meta *meta,
+                             bool hide_authorization)
 {
-    header_walk w = {0};
+    header_walk w = {.hide_authorization = hide_authorization};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, measure_header, &w);
     if (w.n == 0) return NULL;
     size_t count = w.n;
@@ -354,6 +359,10 @@ static void *collect_headers(struct MHD_Connection *conn, rc_request_meta *meta)
     w.names = (char *)block + count * sizeof(rc_header);
     w.n = 0;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, copy_header, &w);
+    if (w.n == 0) {
+        free(block);
+        return NULL;
+    }
     meta->headers = w.items;
     meta->n_headers = w.n < count ? w.n : count;
     return block;
@@ -369,7 +378,10 @@ static int rpc_code_for(unsigned http_status)
     case MHD_HTTP_METHOD_NOT_ALLOWED:
         return RPC_CODE_UNIMPLEMENTED;
     case MHD_HTTP_CONTENT_TOO_LARGE:
+    case MHD_HTTP_TOO_MANY_REQUESTS:
         return RPC_CODE_RESOURCE_EXHAUSTED;
+    case MHD_HTTP_UNAUTHORIZED:
+        return RPC_CODE_UNAUTHENTICATED;
     case MHD_HTTP_SERVICE_UNAVAILABLE:
         return RPC_CODE_UNAVAILABLE;
     case MHD_HTTP_INTERNAL_SERVER_ERROR:
@@ -395,6 +407,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, rc_pa
                             fmt == RC_FORMAT_PROTO ? CT_PROTO : CT_JSON);
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "POST");
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (retry_after_s) {
         char v[16];
         snprintf(v, sizeof v, "%u", retry_after_s);
@@ -412,6 +426,7 @@ static enum MHD_Result reply_error_retry(const rc_otlp_http_server *s, struct MH
                                          unsigned retry_after_s)
 {
     unsigned retry = 0;
+    if (status == MHD_HTTP_TOO_MANY_REQUESTS) retry = retry_after_s ? retry_after_s : 1;
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
         retry = retry_after_s ? retry_after_s : s->ctx->retry_after_s;
         if (retry == 0) retry = 1;
@@ -522,6 +537,13 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
                  "unsupported Content-Encoding: %.200s; use gzip, deflate, zstd or none", ce);
         return reply_error(s, conn, fmt, MHD_HTTP_BAD_REQUEST, msg);
     }
+    /* Before the body is read: a client without a token is not owed the
+     * memory or the time its upload would take. */
+    const rc_tenant *tenant = rc_tenants_authenticate(
+        s->ctx->tenants, header(conn, MHD_HTTP_HEADER_AUTHORIZATION), "http");
+    if (rc_tenants_require_token(s->ctx->tenants) && !tenant)
+        return reply_error(s, conn, fmt, MHD_HTTP_UNAUTHORIZED,
+                           "missing or unknown bearer token; send Authorization: Bearer <token>");
     const char *cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
     unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
     size_t limit = body_limit(s);
@@ -540,6 +562,7 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
     u->expected = cl ? (size_t)declared : limit;
     u->fmt = fmt;
     u->enc = enc;
+    u->tenant = tenant;
     atomic_fetch_add(&s->active, 1);
     *con_cls = u;
     return MHD_YES;
@@ -574,6 +597,8 @@ static unsigned status_for(rc_status st)
         return MHD_HTTP_BAD_REQUEST;
     case RC_ETOOBIG:
         return MHD_HTTP_CONTENT_TOO_LARGE;
+    case RC_ELIMIT:
+        return MHD_HTTP_TOO_MANY_REQUESTS;
     case RC_EBUSY:
     case RC_ENOMEM:
         return MHD_HTTP_SERVICE_UNAVAILABLE;
@@ -595,8 +620,9 @@ static size_t arena_first_chunk(size_t body_len)
 
 /* Ingests `body` and answers. The body stays the caller's. */
 static enum MHD_Result ingest_and_reply(rc_otlp_http_server *s, struct MHD_Connection *conn,
-                                        rc_payload_format fmt, const uint8_t *body, size_t len)
+                                        const upload *u, const uint8_t *body, size_t len)
 {
+    rc_payload_format fmt = u->fmt;
     rc_arena *arena = rc_arena_new(arena_first_chunk(len));
     if (!arena)
         return reply_error(s, conn, fmt, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -604,10 +630,10 @@ static enum MHD_Result ingest_and_reply(rc_otlp_http_server *s, struct MHD_Conne
     char peer[INET6_ADDRSTRLEN + 16];
     peer_text(conn, peer, sizeof peer);
     rc_request_meta meta = {.receiver = s->ctx->receiver_id, .transport = "http", .peer = peer};
-    void *headers = collect_headers(conn, &meta);
+    void *headers = collect_headers(conn, &meta, rc_tenants_require_token(s->ctx->tenants));
 
     rc_ingest_result res;
-    rc_otlp_ingest(s->ctx, fmt, body, len, arena, &meta, &res); /* takes the arena */
+    rc_otlp_ingest(s->ctx, fmt, body, len, arena, &meta, u->tenant, &res); /* takes the arena */
     free(headers);
     if (res.status == RC_OK) return reply_ok(conn, fmt, &res);
     return reply_error_retry(s, conn, fmt, status_for(res.status), res.err.msg, res.retry_after_s);
@@ -619,7 +645,7 @@ static enum MHD_Result on_complete(rc_otlp_http_server *s, struct MHD_Connection
     static const uint8_t empty[1];
     if (u->enc == RC_ENC_IDENTITY || u->len == 0) {
         /* the hot path: decode straight from the upload buffer */
-        enum MHD_Result r = ingest_and_reply(s, conn, u->fmt, u->len ? u->data : empty, u->len);
+        enum MHD_Result r = ingest_and_reply(s, conn, u, u->len ? u->data : empty, u->len);
         upload_release(u);
         return r;
     }
@@ -629,7 +655,7 @@ static enum MHD_Result on_complete(rc_otlp_http_server *s, struct MHD_Connection
     rc_status st = rc_decompress(u->enc, u->data, u->len, u->limit, &plain, &plain_len, &err);
     upload_release(u); /* the compressed bytes are no longer needed */
     if (st != RC_OK) return reply_error(s, conn, u->fmt, status_for(st), err.msg);
-    enum MHD_Result r = ingest_and_reply(s, conn, u->fmt, plain, plain_len);
+    enum MHD_Result r = ingest_and_reply(s, conn, u, plain, plain_len);
     rc_decompressed_free(plain, plain_len);
     return r;
 }

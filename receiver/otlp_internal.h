@@ -15,6 +15,7 @@
 #include "core/endpoint.h"
 #include "core/metrics.h"
 #include "receiver/ingest.h"
+#include "receiver/tenants.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,13 +29,15 @@ typedef struct rc_otlp_ingest_ctx {
     rc_counter *accepted_spans;
     rc_counter *refused_spans;
     unsigned retry_after_s; /* suggested client delay under backpressure */
+    rc_tenants *tenants;    /* auth and rate limits; NULL: none configured */
 } rc_otlp_ingest_ctx;
 
 typedef struct rc_ingest_result {
     /* RC_OK: accepted (maybe partially); RC_EINVAL: undecodable, 400 /
      * INVALID_ARGUMENT; RC_EBUSY or RC_ENOMEM: backpressure, 503 /
      * UNAVAILABLE; RC_ETOOBIG: the request alone exceeds a limit, 413 /
-     * RESOURCE_EXHAUSTED. */
+     * RESOURCE_EXHAUSTED; RC_ELIMIT: the tenant's rate limit, 429 /
+     * RESOURCE_EXHAUSTED, both with retry_after_s. */
     rc_status status;
     size_t accepted_spans;
     size_t rejected_spans; /* invalid spans dropped: partial success */
@@ -44,12 +47,14 @@ typedef struct rc_ingest_result {
 
 /* Decodes `body` (already decompressed), builds a request in `arena` (taken
  * over, also on failure) with the transport metadata `meta` (copied into the
- * arena), and passes it down the pipeline. Spans with a trace id that is not
- * 16 bytes or a span id that is not 8 bytes are dropped and reported as a
+ * arena) and `tenant`'s name and defaults (rc_tenants_authenticate; NULL
+ * when there are no tenants), takes its spans from the tenant's rate limit,
+ * and passes it down the pipeline. Spans with a trace id that is not 16
+ * bytes or a span id that is not 8 bytes are dropped and reported as a
  * partial success. */
 void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const uint8_t *body,
                     size_t len, rc_arena *arena, const rc_request_meta *meta,
-                    rc_ingest_result *res);
+                    const rc_tenant *tenant, rc_ingest_result *res);
 
 /* --- gRPC (otlp_grpc.c) --------------------------------------------------- */
 

@@ -568,7 +568,7 @@ static int64_t wall_now_ns(void)
 
 /* --- one record ---------------------------------------------------------------------- */
 
-static const rc_request_meta replay_meta = {"replay", "file", "", 0, NULL};
+static const rc_request_meta replay_meta = {.receiver = "replay", .transport = "file", .peer = ""};
 
 static rc_payload_format format_of(const rc_replay_record *rec)
 {

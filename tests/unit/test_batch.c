@@ -112,7 +112,11 @@ static void test_clone_is_independent(void)
 {
     rc_request *r = make_request(1, 2);
     rc_header h = {"x-customer-id", "acme"};
-    rc_request_meta meta = {"otlp", "http", "127.0.0.1:1", 1, &h};
+    rc_request_meta meta = {.receiver = "otlp",
+                            .transport = "http",
+                            .peer = "127.0.0.1:1",
+                            .n_headers = 1,
+                            .headers = &h};
     CHECK(rc_request_set_meta(r, &meta));
     for (size_t j = 0; j < 2; j++)
         for (size_t k = 0; k < 2; k++) {

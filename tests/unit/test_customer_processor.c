@@ -89,7 +89,8 @@ static rc_batch *request_of(const span_spec *spans, size_t n, const char *const 
     }
     if (header_name) {
         rc_header h = {header_name, header_value};
-        rc_request_meta meta = {"otlp", "http", "", 1, &h};
+        rc_request_meta meta = {
+            .receiver = "otlp", .transport = "http", .peer = "", .n_headers = 1, .headers = &h};
         rc_request_set_meta(r, &meta);
     }
     return rc_batch_from_request(r);

@@ -404,7 +404,11 @@ static bool set_headers(rc_request *req, const char *path)
     {
         headers[i++] = (rc_header){key, json_string_value(value) ? json_string_value(value) : ""};
     }
-    rc_request_meta meta = {"otlp", "http", "127.0.0.1", n, headers};
+    rc_request_meta meta = {.receiver = "otlp",
+                            .transport = "http",
+                            .peer = "127.0.0.1",
+                            .n_headers = n,
+                            .headers = headers};
     bool ok = rc_request_set_meta(req, &meta);
     free(headers);
     json_decref(h);

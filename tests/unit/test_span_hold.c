@@ -268,7 +268,11 @@ static rc_batch *batch_of(const sp *spans, size_t n, size_t pad)
         if (padding) s->attributes[s->n_attributes++] = test_kv_of(a, padding);
     }
     rc_header auth = {"authorization", "Bearer secret"};
-    rc_request_meta meta = {"otlp", "grpc", "10.1.2.3:4567", 1, &auth};
+    rc_request_meta meta = {.receiver = "otlp",
+                            .transport = "grpc",
+                            .peer = "10.1.2.3:4567",
+                            .n_headers = 1,
+                            .headers = &auth};
     if (!rc_request_set_meta(r, &meta)) {
         rc_request_unref(r);
         return NULL;
