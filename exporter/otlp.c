@@ -53,6 +53,7 @@
  */
 #include "core/component.h"
 #include "core/log.h"
+#include "core/tls.h"
 #include "exporter/delivery.h"
 #include "exporter/otlp_config.h"
 #include "exporter/otlp_items.h"
@@ -467,7 +468,7 @@ static const rc_delivery_ops otlp_ops = {
 static rc_status otlp_start(void *inst, rc_error *err)
 {
     otlp_exporter *x = inst;
-    if (x->tls.ca_file && !(x->ca_pem = rc_otlp_read_file(x->tls.ca_file, CA_FILE_MAX, err))) {
+    if (x->tls.ca_file && !(x->ca_pem = rc_read_file(x->tls.ca_file, CA_FILE_MAX, err))) {
         rc_error_prefix(err, "%s: tls.ca_file", x->id);
         return RC_EIO;
     }

@@ -55,8 +55,4 @@ rc_status rc_otlp_parse_compression(rc_cfg *cfg, bool *gzip, rc_error *err);
  * a request stays under the 4 MiB a gRPC server takes by default) into c. */
 rc_status rc_otlp_parse_batch_limits(rc_cfg *cfg, rc_delivery_config *c, rc_error *err);
 
-/* Reads the whole file at path into a NUL-terminated string (a CA bundle),
- * at most max bytes; NULL with err set when it cannot. */
-char *rc_otlp_read_file(const char *path, size_t max, rc_error *err);
-
 #endif

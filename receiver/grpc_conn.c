@@ -927,6 +927,11 @@ grpc_conn *grpc_conn_new(const grpc_conn_limits *limits, const rc_otlp_ingest_ct
     return c;
 }
 
+const char *grpc_conn_peer(const grpc_conn *c)
+{
+    return c->peer;
+}
+
 void grpc_conn_free(grpc_conn *c)
 {
     if (!c) return;

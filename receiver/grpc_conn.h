@@ -96,6 +96,8 @@ void grpc_bufpool_clear(grpc_bufpool *p);
 grpc_conn *grpc_conn_new(const grpc_conn_limits *limits, const rc_otlp_ingest_ctx *ctx,
                          grpc_bufpool *pool, const char *peer, int64_t now);
 void grpc_conn_free(grpc_conn *c);
+/* The client's address, as given to grpc_conn_new. */
+const char *grpc_conn_peer(const grpc_conn *c);
 
 /* Feeds bytes the client sent; calls are processed (and the pipeline
  * called) from here. False when the connection must be closed (a protocol

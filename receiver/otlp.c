@@ -44,6 +44,8 @@ static void otlp_destroy(void *inst)
      * service does not call shutdown: stop what runs before freeing. */
     otlp_shutdown(r);
     rc_tenants_free(r->tenants);
+    rc_tls_server_config_free(&r->grpc.tls);
+    rc_tls_server_config_free(&r->http.tls);
     free(r->id);
     free(r);
 }
@@ -112,6 +114,12 @@ static void log_from_grpc(gpr_log_func_args *args)
     rc_log(level, "grpc", "%s", args->message);
 }
 
+static const char *tls_note(const rc_tls_server_config *tls)
+{
+    if (!tls->enabled) return "";
+    return tls->client_ca_file ? " (TLS, client certificates required)" : " (TLS)";
+}
+
 static rc_status otlp_start(void *inst, const rc_consumer *next, rc_error *err)
 {
     otlp_receiver *r = inst;
@@ -120,14 +128,15 @@ static rc_status otlp_start(void *inst, const rc_consumer *next, rc_error *err)
         init_ctx(r, &r->grpc_ctx, "grpc", next);
         r->grpc_server = rc_otlp_grpc_start(&r->grpc, &r->grpc_ctx, err);
         if (!r->grpc_server) return RC_EIO;
-        rc_info(r->id, "OTLP/gRPC listening on %s", r->grpc.endpoint.text);
+        rc_info(r->id, "OTLP/gRPC listening on %s%s", r->grpc.endpoint.text,
+                tls_note(&r->grpc.tls));
     }
     if (r->http.enabled) {
         init_ctx(r, &r->http_ctx, "http", next);
         r->http_server = rc_otlp_http_start(&r->http, &r->http_ctx, err);
         if (!r->http_server) return RC_EIO;
-        rc_info(r->id, "OTLP/HTTP listening on %s%s", r->http.endpoint.text,
-                r->http.traces_url_path);
+        rc_info(r->id, "OTLP/HTTP listening on %s%s%s", r->http.endpoint.text,
+                r->http.traces_url_path, tls_note(&r->http.tls));
     }
     return RC_OK;
 }

@@ -39,6 +39,14 @@
  * A connection we end (shutdown, eviction, a broken bound, idle or age
  * limits) is not simply closed: it lingers (conn_linger says why), so a
  * client whose call crossed our GOAWAY learns that it may retry.
+ *
+ * TLS (protocols.grpc.tls, core/tls.h): the same loop, with OpenSSL between
+ * the socket and grpc_conn. A new connection first completes its handshake
+ * (ALPN h2; a client certificate under client_ca_file), within
+ * HANDSHAKE_MS, and only then hears our SETTINGS; after that conn_recv and
+ * conn_send stand for recv and send. OpenSSL reads one record at a time
+ * (no read-ahead) into a buffer larger than a record, so nothing decrypted
+ * is left waiting where epoll cannot see it.
  */
 #include "receiver/conn_guard.h"
 #include "receiver/grpc_conn.h"
@@ -49,6 +57,7 @@
 #include "core/log.h"
 #include "core/memlimit.h"
 #include "core/metrics.h"
+#include "core/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,6 +65,8 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -97,6 +108,8 @@
 #define PEER_MAX 64
 /* How long a connection we end keeps reading after our GOAWAY and FIN. */
 #define LINGER_MS 2000
+/* How long a TLS client has to complete its handshake. */
+#define HANDSHAKE_MS 10000
 #define CONN_SHARE 4 /* connections may hold 1/CONN_SHARE of the in-flight budget */
 #define EVICT_WARN_MS                                                                              \
     10000 /* at most one "closed idle connections" warning per thread this often */
@@ -160,8 +173,12 @@ rc_status rc_otlp_grpc_parse_config(rc_cfg *node, rc_otlp_grpc_config *out, rc_e
         rc_cfg_uint(node, "max_concurrent_streams", DEFAULT_MAX_STREAMS, 0, 1u << 20, &streams,
                     err) ||
         rc_cfg_uint(node, "num_threads", DEFAULT_NUM_THREADS, 1, MAX_NUM_THREADS, &threads, err) ||
-        parse_keepalive(node, out, err) || (node && rc_cfg_reject_unknown(node, err)))
+        parse_keepalive(node, out, err) || rc_tls_parse_server(node, &out->tls, err))
         return RC_EINVAL;
+    if (node && rc_cfg_reject_unknown(node, err)) {
+        rc_tls_server_config_free(&out->tls);
+        return RC_EINVAL;
+    }
     out->enabled = true;
     out->max_recv_msg_size = (size_t)mib << 20;
     /* 0 meant "gRPC's default" before; ours is the bound above. */
@@ -185,6 +202,8 @@ typedef struct conn {
     size_t charged;  /* grpc_conn_charged when last counted in w->conn_bytes */
     bool peer_gone;  /* the client closed, or the socket failed */
     int64_t linger_until;
+    SSL *ssl;                   /* with tls: NULL on a plain connection */
+    int64_t handshake_deadline; /* > 0 until the TLS handshake is done */
 } conn;
 
 /* A connection accepted by one thread for another. */
@@ -228,6 +247,8 @@ struct rc_otlp_grpc_server {
     size_t max_conns;     /* open at once, all threads: a share of the open-file limit */
     atomic_size_t n_open; /* accepted and not yet closed */
     rc_counter *evicted;  /* respan_receiver_connections_closed{reason="evicted"} */
+    SSL_CTX *tls;         /* NULL: plain text */
+    rc_counter *handshake_failures;
 };
 
 /* A connection ends: its descriptor is closed. */
@@ -285,6 +306,8 @@ static void conn_retire(conn *c)
     worker *w = c->w;
     grpc_conn_free(c->g);
     c->g = NULL;
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     w->conn_bytes -= c->charged;
     c->charged = 0;
     list_unlink(w, c);
@@ -316,6 +339,7 @@ static void conn_close(conn *c)
 static void conn_linger(conn *c)
 {
     worker *w = c->w;
+    if (c->ssl && !c->handshake_deadline) SSL_shutdown(c->ssl); /* close_notify, if it fits */
     conn_retire(c);
     c->next = w->lingering;
     if (w->lingering) w->lingering->prev = c;
@@ -358,6 +382,51 @@ static void expire_lingering(worker *w, int64_t now)
     }
 }
 
+/* recv(2), or SSL_read on a TLS connection, with recv's results: > 0
+ * bytes, 0 closed, -1 with errno (EAGAIN when it must wait). */
+static ssize_t conn_recv(conn *c, uint8_t *buf, size_t n)
+{
+    if (!c->ssl) return recv(c->fd, buf, n, 0);
+    ERR_clear_error();
+    int r = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+    if (r > 0) return r;
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (errno == EINTR) return -1;
+        /* fall through */
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+/* send(2), or SSL_write, likewise. */
+static ssize_t conn_send(conn *c, const uint8_t *data, size_t n)
+{
+    if (!c->ssl) return send(c->fd, data, n, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int r = SSL_write(c->ssl, data, n > INT32_MAX ? INT32_MAX : (int)n);
+    if (r > 0) return r;
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (errno == EINTR) return -1;
+        /* fall through */
+    default:
+        errno = EPIPE;
+        return -1;
+    }
+}
+
 /* Watches for what the connection can take now: its output first. */
 static void conn_watch(conn *c, bool output_waits)
 {
@@ -373,8 +442,9 @@ static bool conn_flush(conn *c)
 {
     const uint8_t *data;
     size_t n;
+    if (c->handshake_deadline) return !grpc_conn_done(c->g); /* says nothing before it */
     while ((n = grpc_conn_output(c->g, &data)) > 0) {
-        ssize_t w = send(c->fd, data, n, MSG_NOSIGNAL);
+        ssize_t w = conn_send(c, data, n);
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             conn_watch(c, true);
@@ -398,7 +468,7 @@ static bool conn_read(conn *c)
     worker *w = c->w;
     size_t total = 0;
     while (total < READ_PER_EVENT && grpc_conn_wants_read(c->g)) {
-        ssize_t r = recv(c->fd, w->rbuf, READ_BUF, 0);
+        ssize_t r = conn_recv(c, w->rbuf, READ_BUF);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (r <= 0) { /* closed by the client, or an error */
@@ -411,6 +481,36 @@ static bool conn_read(conn *c)
         if (!conn_flush(c) || !ok) return false;
     }
     return true;
+}
+
+/* Moves a TLS handshake on. False when it failed, or took too long: the
+ * connection is then closed, having said nothing. Once done, our SETTINGS
+ * go out and whatever the client sent after its Finished is read. */
+static bool conn_handshake(conn *c, int64_t now)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->handshake_deadline = 0;
+        return conn_flush(c) && conn_read(c);
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) && now < c->handshake_deadline) {
+        uint32_t ev = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+        struct epoll_event ee = {.events = ev | EPOLLRDHUP, .data.ptr = c};
+        if (ev != c->events && epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ee) == 0)
+            c->events = ev;
+        return true;
+    }
+    unsigned long why = ERR_peek_error();
+    rc_debug(LOG_COMPONENT, "TLS handshake with %s failed: %s", grpc_conn_peer(c->g),
+             now >= c->handshake_deadline ? "it took too long"
+             : why                        ? ERR_reason_error_string(why)
+                                          : "the client closed the connection");
+    ERR_clear_error();
+    rc_counter_add(c->w->s->handshake_failures, 1);
+    c->peer_gone = true; /* nothing to linger for: no GOAWAY was said */
+    return false;
 }
 
 static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
@@ -503,6 +603,15 @@ static void evict_idle(worker *w)
 /* Makes an accepted socket a connection of thread w. One the memory
  * limiter cannot afford is closed at once: the client sees a reset and
  * retries. */
+static bool start_tls(conn *c)
+{
+    if (!(c->ssl = SSL_new(c->w->s->tls)) || SSL_set_fd(c->ssl, c->fd) != 1) return false;
+    SSL_set_accept_state(c->ssl);
+    int64_t now = rc_now_ms();
+    c->handshake_deadline = now + HANDSHAKE_MS;
+    return conn_handshake(c, now);
+}
+
 static void adopt(worker *w, int fd, const char *peer)
 {
     rc_otlp_grpc_server *s = w->s;
@@ -522,7 +631,11 @@ static void adopt(worker *w, int fd, const char *peer)
     w->n_conns++;
     atomic_store(&w->load, w->n_conns);
     conn_account(c);
-    if (!conn_flush(c)) { /* our SETTINGS go at once */
+    if (s->tls && !start_tls(c)) {
+        conn_close(c);
+        return;
+    }
+    if (!conn_flush(c)) { /* our SETTINGS go at once (with TLS: after the handshake) */
         conn_close(c);
         return;
     }
@@ -621,6 +734,10 @@ static void tick_conns(worker *w, int64_t now)
     for (conn *c = w->conns, *nx; c; c = nx) {
         nx = c->next;
         int64_t next;
+        if (c->handshake_deadline) {
+            if (!conn_handshake(c, now)) conn_end(c);
+            continue;
+        }
         if (!grpc_conn_tick(c->g, now, &next) || !conn_flush(c))
             conn_end(c);
         else
@@ -645,6 +762,13 @@ static void handle_event(worker *w, const struct epoll_event *ev)
     conn *c = ev->data.ptr;
     if (!c->g) {
         linger_drain(c);
+        return;
+    }
+    if (c->handshake_deadline) {
+        if (!conn_handshake(c, rc_now_ms()))
+            conn_end(c);
+        else
+            conn_account(c);
         return;
     }
     bool ok = true;
@@ -744,6 +868,7 @@ static void server_free(rc_otlp_grpc_server *s)
     }
     free(s->workers);
     if (s->listen_fd >= 0) close(s->listen_fd);
+    rc_tls_ctx_free(s->tls);
     free(s);
 }
 
@@ -796,6 +921,10 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
         return NULL;
     }
     fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
+    if (cfg->tls.enabled && !(s->tls = rc_tls_server_ctx(&cfg->tls, "h2", err))) {
+        server_free(s);
+        return NULL;
+    }
     if (!(s->workers = calloc(cfg->num_threads, sizeof *s->workers))) {
         rc_error_set(err, "out of memory starting the gRPC server");
         server_free(s);
@@ -816,6 +945,10 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
              ctx->receiver_id);
     s->evicted = rc_counter_register("respan_receiver_connections_closed",
                                      RC_CONNECTIONS_CLOSED_HELP, labels);
+    snprintf(labels, sizeof labels, "receiver=\"%s\",transport=\"grpc\"", ctx->receiver_id);
+    s->handshake_failures = rc_counter_register(
+        "respan_receiver_tls_handshake_failures",
+        "TLS handshakes that failed or timed out (no certificate, wrong protocol).", labels);
     for (size_t i = 0; i < s->n_workers; i++)
         if (!worker_init(s, &s->workers[i], err)) {
             rc_otlp_grpc_stop(s);

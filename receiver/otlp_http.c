@@ -122,7 +122,8 @@ struct rc_otlp_http_server {
     size_t max_body;
     char *path;
     char endpoint[300];
-    atomic_int active; /* requests past their headers, not yet completed */
+    atomic_int active;               /* requests past their headers, not yet completed */
+    const rc_tls_server_config *tls; /* the receiver's; enabled false: plain */
 };
 
 /* Per-request state, MHD's *con_cls from the headers until completion. */
@@ -246,7 +247,12 @@ rc_status rc_otlp_http_parse_config(rc_cfg *node, rc_otlp_http_config *out, rc_e
     out->max_request_body_size = (size_t)body_mib << 20;
     out->num_threads = (unsigned)threads;
     out->enabled = true;
-    return rc_cfg_reject_unknown(node, err);
+    if (rc_tls_parse_server(node, &out->tls, err) != RC_OK) return RC_EINVAL;
+    if (rc_cfg_reject_unknown(node, err) != RC_OK) {
+        rc_tls_server_config_free(&out->tls);
+        return RC_EINVAL;
+    }
+    return RC_OK;
 }
 
 /* --- the request's format, encoding and metadata ------------------------ */
@@ -537,8 +543,13 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
                  "unsupported Content-Encoding: %.200s; use gzip, deflate, zstd or none", ce);
         return reply_error(s, conn, fmt, MHD_HTTP_BAD_REQUEST, msg);
     }
-    /* Before the body is read: a client without a token is not owed the
-     * memory or the time its upload would take. */
+    /* Before the body is read: a client without a certificate (mutual
+     * TLS) or a token is not owed the memory or the time its upload would
+     * take. GnuTLS only asked for the certificate; it is checked here. */
+    if (!rc_tls_mhd_client_verified(s->tls, conn))
+        return reply_error(s, conn, fmt, MHD_HTTP_UNAUTHORIZED,
+                           "a client certificate signed by the receiver's client_ca_file is "
+                           "required");
     const rc_tenant *tenant = rc_tenants_authenticate(
         s->ctx->tenants, header(conn, MHD_HTTP_HEADER_AUTHORIZATION), "http");
     if (rc_tenants_require_token(s->ctx->tenants) && !tenant)
@@ -736,10 +747,20 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
  * routine and logged at debug; anything else from MHD is about the server. */
 static bool client_caused(const char *line)
 {
-    static const char *const marks[] = {
-        "remote side",         "Application reported",  "Socket disconnected",    "reset by peer",
-        "Connection reset",    "Failed to send data",   "Failed to receive data", "timed out",
-        "closed when reading", "has been disconnected", "forcibly closed"};
+    static const char *const marks[] = {"remote side",
+                                        "Application reported",
+                                        "Socket disconnected",
+                                        "reset by peer",
+                                        "Connection reset",
+                                        "Failed to send data",
+                                        "Failed to receive data",
+                                        "timed out",
+                                        "closed when reading",
+                                        "has been disconnected",
+                                        "forcibly closed",
+                                        "handshake",
+                                        "TLS",
+                                        "certificate"};
     for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
         if (strstr(line, marks[i])) return true;
     return false;
@@ -820,6 +841,7 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
         return NULL;
     }
     s->ctx = ctx;
+    s->tls = &cfg->tls;
     s->max_body = cfg->max_request_body_size;
     s->path = strdup(cfg->traces_url_path ? cfg->traces_url_path : HTTP_DEFAULT_PATH);
     snprintf(s->endpoint, sizeof s->endpoint, "%s", cfg->endpoint.text);
@@ -841,13 +863,18 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
         (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO);
+    struct MHD_OptionItem tls[RC_TLS_MHD_MAX_OPTIONS] = {{MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls.enabled) {
+        rc_tls_mhd_options(&cfg->tls, tls);
+        flags |= MHD_USE_TLS;
+    }
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_THREAD_POOL_SIZE,
         cfg->num_threads ? cfg->num_threads : 1u, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_CONNECTION_LIMIT, limits.daemon, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        HTTP_CONN_MEMORY, MHD_OPTION_END);
+        HTTP_CONN_MEMORY, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!s->daemon) {
         close(fd);
         rc_error_set(err, "cannot start the OTLP/HTTP server on %s (see the log above)",

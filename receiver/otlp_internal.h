@@ -14,6 +14,7 @@
 #include "core/component.h"
 #include "core/endpoint.h"
 #include "core/metrics.h"
+#include "core/tls.h"
 #include "receiver/ingest.h"
 #include "receiver/tenants.h"
 
@@ -69,6 +70,7 @@ typedef struct rc_otlp_grpc_config {
     int64_t max_connection_idle_ms, max_connection_age_ms, max_connection_age_grace_ms;
     int64_t min_ping_interval_ms;
     bool permit_pings_without_stream;
+    rc_tls_server_config tls; /* owned: rc_tls_server_config_free */
 } rc_otlp_grpc_config;
 
 /* Parses receivers.otlp.protocols.grpc (`node` may be a null node). */
@@ -96,6 +98,7 @@ typedef struct rc_otlp_http_config {
     unsigned num_threads;            /* default 2 */
     unsigned max_connections;        /* default 1024 */
     unsigned max_connections_per_ip; /* default max_connections / 4; 0: no cap */
+    rc_tls_server_config tls;        /* owned: rc_tls_server_config_free */
 } rc_otlp_http_config;
 
 rc_status rc_otlp_http_parse_config(rc_cfg *node, rc_otlp_http_config *out, rc_error *err);
