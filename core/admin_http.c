@@ -24,6 +24,7 @@ struct rc_admin_server {
     rc_admin_request_handler full; /* full mode */
     size_t max_body;
     void *arg;
+    const rc_tls_server_config *tls; /* NULL: plain HTTP */
 };
 
 /* One request in full mode. */
@@ -97,6 +98,12 @@ static enum MHD_Result answer_full(rc_admin_server *s, struct MHD_Connection *co
         *upload_size = 0;
         return MHD_YES;
     }
+    if (!rc_tls_mhd_client_verified(s->tls, conn)) {
+        rc_buf body = RC_BUF_INIT;
+        rc_buf_puts(&body, "{\"detail\":\"a client certificate signed by the server's "
+                           "client_ca_file is required\"}");
+        return send_answer(conn, 401, &body, "application/json");
+    }
     rc_buf_putc(&p->body, 0); /* NUL-terminate for parsers */
     rc_admin_request req = {.method = method,
                             .path = url,
@@ -169,11 +176,16 @@ static rc_admin_server *start(const char *name, const rc_endpoint *ep, rc_admin_
         free(s);
         return NULL;
     }
-    s->daemon =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, answer, s,
-                         MHD_OPTION_LISTEN_SOCKET, s->fd, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                         MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_END);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    struct MHD_OptionItem tls[RC_TLS_MHD_MAX_OPTIONS] = {{MHD_OPTION_END, 0, NULL}};
+    if (s->tls && s->tls->enabled) {
+        rc_tls_mhd_options(s->tls, tls);
+        flags |= MHD_USE_TLS;
+    }
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, answer, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+        MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!s->daemon) {
         rc_error_set(err, "%s: cannot start the HTTP server on %s", name, ep->text);
         close(s->fd);
@@ -197,6 +209,7 @@ rc_admin_server *rc_admin_server_start(const char *name, const rc_endpoint *ep,
 }
 
 rc_admin_server *rc_admin_server_start_full(const char *name, const rc_endpoint *ep,
+                                            const rc_tls_server_config *tls,
                                             rc_admin_request_handler handler, void *arg,
                                             size_t max_body, rc_error *err)
 {
@@ -206,6 +219,7 @@ rc_admin_server *rc_admin_server_start_full(const char *name, const rc_endpoint 
         return NULL;
     }
     s->full = handler;
+    s->tls = tls;
     s->max_body = max_body;
     s->arg = arg;
     return start(name, ep, s, err);

@@ -23,6 +23,7 @@
 #include "core/buf.h"
 #include "core/endpoint.h"
 #include "core/error.h"
+#include "core/tls.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,7 +58,12 @@ typedef struct rc_admin_server rc_admin_server;
 
 rc_admin_server *rc_admin_server_start(const char *name, const rc_endpoint *ep,
                                        rc_admin_handler handler, void *arg, rc_error *err);
+/* tls: NULL or not enabled for plain HTTP; else HTTPS, and with its
+ * client_ca_file a request whose client presented no certificate that
+ * chains to it is answered 401 before the handler sees it. The config
+ * must outlive the server. */
 rc_admin_server *rc_admin_server_start_full(const char *name, const rc_endpoint *ep,
+                                            const rc_tls_server_config *tls,
                                             rc_admin_request_handler handler, void *arg,
                                             size_t max_body, rc_error *err);
 void rc_admin_server_stop(rc_admin_server *s);

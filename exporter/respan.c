@@ -3,7 +3,9 @@
  * through a durable queue.
  *
  * Config (exporters.respan; docs/configuration.md has every key):
- *   endpoint, api_key, api (traces_ingest | batch_create), max_batch_logs,
+ *   endpoint, api_key or api_key_file, api_keys_by_tenant { tenant: key },
+ *   tls { ca_file, insecure_skip_verify },
+ *   api (traces_ingest | batch_create), max_batch_logs,
  *   max_batch_bytes_mib, flush_interval, compression (none | gzip),
  *   sending_queue {directory, max_size_mib, durability fsync|async|memory},
  *   retry_on_failure {initial_interval, max_interval, max_elapsed_time},
@@ -38,12 +40,22 @@
  *                 kept, retried slowly; never dropped.
  * The API key is only ever put in the Authorization header: it is in no log
  * line and no error message.
+ *
+ * Tenants (receivers.otlp.auth): with api_keys_by_tenant, the spans of each
+ * tenant listed there go to Respan with that tenant's key, through a lane
+ * of their own - a delivery with its own queue (<directory>.tenant-<name>),
+ * senders and dead letters - so that no batch, queued or sent, mixes them
+ * with another tenant's. Every other span takes the default lane and
+ * api_key (those tenants all belong to the default Respan organisation).
  */
 #include "core/component.h"
 #include "core/json_writer.h"
 #include "core/metrics.h"
+#include "core/log.h"
+#include "core/tls.h"
 #include "exporter/delivery.h"
 #include "exporter/http_client.h"
+#include "exporter/otlp_config.h"
 #include "exporter/respan_log.h"
 #include "exporter/respan_response.h"
 
@@ -56,15 +68,27 @@
 
 typedef enum { API_TRACES_INGEST, API_BATCH_CREATE } respan_api;
 
-typedef struct respan_exporter {
-    char *id;
-    char *url;
-    char *auth; /* "Authorization: Bearer ..." */
-    respan_api api;
+typedef struct respan_exporter respan_exporter;
+
+/* One key's way to Respan: its queue, senders and Authorization header. */
+typedef struct respan_lane {
+    respan_exporter *x;
+    char *tenant; /* NULL: the default lane (api_key) */
+    char *name;   /* the delivery's id: NULL for the exporter's, or "<id>/<tenant>" */
+    char *auth;   /* "Authorization: Bearer ..." */
     rc_http_settings http;
     rc_delivery_config dc;
     rc_delivery *delivery;
     uint64_t left_at_stop; /* records the queue still held when it stopped */
+} respan_lane;
+
+struct respan_exporter {
+    char *id;
+    char *url;
+    respan_api api;
+    rc_otlp_tls tls;
+    respan_lane *lanes; /* [0] the default lane, then one per api_keys_by_tenant */
+    size_t n_lanes;
     rc_respan_log_opts log_opts;
     char *environment;
     char **patterns; /* include then exclude, owned */
@@ -77,11 +101,11 @@ typedef struct respan_exporter {
     pthread_mutex_t pool_mu;
     rc_buf *pool[8];
     size_t n_pool;
-} respan_exporter;
+};
 
 /* A sender thread's transport. */
 typedef struct respan_sender {
-    respan_exporter *x;
+    respan_lane *lane;
     rc_http_client *http;
 } respan_sender;
 
@@ -112,6 +136,18 @@ static void buf_put(respan_exporter *x, rc_buf *b)
 
 /* --- config ---------------------------------------------------------------- */
 
+static void lane_free(respan_lane *l)
+{
+    if (l->auth) {
+        /* The key should not outlive its use in a core dump. */
+        memset(l->auth, 0, strlen(l->auth));
+        free(l->auth);
+    }
+    free(l->tenant);
+    free(l->name);
+    rc_delivery_config_free(&l->dc);
+}
+
 static void respan_destroy(void *inst)
 {
     respan_exporter *x = inst;
@@ -121,12 +157,10 @@ static void respan_destroy(void *inst)
     free(x->patterns);
     free(x->id);
     free(x->url);
-    if (x->auth) {
-        /* The key should not outlive its use in a core dump. */
-        memset(x->auth, 0, strlen(x->auth));
-        free(x->auth);
-    }
-    rc_delivery_config_free(&x->dc);
+    for (size_t i = 0; i < x->n_lanes; i++)
+        lane_free(&x->lanes[i]);
+    free(x->lanes);
+    rc_otlp_tls_free(&x->tls);
     free(x->environment);
     for (size_t i = 0; i < x->n_pool; i++) {
         rc_buf_free(x->pool[i]);
@@ -186,20 +220,102 @@ static rc_status parse_metadata(respan_exporter *x, rc_cfg *cfg, rc_error *err)
 
 /* The key goes into a header verbatim: a line break would let it inject
  * headers, so it is refused (without echoing it). */
-static rc_status parse_key(respan_exporter *x, rc_cfg *cfg, rc_error *err)
+static rc_status make_auth(const char *key, rc_cfg *node, const char *what, char **out,
+                           rc_error *err)
 {
-    const char *key = NULL;
-    if (rc_cfg_string(cfg, "api_key", "", &key, err)) return RC_EINVAL;
-    if (!key[0])
-        return rc_cfg_error(err, rc_cfg_get(cfg, "api_key") ? rc_cfg_get(cfg, "api_key") : cfg,
-                            "api_key is empty: set it, e.g. api_key: \"${env:RESPAN_API_KEY}\"");
+    if (!key[0]) return rc_cfg_error(err, node, "%s is empty", what);
     for (const char *p = key; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            return rc_cfg_error(err, rc_cfg_get(cfg, "api_key"),
-                                "api_key contains a control character");
+            return rc_cfg_error(err, node, "%s contains a control character", what);
     size_t n = strlen("Authorization: Bearer ") + strlen(key) + 1;
-    if (!(x->auth = malloc(n))) return RC_ENOMEM;
-    snprintf(x->auth, n, "Authorization: Bearer %s", key);
+    if (!(*out = malloc(n))) return RC_ENOMEM;
+    snprintf(*out, n, "Authorization: Bearer %s", key);
+    return RC_OK;
+}
+
+/* api_key, or api_key_file: a file holding the key (a trailing line break
+ * is not part of it), as secrets are mounted in containers. */
+static rc_status parse_key(respan_exporter *x, rc_cfg *cfg, rc_error *err)
+{
+    const char *key = NULL, *file = NULL;
+    if (rc_cfg_string(cfg, "api_key", "", &key, err) ||
+        rc_cfg_string(cfg, "api_key_file", "", &file, err))
+        return RC_EINVAL;
+    rc_cfg *key_node = rc_cfg_get(cfg, "api_key"), *file_node = rc_cfg_get(cfg, "api_key_file");
+    if (key[0] && file[0])
+        return rc_cfg_error(err, file_node, "give api_key or api_key_file, not both");
+    if (!file[0]) {
+        if (!key[0])
+            return rc_cfg_error(err, key_node ? key_node : cfg,
+                                "api_key is empty: set it, e.g. api_key: "
+                                "\"${env:RESPAN_API_KEY}\", or give api_key_file");
+        return make_auth(key, key_node, "api_key", &x->lanes[0].auth, err);
+    }
+    rc_error why = {{0}};
+    char *text = rc_read_file(file, 64 * 1024, &why);
+    if (!text) return rc_cfg_error(err, file_node, "%s", why.msg);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+        text[--n] = 0;
+    rc_status st = make_auth(text, file_node, "the key in api_key_file", &x->lanes[0].auth, err);
+    memset(text, 0, n);
+    free(text);
+    return st;
+}
+
+static bool tenant_name_ok(const char *s)
+{
+    if (!*s || strlen(s) > 64) return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    return true;
+}
+
+/* A lane's copy of the shared delivery settings, with a queue and a
+ * dead-letter file of its own. */
+static rc_status lane_config(const rc_delivery_config *base, const char *tenant,
+                             rc_delivery_config *out)
+{
+    *out = *base;
+    out->queue_dir = out->dead_letter_path = NULL;
+    if (!base->queue_dir) return RC_OK; /* nothing on disk */
+    size_t n = strlen(base->queue_dir) + strlen(tenant) + 40;
+    if (!(out->queue_dir = malloc(n)) || !(out->dead_letter_path = malloc(n))) return RC_ENOMEM;
+    snprintf(out->queue_dir, n, "%s.tenant-%s", base->queue_dir, tenant);
+    snprintf(out->dead_letter_path, n, "%s.tenant-%s.deadletter.jsonl", base->queue_dir, tenant);
+    return RC_OK;
+}
+
+/* api_keys_by_tenant: { tenant: key }, one lane each. */
+static rc_status parse_tenant_keys(respan_exporter *x, rc_cfg *cfg, rc_error *err)
+{
+    rc_cfg *map = NULL;
+    if (rc_cfg_map(cfg, "api_keys_by_tenant", &map, err) != RC_OK) return RC_EINVAL;
+    size_t n = rc_cfg_len(map);
+    if (n == 0) return RC_OK;
+    respan_lane *grown = realloc(x->lanes, (1 + n) * sizeof *grown);
+    if (!grown) return RC_ENOMEM;
+    x->lanes = grown;
+    for (size_t i = 0; i < n; i++) {
+        rc_cfg *node = rc_cfg_at(map, i);
+        const char *tenant = rc_cfg_key_at(map, i), *key = rc_cfg_scalar(node);
+        respan_lane *l = &x->lanes[x->n_lanes];
+        memset(l, 0, sizeof *l);
+        x->n_lanes++;
+        if (!tenant_name_ok(tenant))
+            return rc_cfg_error(err, node,
+                                "a tenant name of 1 to 64 letters, digits, '-', '_' or '.' is "
+                                "needed here (it names the tenant's queue directory)");
+        if (!key) return rc_cfg_error(err, node, "expected the tenant's Respan API key");
+        size_t name_len = strlen(x->id) + strlen(tenant) + 2;
+        if (!(l->tenant = strdup(tenant)) || !(l->name = malloc(name_len))) return RC_ENOMEM;
+        snprintf(l->name, name_len, "%s/%s", x->id, tenant);
+        rc_status st = make_auth(key, node, "the tenant's API key", &l->auth, err);
+        if (st == RC_OK) st = lane_config(&x->lanes[0].dc, tenant, &l->dc);
+        if (st != RC_OK) return st;
+    }
     return RC_OK;
 }
 
@@ -236,16 +352,19 @@ static rc_status parse_config(respan_exporter *x, rc_cfg *cfg, rc_error *err)
 {
     const char *compression = NULL, *spans = NULL, *env = NULL;
     uint64_t mib;
+    bool gzip = false;
+    if (!(x->lanes = calloc(1, sizeof *x->lanes))) return RC_ENOMEM;
+    x->n_lanes = 1;
     if (parse_endpoint(x, cfg, err) || parse_key(x, cfg, err) ||
-        rc_cfg_uint(cfg, "max_batch_logs", 1000, 1, 5000, &x->dc.max_batch_spans, err) ||
+        rc_cfg_uint(cfg, "max_batch_logs", 1000, 1, 5000, &x->lanes[0].dc.max_batch_spans, err) ||
         rc_cfg_uint(cfg, "max_batch_bytes_mib", 8, 1, 100, &mib, err) ||
         rc_cfg_string(cfg, "compression", "none", &compression, err) ||
         rc_cfg_string(cfg, "environment", "", &env, err) ||
         rc_cfg_string(cfg, "spans", "all", &spans, err))
         return RC_EINVAL;
-    x->dc.max_batch_bytes = mib << 20;
+    x->lanes[0].dc.max_batch_bytes = mib << 20;
     if (strcmp(compression, "gzip") == 0)
-        x->http.gzip = true;
+        gzip = true;
     else if (strcmp(compression, "none") != 0)
         return rc_cfg_error(err, rc_cfg_get(cfg, "compression"),
                             "unknown compression \"%s\": expected none or gzip", compression);
@@ -254,17 +373,32 @@ static rc_status parse_config(respan_exporter *x, rc_cfg *cfg, rc_error *err)
     else if (strcmp(spans, "all") != 0)
         return rc_cfg_error(err, rc_cfg_get(cfg, "spans"),
                             "unknown value \"%s\": expected all or llm_only", spans);
-    rc_status st = rc_delivery_parse(x->id, cfg, &x->dc, err);
+    respan_lane *def = &x->lanes[0];
+    rc_status st = rc_delivery_parse(x->id, cfg, &def->dc, err);
     if (st != RC_OK) return st;
     if (parse_metadata(x, cfg, err)) return RC_EINVAL;
     if (!(x->environment = strdup(env))) return RC_ENOMEM;
     x->log_opts.environment = x->environment[0] ? x->environment : NULL;
-    x->http = (rc_http_settings){.url = x->url,
-                                 .headers = (const char *const *)&x->auth,
-                                 .n_headers = 1,
-                                 .content_type = "application/json",
-                                 .gzip = x->http.gzip,
-                                 .timeout_ms = x->dc.timeout_ms};
+    if (rc_otlp_parse_tls(cfg, &x->tls, err) != RC_OK) return RC_EINVAL;
+    if (x->tls.insecure_set)
+        return rc_cfg_error(err, rc_cfg_get(rc_cfg_get(cfg, "tls"), "insecure"),
+                            "the endpoint's scheme decides: use an http:// endpoint for plain "
+                            "text, and leave tls.insecure out");
+    if ((x->tls.ca_file || x->tls.skip_verify) && strncmp(x->url, "http://", 7) == 0)
+        return rc_cfg_error(err, rc_cfg_get(cfg, "tls"), "tls settings need an https:// endpoint");
+    if (parse_tenant_keys(x, cfg, err) != RC_OK) return RC_EINVAL;
+    for (size_t i = 0; i < x->n_lanes; i++) {
+        respan_lane *l = &x->lanes[i];
+        l->x = x;
+        l->http = (rc_http_settings){.url = x->url,
+                                     .headers = (const char *const *)&l->auth,
+                                     .n_headers = 1,
+                                     .content_type = "application/json",
+                                     .gzip = gzip,
+                                     .timeout_ms = def->dc.timeout_ms,
+                                     .ca_file = x->tls.ca_file,
+                                     .insecure_skip_verify = x->tls.skip_verify};
+    }
     return rc_cfg_reject_unknown(cfg, err);
 }
 
@@ -288,14 +422,14 @@ static void *respan_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err
 static bool respan_persists(const void *inst)
 {
     const respan_exporter *x = inst;
-    return rc_delivery_config_persists(&x->dc);
+    return rc_delivery_config_persists(&x->lanes[0].dc);
 }
 
 /* --- enqueue (pipeline threads) ------------------------------------------ */
 
-static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
+static rc_status export_to_lane(respan_exporter *x, respan_lane *lane, const rc_batch *batch,
+                                rc_error *err)
 {
-    respan_exporter *x = inst;
     rc_buf *lines = buf_get(x);
     rc_arena *scratch = rc_arena_new_scratch(64 * 1024);
     rc_respan_log_stats stats = {0};
@@ -308,11 +442,57 @@ static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
     } else {
         rc_counter_add(x->truncated, stats.metadata_truncated);
         rc_counter_add(x->skipped, stats.skipped_non_llm);
-        st = rc_delivery_enqueue_counted(x->delivery, lines, stats.logs, err);
+        st = rc_delivery_enqueue_counted(lane->delivery, lines, stats.logs, err);
     }
     buf_put(x, lines);
     rc_arena_free(scratch);
     return st;
+}
+
+/* The lane of a run's spans: its tenant's, or the default. */
+static size_t lane_of(const respan_exporter *x, const rc_span_run *run)
+{
+    const char *tenant = run->owner->meta.tenant;
+    if (!tenant) return 0;
+    for (size_t i = 1; i < x->n_lanes; i++)
+        if (strcmp(x->lanes[i].tenant, tenant) == 0) return i;
+    return 0;
+}
+
+/* Splits a batch whose runs go to several lanes: one sub-batch per lane,
+ * each queued on its own. A lane that fails fails the call (the pipeline
+ * retries it; lanes already queued may then see their spans twice, which
+ * is at-least-once, never a loss). */
+static rc_status export_by_lane(respan_exporter *x, const rc_batch *batch, rc_error *err)
+{
+    rc_status st = RC_OK;
+    for (size_t l = 0; l < x->n_lanes && st == RC_OK; l++) {
+        rc_batch *part = rc_batch_new();
+        if (!part) {
+            rc_error_set(err, "%s: out of memory, retry later", x->id);
+            return RC_ENOMEM;
+        }
+        for (size_t r = 0; r < batch->n_runs && st == RC_OK; r++)
+            if (lane_of(x, &batch->runs[r]) == l && !rc_batch_append(part, &batch->runs[r])) {
+                rc_error_set(err, "%s: out of memory, retry later", x->id);
+                st = RC_ENOMEM;
+            }
+        if (st == RC_OK && part->n_spans) st = export_to_lane(x, &x->lanes[l], part, err);
+        rc_batch_free(part);
+    }
+    return st;
+}
+
+static rc_status respan_export(void *inst, const rc_batch *batch, rc_error *err)
+{
+    respan_exporter *x = inst;
+    if (x->n_lanes > 1 && batch->n_runs) {
+        size_t first = lane_of(x, &batch->runs[0]);
+        for (size_t r = 1; r < batch->n_runs; r++)
+            if (lane_of(x, &batch->runs[r]) != first) return export_by_lane(x, batch, err);
+        return export_to_lane(x, &x->lanes[first], batch, err);
+    }
+    return export_to_lane(x, &x->lanes[0], batch, err);
 }
 
 /* `replay --dry-run`: the lines export_batch would queue, with this
@@ -332,7 +512,12 @@ static rc_status respan_preview(void *inst, const rc_batch *batch, rc_buf *out, 
 static uint64_t respan_pending(const void *inst)
 {
     const respan_exporter *x = inst;
-    return x->delivery ? rc_delivery_pending(x->delivery) : x->left_at_stop;
+    uint64_t n = 0;
+    for (size_t i = 0; i < x->n_lanes; i++) {
+        const respan_lane *l = &x->lanes[i];
+        n += l->delivery ? rc_delivery_pending(l->delivery) : l->left_at_stop;
+    }
+    return n;
 }
 
 /* --- the delivery module's callbacks --------------------------------------- */
@@ -349,7 +534,7 @@ static size_t frame_line(const char *data, size_t len, rc_delivery_item *item)
 static void dead_letter_entry(void *exporter, const rc_delivery_item *item, long status,
                               const char *detail, rc_buf *out)
 {
-    const respan_exporter *x = exporter;
+    const respan_exporter *x = ((const respan_lane *)exporter)->x;
     char when[40];
     struct timespec t;
     struct tm tm;
@@ -367,14 +552,14 @@ static void dead_letter_entry(void *exporter, const rc_delivery_item *item, long
 
 static void *sender_new(void *exporter, const struct rc_delivery *d, rc_error *err)
 {
-    respan_exporter *x = exporter;
+    respan_lane *lane = exporter;
     respan_sender *s = calloc(1, sizeof *s);
     if (!s) {
-        rc_error_set(err, "%s: out of memory", x->id);
+        rc_error_set(err, "%s: out of memory", lane->x->id);
         return NULL;
     }
-    s->x = x;
-    if (!(s->http = rc_http_client_new(&x->http, d, err))) {
+    s->lane = lane;
+    if (!(s->http = rc_http_client_new(&lane->http, d, err))) {
         free(s);
         return NULL;
     }
@@ -423,7 +608,7 @@ static void describe_refused(const respan_exporter *x, const rc_respan_answer *r
 static void send_logs(void *sender, const rc_delivery_item *items, size_t n, rc_send_result *r)
 {
     respan_sender *s = sender;
-    const respan_exporter *x = s->x;
+    const respan_exporter *x = s->lane->x;
     bool wrap = x->api == API_BATCH_CREATE;
     rc_http_body body = {wrap ? "{\"logs\":[" : "[", ",", wrap ? "]}" : "]", items, n};
     rc_http_answer a;
@@ -467,6 +652,17 @@ static const rc_delivery_ops respan_delivery_ops = {
 
 /* --- life cycle -------------------------------------------------------------- */
 
+static void respan_shutdown(void *inst)
+{
+    respan_exporter *x = inst;
+    for (size_t i = 0; i < x->n_lanes; i++) {
+        respan_lane *l = &x->lanes[i];
+        if (!l->delivery) continue;
+        l->left_at_stop = rc_delivery_stop(l->delivery);
+        l->delivery = NULL;
+    }
+}
+
 static rc_status respan_start(void *inst, rc_error *err)
 {
     respan_exporter *x = inst;
@@ -476,14 +672,18 @@ static rc_status respan_start(void *inst, rc_error *err)
                                        "Metadata entries cut off by the per-log size cap.", labels);
     x->skipped = rc_counter_register("respan_exporter_skipped_spans",
                                      "Non-LLM spans left out by spans: llm_only.", labels);
-    return rc_delivery_start(x->id, &x->dc, &respan_delivery_ops, x, &x->delivery, err);
-}
-
-static void respan_shutdown(void *inst)
-{
-    respan_exporter *x = inst;
-    x->left_at_stop = rc_delivery_stop(x->delivery);
-    x->delivery = NULL;
+    if (x->tls.skip_verify)
+        rc_warn(x->id, "tls.insecure_skip_verify: Respan's certificate is not checked; anyone "
+                       "on the path can read the API key and the logs");
+    for (size_t i = 0; i < x->n_lanes; i++) {
+        respan_lane *l = &x->lanes[i];
+        const char *name = l->name ? l->name : x->id;
+        if (rc_delivery_start(name, &l->dc, &respan_delivery_ops, l, &l->delivery, err) != RC_OK) {
+            respan_shutdown(x);
+            return RC_EIO;
+        }
+    }
+    return RC_OK;
 }
 
 const rc_exporter_factory rc_respan_exporter_factory = {

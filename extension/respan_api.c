@@ -8,6 +8,7 @@
  *   endpoint: "127.0.0.1:8787"
  *   directory: ./data            the usage exporter's directory
  *   auth: { bearer_tokens: [..] }
+ *   tls: { cert_file, key_file, client_ca_file, min_version }   (core/tls.h)
  *   alerts: { webhook_url: URL, thresholds: [0.8, 1.0] }   (respan_api_alerts.c)
  *   customers: { <id>: { period_budget: 10, budget_duration: monthly, ... } }
  *   evaluators: { <slug>: { id: "<Respan evaluator id>", name: "..." } }
@@ -60,6 +61,7 @@ typedef struct respan_api {
     char *id;
     char *directory;
     rc_endpoint endpoint;
+    rc_tls_server_config tls;
     char **tokens;
     size_t n_tokens;
     rc_api_store st; /* st.id is id */
@@ -81,6 +83,7 @@ static void api_destroy(void *inst)
         free(a->tokens[i]);
     free(a->tokens);
     rc_api_alerts_free(a->alerts);
+    rc_tls_server_config_free(&a->tls);
     rc_api_customers_free(a->customers);
     for (size_t i = 0; i < a->n_evals; i++) {
         free(a->eval_slug[i]);
@@ -198,7 +201,7 @@ static void *api_create(const rc_component_id *id, rc_cfg *cfg, rc_error *err)
     if (parse_tokens(a, cfg, err) != RC_OK || parse_endpoint(a, cfg, err) != RC_OK ||
         rc_api_alerts_parse(cfg, a->id, &a->alerts, err) != RC_OK ||
         rc_api_customers_parse(cfg, &a->customers, err) != RC_OK ||
-        parse_evaluators(a, cfg, err) != RC_OK ||
+        parse_evaluators(a, cfg, err) != RC_OK || rc_tls_parse_server(cfg, &a->tls, err) != RC_OK ||
         rc_cfg_string(cfg, "directory", "./data", &dir, err) != RC_OK)
         goto fail;
     if (!dir[0]) {
@@ -571,16 +574,18 @@ static rc_status api_start(void *inst, rc_error *err)
         a->st.store = NULL;
         return RC_EIO;
     }
-    a->server = rc_admin_server_start_full(a->id, &a->endpoint, api_answer, a, MAX_BODY, err);
+    a->server =
+        rc_admin_server_start_full(a->id, &a->endpoint, &a->tls, api_answer, a, MAX_BODY, err);
     if (!a->server) {
         rc_api_alerts_stop(a->alerts);
         a->st.ops->close(a->st.store);
         a->st.store = NULL;
         return RC_EIO;
     }
-    rc_info(a->id, "Respan API on http://%s (summary: %s, list: %s), reading %s/usage.db%s",
-            a->endpoint.text, SUMMARY_PATH, LIST_PATH, a->directory,
-            a->n_tokens ? ", bearer tokens required" : "");
+    rc_info(a->id, "Respan API on %s://%s (summary: %s, list: %s), reading %s/usage.db%s%s",
+            a->tls.enabled ? "https" : "http", a->endpoint.text, SUMMARY_PATH, LIST_PATH,
+            a->directory, a->n_tokens ? ", bearer tokens required" : "",
+            a->tls.client_ca_file ? ", client certificates required" : "");
     return RC_OK;
 }
 

@@ -91,8 +91,11 @@ Control API (no auth, JSON in and out, never recorded as ingest requests)
   "path", "api" ("traces_ingest" | "batch_create" | null), "mode",
   "status", "n_logs" (in the body; 0 when it did not parse), "n_accepted",
   "bytes" (as sent), "auth_ok" (the key check passed; the key itself is
-  never recorded), "content_encoding", "user_agent", "detail" (of an error
-  answer, else null)}.
+  never recorded), "key_sha256" (the first 16 hex digits of the SHA-256
+  of the bearer key sent, "" without one: which key, not the key),
+  "span_ids" (the span_unique_id of each log of the body),
+  "content_encoding", "user_agent", "detail" (of an error answer, else
+  null)}.
 
 Python client (tests/system put tests/lib on sys.path):
   from respan_standin import Standin
@@ -104,6 +107,7 @@ Python client (tests/system put tests/lib on sys.path):
 """
 
 import argparse
+import hashlib
 import http.client
 import http.server
 import json
@@ -201,6 +205,11 @@ def retry_after_header(seconds):
     so a client that honours the header never retries too early."""
     whole = int(seconds)
     return str(whole if whole == seconds else whole + 1)
+
+
+def key_fingerprint(authorization):
+    key = authorization.partition("Bearer ")[2]
+    return hashlib.sha256(key.encode()).hexdigest()[:16] if key else ""
 
 
 # --- state ---------------------------------------------------------------------
@@ -515,6 +524,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                   "api": API_PATHS.get(path), "mode": state.mode_view()["mode"],
                   "status": None, "n_logs": 0, "n_accepted": 0, "bytes": 0,
                   "auth_ok": self.auth_ok(),
+                  "key_sha256": key_fingerprint(self.headers.get("Authorization", "")),
+                  "span_ids": [],
                   "content_encoding": self.headers.get("Content-Encoding"),
                   "user_agent": self.headers.get("User-Agent"), "detail": None}
         try:
@@ -552,6 +563,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(delay)
         logs = self.parse_logs(api, self.decoded_body(raw))
         record["n_logs"] = len(logs)
+        record["span_ids"] = [str(log.get("span_unique_id")) for log in logs
+                              if isinstance(log, dict)]
         rejection, results = state.marker_rejection(api, logs)
         if rejection is not None:
             raise rejection

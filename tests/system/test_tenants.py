@@ -29,14 +29,24 @@ Cases:
   5. No secret printed: validate (of this config, and of configs whose
      token or tokens-file line is malformed, whose errors must name the
      file and line), the collector's log and /metrics never hold a token.
+  6. A Respan key per tenant: a second collector ends in the respan
+     exporter (api_key_file for the default key, api_keys_by_tenant for
+     acme) in front of the stand-in Respan (tests/lib/respan_standin.py),
+     behind a batch processor that merges concurrent requests. Three
+     tenants send at once; every request the stand-in gets holds acme's
+     logs only, under acme's key, or only the others', under the default
+     key (the stand-in records which key, by fingerprint); acme has a
+     queue of its own, and every span arrives.
 
 Python 3 standard library, plus python3-grpcio through grpc_clients.py.
 """
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -48,6 +58,8 @@ from collector import (COLLECTOR_BIN, Collector, Runner, decode_status, free_por
 from grpc_clients import (CODES, Calls, decode_status_details, retry_delay_s,  # noqa: E402
                           trailing_value)
 from protowire import pb_bytes  # noqa: E402
+from respan_standin import Standin  # noqa: E402
+from test_respan_delivery import RespanCollector, respan_config, wait_until  # noqa: E402
 
 DEFAULT_TOKEN = "dflt-7f3a9c1e5b2d4086"
 ACME_TOKEN = "acme-0c94e1d27b3f4a55"
@@ -65,9 +77,8 @@ def tokens_file(d):
     return path
 
 
-def tenant_config(ports, out_path, tokens_path, propagation_wait="30s"):
-    base = pipeline_config(ports, {"customer": "{ propagation_wait: %s }" % propagation_wait},
-                           {"file": "{ path: %s }" % json.dumps(out_path)})
+def with_auth(base, tokens_path):
+    """A collector config with the receiver's auth and rate_limits added."""
     auth = [
         "    auth:",
         "      bearer_tokens: [%s]" % json.dumps(DEFAULT_TOKEN),
@@ -79,6 +90,12 @@ def tenant_config(ports, out_path, tokens_path, propagation_wait="30s"):
     lines = base.split("\n")
     at = next(i for i, line in enumerate(lines) if line.startswith("      http:")) + 1
     return "\n".join(lines[:at] + auth + lines[at:])
+
+
+def tenant_config(ports, out_path, tokens_path, propagation_wait="30s"):
+    base = pipeline_config(ports, {"customer": "{ propagation_wait: %s }" % propagation_wait},
+                           {"file": "{ path: %s }" % json.dumps(out_path)})
+    return with_auth(base, tokens_path)
 
 
 class TenantCollector(Collector):
@@ -322,6 +339,73 @@ def no_secret_printed(col):
     assert_no_secret(metrics.decode(), "/metrics")
 
 
+DEFAULT_RESPAN_KEY = "rk-default-1b7e44"
+ACME_RESPAN_KEY = "rk-acme-93c0d1"
+
+
+def fingerprint(key):
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class RespanTenantCollector(RespanCollector):
+    def write_config(self):
+        self.tokens_path = tokens_file(self.dir)
+        with open(self.config_path, "w") as f:
+            f.write(with_auth(respan_config(self.ports, self.exporter, self.processors,
+                                            self.hold_dir, self.customer), self.tokens_path))
+
+
+def respan_key_per_tenant(standin):
+    key_file = os.path.join(standin.dir, "respan.key")
+    with open(key_file, "w") as f:
+        f.write(DEFAULT_RESPAN_KEY + "\n")  # as mounted secrets are: with a line break
+    col = RespanTenantCollector("tenants-respan", standin, exporter={
+        "api_key": None, "api_key_file": key_file,
+        "api_keys_by_tenant": {"acme": ACME_RESPAN_KEY}},
+        processors=("customer", "batch"))
+    col.start()
+    try:
+        sent = {}  # span id -> tenant
+        lock = threading.Lock()
+
+        def sender(tenant, token):
+            for _ in range(5):
+                body, ids = http_request(20)
+                status, _, _ = post(col, body, token)
+                assert status == 200, "%s: %d" % (tenant, status)
+                with lock:
+                    sent.update((i, tenant) for i in ids)
+
+        threads = [threading.Thread(target=sender, args=a)
+                   for a in [("acme", ACME_TOKEN), ("noisy", NOISY_TOKEN),
+                             ("default", DEFAULT_TOKEN)]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(sent) == 300, len(sent)
+        wait_until(lambda: {str(log.get("span_unique_id")) for log in standin.received()["logs"]}
+                   >= set(sent), 30, "every span at the stand-in")
+        keys = {"acme": fingerprint(ACME_RESPAN_KEY)}
+        seen = 0
+        for req in standin.received()["requests"]:
+            if req["status"] != 200:
+                continue
+            # Tenants without a key of their own share the default one (and
+            # so may share a batch); a tenant with its own key never does.
+            keyed = {keys.get(sent[i], fingerprint(DEFAULT_RESPAN_KEY)) for i in req["span_ids"]}
+            assert len(keyed) == 1, "a request mixed tenants of different keys"
+            assert req["key_sha256"] == keyed.pop(), "logs sent with another tenant's key"
+            seen += len(req["span_ids"])
+        assert seen >= 300, seen
+        assert os.path.isdir(col.queue_dir + ".tenant-acme"), "acme has no queue of its own"
+        assert_no_secret(col.stderr(), "the collector's log")
+        for key in (DEFAULT_RESPAN_KEY, ACME_RESPAN_KEY):
+            assert key not in col.stderr(), "the log prints a Respan key"
+    finally:
+        col.stop()
+
+
 def main():
     col = TenantCollector("tenants").start_tenants(propagation_wait="2s")
     runner = Runner(col)
@@ -334,6 +418,11 @@ def main():
     finally:
         if col.alive():
             col.stop()
+    standin = Standin("tenants").start()
+    try:
+        runner.case("respan: one key and one queue per tenant", respan_key_per_tenant, standin)
+    finally:
+        standin.stop()
     runner.finish()
 
 
