@@ -41,6 +41,10 @@ typedef struct rc_admin_request {
     size_t body_len;
     bool body_too_large; /* the body passed max_body: `body` is empty */
     void *conn;          /* the server's own */
+    /* For a request made without a server (conn NULL: the fuzzers), its
+     * query arguments: n_args pairs of key then value, already decoded. */
+    const char *const *args;
+    size_t n_args;
 } rc_admin_request;
 
 typedef unsigned (*rc_admin_request_handler)(void *arg, const rc_admin_request *req, rc_buf *body,
@@ -50,7 +54,7 @@ typedef unsigned (*rc_admin_request_handler)(void *arg, const rc_admin_request *
 const char *rc_admin_header(const rc_admin_request *req, const char *name);
 /* Calls fn for each query argument, URL-decoded, in the order sent; a
  * key without "=" has the value "". Stops when fn returns false. A request
- * with no connection (conn NULL, made by a fuzzer) has none. */
+ * with no connection (conn NULL, made by a fuzzer) has its `args`. */
 void rc_admin_query_args(const rc_admin_request *req,
                          bool (*fn)(void *arg, const char *key, const char *value), void *arg);
 

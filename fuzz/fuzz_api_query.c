@@ -12,7 +12,11 @@
  *
  * Input layout:
  *   byte 0     bit 0: the list endpoint (page, page_size, sort_by) rather
- *              than the summary
+ *              than the summary; bit 1: the rest starts with a query
+ *              string up to the first newline (the URL filters:
+ *              customer_identifier, start_time, environment, all_envs,
+ *              metadata__*, page, page_size, ...), split at '&' and '='
+ *              as the server's URL decoding would hand it over
  *   the rest   the request body
  * Checked: a refusal is 400 or 422 with a message (and a location for
  * 422); an accepted request is answered by the store, or refused by it as
@@ -107,20 +111,55 @@ static void run_query(const rc_api_query *q, bool list)
     if (st == RC_EINVAL && !err.msg[0]) fuzz_fail("the store refused a query without a message");
 }
 
+#define MAX_ARGS 32
+
+/* Splits "k=v&k2&..." in place into key/value pairs; returns how many. */
+static size_t split_query(char *q, const char **args)
+{
+    size_t n = 0;
+    for (char *save = NULL, *kv = strtok_r(q, "&", &save); kv && n < MAX_ARGS;
+         kv = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(kv, '=');
+        if (eq) *eq = 0;
+        args[2 * n] = kv;
+        args[2 * n + 1] = eq ? eq + 1 : "";
+        n++;
+    }
+    return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
     if (!store) open_store();
     bool list = data[0] & 1;
-    char *body = malloc(size); /* the body and its NUL, as the server hands it over */
-    if (!body) return 0;
-    memcpy(body, data + 1, size - 1);
-    body[size - 1] = 0;
+    char *text = malloc(size); /* query, body and their NULs */
+    if (!text) return 0;
+    memcpy(text, data + 1, size - 1);
+    text[size - 1] = 0;
+    char *body = text;
+    size_t body_len = size - 1;
+    const char *args[2 * MAX_ARGS];
+    size_t n_args = 0;
+    if (data[0] & 2) {
+        char *nl = memchr(text, '\n', size - 1);
+        if (nl) {
+            *nl = 0;
+            body = nl + 1;
+            body_len = (size_t)(text + size - 1 - body);
+        } else {
+            body = text + size - 1;
+            body_len = 0;
+        }
+        n_args = split_query(text, args);
+    }
     rc_admin_request req = {.method = "POST",
                             .path = list ? "/api/request-logs/list/" : "/api/request-logs/summary/",
                             .body = body,
-                            .body_len = size - 1,
-                            .conn = NULL};
+                            .body_len = body_len,
+                            .conn = NULL,
+                            .args = args,
+                            .n_args = n_args};
     rc_api_query q;
     rc_api_fault fault;
     rc_error err = {{0}};
@@ -129,6 +168,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         check_refusal(&fault, &err);
     rc_api_query_free(&q);
-    free(body);
+    free(text);
     return 0;
 }

@@ -64,12 +64,12 @@ static grpc_bufpool pool = {.max_bytes = 8u << 20};
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     rc_mem_set_limit(64u << 20);
-    ctx = (rc_otlp_ingest_ctx){"otlp",
-                               "grpc",
-                               &next,
-                               rc_counter_register("fuzz_accepted", "", NULL),
-                               rc_counter_register("fuzz_refused", "", NULL),
-                               1};
+    ctx = (rc_otlp_ingest_ctx){.receiver_id = "otlp",
+                               .transport = "grpc",
+                               .next = &next,
+                               .accepted_spans = rc_counter_register("fuzz_accepted", "", NULL),
+                               .refused_spans = rc_counter_register("fuzz_refused", "", NULL),
+                               .retry_after_s = 1};
     return 0;
 }
 

@@ -24,7 +24,7 @@ artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
 targets=${FUZZ_TARGETS:-fuzz_proto fuzz_json fuzz_json_diff fuzz_http_body fuzz_queue
   fuzz_respan_response fuzz_replay_input
   fuzz_otlp_response fuzz_config fuzz_pricing fuzz_headers fuzz_respan_log fuzz_grpc_h2
-  fuzz_api_query}
+  fuzz_api_query fuzz_tenants fuzz_tls_handshake}
 
 # target -> seed folder under fuzz/corpus/
 corpus_of() {
@@ -43,6 +43,8 @@ corpus_of() {
     fuzz_headers) echo headers ;;
     fuzz_respan_log) echo respan_log ;;
     fuzz_api_query) echo api_query ;;
+    fuzz_tenants) echo tenants ;;
+    fuzz_tls_handshake) echo tls_handshake ;;
     *) echo "$0: unknown target $1" >&2; return 1 ;;
   esac
 }
