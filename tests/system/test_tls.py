@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""test_tls.py - the receivers' and respan_api's `tls` blocks (issue 14):
+misconfiguration caught by validate, and clients that do TLS badly.
+
+Certificates are made here with the openssl command (a CA, a server
+certificate for localhost and 127.0.0.1, a client certificate, one that
+expired in 2021, and a key of another pair).
+  1. validate (and start-up) fail with one line naming the file for: a
+     missing cert_file, a key that does not match the certificate, an
+     expired certificate, a file that is not PEM, min_version "1.1",
+     cert_file without key_file; and pass for a good block.
+  2. One collector, OTLP/gRPC and OTLP/HTTP over TLS, respan_api over
+     HTTPS with mutual TLS. While hostile clients hit the gRPC port -
+     random bytes, a plain-text HTTP/2 preface, a TLS ClientHello cut in
+     half and then silence, a ClientHello offering only http/1.1 by ALPN -
+     a normal TLS client (grpcio) is served every call, each bad
+     connection is closed by the collector (the silent one after the
+     10 s handshake limit), and the failures are counted
+     (respan_receiver_tls_handshake_failures). The HTTP port serves
+     HTTPS and closes a plain-text request.
+  3. respan_api: a request with the client certificate is answered 200;
+     one without gets 401.
+
+Python 3 standard library, openssl, and python3-grpcio (through
+grpc_clients.py's interpreter) for the normal client.
+"""
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import process  # noqa: E402
+from collector import COLLECTOR_BIN, Collector, Runner, free_ports, pipeline_config  # noqa: E402
+from grpc_clients import GRPCIO_PYTHON  # noqa: E402
+
+HANDSHAKE_LIMIT_S = 10
+
+
+def openssl(d, *args):
+    subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
+
+
+def make_certs(d):
+    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "2", "-subj", "/CN=test CA")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, cn, ext in [("server", "localhost", ["-extfile", "server.ext"]),
+                          ("client", "test client", [])]:
+        openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
+                name + ".csr", "-subj", "/CN=" + cn)
+        openssl(d, "x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", name + ".pem", "-days", "2", *ext)
+    # expired: signed by a throwaway CA database with fixed dates in the past
+    os.makedirs(os.path.join(d, "old"), exist_ok=True)
+    with open(os.path.join(d, "old", "ca.cnf"), "w") as f:
+        f.write("[ca]\ndefault_ca=c\n[c]\ndatabase=%s\nnew_certs_dir=%s\nserial=%s\n"
+                "default_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n"
+                % (os.path.join(d, "old", "index.txt"), os.path.join(d, "old"),
+                   os.path.join(d, "old", "serial")))
+    open(os.path.join(d, "old", "index.txt"), "w").close()
+    with open(os.path.join(d, "old", "serial"), "w") as f:
+        f.write("01\n")
+    openssl(d, "ca", "-batch", "-config", "old/ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
+            "-in", "server.csr", "-out", "expired.pem", "-startdate", "20200101000000Z",
+            "-enddate", "20210101000000Z")
+    with open(os.path.join(d, "junk.pem"), "w") as f:
+        f.write("this is not a certificate\n")
+
+
+def grpc_tls_config(ports, d, out_path, tls):
+    return pipeline_config(ports, {}, {"file": "{ path: %s }" % json.dumps(out_path)},
+                           pipeline_processors=[], grpc_extra={"tls": tls})
+
+
+def validate(path):
+    r = subprocess.run([COLLECTOR_BIN, "validate", "--config", path], capture_output=True,
+                       text=True, timeout=30)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+def bad_files_fail_validate(col):
+    d = col.dir
+    p = lambda name: json.dumps(os.path.join(d, name))  # noqa: E731
+    cases = [
+        ("good", "{ cert_file: %s, key_file: %s }" % (p("server.pem"), p("server.key")), None),
+        ("missing", "{ cert_file: %s, key_file: %s }" % (p("nope.pem"), p("server.key")),
+         "cannot open %s" % os.path.join(d, "nope.pem")),
+        ("mismatch", "{ cert_file: %s, key_file: %s }" % (p("server.pem"), p("client.key")),
+         "the key in %s does not match the certificate in %s"
+         % (os.path.join(d, "client.key"), os.path.join(d, "server.pem"))),
+        ("expired", "{ cert_file: %s, key_file: %s }" % (p("expired.pem"), p("server.key")),
+         "the certificate in %s expired on" % os.path.join(d, "expired.pem")),
+        ("not pem", "{ cert_file: %s, key_file: %s }" % (p("junk.pem"), p("server.key")),
+         "%s holds no PEM certificate" % os.path.join(d, "junk.pem")),
+        ("version", "{ cert_file: %s, key_file: %s, min_version: \"1.1\" }"
+         % (p("server.pem"), p("server.key")), "min_version must be"),
+        ("no key", "{ cert_file: %s }" % p("server.pem"), "needs both cert_file and key_file"),
+    ]
+    ports = {"grpc": 1, "http": 2, "health": 3, "metrics": 4}
+    for name, tls, want in cases:
+        path = os.path.join(d, "validate.yaml")
+        with open(path, "w") as f:
+            f.write(grpc_tls_config(ports, d, os.path.join(d, "v.jsonl"), tls))
+        rc, out = validate(path)
+        if want is None:
+            assert rc == 0, "%s: %s" % (name, out)
+            continue
+        assert rc != 0, "%s validated" % name
+        assert len(out.splitlines()) == 1, "%s: not one line: %r" % (name, out)
+        assert want in out, "%s: %r lacks %r" % (name, out, want)
+        assert "validate.yaml:" in out and "tls" in out, "%s: no file:line:key: %r" % (name, out)
+
+
+class TlsCollector(Collector):
+    def start_tls(self):
+        grpc, http_port, health, metrics, api = free_ports(5)
+        self.ports = {"grpc": grpc, "http": http_port, "health": health, "metrics": metrics,
+                      "api": api}
+        d = self.dir
+        tls = "{ cert_file: %s, key_file: %s }" % (json.dumps(os.path.join(d, "server.pem")),
+                                                  json.dumps(os.path.join(d, "server.key")))
+        text = pipeline_config(self.ports, {}, {"file": "{ path: %s }" % json.dumps(self.out_path)},
+                               pipeline_processors=[], grpc_extra={"tls": tls},
+                               http_extra={"tls": tls})
+        api_tls = "{ cert_file: %s, key_file: %s, client_ca_file: %s }" % (
+            json.dumps(os.path.join(d, "server.pem")), json.dumps(os.path.join(d, "server.key")),
+            json.dumps(os.path.join(d, "ca.pem")))
+        text = text.replace("extensions:\n", "extensions:\n  respan_api: { endpoint: \"127.0.0.1:%d\","
+                            " directory: %s, tls: %s }\n" % (api, json.dumps(d), api_tls), 1)
+        text = text.replace("  extensions: [health_check]", "  extensions: [health_check, respan_api]")
+        with open(self.config_path, "w") as f:
+            f.write(text)
+        self.proc = process.spawn([COLLECTOR_BIN, "--config", self.config_path], self.stderr_path)
+        self.wait_healthy(15)
+        return self
+
+
+GRPCIO_SCRIPT = r"""
+import grpc, sys, time, json
+ca = open(sys.argv[2], 'rb').read()
+ch = grpc.secure_channel('localhost:%s' % sys.argv[1], grpc.ssl_channel_credentials(ca))
+m = ch.unary_unary('/opentelemetry.proto.collector.trace.v1.TraceService/Export',
+                   request_serializer=None, response_deserializer=None)
+ok = bad = 0
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    try:
+        m(b'', timeout=5); ok += 1
+    except grpc.RpcError as e:
+        bad += 1; print(e.code(), e.details(), file=sys.stderr)
+    time.sleep(0.1)
+print(json.dumps({"ok": ok, "bad": bad}))
+"""
+
+
+def closed_by_server(sock, within):
+    """True when the server closes (or resets) the connection within `within` s."""
+    sock.settimeout(within)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            if not sock.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    return False
+
+
+def client_hello(alpn):
+    """The first flight of a TLS client offering `alpn`, made with the ssl
+    module over memory BIOs."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def hostile_clients_do_not_starve_a_normal_one(col):
+    port = col.ports["grpc"]
+    normal = subprocess.Popen([GRPCIO_PYTHON, "-c", GRPCIO_SCRIPT, str(port),
+                               os.path.join(col.dir, "ca.pem"), str(HANDSHAKE_LIMIT_S + 4)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hello = client_hello(["h2"])
+    attacks = {
+        "random bytes": os.urandom(4096),
+        "plain h2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00" * 9,
+        "http/1.1 only by ALPN": client_hello(["http/1.1"]),
+    }
+    socks = {}
+    for name, data in attacks.items():
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(data)
+        socks[name] = s
+    silent = socket.create_connection(("127.0.0.1", port))
+    silent.sendall(hello[:len(hello) // 2])
+    t0 = time.monotonic()
+    for name, s in socks.items():
+        assert closed_by_server(s, 5), "%s: the connection was not closed" % name
+        s.close()
+    assert closed_by_server(silent, HANDSHAKE_LIMIT_S + 5), "a half ClientHello was kept open"
+    waited = time.monotonic() - t0
+    silent.close()
+    assert waited >= HANDSHAKE_LIMIT_S - 1, "closed after %.1fs, before the limit" % waited
+    out, err = normal.communicate(timeout=60)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["ok"] > 0 and res["bad"] == 0, "the normal client: %r %s" % (res, err[-500:])
+    failures = col.metric_value("respan_receiver_tls_handshake_failures", 'transport="grpc"')
+    assert failures is not None and failures >= 4, "handshake failures counted: %r" % failures
+
+
+def http_port_is_https_only(col):
+    ctx = ssl.create_default_context(cafile=os.path.join(col.dir, "ca.pem"))
+    with socket.create_connection(("127.0.0.1", col.ports["http"])) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+            answer = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    with socket.create_connection(("127.0.0.1", col.ports["http"])) as s:
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        assert closed_by_server(s, 10), "plain HTTP on the TLS port was kept open"
+
+
+def api_needs_a_client_certificate(col):
+    url_path = "/api/request-logs/summary/"
+    for with_cert, want in [(True, 200), (False, 401)]:
+        ctx = ssl.create_default_context(cafile=os.path.join(col.dir, "ca.pem"))
+        if with_cert:
+            ctx.load_cert_chain(os.path.join(col.dir, "client.pem"),
+                                os.path.join(col.dir, "client.key"))
+        import http.client
+        conn = http.client.HTTPSConnection("localhost", col.ports["api"], context=ctx, timeout=10)
+        conn.request("GET", url_path)
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        assert resp.status == want, "client cert %s: %d %r" % (with_cert, resp.status, body[:200])
+
+
+def main():
+    col = TlsCollector("tls")
+    make_certs(col.dir)
+    runner = Runner(col)
+    runner.case("validate names the bad file in one line", bad_files_fail_validate, col)
+    col.start_tls()
+    try:
+        runner.case("hostile TLS clients: closed, counted; a normal client served",
+                    hostile_clients_do_not_starve_a_normal_one, col)
+        runner.case("OTLP/HTTP over TLS; plain text closed", http_port_is_https_only, col)
+        runner.case("respan_api with mutual TLS", api_needs_a_client_certificate, col)
+    finally:
+        if col.alive():
+            col.stop()
+    runner.finish()
+
+
+if __name__ == "__main__":
+    main()
