@@ -25,6 +25,10 @@ struct rc_admin_server {
     size_t max_body;
     void *arg;
     const rc_tls_server_config *tls; /* NULL: plain HTTP */
+    /* Daemons a certificate reload replaced: no longer accepting, still
+     * serving their connections, stopped with the server. */
+    struct MHD_Daemon *retired[8];
+    size_t n_retired;
 };
 
 /* One request in full mode. */
@@ -170,6 +174,41 @@ void rc_admin_query_args(const rc_admin_request *req,
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, each_arg, &w);
 }
 
+/* A daemon on the server's listening socket, with its certificate as it
+ * is now in s->tls. MHD_USE_ITC lets a reload stop it accepting. */
+static struct MHD_Daemon *make_daemon(rc_admin_server *s)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC;
+    struct MHD_OptionItem tls[RC_TLS_MHD_MAX_OPTIONS] = {{MHD_OPTION_END, 0, NULL}};
+    if (s->tls && s->tls->enabled) {
+        rc_tls_mhd_options(s->tls, tls);
+        flags |= MHD_USE_TLS;
+    }
+    return MHD_start_daemon(flags, 0, NULL, NULL, answer, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_NOTIFY_COMPLETED,
+                            request_done, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+}
+
+rc_status rc_admin_server_reload_tls(rc_admin_server *s, rc_error *err)
+{
+    if (!s || !s->tls || !s->tls->enabled) return RC_OK;
+    if (s->n_retired == sizeof s->retired / sizeof *s->retired) {
+        rc_error_set(err, "%zu certificate reloads already; restart to reload again", s->n_retired);
+        return RC_EBUSY;
+    }
+    /* The new daemon accepts on the socket before the old one stops. */
+    struct MHD_Daemon *fresh = make_daemon(s);
+    if (!fresh) {
+        rc_error_set(err, "cannot start a server with the new certificate");
+        return RC_EIO;
+    }
+    MHD_quiesce_daemon(s->daemon);
+    s->retired[s->n_retired++] = s->daemon;
+    s->daemon = fresh;
+    return RC_OK;
+}
+
 static rc_admin_server *start(const char *name, const rc_endpoint *ep, rc_admin_server *s,
                               rc_error *err)
 {
@@ -180,16 +219,7 @@ static rc_admin_server *start(const char *name, const rc_endpoint *ep, rc_admin_
         free(s);
         return NULL;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
-    struct MHD_OptionItem tls[RC_TLS_MHD_MAX_OPTIONS] = {{MHD_OPTION_END, 0, NULL}};
-    if (s->tls && s->tls->enabled) {
-        rc_tls_mhd_options(s->tls, tls);
-        flags |= MHD_USE_TLS;
-    }
-    s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, answer, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-        MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+    s->daemon = make_daemon(s);
     if (!s->daemon) {
         rc_error_set(err, "%s: cannot start the HTTP server on %s", name, ep->text);
         close(s->fd);
@@ -232,6 +262,10 @@ rc_admin_server *rc_admin_server_start_full(const char *name, const rc_endpoint 
 void rc_admin_server_stop(rc_admin_server *s)
 {
     if (!s) return;
-    MHD_stop_daemon(s->daemon); /* closes the listening socket it was given */
+    if (s->n_retired) MHD_quiesce_daemon(s->daemon); /* the socket is then closed below */
+    MHD_stop_daemon(s->daemon); /* else it closes the listening socket it was given */
+    for (size_t i = 0; i < s->n_retired; i++)
+        MHD_stop_daemon(s->retired[i]);
+    if (s->n_retired) close(s->fd);
     free(s);
 }

@@ -71,5 +71,8 @@ rc_admin_server *rc_admin_server_start_full(const char *name, const rc_endpoint 
                                             rc_admin_request_handler handler, void *arg,
                                             size_t max_body, rc_error *err);
 void rc_admin_server_stop(rc_admin_server *s);
+/* Serves the certificate now in the server's tls config (rc_tls_reload
+ * read it) to new connections; established ones keep theirs. */
+rc_status rc_admin_server_reload_tls(rc_admin_server *s, rc_error *err);
 
 #endif

@@ -64,6 +64,10 @@ typedef struct rc_receiver_factory {
     rc_status (*start)(void *inst, const rc_consumer *next, rc_error *err);
     void (*shutdown)(void *inst);
     void (*destroy)(void *inst);
+    /* Optional. SIGHUP with an unchanged config: read the files the config
+     * names (certificates, token files) again and use them from now on,
+     * keeping established connections. On failure the old ones stay. */
+    rc_status (*reload_files)(void *inst, rc_error *err);
 } rc_receiver_factory;
 
 typedef struct rc_processor_factory {
@@ -118,6 +122,7 @@ typedef struct rc_extension_factory {
     rc_status (*start)(void *inst, rc_error *err);
     void (*shutdown)(void *inst);
     void (*destroy)(void *inst);
+    rc_status (*reload_files)(void *inst, rc_error *err); /* optional, as a receiver's */
 } rc_extension_factory;
 
 /* The registry (core/registry.c): NULL when no component has that type. */

@@ -794,6 +794,27 @@ void rc_service_free(rc_service *s)
     free(s);
 }
 
+rc_status rc_service_reload_files(rc_service *s, rc_error *err)
+{
+    rc_status first = RC_OK;
+    rc_error one = {{0}};
+    for (size_t i = 0; i < s->n_fanouts; i++) {
+        component *c = s->fanouts[i].receiver;
+        const rc_receiver_factory *f = c->factory;
+        if (!c->started || !f->reload_files || f->reload_files(c->inst, &one) == RC_OK) continue;
+        rc_error_log(c->id, "SIGHUP: %s", one.msg);
+        if (first == RC_OK) *err = one, first = RC_EIO;
+    }
+    for (size_t i = 0; i < s->n_extensions; i++) {
+        component *c = s->extensions[i];
+        const rc_extension_factory *f = c->factory;
+        if (!c->started || !f->reload_files || f->reload_files(c->inst, &one) == RC_OK) continue;
+        rc_error_log(c->id, "SIGHUP: %s", one.msg);
+        if (first == RC_OK) *err = one, first = RC_EIO;
+    }
+    return first;
+}
+
 const rc_consumer *rc_service_input(rc_service *s)
 {
     return &s->input.consumer;

@@ -58,6 +58,10 @@ rc_status rc_service_build_with(rc_cfg *root, const rc_service_options *opts, rc
 rc_status rc_service_start(rc_service *s, rc_error *err);
 void rc_service_shutdown(rc_service *s);
 void rc_service_free(rc_service *s);
+/* SIGHUP with an unchanged config: every started receiver and extension
+ * that can reads its files again (reload_files). Returns the first
+ * failure, having asked every component. */
+rc_status rc_service_reload_files(rc_service *s, rc_error *err);
 
 /* Replay: the consumer that feeds every pipeline, as a receiver listed in
  * all of them would. Valid from start to shutdown. */

@@ -9,6 +9,8 @@
  */
 #include "core/tls.h"
 
+#include "core/file.h"
+
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
@@ -21,29 +23,6 @@
 #include <string.h>
 
 #define PEM_MAX (1u << 20) /* a certificate chain or CA bundle, at most */
-
-char *rc_read_file(const char *path, size_t max, rc_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        rc_error_set(err, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *data = malloc(max + 1);
-    size_t n = data ? fread(data, 1, max + 1, f) : 0;
-    bool bad = ferror(f) != 0;
-    fclose(f);
-    if (!data || bad || n > max) {
-        rc_error_set(err, "cannot read %s: %s", path,
-                     !data ? "out of memory"
-                     : bad ? "read error"
-                           : "file too large");
-        free(data);
-        return NULL;
-    }
-    data[n] = '\0';
-    return data;
-}
 
 /* --- checking the files ---------------------------------------------------------------------- */
 
@@ -188,6 +167,38 @@ rc_status rc_tls_parse_server(rc_cfg *parent, rc_tls_server_config *out, rc_erro
     rc_error why = {{0}};
     if (st == RC_OK && check_files(out, &why) != RC_OK) st = rc_cfg_error(err, tls, "%s", why.msg);
     if (st != RC_OK) rc_tls_server_config_free(out);
+    return st;
+}
+
+rc_status rc_tls_reload(rc_tls_server_config *c, rc_error *err)
+{
+    if (!c->enabled) return RC_OK;
+    rc_tls_server_config fresh = {.enabled = true,
+                                  .cert_file = c->cert_file,
+                                  .key_file = c->key_file,
+                                  .client_ca_file = c->client_ca_file,
+                                  .min_version = c->min_version};
+    rc_status st = RC_OK;
+    if (!(fresh.cert_pem = rc_read_file(c->cert_file, PEM_MAX, err)) ||
+        !(fresh.key_pem = rc_read_file(c->key_file, PEM_MAX, err)) ||
+        (c->client_ca_file &&
+         !(fresh.client_ca_pem = rc_read_file(c->client_ca_file, PEM_MAX, err))))
+        st = RC_EIO;
+    if (st == RC_OK) st = check_files(&fresh, err);
+    if (st == RC_OK) {
+        if (c->key_pem) OPENSSL_cleanse(c->key_pem, strlen(c->key_pem));
+        free(c->cert_pem);
+        free(c->key_pem);
+        free(c->client_ca_pem);
+        c->cert_pem = fresh.cert_pem;
+        c->key_pem = fresh.key_pem;
+        c->client_ca_pem = fresh.client_ca_pem;
+        return RC_OK;
+    }
+    if (fresh.key_pem) OPENSSL_cleanse(fresh.key_pem, strlen(fresh.key_pem));
+    free(fresh.cert_pem);
+    free(fresh.key_pem);
+    free(fresh.client_ca_pem);
     return st;
 }
 

@@ -39,6 +39,10 @@ typedef struct rc_tls_server_config {
  * files. Errors name the config file, line and key, and the PEM file. */
 rc_status rc_tls_parse_server(rc_cfg *parent, rc_tls_server_config *out, rc_error *err);
 void rc_tls_server_config_free(rc_tls_server_config *c);
+/* Reads c's files again and checks them as parsing did; on success the
+ * new contents replace the old (the paths stay), else c is unchanged and
+ * err names the file. For SIGHUP with an unchanged config. */
+rc_status rc_tls_reload(rc_tls_server_config *c, rc_error *err);
 
 /* An OpenSSL server context from a parsed config (an SSL_CTX *, opaque
  * here so that this header does not need OpenSSL's): the certificate and
@@ -62,9 +66,5 @@ size_t rc_tls_mhd_options(const rc_tls_server_config *c, struct MHD_OptionItem *
  * the HTTP servers check here before they answer a request. */
 struct MHD_Connection;
 bool rc_tls_mhd_client_verified(const rc_tls_server_config *c, struct MHD_Connection *conn);
-
-/* Reads the whole file at path into a NUL-terminated string, at most max
- * bytes; NULL with err set ("cannot open PATH: why") when it cannot. */
-char *rc_read_file(const char *path, size_t max, rc_error *err);
 
 #endif

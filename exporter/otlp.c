@@ -53,7 +53,7 @@
  */
 #include "core/component.h"
 #include "core/log.h"
-#include "core/tls.h"
+#include "core/file.h"
 #include "exporter/delivery.h"
 #include "exporter/otlp_config.h"
 #include "exporter/otlp_items.h"

@@ -52,7 +52,7 @@
 #include "core/json_writer.h"
 #include "core/metrics.h"
 #include "core/log.h"
-#include "core/tls.h"
+#include "core/file.h"
 #include "exporter/delivery.h"
 #include "exporter/http_client.h"
 #include "exporter/otlp_config.h"

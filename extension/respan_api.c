@@ -589,6 +589,14 @@ static rc_status api_start(void *inst, rc_error *err)
     return RC_OK;
 }
 
+static rc_status api_reload_files(void *inst, rc_error *err)
+{
+    respan_api *a = inst;
+    if (!a->tls.enabled) return RC_OK;
+    if (rc_tls_reload(&a->tls, err) != RC_OK) return RC_EIO;
+    return rc_admin_server_reload_tls(a->server, err);
+}
+
 static void api_shutdown(void *inst)
 {
     respan_api *a = inst;
@@ -606,4 +614,5 @@ const rc_extension_factory rc_respan_api_extension_factory = {
     .start = api_start,
     .shutdown = api_shutdown,
     .destroy = api_destroy,
+    .reload_files = api_reload_files,
 };

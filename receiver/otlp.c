@@ -150,6 +150,33 @@ static void otlp_shutdown(void *inst)
     r->grpc_server = NULL;
 }
 
+/* SIGHUP with an unchanged config: certificates and the tokens file. Each
+ * part keeps what it had when its files do not check out. */
+static rc_status otlp_reload_files(void *inst, rc_error *err)
+{
+    otlp_receiver *r = inst;
+    rc_status st = RC_OK;
+    if (r->grpc_server && r->grpc.tls.enabled &&
+        (rc_tls_reload(&r->grpc.tls, err) != RC_OK ||
+         rc_otlp_grpc_reload_tls(r->grpc_server, &r->grpc.tls, err) != RC_OK))
+        st = RC_EIO;
+    rc_error e2 = {{0}};
+    if (r->http_server && r->http.tls.enabled &&
+        (rc_tls_reload(&r->http.tls, &e2) != RC_OK ||
+         rc_otlp_http_reload_tls(r->http_server, &e2) != RC_OK) &&
+        st == RC_OK) {
+        *err = e2;
+        st = RC_EIO;
+    }
+    if (r->tenants && rc_tenants_reload(r->tenants, &e2) != RC_OK && st == RC_OK) {
+        *err = e2;
+        st = RC_EIO;
+    }
+    if (st == RC_OK && (r->grpc.tls.enabled || r->http.tls.enabled || r->tenants))
+        rc_info(r->id, "certificates and tokens read again");
+    return st;
+}
+
 const rc_receiver_factory rc_otlp_receiver_factory = {
     .type = "otlp",
     .description = "OTLP traces over gRPC (4317) and HTTP (4318, protobuf or JSON)",
@@ -157,4 +184,5 @@ const rc_receiver_factory rc_otlp_receiver_factory = {
     .start = otlp_start,
     .shutdown = otlp_shutdown,
     .destroy = otlp_destroy,
+    .reload_files = otlp_reload_files,
 };

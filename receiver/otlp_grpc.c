@@ -247,7 +247,13 @@ struct rc_otlp_grpc_server {
     size_t max_conns;     /* open at once, all threads: a share of the open-file limit */
     atomic_size_t n_open; /* accepted and not yet closed */
     rc_counter *evicted;  /* respan_receiver_connections_closed{reason="evicted"} */
-    SSL_CTX *tls;         /* NULL: plain text */
+    /* NULL: plain text. New connections take the current context; a
+     * reload swaps it, and the one it replaced is kept (its connections
+     * hold references of their own) until the server stops. */
+    _Atomic(SSL_CTX *) tls;
+    pthread_mutex_t retired_mu;
+    SSL_CTX *retired[16];
+    size_t n_retired;
     rc_counter *handshake_failures;
 };
 
@@ -605,7 +611,8 @@ static void evict_idle(worker *w)
  * retries. */
 static bool start_tls(conn *c)
 {
-    if (!(c->ssl = SSL_new(c->w->s->tls)) || SSL_set_fd(c->ssl, c->fd) != 1) return false;
+    if (!(c->ssl = SSL_new(atomic_load(&c->w->s->tls))) || SSL_set_fd(c->ssl, c->fd) != 1)
+        return false;
     SSL_set_accept_state(c->ssl);
     int64_t now = rc_now_ms();
     c->handshake_deadline = now + HANDSHAKE_MS;
@@ -631,7 +638,7 @@ static void adopt(worker *w, int fd, const char *peer)
     w->n_conns++;
     atomic_store(&w->load, w->n_conns);
     conn_account(c);
-    if (s->tls && !start_tls(c)) {
+    if (atomic_load(&s->tls) && !start_tls(c)) {
         conn_close(c);
         return;
     }
@@ -868,7 +875,10 @@ static void server_free(rc_otlp_grpc_server *s)
     }
     free(s->workers);
     if (s->listen_fd >= 0) close(s->listen_fd);
-    rc_tls_ctx_free(s->tls);
+    rc_tls_ctx_free(atomic_load(&s->tls));
+    for (size_t i = 0; i < s->n_retired; i++)
+        rc_tls_ctx_free(s->retired[i]);
+    pthread_mutex_destroy(&s->retired_mu);
     free(s);
 }
 
@@ -912,6 +922,7 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
     s->cfg = *cfg;
     s->ctx = ctx;
     s->listen_fd = -1;
+    pthread_mutex_init(&s->retired_mu, NULL);
     limits_of(cfg, &s->limits);
     s->max_conns = connection_share();
     char why[300];
@@ -921,10 +932,12 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
         return NULL;
     }
     fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
-    if (cfg->tls.enabled && !(s->tls = rc_tls_server_ctx(&cfg->tls, "h2", err))) {
+    SSL_CTX *tls = NULL;
+    if (cfg->tls.enabled && !(tls = rc_tls_server_ctx(&cfg->tls, "h2", err))) {
         server_free(s);
         return NULL;
     }
+    atomic_init(&s->tls, tls);
     if (!(s->workers = calloc(cfg->num_threads, sizeof *s->workers))) {
         rc_error_set(err, "out of memory starting the gRPC server");
         server_free(s);
@@ -955,6 +968,26 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
             return NULL;
         }
     return s;
+}
+
+rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_config *tls,
+                                  rc_error *err)
+{
+    if (!atomic_load(&s->tls)) return RC_OK;
+    pthread_mutex_lock(&s->retired_mu);
+    rc_status st = RC_OK;
+    SSL_CTX *fresh = NULL;
+    if (s->n_retired == sizeof s->retired / sizeof *s->retired) {
+        rc_error_set(err, "gRPC: %zu certificate reloads already; restart to reload again",
+                     s->n_retired);
+        st = RC_EBUSY;
+    } else if (!(fresh = rc_tls_server_ctx(tls, "h2", err))) {
+        st = RC_EIO;
+    } else {
+        s->retired[s->n_retired++] = atomic_exchange(&s->tls, fresh);
+    }
+    pthread_mutex_unlock(&s->retired_mu);
+    return st;
 }
 
 void rc_otlp_grpc_stop(rc_otlp_grpc_server *s)

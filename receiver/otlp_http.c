@@ -117,6 +117,13 @@
 
 struct rc_otlp_http_server {
     struct MHD_Daemon *daemon;
+    /* Daemons a certificate reload replaced: no longer accepting, still
+     * serving the connections they hold, stopped with the server. */
+    struct MHD_Daemon *retired[8];
+    size_t n_retired;
+    int listen_fd;
+    const rc_otlp_http_config *cfg;
+    unsigned daemon_connections; /* MHD's connection limit (connection_limits) */
     rc_conn_guard *guard;
     rc_otlp_ingest_ctx *ctx;
     size_t max_body;
@@ -832,6 +839,53 @@ static rc_conn_guard *guard_new(const rc_otlp_http_config *cfg, const rc_otlp_in
     return rc_conn_guard_new(&g, err);
 }
 
+/* A daemon on the server's listening socket, with its TLS files as they
+ * are now in s->cfg->tls. */
+static struct MHD_Daemon *start_daemon(rc_otlp_http_server *s)
+{
+    const rc_otlp_http_config *cfg = s->cfg;
+    unsigned idle_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000); /* MHD counts seconds */
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+        (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO);
+    struct MHD_OptionItem tls[RC_TLS_MHD_MAX_OPTIONS] = {{MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls.enabled) {
+        rc_tls_mhd_options(&cfg->tls, tls);
+        flags |= MHD_USE_TLS;
+    }
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_THREAD_POOL_SIZE,
+        cfg->num_threads ? cfg->num_threads : 1u, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+        MHD_OPTION_CONNECTION_LIMIT, s->daemon_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        HTTP_CONN_MEMORY, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+}
+
+rc_status rc_otlp_http_reload_tls(rc_otlp_http_server *s, rc_error *err)
+{
+    if (!s->cfg->tls.enabled) return RC_OK;
+    if (s->n_retired == sizeof s->retired / sizeof *s->retired) {
+        rc_error_set(err,
+                     "OTLP/HTTP: %zu certificate reloads already wait for their "
+                     "connections to end; restart to reload again",
+                     s->n_retired);
+        return RC_EBUSY;
+    }
+    /* The new daemon accepts on the same socket before the old one stops
+     * accepting, so no connection is refused in between; the old one keeps
+     * serving the connections it holds until they end. */
+    struct MHD_Daemon *fresh = start_daemon(s);
+    if (!fresh) {
+        rc_error_set(err, "OTLP/HTTP: cannot start a server with the new certificate");
+        return RC_EIO;
+    }
+    MHD_quiesce_daemon(s->daemon);
+    s->retired[s->n_retired++] = s->daemon;
+    s->daemon = fresh;
+    return RC_OK;
+}
+
 rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_ingest_ctx *ctx,
                                         rc_error *err)
 {
@@ -854,29 +908,14 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
     if (!(s->guard = guard_new(cfg, ctx, limits.guard, err))) goto fail;
 
     char why[512];
-    int fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why);
-    if (fd < 0) {
+    s->cfg = cfg;
+    s->daemon_connections = limits.daemon;
+    if ((s->listen_fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why)) < 0) {
         rc_error_set(err, "%s", why);
         goto fail;
     }
-    unsigned idle_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000); /* MHD counts seconds */
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-        (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO);
-    struct MHD_OptionItem tls[RC_TLS_MHD_MAX_OPTIONS] = {{MHD_OPTION_END, 0, NULL}};
-    if (cfg->tls.enabled) {
-        rc_tls_mhd_options(&cfg->tls, tls);
-        flags |= MHD_USE_TLS;
-    }
-    s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_THREAD_POOL_SIZE,
-        cfg->num_threads ? cfg->num_threads : 1u, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
-        MHD_OPTION_CONNECTION_LIMIT, limits.daemon, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        HTTP_CONN_MEMORY, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
-    if (!s->daemon) {
-        close(fd);
+    if (!(s->daemon = start_daemon(s))) {
+        close(s->listen_fd);
         rc_error_set(err, "cannot start the OTLP/HTTP server on %s (see the log above)",
                      s->endpoint);
         goto fail;
@@ -892,7 +931,7 @@ void rc_otlp_http_stop(rc_otlp_http_server *s)
     if (!s) return;
     /* Stop accepting first, then give uploads in progress a moment to
      * finish before MHD closes every connection. */
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    MHD_quiesce_daemon(s->daemon);
     uint64_t deadline = now_ms() + STOP_GRACE_MS;
     while (atomic_load(&s->active) > 0 && now_ms() < deadline) {
         struct timespec pause = {0, 10 * 1000000};
@@ -901,7 +940,9 @@ void rc_otlp_http_stop(rc_otlp_http_server *s)
     /* joins the workers, completing every request and releasing every
      * connection from the guard, which is freed after */
     MHD_stop_daemon(s->daemon);
+    for (size_t i = 0; i < s->n_retired; i++)
+        MHD_stop_daemon(s->retired[i]);
     /* once quiesced, the listening socket is ours to close */
-    if (fd != MHD_INVALID_SOCKET) close(fd);
+    close(s->listen_fd);
     server_free(s);
 }

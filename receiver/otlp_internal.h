@@ -81,6 +81,10 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
                                         rc_error *err);
 /* Stops accepting, answers the calls in flight, joins threads, frees. */
 void rc_otlp_grpc_stop(rc_otlp_grpc_server *s);
+/* New connections are served the certificate now in cfg->tls; those
+ * established keep theirs. */
+rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_config *tls,
+                                  rc_error *err);
 
 /* --- HTTP (otlp_http.c) --------------------------------------------------- */
 
@@ -107,5 +111,8 @@ typedef struct rc_otlp_http_server rc_otlp_http_server;
 rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_ingest_ctx *ctx,
                                         rc_error *err);
 void rc_otlp_http_stop(rc_otlp_http_server *s);
+/* Serves the certificate now in cfg->tls (rc_tls_reload read it) to new
+ * connections; those established keep theirs until they end. */
+rc_status rc_otlp_http_reload_tls(rc_otlp_http_server *s, rc_error *err);
 
 #endif

@@ -5,8 +5,12 @@
  * Tokens are kept as SHA-256 digests, never as text, and a presented token
  * is compared with every known one (no early exit) by CRYPTO_memcmp on the
  * digests: the time taken depends neither on how much of a token matched
- * nor on its length. The table is built once per receiver and never
- * changes, so lookups take no lock.
+ * nor on its length. Tokens and the tenants they name form an epoch that
+ * never changes once published: lookups load the current one with no lock.
+ * SIGHUP with an unchanged config builds a new epoch from the tokens file
+ * (rc_tenants_reload) and publishes it; older epochs stay until the
+ * receiver goes, since requests in flight point into them. A reload starts
+ * every tenant's bucket afresh.
  *
  * Rate limits are token buckets, one per tenant with its own mutex: tenants
  * never contend with each other, and there is no global lock on the path.
@@ -61,13 +65,25 @@ typedef struct named_limit {
     bucket_limit limit;
 } named_limit;
 
-struct rc_tenants {
-    char *receiver_id;
-    bool require_token;
+/* The tokens and tenants of one reading of the config and tokens file. */
+typedef struct epoch {
     tenant_rec **tenants;
     size_t n_tenants;
     token_rec *tokens;
     size_t n_tokens;
+    tenant_rec *default_tenant;
+    struct epoch *older; /* retired epochs, newest first */
+} epoch;
+
+struct rc_tenants {
+    char *receiver_id;
+    bool require_token;
+    _Atomic(epoch *) current;
+    epoch *building; /* the epoch the parse functions fill */
+    pthread_mutex_t reload_mu;
+    char *tokens_file;                             /* NULL: none */
+    unsigned char (*bearer)[SHA256_DIGEST_LENGTH]; /* auth.bearer_tokens, digests */
+    size_t n_bearer;
     bucket_limit default_limit;
     named_limit *limits;
     size_t n_limits;
@@ -104,21 +120,23 @@ static void tenant_free(tenant_rec *r)
     free(r);
 }
 
-static tenant_rec *find_tenant(const rc_tenants *t, const char *name)
+static tenant_rec *find_tenant(const epoch *e, const char *name)
 {
-    for (size_t i = 0; i < t->n_tenants; i++)
-        if (strcmp(t->tenants[i]->pub.name, name) == 0) return t->tenants[i];
+    for (size_t i = 0; i < e->n_tenants; i++)
+        if (strcmp(e->tenants[i]->pub.name, name) == 0) return e->tenants[i];
     return NULL;
 }
 
-/* The tenant called `name`, made on first mention. NULL when out of memory. */
+/* The tenant called `name` in the epoch being built, made on first
+ * mention. NULL when out of memory. */
 static tenant_rec *tenant_named(rc_tenants *t, const char *name)
 {
-    tenant_rec *r = find_tenant(t, name);
+    epoch *e = t->building;
+    tenant_rec *r = find_tenant(e, name);
     if (r) return r;
-    tenant_rec **grown = realloc(t->tenants, (t->n_tenants + 1) * sizeof *grown);
+    tenant_rec **grown = realloc(e->tenants, (e->n_tenants + 1) * sizeof *grown);
     if (!grown) return NULL;
-    t->tenants = grown;
+    e->tenants = grown;
     if (!(r = calloc(1, sizeof *r)) || !(r->pub.name = strdup(name))) {
         free(r);
         return NULL;
@@ -132,8 +150,23 @@ static tenant_rec *tenant_named(rc_tenants *t, const char *name)
         t, "refused", "Spans refused for another reason than the rate limit, by tenant.", name);
     r->throttled =
         tenant_counter(t, "throttled", "Spans refused by the tenant's rate limit.", name);
-    t->tenants[t->n_tenants++] = r;
+    e->tenants[e->n_tenants++] = r;
     return r;
+}
+
+static void epoch_free(epoch *e)
+{
+    while (e) {
+        epoch *older = e->older;
+        for (size_t i = 0; i < e->n_tenants; i++)
+            tenant_free(e->tenants[i]);
+        free(e->tenants);
+        /* the digests are not the tokens, but they are cleared all the same */
+        if (e->tokens) OPENSSL_cleanse(e->tokens, e->n_tokens * sizeof *e->tokens);
+        free(e->tokens);
+        free(e);
+        e = older;
+    }
 }
 
 /* --- tokens -------------------------------------------------------------------------------- */
@@ -145,19 +178,21 @@ static void digest_of(const char *token, size_t len, unsigned char *out)
 
 static bool has_token(const rc_tenants *t, const unsigned char *digest)
 {
-    for (size_t i = 0; i < t->n_tokens; i++)
-        if (memcmp(t->tokens[i].digest, digest, SHA256_DIGEST_LENGTH) == 0) return true;
+    const epoch *e = t->building;
+    for (size_t i = 0; i < e->n_tokens; i++)
+        if (memcmp(e->tokens[i].digest, digest, SHA256_DIGEST_LENGTH) == 0) return true;
     return false;
 }
 
-static rc_status add_token(rc_tenants *t, const char *token, tenant_rec *tenant)
+static rc_status add_digest(rc_tenants *t, const unsigned char *digest, tenant_rec *tenant)
 {
-    token_rec *grown = realloc(t->tokens, (t->n_tokens + 1) * sizeof *grown);
+    epoch *e = t->building;
+    token_rec *grown = realloc(e->tokens, (e->n_tokens + 1) * sizeof *grown);
     if (!grown) return RC_ENOMEM;
-    t->tokens = grown;
-    digest_of(token, strlen(token), t->tokens[t->n_tokens].digest);
-    t->tokens[t->n_tokens].tenant = tenant;
-    t->n_tokens++;
+    e->tokens = grown;
+    memcpy(e->tokens[e->n_tokens].digest, digest, SHA256_DIGEST_LENGTH);
+    e->tokens[e->n_tokens].tenant = tenant;
+    e->n_tokens++;
     return RC_OK;
 }
 
@@ -187,7 +222,13 @@ static rc_status parse_bearer_tokens(rc_tenants *t, rc_cfg *seq, rc_error *err)
         unsigned char d[SHA256_DIGEST_LENGTH];
         digest_of(tok, strlen(tok), d);
         if (has_token(t, d)) return rc_cfg_error(err, item, "this token is listed twice");
-        if (add_token(t, tok, tenant) != RC_OK) return rc_cfg_error(err, item, "out of memory");
+        void *grown = realloc(t->bearer, (t->n_bearer + 1) * sizeof *t->bearer);
+        if (!grown || add_digest(t, d, tenant) != RC_OK) {
+            if (grown) t->bearer = grown;
+            return rc_cfg_error(err, item, "out of memory");
+        }
+        t->bearer = grown;
+        memcpy(t->bearer[t->n_bearer++], d, sizeof d);
     }
     return RC_OK;
 }
@@ -264,7 +305,7 @@ static rc_status parse_token_line(rc_tenants *t, char *text, const char *file, i
         return RC_EINVAL;
     }
     tenant_rec *tenant = tenant_named(t, words[1]);
-    if (!tenant || add_token(t, words[0], tenant) != RC_OK) {
+    if (!tenant || add_digest(t, d, tenant) != RC_OK) {
         rc_error_set(err, "%s:%d: out of memory", file, line);
         return RC_ENOMEM;
     }
@@ -279,11 +320,18 @@ static rc_status parse_token_line(rc_tenants *t, char *text, const char *file, i
     return RC_OK;
 }
 
+/* Fills the epoch being built from the tokens file. node: where the
+ * config names it, for messages (NULL on a reload). */
 static rc_status read_tokens_file(rc_tenants *t, rc_cfg *node, const char *path, rc_error *err)
 {
     FILE *f = fopen(path, "r");
-    if (!f)
+    if (!f) {
+        if (!node) {
+            rc_error_set(err, "cannot read the tokens file %s: %s", path, strerror(errno));
+            return RC_EIO;
+        }
         return rc_cfg_error(err, node, "cannot read the tokens file %s: %s", path, strerror(errno));
+    }
     char *line = NULL;
     size_t cap = 0;
     int no = 0;
@@ -293,8 +341,10 @@ static rc_status read_tokens_file(rc_tenants *t, rc_cfg *node, const char *path,
         line[strcspn(line, "\n")] = 0;
         st = parse_token_line(t, line, path, no, err);
     }
-    if (st == RC_OK && ferror(f))
-        st = rc_cfg_error(err, node, "cannot read the tokens file %s", path);
+    if (st == RC_OK && ferror(f)) {
+        rc_error_set(err, "cannot read the tokens file %s", path);
+        st = RC_EIO;
+    }
     free(line);
     fclose(f);
     return st;
@@ -308,10 +358,11 @@ static rc_status parse_auth(rc_tenants *t, rc_cfg *auth, rc_error *err)
     if (list && parse_bearer_tokens(t, list, err) != RC_OK) return RC_EINVAL;
     const char *path = NULL;
     if (rc_cfg_string(auth, "tokens_file", NULL, &path, err) != RC_OK) return RC_EINVAL;
-    if (path && read_tokens_file(t, rc_cfg_get(auth, "tokens_file"), path, err) != RC_OK)
+    if (path && (!(t->tokens_file = strdup(path)) ||
+                 read_tokens_file(t, rc_cfg_get(auth, "tokens_file"), path, err) != RC_OK))
         return RC_EINVAL;
     if (rc_cfg_reject_unknown(auth, err) != RC_OK) return RC_EINVAL;
-    if (t->n_tokens == 0)
+    if (t->building->n_tokens == 0)
         return rc_cfg_error(err, auth,
                             "no token configured: every request would be refused; list "
                             "bearer_tokens or give a tokens_file with at least one line");
@@ -369,18 +420,25 @@ rc_status rc_tenants_parse(const char *receiver_id, rc_cfg *auth, rc_cfg *rate_l
     *out = NULL;
     if (!auth && !rate_limits) return RC_OK;
     rc_tenants *t = calloc(1, sizeof *t);
-    if (!t || !(t->receiver_id = strdup(receiver_id))) {
+    if (!t || !(t->receiver_id = strdup(receiver_id)) ||
+        !(t->building = calloc(1, sizeof *t->building))) {
+        if (t) free(t->receiver_id);
         free(t);
         rc_error_set(err, "out of memory");
         return RC_ENOMEM;
     }
+    pthread_mutex_init(&t->reload_mu, NULL);
+    atomic_init(&t->current, NULL);
     /* Limits first: tenants take theirs when they are made. */
     if ((rate_limits && parse_rate_limits(t, rate_limits, err) != RC_OK) ||
-        (auth && parse_auth(t, auth, err) != RC_OK) || !tenant_named(t, DEFAULT_TENANT)) {
+        (auth && parse_auth(t, auth, err) != RC_OK) ||
+        !(t->building->default_tenant = tenant_named(t, DEFAULT_TENANT))) {
         if (!err->msg[0]) rc_error_set(err, "out of memory");
         rc_tenants_free(t);
         return RC_EINVAL;
     }
+    atomic_store(&t->current, t->building);
+    t->building = NULL;
     const char *transports[2] = {"grpc", "http"};
     for (int i = 0; i < 2; i++) {
         char labels[256];
@@ -397,17 +455,45 @@ rc_status rc_tenants_parse(const char *receiver_id, rc_cfg *auth, rc_cfg *rate_l
 void rc_tenants_free(rc_tenants *t)
 {
     if (!t) return;
-    for (size_t i = 0; i < t->n_tenants; i++)
-        tenant_free(t->tenants[i]);
+    epoch_free(t->building);
+    epoch_free(atomic_load(&t->current));
     for (size_t i = 0; i < t->n_limits; i++)
         free(t->limits[i].tenant);
     free(t->limits);
-    free(t->tenants);
-    /* the digests are not the tokens, but they are cleared all the same */
-    if (t->tokens) OPENSSL_cleanse(t->tokens, t->n_tokens * sizeof *t->tokens);
-    free(t->tokens);
+    if (t->bearer) OPENSSL_cleanse(t->bearer, t->n_bearer * sizeof *t->bearer);
+    free(t->bearer);
+    free(t->tokens_file);
+    pthread_mutex_destroy(&t->reload_mu);
     free(t->receiver_id);
     free(t);
+}
+
+rc_status rc_tenants_reload(rc_tenants *t, rc_error *err)
+{
+    if (!t || !t->tokens_file) return RC_OK;
+    pthread_mutex_lock(&t->reload_mu);
+    rc_status st = RC_ENOMEM;
+    if ((t->building = calloc(1, sizeof *t->building))) {
+        tenant_rec *def = tenant_named(t, DEFAULT_TENANT);
+        st = def ? RC_OK : RC_ENOMEM;
+        for (size_t i = 0; st == RC_OK && i < t->n_bearer; i++)
+            st = add_digest(t, t->bearer[i], def);
+        if (st == RC_OK)
+            st = read_tokens_file(t, NULL, t->tokens_file, err);
+        else
+            rc_error_set(err, "out of memory reading %s", t->tokens_file);
+        if (st == RC_OK) {
+            t->building->default_tenant = def;
+            t->building->older = atomic_exchange(&t->current, t->building);
+        } else {
+            epoch_free(t->building);
+        }
+        t->building = NULL;
+    } else {
+        rc_error_set(err, "out of memory reading %s", t->tokens_file);
+    }
+    pthread_mutex_unlock(&t->reload_mu);
+    return st;
 }
 
 bool rc_tenants_require_token(const rc_tenants *t)
@@ -455,15 +541,16 @@ const rc_tenant *rc_tenants_authenticate(rc_tenants *t, const char *authorizatio
                                          const char *transport)
 {
     if (!t) return NULL;
-    if (!t->require_token) return &find_tenant(t, DEFAULT_TENANT)->pub;
+    const epoch *e = atomic_load(&t->current);
+    if (!t->require_token) return &e->default_tenant->pub;
     size_t len = 0;
     const char *tok = bearer_token(authorization, &len);
     tenant_rec *found = NULL;
     if (tok) {
         unsigned char d[SHA256_DIGEST_LENGTH];
         digest_of(tok, len, d);
-        for (size_t i = 0; i < t->n_tokens; i++) /* every one: no early exit */
-            if (CRYPTO_memcmp(t->tokens[i].digest, d, sizeof d) == 0) found = t->tokens[i].tenant;
+        for (size_t i = 0; i < e->n_tokens; i++) /* every one: no early exit */
+            if (CRYPTO_memcmp(e->tokens[i].digest, d, sizeof d) == 0) found = e->tokens[i].tenant;
         OPENSSL_cleanse(d, sizeof d);
     }
     if (found) return &found->pub;

@@ -44,6 +44,10 @@ typedef struct rc_tenant {
 rc_status rc_tenants_parse(const char *receiver_id, rc_cfg *auth, rc_cfg *rate_limits,
                            rc_tenants **out, rc_error *err);
 void rc_tenants_free(rc_tenants *t);
+/* SIGHUP with an unchanged config: reads tokens_file again. On success new
+ * requests see its tokens and tenants (each bucket starting full); on
+ * failure (err names the file and line) the ones in use stay. */
+rc_status rc_tenants_reload(rc_tenants *t, rc_error *err);
 
 /* Whether requests must carry a token. */
 bool rc_tenants_require_token(const rc_tenants *t);

@@ -20,6 +20,13 @@ expired in 2021, and a key of another pair).
      HTTPS and closes a plain-text request.
   3. respan_api: a request with the client certificate is answered 200;
      one without gets 401.
+  4. SIGHUP with the config unchanged, after the certificate files were
+     replaced by ones from a second CA and a token was added to the tokens
+     file: connections made before keep working - a kept-alive HTTPS
+     connection and a grpcio channel that trust only the first CA (so a
+     reconnect could not succeed) are answered again - while new
+     connections get the new certificate (a client trusting only the first
+     CA now fails) and the new token is accepted, the old one too.
 
 Python 3 standard library, openssl, and python3-grpcio (through
 grpc_clients.py's interpreter) for the normal client.
@@ -135,6 +142,14 @@ class TlsCollector(Collector):
             json.dumps(os.path.join(d, "ca.pem")))
         text = text.replace("extensions:\n", "extensions:\n  respan_api: { endpoint: \"127.0.0.1:%d\","
                             " directory: %s, tls: %s }\n" % (api, json.dumps(d), api_tls), 1)
+        self.tokens_path = os.path.join(d, "tokens.txt")
+        with open(self.tokens_path, "w") as f:
+            f.write("first-token-1234 first\n")
+        text = text.replace("      http: {", "      http: {", 1)
+        lines = text.split("\n")
+        at = next(i for i, line in enumerate(lines) if line.startswith("      http:")) + 1
+        lines[at:at] = ["    auth: { tokens_file: %s }" % json.dumps(self.tokens_path)]
+        text = "\n".join(lines)
         text = text.replace("  extensions: [health_check]", "  extensions: [health_check, respan_api]")
         with open(self.config_path, "w") as f:
             f.write(text)
@@ -149,15 +164,31 @@ ca = open(sys.argv[2], 'rb').read()
 ch = grpc.secure_channel('localhost:%s' % sys.argv[1], grpc.ssl_channel_credentials(ca))
 m = ch.unary_unary('/opentelemetry.proto.collector.trace.v1.TraceService/Export',
                    request_serializer=None, response_deserializer=None)
+md = [('authorization', 'Bearer ' + sys.argv[4])] if len(sys.argv) > 4 else None
 ok = bad = 0
 end = time.monotonic() + float(sys.argv[3])
 while time.monotonic() < end:
     try:
-        m(b'', timeout=5); ok += 1
+        m(b'', timeout=5, metadata=md); ok += 1
     except grpc.RpcError as e:
         bad += 1; print(e.code(), e.details(), file=sys.stderr)
     time.sleep(0.1)
 print(json.dumps({"ok": ok, "bad": bad}))
+"""
+
+# One channel, one call per line read from stdin; answers OK or the code.
+GRPCIO_STEP_SCRIPT = r"""
+import grpc, sys
+ca = open(sys.argv[2], 'rb').read()
+ch = grpc.secure_channel('localhost:%s' % sys.argv[1], grpc.ssl_channel_credentials(ca))
+m = ch.unary_unary('/opentelemetry.proto.collector.trace.v1.TraceService/Export',
+                   request_serializer=None, response_deserializer=None)
+for line in sys.stdin:
+    try:
+        m(b'', timeout=10, metadata=[('authorization', 'Bearer ' + line.strip())])
+        print('OK', flush=True)
+    except grpc.RpcError as e:
+        print(e.code().name, flush=True)
 """
 
 
@@ -196,7 +227,8 @@ def client_hello(alpn):
 def hostile_clients_do_not_starve_a_normal_one(col):
     port = col.ports["grpc"]
     normal = subprocess.Popen([GRPCIO_PYTHON, "-c", GRPCIO_SCRIPT, str(port),
-                               os.path.join(col.dir, "ca.pem"), str(HANDSHAKE_LIMIT_S + 4)],
+                               os.path.join(col.dir, "ca.pem"), str(HANDSHAKE_LIMIT_S + 4),
+                               "first-token-1234"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     hello = client_hello(["h2"])
     attacks = {
@@ -231,6 +263,7 @@ def http_port_is_https_only(col):
     with socket.create_connection(("127.0.0.1", col.ports["http"])) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as s:
             s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Authorization: Bearer first-token-1234\r\n"
                       b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
             answer = b""
             while True:
@@ -260,6 +293,69 @@ def api_needs_a_client_certificate(col):
         assert resp.status == want, "client cert %s: %d %r" % (with_cert, resp.status, body[:200])
 
 
+def https_post(conn, token):
+    conn.request("POST", "/v1/traces", b"{}", {"Content-Type": "application/json",
+                                              "Authorization": "Bearer " + token})
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status
+
+
+def sighup_keeps_connections(col):
+    import http.client
+    d = col.dir
+    old_ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+    kept = http.client.HTTPSConnection("localhost", col.ports["http"], context=old_ctx,
+                                       timeout=10)
+    assert https_post(kept, "first-token-1234") == 200
+    step = subprocess.Popen([GRPCIO_PYTHON, "-c", GRPCIO_STEP_SCRIPT, str(col.ports["grpc"]),
+                             os.path.join(d, "ca.pem")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+    def grpc_call(token):
+        step.stdin.write(token + "\n")
+        step.stdin.flush()
+        return step.stdout.readline().strip()
+
+    try:
+        assert grpc_call("first-token-1234") == "OK"
+        # A second CA, its certificate in place of the first's, and a new token.
+        openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca2.key", "-out",
+                "ca2.pem", "-days", "2", "-subj", "/CN=second CA")
+        openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca2.pem", "-CAkey", "ca2.key",
+                "-CAcreateserial", "-out", "server2.pem", "-days", "2", "-extfile", "server.ext")
+        os.replace(os.path.join(d, "server2.pem"), os.path.join(d, "server.pem"))
+        with open(col.tokens_path, "a") as f:
+            f.write("second-token-5678 second\n")
+        col.proc.send_signal(__import__("signal").SIGHUP)
+        deadline = time.monotonic() + 15
+        while "read again, connections kept" not in col.stderr():
+            assert time.monotonic() < deadline, "no in-place reload logged"
+            time.sleep(0.1)
+        # Established connections: still served, with the first certificate.
+        assert https_post(kept, "second-token-5678") == 200, "the kept connection lost"
+        assert grpc_call("second-token-5678") == "OK", "the grpc channel lost its connection"
+        assert grpc_call("first-token-1234") == "OK"
+        assert grpc_call("unknown-token-000") == "UNAUTHENTICATED"
+        # New connections: the second certificate.
+        fresh = http.client.HTTPSConnection("localhost", col.ports["http"], context=old_ctx,
+                                            timeout=10)
+        try:
+            https_post(fresh, "first-token-1234")
+            raise AssertionError("a new connection still got the first certificate")
+        except ssl.SSLError:
+            pass
+        new_ctx = ssl.create_default_context(cafile=os.path.join(d, "ca2.pem"))
+        fresh = http.client.HTTPSConnection("localhost", col.ports["http"], context=new_ctx,
+                                            timeout=10)
+        assert https_post(fresh, "second-token-5678") == 200
+        fresh.close()
+    finally:
+        kept.close()
+        step.stdin.close()
+        step.wait(timeout=10)
+
+
 def main():
     col = TlsCollector("tls")
     make_certs(col.dir)
@@ -271,6 +367,8 @@ def main():
                     hostile_clients_do_not_starve_a_normal_one, col)
         runner.case("OTLP/HTTP over TLS; plain text closed", http_port_is_https_only, col)
         runner.case("respan_api with mutual TLS", api_needs_a_client_certificate, col)
+        runner.case("SIGHUP: new certificate and tokens, connections kept",
+                    sighup_keeps_connections, col)
     finally:
         if col.alive():
             col.stop()
