@@ -57,7 +57,9 @@ typedef struct client {
     const lg_corpus *corpus;
     size_t next_body;
     lg_run *run;
-    long deadline_ms; /* of every call */
+    long deadline_ms;   /* of every call */
+    grpc_metadata auth; /* authorization, when a token is given */
+    bool has_auth;
 } client;
 
 static gpr_timespec deadline_in_ms(double ms)
@@ -124,6 +126,10 @@ static bool slot_start_call(client *c, slot *s, grpc_channel *ch)
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->has_auth) {
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &c->auth;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->send_bb;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -254,6 +260,13 @@ bool lg_grpc_run(const lg_client_opts *o, const lg_corpus *corpus, lg_run *r, ch
 {
     grpc_init();
     client c = {.corpus = corpus, .run = r, .deadline_ms = o->deadline_ms};
+    char bearer[512];
+    if (o->token) {
+        snprintf(bearer, sizeof bearer, "Bearer %s", o->token);
+        c.auth.key = grpc_slice_from_static_string("authorization");
+        c.auth.value = grpc_slice_from_copied_string(bearer);
+        c.has_auth = true;
+    }
     bool ok = false;
     c.n_channels = o->connections ? o->connections : 1;
     c.n_slots = o->concurrency;
@@ -276,6 +289,7 @@ bool lg_grpc_run(const lg_client_opts *o, const lg_corpus *corpus, lg_run *r, ch
     ok = true;
 done:
     client_close(&c);
+    if (c.has_auth) grpc_slice_unref(c.auth.value);
     grpc_shutdown();
     return ok;
 }

@@ -237,6 +237,11 @@ bool lg_http_run(const lg_client_opts *o, const lg_corpus *corpus, lg_run *r, ch
     /* No "Expect: 100-continue" round trip before large bodies. */
     c.headers = curl_slist_append(c.headers, "Expect:");
     if (corpus->gzipped) c.headers = curl_slist_append(c.headers, "Content-Encoding: gzip");
+    char bearer[512];
+    if (o->token) {
+        snprintf(bearer, sizeof bearer, "Authorization: Bearer %s", o->token);
+        c.headers = curl_slist_append(c.headers, bearer);
+    }
     if (!c.multi || !c.slots || !c.headers) {
         snprintf(why, why_len, "cannot set up libcurl for %u requests", c.n_slots);
         goto done;

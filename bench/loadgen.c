@@ -39,6 +39,7 @@ typedef struct options {
     double deadline_ms; /* of each call */
     bool gzip;
     const char *dump_path; /* write the first body here instead of running */
+    const char *token;     /* bearer token for the receiver's auth */
 } options;
 
 /* --- the collector's /proc entries ------------------------------------------- */
@@ -133,6 +134,7 @@ static void usage(FILE *f)
                "  --connections N           gRPC channels/TCP connections (default 2)\n"
                "  --collector-pid PID       report that process's CPU time and peak RSS\n"
                "  --gzip                    compress request bodies\n"
+               "  --token TOKEN             send Authorization: Bearer TOKEN (receivers' auth)\n"
                "  --bodies N                distinct pre-encoded requests (default 16)\n"
                "  --backoff-ms MS           wait after a refused call (default 10)\n"
                "  --deadline-ms MS          each call's deadline (gRPC) or timeout (HTTP)\n"
@@ -186,6 +188,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"connections", required_argument, NULL, 'C'},
         {"collector-pid", required_argument, NULL, 'P'},
         {"gzip", no_argument, NULL, 'z'},
+        {"token", required_argument, NULL, 'K'},
         {"bodies", required_argument, NULL, 'b'},
         {"backoff-ms", required_argument, NULL, 'B'},
         {"dump-body", required_argument, NULL, 'D'},
@@ -246,6 +249,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'z':
             o->gzip = true;
+            break;
+        case 'K':
+            o->token = optarg;
             break;
         case 'b':
             ok = parse_number("bodies", optarg, 1, 1024, &v);
@@ -409,7 +415,8 @@ int main(int argc, char **argv)
                          .connections = o.connections,
                          .gzip = o.gzip,
                          .protocol = o.protocol,
-                         .deadline_ms = (long)o.deadline_ms};
+                         .deadline_ms = (long)o.deadline_ms,
+                         .token = o.token};
     bool ok = o.protocol == LG_GRPC ? lg_grpc_run(&co, &corpus, &run, why, sizeof why)
                                     : lg_http_run(&co, &corpus, &run, why, sizeof why);
     if (ok) {

@@ -111,7 +111,8 @@ typedef struct lg_client_opts {
     unsigned connections; /* gRPC channels (HTTP: one per slot anyway) */
     bool gzip;
     lg_protocol protocol;
-    long deadline_ms; /* per call: gRPC deadline (grpc-timeout), HTTP timeout */
+    long deadline_ms;  /* per call: gRPC deadline (grpc-timeout), HTTP timeout */
+    const char *token; /* sent as "authorization: Bearer <token>"; NULL: none */
 } lg_client_opts;
 
 /* Each runs the whole load until lg_run_may_issue says stop, waits for the

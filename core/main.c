@@ -112,7 +112,9 @@ static void print_help(FILE *out)
     fprintf(out,
             "\nSignals: SIGTERM or SIGINT stop accepting, flush everything in flight, exit 0.\n"
             "         SIGHUP reloads the config file; a config that does not validate is\n"
-            "         logged and the running one is kept.\n"
+            "         logged and the running one is kept. An unchanged config is not\n"
+            "         restarted: certificates and token files are read again, and every\n"
+            "         connection is kept.\n"
             "Docs: README.md and docs/configuration.md.\n");
 }
 
