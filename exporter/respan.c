@@ -386,6 +386,7 @@ static rc_status parse_config(respan_exporter *x, rc_cfg *cfg, rc_error *err)
                             "text, and leave tls.insecure out");
     if ((x->tls.ca_file || x->tls.skip_verify) && strncmp(x->url, "http://", 7) == 0)
         return rc_cfg_error(err, rc_cfg_get(cfg, "tls"), "tls settings need an https:// endpoint");
+    /* x->lanes moves as tenants' lanes are added: no pointer into it before. */
     if (parse_tenant_keys(x, cfg, err) != RC_OK) return RC_EINVAL;
     for (size_t i = 0; i < x->n_lanes; i++) {
         respan_lane *l = &x->lanes[i];
@@ -395,7 +396,7 @@ static rc_status parse_config(respan_exporter *x, rc_cfg *cfg, rc_error *err)
                                      .n_headers = 1,
                                      .content_type = "application/json",
                                      .gzip = gzip,
-                                     .timeout_ms = def->dc.timeout_ms,
+                                     .timeout_ms = x->lanes[0].dc.timeout_ms,
                                      .ca_file = x->tls.ca_file,
                                      .insecure_skip_verify = x->tls.skip_verify};
     }
