@@ -18,17 +18,13 @@
 #include <unistd.h>
 
 struct rc_admin_server {
-    struct MHD_Daemon *daemon;
+    rc_mhd_daemons daemons; /* .current accepts; a reload retires the one before */
     int fd;
     rc_admin_handler handler;      /* GET-only mode */
     rc_admin_request_handler full; /* full mode */
     size_t max_body;
     void *arg;
     const rc_tls_server_config *tls; /* NULL: plain HTTP */
-    /* Daemons a certificate reload replaced: no longer accepting, still
-     * serving their connections, stopped with the server. */
-    struct MHD_Daemon *retired[8];
-    size_t n_retired;
 };
 
 /* One request in full mode. */
@@ -190,23 +186,15 @@ static struct MHD_Daemon *make_daemon(rc_admin_server *s)
                             request_done, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
+static struct MHD_Daemon *make_daemon_cb(void *arg)
+{
+    return make_daemon(arg);
+}
+
 rc_status rc_admin_server_reload_tls(rc_admin_server *s, rc_error *err)
 {
     if (!s || !s->tls || !s->tls->enabled) return RC_OK;
-    if (s->n_retired == sizeof s->retired / sizeof *s->retired) {
-        rc_error_set(err, "%zu certificate reloads already; restart to reload again", s->n_retired);
-        return RC_EBUSY;
-    }
-    /* The new daemon accepts on the socket before the old one stops. */
-    struct MHD_Daemon *fresh = make_daemon(s);
-    if (!fresh) {
-        rc_error_set(err, "cannot start a server with the new certificate");
-        return RC_EIO;
-    }
-    MHD_quiesce_daemon(s->daemon);
-    s->retired[s->n_retired++] = s->daemon;
-    s->daemon = fresh;
-    return RC_OK;
+    return rc_tls_mhd_switch(&s->daemons, make_daemon_cb, s, err);
 }
 
 static rc_admin_server *start(const char *name, const rc_endpoint *ep, rc_admin_server *s,
@@ -219,8 +207,8 @@ static rc_admin_server *start(const char *name, const rc_endpoint *ep, rc_admin_
         free(s);
         return NULL;
     }
-    s->daemon = make_daemon(s);
-    if (!s->daemon) {
+    s->daemons.current = make_daemon(s);
+    if (!s->daemons.current) {
         rc_error_set(err, "%s: cannot start the HTTP server on %s", name, ep->text);
         close(s->fd);
         free(s);
@@ -262,10 +250,11 @@ rc_admin_server *rc_admin_server_start_full(const char *name, const rc_endpoint 
 void rc_admin_server_stop(rc_admin_server *s)
 {
     if (!s) return;
-    if (s->n_retired) MHD_quiesce_daemon(s->daemon); /* the socket is then closed below */
-    MHD_stop_daemon(s->daemon); /* else it closes the listening socket it was given */
-    for (size_t i = 0; i < s->n_retired; i++)
-        MHD_stop_daemon(s->retired[i]);
-    if (s->n_retired) close(s->fd);
+    rc_mhd_daemons *d = &s->daemons;
+    if (d->n_retired) MHD_quiesce_daemon(d->current); /* the socket is then closed below */
+    MHD_stop_daemon(d->current); /* else it closes the listening socket it was given */
+    for (size_t i = 0; i < d->n_retired; i++)
+        MHD_stop_daemon(d->retired[i]);
+    if (d->n_retired) close(s->fd);
     free(s);
 }

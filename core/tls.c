@@ -316,6 +316,27 @@ size_t rc_tls_mhd_options(const rc_tls_server_config *c, struct MHD_OptionItem *
     return n;
 }
 
+rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, struct MHD_Daemon *(*make)(void *arg), void *arg,
+                            rc_error *err)
+{
+    if (d->n_retired == sizeof d->retired / sizeof *d->retired) {
+        rc_error_set(err,
+                     "%zu certificate reloads already wait for their connections to end; "
+                     "restart to reload again",
+                     d->n_retired);
+        return RC_EBUSY;
+    }
+    struct MHD_Daemon *fresh = make(arg);
+    if (!fresh) {
+        rc_error_set(err, "cannot start a server with the new certificate");
+        return RC_EIO;
+    }
+    MHD_quiesce_daemon(d->current);
+    d->retired[d->n_retired++] = d->current;
+    d->current = fresh;
+    return RC_OK;
+}
+
 bool rc_tls_mhd_client_verified(const rc_tls_server_config *c, struct MHD_Connection *conn)
 {
     if (!c || !c->enabled || !c->client_ca_pem) return true;

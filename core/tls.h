@@ -60,6 +60,23 @@ void rc_tls_ctx_free(void *ctx);
 struct MHD_OptionItem;
 size_t rc_tls_mhd_options(const rc_tls_server_config *c, struct MHD_OptionItem *items);
 
+/* A libmicrohttpd server's daemons across certificate reloads: the one
+ * accepting, and those a reload replaced, which no longer accept but
+ * serve the connections they hold until the server stops. */
+struct MHD_Daemon;
+typedef struct rc_mhd_daemons {
+    struct MHD_Daemon *current;
+    struct MHD_Daemon *retired[8];
+    size_t n_retired;
+} rc_mhd_daemons;
+
+/* A reload: make(arg) starts a daemon with the new certificate on the
+ * same listening socket, which accepts before the current one stops
+ * accepting (so no connection is refused in between) and replaces it.
+ * On failure nothing changes. */
+rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, struct MHD_Daemon *(*make)(void *arg), void *arg,
+                            rc_error *err);
+
 /* With client_ca_file (mutual TLS), whether the client of an MHD
  * connection presented a certificate that chains to it; true without
  * client_ca_file. GnuTLS, through MHD, only asks for a certificate, so

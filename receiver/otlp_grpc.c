@@ -388,15 +388,13 @@ static void expire_lingering(worker *w, int64_t now)
     }
 }
 
-/* recv(2), or SSL_read on a TLS connection, with recv's results: > 0
- * bytes, 0 closed, -1 with errno (EAGAIN when it must wait). */
-static ssize_t conn_recv(conn *c, uint8_t *buf, size_t n)
+/* An SSL_read or SSL_write result as recv and send give theirs: > 0
+ * bytes, 0 closed, -1 with errno (EAGAIN when it must wait, `failure`
+ * when the connection is broken). */
+static ssize_t ssl_io_result(SSL *ssl, int r, int failure)
 {
-    if (!c->ssl) return recv(c->fd, buf, n, 0);
-    ERR_clear_error();
-    int r = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
     if (r > 0) return r;
-    switch (SSL_get_error(c->ssl, r)) {
+    switch (SSL_get_error(ssl, r)) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
         errno = EAGAIN;
@@ -407,30 +405,26 @@ static ssize_t conn_recv(conn *c, uint8_t *buf, size_t n)
         if (errno == EINTR) return -1;
         /* fall through */
     default:
-        errno = EPROTO;
+        errno = failure;
         return -1;
     }
 }
 
-/* send(2), or SSL_write, likewise. */
+/* recv(2), or SSL_read on a TLS connection. */
+static ssize_t conn_recv(conn *c, uint8_t *buf, size_t n)
+{
+    if (!c->ssl) return recv(c->fd, buf, n, 0);
+    ERR_clear_error();
+    return ssl_io_result(c->ssl, SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n), EPROTO);
+}
+
+/* send(2), or SSL_write. */
 static ssize_t conn_send(conn *c, const uint8_t *data, size_t n)
 {
     if (!c->ssl) return send(c->fd, data, n, MSG_NOSIGNAL);
     ERR_clear_error();
-    int r = SSL_write(c->ssl, data, n > INT32_MAX ? INT32_MAX : (int)n);
-    if (r > 0) return r;
-    switch (SSL_get_error(c->ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_SYSCALL:
-        if (errno == EINTR) return -1;
-        /* fall through */
-    default:
-        errno = EPIPE;
-        return -1;
-    }
+    return ssl_io_result(c->ssl, SSL_write(c->ssl, data, n > INT32_MAX ? INT32_MAX : (int)n),
+                         EPIPE);
 }
 
 /* Watches for what the connection can take now: its output first. */

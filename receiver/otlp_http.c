@@ -116,11 +116,7 @@
 #define CT_JSON "application/json"
 
 struct rc_otlp_http_server {
-    struct MHD_Daemon *daemon;
-    /* Daemons a certificate reload replaced: no longer accepting, still
-     * serving the connections they hold, stopped with the server. */
-    struct MHD_Daemon *retired[8];
-    size_t n_retired;
+    rc_mhd_daemons daemons; /* .current accepts; a reload retires the one before */
     int listen_fd;
     const rc_otlp_http_config *cfg;
     unsigned daemon_connections; /* MHD's connection limit (connection_limits) */
@@ -862,28 +858,17 @@ static struct MHD_Daemon *start_daemon(rc_otlp_http_server *s)
         HTTP_CONN_MEMORY, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
+static struct MHD_Daemon *start_daemon_cb(void *arg)
+{
+    return start_daemon(arg);
+}
+
 rc_status rc_otlp_http_reload_tls(rc_otlp_http_server *s, rc_error *err)
 {
     if (!s->cfg->tls.enabled) return RC_OK;
-    if (s->n_retired == sizeof s->retired / sizeof *s->retired) {
-        rc_error_set(err,
-                     "OTLP/HTTP: %zu certificate reloads already wait for their "
-                     "connections to end; restart to reload again",
-                     s->n_retired);
-        return RC_EBUSY;
-    }
-    /* The new daemon accepts on the same socket before the old one stops
-     * accepting, so no connection is refused in between; the old one keeps
-     * serving the connections it holds until they end. */
-    struct MHD_Daemon *fresh = start_daemon(s);
-    if (!fresh) {
-        rc_error_set(err, "OTLP/HTTP: cannot start a server with the new certificate");
-        return RC_EIO;
-    }
-    MHD_quiesce_daemon(s->daemon);
-    s->retired[s->n_retired++] = s->daemon;
-    s->daemon = fresh;
-    return RC_OK;
+    rc_status st = rc_tls_mhd_switch(&s->daemons, start_daemon_cb, s, err);
+    if (st != RC_OK) rc_error_prefix(err, "OTLP/HTTP");
+    return st;
 }
 
 rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_ingest_ctx *ctx,
@@ -914,7 +899,7 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
         rc_error_set(err, "%s", why);
         goto fail;
     }
-    if (!(s->daemon = start_daemon(s))) {
+    if (!(s->daemons.current = start_daemon(s))) {
         close(s->listen_fd);
         rc_error_set(err, "cannot start the OTLP/HTTP server on %s (see the log above)",
                      s->endpoint);
@@ -931,7 +916,8 @@ void rc_otlp_http_stop(rc_otlp_http_server *s)
     if (!s) return;
     /* Stop accepting first, then give uploads in progress a moment to
      * finish before MHD closes every connection. */
-    MHD_quiesce_daemon(s->daemon);
+    rc_mhd_daemons *d = &s->daemons;
+    MHD_quiesce_daemon(d->current);
     uint64_t deadline = now_ms() + STOP_GRACE_MS;
     while (atomic_load(&s->active) > 0 && now_ms() < deadline) {
         struct timespec pause = {0, 10 * 1000000};
@@ -939,9 +925,9 @@ void rc_otlp_http_stop(rc_otlp_http_server *s)
     }
     /* joins the workers, completing every request and releasing every
      * connection from the guard, which is freed after */
-    MHD_stop_daemon(s->daemon);
-    for (size_t i = 0; i < s->n_retired; i++)
-        MHD_stop_daemon(s->retired[i]);
+    MHD_stop_daemon(d->current);
+    for (size_t i = 0; i < d->n_retired; i++)
+        MHD_stop_daemon(d->retired[i]);
     /* once quiesced, the listening socket is ours to close */
     close(s->listen_fd);
     server_free(s);
