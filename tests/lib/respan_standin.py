@@ -11,7 +11,7 @@ and batches rejected for one poisoned log. Python 3 standard library only.
 Usage
     python3 tests/lib/respan_standin.py --port 0 --port-file PATH
         [--host 127.0.0.1] [--api-key KEY] [--mode MODE|JSON] [--record PATH]
-        [--keep all|ids|none]
+        [--keep all|ids|none] [--tls-cert PEM --tls-key PEM]
 
   --port 0 binds a free port; once listening, the port number (decimal,
   newline) is written to --port-file through a temporary name and a rename,
@@ -115,6 +115,7 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -700,6 +701,8 @@ def main(argv=None):
     ap.add_argument("--api-key")
     ap.add_argument("--mode", help="a mode name or a JSON object with options")
     ap.add_argument("--record", help="append accepted logs here as JSON lines")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    ap.add_argument("--tls-key", help="and this key")
     ap.add_argument("--keep", choices=("all", "ids", "none"), default="all",
                     help="what stays in memory: the logs, their span ids, or counts only")
     args = ap.parse_args(argv)
@@ -709,6 +712,13 @@ def main(argv=None):
         ap.error("--mode: %s" % e)
 
     server = Server((args.host, args.port), Handler)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        # Handshakes happen in each handler thread (lazily), so one client
+        # that fails its handshake never blocks the accept loop.
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
     server.state = State(mode, args.api_key, args.record, args.keep)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -752,7 +762,8 @@ class Standin:
         self.proc = None
         self.port = None
 
-    def start(self, mode=None, api_key=None, port=0, record=True, keep="all", timeout=10):
+    def start(self, mode=None, api_key=None, port=0, record=True, keep="all", timeout=10,
+              tls=None):
         """Starts the process and waits until it answers. mode: a name or a
         dict of {"mode": ..., options}. port: 0 for a free one, or a fixed
         one (e.g. self.port to come back on the same port after stop()).
@@ -771,6 +782,9 @@ class Standin:
             cmd += ["--record", self.record_path]
         if keep != "all":
             cmd += ["--keep", keep]
+        self.tls = tls
+        if tls:
+            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         self.proc = process.spawn(cmd, self.stderr_path)
         self._wait_listening(timeout)
         return self
@@ -793,7 +807,9 @@ class Standin:
 
     @property
     def url(self):
-        """The exporter's endpoint setting."""
+        """The exporter's endpoint setting (https://localhost with tls)."""
+        if getattr(self, "tls", None):
+            return "https://localhost:%d/api" % self.port
         return "http://127.0.0.1:%d/api" % self.port
 
     @property
@@ -804,7 +820,11 @@ class Standin:
         return self.proc is not None and self.proc.poll() is None
 
     def _call(self, method, path, body=None, raw=False, timeout=30):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if getattr(self, "tls", None):
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=ssl._create_unverified_context())
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             data = None if body is None else json.dumps(body).encode()
             headers = {"Content-Type": "application/json"} if data is not None else {}
