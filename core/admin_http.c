@@ -172,29 +172,25 @@ void rc_admin_query_args(const rc_admin_request *req,
 
 /* A daemon on the server's listening socket, with its certificate as it
  * is now in s->tls. MHD_USE_ITC lets a reload stop it accepting. */
-static struct MHD_Daemon *make_daemon(rc_admin_server *s)
+static struct MHD_Daemon *make_daemon(void *arg, int fd)
 {
+    rc_admin_server *s = arg;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC;
     struct MHD_OptionItem tls[RC_TLS_MHD_MAX_OPTIONS] = {{MHD_OPTION_END, 0, NULL}};
     if (s->tls && s->tls->enabled) {
         rc_tls_mhd_options(s->tls, tls);
         flags |= MHD_USE_TLS;
     }
-    return MHD_start_daemon(flags, 0, NULL, NULL, answer, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
+    return MHD_start_daemon(flags, 0, NULL, NULL, answer, s, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_NOTIFY_COMPLETED,
                             request_done, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
-static struct MHD_Daemon *make_daemon_cb(void *arg)
-{
-    return make_daemon(arg);
-}
-
 rc_status rc_admin_server_reload_tls(rc_admin_server *s, rc_error *err)
 {
     if (!s || !s->tls || !s->tls->enabled) return RC_OK;
-    return rc_tls_mhd_switch(&s->daemons, make_daemon_cb, s, err);
+    return rc_tls_mhd_switch(&s->daemons, make_daemon, s, err);
 }
 
 static rc_admin_server *start(const char *name, const rc_endpoint *ep, rc_admin_server *s,
@@ -207,8 +203,7 @@ static rc_admin_server *start(const char *name, const rc_endpoint *ep, rc_admin_
         free(s);
         return NULL;
     }
-    s->daemons.current = make_daemon(s);
-    if (!s->daemons.current) {
+    if (!rc_mhd_start(&s->daemons, s->fd, make_daemon, s)) {
         rc_error_set(err, "%s: cannot start the HTTP server on %s", name, ep->text);
         close(s->fd);
         free(s);
@@ -250,11 +245,6 @@ rc_admin_server *rc_admin_server_start_full(const char *name, const rc_endpoint 
 void rc_admin_server_stop(rc_admin_server *s)
 {
     if (!s) return;
-    rc_mhd_daemons *d = &s->daemons;
-    if (d->n_retired) MHD_quiesce_daemon(d->current); /* the socket is then closed below */
-    MHD_stop_daemon(d->current); /* else it closes the listening socket it was given */
-    for (size_t i = 0; i < d->n_retired; i++)
-        MHD_stop_daemon(d->retired[i]);
-    if (d->n_retired) close(s->fd);
+    rc_mhd_stop(&s->daemons, NULL, NULL); /* closes the listening socket too */
     free(s);
 }

@@ -285,6 +285,7 @@ static rc_service *reload(const cli *c, rc_service *old, rc_cfg **root)
         rc_error_log("service", "SIGHUP: keeping the running config; the new one is invalid: %s",
                      err.msg);
         rc_config_free(nroot);
+        free(text);
         return old;
     }
     rc_service_free(probe); /* built only to validate: nothing was started */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PEM_MAX (1u << 20) /* a certificate chain or CA bundle, at most */
 
@@ -170,8 +171,14 @@ rc_status rc_tls_parse_server(rc_cfg *parent, rc_tls_server_config *out, rc_erro
     return st;
 }
 
-rc_status rc_tls_reload(rc_tls_server_config *c, rc_error *err)
+static bool same_text(const char *a, const char *b)
 {
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+rc_status rc_tls_reload(rc_tls_server_config *c, bool *changed, rc_error *err)
+{
+    *changed = false;
     if (!c->enabled) return RC_OK;
     rc_tls_server_config fresh = {.enabled = true,
                                   .cert_file = c->cert_file,
@@ -186,6 +193,9 @@ rc_status rc_tls_reload(rc_tls_server_config *c, rc_error *err)
         st = RC_EIO;
     if (st == RC_OK) st = check_files(&fresh, err);
     if (st == RC_OK) {
+        *changed = !same_text(c->cert_pem, fresh.cert_pem) ||
+                   !same_text(c->key_pem, fresh.key_pem) ||
+                   !same_text(c->client_ca_pem, fresh.client_ca_pem);
         if (c->key_pem) OPENSSL_cleanse(c->key_pem, strlen(c->key_pem));
         free(c->cert_pem);
         free(c->key_pem);
@@ -292,6 +302,11 @@ void *rc_tls_server_ctx(const rc_tls_server_config *c, const char *alpn, rc_erro
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (alpn) SSL_CTX_set_alpn_select_cb(ctx, select_alpn, (void *)alpn);
+    /* Without a session id context OpenSSL refuses every resumed session
+     * once client certificates are verified: clients that cache sessions
+     * would fail each reconnect under mutual TLS. */
+    static const unsigned char sid_ctx[] = "respan-collector";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
     return ctx;
 }
 
@@ -316,30 +331,83 @@ size_t rc_tls_mhd_options(const rc_tls_server_config *c, struct MHD_OptionItem *
     return n;
 }
 
-rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, struct MHD_Daemon *(*make)(void *arg), void *arg,
-                            rc_error *err)
+bool rc_mhd_start(rc_mhd_daemons *d, int listen_fd, rc_mhd_make_fn make, void *arg)
 {
-    if (d->n_retired == sizeof d->retired / sizeof *d->retired) {
+    d->listen_fd = listen_fd;
+    int fd = dup(listen_fd);
+    if (fd < 0) return false;
+    d->current = make(arg, fd); /* on failure MHD has closed fd */
+    return d->current != NULL;
+}
+
+static size_t connections_of(struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 1;
+}
+
+/* Stops the retired daemons whose connections have all ended. */
+static void prune_retired(rc_mhd_daemons *d)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < d->n_retired; i++) {
+        if (connections_of(d->retired[i]) > 0) {
+            d->retired[kept] = d->retired[i];
+            d->retired_fd[kept++] = d->retired_fd[i];
+            continue;
+        }
+        MHD_stop_daemon(d->retired[i]);
+        if (d->retired_fd[i] >= 0) close(d->retired_fd[i]);
+    }
+    d->n_retired = kept;
+}
+
+rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, rc_mhd_make_fn make, void *arg, rc_error *err)
+{
+    prune_retired(d);
+    if (d->n_retired == RC_MHD_MAX_RETIRED) {
         rc_error_set(err,
-                     "%zu certificate reloads already wait for their connections to end; "
-                     "restart to reload again",
-                     d->n_retired);
+                     "%d earlier certificate reloads still serve open connections; try "
+                     "again once they end",
+                     RC_MHD_MAX_RETIRED);
         return RC_EBUSY;
     }
-    struct MHD_Daemon *fresh = make(arg);
+    int fd = dup(d->listen_fd);
+    struct MHD_Daemon *fresh = fd >= 0 ? make(arg, fd) : NULL;
     if (!fresh) {
         rc_error_set(err, "cannot start a server with the new certificate");
         return RC_EIO;
     }
-    MHD_quiesce_daemon(d->current);
+    d->retired_fd[d->n_retired] = MHD_quiesce_daemon(d->current);
     d->retired[d->n_retired++] = d->current;
     d->current = fresh;
     return RC_OK;
 }
 
+void rc_mhd_stop(rc_mhd_daemons *d, void (*drain)(void *arg), void *arg)
+{
+    if (d->current) {
+        int fd = MHD_quiesce_daemon(d->current);
+        if (drain) drain(arg);
+        MHD_stop_daemon(d->current); /* quiesced: fd is ours */
+        if (fd >= 0) close(fd);
+        d->current = NULL;
+    }
+    for (size_t i = 0; i < d->n_retired; i++) {
+        MHD_stop_daemon(d->retired[i]);
+        if (d->retired_fd[i] >= 0) close(d->retired_fd[i]);
+    }
+    d->n_retired = 0;
+    if (d->listen_fd >= 0) close(d->listen_fd);
+    d->listen_fd = -1;
+}
+
 bool rc_tls_mhd_client_verified(const rc_tls_server_config *c, struct MHD_Connection *conn)
 {
-    if (!c || !c->enabled || !c->client_ca_pem) return true;
+    /* The path, not the PEM: a reload replaces the PEM while MHD threads
+     * ask, and whether mutual TLS is on never changes without a restart. */
+    if (!c || !c->enabled || !c->client_ca_file) return true;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (!ci || !ci->tls_session) return false;

@@ -40,9 +40,10 @@ typedef struct rc_tls_server_config {
 rc_status rc_tls_parse_server(rc_cfg *parent, rc_tls_server_config *out, rc_error *err);
 void rc_tls_server_config_free(rc_tls_server_config *c);
 /* Reads c's files again and checks them as parsing did; on success the
- * new contents replace the old (the paths stay), else c is unchanged and
- * err names the file. For SIGHUP with an unchanged config. */
-rc_status rc_tls_reload(rc_tls_server_config *c, rc_error *err);
+ * new contents replace the old (the paths stay) and *changed says whether
+ * any differs, else c is unchanged and err names the file. For SIGHUP with
+ * an unchanged config. */
+rc_status rc_tls_reload(rc_tls_server_config *c, bool *changed, rc_error *err);
 
 /* An OpenSSL server context from a parsed config (an SSL_CTX *, opaque
  * here so that this header does not need OpenSSL's): the certificate and
@@ -61,21 +62,35 @@ struct MHD_OptionItem;
 size_t rc_tls_mhd_options(const rc_tls_server_config *c, struct MHD_OptionItem *items);
 
 /* A libmicrohttpd server's daemons across certificate reloads: the one
- * accepting, and those a reload replaced, which no longer accept but
- * serve the connections they hold until the server stops. */
+ * accepting, and those a reload replaced, which no longer accept but serve
+ * the connections they hold (stopped once they hold none). Each daemon is
+ * given its own dup of the listening socket, which stays ours: MHD closes
+ * the socket it was given when it fails to start, and must not close the
+ * one the others share. */
 struct MHD_Daemon;
+#define RC_MHD_MAX_RETIRED 8
 typedef struct rc_mhd_daemons {
+    int listen_fd;
     struct MHD_Daemon *current;
-    struct MHD_Daemon *retired[8];
+    struct MHD_Daemon *retired[RC_MHD_MAX_RETIRED];
+    int retired_fd[RC_MHD_MAX_RETIRED]; /* the dup each was given, ours once quiesced */
     size_t n_retired;
 } rc_mhd_daemons;
 
-/* A reload: make(arg) starts a daemon with the new certificate on the
- * same listening socket, which accepts before the current one stops
- * accepting (so no connection is refused in between) and replaces it.
- * On failure nothing changes. */
-rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, struct MHD_Daemon *(*make)(void *arg), void *arg,
-                            rc_error *err);
+/* Starts d->current with make(arg, fd), fd a dup of listen_fd (taken
+ * over). False when it cannot start; listen_fd is then still open. */
+typedef struct MHD_Daemon *(*rc_mhd_make_fn)(void *arg, int fd);
+bool rc_mhd_start(rc_mhd_daemons *d, int listen_fd, rc_mhd_make_fn make, void *arg);
+
+/* A reload: a new daemon with the new certificate starts accepting on the
+ * socket before the current one stops (so no connection is refused in
+ * between) and replaces it. On failure nothing changes. */
+rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, rc_mhd_make_fn make, void *arg, rc_error *err);
+
+/* Stops accepting; calls drain(arg) (may be NULL) while the current
+ * daemon still serves what it holds; stops every daemon and closes every
+ * descriptor, listen_fd included. */
+void rc_mhd_stop(rc_mhd_daemons *d, void (*drain)(void *arg), void *arg);
 
 /* With client_ca_file (mutual TLS), whether the client of an MHD
  * connection presented a certificate that chains to it; true without

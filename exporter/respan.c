@@ -59,6 +59,7 @@
 #include "exporter/respan_log.h"
 #include "exporter/respan_response.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -664,6 +665,44 @@ static void respan_shutdown(void *inst)
     }
 }
 
+static bool has_lane(const respan_exporter *x, const char *tenant)
+{
+    for (size_t i = 1; i < x->n_lanes; i++)
+        if (strcmp(x->lanes[i].tenant, tenant) == 0) return true;
+    return false;
+}
+
+/* A tenant taken out of api_keys_by_tenant leaves its queue behind, with
+ * logs accepted and not yet delivered: say so, rather than let them wait
+ * unseen. Putting the tenant back delivers them. */
+static void warn_orphan_queues(const respan_exporter *x)
+{
+    const char *base = x->lanes[0].dc.queue_dir;
+    if (!base) return;
+    const char *slash = strrchr(base, '/');
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - base) : 1, slash ? base : ".");
+    const char *name = slash ? slash + 1 : base;
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s.tenant-", name);
+    DIR *d = opendir(parent[0] ? parent : "/");
+    if (!d) return;
+    struct dirent *e;
+    /* readdir is safe here: this DIR stream is this thread's alone. */
+    // cppcheck-suppress readdirCalled
+    while ((e = readdir(d))) {
+        size_t n = strlen(prefix);
+        const char *tenant = e->d_name + n;
+        if (strncmp(e->d_name, prefix, n) != 0 || strchr(tenant, '.') || has_lane(x, tenant))
+            continue;
+        rc_warn(x->id,
+                "%s/%s is the queue of tenant \"%s\", which api_keys_by_tenant no longer "
+                "lists: what it holds is not delivered until the tenant is listed again",
+                parent, e->d_name, tenant);
+    }
+    closedir(d);
+}
+
 static rc_status respan_start(void *inst, rc_error *err)
 {
     respan_exporter *x = inst;
@@ -673,6 +712,7 @@ static rc_status respan_start(void *inst, rc_error *err)
                                        "Metadata entries cut off by the per-log size cap.", labels);
     x->skipped = rc_counter_register("respan_exporter_skipped_spans",
                                      "Non-LLM spans left out by spans: llm_only.", labels);
+    warn_orphan_queues(x);
     if (x->tls.skip_verify)
         rc_warn(x->id, "tls.insecure_skip_verify: Respan's certificate is not checked; anyone "
                        "on the path can read the API key and the logs");

@@ -593,8 +593,9 @@ static rc_status api_reload_files(void *inst, rc_error *err)
 {
     respan_api *a = inst;
     if (!a->tls.enabled) return RC_OK;
-    if (rc_tls_reload(&a->tls, err) != RC_OK) return RC_EIO;
-    return rc_admin_server_reload_tls(a->server, err);
+    bool changed = false;
+    if (rc_tls_reload(&a->tls, &changed, err) != RC_OK) return RC_EIO;
+    return changed ? rc_admin_server_reload_tls(a->server, err) : RC_OK;
 }
 
 static void api_shutdown(void *inst)

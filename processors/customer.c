@@ -683,7 +683,12 @@ static void write_tenant(rc_span_run *run, otlp_span *s)
     const rc_request_meta *m = &run->owner->meta;
     if (!m->tenant) return;
     rc_attr_list attrs = rc_attr_list_of_span(s, run->owner->arena);
-    rc_attr_set_str_ref(&attrs, K_TENANT, m->tenant); /* lives in the request's arena */
+    rc_attr_remove(&attrs, K_TENANT);                 /* every copy the span sent */
+    rc_attr_add_str_ref(&attrs, K_TENANT, m->tenant); /* lives in the request's arena */
+    if (run->rs && run->rs->resource) {
+        rc_attr_list res = rc_attr_list_of_resource(run->rs->resource, run->owner->arena);
+        rc_attr_remove(&res, K_TENANT);
+    }
     if (m->tenant_environment && !has_environment(run->rs ? run->rs->resource : NULL, s))
         rc_attr_set_str_ref(&attrs, "deployment.environment.name", m->tenant_environment);
 }

@@ -164,6 +164,7 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
         rc_error_set(&res->err, "out of memory, retry later");
         refuse(ctx, res, RC_ENOMEM, n_spans);
         rc_tenant_count_refused(tenant, n_spans);
+        rc_tenant_refund(tenant, n_spans);
         return;
     }
     rc_error perr = {{0}};
@@ -174,6 +175,7 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
         res->err = perr;
         refuse(ctx, res, st, n_spans);
         rc_tenant_count_refused(tenant, n_spans);
+        rc_tenant_refund(tenant, n_spans);
         return;
     }
     res->status = RC_OK;

@@ -156,14 +156,17 @@ static rc_status otlp_reload_files(void *inst, rc_error *err)
 {
     otlp_receiver *r = inst;
     rc_status st = RC_OK;
+    bool changed = false;
+    /* Unchanged files leave the servers as they are: a SIGHUP for the
+     * tokens file must not use up a certificate reload. */
     if (r->grpc_server && r->grpc.tls.enabled &&
-        (rc_tls_reload(&r->grpc.tls, err) != RC_OK ||
-         rc_otlp_grpc_reload_tls(r->grpc_server, &r->grpc.tls, err) != RC_OK))
+        (rc_tls_reload(&r->grpc.tls, &changed, err) != RC_OK ||
+         (changed && rc_otlp_grpc_reload_tls(r->grpc_server, &r->grpc.tls, err) != RC_OK)))
         st = RC_EIO;
     rc_error e2 = {{0}};
     if (r->http_server && r->http.tls.enabled &&
-        (rc_tls_reload(&r->http.tls, &e2) != RC_OK ||
-         rc_otlp_http_reload_tls(r->http_server, &e2) != RC_OK) &&
+        (rc_tls_reload(&r->http.tls, &changed, &e2) != RC_OK ||
+         (changed && rc_otlp_http_reload_tls(r->http_server, &e2) != RC_OK)) &&
         st == RC_OK) {
         *err = e2;
         st = RC_EIO;

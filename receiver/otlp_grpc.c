@@ -253,6 +253,7 @@ struct rc_otlp_grpc_server {
     _Atomic(SSL_CTX *) tls;
     pthread_mutex_t retired_mu;
     SSL_CTX *retired[16];
+    int64_t retired_at[16]; /* rc_now_ms when it was replaced */
     size_t n_retired;
     rc_counter *handshake_failures;
 };
@@ -964,11 +965,30 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
     return s;
 }
 
+/* A context replaced a minute ago can no longer be between a worker's
+ * load of s->tls and its SSL_new (a few instructions apart), and every
+ * connection made from it holds a reference of its own: ours can go.
+ * Under retired_mu. */
+static void forget_old_contexts(rc_otlp_grpc_server *s, int64_t now)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < s->n_retired; i++) {
+        if (now - s->retired_at[i] < 60000) {
+            s->retired[kept] = s->retired[i];
+            s->retired_at[kept++] = s->retired_at[i];
+        } else {
+            SSL_CTX_free(s->retired[i]);
+        }
+    }
+    s->n_retired = kept;
+}
+
 rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_config *tls,
                                   rc_error *err)
 {
     if (!atomic_load(&s->tls)) return RC_OK;
     pthread_mutex_lock(&s->retired_mu);
+    forget_old_contexts(s, rc_now_ms());
     rc_status st = RC_OK;
     SSL_CTX *fresh = NULL;
     if (s->n_retired == sizeof s->retired / sizeof *s->retired) {
@@ -978,6 +998,7 @@ rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_co
     } else if (!(fresh = rc_tls_server_ctx(tls, "h2", err))) {
         st = RC_EIO;
     } else {
+        s->retired_at[s->n_retired] = rc_now_ms();
         s->retired[s->n_retired++] = atomic_exchange(&s->tls, fresh);
     }
     pthread_mutex_unlock(&s->retired_mu);

@@ -117,7 +117,6 @@
 
 struct rc_otlp_http_server {
     rc_mhd_daemons daemons; /* .current accepts; a reload retires the one before */
-    int listen_fd;
     const rc_otlp_http_config *cfg;
     unsigned daemon_connections; /* MHD's connection limit (connection_limits) */
     rc_conn_guard *guard;
@@ -837,8 +836,9 @@ static rc_conn_guard *guard_new(const rc_otlp_http_config *cfg, const rc_otlp_in
 
 /* A daemon on the server's listening socket, with its TLS files as they
  * are now in s->cfg->tls. */
-static struct MHD_Daemon *start_daemon(rc_otlp_http_server *s)
+static struct MHD_Daemon *start_daemon(void *arg, int fd)
 {
+    rc_otlp_http_server *s = arg;
     const rc_otlp_http_config *cfg = s->cfg;
     unsigned idle_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000); /* MHD counts seconds */
     unsigned flags =
@@ -851,22 +851,17 @@ static struct MHD_Daemon *start_daemon(rc_otlp_http_server *s)
     }
     return MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-        MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_THREAD_POOL_SIZE,
         cfg->num_threads ? cfg->num_threads : 1u, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_CONNECTION_LIMIT, s->daemon_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         HTTP_CONN_MEMORY, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
-static struct MHD_Daemon *start_daemon_cb(void *arg)
-{
-    return start_daemon(arg);
-}
-
 rc_status rc_otlp_http_reload_tls(rc_otlp_http_server *s, rc_error *err)
 {
     if (!s->cfg->tls.enabled) return RC_OK;
-    rc_status st = rc_tls_mhd_switch(&s->daemons, start_daemon_cb, s, err);
+    rc_status st = rc_tls_mhd_switch(&s->daemons, start_daemon, s, err);
     if (st != RC_OK) rc_error_prefix(err, "OTLP/HTTP");
     return st;
 }
@@ -895,12 +890,13 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
     char why[512];
     s->cfg = cfg;
     s->daemon_connections = limits.daemon;
-    if ((s->listen_fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why)) < 0) {
+    int fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why);
+    if (fd < 0) {
         rc_error_set(err, "%s", why);
         goto fail;
     }
-    if (!(s->daemons.current = start_daemon(s))) {
-        close(s->listen_fd);
+    if (!rc_mhd_start(&s->daemons, fd, start_daemon, s)) {
+        close(fd);
         rc_error_set(err, "cannot start the OTLP/HTTP server on %s (see the log above)",
                      s->endpoint);
         goto fail;
@@ -911,24 +907,24 @@ fail:
     return NULL;
 }
 
-void rc_otlp_http_stop(rc_otlp_http_server *s)
+/* Gives uploads in progress a moment to finish before MHD closes every
+ * connection. */
+static void drain_uploads(void *arg)
 {
-    if (!s) return;
-    /* Stop accepting first, then give uploads in progress a moment to
-     * finish before MHD closes every connection. */
-    rc_mhd_daemons *d = &s->daemons;
-    MHD_quiesce_daemon(d->current);
+    rc_otlp_http_server *s = arg;
     uint64_t deadline = now_ms() + STOP_GRACE_MS;
     while (atomic_load(&s->active) > 0 && now_ms() < deadline) {
         struct timespec pause = {0, 10 * 1000000};
         nanosleep(&pause, NULL);
     }
-    /* joins the workers, completing every request and releasing every
-     * connection from the guard, which is freed after */
-    MHD_stop_daemon(d->current);
-    for (size_t i = 0; i < d->n_retired; i++)
-        MHD_stop_daemon(d->retired[i]);
-    /* once quiesced, the listening socket is ours to close */
-    close(s->listen_fd);
+}
+
+void rc_otlp_http_stop(rc_otlp_http_server *s)
+{
+    if (!s) return;
+    /* Stops accepting first, drains, then joins the workers, completing
+     * every request and releasing every connection from the guard, which
+     * is freed after. */
+    rc_mhd_stop(&s->daemons, drain_uploads, s);
     server_free(s);
 }

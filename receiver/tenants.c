@@ -584,6 +584,15 @@ bool rc_tenant_admit(const rc_tenant *tenant, size_t spans, unsigned *retry_afte
     return false;
 }
 
+void rc_tenant_refund(const rc_tenant *tenant, size_t spans)
+{
+    tenant_rec *r = (tenant_rec *)tenant;
+    if (!r || !r->limit.set || spans == 0) return;
+    pthread_mutex_lock(&r->mu);
+    r->tokens = fmin(r->limit.burst, r->tokens + (double)spans);
+    pthread_mutex_unlock(&r->mu);
+}
+
 void rc_tenant_count_accepted(const rc_tenant *tenant, size_t spans)
 {
     if (tenant && spans) rc_counter_add(((const tenant_rec *)tenant)->accepted, spans);

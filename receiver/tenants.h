@@ -66,6 +66,10 @@ const rc_tenant *rc_tenants_authenticate(rc_tenants *t, const char *authorizatio
  * that no request size is refused forever. O(1), one lock per tenant. */
 bool rc_tenant_admit(const rc_tenant *tenant, size_t spans, unsigned *retry_after_s);
 
+/* Gives back what rc_tenant_admit took for a request the pipeline then
+ * refused (backpressure): the client retries it, and must not pay twice. */
+void rc_tenant_refund(const rc_tenant *tenant, size_t spans);
+
 /* Per-tenant outcome counts (respan_receiver_tenant_*_spans). */
 void rc_tenant_count_accepted(const rc_tenant *tenant, size_t spans);
 void rc_tenant_count_refused(const rc_tenant *tenant, size_t spans);

@@ -188,7 +188,8 @@ def http_tokens(col):
     # Its own customer and environment stay; the tenant is always the token's.
     own = (pb_bytes(9, kv_string("respan.customer_params.customer_identifier", "cust-own"))
            + pb_bytes(9, kv_string("deployment.environment.name", "prod"))
-           + pb_bytes(9, kv_string("respan.tenant", "spoofed")))
+           + pb_bytes(9, kv_string("respan.tenant", "spoofed"))
+           + pb_bytes(9, kv_string("respan.tenant", "spoofed-again")))
     own_body, own_ids = http_request(1, own)
     status, _, _ = post(col, own_body, ACME_TOKEN.join(["  ", " "]))  # spaces around are fine
     assert status == 200
@@ -204,6 +205,9 @@ def http_tokens(col):
         assert a.get("deployment.environment.name") == "staging", a
     a = got[own_ids[0]][1]
     assert a.get("respan.tenant") == "acme", a
+    own_span = next(sp for _, _, sp in col.output_spans() if sp["spanId"] == own_ids[0])
+    tenants = [kv for kv in own_span.get("attributes", []) if kv["key"] == "respan.tenant"]
+    assert len(tenants) == 1, "the span kept a tenant of its own: %r" % tenants
     assert a.get("respan.customer_params.customer_identifier") == "cust-own", a
     assert a.get("deployment.environment.name") == "prod", a
     a = got[default_ids[0]][1]
@@ -402,6 +406,12 @@ def respan_key_per_tenant(standin):
         assert_no_secret(col.stderr(), "the collector's log")
         for key in (DEFAULT_RESPAN_KEY, ACME_RESPAN_KEY):
             assert key not in col.stderr(), "the log prints a Respan key"
+        # acme taken out of api_keys_by_tenant: its queue is pointed out.
+        col.stop()
+        del col.exporter["api_keys_by_tenant"]
+        col.start(new_ports=False)
+        assert ("queue of tenant \"acme\", which api_keys_by_tenant no longer lists"
+                in col.stderr()), "no word about acme's queue"
     finally:
         col.stop()
 
