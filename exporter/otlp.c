@@ -468,6 +468,7 @@ static const rc_delivery_ops otlp_ops = {
 static rc_status otlp_start(void *inst, rc_error *err)
 {
     otlp_exporter *x = inst;
+    rc_otlp_warn_skip_verify(x->id, &x->tls);
     if (x->tls.ca_file && !(x->ca_pem = rc_read_file(x->tls.ca_file, CA_FILE_MAX, err))) {
         rc_error_prefix(err, "%s: tls.ca_file", x->id);
         return RC_EIO;

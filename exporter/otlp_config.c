@@ -4,6 +4,8 @@
  */
 #include "exporter/otlp_config.h"
 
+#include "core/log.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -107,6 +109,13 @@ rc_status rc_otlp_parse_headers(rc_cfg *cfg, rc_otlp_transport t, rc_otlp_header
 nomem:
     rc_error_set(err, "out of memory");
     return RC_ENOMEM;
+}
+
+void rc_otlp_warn_skip_verify(const char *exporter_id, const rc_otlp_tls *t)
+{
+    if (t->skip_verify)
+        rc_warn(exporter_id, "tls.insecure_skip_verify: the server's certificate is not checked; "
+                             "anyone on the path can read and change what is sent");
 }
 
 void rc_otlp_tls_free(rc_otlp_tls *t)

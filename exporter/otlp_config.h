@@ -47,6 +47,9 @@ typedef struct rc_otlp_tls {
 /* Reads the `tls` map: insecure, ca_file, insecure_skip_verify. */
 rc_status rc_otlp_parse_tls(rc_cfg *cfg, rc_otlp_tls *t, rc_error *err);
 void rc_otlp_tls_free(rc_otlp_tls *t);
+/* The warning an exporter logs at start when it does not check the
+ * server's certificate (tls.insecure_skip_verify). */
+void rc_otlp_warn_skip_verify(const char *exporter_id, const rc_otlp_tls *t);
 
 /* Reads `compression`: gzip (the default) or none. */
 rc_status rc_otlp_parse_compression(rc_cfg *cfg, bool *gzip, rc_error *err);

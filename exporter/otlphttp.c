@@ -290,6 +290,7 @@ static const rc_delivery_ops otlphttp_ops = {
 static rc_status otlphttp_start(void *inst, rc_error *err)
 {
     otlphttp_exporter *x = inst;
+    rc_otlp_warn_skip_verify(x->id, &x->tls);
     return rc_delivery_start(x->id, &x->dcfg, &otlphttp_ops, x, &x->d, err);
 }
 

@@ -713,9 +713,7 @@ static rc_status respan_start(void *inst, rc_error *err)
     x->skipped = rc_counter_register("respan_exporter_skipped_spans",
                                      "Non-LLM spans left out by spans: llm_only.", labels);
     warn_orphan_queues(x);
-    if (x->tls.skip_verify)
-        rc_warn(x->id, "tls.insecure_skip_verify: Respan's certificate is not checked; anyone "
-                       "on the path can read the API key and the logs");
+    rc_otlp_warn_skip_verify(x->id, &x->tls);
     for (size_t i = 0; i < x->n_lanes; i++) {
         respan_lane *l = &x->lanes[i];
         const char *name = l->name ? l->name : x->id;

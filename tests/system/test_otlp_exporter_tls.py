@@ -123,6 +123,11 @@ def case_tls_settings(sink, col):
         assert not arrived(sink, x, "tls-"), "%s: arrived without a trusted TLS session" % x
         assert col.counter("otelcol_exporter_sent_spans", x) == 0, x
         assert col.counter("respan_exporter_dead_letter_spans", x) == 0, x
+    # Not checking the certificate is said at start, by the exporters that do so only.
+    warned = [line for line in col.stderr().splitlines() if "tls.insecure_skip_verify" in line]
+    for x in col.exporters:
+        said = any(x + ":" in line for line in warned)
+        assert said == x.endswith("/skip"), "%s: warning %s" % (x, "missing" if not said else "wrongly given")
 
 
 def case_missing_ca_file(sink, workdir):
