@@ -409,7 +409,7 @@ def respan_key_per_tenant(standin):
         # acme taken out of api_keys_by_tenant: its queue is pointed out.
         col.stop()
         del col.exporter["api_keys_by_tenant"]
-        col.start(new_ports=False)
+        col.start()  # new ports: the old ones may be some other test's by now
         assert ("queue of tenant \"acme\", which api_keys_by_tenant no longer lists"
                 in col.stderr()), "no word about acme's queue"
     finally:
