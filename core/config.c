@@ -85,6 +85,8 @@ struct rc_cfg {
     size_t len, cap;
     rc_cfg_entry *entries; /* RC_CFG_MAP */
     rc_cfg **items;        /* RC_CFG_SEQ */
+    char *source;          /* the root only: the text it was parsed from */
+    size_t source_len;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -132,6 +134,7 @@ void rc_config_free(rc_cfg *n)
     free(n->raw);
     free(n->scalar);
     free(n->path);
+    free(n->source);
     if (n->owns_file) free((char *)n->file);
     free(n);
 }
@@ -997,8 +1000,21 @@ rc_status rc_config_parse(const char *file, const char *text, size_t len, rc_cfg
         return st;
     }
     r->owns_file = true;
+    if (!(r->source = malloc(len ? len : 1))) {
+        rc_error_set(err, "%s: out of memory while parsing the configuration", owned_file);
+        rc_config_free(r);
+        return RC_ENOMEM;
+    }
+    memcpy(r->source, text, len);
+    r->source_len = len;
     *root = r;
     return RC_OK;
+}
+
+bool rc_config_same_text(const rc_cfg *a, const rc_cfg *b)
+{
+    return a && b && a->source && b->source && a->source_len == b->source_len &&
+           memcmp(a->source, b->source, a->source_len) == 0;
 }
 
 rc_status rc_config_load(const char *path, rc_cfg **root, rc_error *err)

@@ -46,6 +46,9 @@ rc_status rc_config_parse(const char *file, const char *text, size_t len, rc_cfg
                           rc_error *err);
 rc_status rc_config_load(const char *path, rc_cfg **root, rc_error *err);
 void rc_config_free(rc_cfg *root);
+/* Whether two roots were parsed from the same text (SIGHUP tells a changed
+ * config from files rotated under an unchanged one). */
+bool rc_config_same_text(const rc_cfg *a, const rc_cfg *b);
 
 rc_cfg_kind rc_cfg_kind_of(const rc_cfg *n);
 const char *rc_cfg_path(const rc_cfg *n);

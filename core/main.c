@@ -13,7 +13,6 @@
  */
 #include "core/component.h"
 #include "core/config.h"
-#include "core/file.h"
 #include "core/log.h"
 #include "core/service.h"
 #include "replay/replay.h"
@@ -233,30 +232,6 @@ static rc_service *start_service(rc_cfg *root, rc_error *err)
     return NULL;
 }
 
-/* The config's text as it was read for the running service: SIGHUP tells
- * a changed config from files rotated under an unchanged one. NULL for the
- * embedded default, which never changes. */
-static char *running_text;
-
-#define CONFIG_MAX (16u << 20)
-
-/* SIGHUP with the same config text: certificates and token files are read
- * again in place, and established connections are kept (the usual reason
- * for the signal is a rotated certificate). */
-static bool config_unchanged(const cli *c, char **now)
-{
-    rc_error err = {{0}};
-    *now = c->config ? rc_read_file(c->config, CONFIG_MAX, &err) : NULL;
-    if (!c->config) return true;
-    return *now && running_text && strcmp(*now, running_text) == 0;
-}
-
-static void remember_text(char *text)
-{
-    free(running_text);
-    running_text = text;
-}
-
 /* SIGHUP. The new config is parsed and built (validated) while the old one
  * runs; only a valid one replaces it, as a whole, like the OpenTelemetry
  * Collector does: the old service stops (receivers close, processors
@@ -269,9 +244,13 @@ static void remember_text(char *text)
 static rc_service *reload(const cli *c, rc_service *old, rc_cfg **root)
 {
     rc_error err = {{0}};
-    char *text = NULL;
-    if (config_unchanged(c, &text)) {
-        free(text);
+    rc_service *probe = NULL;
+    rc_cfg *nroot = parse_config(c->config, &err);
+    /* The same text (always, for the embedded default): certificates and
+     * token files are read again in place, and established connections
+     * are kept (the usual reason for the signal is a rotated certificate). */
+    if (rc_config_same_text(nroot, *root)) {
+        rc_config_free(nroot);
         if (rc_service_reload_files(old, &err) == RC_OK)
             rc_info("service", "SIGHUP: the config is unchanged; certificates and token files "
                                "read again, connections kept");
@@ -279,13 +258,10 @@ static rc_service *reload(const cli *c, rc_service *old, rc_cfg **root)
             rc_error_log("service", "SIGHUP: keeping the files in use: %s", err.msg);
         return old;
     }
-    rc_service *probe = NULL;
-    rc_cfg *nroot = parse_config(c->config, &err);
     if (!nroot || rc_service_build(nroot, &probe, &err) != RC_OK) {
         rc_error_log("service", "SIGHUP: keeping the running config; the new one is invalid: %s",
                      err.msg);
         rc_config_free(nroot);
-        free(text);
         return old;
     }
     rc_service_free(probe); /* built only to validate: nothing was started */
@@ -296,10 +272,8 @@ static rc_service *reload(const cli *c, rc_service *old, rc_cfg **root)
     if (svc) {
         rc_config_free(*root);
         *root = nroot;
-        remember_text(text);
         return svc;
     }
-    free(text);
     rc_error_log("service", "SIGHUP: the new config cannot start (%s); restarting the previous one",
                  err.msg);
     rc_config_free(nroot);
@@ -369,8 +343,6 @@ static int run(const cli *c, rc_cfg **root)
         return 1;
     }
     if (!c->config) announce_embedded_default();
-    rc_error ignored = {{0}};
-    if (c->config) remember_text(rc_read_file(c->config, CONFIG_MAX, &ignored));
     log_running(svc);
     while (wait_for_signal(&set)) {
         if (!(svc = reload(c, svc, root))) return 1;
@@ -378,7 +350,6 @@ static int run(const cli *c, rc_cfg **root)
     }
     rc_service_shutdown(svc);
     rc_service_free(svc);
-    remember_text(NULL);
     rc_info("service", "stopped cleanly");
     return 0;
 }

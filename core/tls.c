@@ -11,7 +11,6 @@
 
 #include "core/file.h"
 
-#include <errno.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <openssl/err.h>
@@ -171,6 +170,17 @@ rc_status rc_tls_parse_server(rc_cfg *parent, rc_tls_server_config *out, rc_erro
     return st;
 }
 
+/* Frees the PEM texts of c (the key's wiped first: it should not outlive
+ * its use in a core dump). */
+static void free_pems(rc_tls_server_config *c)
+{
+    if (c->key_pem) OPENSSL_cleanse(c->key_pem, strlen(c->key_pem));
+    free(c->cert_pem);
+    free(c->key_pem);
+    free(c->client_ca_pem);
+    c->cert_pem = c->key_pem = c->client_ca_pem = NULL;
+}
+
 static bool same_text(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
@@ -196,32 +206,23 @@ rc_status rc_tls_reload(rc_tls_server_config *c, bool *changed, rc_error *err)
         *changed = !same_text(c->cert_pem, fresh.cert_pem) ||
                    !same_text(c->key_pem, fresh.key_pem) ||
                    !same_text(c->client_ca_pem, fresh.client_ca_pem);
-        if (c->key_pem) OPENSSL_cleanse(c->key_pem, strlen(c->key_pem));
-        free(c->cert_pem);
-        free(c->key_pem);
-        free(c->client_ca_pem);
+        free_pems(c);
         c->cert_pem = fresh.cert_pem;
         c->key_pem = fresh.key_pem;
         c->client_ca_pem = fresh.client_ca_pem;
         return RC_OK;
     }
-    if (fresh.key_pem) OPENSSL_cleanse(fresh.key_pem, strlen(fresh.key_pem));
-    free(fresh.cert_pem);
-    free(fresh.key_pem);
-    free(fresh.client_ca_pem);
+    free_pems(&fresh);
     return st;
 }
 
 void rc_tls_server_config_free(rc_tls_server_config *c)
 {
     if (!c) return;
-    if (c->key_pem) OPENSSL_cleanse(c->key_pem, strlen(c->key_pem));
+    free_pems(c);
     free(c->cert_file);
     free(c->key_file);
     free(c->client_ca_file);
-    free(c->cert_pem);
-    free(c->key_pem);
-    free(c->client_ca_pem);
     memset(c, 0, sizeof *c);
 }
 

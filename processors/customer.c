@@ -675,6 +675,15 @@ static bool has_environment(const otlp_resource *res, const otlp_span *s)
     return false;
 }
 
+/* A resource cannot name the tenant either: the token does (write_tenant).
+ * Once per run, before its spans are written. */
+static void clear_resource_tenant(rc_span_run *run)
+{
+    if (!run->owner->meta.tenant || !run->rs || !run->rs->resource) return;
+    rc_attr_list res = rc_attr_list_of_resource(run->rs->resource, run->owner->arena);
+    rc_attr_remove(&res, K_TENANT);
+}
+
 /* The tenant whose token carried the span (receivers' auth): respan.tenant,
  * always, so that a span cannot claim another tenant; and the tenant's
  * environment where the span and its resource name none. */
@@ -685,10 +694,6 @@ static void write_tenant(rc_span_run *run, otlp_span *s)
     rc_attr_list attrs = rc_attr_list_of_span(s, run->owner->arena);
     rc_attr_remove(&attrs, K_TENANT);                 /* every copy the span sent */
     rc_attr_add_str_ref(&attrs, K_TENANT, m->tenant); /* lives in the request's arena */
-    if (run->rs && run->rs->resource) {
-        rc_attr_list res = rc_attr_list_of_resource(run->rs->resource, run->owner->arena);
-        rc_attr_remove(&res, K_TENANT);
-    }
     if (m->tenant_environment && !has_environment(run->rs ? run->rs->resource : NULL, s))
         rc_attr_set_str_ref(&attrs, "deployment.environment.name", m->tenant_environment);
 }
@@ -701,11 +706,15 @@ static void resolve_batch(customer_processor *p, rc_batch *b, batch_work *w, boo
     size_t at = 0;
     for (size_t r = 0; r < b->n_runs; r++) {
         rc_span_run *run = &b->runs[r];
+        bool wrote = false; /* a span of the run goes on now */
         for (size_t i = 0; i < run->n_spans; i++, at++) {
             const update *own = w->upd[at] >= 0 ? &w->updates[w->upd[at]] : NULL;
             resolve_span(p, run, run->spans[i], own, may_wait, now, w, at);
-            if (!(w->marks[at] & SP_WAIT)) write_tenant(run, run->spans[i]);
+            if (w->marks[at] & SP_WAIT) continue;
+            write_tenant(run, run->spans[i]);
+            wrote = true;
         }
+        if (wrote) clear_resource_tenant(run);
     }
     publish_map_stats(p);
     pthread_mutex_unlock(&p->mu);
@@ -885,11 +894,15 @@ static void finish_spans(customer_processor *p, rc_batch *b, const uint8_t *mark
     pthread_mutex_lock(&p->mu);
     int64_t now = rc_now_ms();
     size_t at = 0;
-    for (size_t r = 0; r < b->n_runs; r++)
-        for (size_t i = 0; i < b->runs[r].n_spans; i++, at++)
-            if (!marks || marks[at])
-                finish_released(p, &b->runs[r], b->runs[r].spans[i], why, now, by_source,
-                                by_reason);
+    for (size_t r = 0; r < b->n_runs; r++) {
+        bool wrote = false;
+        for (size_t i = 0; i < b->runs[r].n_spans; i++, at++) {
+            if (marks && !marks[at]) continue;
+            finish_released(p, &b->runs[r], b->runs[r].spans[i], why, now, by_source, by_reason);
+            wrote = true;
+        }
+        if (wrote) clear_resource_tenant(&b->runs[r]);
+    }
     pthread_mutex_unlock(&p->mu);
 }
 

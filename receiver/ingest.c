@@ -53,11 +53,18 @@ static size_t drop_invalid_spans(otlp_export_request *req, rc_error *why)
     return dropped;
 }
 
-static void refuse(const rc_otlp_ingest_ctx *ctx, rc_ingest_result *res, rc_status st, size_t spans)
+/* Refuses `spans` spans (0: an undecodable request). The tenant's bucket
+ * gets them back: the client retries the request, and must not pay for it
+ * twice. */
+static void refuse(const rc_otlp_ingest_ctx *ctx, const rc_tenant *tenant, rc_ingest_result *res,
+                   rc_status st, size_t spans)
 {
     res->status = st;
     if (st == RC_EBUSY || st == RC_ENOMEM) res->retry_after_s = ctx->retry_after_s;
-    if (spans) rc_counter_add(ctx->refused_spans, spans);
+    if (!spans) return;
+    rc_counter_add(ctx->refused_spans, spans);
+    rc_tenant_count_refused(tenant, spans);
+    rc_tenant_refund(tenant, spans);
 }
 
 rc_status rc_ingest_decode(rc_payload_format fmt, const uint8_t *body, size_t len, rc_arena *arena,
@@ -132,7 +139,7 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
                                     &res->err);
     if (st != RC_OK) {
         rc_debug(ctx->receiver_id, "%s request refused: %s", ctx->transport, res->err.msg);
-        refuse(ctx, res, st, 0);
+        refuse(ctx, tenant, res, st, 0);
         return;
     }
     if (res->rejected_spans) {
@@ -162,9 +169,7 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
     if (!batch) {
         rc_request_unref(req);
         rc_error_set(&res->err, "out of memory, retry later");
-        refuse(ctx, res, RC_ENOMEM, n_spans);
-        rc_tenant_count_refused(tenant, n_spans);
-        rc_tenant_refund(tenant, n_spans);
+        refuse(ctx, tenant, res, RC_ENOMEM, n_spans);
         return;
     }
     rc_error perr = {{0}};
@@ -173,9 +178,7 @@ void rc_otlp_ingest(const rc_otlp_ingest_ctx *ctx, rc_payload_format fmt, const 
     rc_request_unref(req);
     if (st != RC_OK) {
         res->err = perr;
-        refuse(ctx, res, st, n_spans);
-        rc_tenant_count_refused(tenant, n_spans);
-        rc_tenant_refund(tenant, n_spans);
+        refuse(ctx, tenant, res, st, n_spans);
         return;
     }
     res->status = RC_OK;

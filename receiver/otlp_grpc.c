@@ -248,8 +248,8 @@ struct rc_otlp_grpc_server {
     atomic_size_t n_open; /* accepted and not yet closed */
     rc_counter *evicted;  /* respan_receiver_connections_closed{reason="evicted"} */
     /* NULL: plain text. New connections take the current context; a
-     * reload swaps it, and the one it replaced is kept (its connections
-     * hold references of their own) until the server stops. */
+     * reload swaps it, and our reference to the one it replaced is kept a
+     * minute (forget_old_contexts; its connections hold their own). */
     _Atomic(SSL_CTX *) tls;
     pthread_mutex_t retired_mu;
     SSL_CTX *retired[16];
@@ -601,9 +601,7 @@ static void evict_idle(worker *w)
     }
 }
 
-/* Makes an accepted socket a connection of thread w. One the memory
- * limiter cannot afford is closed at once: the client sees a reset and
- * retries. */
+/* Starts the TLS handshake of a new connection (its deadline running). */
 static bool start_tls(conn *c)
 {
     if (!(c->ssl = SSL_new(atomic_load(&c->w->s->tls))) || SSL_set_fd(c->ssl, c->fd) != 1)
@@ -614,6 +612,9 @@ static bool start_tls(conn *c)
     return conn_handshake(c, now);
 }
 
+/* Makes an accepted socket a connection of thread w. One the memory
+ * limiter cannot afford is closed at once: the client sees a reset and
+ * retries. */
 static void adopt(worker *w, int fd, const char *peer)
 {
     rc_otlp_grpc_server *s = w->s;
@@ -977,7 +978,7 @@ static void forget_old_contexts(rc_otlp_grpc_server *s, int64_t now)
             s->retired[kept] = s->retired[i];
             s->retired_at[kept++] = s->retired_at[i];
         } else {
-            SSL_CTX_free(s->retired[i]);
+            rc_tls_ctx_free(s->retired[i]);
         }
     }
     s->n_retired = kept;
@@ -992,7 +993,9 @@ rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_co
     rc_status st = RC_OK;
     SSL_CTX *fresh = NULL;
     if (s->n_retired == sizeof s->retired / sizeof *s->retired) {
-        rc_error_set(err, "gRPC: %zu certificate reloads already; restart to reload again",
+        rc_error_set(err,
+                     "gRPC: %zu certificate reloads within the last minute; try again in a "
+                     "minute",
                      s->n_retired);
         st = RC_EBUSY;
     } else if (!(fresh = rc_tls_server_ctx(tls, "h2", err))) {

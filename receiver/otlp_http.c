@@ -124,8 +124,7 @@ struct rc_otlp_http_server {
     size_t max_body;
     char *path;
     char endpoint[300];
-    atomic_int active;               /* requests past their headers, not yet completed */
-    const rc_tls_server_config *tls; /* the receiver's; enabled false: plain */
+    atomic_int active; /* requests past their headers, not yet completed */
 };
 
 /* Per-request state, MHD's *con_cls from the headers until completion. */
@@ -548,7 +547,7 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
     /* Before the body is read: a client without a certificate (mutual
      * TLS) or a token is not owed the memory or the time its upload would
      * take. GnuTLS only asked for the certificate; it is checked here. */
-    if (!rc_tls_mhd_client_verified(s->tls, conn))
+    if (!rc_tls_mhd_client_verified(&s->cfg->tls, conn))
         return reply_error(s, conn, fmt, MHD_HTTP_UNAUTHORIZED,
                            "a client certificate signed by the receiver's client_ca_file is "
                            "required");
@@ -875,7 +874,6 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
         return NULL;
     }
     s->ctx = ctx;
-    s->tls = &cfg->tls;
     s->max_body = cfg->max_request_body_size;
     s->path = strdup(cfg->traces_url_path ? cfg->traces_url_path : HTTP_DEFAULT_PATH);
     snprintf(s->endpoint, sizeof s->endpoint, "%s", cfg->endpoint.text);

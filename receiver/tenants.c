@@ -184,6 +184,13 @@ static bool has_token(const rc_tenants *t, const unsigned char *digest)
     return false;
 }
 
+static bool has_bearer(const rc_tenants *t, const unsigned char *digest)
+{
+    for (size_t i = 0; i < t->n_bearer; i++)
+        if (memcmp(t->bearer[i], digest, SHA256_DIGEST_LENGTH) == 0) return true;
+    return false;
+}
+
 static rc_status add_digest(rc_tenants *t, const unsigned char *digest, tenant_rec *tenant)
 {
     epoch *e = t->building;
@@ -205,12 +212,12 @@ static bool token_text_ok(const char *s)
     return true;
 }
 
+/* auth.bearer_tokens, kept as digests in t->bearer: every epoch starts
+ * with them (build_epoch). */
 static rc_status parse_bearer_tokens(rc_tenants *t, rc_cfg *seq, rc_error *err)
 {
     if (rc_cfg_kind_of(seq) != RC_CFG_SEQ)
         return rc_cfg_error(err, seq, "must be a list of tokens");
-    tenant_rec *tenant = tenant_named(t, DEFAULT_TENANT);
-    if (!tenant) return rc_cfg_error(err, seq, "out of memory");
     for (size_t i = 0; i < rc_cfg_len(seq); i++) {
         rc_cfg *item = rc_cfg_at(seq, i);
         const char *tok = rc_cfg_scalar(item);
@@ -221,12 +228,9 @@ static rc_status parse_bearer_tokens(rc_tenants *t, rc_cfg *seq, rc_error *err)
                                 MAX_TOKEN_LEN);
         unsigned char d[SHA256_DIGEST_LENGTH];
         digest_of(tok, strlen(tok), d);
-        if (has_token(t, d)) return rc_cfg_error(err, item, "this token is listed twice");
+        if (has_bearer(t, d)) return rc_cfg_error(err, item, "this token is listed twice");
         void *grown = realloc(t->bearer, (t->n_bearer + 1) * sizeof *t->bearer);
-        if (!grown || add_digest(t, d, tenant) != RC_OK) {
-            if (grown) t->bearer = grown;
-            return rc_cfg_error(err, item, "out of memory");
-        }
+        if (!grown) return rc_cfg_error(err, item, "out of memory");
         t->bearer = grown;
         memcpy(t->bearer[t->n_bearer++], d, sizeof d);
     }
@@ -350,7 +354,9 @@ static rc_status read_tokens_file(rc_tenants *t, rc_cfg *node, const char *path,
     return st;
 }
 
-static rc_status parse_auth(rc_tenants *t, rc_cfg *auth, rc_error *err)
+/* The auth map: its bearer tokens and the tokens file's path (*file_node:
+ * where the config names it); the file is read by build_epoch. */
+static rc_status parse_auth(rc_tenants *t, rc_cfg *auth, rc_cfg **file_node, rc_error *err)
 {
     if (rc_cfg_kind_of(auth) != RC_CFG_MAP)
         return rc_cfg_error(err, auth, "must be a map with bearer_tokens and/or tokens_file");
@@ -358,16 +364,29 @@ static rc_status parse_auth(rc_tenants *t, rc_cfg *auth, rc_error *err)
     if (list && parse_bearer_tokens(t, list, err) != RC_OK) return RC_EINVAL;
     const char *path = NULL;
     if (rc_cfg_string(auth, "tokens_file", NULL, &path, err) != RC_OK) return RC_EINVAL;
-    if (path && (!(t->tokens_file = strdup(path)) ||
-                 read_tokens_file(t, rc_cfg_get(auth, "tokens_file"), path, err) != RC_OK))
-        return RC_EINVAL;
+    if (path && !(t->tokens_file = strdup(path))) return rc_cfg_error(err, auth, "out of memory");
+    *file_node = rc_cfg_get(auth, "tokens_file");
     if (rc_cfg_reject_unknown(auth, err) != RC_OK) return RC_EINVAL;
-    if (t->building->n_tokens == 0)
-        return rc_cfg_error(err, auth,
-                            "no token configured: every request would be refused; list "
-                            "bearer_tokens or give a tokens_file with at least one line");
     t->require_token = true;
     return RC_OK;
+}
+
+/* Builds in t->building the epoch of the tenant "default", the bearer
+ * tokens and the tokens file: at parse (file_node: where the config names
+ * the file, for messages) and at each reload (NULL). */
+static rc_status build_epoch(rc_tenants *t, rc_cfg *file_node, rc_error *err)
+{
+    epoch *e = t->building = calloc(1, sizeof *t->building);
+    tenant_rec *def = e ? tenant_named(t, DEFAULT_TENANT) : NULL;
+    rc_status st = def ? RC_OK : RC_ENOMEM;
+    for (size_t i = 0; st == RC_OK && i < t->n_bearer; i++)
+        st = add_digest(t, t->bearer[i], def);
+    if (st != RC_OK) {
+        rc_error_set(err, "out of memory reading the tokens");
+        return st;
+    }
+    e->default_tenant = def;
+    return t->tokens_file ? read_tokens_file(t, file_node, t->tokens_file, err) : RC_OK;
 }
 
 /* --- rate limits --------------------------------------------------------------------------- */
@@ -420,9 +439,7 @@ rc_status rc_tenants_parse(const char *receiver_id, rc_cfg *auth, rc_cfg *rate_l
     *out = NULL;
     if (!auth && !rate_limits) return RC_OK;
     rc_tenants *t = calloc(1, sizeof *t);
-    if (!t || !(t->receiver_id = strdup(receiver_id)) ||
-        !(t->building = calloc(1, sizeof *t->building))) {
-        if (t) free(t->receiver_id);
+    if (!t || !(t->receiver_id = strdup(receiver_id))) {
         free(t);
         rc_error_set(err, "out of memory");
         return RC_ENOMEM;
@@ -430,10 +447,14 @@ rc_status rc_tenants_parse(const char *receiver_id, rc_cfg *auth, rc_cfg *rate_l
     pthread_mutex_init(&t->reload_mu, NULL);
     atomic_init(&t->current, NULL);
     /* Limits first: tenants take theirs when they are made. */
+    rc_cfg *file_node = NULL;
     if ((rate_limits && parse_rate_limits(t, rate_limits, err) != RC_OK) ||
-        (auth && parse_auth(t, auth, err) != RC_OK) ||
-        !(t->building->default_tenant = tenant_named(t, DEFAULT_TENANT))) {
-        if (!err->msg[0]) rc_error_set(err, "out of memory");
+        (auth && parse_auth(t, auth, &file_node, err) != RC_OK) ||
+        build_epoch(t, file_node, err) != RC_OK ||
+        (auth && t->building->n_tokens == 0 &&
+         rc_cfg_error(err, auth,
+                      "no token configured: every request would be refused; list "
+                      "bearer_tokens or give a tokens_file with at least one line") != RC_OK)) {
         rc_tenants_free(t);
         return RC_EINVAL;
     }
@@ -472,26 +493,12 @@ rc_status rc_tenants_reload(rc_tenants *t, rc_error *err)
 {
     if (!t || !t->tokens_file) return RC_OK;
     pthread_mutex_lock(&t->reload_mu);
-    rc_status st = RC_ENOMEM;
-    if ((t->building = calloc(1, sizeof *t->building))) {
-        tenant_rec *def = tenant_named(t, DEFAULT_TENANT);
-        st = def ? RC_OK : RC_ENOMEM;
-        for (size_t i = 0; st == RC_OK && i < t->n_bearer; i++)
-            st = add_digest(t, t->bearer[i], def);
-        if (st == RC_OK)
-            st = read_tokens_file(t, NULL, t->tokens_file, err);
-        else
-            rc_error_set(err, "out of memory reading %s", t->tokens_file);
-        if (st == RC_OK) {
-            t->building->default_tenant = def;
-            t->building->older = atomic_exchange(&t->current, t->building);
-        } else {
-            epoch_free(t->building);
-        }
-        t->building = NULL;
-    } else {
-        rc_error_set(err, "out of memory reading %s", t->tokens_file);
-    }
+    rc_status st = build_epoch(t, NULL, err);
+    if (st == RC_OK)
+        t->building->older = atomic_exchange(&t->current, t->building);
+    else
+        epoch_free(t->building);
+    t->building = NULL;
     pthread_mutex_unlock(&t->reload_mu);
     return st;
 }

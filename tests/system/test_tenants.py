@@ -143,8 +143,9 @@ def wait_for_spans(col, ids, timeout=20):
         time.sleep(0.1)
 
 
-def http_request(n, attributes=b"", parent=None, trace_id=None):
-    """(body, [span id hex]) of n fresh spans in one request."""
+def http_request(n, attributes=b"", parent=None, trace_id=None, resource_attributes=b""):
+    """(body, [span id hex]) of n fresh spans in one request; resource_attributes
+    (encoded KeyValue fields) go beside its service.name."""
     ids, spans = [], []
     now = time.time_ns()
     for i in range(n):
@@ -153,7 +154,11 @@ def http_request(n, attributes=b"", parent=None, trace_id=None):
         extra = pb_bytes(4, parent) if parent else b""
         spans.append(span_pb(trace_id or os.urandom(16), sid, "tenant-test %d" % i,
                              attributes + extra, start=now - 1000, end=now))
-    return trace_request_pb(spans), ids
+    if not resource_attributes:
+        return trace_request_pb(spans), ids
+    resource = pb_bytes(1, kv_string("service.name", "system-test")) + resource_attributes
+    scope = pb_bytes(1, pb_bytes(1, "system-test")) + b"".join(pb_bytes(2, sp) for sp in spans)
+    return pb_bytes(1, pb_bytes(1, resource) + pb_bytes(2, scope)), ids
 
 
 def post(col, body, token=None, content_type="application/x-protobuf", scheme="Bearer"):
@@ -190,7 +195,8 @@ def http_tokens(col):
            + pb_bytes(9, kv_string("deployment.environment.name", "prod"))
            + pb_bytes(9, kv_string("respan.tenant", "spoofed"))
            + pb_bytes(9, kv_string("respan.tenant", "spoofed-again")))
-    own_body, own_ids = http_request(1, own)
+    own_body, own_ids = http_request(
+        1, own, resource_attributes=pb_bytes(1, kv_string("respan.tenant", "spoofed-resource")))
     status, _, _ = post(col, own_body, ACME_TOKEN.join(["  ", " "]))  # spaces around are fine
     assert status == 200
     default_body, default_ids = http_request(1)
@@ -208,6 +214,9 @@ def http_tokens(col):
     own_span = next(sp for _, _, sp in col.output_spans() if sp["spanId"] == own_ids[0])
     tenants = [kv for kv in own_span.get("attributes", []) if kv["key"] == "respan.tenant"]
     assert len(tenants) == 1, "the span kept a tenant of its own: %r" % tenants
+    own_resource = next(res for res, _, sp in col.output_spans() if sp["spanId"] == own_ids[0])
+    assert "respan.tenant" not in attrs_of(own_resource), "the resource names a tenant: %r" % (
+        own_resource,)
     assert a.get("respan.customer_params.customer_identifier") == "cust-own", a
     assert a.get("deployment.environment.name") == "prod", a
     a = got[default_ids[0]][1]

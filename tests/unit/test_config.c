@@ -925,6 +925,24 @@ static void test_load(void)
 }
 
 /* Each golden file starts with "# error: <substring of the message>". */
+/* SIGHUP tells an unchanged config by its text (rc_config_same_text). */
+static void test_same_text(void)
+{
+    static const char a[] = "receivers: { otlp: { protocols: { grpc: {} } } }\n";
+    static const char b[] = "receivers: { otlp: { protocols: { http: {} } } }\n";
+    rc_cfg *r1 = NULL, *r2 = NULL, *r3 = NULL;
+    rc_error err = {{0}};
+    CHECK(rc_config_parse("a.yaml", a, strlen(a), &r1, &err) == RC_OK);
+    CHECK(rc_config_parse("a.yaml", a, strlen(a), &r2, &err) == RC_OK);
+    CHECK(rc_config_parse("b.yaml", b, strlen(b), &r3, &err) == RC_OK);
+    CHECK(rc_config_same_text(r1, r2));
+    CHECK(!rc_config_same_text(r1, r3));
+    CHECK(!rc_config_same_text(r1, NULL));
+    rc_config_free(r1);
+    rc_config_free(r2);
+    rc_config_free(r3);
+}
+
 static void test_golden_errors(void)
 {
     /* ctest runs from the source tree; RC_SOURCE_DIR helps a run from elsewhere */
@@ -965,6 +983,7 @@ static void test_golden_errors(void)
 int main(void)
 {
     RUN(test_example_config());
+    RUN(test_same_text());
     RUN(test_parse_errors());
     RUN(test_nesting_limit());
     RUN(test_empty_and_null());
