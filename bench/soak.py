@@ -40,6 +40,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
 E2E = os.path.join(SOURCE, "tests", "e2e")
+sys.path.insert(0, os.path.join(SOURCE, "tests", "lib"))
+import certs  # noqa: E402  (tests/lib: the test certificates)
 
 
 def free_port():
@@ -47,21 +49,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def openssl(d, *args):
-    subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
-
-
-def make_certs(d):
-    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "3", "-subj", "/CN=soak CA")
-    with open(os.path.join(d, "ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=localhost")
-    openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "3", "-extfile", "ext")
 
 
 def config(d, ports):
@@ -129,7 +116,7 @@ def main():
     minutes = float(os.environ.get("SOAK_MINUTES", "30"))
     interval = float(os.environ.get("SOAK_INTERVAL_S", "10"))
     d = tempfile.mkdtemp(prefix="rc-soak-")
-    make_certs(d)
+    certs.make_server(d)
     with open(os.path.join(d, "tokens.txt"), "w") as f:
         f.write("soak-alpha-token alpha\nsoak-beta-token beta\n")
     ports = {k: free_port() for k in ("grpc", "http", "api", "metrics")}

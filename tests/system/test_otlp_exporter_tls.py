@@ -21,13 +21,13 @@ Python 3 standard library (the sink needs python3-grpcio) and openssl.
 
 import json
 import os
-import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import certs  # noqa: E402
 import process  # noqa: E402
 from collector import (COLLECTOR_BIN, Collector, Runner, free_ports,  # noqa: E402
                        pipeline_config, request)
@@ -38,18 +38,7 @@ WAIT_S = 30
 
 def make_certs(d):
     """A CA and a server certificate for DNS:localhost signed by it."""
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, cwd=d, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=respan-collector test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=localhost")
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
-    return tuple(os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key"))
+    return certs.make_server(d, san="DNS:localhost")
 
 
 class TlsCollector(Collector):

@@ -43,6 +43,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import certs  # noqa: E402
 import process  # noqa: E402
 from collector import COLLECTOR_BIN, Collector, Runner, free_ports, pipeline_config  # noqa: E402
 from grpc_clients import GRPCIO_PYTHON  # noqa: E402
@@ -50,21 +51,9 @@ from grpc_clients import GRPCIO_PYTHON  # noqa: E402
 HANDSHAKE_LIMIT_S = 10
 
 
-def openssl(d, *args):
-    subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
-
-
 def make_certs(d):
-    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", "/CN=test CA")
-    with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, cn, ext in [("server", "localhost", ["-extfile", "server.ext"]),
-                          ("client", "test client", [])]:
-        openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
-                name + ".csr", "-subj", "/CN=" + cn)
-        openssl(d, "x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", name + ".pem", "-days", "2", *ext)
+    certs.make_server(d)
+    certs.sign(d, "ca", "client")
     # expired: signed by a throwaway CA database with fixed dates in the past
     os.makedirs(os.path.join(d, "old"), exist_ok=True)
     with open(os.path.join(d, "old", "ca.cnf"), "w") as f:
@@ -75,9 +64,9 @@ def make_certs(d):
     open(os.path.join(d, "old", "index.txt"), "w").close()
     with open(os.path.join(d, "old", "serial"), "w") as f:
         f.write("01\n")
-    openssl(d, "ca", "-batch", "-config", "old/ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
-            "-in", "server.csr", "-out", "expired.pem", "-startdate", "20200101000000Z",
-            "-enddate", "20210101000000Z")
+    certs.openssl(d, "ca", "-batch", "-config", "old/ca.cnf", "-cert", "ca.pem", "-keyfile",
+                  "ca.key", "-in", "server.csr", "-out", "expired.pem",
+                  "-startdate", "20200101000000Z", "-enddate", "20210101000000Z")
     with open(os.path.join(d, "junk.pem"), "w") as f:
         f.write("this is not a certificate\n")
 
@@ -320,11 +309,8 @@ def sighup_keeps_connections(col):
     try:
         assert grpc_call("first-token-1234") == "OK"
         # A second CA, its certificate in place of the first's, and a new token.
-        openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca2.key", "-out",
-                "ca2.pem", "-days", "2", "-subj", "/CN=second CA")
-        openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca2.pem", "-CAkey", "ca2.key",
-                "-CAcreateserial", "-out", "server2.pem", "-days", "2", "-extfile", "server.ext")
-        os.replace(os.path.join(d, "server2.pem"), os.path.join(d, "server.pem"))
+        certs.make_ca(d, "ca2", "second CA")
+        certs.sign(d, "ca2", "server", certs.SERVER_SAN)  # the same key, the second CA
         with open(col.tokens_path, "a") as f:
             f.write("second-token-5678 second\n")
         col.proc.send_signal(__import__("signal").SIGHUP)
