@@ -72,6 +72,7 @@
 #include "core/memlimit.h"
 #include "otlp/compression.h"
 #include "receiver/conn_guard.h"
+#include "receiver/http_rules.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -111,9 +112,6 @@
 #define ARENA_MAX_FIRST_CHUNK ((size_t)16 << 20)
 /* How long stop() lets requests already being received finish. */
 #define STOP_GRACE_MS 5000
-
-#define CT_PROTO "application/x-protobuf"
-#define CT_JSON "application/json"
 
 struct rc_otlp_http_server {
     rc_mhd_daemons daemons; /* .current accepts; a reload retires the one before */
@@ -258,43 +256,9 @@ rc_status rc_otlp_http_parse_config(rc_cfg *node, rc_otlp_http_config *out, rc_e
 
 /* --- the request's format, encoding and metadata ------------------------ */
 
-/* Compares a media type with `want`, ignoring parameters ("; charset=...")
- * and case. */
-static bool media_type_is(const char *value, const char *want)
-{
-    while (*value == ' ' || *value == '\t')
-        value++;
-    size_t n = strcspn(value, ";");
-    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
-        n--;
-    return n == strlen(want) && strncasecmp(value, want, n) == 0;
-}
-
-static bool parse_content_type(const char *value, rc_payload_format *fmt)
-{
-    if (!value) return false;
-    if (media_type_is(value, CT_PROTO)) {
-        *fmt = RC_FORMAT_PROTO;
-        return true;
-    }
-    if (media_type_is(value, CT_JSON)) {
-        *fmt = RC_FORMAT_JSON;
-        return true;
-    }
-    return false;
-}
-
 static const char *header(struct MHD_Connection *conn, const char *name)
 {
     return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
-}
-
-/* The format error bodies are written in: the request's, else JSON. */
-static rc_payload_format reply_format(struct MHD_Connection *conn)
-{
-    rc_payload_format fmt = RC_FORMAT_JSON;
-    parse_content_type(header(conn, MHD_HTTP_HEADER_CONTENT_TYPE), &fmt);
-    return fmt;
 }
 
 /* "ip:port" of the client, "[ip]:port" for IPv6, "" when unknown. */
@@ -377,93 +341,42 @@ static void *collect_headers(struct MHD_Connection *conn, rc_request_meta *meta,
 
 /* --- responses ---------------------------------------------------------------- */
 
-static int rpc_code_for(unsigned http_status)
+/* Queues answer `a` (its body taken over). */
+static enum MHD_Result reply(const rc_otlp_http_server *s, struct MHD_Connection *conn,
+                             http_answer *a)
 {
-    switch (http_status) {
-    case MHD_HTTP_NOT_FOUND:
-        return RPC_CODE_NOT_FOUND;
-    case MHD_HTTP_METHOD_NOT_ALLOWED:
-        return RPC_CODE_UNIMPLEMENTED;
-    case MHD_HTTP_CONTENT_TOO_LARGE:
-    case MHD_HTTP_TOO_MANY_REQUESTS:
-        return RPC_CODE_RESOURCE_EXHAUSTED;
-    case MHD_HTTP_UNAUTHORIZED:
-        return RPC_CODE_UNAUTHENTICATED;
-    case MHD_HTTP_SERVICE_UNAVAILABLE:
-        return RPC_CODE_UNAVAILABLE;
-    case MHD_HTTP_INTERNAL_SERVER_ERROR:
-        return RPC_CODE_INTERNAL;
-    default:
-        return RPC_CODE_INVALID_ARGUMENT; /* 400, 408, 415 */
-    }
-}
-
-/* Queues `body` (taken over) with the headers every answer carries. */
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, rc_payload_format fmt,
-                             rc_buf *body, unsigned retry_after_s)
-{
-    if (body->failed) rc_buf_free(body); /* send the status alone */
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(body->len, body->data, MHD_RESPMEM_MUST_FREE);
+        MHD_create_response_from_buffer(a->body.len, a->body.data, MHD_RESPMEM_MUST_FREE);
     if (!r) {
-        rc_buf_free(body);
+        http_answer_free(a);
         return MHD_NO;
     }
-    body->data = NULL; /* now the response's */
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            fmt == RC_FORMAT_PROTO ? CT_PROTO : CT_JSON);
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "POST");
-    if (status == MHD_HTTP_UNAUTHORIZED)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    if (retry_after_s) {
-        char v[16];
-        snprintf(v, sizeof v, "%u", retry_after_s);
-        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
-    }
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    a->body = (rc_buf)RC_BUF_INIT; /* now the response's */
+    const char *names[HTTP_ANSWER_MAX_HEADERS], *values[HTTP_ANSWER_MAX_HEADERS];
+    char scratch[16];
+    size_t n = http_answer_headers(a, names, values, scratch);
+    for (size_t i = 0; i < n; i++)
+        MHD_add_response_header(r, names[i], values[i]);
+    enum MHD_Result ret = MHD_queue_response(conn, a->status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-/* Answers with a google.rpc.Status. A 503 always carries Retry-After:
- * `retry_after_s`, else the receiver's suggestion, and at least 1. */
+/* Answers with a google.rpc.Status (http_rules.h says when Retry-After). */
 static enum MHD_Result reply_error_retry(const rc_otlp_http_server *s, struct MHD_Connection *conn,
                                          rc_payload_format fmt, unsigned status, const char *msg,
                                          unsigned retry_after_s)
 {
-    unsigned retry = 0;
-    if (status == MHD_HTTP_TOO_MANY_REQUESTS) retry = retry_after_s ? retry_after_s : 1;
-    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
-        retry = retry_after_s ? retry_after_s : s->ctx->retry_after_s;
-        if (retry == 0) retry = 1;
-    }
-    rc_buf body = RC_BUF_INIT;
-    if (fmt == RC_FORMAT_PROTO)
-        otlp_status_encode_proto(rpc_code_for(status), msg, retry, &body);
-    else
-        otlp_status_encode_json(rpc_code_for(status), msg, &body);
+    http_answer a;
+    http_answer_error(&a, status, fmt, msg, retry_after_s, s->ctx->retry_after_s);
     rc_debug(s->ctx->receiver_id, "http: %u: %s", status, msg);
-    return reply(conn, status, fmt, &body, retry);
+    return reply(s, conn, &a);
 }
 
 static enum MHD_Result reply_error(const rc_otlp_http_server *s, struct MHD_Connection *conn,
                                    rc_payload_format fmt, unsigned status, const char *msg)
 {
     return reply_error_retry(s, conn, fmt, status, msg, 0);
-}
-
-static enum MHD_Result reply_ok(struct MHD_Connection *conn, rc_payload_format fmt,
-                                const rc_ingest_result *res)
-{
-    rc_buf body = RC_BUF_INIT;
-    int64_t rejected = (int64_t)res->rejected_spans;
-    const char *msg = rejected > 0 ? res->err.msg : "";
-    if (fmt == RC_FORMAT_PROTO)
-        otlp_response_encode_proto(rejected, msg, &body);
-    else
-        otlp_response_encode_json(rejected, msg, &body);
-    return reply(conn, MHD_HTTP_OK, fmt, &body, 0);
 }
 
 /* --- the upload buffer ---------------------------------------------------- */
@@ -518,63 +431,40 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
                                   const char *url, const char *method, void **con_cls)
 {
     char msg[512];
-    rc_payload_format fmt = reply_format(conn);
-    if (strcmp(url, s->path) != 0) {
-        snprintf(msg, sizeof msg, "no OTLP endpoint at \"%.200s\"; send traces to %s", url,
-                 s->path);
-        return reply_error(s, conn, fmt, MHD_HTTP_NOT_FOUND, msg);
-    }
-    if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
-        snprintf(msg, sizeof msg, "method %.32s is not allowed on %s; use POST", method, s->path);
-        return reply_error(s, conn, fmt, MHD_HTTP_METHOD_NOT_ALLOWED, msg);
-    }
-    const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!parse_content_type(ct, &fmt)) {
-        if (ct)
-            snprintf(msg, sizeof msg,
-                     "unsupported content type \"%.200s\"; use " CT_PROTO " or " CT_JSON, ct);
-        else
-            snprintf(msg, sizeof msg, "missing Content-Type; use " CT_PROTO " or " CT_JSON);
-        return reply_error(s, conn, RC_FORMAT_JSON, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, msg);
-    }
-    rc_encoding enc;
-    const char *ce = header(conn, MHD_HTTP_HEADER_CONTENT_ENCODING);
-    if (!rc_encoding_parse(ce, &enc)) {
-        snprintf(msg, sizeof msg,
-                 "unsupported Content-Encoding: %.200s; use gzip, deflate, zstd or none", ce);
-        return reply_error(s, conn, fmt, MHD_HTTP_BAD_REQUEST, msg);
-    }
-    /* Before the body is read: a client without a certificate (mutual
-     * TLS) or a token is not owed the memory or the time its upload would
-     * take. GnuTLS only asked for the certificate; it is checked here. */
-    if (!rc_tls_mhd_client_verified(&s->cfg->tls, conn))
+    http_head h = {
+        .path = url,
+        .method = method,
+        .content_type = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .content_encoding = header(conn, MHD_HTTP_HEADER_CONTENT_ENCODING),
+        .content_length = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH),
+        .authorization = header(conn, MHD_HTTP_HEADER_AUTHORIZATION),
+    };
+    /* GnuTLS only asked for a client certificate (mutual TLS): it is
+     * checked here, before anything else, and before the body is read. */
+    if (!rc_tls_mhd_client_verified(&s->cfg->tls, conn)) {
+        rc_payload_format fmt = RC_FORMAT_JSON;
+        if (h.content_type && http_media_type_is(h.content_type, HTTP_CT_PROTO))
+            fmt = RC_FORMAT_PROTO;
         return reply_error(s, conn, fmt, MHD_HTTP_UNAUTHORIZED,
                            "a client certificate signed by the receiver's client_ca_file is "
                            "required");
-    const rc_tenant *tenant = rc_tenants_authenticate(
-        s->ctx->tenants, header(conn, MHD_HTTP_HEADER_AUTHORIZATION), "http");
-    if (rc_tenants_require_token(s->ctx->tenants) && !tenant)
-        return reply_error(s, conn, fmt, MHD_HTTP_UNAUTHORIZED,
-                           "missing or unknown bearer token; send Authorization: Bearer <token>");
-    const char *cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
-    size_t limit = body_limit(s);
-    if (declared > limit) {
-        snprintf(msg, sizeof msg, "request body of %llu bytes exceeds the limit of %zu bytes",
-                 declared, limit);
-        return reply_error(s, conn, fmt, MHD_HTTP_CONTENT_TOO_LARGE, msg);
     }
+    size_t limit = body_limit(s);
+    http_admit ok;
+    unsigned status =
+        http_check_head(&h, s->path, limit, s->ctx->tenants, "http", &ok, msg, sizeof msg);
+    if (status) return reply_error(s, conn, ok.fmt, status, msg);
 
     upload *u = calloc(1, sizeof *u);
     if (!u)
-        return reply_error(s, conn, fmt, MHD_HTTP_SERVICE_UNAVAILABLE,
+        return reply_error(s, conn, ok.fmt, MHD_HTTP_SERVICE_UNAVAILABLE,
                            "out of memory, retry later");
     u->conn = rec;
     u->limit = limit;
-    u->expected = cl ? (size_t)declared : limit;
-    u->fmt = fmt;
-    u->enc = enc;
-    u->tenant = tenant;
+    u->expected = h.content_length ? ok.declared : limit;
+    u->fmt = ok.fmt;
+    u->enc = ok.enc;
+    u->tenant = ok.tenant;
     atomic_fetch_add(&s->active, 1);
     *con_cls = u;
     return MHD_YES;
@@ -598,25 +488,6 @@ static enum MHD_Result on_body(upload *u, const char *data, size_t n)
     memcpy(u->data + u->len, data, n);
     u->len += n;
     return MHD_YES;
-}
-
-static unsigned status_for(rc_status st)
-{
-    switch (st) {
-    case RC_OK:
-        return MHD_HTTP_OK;
-    case RC_EINVAL:
-        return MHD_HTTP_BAD_REQUEST;
-    case RC_ETOOBIG:
-        return MHD_HTTP_CONTENT_TOO_LARGE;
-    case RC_ELIMIT:
-        return MHD_HTTP_TOO_MANY_REQUESTS;
-    case RC_EBUSY:
-    case RC_ENOMEM:
-        return MHD_HTTP_SERVICE_UNAVAILABLE;
-    default:
-        return MHD_HTTP_INTERNAL_SERVER_ERROR;
-    }
 }
 
 /* A guess, so it stays a small part of the budget: a failure to get it
@@ -647,8 +518,10 @@ static enum MHD_Result ingest_and_reply(rc_otlp_http_server *s, struct MHD_Conne
     rc_ingest_result res;
     rc_otlp_ingest(s->ctx, fmt, body, len, arena, &meta, u->tenant, &res); /* takes the arena */
     free(headers);
-    if (res.status == RC_OK) return reply_ok(conn, fmt, &res);
-    return reply_error_retry(s, conn, fmt, status_for(res.status), res.err.msg, res.retry_after_s);
+    if (res.status != RC_OK) rc_debug(s->ctx->receiver_id, "http: %s", res.err.msg);
+    http_answer a;
+    http_answer_ingest(&a, fmt, &res, s->ctx->retry_after_s);
+    return reply(s, conn, &a);
 }
 
 static enum MHD_Result on_complete(rc_otlp_http_server *s, struct MHD_Connection *conn, upload *u)
@@ -666,7 +539,7 @@ static enum MHD_Result on_complete(rc_otlp_http_server *s, struct MHD_Connection
     rc_error err = {{0}};
     rc_status st = rc_decompress(u->enc, u->data, u->len, u->limit, &plain, &plain_len, &err);
     upload_release(u); /* the compressed bytes are no longer needed */
-    if (st != RC_OK) return reply_error(s, conn, u->fmt, status_for(st), err.msg);
+    if (st != RC_OK) return reply_error(s, conn, u->fmt, http_status_for(st), err.msg);
     enum MHD_Result r = ingest_and_reply(s, conn, u, plain, plain_len);
     rc_decompressed_free(plain, plain_len);
     return r;
