@@ -9,7 +9,9 @@
  *   bit 2  a small memory budget (64 KiB over what is in use), so the
  *          limiter refuses streams, messages and nghttp2's own allocations
  *   bit 3  evict the connection (grpc_conn_evict) as soon as it is idle
- *   bits 4-7  the chunk size the bytes are fed in (1 << n bytes)
+ *   bits 4-6  the chunk size the bytes are fed in (1 << 2n bytes: 1 to 16 KiB)
+ *   bit 7  HTTP mode: OTLP/HTTP at /v1/traces, as on the HTTP port's TLS
+ *          (grpc_conn.c), instead of gRPC
  * After the bytes, the connection is ticked across its timers (a second,
  * the stream idle timeout, the handshake, keepalive), shut down, and its
  * output drained at every step.
@@ -46,7 +48,7 @@ static rc_status consume(void *self, rc_batch *b, rc_error *err)
 
 static rc_consumer next = {consume, NULL, false};
 static rc_otlp_ingest_ctx ctx;
-static grpc_conn_limits limits = {
+static grpc_conn_limits grpc_limits = {
     .max_recv_msg_size = 1 << 20,
     .max_concurrent_streams = 16,
     .max_header_list_size = 16 << 10,
@@ -59,6 +61,7 @@ static grpc_conn_limits limits = {
     .max_connection_age_grace_ms = 5000,
     .min_ping_interval_ms = 10000,
 };
+static grpc_conn_limits http_limits;
 static grpc_bufpool pool = {.max_bytes = 8u << 20};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -70,6 +73,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                .accepted_spans = rc_counter_register("fuzz_accepted", "", NULL),
                                .refused_spans = rc_counter_register("fuzz_refused", "", NULL),
                                .retry_after_s = 1};
+    http_limits = grpc_limits;
+    http_limits.http_path = "/v1/traces";
     return 0;
 }
 
@@ -90,10 +95,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t before = rc_mem_in_use(), limit = rc_mem_limit();
     pipeline_answer = (mode & 2) ? RC_EBUSY : RC_OK;
     if (mode & 4) rc_mem_set_limit(before + (64u << 10));
-    size_t chunk = (size_t)1 << (mode >> 4);
+    size_t chunk = (size_t)1 << (((mode >> 4) & 7) * 2);
+    const grpc_conn_limits *limits = (mode & 0x80) ? &http_limits : &grpc_limits;
+    ctx.transport = (mode & 0x80) ? "http" : "grpc";
 
     int64_t now = 1000000;
-    grpc_conn *c = grpc_conn_new(&limits, &ctx, &pool, "127.0.0.1:1", now);
+    grpc_conn *c = grpc_conn_new(limits, &ctx, &pool, "127.0.0.1:1", now);
     if (c) {
         bool alive = true;
         if (mode & 1) alive = grpc_conn_feed(c, preface, sizeof preface - 1, now);

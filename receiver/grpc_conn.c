@@ -36,6 +36,15 @@
  * the limiter refuses, nghttp2 fails with NGHTTP2_ERR_NOMEM and the
  * connection is closed.
  *
+ * HTTP mode (limits->http_path set): the same connection serves OTLP/HTTP
+ * to clients that chose HTTP/2 by ALPN on the HTTP port's TLS. A request is
+ * POST <http_path> with an unframed protobuf or JSON body (no 5-byte
+ * prefix; Content-Encoding instead of grpc-encoding). Its head is judged
+ * and its answer made by the rules libmicrohttpd's server follows
+ * (http_rules.h): an HTTP status, headers and a body, no trailers. The
+ * body arrives into the same charged buffer as a gRPC message, bounded by
+ * max_recv_msg_size (the HTTP body limit).
+ *
  * Invariants: every stream nghttp2 knows and we accepted has an h2_stream
  * as its user data and is on conn->streams; a stream's `charged` is the
  * capacity of its message buffer plus what its headers take, all charged;
@@ -48,6 +57,7 @@
 #include "core/memlimit.h"
 #include "otlp/compression.h"
 #include "otlp/otlp.h"
+#include "receiver/http_rules.h"
 
 #include <nghttp2/nghttp2.h>
 #include <openssl/crypto.h>
@@ -91,8 +101,14 @@ typedef struct h2_stream {
     bool bad_encoding;       /* a grpc-encoding we do not speak */
     rc_encoding enc;
     char path[96];
-    int64_t deadline; /* from grpc-timeout; 0: none */
-    rc_buf meta;      /* "name\0value\0" pairs of the metadata headers */
+    char method[16];
+    /* HTTP mode: the headers http_rules.h judges ("" when absent) */
+    char content_type[96], content_encoding[32], content_length[24];
+    bool has_type, has_encoding, has_length;
+    rc_payload_format fmt;
+    bool length_known; /* Content-Length declared msg_len */
+    int64_t deadline;  /* from grpc-timeout; 0: none */
+    rc_buf meta;       /* "name\0value\0" pairs of the metadata headers */
     size_t n_meta;
     size_t header_bytes; /* as HTTP/2 counts them: name + value + 32 each */
 
@@ -115,6 +131,10 @@ typedef struct h2_stream {
     rc_buf message; /* grpc-message, percent-encoded */
     rc_buf details; /* grpc-status-details-bin, base64 */
     bool rst_after_answer;
+    /* HTTP mode: answered before the body ended; what more comes is read
+     * and dropped (up to max_recv_msg_size), see answer_otlp_http */
+    bool draining;
+    size_t discarded;
 } h2_stream;
 
 struct grpc_conn {
@@ -300,10 +320,13 @@ static ssize_t read_answer(nghttp2_session *session, int32_t id, uint8_t *buf, s
                            uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     h2_stream *s = src->ptr;
+    const grpc_conn *c = ud;
     size_t left = s->out.len - s->out_off, n = left < length ? left : length;
     memcpy(buf, s->out.data + s->out_off, n);
     s->out_off += n;
-    if (s->out_off == s->out.len) {
+    if (s->out_off == s->out.len && c->lim->http_path) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF; /* HTTP: the body ends the stream */
+    } else if (s->out_off == s->out.len) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         nghttp2_nv nv[3];
         size_t k = trailers_of(s, nv);
@@ -366,11 +389,62 @@ static void answer_http(grpc_conn *c, h2_stream *s, const char *status)
         nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
 }
 
+/* HTTP mode: answers s with `a` (its body taken over). */
+static void answer_otlp_http(grpc_conn *c, h2_stream *s, http_answer *a)
+{
+    if (s->phase == PH_DONE) {
+        http_answer_free(a);
+        return;
+    }
+    s->phase = PH_DONE;
+    release_buffer(c, s);
+    /* Not RST_STREAM(NO_ERROR) at once, as for gRPC: some HTTP/2 clients
+     * (httpx) send the whole body before they read an answer, and would
+     * wait for window that a reset stream never gets. So the rest of the
+     * body is read and dropped, charged nothing, up to the body limit. */
+    s->draining = !s->remote_closed;
+    rc_buf_free(&s->out);
+    s->out = a->body;
+    a->body = (rc_buf)RC_BUF_INIT;
+    const char *names[HTTP_ANSWER_MAX_HEADERS], *values[HTTP_ANSWER_MAX_HEADERS];
+    char scratch[16];
+    size_t k = http_answer_headers(a, names, values, scratch);
+    nghttp2_nv nv[HTTP_ANSWER_MAX_HEADERS + 1];
+    snprintf(s->status_text, sizeof s->status_text, "%u", a->status);
+    nv[0] = (nghttp2_nv)NV(":status", s->status_text);
+    for (size_t i = 0; i < k; i++)
+        nv[i + 1] = (nghttp2_nv){(uint8_t *)names[i], (uint8_t *)values[i], strlen(names[i]),
+                                 strlen(values[i]), NGHTTP2_NV_FLAG_NONE};
+    nghttp2_data_provider prd = {{.ptr = s}, read_answer};
+    if (nghttp2_submit_response(c->session, s->id, nv, k + 1, s->out.len ? &prd : NULL) != 0)
+        nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* A call that cannot go on, answered in the connection's protocol: gRPC
+ * status `code`, or HTTP `http_status` with a google.rpc.Status. */
+static void answer_failure(grpc_conn *c, h2_stream *s, int code, unsigned http_status,
+                           const char *message, unsigned retry_after_s)
+{
+    if (!c->lim->http_path) {
+        answer(c, s, code, message, retry_after_s, NULL);
+        return;
+    }
+    http_answer a;
+    http_answer_error(&a, http_status, s->fmt, message, retry_after_s, c->ctx->retry_after_s);
+    answer_otlp_http(c, s, &a);
+}
+
 /* --- a complete call ------------------------------------------------------------------ */
 
 /* The ingest result as a gRPC status (the old receiver's mapping). */
 static void answer_ingest(grpc_conn *c, h2_stream *s, const rc_ingest_result *res)
 {
+    if (c->lim->http_path) {
+        http_answer a;
+        http_answer_ingest(&a, s->fmt, res, c->ctx->retry_after_s);
+        answer_otlp_http(c, s, &a);
+        return;
+    }
     unsigned retry = res->retry_after_s ? res->retry_after_s : c->ctx->retry_after_s;
     switch (res->status) {
     case RC_OK: {
@@ -423,12 +497,13 @@ static size_t collect_headers(h2_stream *s, rc_header *out, size_t cap)
 /* The message of s, whole: decompressed, ingested, answered. */
 static void run_call(grpc_conn *c, h2_stream *s)
 {
-    if (s->prefix_len == 0) {
+    /* HTTP mode: no prefix, and nghttp2 has checked a declared length */
+    if (!c->lim->http_path && s->prefix_len == 0) {
         answer(c, s, RPC_CODE_INVALID_ARGUMENT,
                "the call carried no ExportTraceServiceRequest message", 0, NULL);
         return;
     }
-    if (s->prefix_len < 5 || s->msg_got < s->msg_len) {
+    if (!c->lim->http_path && (s->prefix_len < 5 || s->msg_got < s->msg_len)) {
         answer(c, s, RPC_CODE_INTERNAL, "the request ended inside its message", 0, NULL);
         return;
     }
@@ -444,9 +519,10 @@ static void run_call(grpc_conn *c, h2_stream *s)
             int code = st == RC_ETOOBIG  ? RPC_CODE_RESOURCE_EXHAUSTED
                        : st == RC_ENOMEM ? RPC_CODE_UNAVAILABLE
                                          : RPC_CODE_INVALID_ARGUMENT;
-            answer(c, s, code,
-                   st == RC_EINVAL ? "the request message could not be decompressed" : err.msg,
-                   code == RPC_CODE_UNAVAILABLE ? 1 : 0, NULL);
+            bool vague = st == RC_EINVAL && !c->lim->http_path; /* as gRPC servers say it */
+            answer_failure(c, s, code, http_status_for(st),
+                           vague ? "the request message could not be decompressed" : err.msg,
+                           code == RPC_CODE_UNAVAILABLE ? 1 : 0);
             return;
         }
         data = plain;
@@ -456,19 +532,21 @@ static void run_call(grpc_conn *c, h2_stream *s)
     memset(&res, 0, sizeof res);
     rc_arena *arena = rc_arena_new(len * 2 > MIN_ARENA_CHUNK ? len * 2 : MIN_ARENA_CHUNK);
     if (!arena) {
-        res.status = RC_ENOMEM;
+        res.status = RC_ENOMEM; /* answered as any refusal for memory */
         rc_error_set(&res.err, "the collector's memory limit is reached; retry later");
     } else {
         rc_header hdrs[64];
-        rc_request_meta meta = {
-            .receiver = c->ctx->receiver_id, .transport = "grpc", .peer = c->peer, .headers = hdrs};
+        rc_request_meta meta = {.receiver = c->ctx->receiver_id,
+                                .transport = c->ctx->transport,
+                                .peer = c->peer,
+                                .headers = hdrs};
         meta.n_headers = collect_headers(s, hdrs, sizeof hdrs / sizeof *hdrs);
-        rc_otlp_ingest(c->ctx, RC_FORMAT_PROTO, data, len, arena, &meta, s->tenant,
-                       &res); /* takes the arena */
+        rc_payload_format fmt = c->lim->http_path ? s->fmt : RC_FORMAT_PROTO;
+        rc_otlp_ingest(c->ctx, fmt, data, len, arena, &meta, s->tenant, &res); /* takes the arena */
     }
     if (plain) rc_decompressed_free(plain, plain_len);
     if (res.status != RC_OK)
-        rc_debug(LOG_COMPONENT, "Export from %s answered %d: %s", c->peer, (int)res.status,
+        rc_debug(LOG_COMPONENT, "export from %s answered %d: %s", c->peer, (int)res.status,
                  res.err.msg);
     answer_ingest(c, s, &res);
 }
@@ -507,15 +585,42 @@ static int64_t parse_timeout_ms(const uint8_t *v, size_t len)
     }
 }
 
+/* value as text in out (cap bytes), cut short if longer. */
+static void copy_text(char *out, size_t cap, const uint8_t *value, size_t vl)
+{
+    size_t n = vl < cap - 1 ? vl : cap - 1;
+    memcpy(out, value, n);
+    out[n] = 0;
+}
+
+/* HTTP mode: a header http_rules.h judges, kept as text; false for the
+ * others. */
+static bool note_http_header(h2_stream *s, const uint8_t *name, size_t nl, const uint8_t *value,
+                             size_t vl)
+{
+    if (name_is(name, nl, "content-type")) {
+        copy_text(s->content_type, sizeof s->content_type, value, vl);
+        s->has_type = true;
+    } else if (name_is(name, nl, "content-encoding")) {
+        copy_text(s->content_encoding, sizeof s->content_encoding, value, vl);
+        s->has_encoding = true;
+    } else if (name_is(name, nl, "content-length")) {
+        copy_text(s->content_length, sizeof s->content_length, value, vl);
+        s->has_length = true;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static void note_pseudo(grpc_conn *c, h2_stream *s, const uint8_t *name, size_t nl,
                         const uint8_t *value, size_t vl)
 {
     if (name_is(name, nl, ":method")) {
         s->post = vl == 4 && memcmp(value, "POST", 4) == 0;
+        copy_text(s->method, sizeof s->method, value, vl);
     } else if (name_is(name, nl, ":path")) {
-        size_t n = vl < sizeof s->path - 1 ? vl : sizeof s->path - 1;
-        memcpy(s->path, value, n);
-        s->path[n] = 0;
+        copy_text(s->path, sizeof s->path, value, vl);
         s->export_path = vl == strlen(EXPORT_METHOD) && memcmp(value, EXPORT_METHOD, vl) == 0;
     }
 }
@@ -547,10 +652,10 @@ static void note_authorization(grpc_conn *c, h2_stream *s, const uint8_t *name, 
     if (vl < sizeof text && !memchr(value, 0, vl)) {
         memcpy(text, value, vl);
         text[vl] = 0;
-        s->tenant = rc_tenants_authenticate(c->ctx->tenants, text, "grpc");
+        s->tenant = rc_tenants_authenticate(c->ctx->tenants, text, c->ctx->transport);
         OPENSSL_cleanse(text, vl);
     } else {
-        s->tenant = rc_tenants_authenticate(c->ctx->tenants, NULL, "grpc");
+        s->tenant = rc_tenants_authenticate(c->ctx->tenants, NULL, c->ctx->transport);
     }
     if (!rc_tenants_require_token(c->ctx->tenants)) keep_header(s, name, nl, value, vl);
 }
@@ -569,6 +674,12 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     }
     if (nl && name[0] == ':') {
         note_pseudo(c, s, name, nl, value, vl);
+    } else if (c->ctx->tenants && name_is(name, nl, "authorization")) {
+        note_authorization(c, s, name, nl, value, vl);
+    } else if (c->lim->http_path) {
+        /* as libmicrohttpd's server, every header is metadata */
+        note_http_header(s, name, nl, value, vl);
+        keep_header(s, name, nl, value, vl);
     } else if (name_is(name, nl, "content-type")) {
         s->grpc_type = vl >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
                        (vl == 16 || value[16] == '+' || value[16] == ';');
@@ -581,8 +692,6 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     } else if (name_is(name, nl, "grpc-timeout")) {
         int64_t ms = parse_timeout_ms(value, vl);
         if (ms > 0) s->deadline = c->now + ms;
-    } else if (c->ctx->tenants && name_is(name, nl, "authorization")) {
-        note_authorization(c, s, name, nl, value, vl);
     } else if (!name_is(name, nl, "te")) {
         keep_header(s, name, nl, value, vl);
     }
@@ -622,15 +731,54 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 static bool authenticated(grpc_conn *c, h2_stream *s)
 {
     if (!c->ctx->tenants) return true;
-    if (!s->auth_seen) s->tenant = rc_tenants_authenticate(c->ctx->tenants, NULL, "grpc");
+    if (!s->auth_seen)
+        s->tenant = rc_tenants_authenticate(c->ctx->tenants, NULL, c->ctx->transport);
     return s->tenant != NULL;
+}
+
+/* HTTP mode: the request's head is in: judged as libmicrohttpd's server
+ * judges it. Its body then arrives as a message whose prefix was implied. */
+static void http_headers_done(grpc_conn *c, h2_stream *s)
+{
+    char msg[512];
+    http_head h = {.path = s->path,
+                   .method = s->method,
+                   .content_type = s->has_type ? s->content_type : NULL,
+                   .content_encoding = s->has_encoding ? s->content_encoding : NULL,
+                   .content_length = s->has_length ? s->content_length : NULL};
+    http_admit ok;
+    /* the token was looked up as it arrived (note_authorization) */
+    unsigned status = http_check_head(&h, c->lim->http_path, c->lim->max_recv_msg_size, NULL,
+                                      c->ctx->transport, &ok, msg, sizeof msg);
+    s->fmt = ok.fmt;
+    if (!status && s->headers_too_big) {
+        snprintf(msg, sizeof msg, "the request headers take more than %u bytes",
+                 (unsigned)c->lim->max_header_list_size);
+        status = 431;
+    }
+    if (!status && !authenticated(c, s)) {
+        snprintf(msg, sizeof msg, "%s", HTTP_NO_TOKEN_MSG);
+        status = 401;
+    }
+    if (status) {
+        answer_failure(c, s, 0, status, msg, 0);
+        return;
+    }
+    s->enc = ok.enc;
+    s->compressed = ok.enc != RC_ENC_IDENTITY;
+    s->length_known = h.content_length != NULL;
+    s->msg_len = s->length_known ? ok.declared : c->lim->max_recv_msg_size;
+    s->prefix_len = 5;
+    s->phase = PH_BODY;
 }
 
 /* The request's headers are in: is this an Export call we can take? */
 static void headers_done(grpc_conn *c, h2_stream *s)
 {
     char msg[200];
-    if (s->headers_too_big) {
+    if (c->lim->http_path) {
+        http_headers_done(c, s);
+    } else if (s->headers_too_big) {
         snprintf(msg, sizeof msg, "the request headers take more than %u bytes",
                  (unsigned)c->lim->max_header_list_size);
         answer(c, s, RPC_CODE_RESOURCE_EXHAUSTED, msg, 0, NULL);
@@ -706,6 +854,17 @@ static size_t take_prefix(grpc_conn *c, h2_stream *s, const uint8_t *data, size_
     return n;
 }
 
+/* HTTP mode: len more bytes of a body already answered. Past the body
+ * limit the client is told to stop. */
+static void drain(grpc_conn *c, h2_stream *s, size_t len)
+{
+    s->last_data = c->now;
+    s->discarded += len;
+    if (s->discarded <= c->lim->max_recv_msg_size) return;
+    nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+    s->draining = false;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *ud)
 {
@@ -713,6 +872,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
     h2_stream *s = stream_of(c, id);
     if (!s || s->phase != PH_BODY) { /* dropped: give the window back at once */
         nghttp2_session_consume(session, id, len);
+        if (s && s->draining) drain(c, s, len);
         return 0;
     }
     s->last_data = c->now;
@@ -720,12 +880,20 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
     size_t off = s->prefix_len < 5 ? take_prefix(c, s, data, len) : 0;
     if (s->phase == PH_BODY && off < len) {
         if (len - off > s->msg_len - s->msg_got) {
-            answer(c, s, RPC_CODE_INTERNAL,
-                   "more than one message in a unary call, or bytes past the message", 0, NULL);
+            char msg[120];
+            if (c->lim->http_path && !s->length_known)
+                snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes",
+                         s->msg_len);
+            else
+                snprintf(msg, sizeof msg, "%s",
+                         c->lim->http_path
+                             ? "request body longer than its Content-Length"
+                             : "more than one message in a unary call, or bytes past the message");
+            answer_failure(c, s, RPC_CODE_INTERNAL, s->length_known ? 400 : 413, msg, 0);
         } else if (!grow_buffer(c, s, s->msg_got + (len - off))) {
-            answer(c, s, RPC_CODE_UNAVAILABLE,
-                   "the collector's memory limit is reached; retry later",
-                   c->ctx->retry_after_s ? c->ctx->retry_after_s : 1, NULL);
+            answer_failure(c, s, RPC_CODE_UNAVAILABLE, 503,
+                           "the collector's memory limit is reached; retry later",
+                           c->ctx->retry_after_s ? c->ctx->retry_after_s : 1);
         } else {
             memcpy(s->msg + s->msg_got, data + off, len - off);
             s->msg_got += len - off;
@@ -773,6 +941,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         s->remote_closed = true;
+        s->draining = false;
         if (s->phase == PH_BODY) run_call(c, s);
     }
     return 0;
@@ -783,7 +952,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
 {
     grpc_conn *c = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
     h2_stream *s = stream_of(c, frame->hd.stream_id);
     if (s && s->rst_after_answer) {
         s->rst_after_answer = false;
@@ -996,10 +1167,12 @@ static void tick_streams(grpc_conn *c, int64_t now, int64_t *next)
         if (s->phase == PH_BODY && s->deadline && now >= s->deadline) {
             answer(c, s, RPC_CODE_DEADLINE_EXCEEDED,
                    "the request message did not arrive within its grpc-timeout", 0, NULL);
-        } else if (s->phase != PH_DONE && now - s->last_data >= c->lim->stream_idle_ms) {
+        } else if ((s->phase != PH_DONE || s->draining) &&
+                   now - s->last_data >= c->lim->stream_idle_ms) {
             nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
             s->phase = PH_DONE;
-        } else if (s->phase != PH_DONE) {
+            s->draining = false;
+        } else if (s->phase != PH_DONE || s->draining) {
             int64_t t = s->last_data + c->lim->stream_idle_ms;
             if (s->deadline && s->deadline < t) t = s->deadline;
             if (t < *next) *next = t;

@@ -66,6 +66,10 @@ typedef struct grpc_conn_limits {
     int64_t max_connection_age_grace_ms;
     int64_t min_ping_interval_ms;     /* client pings closer than this are bad */
     bool permit_pings_without_stream; /* else a ping with no call running is bad */
+    /* NULL: gRPC. Else OTLP/HTTP at this path, for clients that chose
+     * HTTP/2 by ALPN on the HTTP port: unframed bodies of at most
+     * max_recv_msg_size, HTTP statuses (grpc_conn.c, "HTTP mode"). */
+    const char *http_path;
 } grpc_conn_limits;
 
 typedef struct grpc_conn grpc_conn;

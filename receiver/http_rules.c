@@ -88,7 +88,7 @@ unsigned http_check_head(const http_head *h, const char *path, size_t body_limit
      * memory or the time its upload would take. */
     out->tenant = rc_tenants_authenticate(tenants, h->authorization, transport);
     if (rc_tenants_require_token(tenants) && !out->tenant) {
-        snprintf(msg, cap, "missing or unknown bearer token; send Authorization: Bearer <token>");
+        snprintf(msg, cap, "%s", HTTP_NO_TOKEN_MSG);
         return 401;
     }
     if (h->content_length && !parse_length(h->content_length, &out->declared)) {

@@ -48,9 +48,12 @@ typedef struct http_admit {
 /* Whether media type `value` is `want`, ignoring parameters and case. */
 bool http_media_type_is(const char *value, const char *want);
 
+#define HTTP_NO_TOKEN_MSG "missing or unknown bearer token; send Authorization: Bearer <token>"
+
 /* Judges a request's head before its body is read: 0 when the body may be
  * read (*out filled), else the status to answer with, and why in msg.
- * `transport` labels the tenant counters ("http"). */
+ * With `tenants`, the token is looked up here (`transport` labels the
+ * tenant counters); a carrier that looked it up itself passes NULL. */
 unsigned http_check_head(const http_head *h, const char *path, size_t body_limit,
                          rc_tenants *tenants, const char *transport, http_admit *out, char *msg,
                          size_t cap);
