@@ -335,6 +335,7 @@ size_t rc_tls_mhd_options(const rc_tls_server_config *c, struct MHD_OptionItem *
 bool rc_mhd_start(rc_mhd_daemons *d, int listen_fd, rc_mhd_make_fn make, void *arg)
 {
     d->listen_fd = listen_fd;
+    if (listen_fd < 0) return (d->current = make(arg, -1)) != NULL; /* connections handed in */
     int fd = dup(listen_fd);
     if (fd < 0) return false;
     d->current = make(arg, fd); /* on failure MHD has closed fd */
@@ -374,8 +375,8 @@ rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, rc_mhd_make_fn make, void *arg, r
                      RC_MHD_MAX_RETIRED);
         return RC_EBUSY;
     }
-    int fd = dup(d->listen_fd);
-    struct MHD_Daemon *fresh = fd >= 0 ? make(arg, fd) : NULL;
+    int fd = d->listen_fd >= 0 ? dup(d->listen_fd) : -1;
+    struct MHD_Daemon *fresh = fd >= 0 || d->listen_fd < 0 ? make(arg, fd) : NULL;
     if (!fresh) {
         rc_error_set(err, "cannot start a server with the new certificate");
         return RC_EIO;

@@ -78,7 +78,9 @@ typedef struct rc_mhd_daemons {
 } rc_mhd_daemons;
 
 /* Starts d->current with make(arg, fd), fd a dup of listen_fd (taken
- * over). False when it cannot start; listen_fd is then still open. */
+ * over). False when it cannot start; listen_fd is then still open.
+ * listen_fd -1: the daemons listen on nothing (make gets -1) and are handed
+ * their connections (MHD_add_connection to d->current). */
 typedef struct MHD_Daemon *(*rc_mhd_make_fn)(void *arg, int fd);
 bool rc_mhd_start(rc_mhd_daemons *d, int listen_fd, rc_mhd_make_fn make, void *arg);
 

@@ -135,8 +135,9 @@ static rc_status otlp_start(void *inst, const rc_consumer *next, rc_error *err)
         init_ctx(r, &r->http_ctx, "http", next);
         r->http_server = rc_otlp_http_start(&r->http, &r->http_ctx, err);
         if (!r->http_server) return RC_EIO;
-        rc_info(r->id, "OTLP/HTTP listening on %s%s%s", r->http.endpoint.text,
-                r->http.traces_url_path, tls_note(&r->http.tls));
+        rc_info(r->id, "OTLP/HTTP listening on %s%s%s%s", r->http.endpoint.text,
+                r->http.traces_url_path, tls_note(&r->http.tls),
+                r->http.tls.enabled ? "; HTTP/2 by ALPN, HTTP/1.1" : "");
     }
     return RC_OK;
 }

@@ -47,6 +47,20 @@
  * conn_send stand for recv and send. OpenSSL reads one record at a time
  * (no read-ahead) into a buffer larger than a record, so nothing decrypted
  * is left waiting where epoll cannot see it.
+ *
+ * The HTTP port (rc_otlp_grpc_start_http, started by otlp_http.c when
+ * protocols.http has TLS): OTLP/HTTP clients that negotiate h2 by ALPN (the
+ * Go and Java SDKs, OpenTelemetry Collectors) are served here, over HTTP/2,
+ * by grpc_conn's HTTP mode, as the OpenTelemetry Collector serves them;
+ * libmicrohttpd speaks only HTTP/1.1. So this loop owns that port's
+ * listener, and a new connection is first sniffed: its ClientHello is
+ * peeked at (MSG_PEEK: the bytes stay in the socket) and read by OpenSSL
+ * in a throw-away session that stops at the ClientHello callback. A client
+ * offering h2 then does its handshake here; any other is handed, still
+ * untouched, to libmicrohttpd's TLS server (MHD_add_connection), which
+ * reads the same ClientHello from the socket as if it had accepted it.
+ * While it sniffs, a connection is watched edge-triggered: the bytes it
+ * peeked at stay readable, and only new ones should wake us.
  */
 #include "receiver/conn_guard.h"
 #include "receiver/grpc_conn.h"
@@ -116,6 +130,8 @@
 #define ACCEPT_WARN_MS 10000
 #define FD_RESERVE 128 /* descriptors left to the rest of the collector */
 #define MIN_CONNS 16   /* at most one "out of descriptors" warning per thread this often */
+/* A ClientHello longer than this is not sniffed: libmicrohttpd gets it. */
+#define SNIFF_MAX (16u << 10)
 
 /* --- configuration ---------------------------------------------------------------- */
 
@@ -204,6 +220,7 @@ typedef struct conn {
     int64_t linger_until;
     SSL *ssl;                   /* with tls: NULL on a plain connection */
     int64_t handshake_deadline; /* > 0 until the TLS handshake is done */
+    bool sniffing;              /* HTTP port: its ClientHello not yet seen */
 } conn;
 
 /* A connection accepted by one thread for another. */
@@ -256,6 +273,10 @@ struct rc_otlp_grpc_server {
     int64_t retired_at[16]; /* rc_now_ms when it was replaced */
     size_t n_retired;
     rc_counter *handshake_failures;
+    /* The HTTP port: clients not offering h2 go to http.hand_off, and
+     * sniff_ctx reads their ClientHellos (conn_sniff). */
+    rc_otlp_h2_http http;
+    SSL_CTX *sniff_ctx;
 };
 
 /* A connection ends: its descriptor is closed. */
@@ -514,6 +535,121 @@ static bool conn_handshake(conn *c, int64_t now)
     return false;
 }
 
+/* --- the HTTP port: which server a new connection goes to ----------------- */
+
+static bool start_tls(conn *c);
+
+/* ClientHello callback of the sniffing context: notes whether the client
+ * offers h2 among its ALPN protocols, then suspends the handshake, which
+ * is thrown away. */
+static int note_alpn(SSL *ssl, int *alert, void *arg)
+{
+    int *offers_h2 = SSL_get_app_data(ssl);
+    const unsigned char *ext;
+    size_t len;
+    *offers_h2 = 0;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
+                                  &len) &&
+        len >= 2) {
+        size_t end = 2 + ((size_t)ext[0] << 8 | ext[1]); /* a list of length-prefixed names */
+        if (end > len) end = len;
+        for (size_t i = 2; i < end && i + 1 + ext[i] <= end; i += 1 + (size_t)ext[i])
+            if (ext[i] == 2 && memcmp(ext + i + 1, "h2", 2) == 0) *offers_h2 = 1;
+    }
+    return SSL_CLIENT_HELLO_RETRY;
+}
+
+static SSL_CTX *sniff_ctx_new(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) return NULL;
+    /* As no server of ours takes less (min_version): an SSLv2-style hello
+     * is then refused at once rather than waited on for its length. */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_client_hello_cb(ctx, note_alpn, NULL);
+    return ctx;
+}
+
+/* Whether the ClientHello in data offers h2: 1 yes, 0 no (or not a
+ * ClientHello OpenSSL can read: libmicrohttpd will tell the client), -1
+ * not all of it is there yet. */
+static int client_offers_h2(SSL_CTX *ctx, const uint8_t *data, size_t len)
+{
+    int offers_h2 = -1;
+    SSL *ssl = SSL_new(ctx);
+    BIO *in = BIO_new_mem_buf(data, (int)len), *out = BIO_new(BIO_s_mem());
+    if (!ssl || !in || !out) {
+        SSL_free(ssl);
+        BIO_free(in);
+        BIO_free(out);
+        return 0;
+    }
+    BIO_set_mem_eof_return(in, -1); /* the rest may be on its way: "retry", not "closed" */
+    SSL_set_bio(ssl, in, out);
+    SSL_set_app_data(ssl, &offers_h2);
+    SSL_set_accept_state(ssl);
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl);
+    if (offers_h2 < 0 && SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ) offers_h2 = 0;
+    ERR_clear_error();
+    SSL_free(ssl);
+    return offers_h2;
+}
+
+/* A connection that is not ours: its socket goes, untouched, to the
+ * HTTP/1.1 server. */
+static void conn_hand_off(conn *c)
+{
+    worker *w = c->w;
+    int fd = c->fd;
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+    conn_retire(c);
+    conn_gone(w->s);
+    free(c);
+    w->s->http.hand_off(w->s->http.arg, fd);
+}
+
+typedef enum opening { OPENING, OPEN_FAILED, HANDED_OFF } opening;
+
+/* Peeks at a new connection's ClientHello: a client offering h2 begins
+ * its handshake here; any other is handed off. */
+static opening conn_sniff(conn *c, int64_t now)
+{
+    ssize_t r;
+    do
+        r = recv(c->fd, c->w->rbuf, SNIFF_MAX, MSG_PEEK);
+    while (r < 0 && errno == EINTR);
+    int verdict = -1;
+    if (r > 0) verdict = client_offers_h2(c->w->s->sniff_ctx, c->w->rbuf, (size_t)r);
+    if (verdict < 0 && r == (ssize_t)SNIFF_MAX) verdict = 0;
+    if (verdict == 0) {
+        conn_hand_off(c);
+        return HANDED_OFF;
+    }
+    if (verdict == 1) {
+        c->sniffing = false;
+        struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+        if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &e) != 0) return OPEN_FAILED;
+        c->events = EPOLLIN;
+        return start_tls(c) ? OPENING : OPEN_FAILED;
+    }
+    bool waits = (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)));
+    if (waits && now < c->handshake_deadline) return OPENING;
+    rc_debug(LOG_COMPONENT, "%s: no TLS ClientHello: %s", grpc_conn_peer(c->g),
+             waits ? "it took too long" : "the client closed the connection");
+    rc_counter_add(c->w->s->handshake_failures, 1);
+    c->peer_gone = true;
+    return OPEN_FAILED;
+}
+
+/* Moves a new connection on: its ClientHello sniffed (the HTTP port), its
+ * TLS handshake. OPEN_FAILED: end it. */
+static opening conn_open(conn *c, int64_t now)
+{
+    if (c->sniffing) return conn_sniff(c, now);
+    return conn_handshake(c, now) ? OPENING : OPEN_FAILED;
+}
+
 static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 {
     char host[INET6_ADDRSTRLEN] = "";
@@ -620,7 +756,8 @@ static void adopt(worker *w, int fd, const char *peer)
     rc_otlp_grpc_server *s = w->s;
     conn *c = calloc(1, sizeof *c);
     grpc_conn *g = c ? grpc_conn_new(&s->limits, s->ctx, &w->pool, peer, rc_now_ms()) : NULL;
-    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    bool sniff = s->sniff_ctx != NULL;
+    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP | (sniff ? EPOLLET : 0), .data.ptr = c};
     if (!g || epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
         rc_debug(LOG_COMPONENT, "refused a connection from %s: memory limit reached", peer);
         grpc_conn_free(g);
@@ -629,11 +766,18 @@ static void adopt(worker *w, int fd, const char *peer)
         conn_gone(s);
         return;
     }
-    *c = (conn){.w = w, .fd = fd, .events = EPOLLIN, .g = g};
+    *c = (conn){.w = w, .fd = fd, .events = EPOLLIN, .g = g, .sniffing = sniff};
     list_push_front(w, c);
     w->n_conns++;
     atomic_store(&w->load, w->n_conns);
     conn_account(c);
+    if (sniff) {
+        c->handshake_deadline = rc_now_ms() + HANDSHAKE_MS;
+        opening o = conn_sniff(c, rc_now_ms());
+        if (o == OPEN_FAILED) conn_close(c);
+        if (o == OPENING) w->evict_due = true;
+        return;
+    }
     if (atomic_load(&s->tls) && !start_tls(c)) {
         conn_close(c);
         return;
@@ -738,7 +882,7 @@ static void tick_conns(worker *w, int64_t now)
         nx = c->next;
         int64_t next;
         if (c->handshake_deadline) {
-            if (!conn_handshake(c, now)) conn_end(c);
+            if (conn_open(c, now) == OPEN_FAILED) conn_end(c);
             continue;
         }
         if (!grpc_conn_tick(c->g, now, &next) || !conn_flush(c))
@@ -768,9 +912,10 @@ static void handle_event(worker *w, const struct epoll_event *ev)
         return;
     }
     if (c->handshake_deadline) {
-        if (!conn_handshake(c, rc_now_ms()))
+        opening o = conn_open(c, rc_now_ms());
+        if (o == OPEN_FAILED)
             conn_end(c);
-        else
+        else if (o == OPENING)
             conn_account(c);
         return;
     }
@@ -872,6 +1017,7 @@ static void server_free(rc_otlp_grpc_server *s)
     free(s->workers);
     if (s->listen_fd >= 0) close(s->listen_fd);
     rc_tls_ctx_free(atomic_load(&s->tls));
+    SSL_CTX_free(s->sniff_ctx);
     for (size_t i = 0; i < s->n_retired; i++)
         rc_tls_ctx_free(s->retired[i]);
     pthread_mutex_destroy(&s->retired_mu);
@@ -907,26 +1053,24 @@ static void limits_of(const rc_otlp_grpc_config *cfg, grpc_conn_limits *l)
     };
 }
 
-rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_ingest_ctx *ctx,
-                                        rc_error *err)
+/* The server on listen_fd (taken over, closed on failure too): gRPC, or
+ * with `http` the HTTP port's front (see the top of the file). */
+static rc_otlp_grpc_server *server_start(const rc_otlp_grpc_config *cfg, int listen_fd,
+                                         const rc_otlp_h2_http *http, rc_otlp_ingest_ctx *ctx,
+                                         rc_error *err)
 {
     rc_otlp_grpc_server *s = calloc(1, sizeof *s);
     if (!s) {
+        close(listen_fd);
         rc_error_set(err, "out of memory starting the gRPC server");
         return NULL;
     }
     s->cfg = *cfg;
     s->ctx = ctx;
-    s->listen_fd = -1;
+    s->listen_fd = listen_fd;
     pthread_mutex_init(&s->retired_mu, NULL);
     limits_of(cfg, &s->limits);
     s->max_conns = connection_share();
-    char why[300];
-    if ((s->listen_fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why)) < 0) {
-        rc_error_set(err, "%s (gRPC)", why);
-        server_free(s);
-        return NULL;
-    }
     fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
     SSL_CTX *tls = NULL;
     if (cfg->tls.enabled && !(tls = rc_tls_server_ctx(&cfg->tls, "h2", err))) {
@@ -934,6 +1078,15 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
         return NULL;
     }
     atomic_init(&s->tls, tls);
+    if (http) {
+        s->http = *http;
+        s->limits.http_path = http->path;
+        if (!(s->sniff_ctx = sniff_ctx_new())) {
+            rc_error_set(err, "cannot set up TLS for the HTTP/2 server");
+            server_free(s);
+            return NULL;
+        }
+    }
     if (!(s->workers = calloc(cfg->num_threads, sizeof *s->workers))) {
         rc_error_set(err, "out of memory starting the gRPC server");
         server_free(s);
@@ -950,11 +1103,12 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
     }
     s->n_workers = cfg->num_threads;
     char labels[256];
-    snprintf(labels, sizeof labels, "receiver=\"%s\",transport=\"grpc\",reason=\"evicted\"",
-             ctx->receiver_id);
+    snprintf(labels, sizeof labels, "receiver=\"%s\",transport=\"%s\",reason=\"evicted\"",
+             ctx->receiver_id, ctx->transport);
     s->evicted = rc_counter_register("respan_receiver_connections_closed",
                                      RC_CONNECTIONS_CLOSED_HELP, labels);
-    snprintf(labels, sizeof labels, "receiver=\"%s\",transport=\"grpc\"", ctx->receiver_id);
+    snprintf(labels, sizeof labels, "receiver=\"%s\",transport=\"%s\"", ctx->receiver_id,
+             ctx->transport);
     s->handshake_failures = rc_counter_register(
         "respan_receiver_tls_handshake_failures",
         "TLS handshakes that failed or timed out (no certificate, wrong protocol).", labels);
@@ -964,6 +1118,25 @@ rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_
             return NULL;
         }
     return s;
+}
+
+rc_otlp_grpc_server *rc_otlp_grpc_start(const rc_otlp_grpc_config *cfg, rc_otlp_ingest_ctx *ctx,
+                                        rc_error *err)
+{
+    char why[300];
+    int fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why);
+    if (fd < 0) {
+        rc_error_set(err, "%s (gRPC)", why);
+        return NULL;
+    }
+    return server_start(cfg, fd, NULL, ctx, err);
+}
+
+rc_otlp_grpc_server *rc_otlp_grpc_start_http(const rc_otlp_grpc_config *cfg, int listen_fd,
+                                             const rc_otlp_h2_http *http, rc_otlp_ingest_ctx *ctx,
+                                             rc_error *err)
+{
+    return server_start(cfg, listen_fd, http, ctx, err);
 }
 
 /* A context replaced a minute ago can no longer be between a worker's

@@ -57,6 +57,13 @@
  * with Retry-After under backpressure. Error bodies are a google.rpc.Status
  * in the request's format (JSON when the request's format is unknown).
  *
+ * With TLS, libmicrohttpd does not listen on the port itself: the gRPC
+ * server's event loop does (rc_otlp_grpc_start_http, the "front"), so that
+ * clients negotiating h2 by ALPN are served over HTTP/2 by nghttp2 under the
+ * same rules (http_rules.h). Every other connection is handed to the
+ * daemon here before its TLS handshake (hand_to_daemon); from then on it is
+ * as if the daemon had accepted it.
+ *
  * Invariant: everything a request holds (its upload buffer and that
  * buffer's memory charge) hangs off MHD's per-request pointer and is freed
  * in the request-completed callback, which MHD calls for every request that
@@ -76,6 +83,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +118,11 @@
  * request grows its arena as it needs instead of charging for a guess. */
 #define ARENA_MIN_CHUNK ((size_t)16 << 10)
 #define ARENA_MAX_FIRST_CHUNK ((size_t)16 << 20)
+/* HTTP/2 clients (the front): streams per connection (RFC 9113 suggests
+ * no fewer than 100), and the keepalive PINGs we answer and expect. */
+#define HTTP2_MAX_STREAMS 100
+#define HTTP2_MIN_PING_MS 1000
+#define HTTP2_PING_TIMEOUT_MS 20000
 /* How long stop() lets requests already being received finish. */
 #define STOP_GRACE_MS 5000
 
@@ -123,6 +136,11 @@ struct rc_otlp_http_server {
     char *path;
     char endpoint[300];
     atomic_int active; /* requests past their headers, not yet completed */
+    /* With TLS: the front that owns the port, and the lock that keeps a
+     * reload from retiring the daemon it hands a connection to. */
+    rc_otlp_grpc_server *front;
+    rc_otlp_grpc_config front_cfg;
+    pthread_mutex_t switch_mu;
 };
 
 /* Per-request state, MHD's *con_cls from the headers until completion. */
@@ -658,6 +676,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void server_free(rc_otlp_http_server *s)
 {
+    pthread_mutex_destroy(&s->switch_mu);
     rc_conn_guard_free(s->guard);
     free(s->path);
     free(s);
@@ -706,8 +725,9 @@ static rc_conn_guard *guard_new(const rc_otlp_http_config *cfg, const rc_otlp_in
     return rc_conn_guard_new(&g, err);
 }
 
-/* A daemon on the server's listening socket, with its TLS files as they
- * are now in s->cfg->tls. */
+/* A daemon on the server's listening socket (fd; -1: none, the front
+ * hands it connections), with its TLS files as they are now in
+ * s->cfg->tls. */
 static struct MHD_Daemon *start_daemon(void *arg, int fd)
 {
     rc_otlp_http_server *s = arg;
@@ -721,19 +741,67 @@ static struct MHD_Daemon *start_daemon(void *arg, int fd)
         rc_tls_mhd_options(&cfg->tls, tls);
         flags |= MHD_USE_TLS;
     }
-    return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_THREAD_POOL_SIZE,
-        cfg->num_threads ? cfg->num_threads : 1u, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
-        MHD_OPTION_CONNECTION_LIMIT, s->daemon_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        HTTP_CONN_MEMORY, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+    struct MHD_OptionItem listen[2] = {{MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+                                       {MHD_OPTION_END, 0, NULL}};
+    if (fd < 0) {
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
+        listen[0] = listen[1];
+    }
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                            on_mhd_log, s, MHD_OPTION_ARRAY, listen, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                            MHD_OPTION_THREAD_POOL_SIZE, cfg->num_threads ? cfg->num_threads : 1u,
+                            MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT,
+                            s->daemon_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            HTTP_CONN_MEMORY, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+}
+
+/* The front's hand-off: an HTTP/1.1 (or not yet known) TLS client, its
+ * ClientHello unread, becomes the current daemon's. */
+static void hand_to_daemon(void *arg, int fd)
+{
+    rc_otlp_http_server *s = arg;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) { /* already gone */
+        close(fd);
+        return;
+    }
+    pthread_mutex_lock(&s->switch_mu);
+    /* On failure MHD has closed the socket (and logged why). */
+    MHD_add_connection(s->daemons.current, fd, (struct sockaddr *)&ss, len);
+    pthread_mutex_unlock(&s->switch_mu);
+}
+
+/* The front: the gRPC server's loop in HTTP mode, with this receiver's
+ * limits and timeouts. */
+static bool start_front(rc_otlp_http_server *s, int fd, rc_error *err)
+{
+    const rc_otlp_http_config *cfg = s->cfg;
+    s->front_cfg = (rc_otlp_grpc_config){
+        .enabled = true,
+        .max_recv_msg_size = body_limit(s),
+        .max_concurrent_streams = HTTP2_MAX_STREAMS,
+        .num_threads = cfg->num_threads ? cfg->num_threads : 1u,
+        .keepalive_timeout_ms = HTTP2_PING_TIMEOUT_MS,
+        .max_connection_idle_ms = (int64_t)cfg->idle_timeout_ms,
+        .min_ping_interval_ms = HTTP2_MIN_PING_MS,
+        .permit_pings_without_stream = true,
+        .tls = cfg->tls, /* the strings stay cfg's */
+    };
+    rc_otlp_h2_http http = {.path = s->path, .hand_off = hand_to_daemon, .arg = s};
+    s->front = rc_otlp_grpc_start_http(&s->front_cfg, fd, &http, s->ctx, err);
+    if (!s->front) rc_error_prefix(err, "OTLP/HTTP");
+    return s->front != NULL;
 }
 
 rc_status rc_otlp_http_reload_tls(rc_otlp_http_server *s, rc_error *err)
 {
     if (!s->cfg->tls.enabled) return RC_OK;
+    pthread_mutex_lock(&s->switch_mu);
     rc_status st = rc_tls_mhd_switch(&s->daemons, start_daemon, s, err);
+    pthread_mutex_unlock(&s->switch_mu);
+    if (st == RC_OK && s->front) st = rc_otlp_grpc_reload_tls(s->front, &s->cfg->tls, err);
     if (st != RC_OK) rc_error_prefix(err, "OTLP/HTTP");
     return st;
 }
@@ -748,6 +816,7 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
     }
     s->ctx = ctx;
     s->max_body = cfg->max_request_body_size;
+    pthread_mutex_init(&s->switch_mu, NULL);
     s->path = strdup(cfg->traces_url_path ? cfg->traces_url_path : HTTP_DEFAULT_PATH);
     snprintf(s->endpoint, sizeof s->endpoint, "%s", cfg->endpoint.text);
     atomic_init(&s->active, 0);
@@ -766,10 +835,15 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
         rc_error_set(err, "%s", why);
         goto fail;
     }
-    if (!rc_mhd_start(&s->daemons, fd, start_daemon, s)) {
+    /* With TLS the front listens; the daemon is handed connections. */
+    if (!rc_mhd_start(&s->daemons, cfg->tls.enabled ? -1 : fd, start_daemon, s)) {
         close(fd);
         rc_error_set(err, "cannot start the OTLP/HTTP server on %s (see the log above)",
                      s->endpoint);
+        goto fail;
+    }
+    if (cfg->tls.enabled && !start_front(s, fd, err)) {
+        rc_mhd_stop(&s->daemons, NULL, NULL);
         goto fail;
     }
     return s;
@@ -796,6 +870,7 @@ void rc_otlp_http_stop(rc_otlp_http_server *s)
     /* Stops accepting first, drains, then joins the workers, completing
      * every request and releasing every connection from the guard, which
      * is freed after. */
+    rc_otlp_grpc_stop(s->front); /* hands no more connections to the daemon */
     rc_mhd_stop(&s->daemons, drain_uploads, s);
     server_free(s);
 }

@@ -86,6 +86,20 @@ void rc_otlp_grpc_stop(rc_otlp_grpc_server *s);
 rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_config *tls,
                                   rc_error *err);
 
+/* The HTTP port's front, with TLS (otlp_http.c starts it): this server
+ * owns the port, serves OTLP/HTTP over HTTP/2 at `path` to clients that
+ * offer h2 by ALPN, and gives every other new connection, before its TLS
+ * handshake, to hand_off (the socket is then the callee's). cfg->endpoint
+ * is not used: the server listens on listen_fd, which it takes over. */
+typedef struct rc_otlp_h2_http {
+    const char *path; /* must outlive the server */
+    void (*hand_off)(void *arg, int fd);
+    void *arg;
+} rc_otlp_h2_http;
+rc_otlp_grpc_server *rc_otlp_grpc_start_http(const rc_otlp_grpc_config *cfg, int listen_fd,
+                                             const rc_otlp_h2_http *http, rc_otlp_ingest_ctx *ctx,
+                                             rc_error *err);
+
 /* --- HTTP (otlp_http.c) --------------------------------------------------- */
 
 /* The timeouts carry the OpenTelemetry Collector's confighttp names; what
