@@ -135,6 +135,9 @@ typedef struct h2_stream {
      * and dropped (up to max_recv_msg_size), see answer_otlp_http */
     bool draining;
     size_t discarded;
+    int64_t body_deadline; /* HTTP mode: the whole body by then (0: none) */
+    int64_t answered_at;   /* when the answer was submitted */
+    bool reset_sent;       /* RST_STREAM submitted: only its closing is awaited */
 } h2_stream;
 
 struct grpc_conn {
@@ -344,6 +347,7 @@ static void answer(grpc_conn *c, h2_stream *s, int status, const char *message,
 {
     if (s->phase == PH_DONE) return;
     s->phase = PH_DONE;
+    s->answered_at = c->now;
     s->status = status;
     rc_buf_reset(&s->message);
     percent_encode(&s->message, message);
@@ -383,6 +387,7 @@ static void answer(grpc_conn *c, h2_stream *s, int status, const char *message,
 static void answer_http(grpc_conn *c, h2_stream *s, const char *status)
 {
     s->phase = PH_DONE;
+    s->answered_at = c->now;
     s->rst_after_answer = !s->remote_closed;
     nghttp2_nv nv[] = {NV(":status", status), NV("content-type", "text/plain")};
     if (nghttp2_submit_response(c->session, s->id, nv, 2, NULL) != 0)
@@ -397,6 +402,7 @@ static void answer_otlp_http(grpc_conn *c, h2_stream *s, http_answer *a)
         return;
     }
     s->phase = PH_DONE;
+    s->answered_at = c->now;
     release_buffer(c, s);
     /* Not RST_STREAM(NO_ERROR) at once, as for gRPC: some HTTP/2 clients
      * (httpx) send the whole body before they read an answer, and would
@@ -416,7 +422,8 @@ static void answer_otlp_http(grpc_conn *c, h2_stream *s, http_answer *a)
         nv[i + 1] = (nghttp2_nv){(uint8_t *)names[i], (uint8_t *)values[i], strlen(names[i]),
                                  strlen(values[i]), NGHTTP2_NV_FLAG_NONE};
     nghttp2_data_provider prd = {{.ptr = s}, read_answer};
-    if (nghttp2_submit_response(c->session, s->id, nv, k + 1, s->out.len ? &prd : NULL) != 0)
+    bool body = s->out.len && strcmp(s->method, "HEAD") != 0; /* a HEAD answer has none */
+    if (nghttp2_submit_response(c->session, s->id, nv, k + 1, body ? &prd : NULL) != 0)
         nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -613,15 +620,25 @@ static bool note_http_header(h2_stream *s, const uint8_t *name, size_t nl, const
     return true;
 }
 
+static void keep_header(h2_stream *s, const uint8_t *name, size_t nl, const uint8_t *value,
+                        size_t vl);
+
+/* The path is judged whole here; s->path keeps the start of it, for
+ * messages. */
 static void note_pseudo(grpc_conn *c, h2_stream *s, const uint8_t *name, size_t nl,
                         const uint8_t *value, size_t vl)
 {
+    const char *http_path = c->lim->http_path;
     if (name_is(name, nl, ":method")) {
         s->post = vl == 4 && memcmp(value, "POST", 4) == 0;
         copy_text(s->method, sizeof s->method, value, vl);
     } else if (name_is(name, nl, ":path")) {
         copy_text(s->path, sizeof s->path, value, vl);
-        s->export_path = vl == strlen(EXPORT_METHOD) && memcmp(value, EXPORT_METHOD, vl) == 0;
+        s->export_path = http_path
+                             ? http_path_is((const char *)value, vl, http_path)
+                             : vl == strlen(EXPORT_METHOD) && memcmp(value, EXPORT_METHOD, vl) == 0;
+    } else if (http_path && name_is(name, nl, ":authority")) {
+        keep_header(s, (const uint8_t *)"host", 4, value, vl); /* as HTTP/1.1 names it */
     }
 }
 
@@ -741,25 +758,29 @@ static bool authenticated(grpc_conn *c, h2_stream *s)
 static void http_headers_done(grpc_conn *c, h2_stream *s)
 {
     char msg[512];
-    http_head h = {.path = s->path,
+    const char *path = s->export_path ? c->lim->http_path : s->path;
+    /* A path cut short to fit s->path could match where the whole did not. */
+    if (!s->export_path && http_path_is(path, strlen(path), c->lim->http_path)) path = "";
+    http_head h = {.path = path,
                    .method = s->method,
                    .content_type = s->has_type ? s->content_type : NULL,
                    .content_encoding = s->has_encoding ? s->content_encoding : NULL,
                    .content_length = s->has_length ? s->content_length : NULL};
-    http_admit ok;
-    /* the token was looked up as it arrived (note_authorization) */
-    unsigned status = http_check_head(&h, c->lim->http_path, c->lim->max_recv_msg_size, NULL,
-                                      c->ctx->transport, &ok, msg, sizeof msg);
-    s->fmt = ok.fmt;
-    if (!status && s->headers_too_big) {
+    http_admit ok = {.fmt = RC_FORMAT_JSON};
+    unsigned status = 0;
+    if (s->headers_too_big) { /* what was kept of them may mislead */
         snprintf(msg, sizeof msg, "the request headers take more than %u bytes",
                  (unsigned)c->lim->max_header_list_size);
         status = 431;
     }
+    if (!status) status = http_check_head(&h, c->lim->http_path, &ok, msg, sizeof msg);
+    /* the token was looked up as it arrived (note_authorization) */
     if (!status && !authenticated(c, s)) {
         snprintf(msg, sizeof msg, "%s", HTTP_NO_TOKEN_MSG);
         status = 401;
     }
+    if (!status) status = http_check_length(&h, c->lim->max_recv_msg_size, &ok, msg, sizeof msg);
+    s->fmt = ok.fmt;
     if (status) {
         answer_failure(c, s, 0, status, msg, 0);
         return;
@@ -770,6 +791,7 @@ static void http_headers_done(grpc_conn *c, h2_stream *s)
     s->msg_len = s->length_known ? ok.declared : c->lim->max_recv_msg_size;
     s->prefix_len = 5;
     s->phase = PH_BODY;
+    if (c->lim->body_timeout_ms) s->body_deadline = c->now + c->lim->body_timeout_ms;
 }
 
 /* The request's headers are in: is this an Export call we can take? */
@@ -854,6 +876,8 @@ static size_t take_prefix(grpc_conn *c, h2_stream *s, const uint8_t *data, size_
     return n;
 }
 
+static void reset_stream(grpc_conn *c, h2_stream *s);
+
 /* HTTP mode: len more bytes of a body already answered. Past the body
  * limit the client is told to stop. */
 static void drain(grpc_conn *c, h2_stream *s, size_t len)
@@ -861,8 +885,7 @@ static void drain(grpc_conn *c, h2_stream *s, size_t len)
     s->last_data = c->now;
     s->discarded += len;
     if (s->discarded <= c->lim->max_recv_msg_size) return;
-    nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-    s->draining = false;
+    reset_stream(c, s);
 }
 
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
@@ -1158,23 +1181,45 @@ void grpc_conn_sent(grpc_conn *c, size_t n)
     c->out_len -= n;
 }
 
+/* Ends a stream that overstayed: its client is told CANCEL, and nghttp2
+ * closes it (freeing it, on_stream_close) once that is sent. */
+static void reset_stream(grpc_conn *c, h2_stream *s)
+{
+    nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+    if (s->phase != PH_DONE) s->answered_at = c->now;
+    s->phase = PH_DONE;
+    s->draining = false;
+    s->reset_sent = true;
+}
+
 /* Timers of the streams: a message that stops arriving, a deadline that
- * passes, windows held back while memory was short. */
+ * passes, an answer the client does not take, windows held back while
+ * memory was short. */
 static void tick_streams(grpc_conn *c, int64_t now, int64_t *next)
 {
+    const grpc_conn_limits *l = c->lim;
     for (h2_stream *s = c->streams, *nx; s; s = nx) {
         nx = s->next;
+        bool waits = s->phase != PH_DONE || s->draining; /* on the client's bytes */
         if (s->phase == PH_BODY && s->deadline && now >= s->deadline) {
             answer(c, s, RPC_CODE_DEADLINE_EXCEEDED,
                    "the request message did not arrive within its grpc-timeout", 0, NULL);
-        } else if ((s->phase != PH_DONE || s->draining) &&
-                   now - s->last_data >= c->lim->stream_idle_ms) {
-            nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-            s->phase = PH_DONE;
-            s->draining = false;
-        } else if (s->phase != PH_DONE || s->draining) {
-            int64_t t = s->last_data + c->lim->stream_idle_ms;
+        } else if (s->phase == PH_BODY && s->body_deadline && now >= s->body_deadline) {
+            answer_failure(c, s, RPC_CODE_DEADLINE_EXCEEDED, 408,
+                           "the request body did not arrive whole within read_timeout", 0);
+        } else if (!s->reset_sent && waits && now - s->last_data >= l->stream_idle_ms) {
+            reset_stream(c, s);
+        } else if (!s->reset_sent && s->phase == PH_DONE && l->answer_timeout_ms &&
+                   now - s->answered_at >= l->answer_timeout_ms) {
+            reset_stream(c, s); /* a client that does not take its answer */
+        } else if (!s->reset_sent) {
+            int64_t t = waits ? s->last_data + l->stream_idle_ms : INT64_MAX;
             if (s->deadline && s->deadline < t) t = s->deadline;
+            if (s->body_deadline && s->phase == PH_BODY && s->body_deadline < t)
+                t = s->body_deadline;
+            if (s->phase == PH_DONE && l->answer_timeout_ms &&
+                s->answered_at + l->answer_timeout_ms < t)
+                t = s->answered_at + l->answer_timeout_ms;
             if (t < *next) *next = t;
         }
         stream_consume(c, s);

@@ -70,6 +70,8 @@ typedef struct grpc_conn_limits {
      * HTTP/2 by ALPN on the HTTP port: unframed bodies of at most
      * max_recv_msg_size, HTTP statuses (grpc_conn.c, "HTTP mode"). */
     const char *http_path;
+    int64_t body_timeout_ms;   /* HTTP mode: a body arrives whole within this (0: no limit) */
+    int64_t answer_timeout_ms; /* an answered stream is done within this, or reset (0: never) */
 } grpc_conn_limits;
 
 typedef struct grpc_conn grpc_conn;

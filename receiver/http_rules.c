@@ -35,10 +35,10 @@ static bool parse_content_type(const char *value, rc_payload_format *fmt)
     return false;
 }
 
-/* Whether the request target names `path` (a query string aside). */
-static bool path_is(const char *target, const char *path)
+bool http_path_is(const char *target, size_t len, const char *path)
 {
-    size_t n = strcspn(target, "?");
+    const char *q = memchr(target, '?', len);
+    size_t n = q ? (size_t)(q - target) : len;
     return n == strlen(path) && memcmp(target, path, n) == 0;
 }
 
@@ -55,13 +55,12 @@ static bool parse_length(const char *text, size_t *out)
     return true;
 }
 
-unsigned http_check_head(const http_head *h, const char *path, size_t body_limit,
-                         rc_tenants *tenants, const char *transport, http_admit *out, char *msg,
+unsigned http_check_head(const http_head *h, const char *path, http_admit *out, char *msg,
                          size_t cap)
 {
     *out = (http_admit){.fmt = RC_FORMAT_JSON, .enc = RC_ENC_IDENTITY};
     parse_content_type(h->content_type, &out->fmt); /* errors answer in it when known */
-    if (!path_is(h->path, path)) {
+    if (!http_path_is(h->path, strlen(h->path), path)) {
         snprintf(msg, cap, "no OTLP endpoint at \"%.200s\"; send traces to %s", h->path, path);
         return 404;
     }
@@ -84,13 +83,12 @@ unsigned http_check_head(const http_head *h, const char *path, size_t body_limit
                  h->content_encoding);
         return 400;
     }
-    /* Before the body is read: a client without a token is not owed the
-     * memory or the time its upload would take. */
-    out->tenant = rc_tenants_authenticate(tenants, h->authorization, transport);
-    if (rc_tenants_require_token(tenants) && !out->tenant) {
-        snprintf(msg, cap, "%s", HTTP_NO_TOKEN_MSG);
-        return 401;
-    }
+    return 0;
+}
+
+unsigned http_check_length(const http_head *h, size_t body_limit, http_admit *out, char *msg,
+                           size_t cap)
+{
     if (h->content_length && !parse_length(h->content_length, &out->declared)) {
         snprintf(msg, cap, "Content-Length \"%.40s\" is not a number", h->content_length);
         return 400;

@@ -33,16 +33,14 @@ typedef struct http_head {
     const char *content_type;
     const char *content_encoding;
     const char *content_length;
-    const char *authorization;
 } http_head;
 
-/* What the head allows: the body's format and encoding, its declared
- * length (0: none declared) and whose token it carried. */
+/* What the head allows: the body's format and encoding, and its declared
+ * length (0: none declared). */
 typedef struct http_admit {
     rc_payload_format fmt; /* also the format of an error answer */
     rc_encoding enc;
     size_t declared;
-    const rc_tenant *tenant; /* NULL: no tenants configured */
 } http_admit;
 
 /* Whether media type `value` is `want`, ignoring parameters and case. */
@@ -50,13 +48,19 @@ bool http_media_type_is(const char *value, const char *want);
 
 #define HTTP_NO_TOKEN_MSG "missing or unknown bearer token; send Authorization: Bearer <token>"
 
-/* Judges a request's head before its body is read: 0 when the body may be
- * read (*out filled), else the status to answer with, and why in msg.
- * With `tenants`, the token is looked up here (`transport` labels the
- * tenant counters); a carrier that looked it up itself passes NULL. */
-unsigned http_check_head(const http_head *h, const char *path, size_t body_limit,
-                         rc_tenants *tenants, const char *transport, http_admit *out, char *msg,
+/* Whether request target `target` (len bytes) names `path`, a query
+ * string aside. */
+bool http_path_is(const char *target, size_t len, const char *path);
+
+/* Judges a request's head before its body is read, in this order: the
+ * path, method, Content-Type and Content-Encoding here; then the carrier
+ * checks the token (401, HTTP_NO_TOKEN_MSG); then http_check_length. Each
+ * returns 0 when the request may go on (*out filled), else the status to
+ * answer with, and why in msg. */
+unsigned http_check_head(const http_head *h, const char *path, http_admit *out, char *msg,
                          size_t cap);
+unsigned http_check_length(const http_head *h, size_t body_limit, http_admit *out, char *msg,
+                           size_t cap);
 
 /* The HTTP status for an ingest or decompression result. */
 unsigned http_status_for(rc_status st);

@@ -214,13 +214,16 @@ typedef struct conn {
     worker *w;
     int fd;
     uint32_t events; /* what epoll watches for it */
-    grpc_conn *g;    /* NULL once lingering */
+    grpc_conn *g;    /* NULL while sniffing, and once lingering */
     size_t charged;  /* grpc_conn_charged when last counted in w->conn_bytes */
     bool peer_gone;  /* the client closed, or the socket failed */
     int64_t linger_until;
     SSL *ssl;                   /* with tls: NULL on a plain connection */
     int64_t handshake_deadline; /* > 0 until the TLS handshake is done */
     bool sniffing;              /* HTTP port: its ClientHello not yet seen */
+    bool lingering;             /* on the thread's lingering list (conn_linger) */
+    rc_conn *guarded;           /* while sniffing: its record in the HTTP port's guard */
+    char peer[PEER_MAX];
 } conn;
 
 /* A connection accepted by one thread for another. */
@@ -312,7 +315,7 @@ static void list_push_front(worker *w, conn *c)
 /* Brings w->conn_bytes up to date with what c holds now. */
 static void conn_account(conn *c)
 {
-    size_t now = grpc_conn_charged(c->g);
+    size_t now = c->g ? grpc_conn_charged(c->g) : 0;
     c->w->conn_bytes = c->w->conn_bytes - c->charged + now;
     c->charged = now;
 }
@@ -325,6 +328,15 @@ static void linger_unlink(worker *w, conn *c)
         w->lingering = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
+}
+
+/* Gives up the connection's slot in the HTTP port's guard (while sniffing);
+ * its descriptor must still be open. */
+static void unguard(conn *c)
+{
+    if (!c->guarded) return;
+    rc_conn_guard_close(c->w->s->http.guard, c->guarded);
+    c->guarded = NULL;
 }
 
 /* Takes a live connection off the thread's books: its session and what
@@ -348,11 +360,12 @@ static void conn_close(conn *c)
 {
     worker *w = c->w;
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    unguard(c); /* while the descriptor is still open */
     close(c->fd);
-    if (c->g)
-        conn_retire(c);
-    else
+    if (c->lingering)
         linger_unlink(w, c);
+    else
+        conn_retire(c);
     conn_gone(w->s);
     free(c);
 }
@@ -369,6 +382,7 @@ static void conn_linger(conn *c)
     worker *w = c->w;
     if (c->ssl && !c->handshake_deadline) SSL_shutdown(c->ssl); /* close_notify, if it fits */
     conn_retire(c);
+    c->lingering = true;
     c->next = w->lingering;
     if (w->lingering) w->lingering->prev = c;
     w->lingering = c;
@@ -464,7 +478,7 @@ static bool conn_flush(conn *c)
 {
     const uint8_t *data;
     size_t n;
-    if (c->handshake_deadline) return !grpc_conn_done(c->g); /* says nothing before it */
+    if (c->handshake_deadline) return true; /* says nothing before it */
     while ((n = grpc_conn_output(c->g, &data)) > 0) {
         ssize_t w = conn_send(c, data, n);
         if (w < 0 && errno == EINTR) continue;
@@ -525,7 +539,7 @@ static bool conn_handshake(conn *c, int64_t now)
         return true;
     }
     unsigned long why = ERR_peek_error();
-    rc_debug(LOG_COMPONENT, "TLS handshake with %s failed: %s", grpc_conn_peer(c->g),
+    rc_debug(LOG_COMPONENT, "TLS handshake with %s failed: %s", c->peer,
              now >= c->handshake_deadline ? "it took too long"
              : why                        ? ERR_reason_error_string(why)
                                           : "the client closed the connection");
@@ -597,16 +611,38 @@ static int client_offers_h2(SSL_CTX *ctx, const uint8_t *data, size_t len)
 }
 
 /* A connection that is not ours: its socket goes, untouched, to the
- * HTTP/1.1 server. */
+ * HTTP/1.1 server (whose guard takes it on again). */
 static void conn_hand_off(conn *c)
 {
     worker *w = c->w;
     int fd = c->fd;
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+    unguard(c);
     conn_retire(c);
     conn_gone(w->s);
     free(c);
     w->s->http.hand_off(w->s->http.arg, fd);
+}
+
+/* A client offering h2: ours from now on, with a session of its own (only
+ * now: a connection handed off never needed one) and its TLS handshake,
+ * within what is left of the deadline its ClientHello had. */
+static bool conn_take(conn *c, int64_t now)
+{
+    worker *w = c->w;
+    c->sniffing = false;
+    unguard(c);
+    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &e) != 0) return false;
+    c->events = EPOLLIN;
+    if (!(c->g = grpc_conn_new(&w->s->limits, w->s->ctx, &w->pool, c->peer, now))) {
+        rc_debug(LOG_COMPONENT, "refused a connection from %s: memory limit reached", c->peer);
+        c->peer_gone = true; /* nothing said: close at once */
+        return false;
+    }
+    conn_account(c);
+    w->evict_due = true;
+    return start_tls(c);
 }
 
 typedef enum opening { OPENING, OPEN_FAILED, HANDED_OFF } opening;
@@ -626,16 +662,10 @@ static opening conn_sniff(conn *c, int64_t now)
         conn_hand_off(c);
         return HANDED_OFF;
     }
-    if (verdict == 1) {
-        c->sniffing = false;
-        struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-        if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &e) != 0) return OPEN_FAILED;
-        c->events = EPOLLIN;
-        return start_tls(c) ? OPENING : OPEN_FAILED;
-    }
+    if (verdict == 1) return conn_take(c, now) ? OPENING : OPEN_FAILED;
     bool waits = (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)));
     if (waits && now < c->handshake_deadline) return OPENING;
-    rc_debug(LOG_COMPONENT, "%s: no TLS ClientHello: %s", grpc_conn_peer(c->g),
+    rc_debug(LOG_COMPONENT, "%s: no TLS ClientHello: %s", c->peer,
              waits ? "it took too long" : "the client closed the connection");
     rc_counter_add(c->w->s->handshake_failures, 1);
     c->peer_gone = true;
@@ -648,6 +678,15 @@ static opening conn_open(conn *c, int64_t now)
 {
     if (c->sniffing) return conn_sniff(c, now);
     return conn_handshake(c, now) ? OPENING : OPEN_FAILED;
+}
+
+/* The tick's look at a connection still sniffing: only its deadline. The
+ * edge-triggered epoll reports every byte that arrives, so a ClientHello
+ * is not parsed again unless it grew. */
+static opening conn_sniff_expired(conn *c, int64_t now)
+{
+    if (now < c->handshake_deadline) return OPENING;
+    return conn_sniff(c, now);
 }
 
 static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
@@ -692,9 +731,9 @@ static bool at_connection_limit(worker *w)
     rc_otlp_grpc_server *s = w->s;
     if (atomic_load(&s->n_open) < s->max_conns) return false;
     char why[160];
-    snprintf(why, sizeof why,
-             "%zu connections open, the most the open-file limit leaves the gRPC server",
-             s->max_conns);
+    snprintf(why, sizeof why, "%zu connections open, the most %s", s->max_conns,
+             s->cfg.max_connections == s->max_conns ? "max_connections allows"
+                                                    : "the open-file limit leaves the server");
     pause_accepting(w, why);
     return true;
 }
@@ -719,7 +758,7 @@ static void evict_idle(worker *w)
     uint64_t n = 0;
     for (conn *c = w->tail, *pv; c && w->conn_bytes > share; c = pv) {
         pv = c->prev;
-        if (!grpc_conn_idle(c->g)) continue;
+        if (!c->g || c->handshake_deadline || !grpc_conn_idle(c->g)) continue;
         grpc_conn_evict(c->g);
         conn_flush(c); /* the GOAWAY, if the socket takes it; ended either way */
         conn_end(c);
@@ -737,15 +776,44 @@ static void evict_idle(worker *w)
     }
 }
 
-/* Starts the TLS handshake of a new connection (its deadline running). */
+/* Starts the TLS handshake of a new connection (its deadline running: a
+ * sniffed one keeps the deadline its ClientHello had). */
 static bool start_tls(conn *c)
 {
     if (!(c->ssl = SSL_new(atomic_load(&c->w->s->tls))) || SSL_set_fd(c->ssl, c->fd) != 1)
         return false;
     SSL_set_accept_state(c->ssl);
     int64_t now = rc_now_ms();
-    c->handshake_deadline = now + HANDSHAKE_MS;
+    if (!c->handshake_deadline) c->handshake_deadline = now + HANDSHAKE_MS;
     return conn_handshake(c, now);
+}
+
+/* The HTTP port: a new connection takes a slot in the HTTP server's guard
+ * until its ClientHello is read, so that the port's max_connections_per_ip
+ * and read_header_timeout hold for it, and the guard may close it (by
+ * shutdown, which the loop then sees) to make room for others. False when
+ * the guard refused it. */
+static bool guard_sniffing(conn *c)
+{
+    rc_conn_guard *guard = c->w->s->http.guard;
+    if (!guard) return true;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0) return false;
+    c->guarded = rc_conn_guard_open(guard, c->fd, (struct sockaddr *)&ss);
+    return c->guarded != NULL;
+}
+
+/* Sniffing, for the thread that accepted it. */
+static void adopt_sniffing(worker *w, conn *c)
+{
+    c->sniffing = true;
+    c->handshake_deadline = rc_now_ms() + HANDSHAKE_MS;
+    opening o = guard_sniffing(c) ? conn_sniff(c, rc_now_ms()) : OPEN_FAILED;
+    if (o == OPEN_FAILED) {
+        c->peer_gone = true;
+        conn_close(c);
+    }
 }
 
 /* Makes an accepted socket a connection of thread w. One the memory
@@ -755,10 +823,12 @@ static void adopt(worker *w, int fd, const char *peer)
 {
     rc_otlp_grpc_server *s = w->s;
     conn *c = calloc(1, sizeof *c);
-    grpc_conn *g = c ? grpc_conn_new(&s->limits, s->ctx, &w->pool, peer, rc_now_ms()) : NULL;
+    /* On the HTTP port the session waits for the ClientHello (conn_take). */
     bool sniff = s->sniff_ctx != NULL;
+    grpc_conn *g =
+        c && !sniff ? grpc_conn_new(&s->limits, s->ctx, &w->pool, peer, rc_now_ms()) : NULL;
     struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP | (sniff ? EPOLLET : 0), .data.ptr = c};
-    if (!g || epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+    if (!c || (!g && !sniff) || epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
         rc_debug(LOG_COMPONENT, "refused a connection from %s: memory limit reached", peer);
         grpc_conn_free(g);
         free(c);
@@ -766,16 +836,14 @@ static void adopt(worker *w, int fd, const char *peer)
         conn_gone(s);
         return;
     }
-    *c = (conn){.w = w, .fd = fd, .events = EPOLLIN, .g = g, .sniffing = sniff};
+    *c = (conn){.w = w, .fd = fd, .events = EPOLLIN, .g = g};
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
     list_push_front(w, c);
     w->n_conns++;
     atomic_store(&w->load, w->n_conns);
     conn_account(c);
     if (sniff) {
-        c->handshake_deadline = rc_now_ms() + HANDSHAKE_MS;
-        opening o = conn_sniff(c, rc_now_ms());
-        if (o == OPEN_FAILED) conn_close(c);
-        if (o == OPENING) w->evict_due = true;
+        adopt_sniffing(w, c);
         return;
     }
     if (atomic_load(&s->tls) && !start_tls(c)) {
@@ -882,7 +950,8 @@ static void tick_conns(worker *w, int64_t now)
         nx = c->next;
         int64_t next;
         if (c->handshake_deadline) {
-            if (conn_open(c, now) == OPEN_FAILED) conn_end(c);
+            opening o = c->sniffing ? conn_sniff_expired(c, now) : conn_open(c, now);
+            if (o == OPEN_FAILED) conn_end(c);
             continue;
         }
         if (!grpc_conn_tick(c->g, now, &next) || !conn_flush(c))
@@ -899,7 +968,7 @@ static void begin_shutdown(worker *w)
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->s->listen_fd, NULL);
     for (conn *c = w->conns, *nx; c; c = nx) {
         nx = c->next;
-        grpc_conn_shutdown(c->g);
+        if (c->g) grpc_conn_shutdown(c->g);
         if (!conn_flush(c)) conn_end(c);
     }
 }
@@ -907,7 +976,7 @@ static void begin_shutdown(worker *w)
 static void handle_event(worker *w, const struct epoll_event *ev)
 {
     conn *c = ev->data.ptr;
-    if (!c->g) {
+    if (c->lingering) {
         linger_drain(c);
         return;
     }
@@ -1050,6 +1119,7 @@ static void limits_of(const rc_otlp_grpc_config *cfg, grpc_conn_limits *l)
         .max_connection_age_grace_ms = cfg->max_connection_age_grace_ms,
         .min_ping_interval_ms = cfg->min_ping_interval_ms,
         .permit_pings_without_stream = cfg->permit_pings_without_stream,
+        .answer_timeout_ms = STREAM_IDLE_MS,
     };
 }
 
@@ -1071,6 +1141,8 @@ static rc_otlp_grpc_server *server_start(const rc_otlp_grpc_config *cfg, int lis
     pthread_mutex_init(&s->retired_mu, NULL);
     limits_of(cfg, &s->limits);
     s->max_conns = connection_share();
+    if (cfg->max_connections && cfg->max_connections < s->max_conns)
+        s->max_conns = cfg->max_connections;
     fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
     SSL_CTX *tls = NULL;
     if (cfg->tls.enabled && !(tls = rc_tls_server_ctx(&cfg->tls, "h2", err))) {
@@ -1081,6 +1153,8 @@ static rc_otlp_grpc_server *server_start(const rc_otlp_grpc_config *cfg, int lis
     if (http) {
         s->http = *http;
         s->limits.http_path = http->path;
+        s->limits.body_timeout_ms = http->body_timeout_ms;
+        s->limits.answer_timeout_ms = http->answer_timeout_ms;
         if (!(s->sniff_ctx = sniff_ctx_new())) {
             rc_error_set(err, "cannot set up TLS for the HTTP/2 server");
             server_free(s);
@@ -1167,9 +1241,8 @@ rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_co
     SSL_CTX *fresh = NULL;
     if (s->n_retired == sizeof s->retired / sizeof *s->retired) {
         rc_error_set(err,
-                     "gRPC: %zu certificate reloads within the last minute; try again in a "
-                     "minute",
-                     s->n_retired);
+                     "%s: %zu certificate reloads within the last minute; try again in a minute",
+                     s->sniff_ctx ? "HTTP/2" : "gRPC", s->n_retired);
         st = RC_EBUSY;
     } else if (!(fresh = rc_tls_server_ctx(tls, "h2", err))) {
         st = RC_EIO;

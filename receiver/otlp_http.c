@@ -130,6 +130,7 @@ struct rc_otlp_http_server {
     rc_mhd_daemons daemons; /* .current accepts; a reload retires the one before */
     const rc_otlp_http_config *cfg;
     unsigned daemon_connections; /* MHD's connection limit (connection_limits) */
+    unsigned guard_connections;  /* max_connections, as the open-file limit leaves it */
     rc_conn_guard *guard;
     rc_otlp_ingest_ctx *ctx;
     size_t max_body;
@@ -455,7 +456,6 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
         .content_type = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE),
         .content_encoding = header(conn, MHD_HTTP_HEADER_CONTENT_ENCODING),
         .content_length = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH),
-        .authorization = header(conn, MHD_HTTP_HEADER_AUTHORIZATION),
     };
     /* GnuTLS only asked for a client certificate (mutual TLS): it is
      * checked here, before anything else, and before the body is read. */
@@ -469,9 +469,16 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
     }
     size_t limit = body_limit(s);
     http_admit ok;
-    unsigned status =
-        http_check_head(&h, s->path, limit, s->ctx->tenants, "http", &ok, msg, sizeof msg);
+    unsigned status = http_check_head(&h, s->path, &ok, msg, sizeof msg);
     if (status) return reply_error(s, conn, ok.fmt, status, msg);
+    /* Before the body is read: a client without a token is not owed the
+     * memory or the time its upload would take. */
+    const rc_tenant *tenant = rc_tenants_authenticate(
+        s->ctx->tenants, header(conn, MHD_HTTP_HEADER_AUTHORIZATION), "http");
+    if (rc_tenants_require_token(s->ctx->tenants) && !tenant)
+        return reply_error(s, conn, ok.fmt, MHD_HTTP_UNAUTHORIZED, HTTP_NO_TOKEN_MSG);
+    if ((status = http_check_length(&h, limit, &ok, msg, sizeof msg)))
+        return reply_error(s, conn, ok.fmt, status, msg);
 
     upload *u = calloc(1, sizeof *u);
     if (!u)
@@ -482,7 +489,7 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
     u->expected = h.content_length ? ok.declared : limit;
     u->fmt = ok.fmt;
     u->enc = ok.enc;
-    u->tenant = ok.tenant;
+    u->tenant = tenant;
     atomic_fetch_add(&s->active, 1);
     *con_cls = u;
     return MHD_YES;
@@ -788,8 +795,16 @@ static bool start_front(rc_otlp_http_server *s, int fd, rc_error *err)
         .min_ping_interval_ms = HTTP2_MIN_PING_MS,
         .permit_pings_without_stream = true,
         .tls = cfg->tls, /* the strings stay cfg's */
+        /* HTTP/2 connections and those still being sniffed; those handed
+         * over count in the daemon's (and the guard's) limits. */
+        .max_connections = s->guard_connections,
     };
-    rc_otlp_h2_http http = {.path = s->path, .hand_off = hand_to_daemon, .arg = s};
+    rc_otlp_h2_http http = {.path = s->path,
+                            .body_timeout_ms = (int64_t)cfg->read_timeout_ms,
+                            .answer_timeout_ms = (int64_t)cfg->write_timeout_ms,
+                            .guard = s->guard,
+                            .hand_off = hand_to_daemon,
+                            .arg = s};
     s->front = rc_otlp_grpc_start_http(&s->front_cfg, fd, &http, s->ctx, err);
     if (!s->front) rc_error_prefix(err, "OTLP/HTTP");
     return s->front != NULL;
@@ -830,6 +845,7 @@ rc_otlp_http_server *rc_otlp_http_start(const rc_otlp_http_config *cfg, rc_otlp_
     char why[512];
     s->cfg = cfg;
     s->daemon_connections = limits.daemon;
+    s->guard_connections = limits.guard;
     int fd = rc_endpoint_listen(&cfg->endpoint, why, sizeof why);
     if (fd < 0) {
         rc_error_set(err, "%s", why);

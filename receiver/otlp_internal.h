@@ -71,6 +71,10 @@ typedef struct rc_otlp_grpc_config {
     int64_t min_ping_interval_ms;
     bool permit_pings_without_stream;
     rc_tls_server_config tls; /* owned: rc_tls_server_config_free */
+    /* Open at once, at most (not a gRPC setting: the HTTP port's front
+     * takes protocols.http.max_connections); 0: a share of the open-file
+     * limit alone. */
+    unsigned max_connections;
 } rc_otlp_grpc_config;
 
 /* Parses receivers.otlp.protocols.grpc (`node` may be a null node). */
@@ -93,6 +97,13 @@ rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_co
  * is not used: the server listens on listen_fd, which it takes over. */
 typedef struct rc_otlp_h2_http {
     const char *path; /* must outlive the server */
+    /* A request's body must arrive whole within body_timeout_ms of its
+     * headers (read_timeout), and its answer be taken within
+     * answer_timeout_ms (write_timeout); 0: no limit. */
+    int64_t body_timeout_ms, answer_timeout_ms;
+    /* The HTTP server's connection guard (conn_guard.h): a connection holds
+     * a slot in it while its ClientHello is awaited. NULL: none. */
+    struct rc_conn_guard *guard;
     void (*hand_off)(void *arg, int fd);
     void *arg;
 } rc_otlp_h2_http;
