@@ -17,6 +17,8 @@
 # connection, where the front first peeks at the ClientHello: h2load
 # (nghttp2-client) opens BENCH_CONNECTS connections (default 500), one
 # request of one span each, with ALPN http/1.1 and then h2: connections/s.
+# BENCH_COLLECTOR runs another collector binary (loadgen stays this build's),
+# e.g. one built before the HTTP/2 front, for its HTTP/1.1 figures.
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -56,7 +58,7 @@ service:
   pipelines:
     traces: { receivers: [otlp], processors: [batch], exporters: [nop] }
 YAML
-"$build/respan-collector" --config "$work/config.yaml" 2>"$work/stderr" &
+"${BENCH_COLLECTOR:-$build/respan-collector}" --config "$work/config.yaml" 2>"$work/stderr" &
 pid=$!
 for _ in $(seq 100); do
   python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$metrics/metrics')" \

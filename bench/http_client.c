@@ -4,7 +4,9 @@
  *
  * `concurrency` easy handles, each with at most one POST outstanding, share
  * one multi handle; its connection cache keeps one keep-alive HTTP/1.1
- * connection per handle, as a pool of exporters would. A handle is reused
+ * connection per handle, as a pool of exporters would. Over TLS with
+ * --http2, the handles' requests are instead streams multiplexed over
+ * `connections` HTTP/2 connections, as Go's and Java's exporters send. A handle is reused
  * for every request it sends, so only the body pointer changes per call and
  * curl neither copies the body (CURLOPT_POSTFIELDS points into the corpus)
  * nor reconnects.
@@ -44,6 +46,7 @@ typedef struct client {
     unsigned n_slots, in_flight;
     bool json;
     long deadline_ms; /* the timeout of every request */
+    const lg_client_opts *o;
     const lg_corpus *corpus;
     size_t next_body;
     lg_run *run;
@@ -72,6 +75,10 @@ static bool slot_init(client *c, slot *s, const char *url)
     curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(s->easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, c->deadline_ms);
+    if (c->o->tls_ca) curl_easy_setopt(s->easy, CURLOPT_CAINFO, c->o->tls_ca);
+    curl_easy_setopt(s->easy, CURLOPT_HTTP_VERSION,
+                     c->o->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+    if (c->o->http2) curl_easy_setopt(s->easy, CURLOPT_PIPEWAIT, 1L); /* share, not reconnect */
     return true;
 }
 
@@ -224,12 +231,17 @@ bool lg_http_run(const lg_client_opts *o, const lg_corpus *corpus, lg_run *r, ch
     client c = {.corpus = corpus,
                 .run = r,
                 .json = o->protocol == LG_HTTP_JSON,
-                .deadline_ms = o->deadline_ms};
+                .deadline_ms = o->deadline_ms,
+                .o = o};
     bool ok = false;
     char url[512];
-    snprintf(url, sizeof url, "http://%s/v1/traces", o->target);
+    snprintf(url, sizeof url, "%s://%s/v1/traces", o->tls_ca ? "https" : "http", o->target);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     c.multi = curl_multi_init();
+    if (c.multi && o->http2) {
+        curl_multi_setopt(c.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+        curl_multi_setopt(c.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)o->connections);
+    }
     c.n_slots = o->concurrency;
     c.slots = calloc(c.n_slots, sizeof *c.slots);
     c.headers = curl_slist_append(NULL, c.json ? "Content-Type: application/json"

@@ -40,6 +40,8 @@ typedef struct options {
     bool gzip;
     const char *dump_path; /* write the first body here instead of running */
     const char *token;     /* bearer token for the receiver's auth */
+    const char *tls_ca;    /* HTTP over TLS, trusting this CA */
+    bool http2;            /* HTTP/2 by ALPN (with --tls-ca) */
 } options;
 
 /* --- the collector's /proc entries ------------------------------------------- */
@@ -135,6 +137,9 @@ static void usage(FILE *f)
                "  --collector-pid PID       report that process's CPU time and peak RSS\n"
                "  --gzip                    compress request bodies\n"
                "  --token TOKEN             send Authorization: Bearer TOKEN (receivers' auth)\n"
+               "  --tls-ca FILE             HTTP: https, trusting the CA in FILE\n"
+               "  --http2                   HTTP: offer h2 by ALPN (needs --tls-ca); the\n"
+               "                            concurrency's calls share --connections\n"
                "  --bodies N                distinct pre-encoded requests (default 16)\n"
                "  --backoff-ms MS           wait after a refused call (default 10)\n"
                "  --deadline-ms MS          each call's deadline (gRPC) or timeout (HTTP)\n"
@@ -189,6 +194,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"collector-pid", required_argument, NULL, 'P'},
         {"gzip", no_argument, NULL, 'z'},
         {"token", required_argument, NULL, 'K'},
+        {"tls-ca", required_argument, NULL, 'A'},
+        {"http2", no_argument, NULL, '2'},
         {"bodies", required_argument, NULL, 'b'},
         {"backoff-ms", required_argument, NULL, 'B'},
         {"dump-body", required_argument, NULL, 'D'},
@@ -253,6 +260,12 @@ static int parse_options(int argc, char **argv, options *o)
         case 'K':
             o->token = optarg;
             break;
+        case 'A':
+            o->tls_ca = optarg;
+            break;
+        case '2':
+            o->http2 = true;
+            break;
         case 'b':
             ok = parse_number("bodies", optarg, 1, 1024, &v);
             o->bodies = (size_t)v;
@@ -284,6 +297,14 @@ static int parse_options(int argc, char **argv, options *o)
     }
     if (o->rate > 0 && o->protocol != LG_GRPC) {
         fprintf(stderr, "loadgen: --rate is implemented for --protocol grpc only\n");
+        return 1;
+    }
+    if ((o->tls_ca || o->http2) && o->protocol == LG_GRPC) {
+        fprintf(stderr, "loadgen: --tls-ca and --http2 are for the HTTP protocols\n");
+        return 1;
+    }
+    if (o->http2 && !o->tls_ca) {
+        fprintf(stderr, "loadgen: --http2 is negotiated by ALPN: give --tls-ca too\n");
         return 1;
     }
     if (!o->target) o->target = o->protocol == LG_GRPC ? "127.0.0.1:4317" : "127.0.0.1:4318";
@@ -416,7 +437,9 @@ int main(int argc, char **argv)
                          .gzip = o.gzip,
                          .protocol = o.protocol,
                          .deadline_ms = (long)o.deadline_ms,
-                         .token = o.token};
+                         .token = o.token,
+                         .tls_ca = o.tls_ca,
+                         .http2 = o.http2};
     bool ok = o.protocol == LG_GRPC ? lg_grpc_run(&co, &corpus, &run, why, sizeof why)
                                     : lg_http_run(&co, &corpus, &run, why, sizeof why);
     if (ok) {

@@ -111,8 +111,10 @@ typedef struct lg_client_opts {
     unsigned connections; /* gRPC channels (HTTP: one per slot anyway) */
     bool gzip;
     lg_protocol protocol;
-    long deadline_ms;  /* per call: gRPC deadline (grpc-timeout), HTTP timeout */
-    const char *token; /* sent as "authorization: Bearer <token>"; NULL: none */
+    long deadline_ms;   /* per call: gRPC deadline (grpc-timeout), HTTP timeout */
+    const char *token;  /* sent as "authorization: Bearer <token>"; NULL: none */
+    const char *tls_ca; /* HTTP: https, trusting this CA file; NULL: plain http */
+    bool http2;         /* HTTP: offer h2 by ALPN and multiplex (with tls_ca) */
 } lg_client_opts;
 
 /* Each runs the whole load until lg_run_may_issue says stop, waits for the
