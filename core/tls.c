@@ -365,16 +365,21 @@ static void prune_retired(rc_mhd_daemons *d)
     d->n_retired = kept;
 }
 
-rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, rc_mhd_make_fn make, void *arg, rc_error *err)
+rc_status rc_tls_mhd_switch_room(rc_mhd_daemons *d, rc_error *err)
 {
     prune_retired(d);
-    if (d->n_retired == RC_MHD_MAX_RETIRED) {
-        rc_error_set(err,
-                     "%d earlier certificate reloads still serve open connections; try "
-                     "again once they end",
-                     RC_MHD_MAX_RETIRED);
-        return RC_EBUSY;
-    }
+    if (d->n_retired < RC_MHD_MAX_RETIRED) return RC_OK;
+    rc_error_set(err,
+                 "%d earlier certificate reloads still serve open connections; try "
+                 "again once they end",
+                 RC_MHD_MAX_RETIRED);
+    return RC_EBUSY;
+}
+
+rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, rc_mhd_make_fn make, void *arg, rc_error *err)
+{
+    rc_status room = rc_tls_mhd_switch_room(d, err);
+    if (room != RC_OK) return room;
     int fd = d->listen_fd >= 0 ? dup(d->listen_fd) : -1;
     struct MHD_Daemon *fresh = fd >= 0 || d->listen_fd < 0 ? make(arg, fd) : NULL;
     if (!fresh) {

@@ -88,6 +88,9 @@ bool rc_mhd_start(rc_mhd_daemons *d, int listen_fd, rc_mhd_make_fn make, void *a
  * socket before the current one stops (so no connection is refused in
  * between) and replaces it. On failure nothing changes. */
 rc_status rc_tls_mhd_switch(rc_mhd_daemons *d, rc_mhd_make_fn make, void *arg, rc_error *err);
+/* Whether a switch would find room (RC_EBUSY, with why, when the retired
+ * daemons still serving connections are as many as are kept). */
+rc_status rc_tls_mhd_switch_room(rc_mhd_daemons *d, rc_error *err);
 
 /* Stops accepting; calls drain(arg) (may be NULL) while the current
  * daemon still serves what it holds; stops every daemon and closes every

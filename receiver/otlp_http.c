@@ -813,10 +813,13 @@ static bool start_front(rc_otlp_http_server *s, int fd, rc_error *err)
 rc_status rc_otlp_http_reload_tls(rc_otlp_http_server *s, rc_error *err)
 {
     if (!s->cfg->tls.enabled) return RC_OK;
+    /* Both servers take the new certificate, or neither: each is asked
+     * first whether it has room for another reload. */
     pthread_mutex_lock(&s->switch_mu);
-    rc_status st = rc_tls_mhd_switch(&s->daemons, start_daemon, s, err);
-    pthread_mutex_unlock(&s->switch_mu);
+    rc_status st = rc_tls_mhd_switch_room(&s->daemons, err);
     if (st == RC_OK && s->front) st = rc_otlp_grpc_reload_tls(s->front, &s->cfg->tls, err);
+    if (st == RC_OK) st = rc_tls_mhd_switch(&s->daemons, start_daemon, s, err);
+    pthread_mutex_unlock(&s->switch_mu);
     if (st != RC_OK) rc_error_prefix(err, "OTLP/HTTP");
     return st;
 }
