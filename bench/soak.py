@@ -3,18 +3,22 @@
 open files do not grow (issue 14). Not run by CI: 30 minutes by default.
 
     bench/soak.py [BUILD_DIR]          (default build; needs respan-collector,
-                                        openssl, node and tests/e2e's SDK)
+                                        openssl, node and tests/e2e's SDK, go)
     SOAK_MINUTES=30 SOAK_INTERVAL_S=10 bench/soak.py build
 
 What runs, in a temporary directory:
-  - the collector: OTLP/gRPC over TLS (a certificate made here with
-    openssl), OTLP/HTTP in plain text, tenant tokens from a tokens file
-    (alpha, beta), beta rate-limited to 200 spans/s; customer -> cost ->
-    batch -> usage (the SQLite store) and nop; respan_api with a token;
+  - the collector: OTLP/gRPC in plain text, OTLP/HTTP over TLS (a
+    certificate made here with openssl; HTTP/2 clients served by the
+    nghttp2 front, HTTP/1.1 ones handed to libmicrohttpd), tenant tokens
+    from a tokens file (alpha, beta, gamma), beta rate-limited to 200
+    spans/s; customer -> cost -> batch -> usage (the SQLite store) and nop;
+    respan_api with a token;
   - two OpenTelemetry JS SDK clients (tests/e2e/soak_client.mjs) for the
-    whole run: alpha over gRPC with TLS at ~600 spans/s, beta over
-    HTTP/protobuf without TLS at ~300 spans/s (over its limit: refused with
-    429 and retried by the SDK all along);
+    whole run: alpha over gRPC without TLS at ~600 spans/s, beta over
+    HTTP/protobuf with TLS (HTTP/1.1) at ~300 spans/s (over its limit:
+    refused with 429 and retried by the SDK all along);
+  - gamma: the Go SDK's spans over Go's net/http (tests/lib/go_otlp_http,
+    HTTP/2 by ALPN), a new process and connection every second (5 spans);
   - API queries every 2 s: a summary, a list page, the users list.
 Every SOAK_INTERVAL_S the collector's RSS (VmRSS) and open descriptors
 (/proc/PID/fd) are recorded, with the spans accepted and throttled so far;
@@ -55,8 +59,8 @@ def config(d, ports):
     return """receivers:
   otlp:
     protocols:
-      grpc: { endpoint: "127.0.0.1:%(grpc)d", tls: { cert_file: "%(d)s/server.pem", key_file: "%(d)s/server.key" } }
-      http: { endpoint: "127.0.0.1:%(http)d" }
+      grpc: { endpoint: "127.0.0.1:%(grpc)d" }
+      http: { endpoint: "127.0.0.1:%(http)d", tls: { cert_file: "%(d)s/server.pem", key_file: "%(d)s/server.key" } }
     auth: { tokens_file: "%(d)s/tokens.txt" }
     rate_limits:
       tenants: { beta: { spans_per_second: 200, burst: 400 } }
@@ -111,6 +115,28 @@ def api_loop(port, stop, counts):
                 counts[str(e)] = counts.get(str(e), 0) + 1
 
 
+def build_go_client(d):
+    binary = os.path.join(d, "go_otlp_http")
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode",
+               GOCACHE=os.path.join(d, "gocache"))
+    subprocess.run(["go", "build", "-o", binary,
+                    os.path.join(SOURCE, "tests", "lib", "go_otlp_http", "main.go")],
+                   env=env, check=True)
+    return binary
+
+
+def go_loop(binary, d, port, seconds, counts):
+    """A new Go client (process, connection, HTTP/2 by ALPN) every second."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        r = subprocess.run([binary, "-url", "https://localhost:%d/v1/traces" % port,
+                            "-ca", os.path.join(d, "ca.pem"), "-token", "soak-gamma-token",
+                            "-traces", "1", "-children", "4"], capture_output=True, text=True)
+        ok = r.returncode == 0 and '"HTTP/2.0"' in r.stdout
+        counts["ok" if ok else "failed"] += 1
+        time.sleep(1)
+
+
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(SOURCE, "build"))
     minutes = float(os.environ.get("SOAK_MINUTES", "30"))
@@ -118,7 +144,7 @@ def main():
     d = tempfile.mkdtemp(prefix="rc-soak-")
     certs.make_server(d)
     with open(os.path.join(d, "tokens.txt"), "w") as f:
-        f.write("soak-alpha-token alpha\nsoak-beta-token beta\n")
+        f.write("soak-alpha-token alpha\nsoak-beta-token beta\nsoak-gamma-token gamma\n")
     ports = {k: free_port() for k in ("grpc", "http", "api", "metrics")}
     with open(os.path.join(d, "config.yaml"), "w") as f:
         f.write(config(d, ports))
@@ -129,14 +155,20 @@ def main():
     seconds = int(minutes * 60)
     clients = [
         subprocess.Popen(["node", "soak_client.mjs", "--protocol", "grpc", "--endpoint",
-                          "https://localhost:%d" % ports["grpc"], "--ca", os.path.join(d, "ca.pem"),
+                          "http://127.0.0.1:%d" % ports["grpc"],
                           "--token", "soak-alpha-token", "--spans-per-second", "600",
                           "--seconds", str(seconds)], cwd=E2E, stdout=subprocess.PIPE, text=True),
         subprocess.Popen(["node", "soak_client.mjs", "--protocol", "http", "--endpoint",
-                          "http://127.0.0.1:%d/v1/traces" % ports["http"], "--token",
-                          "soak-beta-token", "--spans-per-second", "300", "--seconds",
-                          str(seconds)], cwd=E2E, stdout=subprocess.PIPE, text=True),
+                          "https://localhost:%d/v1/traces" % ports["http"], "--ca",
+                          os.path.join(d, "ca.pem"), "--token", "soak-beta-token",
+                          "--spans-per-second", "300", "--seconds", str(seconds)],
+                         cwd=E2E, stdout=subprocess.PIPE, text=True),
     ]
+    go_counts = {"ok": 0, "failed": 0}
+    go_binary = build_go_client(d)
+    go = threading.Thread(target=go_loop, args=(go_binary, d, ports["http"], seconds, go_counts),
+                          daemon=True)
+    go.start()
     stop = threading.Event()
     api_counts = {}
     api = threading.Thread(target=api_loop, args=(ports["api"], stop, api_counts), daemon=True)
@@ -160,6 +192,8 @@ def main():
               (s[0], s[1] / 1024, s[2], s[3], s[4]), flush=True)
     stop.set()
     outs = [c.communicate(timeout=120)[0].strip() for c in clients]
+    go.join(timeout=60)
+    outs.append(json.dumps({"protocol": "http/2 (Go)", "runs": go_counts}))
     alive = col.poll() is None
     if alive:
         col.send_signal(signal.SIGTERM)
