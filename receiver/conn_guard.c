@@ -2,9 +2,9 @@
  * conn_guard.c - connection slots and phase deadlines (see conn_guard.h).
  *
  * The table: every connection the guard knows is a record in exactly one
- * of four lists, one per phase, in the order the connections entered that
+ * of the lists, one per phase, in the order the connections entered that
  * phase. A phase has one deadline length, so each list is also in deadline
- * order and only its head can be due: the reaper looks at four heads, not
+ * order and only its head can be due: the reaper looks at their heads, not
  * at every connection, and sleeps until the earliest of them. A list that is
  * empty cannot produce a deadline sooner than its length from now, which
  * bounds the sleep without the server ever having to wake the reaper.
@@ -56,7 +56,8 @@ static const char *const reason_names[CLOSE_REASONS] = {"header_timeout", "body_
                                                         "write_timeout", "replaced", "refused"};
 
 static const close_reason phase_reason[RC_CONN_PHASES] = {
-    CLOSE_HEADER_TIMEOUT, CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, CLOSE_WRITE_TIMEOUT};
+    CLOSE_HEADER_TIMEOUT, CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, CLOSE_WRITE_TIMEOUT,
+    CLOSE_WRITE_TIMEOUT /* STREAMS: no deadline is configured for it */};
 
 typedef struct conn_link {
     rc_conn *prev, *next;

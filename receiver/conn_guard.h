@@ -15,6 +15,7 @@
  *                IDLE    between requests on a kept-alive connection
  *                BODY    headers in, body still arriving
  *                ANSWER  body in; processed and answered
+ *                STREAMS an HTTP/2 connection, its requests the server's
  *              A thread of the guard (the reaper) closes a connection whose
  *              phase outlived its deadline.
  *   slots      at most max_connections connections are held, at most
@@ -64,6 +65,10 @@ typedef enum rc_conn_phase {
     RC_CONN_IDLE,
     RC_CONN_BODY,
     RC_CONN_ANSWER,
+    /* Held by a server that bounds its own requests (an HTTP/2
+     * connection: many at once): it keeps its slot, is never replaced,
+     * and has no deadline of the guard's unless one is configured. */
+    RC_CONN_STREAMS,
     RC_CONN_PHASES
 } rc_conn_phase;
 

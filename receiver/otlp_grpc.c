@@ -222,7 +222,7 @@ typedef struct conn {
     int64_t handshake_deadline; /* > 0 until the TLS handshake is done */
     bool sniffing;              /* HTTP port: its ClientHello not yet seen */
     bool lingering;             /* on the thread's lingering list (conn_linger) */
-    rc_conn *guarded;           /* while sniffing: its record in the HTTP port's guard */
+    rc_conn *guarded;           /* the HTTP port: its record in the port's guard */
     char peer[PEER_MAX];
 } conn;
 
@@ -330,8 +330,8 @@ static void linger_unlink(worker *w, conn *c)
     c->prev = c->next = NULL;
 }
 
-/* Gives up the connection's slot in the HTTP port's guard (while sniffing);
- * its descriptor must still be open. */
+/* Gives up the connection's slot in the HTTP port's guard (the HTTP port
+ * only); its descriptor must still be open. */
 static void unguard(conn *c)
 {
     if (!c->guarded) return;
@@ -631,7 +631,13 @@ static bool conn_take(conn *c, int64_t now)
 {
     worker *w = c->w;
     c->sniffing = false;
-    unguard(c);
+    /* It keeps its slot in the port's guard (max_connections and
+     * max_connections_per_ip count it), without the guard's deadlines:
+     * its requests have their own (grpc_conn_limits). */
+    if (c->guarded && !rc_conn_guard_enter(w->s->http.guard, c->guarded, RC_CONN_STREAMS)) {
+        c->peer_gone = true; /* the guard is closing it: replaced meanwhile */
+        return false;
+    }
     struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &e) != 0) return false;
     c->events = EPOLLIN;
@@ -788,11 +794,13 @@ static bool start_tls(conn *c)
     return conn_handshake(c, now);
 }
 
-/* The HTTP port: a new connection takes a slot in the HTTP server's guard
- * until its ClientHello is read, so that the port's max_connections_per_ip
- * and read_header_timeout hold for it, and the guard may close it (by
- * shutdown, which the loop then sees) to make room for others. False when
- * the guard refused it. */
+/* The HTTP port: a new connection takes a slot in the HTTP server's guard,
+ * so that the port's max_connections, max_connections_per_ip and (until its
+ * ClientHello is read) read_header_timeout hold for it, and the guard may
+ * close a silent one (by shutdown, which the loop then sees) to make room
+ * for others. A connection handed off gives its slot up (libmicrohttpd's
+ * takes one anew); an HTTP/2 one keeps it (conn_take). False when the
+ * guard refused it. */
 static bool guard_sniffing(conn *c)
 {
     rc_conn_guard *guard = c->w->s->http.guard;

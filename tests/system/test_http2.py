@@ -34,9 +34,11 @@ under Debian's /usr/bin/python3:
      closed after the 10 s handshake limit and counted
      (respan_receiver_tls_handshake_failures{transport="http"}); random
      bytes and a plain-text request are closed; an h2 client is served
-     meanwhile; and three times max_connections_per_ip silent connections
+     meanwhile; three times max_connections_per_ip silent connections
      from the client's own address do not keep new h2 and HTTP/1.1
-     clients out (the port's guard replaces the longest silent).
+     clients out (the port's guard replaces the longest silent); HTTP/2
+     connections hold their slots (one past the cap is refused until one
+     of them ends).
   5. SIGHUP with a new certificate: an HTTP/2 connection made before is
      answered again (its client trusts only the old CA, so a reconnect
      could not succeed); a new connection gets the new certificate.
@@ -353,6 +355,32 @@ def hostile_clients(col):
                                 'transport="http",reason="replaced"')
     assert replaced is not None and replaced >= replaced0 + 2 * MAX_PER_IP, \
         "replaced: %r -> %r" % (replaced0, replaced)
+    # HTTP/2 connections count too, and are not replaced: with the address's
+    # slots all held by them, a new connection from it is refused until one
+    # of them ends.
+    time.sleep(1)  # the silent ones above have been closed on our side
+    held = [Client(col) for _ in range(MAX_PER_IP)]
+    try:
+        for c in held:
+            a = c.send(pb_request("held"), headers=headers())
+            assert (a.get("status"), a.get("version")) == (200, "HTTP/2"), a
+        extra = Client(col)
+        try:
+            a = extra.send(pb_request("one-too-many"), headers=headers())
+            assert "error" in a, "a connection past max_connections_per_ip was served: %r" % a
+        finally:
+            extra.close()
+        held.pop().close()
+        time.sleep(0.5)
+        again = Client(col)
+        try:
+            a = again.send(pb_request("room-again"), headers=headers())
+            assert a.get("status") == 200, "after one ended: %r" % a
+        finally:
+            again.close()
+    finally:
+        for c in held:
+            c.close()
 
 
 def sighup_keeps_h2_connection(col):
