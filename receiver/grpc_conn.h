@@ -9,6 +9,11 @@
  * Nothing here touches a socket, so a fuzzer can drive a connection with
  * frames and read its answers.
  *
+ * The same connection, with limits.http_path set, serves OTLP/HTTP over
+ * HTTP/2 instead (the HTTP port's TLS clients that chose h2 by ALPN): see
+ * "HTTP mode" in grpc_conn.c. What follows is said of gRPC; HTTP mode
+ * answers with the statuses of http_rules.h instead, under the same bounds.
+ *
  * What it promises a client:
  *   - Export calls (TraceService/Export, application/grpc, identity, gzip
  *     or deflate) are answered once rc_otlp_ingest has handed the request

@@ -104,6 +104,8 @@
 #define DEFAULT_MAX_STREAMS 16
 #define MAX_HEADER_LIST_SIZE (16u << 10)
 
+/* How long a TLS client has to complete its handshake (on the HTTP port,
+ * counted from the accept: its ClientHello first). */
 #define HANDSHAKE_MS 10000
 #define STREAM_IDLE_MS 30000
 #define DEFAULT_KEEPALIVE_TIME_MS (2 * 60 * 60 * 1000) /* gRPC's default: 2 h */
@@ -122,8 +124,6 @@
 #define PEER_MAX 64
 /* How long a connection we end keeps reading after our GOAWAY and FIN. */
 #define LINGER_MS 2000
-/* How long a TLS client has to complete its handshake. */
-#define HANDSHAKE_MS 10000
 #define CONN_SHARE 4 /* connections may hold 1/CONN_SHARE of the in-flight budget */
 #define EVICT_WARN_MS                                                                              \
     10000 /* at most one "closed idle connections" warning per thread this often */
