@@ -126,6 +126,15 @@ class Client:
         self.proc.wait(timeout=10)
 
 
+def new_client_answer(col, name, **client_kw):
+    """The answer to one request of a new client (a connection of its own)."""
+    c = Client(col, **client_kw)
+    try:
+        return c.send(pb_request(name), headers=headers())
+    finally:
+        c.close()
+
+
 def headers(token=ACME_TOKEN, content_type="application/x-protobuf", **extra):
     h = {"content-type": content_type}
     if token:
@@ -342,12 +351,8 @@ def hostile_clients(col):
     try:
         time.sleep(0.5)
         for http1 in (False, True):
-            c = Client(col, http1=http1)
-            try:
-                a = c.send(pb_request("past-the-cap"), headers=headers())
-                assert a.get("status") == 200, "http1=%s: %r" % (http1, a)
-            finally:
-                c.close()
+            a = new_client_answer(col, "past-the-cap", http1=http1)
+            assert a.get("status") == 200, "http1=%s: %r" % (http1, a)
     finally:
         for s in silent:
             s.close()
@@ -364,20 +369,12 @@ def hostile_clients(col):
         for c in held:
             a = c.send(pb_request("held"), headers=headers())
             assert (a.get("status"), a.get("version")) == (200, "HTTP/2"), a
-        extra = Client(col)
-        try:
-            a = extra.send(pb_request("one-too-many"), headers=headers())
-            assert "error" in a, "a connection past max_connections_per_ip was served: %r" % a
-        finally:
-            extra.close()
+        a = new_client_answer(col, "one-too-many")
+        assert "error" in a, "a connection past max_connections_per_ip was served: %r" % a
         held.pop().close()
         time.sleep(0.5)
-        again = Client(col)
-        try:
-            a = again.send(pb_request("room-again"), headers=headers())
-            assert a.get("status") == 200, "after one ended: %r" % a
-        finally:
-            again.close()
+        a = new_client_answer(col, "room-again")
+        assert a.get("status") == 200, "after one ended: %r" % a
     finally:
         for c in held:
             c.close()
@@ -399,18 +396,10 @@ def sighup_keeps_h2_connection(col):
         a = kept.send(pb_request("after-reload"), headers=headers())
         assert (a.get("status"), a.get("version")) == (200, "HTTP/2"), \
             "the connection made before the reload: %r" % a
-        old = Client(col)
-        try:
-            a = old.send(pb_request("x"), headers=headers())
-            assert "error" in a, "a new connection still got the first certificate: %r" % a
-        finally:
-            old.close()
-        new = Client(col, ca="ca2.pem")
-        try:
-            a = new.send(pb_request("new-cert"), headers=headers())
-            assert (a.get("status"), a.get("version")) == (200, "HTTP/2"), a
-        finally:
-            new.close()
+        a = new_client_answer(col, "x")
+        assert "error" in a, "a new connection still got the first certificate: %r" % a
+        a = new_client_answer(col, "new-cert", ca="ca2.pem")
+        assert (a.get("status"), a.get("version")) == (200, "HTTP/2"), a
     finally:
         kept.close()
 
