@@ -600,9 +600,8 @@ static void copy_text(char *out, size_t cap, const uint8_t *value, size_t vl)
     out[n] = 0;
 }
 
-/* HTTP mode: a header http_rules.h judges, kept as text; false for the
- * others. */
-static bool note_http_header(h2_stream *s, const uint8_t *name, size_t nl, const uint8_t *value,
+/* HTTP mode: keeps, as text, a header http_rules.h judges. */
+static void note_http_header(h2_stream *s, const uint8_t *name, size_t nl, const uint8_t *value,
                              size_t vl)
 {
     if (name_is(name, nl, "content-type")) {
@@ -614,10 +613,7 @@ static bool note_http_header(h2_stream *s, const uint8_t *name, size_t nl, const
     } else if (name_is(name, nl, "content-length")) {
         copy_text(s->content_length, sizeof s->content_length, value, vl);
         s->has_length = true;
-    } else {
-        return false;
     }
-    return true;
 }
 
 static void keep_header(h2_stream *s, const uint8_t *name, size_t nl, const uint8_t *value,
@@ -888,6 +884,21 @@ static void drain(grpc_conn *c, h2_stream *s, size_t len)
     reset_stream(c, s);
 }
 
+/* More bytes than the message (gRPC) or the body (HTTP mode) may have. */
+static void body_overflow(grpc_conn *c, h2_stream *s)
+{
+    char msg[120];
+    if (!c->lim->http_path) {
+        answer(c, s, RPC_CODE_INTERNAL,
+               "more than one message in a unary call, or bytes past the message", 0, NULL);
+    } else if (s->length_known) {
+        answer_failure(c, s, 0, 400, "request body longer than its Content-Length", 0);
+    } else {
+        snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", s->msg_len);
+        answer_failure(c, s, 0, 413, msg, 0);
+    }
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *ud)
 {
@@ -903,16 +914,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
     size_t off = s->prefix_len < 5 ? take_prefix(c, s, data, len) : 0;
     if (s->phase == PH_BODY && off < len) {
         if (len - off > s->msg_len - s->msg_got) {
-            char msg[120];
-            if (c->lim->http_path && !s->length_known)
-                snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes",
-                         s->msg_len);
-            else
-                snprintf(msg, sizeof msg, "%s",
-                         c->lim->http_path
-                             ? "request body longer than its Content-Length"
-                             : "more than one message in a unary call, or bytes past the message");
-            answer_failure(c, s, RPC_CODE_INTERNAL, s->length_known ? 400 : 413, msg, 0);
+            body_overflow(c, s);
         } else if (!grow_buffer(c, s, s->msg_got + (len - off))) {
             answer_failure(c, s, RPC_CODE_UNAVAILABLE, 503,
                            "the collector's memory limit is reached; retry later",

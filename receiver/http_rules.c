@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-bool http_media_type_is(const char *value, const char *want)
+static bool media_type_is(const char *value, const char *want)
 {
     while (*value == ' ' || *value == '\t')
         value++;
@@ -24,15 +24,22 @@ bool http_media_type_is(const char *value, const char *want)
 static bool parse_content_type(const char *value, rc_payload_format *fmt)
 {
     if (!value) return false;
-    if (http_media_type_is(value, HTTP_CT_PROTO)) {
+    if (media_type_is(value, HTTP_CT_PROTO)) {
         *fmt = RC_FORMAT_PROTO;
         return true;
     }
-    if (http_media_type_is(value, HTTP_CT_JSON)) {
+    if (media_type_is(value, HTTP_CT_JSON)) {
         *fmt = RC_FORMAT_JSON;
         return true;
     }
     return false;
+}
+
+rc_payload_format http_answer_format(const char *content_type)
+{
+    rc_payload_format fmt = RC_FORMAT_JSON;
+    parse_content_type(content_type, &fmt);
+    return fmt;
 }
 
 bool http_path_is(const char *target, size_t len, const char *path)
@@ -58,8 +65,7 @@ static bool parse_length(const char *text, size_t *out)
 unsigned http_check_head(const http_head *h, const char *path, http_admit *out, char *msg,
                          size_t cap)
 {
-    *out = (http_admit){.fmt = RC_FORMAT_JSON, .enc = RC_ENC_IDENTITY};
-    parse_content_type(h->content_type, &out->fmt); /* errors answer in it when known */
+    *out = (http_admit){.fmt = http_answer_format(h->content_type), .enc = RC_ENC_IDENTITY};
     if (!http_path_is(h->path, strlen(h->path), path)) {
         snprintf(msg, cap, "no OTLP endpoint at \"%.200s\"; send traces to %s", h->path, path);
         return 404;

@@ -43,8 +43,9 @@ typedef struct http_admit {
     size_t declared;
 } http_admit;
 
-/* Whether media type `value` is `want`, ignoring parameters and case. */
-bool http_media_type_is(const char *value, const char *want);
+/* The format an error answer is written in: the request's Content-Type
+ * when it names one we speak, else JSON. */
+rc_payload_format http_answer_format(const char *content_type);
 
 #define HTTP_NO_TOKEN_MSG "missing or unknown bearer token; send Authorization: Bearer <token>"
 

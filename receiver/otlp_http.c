@@ -459,14 +459,10 @@ static enum MHD_Result on_headers(rc_otlp_http_server *s, struct MHD_Connection 
     };
     /* GnuTLS only asked for a client certificate (mutual TLS): it is
      * checked here, before anything else, and before the body is read. */
-    if (!rc_tls_mhd_client_verified(&s->cfg->tls, conn)) {
-        rc_payload_format fmt = RC_FORMAT_JSON;
-        if (h.content_type && http_media_type_is(h.content_type, HTTP_CT_PROTO))
-            fmt = RC_FORMAT_PROTO;
-        return reply_error(s, conn, fmt, MHD_HTTP_UNAUTHORIZED,
+    if (!rc_tls_mhd_client_verified(&s->cfg->tls, conn))
+        return reply_error(s, conn, http_answer_format(h.content_type), MHD_HTTP_UNAUTHORIZED,
                            "a client certificate signed by the receiver's client_ca_file is "
                            "required");
-    }
     size_t limit = body_limit(s);
     http_admit ok;
     unsigned status = http_check_head(&h, s->path, &ok, msg, sizeof msg);
