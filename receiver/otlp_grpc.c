@@ -224,13 +224,17 @@ typedef struct conn {
     bool lingering;             /* on the thread's lingering list (conn_linger) */
     rc_conn *guarded;           /* the HTTP port: its record in the port's guard */
     char peer[PEER_MAX];
+    struct sockaddr_storage addr; /* the client's, as accept(2) gave it */
+    socklen_t addr_len;
 } conn;
 
-/* A connection accepted by one thread for another. */
-typedef struct handover {
+/* A connection as accepted, possibly by one thread for another. */
+typedef struct accepted {
     int fd;
-    char peer[PEER_MAX];
-} handover;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char peer[PEER_MAX]; /* addr as text */
+} accepted;
 
 struct worker {
     rc_otlp_grpc_server *s;
@@ -243,7 +247,7 @@ struct worker {
     size_t conn_bytes;  /* what its connections themselves hold of the budget */
     atomic_size_t load; /* n_conns, for the thread choosing where a connection goes */
     pthread_mutex_t hand_mu;
-    handover *hand;
+    accepted *hand;
     size_t n_hand, cap_hand;
     uint8_t *rbuf;
     grpc_bufpool pool;
@@ -616,12 +620,14 @@ static void conn_hand_off(conn *c)
 {
     worker *w = c->w;
     int fd = c->fd;
+    struct sockaddr_storage addr = c->addr;
+    socklen_t addr_len = c->addr_len;
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
     unguard(c);
     conn_retire(c);
     conn_gone(w->s);
     free(c);
-    w->s->http.hand_off(w->s->http.arg, fd);
+    w->s->http.hand_off(w->s->http.arg, fd, (const struct sockaddr *)&addr, addr_len);
 }
 
 /* A client offering h2: ours from now on, with a session of its own (only
@@ -805,10 +811,7 @@ static bool guard_sniffing(conn *c)
 {
     rc_conn_guard *guard = c->w->s->http.guard;
     if (!guard) return true;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0) return false;
-    c->guarded = rc_conn_guard_open(guard, c->fd, (struct sockaddr *)&ss);
+    c->guarded = rc_conn_guard_open(guard, c->fd, (struct sockaddr *)&c->addr);
     return c->guarded != NULL;
 }
 
@@ -827,8 +830,10 @@ static void adopt_sniffing(worker *w, conn *c)
 /* Makes an accepted socket a connection of thread w. One the memory
  * limiter cannot afford is closed at once: the client sees a reset and
  * retries. */
-static void adopt(worker *w, int fd, const char *peer)
+static void adopt(worker *w, const accepted *a)
 {
+    int fd = a->fd;
+    const char *peer = a->peer;
     rc_otlp_grpc_server *s = w->s;
     conn *c = calloc(1, sizeof *c);
     /* On the HTTP port the session waits for the ClientHello (conn_take). */
@@ -846,6 +851,8 @@ static void adopt(worker *w, int fd, const char *peer)
     }
     *c = (conn){.w = w, .fd = fd, .events = EPOLLIN, .g = g};
     snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->addr = a->addr;
+    c->addr_len = a->addr_len;
     list_push_front(w, c);
     w->n_conns++;
     atomic_store(&w->load, w->n_conns);
@@ -876,12 +883,12 @@ static worker *least_loaded(rc_otlp_grpc_server *s)
 
 /* Gives an accepted socket to another thread; false (the caller keeps it)
  * when its list cannot grow. */
-static bool hand_over(worker *to, int fd, const char *peer)
+static bool hand_over(worker *to, const accepted *a)
 {
     pthread_mutex_lock(&to->hand_mu);
     if (to->n_hand == to->cap_hand) {
         size_t cap = to->cap_hand ? to->cap_hand * 2 : 16;
-        handover *n = realloc(to->hand, cap * sizeof *n);
+        accepted *n = realloc(to->hand, cap * sizeof *n);
         if (!n) {
             pthread_mutex_unlock(&to->hand_mu);
             return false;
@@ -889,9 +896,7 @@ static bool hand_over(worker *to, int fd, const char *peer)
         to->hand = n;
         to->cap_hand = cap;
     }
-    handover *h = &to->hand[to->n_hand++];
-    h->fd = fd;
-    snprintf(h->peer, sizeof h->peer, "%s", peer);
+    to->hand[to->n_hand++] = *a;
     atomic_fetch_add(&to->load, 1); /* counted now, so the next choice sees it */
     pthread_mutex_unlock(&to->hand_mu);
     uint64_t one = 1;
@@ -908,7 +913,7 @@ static void take_handovers(worker *w)
     (void)r;
     pthread_mutex_lock(&w->hand_mu);
     size_t n = w->n_hand;
-    handover *list = w->hand;
+    accepted *list = w->hand;
     w->hand = NULL;
     w->n_hand = w->cap_hand = 0;
     pthread_mutex_unlock(&w->hand_mu);
@@ -917,7 +922,7 @@ static void take_handovers(worker *w)
             close(list[i].fd);
             conn_gone(w->s);
         } else
-            adopt(w, list[i].fd, list[i].peer);
+            adopt(w, &list[i]);
     }
     free(list);
 }
@@ -944,10 +949,10 @@ static void accept_conns(worker *w)
         atomic_fetch_add(&s->n_open, 1);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        char peer[PEER_MAX];
-        peer_text(&ss, peer, sizeof peer);
+        accepted a = {.fd = fd, .addr = ss, .addr_len = len};
+        peer_text(&ss, a.peer, sizeof a.peer);
         worker *to = least_loaded(s);
-        if (to == w || !hand_over(to, fd, peer)) adopt(w, fd, peer);
+        if (to == w || !hand_over(to, &a)) adopt(w, &a);
     }
 }
 

@@ -761,18 +761,12 @@ static struct MHD_Daemon *start_daemon(void *arg, int fd)
 
 /* The front's hand-off: an HTTP/1.1 (or not yet known) TLS client, its
  * ClientHello unread, becomes the current daemon's. */
-static void hand_to_daemon(void *arg, int fd)
+static void hand_to_daemon(void *arg, int fd, const struct sockaddr *addr, socklen_t addr_len)
 {
     rc_otlp_http_server *s = arg;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) { /* already gone */
-        close(fd);
-        return;
-    }
     pthread_mutex_lock(&s->switch_mu);
     /* On failure MHD has closed the socket (and logged why). */
-    MHD_add_connection(s->daemons.current, fd, (struct sockaddr *)&ss, len);
+    MHD_add_connection(s->daemons.current, fd, addr, addr_len);
     pthread_mutex_unlock(&s->switch_mu);
 }
 

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 /* Per-transport state the ingest path needs: where batches go and what to
  * count. Owned by the receiver; lives from start to shutdown. */
@@ -93,7 +94,8 @@ rc_status rc_otlp_grpc_reload_tls(rc_otlp_grpc_server *s, const rc_tls_server_co
 /* The HTTP port's front, with TLS (otlp_http.c starts it): this server
  * owns the port, serves OTLP/HTTP over HTTP/2 at `path` to clients that
  * offer h2 by ALPN, and gives every other new connection, before its TLS
- * handshake, to hand_off (the socket is then the callee's). cfg->endpoint
+ * handshake, to hand_off with the client's address as accept(2) gave it
+ * (the socket is then the callee's). cfg->endpoint
  * is not used: the server listens on listen_fd, which it takes over. */
 typedef struct rc_otlp_h2_http {
     const char *path; /* must outlive the server */
@@ -104,7 +106,7 @@ typedef struct rc_otlp_h2_http {
     /* The HTTP server's connection guard (conn_guard.h): a connection holds
      * a slot in it while its ClientHello is awaited. NULL: none. */
     struct rc_conn_guard *guard;
-    void (*hand_off)(void *arg, int fd);
+    void (*hand_off)(void *arg, int fd, const struct sockaddr *addr, socklen_t addr_len);
     void *arg;
 } rc_otlp_h2_http;
 rc_otlp_grpc_server *rc_otlp_grpc_start_http(const rc_otlp_grpc_config *cfg, int listen_fd,
