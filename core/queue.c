@@ -61,7 +61,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define REC_MAGIC 0x31514352u /* "RCQ1" as a little-endian u32 */
+#define REC_MAGIC_V1 0x31514352u /* "RCQ1" as a little-endian u32: unsalted, still read */
+#define REC_MAGIC 0x32514352u    /* "RCQ2": checksum salted with the segment's sequence */
+#define END_MAGIC 0x45514352u    /* "RCQE": where a reused segment's records end */
 #define REC_HDR 16u
 #define MF_MAGIC 0x4d514352u /* "RCQM" as a little-endian u32 */
 #define MF_VERSION 1u
@@ -75,17 +77,29 @@
 #define POOL_MIN (64u << 10) /* smaller buffers are malloc'd to size and never pooled */
 #define POOL_BUFFERS 8
 #define POOL_BYTES (16u << 20) /* at most; half the copy budget when that is smaller */
+#define SPARES 2               /* delivered segment files kept to be written over */
 
 typedef struct segment {
     uint64_t seq;
-    int fd;     /* O_RDWR|O_APPEND; -1 in memory mode */
-    int ack_fd; /* opened at the first done; -1 before */
-    uint64_t size;
+    uint32_t salt;    /* seq_salt(seq) */
+    int fd;           /* O_RDWR, written at `size`; -1 in memory mode */
+    int ack_fd;       /* opened at the first done; -1 before */
+    uint64_t size;    /* of its records: a reused file is longer */
     uint64_t records; /* whole records written to it (done or not): the manifest's count */
     uint64_t live;    /* records in it not yet done */
     bool sealed;      /* a write failed and could not be undone: append no more */
+    bool ours;        /* created by this run (not recovered): may be reused once delivered */
+    bool reused;      /* a spare written over: an end mark follows its records */
     struct segment *next;
 } segment;
+
+/* A delivered segment's file: retired (renamed .del, still listed by the
+ * manifest on disk) or, once a manifest without it is written, a spare.
+ * fd is -1 for one that is only waiting to be unlinked. */
+typedef struct retired_file {
+    uint64_t seq;
+    int fd;
+} retired_file;
 
 enum { E_QUEUED, E_TAKEN, E_DONE };
 
@@ -119,8 +133,10 @@ struct rc_queue {
     segment *first, *active;
     uint64_t next_seq;
     uint64_t bytes;
-    uint64_t *retired; /* seqs of .del files a manifest still lists: unlinked after the next */
+    retired_file *retired; /* .del files a manifest still lists: settled after the next */
     size_t n_retired, cap_retired;
+    retired_file spares[SPARES]; /* .del files no manifest lists, kept to be reused */
+    size_t n_spares;
     bool manifest_failing; /* the last manifest write failed (logged once) */
     rc_counter *lost;      /* respan_queue_lost_records */
     rc_counter *missing;   /* respan_queue_missing_segments */
@@ -173,6 +189,47 @@ static uint32_t record_crc(uint32_t len, uint32_t weight, const void *payload)
     return rc_crc32c(rc_crc32c(0, lw, 8), payload, len);
 }
 
+/* What a segment's checksums are XORed with: a record of another segment
+ * (left in a file that was reused, see "spares" below) never checks out in
+ * this one. Distinct for any two sequence numbers below 2^32: a CRC sees
+ * every error burst of up to 32 bits. */
+static uint32_t seq_salt(uint64_t seq)
+{
+    unsigned char b[8];
+    put_u64(b, seq);
+    return rc_crc32c(0, b, 8);
+}
+
+static bool is_record_magic(uint32_t magic)
+{
+    return magic == REC_MAGIC || magic == REC_MAGIC_V1;
+}
+
+/* Whether a record header's checksum is that of a payload of `len` bytes
+ * and its weight, in the segment salted `salt`. */
+static bool record_checks(const unsigned char *hdr, uint32_t salt, uint32_t len, uint32_t weight,
+                          const void *payload)
+{
+    uint32_t magic = get_u32(hdr), crc = record_crc(len, weight, payload);
+    if (magic == REC_MAGIC) return (crc ^ salt) == get_u32(hdr + 12);
+    return magic == REC_MAGIC_V1 && crc == get_u32(hdr + 12);
+}
+
+/* The end mark a reused segment keeps after its last record. */
+static void put_end_mark(unsigned char *p, uint32_t salt)
+{
+    put_u32(p, END_MAGIC);
+    put_u32(p + 4, 0);
+    put_u32(p + 8, 0);
+    put_u32(p + 12, salt);
+}
+
+static bool is_end_mark(const unsigned char *p, uint64_t avail, uint32_t salt)
+{
+    return avail >= REC_HDR && get_u32(p) == END_MAGIC && get_u32(p + 4) == 0 &&
+           get_u32(p + 8) == 0 && get_u32(p + 12) == salt;
+}
+
 static void seg_path(const rc_queue *q, uint64_t seq, const char *ext, char *out, size_t n)
 {
     snprintf(out, n, "%s/%016" PRIx64 ".%s", q->dir, seq, ext);
@@ -211,15 +268,16 @@ static bool ring_push(rc_queue *q, const entry *e)
     return true;
 }
 
-/* Writes all of iov, retrying short writes. */
-static bool write_all(int fd, struct iovec *iov, int n)
+/* Writes all of iov at offset `off`, retrying short writes. */
+static bool write_all_at(int fd, struct iovec *iov, int n, uint64_t off)
 {
     while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
+        ssize_t w = pwritev(fd, iov, n, (off_t)off);
         if (w < 0) {
             if (errno == EINTR) continue;
             return false;
         }
+        off += (uint64_t)w;
         while (n > 0 && (size_t)w >= iov->iov_len) {
             w -= (ssize_t)iov->iov_len;
             iov++;
@@ -365,35 +423,64 @@ typedef struct manifest {
 
 enum mf_read { MF_ABSENT, MF_BAD, MF_OK };
 
-/* Remembers a .del file to unlink after the next manifest write; when out
- * of memory it stays, and the next open removes it. Under mu. */
-static void retired_add(rc_queue *q, uint64_t seq)
+/* Remembers a .del file to settle after the next manifest write: with an
+ * open fd, a spare to be; without, a file to unlink. When out of memory
+ * it stays (its fd closed), and the next open removes it. Under mu. */
+static void retired_add(rc_queue *q, uint64_t seq, int fd)
 {
     if (q->n_retired == q->cap_retired) {
         size_t cap = q->cap_retired ? q->cap_retired * 2 : 16;
-        uint64_t *v = realloc(q->retired, cap * sizeof *v);
-        if (!v) return;
+        retired_file *v = realloc(q->retired, cap * sizeof *v);
+        if (!v) {
+            if (fd >= 0) close(fd);
+            return;
+        }
         q->retired = v;
         q->cap_retired = cap;
     }
-    q->retired[q->n_retired++] = seq;
+    q->retired[q->n_retired++] = (retired_file){seq, fd};
 }
 
-/* Unlinks the .del files no manifest lists any more. Under mu. */
-static void retired_unlink(rc_queue *q)
+static void del_file_remove(rc_queue *q, retired_file *f)
 {
     char path[PATH_MAX];
+    seg_path(q, f->seq, "del", path, sizeof path);
+    unlink(path);
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+}
+
+/* Settles the .del files no manifest lists any more: those kept open
+ * become spares while there is room, the others are unlinked. Under mu. */
+static void retired_settle(rc_queue *q)
+{
     for (size_t i = 0; i < q->n_retired; i++) {
-        seg_path(q, q->retired[i], "del", path, sizeof path);
-        unlink(path);
+        retired_file *f = &q->retired[i];
+        if (f->fd >= 0 && q->n_spares < SPARES)
+            q->spares[q->n_spares++] = *f;
+        else
+            del_file_remove(q, f);
     }
     q->n_retired = 0;
+}
+
+/* Unlinks the spares and closes the retired files still open (their .del
+ * files stay until a manifest without them is written, or the next open).
+ * At close. */
+static void spares_drop(rc_queue *q)
+{
+    for (size_t i = 0; i < q->n_spares; i++)
+        del_file_remove(q, &q->spares[i]);
+    q->n_spares = 0;
+    for (size_t i = 0; i < q->n_retired; i++)
+        if (q->retired[i].fd >= 0) close(q->retired[i].fd);
 }
 
 /* Writes the manifest: `next_seq` and the segments of q->first that pass
  * keep(s) (all when keep is NULL), the active one with MF_UNKNOWN records
  * unless `final`. With durability fsync the file and the rename are
- * synced before it returns. On success the retired .del files go. Under
+ * synced before it returns. On success the retired .del files are
+ * settled (kept as spares or unlinked). Under
  * mu (or alone, at open and close). */
 static bool manifest_write(rc_queue *q, bool final, bool (*keep)(const segment *), rc_error *err)
 {
@@ -425,7 +512,7 @@ static bool manifest_write(rc_queue *q, bool final, bool (*keep)(const segment *
     bool fsync_mode = q->o.durability == RC_QUEUE_FSYNC;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     struct iovec iov = {b, len};
-    bool ok = fd >= 0 && write_all(fd, &iov, 1) && (!fsync_mode || fdatasync(fd) == 0);
+    bool ok = fd >= 0 && write_all_at(fd, &iov, 1, 0) && (!fsync_mode || fdatasync(fd) == 0);
     int e = errno;
     if (fd >= 0 && close(fd) != 0 && ok) {
         ok = false;
@@ -442,7 +529,7 @@ static bool manifest_write(rc_queue *q, bool final, bool (*keep)(const segment *
         return false;
     }
     if (fsync_mode) sync_dir(q);
-    retired_unlink(q);
+    retired_settle(q);
     return true;
 }
 
@@ -517,6 +604,70 @@ out:
 
 /* --- segments ---------------------------------------------------------------- */
 
+/* Spares. A delivered segment's file is kept, up to SPARES of them, and
+ * the next segment is written over it instead of into a new file: writing
+ * into pages the page cache still holds, and blocks the file system has
+ * already allocated, costs a fraction of growing a new file (no page
+ * allocation, no block allocation, and an fdatasync with no size to
+ * commit), which at full load is a large share of a durable pipeline's
+ * CPU. A reused file keeps its old records past the new ones; they cannot
+ * be taken for the new segment's (the checksums are salted with the
+ * segment's sequence number) and an end mark after the new records tells
+ * recovery where they stop, so a clean end is not logged as torn. Only a
+ * file this run wrote, that no write failed on and whose pages are all in
+ * memory is kept: writing part of a page that was evicted would read it
+ * back from disk first. */
+
+/* Whether the first `size` bytes of the file are all in the page cache. */
+static bool pages_cached(int fd, uint64_t size)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (size == 0 || page <= 0 || size > SIZE_MAX / 2) return false;
+    size_t pages = (size_t)((size + (uint64_t)page - 1) / (uint64_t)page);
+    void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) return false;
+    unsigned char small[1024];
+    unsigned char *vec = pages <= sizeof small ? small : malloc(pages);
+    bool all = vec && mincore(map, (size_t)size, vec) == 0;
+    for (size_t i = 0; all && i < pages; i++)
+        all = vec[i] & 1;
+    if (vec != small) free(vec);
+    munmap(map, (size_t)size);
+    return all;
+}
+
+static bool worth_keeping(const rc_queue *q, const segment *s)
+{
+    size_t kept = q->n_spares;
+    for (size_t i = 0; i < q->n_retired; i++)
+        kept += q->retired[i].fd >= 0;
+    return s->ours && !s->sealed && kept < SPARES && pages_cached(s->fd, s->size);
+}
+
+/* Makes spare `f` the file of new segment s: renamed to s's name, an end
+ * mark at its start. False (the spare gone) when that fails. Under mu. */
+static bool reuse_spare(rc_queue *q, retired_file *f, segment *s)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    seg_path(q, f->seq, "del", from, sizeof from);
+    seg_path(q, s->seq, "seg", to, sizeof to);
+    unsigned char mark[REC_HDR];
+    put_end_mark(mark, s->salt);
+    struct iovec iov = {mark, REC_HDR};
+    if (rename(from, to) != 0) {
+        del_file_remove(q, f);
+        return false;
+    }
+    if (!write_all_at(f->fd, &iov, 1, 0)) {
+        unlink(to);
+        close(f->fd);
+        return false;
+    }
+    s->fd = f->fd;
+    s->reused = true;
+    return true;
+}
+
 static void segment_delete(rc_queue *q, segment *s)
 {
     char path[PATH_MAX];
@@ -535,13 +686,16 @@ static void segment_delete(rc_queue *q, segment *s)
         char del[PATH_MAX];
         seg_path(q, s->seq, "seg", path, sizeof path);
         seg_path(q, s->seq, "del", del, sizeof del);
+        bool keep = worth_keeping(q, s);
         if (rename(path, del) == 0) {
-            if (ftruncate(s->fd, 0) != 0)
+            if (!keep && ftruncate(s->fd, 0) != 0)
                 rc_warn(q->name, "cannot empty %s: %s", del, strerror(errno));
-            retired_add(q, s->seq);
+            retired_add(q, s->seq, keep ? s->fd : -1);
         } else {
             unlink(path);
+            keep = false;
         }
+        if (keep) s->fd = -1; /* the retired file owns it now */
         seg_path(q, s->seq, "ack", path, sizeof path);
         unlink(path);
     }
@@ -561,11 +715,16 @@ static segment *segment_append_new(rc_queue *q, rc_error *err)
     /* The sequence number is used up only by a segment that exists: a
      * failed create leaves no gap for recovery to wonder about. */
     s->seq = q->next_seq;
+    s->salt = seq_salt(s->seq);
     s->fd = s->ack_fd = -1;
-    if (q->o.durability != RC_QUEUE_MEMORY) {
+    s->ours = true;
+    while (q->o.durability != RC_QUEUE_MEMORY && q->n_spares &&
+           !reuse_spare(q, &q->spares[--q->n_spares], s)) {
+    }
+    if (q->o.durability != RC_QUEUE_MEMORY && s->fd < 0) {
         char path[PATH_MAX];
         seg_path(q, s->seq, "seg", path, sizeof path);
-        s->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (s->fd < 0) {
             rc_error_set(err, "%s: cannot create queue segment %s: %s", q->name, path,
                          strerror(errno));
@@ -660,30 +819,32 @@ static uint64_t *load_acks(const char *path, size_t *n)
     return v;
 }
 
-/* Whether a valid record starts at p (of `avail` bytes); its total size. */
-static bool valid_record_at(const unsigned char *p, uint64_t avail, uint64_t *size)
+/* Whether a valid record of the segment salted `salt` starts at p (of
+ * `avail` bytes); its total size. */
+static bool valid_record_at(const unsigned char *p, uint64_t avail, uint32_t salt, uint64_t *size)
 {
-    if (avail < REC_HDR || get_u32(p) != REC_MAGIC) return false;
-    uint32_t len = get_u32(p + 4), weight = get_u32(p + 8);
-    if (len > avail - REC_HDR) return false;
-    if (record_crc(len, weight, p + REC_HDR) != get_u32(p + 12)) return false;
+    if (avail < REC_HDR || !is_record_magic(get_u32(p))) return false;
+    uint32_t len = get_u32(p + 4);
+    if (len > avail - REC_HDR || !record_checks(p, salt, len, get_u32(p + 8), p + REC_HDR))
+        return false;
     *size = REC_HDR + (uint64_t)len;
     return true;
 }
 
 /* Counts the whole records that survive past a corrupt point, for the log
  * line: they are lost with the tail that is cut off. */
-static uint64_t count_records_after(const unsigned char *p, uint64_t from, uint64_t size)
+static uint64_t count_records_after(const unsigned char *p, uint64_t from, uint64_t size,
+                                    uint32_t salt)
 {
     uint64_t n = 0, off = from + 1, rec;
     /* A whole record that only fails its checksum is one of them. */
-    if (size - from >= REC_HDR && get_u32(p + from) == REC_MAGIC &&
+    if (size - from >= REC_HDR && is_record_magic(get_u32(p + from)) &&
         get_u32(p + from + 4) <= size - from - REC_HDR) {
         n = 1;
         off = from + REC_HDR + get_u32(p + from + 4);
     }
     while (off + REC_HDR <= size) {
-        if (valid_record_at(p + off, size - off, &rec)) {
+        if (valid_record_at(p + off, size - off, salt, &rec)) {
             n++;
             off += rec;
         } else {
@@ -733,7 +894,7 @@ static rc_status recover_segment(rc_queue *q, segment *s, uint64_t expected, uin
     size_t n_acks;
     uint64_t *acks = load_acks(ack_path, &n_acks);
     rc_status st_ = RC_OK;
-    while (off < size && valid_record_at(p + off, size - off, &rec)) {
+    while (off < size && valid_record_at(p + off, size - off, s->salt, &rec)) {
         s->records++;
         if (!(acks && bsearch(&off, acks, n_acks, 8, cmp_u64))) {
             entry e = {s, off, NULL, get_u32(p + off + 4), get_u32(p + off + 8), 0, E_QUEUED};
@@ -749,14 +910,17 @@ static rc_status recover_segment(rc_queue *q, segment *s, uint64_t expected, uin
         }
         off += rec;
     }
-    if (st_ == RC_OK && (off < size || (expected != MF_UNKNOWN && s->records < expected))) {
+    /* A reused file's old records, past an end mark, are not torn data. */
+    bool torn = off < size && !is_end_mark(p + off, size - off, s->salt);
+    if (st_ == RC_OK && off < size && !torn) (void)!ftruncate(s->fd, (off_t)off);
+    if (st_ == RC_OK && (torn || (expected != MF_UNKNOWN && s->records < expected))) {
         /* Records past the cut that had been delivered are not lost. */
-        uint64_t gone = expected == MF_UNKNOWN  ? count_records_after(p, off, size)
+        uint64_t gone = expected == MF_UNKNOWN  ? count_records_after(p, off, size, s->salt)
                         : expected > s->records ? expected - s->records
                                                 : 0;
         uint64_t delivered = acks_from(acks, n_acks, off);
         *lost = gone > delivered ? gone - delivered : 0;
-        if (off < size) {
+        if (torn) {
             rc_warn(q->name,
                     "queue segment %s: cut %" PRIu64
                     " bytes of torn or corrupt data at offset %" PRIu64 "; %" PRIu64
@@ -900,10 +1064,11 @@ static rc_status recover_file(rc_queue *q, uint64_t seq, uint64_t expected, uint
         return RC_ENOMEM;
     }
     s->seq = seq;
+    s->salt = seq_salt(seq);
     s->ack_fd = -1;
     char path[PATH_MAX];
     seg_path(q, s->seq, "seg", path, sizeof path);
-    s->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+    s->fd = open(path, O_RDWR | O_CLOEXEC);
     if (s->fd < 0) {
         rc_error_set(err, "%s: cannot open %s: %s", q->name, path, strerror(errno));
         free(s);
@@ -987,7 +1152,7 @@ static rc_status recover(rc_queue *q, rc_error *err)
         /* From here on the manifest lists what is on disk; the .del files
          * and what was reported missing are forgotten. */
         for (size_t k = 0; k < n_del; k++)
-            retired_add(q, dels[k]);
+            retired_add(q, dels[k], -1);
         manifest_update(q, false, NULL);
     }
     free(mf.v);
@@ -1154,6 +1319,7 @@ void rc_queue_close(rc_queue *q)
         }
         free(s);
     }
+    spares_drop(q);
     free(q->retired);
     if (q->lock_fd >= 0) close(q->lock_fd);
     pthread_cond_destroy(&q->avail);
@@ -1271,13 +1437,15 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, prepared *cp
     } else {
         segment *s = segment_for(q, need, err);
         if (!s) return RC_EIO;
-        unsigned char hdr[REC_HDR];
+        unsigned char hdr[REC_HDR], mark[REC_HDR];
         put_u32(hdr, REC_MAGIC);
         put_u32(hdr + 4, (uint32_t)c->len);
         put_u32(hdr + 8, c->weight);
-        put_u32(hdr + 12, cp->crc);
-        struct iovec iov[2] = {{hdr, REC_HDR}, {(void *)c->data, c->len}};
-        if (!write_all(s->fd, iov, 2)) {
+        put_u32(hdr + 12, cp->crc ^ s->salt);
+        put_end_mark(mark, s->salt);
+        /* The next record is written over the end mark. */
+        struct iovec iov[3] = {{hdr, REC_HDR}, {(void *)c->data, c->len}, {mark, REC_HDR}};
+        if (!write_all_at(s->fd, iov, s->reused ? 3 : 2, s->size)) {
             int e_ = errno;
             if (ftruncate(s->fd, (off_t)s->size) != 0) s->sealed = true;
             rc_error_set(err, "%s: cannot write to the queue: %s", q->name, strerror(e_));
@@ -1493,7 +1661,7 @@ static enum read_result read_claimed(rc_queue *q, rc_queue_record *r, segment *s
                 r->data ? strerror(errno) : "no memory");
         return READ_FAILED;
     }
-    if (record_crc((uint32_t)r->len, r->weight, r->data) != get_u32(hdr + 12)) {
+    if (!record_checks(hdr, s->salt, (uint32_t)r->len, r->weight, r->data)) {
         rc_counter_add(q->lost, 1);
         rc_error_log(q->name,
                      "a queued record (segment %016" PRIx64 ", offset %" PRIu64
@@ -1603,7 +1771,7 @@ rc_status rc_queue_read(rc_queue *q, uint64_t id, rc_buf *out)
         return RC_EIO;
     }
     out->len = copy.len;
-    if (record_crc(copy.len, copy.weight, out->data) == get_u32(hdr + 12)) return RC_OK;
+    if (record_checks(hdr, copy.seg->salt, copy.len, copy.weight, out->data)) return RC_OK;
     rc_counter_add(q->lost, 1);
     rc_error_log(q->name,
                  "a queued record (segment %016" PRIx64 ", offset %" PRIu64

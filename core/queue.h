@@ -10,12 +10,19 @@
  * files, NNNNNNNNNNNNNNNN.seg (16 hex digits, a sequence number that a
  * failed create does not use up), written append-only; a new one is started
  * when the next record would take the active one past segment_bytes. Each
- * record is a 16-byte header (magic, length, weight, CRC-32C over length,
- * weight and payload) and its payload. Delivered records are listed, by
- * offset, in the segment's .ack file; once every record of a segment is
- * delivered its .ack file is deleted and the segment is renamed
- * NNNNNNNNNNNNNNNN.del and emptied, and that empty file is deleted at the
- * next write of the manifest.
+ * record is a 16-byte header (magic "RCQ2", length, weight, CRC-32C over
+ * length, weight and payload XORed with a CRC-32C of the segment's
+ * sequence number; "RCQ1" records, unsalted, are still read) and its
+ * payload. Delivered records are listed, by offset, in the segment's .ack
+ * file; once every record of a segment is delivered its .ack file is
+ * deleted and the segment is renamed NNNNNNNNNNNNNNNN.del and emptied, and
+ * that empty file is deleted at the next write of the manifest. Up to two
+ * such files are not emptied but kept, while their pages are in the page
+ * cache, and written over by later segments (renamed to the new segment's
+ * name): far cheaper than growing new files. A reused file keeps an end
+ * mark (magic "RCQE", zero length and weight, the salt) after its last
+ * record, and its older records never pass a salted checksum; spares are
+ * deleted at close.
  *
  * MANIFEST lists the segments that must be there, so that one that goes
  * missing is noticed with the records it took along. All integers little
@@ -42,7 +49,8 @@
  * MANIFEST (written before there was one) or with an unreadable one is
  * read as before, with a warning that missing segments cannot be detected
  * this time; the manifest is written from then on. Older versions ignore
- * MANIFEST and .del files.
+ * MANIFEST and .del files, but cannot read "RCQ2" records: a queue is not
+ * carried back to a version before them.
  *
  *   fsync  append returns once the records are fsync'd. Concurrent appends
  *          share one fdatasync (group commit): whoever finds no sync running

@@ -30,6 +30,10 @@ made, so an edge case can be changed or added here and regenerated:
   otlp_response/*      gRPC and HTTP answers of an OTLP server (statuses with
                        RetryInfo, partial_success) and queued item records,
                        behind fuzz_otlp_response.c's selector byte
+  queue/rcq2-*         segment 1 of a queue in fuzz_queue.c's layout: salted
+                       records, a reused file's end mark and the older
+                       records behind it (the rest of queue/ was made by
+                       earlier versions and by the fuzzer)
 
 The real SDK captures (proto/*.pb, json/*.json without the edge- prefix) are
 copies of /work/shared/fixtures and are not written here. Standard library
@@ -764,6 +768,52 @@ def respan_log_seeds():
     return seeds
 
 
+# --- queue segments for fuzz_queue ---------------------------------------------------
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def salt(seq):
+    return crc32c(seq.to_bytes(8, "little"))
+
+
+def record(seq, payload, weight=1):
+    """A core/queue.c record of segment `seq` ("RCQ2", salted checksum)."""
+    lw = len(payload).to_bytes(4, "little") + weight.to_bytes(4, "little")
+    crc = crc32c(payload, crc32c(lw)) ^ salt(seq)
+    return b"RCQ2" + lw + crc.to_bytes(4, "little") + payload
+
+
+def end_mark(seq):
+    return b"RCQE" + bytes(8) + salt(seq).to_bytes(4, "little")
+
+
+def queue_input(segment, acks=()):
+    """fuzz_queue.c's input: the .ack part's length, its offsets, the segment."""
+    ack = b"".join(off.to_bytes(8, "little") for off in acks)
+    return len(ack).to_bytes(2, "big") + ack + segment
+
+
+def queue_seeds():
+    new = [record(1, b"payload %d " % k * 8, 1 + k % 3) for k in range(3)]
+    old = [record(7, b"older record %d " % k * 8) for k in range(5)]
+    whole = b"".join(new)
+    return {
+        "rcq2-three-records": queue_input(whole),
+        "rcq2-one-acked": queue_input(whole, [len(new[0])]),
+        "rcq2-reused": queue_input(whole + end_mark(1) + b"".join(old)[len(whole) + 16:]),
+        "rcq2-reused-empty": queue_input(end_mark(1) + b"".join(old)[16:]),
+        "rcq2-older-record-at-end": queue_input(whole + old[4]),
+        "rcq2-torn-end-mark": queue_input(whole + end_mark(1)[:9] + b"".join(old)),
+    }
+
+
 def write_all(folder, files):
     path = os.path.join(HERE, folder)
     os.makedirs(path, exist_ok=True)
@@ -783,6 +833,7 @@ def main():
     write_all("pricing", pricing_seeds())
     write_all("headers", headers_seeds())
     write_all("respan_log", respan_log_seeds())
+    write_all("queue", queue_seeds())
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from test_respan_delivery import (Setup, Span, arrived_ids, body_of,  # noqa: E4
                                   ids, llm_attrs, make_spans, send_ok, wait_all_arrived,
                                   wait_until)
 
-REC_MAGIC = 0x31514352  # "RCQ1", little-endian, as core/queue.c writes it
+REC_MAGIC = 0x32514352  # "RCQ2", little-endian, as core/queue.c writes it
 REC_HDR = 16
 
 CRASH_THREADS = 4

@@ -139,6 +139,11 @@ static int is_seg(const struct dirent *de)
     return has_ext(de, ".seg");
 }
 
+static int is_del(const struct dirent *de)
+{
+    return has_ext(de, ".del");
+}
+
 static int is_ack(const struct dirent *de)
 {
     return has_ext(de, ".ack");
@@ -1097,6 +1102,7 @@ close:
     rc_queue_close(q);
     CHECK(count_files(t.queue, is_seg) == 0);
     CHECK(count_files(t.queue, is_ack) == 0);
+    CHECK(count_files(t.queue, is_del) == 0); /* no spare left behind */
     q = open_queue(t.queue, d, 1 << 20, 2048);
     if (q) CHECK(rc_queue_records(q) == 0);
     rc_queue_close(q);
@@ -1593,6 +1599,80 @@ static bool crash_three(const tdir *t, rc_queue_durability d, bool deliver_one)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* The child writes keys 0..4 into segment 0 (600-byte segments, 116-byte
+ * records) and delivers them, writes keys 5..9 into segment 1, then keys
+ * 10 and 11 into segment 2, which is segment 0's file written over; and
+ * dies without closing. */
+static int reuse_child(const char *dir, rc_queue_durability d)
+{
+    rc_queue_options o = {"reuse", dir, 1 << 20, 600, d, test_memory_bytes};
+    rc_queue *q;
+    rc_error err;
+    if (rc_queue_open(&o, &q, &err) != RC_OK) return 10;
+    if (append_batch(q, 0, 5, 100) != RC_OK) return 11;
+    for (uint64_t id = 0; id < 5; id++)
+        if (!rc_queue_done_id(q, id)) return 12;
+    if (append_batch(q, 5, 5, 100) != RC_OK || append_batch(q, 10, 2, 100) != RC_OK) return 13;
+    return 0;
+}
+
+static bool crash_after_reuse(const tdir *t, rc_queue_durability d, char *seg2, size_t n)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) _exit(reuse_child(t->queue, d));
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    seq_file(t, 2, "seg", seg2, n);
+    /* Segment 0's five records are still there past the two new ones and
+     * their end mark: the file was written over, not made anew. */
+    CHECK(file_size(seg2) == 5 * 116);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 && file_size(seg2) == 5 * 116;
+}
+
+/* A delivered segment's file is reused for a later segment; after a crash
+ * its old records are neither taken again nor reported as torn or lost,
+ * while a torn end is still noticed, and an old record where the new ones
+ * end cannot pass for one of them (the checksums are salted). */
+static void test_reused_segment_recovery(rc_queue_durability d)
+{
+    char seg2[PATH_MAX];
+    keys want = {.n = 0};
+    keys_range(&want, 5, 7); /* 5..11 */
+    tdir t;
+    tdir_make(&t);
+    if (crash_after_reuse(&t, d, seg2, sizeof seg2)) {
+        char del[PATH_MAX];
+        seq_file(&t, 0, "del", del, sizeof del);
+        CHECK(!path_exists(del));
+        check_loss(&t, d, NULL, 0, 0, &want, 3);
+    }
+    tdir_remove(&t);
+
+    /* The end mark damaged: torn data past the new records, none lost. */
+    tdir_make(&t);
+    if (crash_after_reuse(&t, d, seg2, sizeof seg2)) {
+        flip_byte(seg2, 2 * 116 + 1);
+        check_loss(&t, d, "cut 348 bytes of torn or corrupt data at offset 232; 0 records lost", 0,
+                   0, &want, 3);
+    }
+    tdir_remove(&t);
+
+    /* Segment 0's record of key 4, whole and with its own checksum, just
+     * where the new records end (over the end mark): not taken. */
+    tdir_make(&t);
+    if (crash_after_reuse(&t, d, seg2, sizeof seg2)) {
+        unsigned char old[116];
+        int fd = open(seg2, O_RDWR);
+        CHECK(fd >= 0 && pread(fd, old, sizeof old, 4 * 116) == (ssize_t)sizeof old &&
+              pwrite(fd, old, sizeof old, 2 * 116) == (ssize_t)sizeof old);
+        if (fd >= 0) close(fd);
+        check_loss(&t, d, "cut 348 bytes of torn or corrupt data at offset 232", 1, 0, &want, 3);
+    }
+    tdir_remove(&t);
+}
+
 static void test_missing_after_crash(rc_queue_durability d)
 {
     char path[PATH_MAX], want_log[600];
@@ -1631,7 +1711,7 @@ static void test_missing_after_crash(rc_queue_durability d)
         seq_file(&t, 1, "seg", path, sizeof path);
         CHECK(!path_exists(path));
         seq_file(&t, 1, "del", path, sizeof path);
-        CHECK(file_size(path) == 0);
+        CHECK(path_exists(path)); /* emptied, or kept to be reused */
         want.n = 0;
         keys_range(keys_range(&want, 0, 5), 10, 5);
         check_loss(&t, d, NULL, 0, 0, &want, 3);
@@ -2532,6 +2612,7 @@ int main(void)
         RUN(test_take_id_corrupt(d));
         RUN(test_missing_segment(d));
         RUN(test_missing_after_crash(d));
+        RUN(test_reused_segment_recovery(d));
         RUN(test_lost_records_counted(d));
         RUN(test_without_manifest(d));
         RUN(test_small_queue_keeps_working(d));
