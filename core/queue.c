@@ -180,13 +180,27 @@ static uint64_t get_u64(const unsigned char *p)
 }
 
 /* The checksum covers length and weight too, so a flipped length cannot
- * make a torn record look whole. */
-static uint32_t record_crc(uint32_t len, uint32_t weight, const void *payload)
+ * make a torn record look whole. The payload may come in two parts, p1
+ * then p2 (len in all). */
+static uint32_t record_crc2(uint32_t len, uint32_t weight, const void *p1, size_t n1,
+                            const void *p2)
 {
     unsigned char lw[8];
     put_u32(lw, len);
     put_u32(lw + 4, weight);
-    return rc_crc32c(rc_crc32c(0, lw, 8), payload, len);
+    uint32_t crc = rc_crc32c(rc_crc32c(0, lw, 8), p1, n1);
+    return len > n1 ? rc_crc32c(crc, p2, len - n1) : crc;
+}
+
+static uint32_t record_crc(uint32_t len, uint32_t weight, const void *payload)
+{
+    return record_crc2(len, weight, payload, len, NULL);
+}
+
+/* A chunk's payload length: both its parts. */
+static size_t chunk_len(const rc_queue_chunk *c)
+{
+    return c->len + (c->more ? c->more_len : 0);
 }
 
 /* What a segment's checksums are XORed with: a record of another segment
@@ -1385,8 +1399,8 @@ typedef struct prepared {
 static void reserve_copies(rc_queue *q, const rc_queue_chunk *chunks, size_t n, prepared *cp)
 {
     for (size_t i = 0; i < n; i++) {
-        size_t p = pool_find(q, chunks[i].len);
-        size_t cap = p < q->pool_n ? buf_cap(q->pool[p]) : buf_cap_for(chunks[i].len);
+        size_t p = pool_find(q, chunk_len(&chunks[i]));
+        size_t cap = p < q->pool_n ? buf_cap(q->pool[p]) : buf_cap_for(chunk_len(&chunks[i]));
         cp[i] = NO_COPY;
         if (q->o.durability != RC_QUEUE_MEMORY && q->mem_bytes + cap > q->o.memory_bytes) continue;
         cp[i] = (prepared){true, p < q->pool_n ? pool_remove(q, p) : NULL, cap, 0};
@@ -1402,11 +1416,14 @@ static void prepare_outside_lock(const rc_queue *q, const rc_queue_chunk *chunks
                                  prepared *cp)
 {
     for (size_t i = 0; i < n; i++) {
+        const rc_queue_chunk *c = &chunks[i];
         if (q->o.durability != RC_QUEUE_MEMORY)
-            cp[i].crc = record_crc((uint32_t)chunks[i].len, chunks[i].weight, chunks[i].data);
+            cp[i].crc = record_crc2((uint32_t)chunk_len(c), c->weight, c->data, c->len, c->more);
         if (!cp[i].kept) continue;
         if (!cp[i].buf) cp[i].buf = buf_alloc(cp[i].cap);
-        if (cp[i].buf && chunks[i].len) memcpy(cp[i].buf, chunks[i].data, chunks[i].len);
+        if (!cp[i].buf) continue;
+        if (c->len) memcpy(cp[i].buf, c->data, c->len);
+        if (chunk_len(c) > c->len) memcpy(cp[i].buf + c->len, c->more, c->more_len);
     }
 }
 
@@ -1426,8 +1443,9 @@ static void drop_copies(rc_queue *q, prepared *cp, size_t n)
  * a copy) and queues its entry, which takes the copy over. Under mu. */
 static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, prepared *cp, rc_error *err)
 {
-    uint64_t need = REC_HDR + c->len;
-    entry e = {NULL, 0, cp->buf, (uint32_t)c->len, c->weight, rc_now_ms(), E_QUEUED};
+    size_t len = chunk_len(c);
+    uint64_t need = REC_HDR + len;
+    entry e = {NULL, 0, cp->buf, (uint32_t)len, c->weight, rc_now_ms(), E_QUEUED};
     if (q->o.durability == RC_QUEUE_MEMORY) {
         if (!q->active && !(q->active = segment_append_new(q, err))) return RC_ENOMEM;
         if (!e.mem) {
@@ -1439,13 +1457,16 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, prepared *cp
         if (!s) return RC_EIO;
         unsigned char hdr[REC_HDR], mark[REC_HDR];
         put_u32(hdr, REC_MAGIC);
-        put_u32(hdr + 4, (uint32_t)c->len);
+        put_u32(hdr + 4, (uint32_t)len);
         put_u32(hdr + 8, c->weight);
         put_u32(hdr + 12, cp->crc ^ s->salt);
         put_end_mark(mark, s->salt);
         /* The next record is written over the end mark. */
-        struct iovec iov[3] = {{hdr, REC_HDR}, {(void *)c->data, c->len}, {mark, REC_HDR}};
-        if (!write_all_at(s->fd, iov, s->reused ? 3 : 2, s->size)) {
+        struct iovec iov[4] = {{hdr, REC_HDR}, {(void *)c->data, c->len}};
+        int n = 2;
+        if (len > c->len) iov[n++] = (struct iovec){(void *)c->more, c->more_len};
+        if (s->reused) iov[n++] = (struct iovec){mark, REC_HDR};
+        if (!write_all_at(s->fd, iov, n, s->size)) {
             int e_ = errno;
             if (ftruncate(s->fd, (off_t)s->size) != 0) s->sealed = true;
             rc_error_set(err, "%s: cannot write to the queue: %s", q->name, strerror(e_));
@@ -1555,11 +1576,12 @@ rc_status rc_queue_append_ids(rc_queue *q, const rc_queue_chunk *chunks, size_t 
     if (n == 0) return RC_OK;
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        if (chunks[i].len > UINT32_MAX - REC_HDR) {
-            rc_error_set(err, "%s: a record of %zu bytes is too large", q->name, chunks[i].len);
+        size_t len = chunk_len(&chunks[i]);
+        if (len < chunks[i].len || len > UINT32_MAX - REC_HDR) {
+            rc_error_set(err, "%s: a record of %zu bytes is too large", q->name, len);
             return RC_ETOOBIG;
         }
-        total += REC_HDR + chunks[i].len;
+        total += REC_HDR + len;
     }
     if (total > q->o.max_bytes) {
         rc_error_set(err, "%s: %" PRIu64 " bytes can never fit a queue of %" PRIu64 " bytes",

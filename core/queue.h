@@ -113,11 +113,16 @@ typedef struct rc_queue_options {
 typedef struct rc_queue rc_queue;
 
 /* One record to append. `weight` is the caller's unit of batching (the
- * respan exporter passes the number of logs in the record). */
+ * respan exporter passes the number of logs in the record). The payload
+ * is data[0..len) followed by more[0..more_len) (more may be NULL): a
+ * caller with a header of its own and a large body need not copy them
+ * into one buffer first. */
 typedef struct rc_queue_chunk {
     const void *data;
     size_t len;
     uint32_t weight;
+    const void *more;
+    size_t more_len;
 } rc_queue_chunk;
 
 /* A record handed to a sender. `data` is owned by the queue: the sender

@@ -954,11 +954,15 @@ static const rc_request *whole_unchanged_request(const rc_batch *spans)
     return owner;
 }
 
-static bool encode_spans(const rc_batch *spans, rc_buf *out)
+/* Appends the spans' protobuf to out; or, when they are one request
+ * unchanged, points *wire at its bytes instead: the queue writes them from
+ * there (a request is a megabyte or so, not worth a copy). */
+static bool encode_spans(const rc_batch *spans, rc_buf *out, rc_queue_chunk *wire)
 {
     const rc_request *whole = whole_unchanged_request(spans);
     if (whole) {
-        rc_buf_append(out, whole->wire, whole->wire_len);
+        wire->more = whole->wire;
+        wire->more_len = whole->wire_len;
         return true;
     }
     rc_arena *scratch = rc_arena_new_scratch(16 * 1024);
@@ -968,8 +972,10 @@ static bool encode_spans(const rc_batch *spans, rc_buf *out)
     return view != NULL;
 }
 
-/* Builds the record of a put in out; false when out of memory. */
-static bool build_record(const rc_batch *spans, rc_buf *out, uint32_t *n_traces)
+/* Builds the record of a put in out, and in wire->more when its body is
+ * a request's bytes as received; false when out of memory. */
+static bool build_record(const rc_batch *spans, rc_buf *out, rc_queue_chunk *wire,
+                         uint32_t *n_traces)
 {
     unsigned char hdr[HDR_BYTES] = {0};
     rc_buf_append(out, hdr, HDR_BYTES);
@@ -977,7 +983,7 @@ static bool build_record(const rc_batch *spans, rc_buf *out, uint32_t *n_traces)
     size_t meta_at = out->len;
     put_meta(out, &spans->runs[0].owner->meta);
     size_t meta_len = out->len - meta_at;
-    if (!encode_spans(spans, out) || n == SIZE_MAX || out->failed) return false;
+    if (!encode_spans(spans, out, wire) || n == SIZE_MAX || out->failed) return false;
     unsigned char *p = (unsigned char *)out->data;
     put_u32(p, MAGIC_SPANS);
     put_u32(p + 4, (uint32_t)spans->n_spans);
@@ -1073,20 +1079,24 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
     rc_buf *recp = buf_get(h);
     uint32_t n_traces = 0, charged = 0;
     rc_status st = RC_OK;
-    if (!recp || !build_record(spans, recp, &n_traces)) {
+    rc_queue_chunk c = {NULL, 0, (uint32_t)spans->n_spans, NULL, 0};
+    if (!recp || !build_record(spans, recp, &c, &n_traces)) {
         rc_error_set(err, "%s: out of memory holding %zu spans", h->name, spans->n_spans);
         buf_put(h, recp);
         return RC_ENOMEM;
     }
     const rc_buf rec = *recp;
+    c.data = rec.data;
+    c.len = rec.len;
+    size_t rec_len = rec.len + c.more_len;
     if (h->o.durability == RC_QUEUE_MEMORY) {
-        if (!rc_mem_try_charge(rec.len)) {
+        if (!rc_mem_try_charge(rec_len)) {
             rc_error_set(err, "%s: memory limit reached holding %zu spans", h->name,
                          spans->n_spans);
             buf_put(h, recp);
             return RC_ENOMEM;
         }
-        charged = (uint32_t)rec.len;
+        charged = (uint32_t)rec_len;
     }
     pthread_mutex_lock(&h->mu);
     bool room = reserve_index(h, n_traces);
@@ -1098,14 +1108,13 @@ rc_status rc_hold_put(rc_hold *h, const rc_batch *spans, rc_error *err)
         goto out;
     }
     uint64_t id = NO_ID;
-    rc_queue_chunk c = {rec.data, rec.len, (uint32_t)spans->n_spans};
     st = rc_queue_append_ids(h->q, &c, 1, &id, err);
     if (st == RC_ETOOBIG) st = RC_EBUSY; /* the caller passes the spans on at once */
     rec_view v;
     parse_record(rec.data, rec.len, &v);
     pthread_mutex_lock(&h->mu);
     if (st == RC_OK) {
-        register_record(h, id, &v, rc_now_ms() + (int64_t)h->o.wait_ms, (uint32_t)rec.len);
+        register_record(h, id, &v, rc_now_ms() + (int64_t)h->o.wait_ms, (uint32_t)rec_len);
         charged = 0; /* the slot holds the charge now */
     } else {
         forget_refused(h, id);
@@ -1163,7 +1172,8 @@ rc_status rc_hold_settle_noted(rc_hold *h, const uint8_t *trace_ids, size_t n, c
     if (rec.failed || !room)
         rc_error_set(err, "%s: memory limit reached writing a note", h->name);
     else
-        st = rc_queue_append_ids(h->q, &(rc_queue_chunk){rec.data, rec.len, 0}, 1, &id, err);
+        st = rc_queue_append_ids(h->q, &(rc_queue_chunk){.data = rec.data, .len = rec.len}, 1, &id,
+                                 err);
     rc_buf_free(&rec);
     pthread_mutex_lock(&h->mu);
     if (st != RC_OK) {

@@ -186,7 +186,8 @@ static size_t cut_records(const rc_delivery *d, const rc_buf *items, rc_queue_ch
         bool full = pos > start && (spans + it.spans > d->c.max_batch_spans ||
                                     pos + used - start > d->c.max_batch_bytes);
         if (full) {
-            out[n++] = (rc_queue_chunk){items->data + start, pos - start, (uint32_t)spans};
+            out[n++] = (rc_queue_chunk){
+                .data = items->data + start, .len = pos - start, .weight = (uint32_t)spans};
             start = pos;
             spans = 0;
             continue;
@@ -195,7 +196,8 @@ static size_t cut_records(const rc_delivery *d, const rc_buf *items, rc_queue_ch
         pos += used;
     }
     if (pos > start && n < cap)
-        out[n++] = (rc_queue_chunk){items->data + start, pos - start, (uint32_t)spans};
+        out[n++] = (rc_queue_chunk){
+            .data = items->data + start, .len = pos - start, .weight = (uint32_t)spans};
     return n;
 }
 
@@ -248,7 +250,7 @@ rc_status rc_delivery_enqueue_counted(rc_delivery *d, const rc_buf *items, uint6
     if (items->len == 0 || items->len > d->c.max_batch_bytes || spans > d->c.max_batch_spans ||
         spans > UINT32_MAX)
         return rc_delivery_enqueue(d, items, err);
-    rc_queue_chunk one = {items->data, items->len, (uint32_t)spans};
+    rc_queue_chunk one = {.data = items->data, .len = items->len, .weight = (uint32_t)spans};
     rc_status st = rc_queue_append(d->q, &one, 1, err);
     update_queue_gauge(d);
     return st;

@@ -1497,10 +1497,10 @@ static void test_frame_garbage(void)
         static const char r3[] = "span-4\nspan-5"; /* the last one has no newline */
         static const char r4[] = "span-6\n";
         rc_queue_chunk chunks[] = {
-            {r1, sizeof r1 - 1, 3},
-            {r2, sizeof r2 - 1, 1},
-            {r3, sizeof r3 - 1, 2},
-            {r4, sizeof r4 - 1, 1},
+            {r1, sizeof r1 - 1, 3, NULL, 0},
+            {r2, sizeof r2 - 1, 1, NULL, 0},
+            {r3, sizeof r3 - 1, 2, NULL, 0},
+            {r4, sizeof r4 - 1, 1, NULL, 0},
         };
         CHECK(rc_queue_append(q, chunks, 4, &err) == RC_OK);
         rc_queue_close(q);

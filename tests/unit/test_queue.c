@@ -256,7 +256,7 @@ static rc_status append_rec(rc_queue *q, uint32_t key, uint32_t weight, size_t l
     char *buf = malloc(len ? len : 1);
     if (!buf) return RC_ENOMEM;
     fill_payload(buf, key, weight, len);
-    rc_queue_chunk c = {buf, len, weight};
+    rc_queue_chunk c = {buf, len, weight, NULL, 0};
     memset(&last_err, 0, sizeof last_err);
     rc_status st = rc_queue_append(q, &c, 1, &last_err);
     free(buf);
@@ -280,7 +280,7 @@ static rc_status append_batch_ids(rc_queue *q, uint32_t first, size_t n, size_t 
         size_t l = len ? len : default_len(key);
         char *buf = malloc(l);
         if (buf) fill_payload(buf, key, default_weight(key), l);
-        c[i] = (rc_queue_chunk){buf, l, default_weight(key)};
+        c[i] = (rc_queue_chunk){buf, l, default_weight(key), NULL, 0};
     }
     memset(&last_err, 0, sizeof last_err);
     rc_status st = rc_queue_append_ids(q, c, n, first_id, &last_err);
@@ -452,7 +452,7 @@ static void test_empty_payload(rc_queue_durability d)
     tdir_make(&t);
     rc_queue *q = open_queue(t.queue, d, 1 << 20, 0);
     if (!q) goto out;
-    rc_queue_chunk c[2] = {{"", 0, 7}, {"x", 1, 0}};
+    rc_queue_chunk c[2] = {{"", 0, 7, NULL, 0}, {"x", 1, 0, NULL, 0}};
     CHECK(rc_queue_append(q, c, 2, &last_err) == RC_OK);
     CHECK(rc_queue_bytes(q) == 2 * HDR + 1);
     if (d != RC_QUEUE_MEMORY) { /* survive a reopen too */
@@ -474,6 +474,36 @@ out:
 
 /* An empty chunk with no data pointer, {NULL, 0, w}, is an empty record.
  * In a child: the sanitizers stop the process on undefined behaviour. */
+/* A record given in two parts is one payload: taken from its copy, read
+ * back from disk (its checksum covering both parts) and after a reopen. */
+static void test_two_part_record(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    rc_queue *q = open_queue(t.queue, d, 1 << 20, 0);
+    if (!q) goto out;
+    static const char head[] = "head:", body[] = "the body of the record";
+    rc_queue_chunk c[2] = {{head, sizeof head - 1, 2, body, sizeof body - 1},
+                           {body, sizeof body - 1, 1, NULL, 5}};
+    rc_error err;
+    CHECK(rc_queue_append(q, c, 2, &err) == RC_OK);
+    for (int round = 0; round < 2 && q; round++) {
+        rc_queue_record r[2];
+        CHECK(take_now(q, r, 2) == 2);
+        CHECK(r[0].len == sizeof head - 1 + sizeof body - 1 && r[0].weight == 2 &&
+              memcmp(r[0].data, "head:the body of the record", r[0].len) == 0);
+        CHECK(r[1].len == sizeof body - 1 && memcmp(r[1].data, body, r[1].len) == 0);
+        rc_queue_release(q, &r[0]);
+        rc_queue_release(q, &r[1]);
+        if (d == RC_QUEUE_MEMORY) break;
+        rc_queue_close(q);
+        q = open_queue(t.queue, d, 1 << 20, 0);
+    }
+    rc_queue_close(q);
+out:
+    tdir_remove(&t);
+}
+
 static void test_null_empty_chunk(rc_queue_durability d)
 {
     tdir t;
@@ -485,7 +515,7 @@ static void test_null_empty_chunk(rc_queue_durability d)
         rc_queue *q;
         rc_error err;
         if (rc_queue_open(&o, &q, &err) != RC_OK) _exit(10);
-        rc_queue_chunk c = {NULL, 0, 3};
+        rc_queue_chunk c = {NULL, 0, 3, NULL, 0};
         if (rc_queue_append(q, &c, 1, &err) != RC_OK) _exit(11);
         rc_queue_record r;
         if (take_now(q, &r, 1) != 1 || r.len != 0 || r.weight != 3) _exit(12);
@@ -2194,7 +2224,7 @@ static int memory_undo_child(void)
     char small[64];
     fill_payload(small, 50, 1, sizeof small);
     /* The second chunk's bytes are never read: its copy cannot be made. */
-    rc_queue_chunk c[2] = {{small, sizeof small, 1}, {small, (size_t)3 << 30, 1}};
+    rc_queue_chunk c[2] = {{small, sizeof small, 1, NULL, 0}, {small, (size_t)3 << 30, 1, NULL, 0}};
     if (rc_queue_append(q, c, 2, &err) != RC_ENOMEM) return 13;
     if (rc_queue_records(q) != 3) return 14;
     if (rc_queue_bytes(q) != before) return 15;
@@ -2234,7 +2264,7 @@ static void test_failed_open_keeps_files(void)
     if (!q || !big) goto out;
     for (uint32_t k = 0; k < 40; k++) {
         fill_payload(big, k, 1, len);
-        rc_queue_chunk c = {big, len, 1};
+        rc_queue_chunk c = {big, len, 1, NULL, 0};
         CHECK(rc_queue_append(q, &c, 1, &last_err) == RC_OK);
     }
     rc_queue_close(q);
@@ -2568,6 +2598,7 @@ static void shared_tests(rc_queue_durability d)
     test_append_take_in_order(d);
     test_empty_payload(d);
     test_null_empty_chunk(d);
+    test_two_part_record(d);
     test_take_limits(d);
     test_linger(d);
     test_wake(d);

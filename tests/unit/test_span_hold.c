@@ -1382,7 +1382,8 @@ static void test_dead_letters(rc_queue_durability d)
     rc_error err = {{0}};
     CHECK(rc_queue_open(&qo, &q, &err) == RC_OK);
     if (!q) goto out;
-    rc_queue_chunk c[2] = {{garbage, sizeof garbage - 1, 1}, {bad_body, sizeof bad_body, 1}};
+    rc_queue_chunk c[2] = {{garbage, sizeof garbage - 1, 1, NULL, 0},
+                           {bad_body, sizeof bad_body, 1, NULL, 0}};
     CHECK(rc_queue_append(q, c, 2, &err) == RC_OK);
     rc_queue_close(q);
 
@@ -1483,7 +1484,9 @@ static void test_written_in_the_future(rc_queue_durability d)
     rc_queue *q = NULL;
     rc_error err = {{0}};
     CHECK(rc_queue_open(&qo, &q, &err) == RC_OK);
-    if (q) CHECK(rc_queue_append(q, &(rc_queue_chunk){rec.data, rec.len, 1}, 1, &err) == RC_OK);
+    if (q)
+        CHECK(rc_queue_append(q, &(rc_queue_chunk){rec.data, rec.len, 1, NULL, 0}, 1, &err) ==
+              RC_OK);
     rc_queue_close(q);
     rc_hold *h = open_hold(t.hold, d, 64 << 20, 1000, &o);
     if (!h) goto out;
