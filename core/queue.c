@@ -23,8 +23,10 @@
  * record would be mmap'd and page-faulted in (cleared) every time.
  *
  * Invariants:
- *   - q->bytes is the sum of segment sizes (disk) or record sizes (memory),
- *     and never exceeds opts.max_bytes after an append returns;
+ *   - q->bytes is the sum of what segments take on disk (seg_disk) or of
+ *     record sizes (memory); with q->kept_bytes, what the spares take (see
+ *     "spares" below), it never exceeds opts.max_bytes after an append
+ *     returns;
  *   - q->mem_bytes is the capacity of the entries' copies plus that
  *     reserved by appends under way; on disk it never exceeds
  *     opts.memory_bytes. An entry's copy is freed only when its record is
@@ -81,15 +83,16 @@
 
 typedef struct segment {
     uint64_t seq;
-    uint32_t salt;    /* seq_salt(seq) */
-    int fd;           /* O_RDWR, written at `size`; -1 in memory mode */
-    int ack_fd;       /* opened at the first done; -1 before */
-    uint64_t size;    /* of its records: a reused file is longer */
-    uint64_t records; /* whole records written to it (done or not): the manifest's count */
-    uint64_t live;    /* records in it not yet done */
-    bool sealed;      /* a write failed and could not be undone: append no more */
-    bool ours;        /* created by this run (not recovered): may be reused once delivered */
-    bool reused;      /* a spare written over: an end mark follows its records */
+    uint32_t salt;     /* seq_salt(seq) */
+    int fd;            /* O_RDWR, written at `size`; -1 in memory mode */
+    int ack_fd;        /* opened at the first done; -1 before */
+    uint64_t size;     /* of its records */
+    uint64_t file_len; /* a reused file's length, which may be more (see seg_disk) */
+    uint64_t records;  /* whole records written to it (done or not): the manifest's count */
+    uint64_t live;     /* records in it not yet done */
+    bool sealed;       /* a write failed and could not be undone: append no more */
+    bool ours;         /* created by this run (not recovered): may be reused once delivered */
+    bool reused;       /* a spare written over: an end mark follows its records */
     struct segment *next;
 } segment;
 
@@ -99,6 +102,7 @@ typedef struct segment {
 typedef struct retired_file {
     uint64_t seq;
     int fd;
+    uint64_t bytes; /* its length, while fd is open */
 } retired_file;
 
 enum { E_QUEUED, E_TAKEN, E_DONE };
@@ -137,6 +141,7 @@ struct rc_queue {
     size_t n_retired, cap_retired;
     retired_file spares[SPARES]; /* .del files no manifest lists, kept to be reused */
     size_t n_spares;
+    uint64_t kept_bytes;   /* the length of the retired files kept open and the spares */
     bool manifest_failing; /* the last manifest write failed (logged once) */
     rc_counter *lost;      /* respan_queue_lost_records */
     rc_counter *missing;   /* respan_queue_missing_segments */
@@ -440,7 +445,7 @@ enum mf_read { MF_ABSENT, MF_BAD, MF_OK };
 /* Remembers a .del file to settle after the next manifest write: with an
  * open fd, a spare to be; without, a file to unlink. When out of memory
  * it stays (its fd closed), and the next open removes it. Under mu. */
-static void retired_add(rc_queue *q, uint64_t seq, int fd)
+static void retired_add(rc_queue *q, uint64_t seq, int fd, uint64_t bytes)
 {
     if (q->n_retired == q->cap_retired) {
         size_t cap = q->cap_retired ? q->cap_retired * 2 : 16;
@@ -452,7 +457,18 @@ static void retired_add(rc_queue *q, uint64_t seq, int fd)
         q->retired = v;
         q->cap_retired = cap;
     }
-    q->retired[q->n_retired++] = (retired_file){seq, fd};
+    q->retired[q->n_retired++] = (retired_file){seq, fd, fd >= 0 ? bytes : 0};
+    q->kept_bytes += fd >= 0 ? bytes : 0;
+}
+
+/* Closes a kept file: it no longer counts as kept. */
+static void kept_close(rc_queue *q, retired_file *f)
+{
+    if (f->fd < 0) return;
+    close(f->fd);
+    f->fd = -1;
+    q->kept_bytes -= f->bytes;
+    f->bytes = 0;
 }
 
 static void del_file_remove(rc_queue *q, retired_file *f)
@@ -460,8 +476,7 @@ static void del_file_remove(rc_queue *q, retired_file *f)
     char path[PATH_MAX];
     seg_path(q, f->seq, "del", path, sizeof path);
     unlink(path);
-    if (f->fd >= 0) close(f->fd);
-    f->fd = -1;
+    kept_close(q, f);
 }
 
 /* Settles the .del files no manifest lists any more: those kept open
@@ -487,7 +502,23 @@ static void spares_drop(rc_queue *q)
         del_file_remove(q, &q->spares[i]);
     q->n_spares = 0;
     for (size_t i = 0; i < q->n_retired; i++)
-        if (q->retired[i].fd >= 0) close(q->retired[i].fd);
+        kept_close(q, &q->retired[i]);
+}
+
+/* Gives the disk the kept files take back, for an append that needs it:
+ * spares are unlinked; retired files kept open are emptied (their .del
+ * files stay until a manifest without them is written). Under mu. */
+static void kept_drop(rc_queue *q)
+{
+    for (size_t i = 0; i < q->n_spares; i++)
+        del_file_remove(q, &q->spares[i]);
+    q->n_spares = 0;
+    for (size_t i = 0; i < q->n_retired; i++) {
+        retired_file *f = &q->retired[i];
+        if (f->fd >= 0 && ftruncate(f->fd, 0) != 0)
+            rc_warn(q->name, "cannot empty a delivered queue segment: %s", strerror(errno));
+        kept_close(q, f);
+    }
 }
 
 /* Writes the manifest: `next_seq` and the segments of q->first that pass
@@ -628,9 +659,11 @@ out:
  * be taken for the new segment's (the checksums are salted with the
  * segment's sequence number) and an end mark after the new records tells
  * recovery where they stop, so a clean end is not logged as torn. Only a
- * file this run wrote, that no write failed on and whose pages are all in
- * memory is kept: writing part of a page that was evicted would read it
- * back from disk first. */
+ * file this run wrote, not sealed by a failed write, no longer than a
+ * segment and whose pages are all in memory is kept: writing part of a
+ * page that was evicted would read it back from disk first. Kept files
+ * count against max_bytes (kept_bytes) and give their disk back as soon
+ * as an append needs it. */
 
 /* Whether the first `size` bytes of the file are all in the page cache. */
 static bool pages_cached(int fd, uint64_t size)
@@ -650,16 +683,34 @@ static bool pages_cached(int fd, uint64_t size)
     return all;
 }
 
+/* What a segment takes on disk: its records and, in a reused file, its
+ * end mark and what is left of the file's older contents past them. */
+static uint64_t seg_disk(const segment *s)
+{
+    uint64_t used = s->size + (s->reused ? REC_HDR : 0);
+    return s->file_len > used ? s->file_len : used;
+}
+
+/* Counts in q->bytes a change to s (its size or file length): `before` is
+ * what seg_disk said before it. Under mu. */
+static void seg_recount(rc_queue *q, const segment *s, uint64_t before)
+{
+    q->bytes = q->bytes - before + seg_disk(s);
+}
+
 static bool worth_keeping(const rc_queue *q, const segment *s)
 {
     size_t kept = q->n_spares;
     for (size_t i = 0; i < q->n_retired; i++)
         kept += q->retired[i].fd >= 0;
-    return s->ours && !s->sealed && kept < SPARES && pages_cached(s->fd, s->size);
+    return s->ours && !s->sealed && kept < SPARES && seg_disk(s) <= q->o.segment_bytes + REC_HDR &&
+           pages_cached(s->fd, seg_disk(s));
 }
 
-/* Makes spare `f` the file of new segment s: renamed to s's name, an end
- * mark at its start. False (the spare gone) when that fails. Under mu. */
+/* Makes spare `f` the file of new segment s: an end mark at its start
+ * (synced with durability fsync), then renamed to s's name, so that the
+ * segment reads as empty however a crash comes. False (the spare gone)
+ * when that fails. Under mu. */
 static bool reuse_spare(rc_queue *q, retired_file *f, segment *s)
 {
     char from[PATH_MAX], to[PATH_MAX];
@@ -668,17 +719,16 @@ static bool reuse_spare(rc_queue *q, retired_file *f, segment *s)
     unsigned char mark[REC_HDR];
     put_end_mark(mark, s->salt);
     struct iovec iov = {mark, REC_HDR};
-    if (rename(from, to) != 0) {
+    if (!write_all_at(f->fd, &iov, 1, 0) ||
+        (q->o.durability == RC_QUEUE_FSYNC && fdatasync(f->fd) != 0) || rename(from, to) != 0) {
         del_file_remove(q, f);
         return false;
     }
-    if (!write_all_at(f->fd, &iov, 1, 0)) {
-        unlink(to);
-        close(f->fd);
-        return false;
-    }
     s->fd = f->fd;
+    s->file_len = f->bytes > REC_HDR ? f->bytes : REC_HDR;
     s->reused = true;
+    f->fd = -1;
+    q->kept_bytes -= f->bytes;
     return true;
 }
 
@@ -704,7 +754,7 @@ static void segment_delete(rc_queue *q, segment *s)
         if (rename(path, del) == 0) {
             if (!keep && ftruncate(s->fd, 0) != 0)
                 rc_warn(q->name, "cannot empty %s: %s", del, strerror(errno));
-            retired_add(q, s->seq, keep ? s->fd : -1);
+            retired_add(q, s->seq, keep ? s->fd : -1, seg_disk(s));
         } else {
             unlink(path);
             keep = false;
@@ -715,7 +765,7 @@ static void segment_delete(rc_queue *q, segment *s)
     }
     if (s->fd >= 0) close(s->fd);
     if (s->ack_fd >= 0) close(s->ack_fd);
-    q->bytes -= s->size;
+    q->bytes -= seg_disk(s);
     free(s);
 }
 
@@ -747,6 +797,7 @@ static segment *segment_append_new(rc_queue *q, rc_error *err)
         }
     }
     q->next_seq++;
+    q->bytes += seg_disk(s);
     segment **pp = &q->first;
     while (*pp)
         pp = &(*pp)->next;
@@ -1166,7 +1217,7 @@ static rc_status recover(rc_queue *q, rc_error *err)
         /* From here on the manifest lists what is on disk; the .del files
          * and what was reported missing are forgotten. */
         for (size_t k = 0; k < n_del; k++)
-            retired_add(q, dels[k], -1);
+            retired_add(q, dels[k], -1, 0);
         manifest_update(q, false, NULL);
     }
     free(mf.v);
@@ -1346,6 +1397,22 @@ void rc_queue_close(rc_queue *q)
 
 /* --- append ------------------------------------------------------------------- */
 
+/* Cuts s's file, and its records, at `len` (no more than their size),
+ * end mark included. When that fails, s is sealed: no record is written
+ * after a tail that recovery would cut off as torn. Under mu. */
+static bool cut_file(rc_queue *q, segment *s, uint64_t len)
+{
+    uint64_t before = seg_disk(s);
+    if (ftruncate(s->fd, (off_t)len) != 0) {
+        s->sealed = true;
+        return false;
+    }
+    s->size = len;
+    if (s->reused) s->file_len = len;
+    seg_recount(q, s, before);
+    return true;
+}
+
 /* Takes back the last `n` entries of this append: their bytes are cut from
  * the segment files so that nothing of a refused append is delivered. */
 static void undo_appends(rc_queue *q, size_t n)
@@ -1367,15 +1434,8 @@ static void undo_appends(rc_queue *q, size_t n)
             q->bytes -= cut;
             continue;
         }
-        if (ftruncate(s->fd, (off_t)e->off) != 0) {
-            /* The tail stays; recovery would cut it as torn. Stop writing
-             * after it so later records are not lost with it. */
+        if (!cut_file(q, s, e->off)) /* the tail stays; recovery would cut it as torn */
             rc_warn(q->name, "cannot truncate a refused append: %s", strerror(errno));
-            s->sealed = true;
-            continue;
-        }
-        s->size = e->off;
-        q->bytes -= cut;
     }
 }
 
@@ -1461,14 +1521,19 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, prepared *cp
         put_u32(hdr + 8, c->weight);
         put_u32(hdr + 12, cp->crc ^ s->salt);
         put_end_mark(mark, s->salt);
-        /* The next record is written over the end mark. */
         struct iovec iov[4] = {{hdr, REC_HDR}, {(void *)c->data, c->len}};
         int n = 2;
         if (len > c->len) iov[n++] = (struct iovec){(void *)c->more, c->more_len};
         if (s->reused) iov[n++] = (struct iovec){mark, REC_HDR};
-        if (!write_all_at(s->fd, iov, n, s->size)) {
+        /* In a reused file the header goes last: until it is there, the end
+         * mark it replaces still says where the records end, so a write
+         * cut short (SIGKILL) leaves no torn record for recovery to see. */
+        bool ok = s->reused ? write_all_at(s->fd, iov + 1, n - 1, s->size + REC_HDR) &&
+                                  write_all_at(s->fd, iov, 1, s->size)
+                            : write_all_at(s->fd, iov, n, s->size);
+        if (!ok) {
             int e_ = errno;
-            if (ftruncate(s->fd, (off_t)s->size) != 0) s->sealed = true;
+            cut_file(q, s, s->size);
             rc_error_set(err, "%s: cannot write to the queue: %s", q->name, strerror(e_));
             return e_ == ENOSPC || e_ == EDQUOT || e_ == EFBIG ? RC_EBUSY : RC_EIO;
         }
@@ -1476,15 +1541,16 @@ static rc_status write_record(rc_queue *q, const rc_queue_chunk *c, prepared *cp
     }
     e.seg = q->active;
     if (!ring_push(q, &e)) {
-        if (e.seg->fd >= 0 && ftruncate(e.seg->fd, (off_t)e.seg->size) != 0) e.seg->sealed = true;
+        if (e.seg->fd >= 0) cut_file(q, e.seg, e.seg->size);
         rc_error_set(err, "%s: out of memory queueing a record", q->name);
         return RC_ENOMEM;
     }
     if (e.mem) *cp = NO_COPY; /* the entry owns it now */
+    uint64_t before = seg_disk(e.seg);
     e.seg->size += need;
     e.seg->records++;
     e.seg->live++;
-    q->bytes += need;
+    seg_recount(q, e.seg, before);
     q->untaken_weight += e.weight;
     q->untaken_bytes += e.len;
     q->untaken_count++;
@@ -1527,8 +1593,12 @@ static rc_status wait_synced(rc_queue *q, uint64_t my_seq, rc_error *err)
     return RC_OK;
 }
 
+/* Whether `total` more bytes fit: the kept files give their disk back
+ * first. Under mu. */
 static rc_status check_room(rc_queue *q, uint64_t total, rc_error *err)
 {
+    if (q->bytes + q->kept_bytes + total <= q->o.max_bytes) return RC_OK;
+    kept_drop(q);
     if (q->bytes + total <= q->o.max_bytes) return RC_OK;
     rc_error_set(err, "%s: sending queue is full (%.1f of %.1f MiB), retry later", q->name,
                  (double)q->bytes / (1 << 20), (double)q->o.max_bytes / (1 << 20));

@@ -1892,6 +1892,55 @@ static void test_small_queue_keeps_working(rc_queue_durability d)
     tdir_remove(&t);
 }
 
+/* Bytes of the queue's segment files, delivered (.del) ones included. */
+static long long disk_bytes(const char *dir)
+{
+    long long sum = 0;
+    struct dirent **list;
+    int (*const kinds[])(const struct dirent *) = {is_seg, is_del};
+    for (size_t k = 0; k < 2; k++) {
+        int n = scandir(dir, &list, kinds[k], alphasort);
+        for (int i = 0; i < n; i++) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/%s", dir, list[i]->d_name);
+            sum += file_size(path);
+            free(list[i]);
+        }
+        if (n > 0) free(list);
+    }
+    return sum;
+}
+
+/* Delivered segment files kept for reuse count against max_bytes: when
+ * the queue fills up they give their disk back, so the files never take
+ * more than max_bytes (and an end mark) and the whole bound is usable. */
+static void test_kept_files_within_bound(rc_queue_durability d)
+{
+    tdir t;
+    tdir_make(&t);
+    /* 2400 bytes: 600-byte segments of five 116-byte records. */
+    rc_queue *q = open_queue(t.queue, d, 2400, 600);
+    for (uint32_t k = 0; q && k < 40; k += 5) { /* files kept and reused */
+        CHECK(append_batch(q, k, 5, 100) == RC_OK);
+        for (uint64_t id = k; id < k + 5; id++)
+            CHECK(rc_queue_done_id(q, id));
+        CHECK(disk_bytes(t.queue) <= 2400 + 16);
+    }
+    /* Four full segments; the two oldest delivered are kept, and the next
+     * append needs a new segment while the two others still hold records. */
+    CHECK(q && append_batch(q, 40, 20, 100) == RC_OK);
+    for (uint64_t id = 40; q && id < 50; id++)
+        CHECK(rc_queue_done_id(q, id));
+    uint32_t fitted = 0;
+    while (q && fitted < 100 && append_batch(q, 1000 + fitted, 1, 100) == RC_OK) {
+        fitted++;
+        CHECK(disk_bytes(t.queue) <= 2400 + 16);
+    }
+    CHECK(fitted == 10); /* the bound is whole: what was delivered is free again */
+    rc_queue_close(q);
+    tdir_remove(&t);
+}
+
 /* A segment that cannot be created (here: no file descriptor left,
  * RLIMIT_NOFILE) refuses the append and uses up no sequence number: the
  * next segment is numbered as if the failure never happened. */
@@ -2647,6 +2696,7 @@ int main(void)
         RUN(test_lost_records_counted(d));
         RUN(test_without_manifest(d));
         RUN(test_small_queue_keeps_working(d));
+        RUN(test_kept_files_within_bound(d));
         RUN(test_failed_create_keeps_seq(d));
     }
     RUN(test_memory_ignores_memory_bytes());
