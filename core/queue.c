@@ -698,12 +698,19 @@ static void seg_recount(rc_queue *q, const segment *s, uint64_t before)
     q->bytes = q->bytes - before + seg_disk(s);
 }
 
+/* Whether `need` more bytes of records fit segment s: its file, end mark
+ * included, stays within segment_bytes. */
+static bool seg_fits(const rc_queue *q, const segment *s, uint64_t need)
+{
+    return s->size + need + (s->reused ? REC_HDR : 0) <= q->o.segment_bytes;
+}
+
 static bool worth_keeping(const rc_queue *q, const segment *s)
 {
     size_t kept = q->n_spares;
     for (size_t i = 0; i < q->n_retired; i++)
         kept += q->retired[i].fd >= 0;
-    return s->ours && !s->sealed && kept < SPARES && seg_disk(s) <= q->o.segment_bytes + REC_HDR &&
+    return s->ours && !s->sealed && kept < SPARES && seg_disk(s) <= q->o.segment_bytes &&
            pages_cached(s->fd, seg_disk(s));
 }
 
@@ -837,7 +844,7 @@ static uint64_t default_memory_bytes(void)
 static segment *segment_for(rc_queue *q, uint64_t need, rc_error *err)
 {
     segment *a = q->active;
-    if (a && !a->sealed && (a->size == 0 || a->size + need <= q->o.segment_bytes)) return a;
+    if (a && !a->sealed && (a->size == 0 || seg_fits(q, a, need))) return a;
     if (a && q->o.durability == RC_QUEUE_FSYNC && a->fd >= 0 && fdatasync(a->fd) != 0) {
         rc_error_set(err, "%s: cannot sync queue segment: %s", q->name, strerror(errno));
         return NULL;
@@ -1611,8 +1618,7 @@ static rc_status write_and_sync(rc_queue *q, const rc_queue_chunk *chunks, size_
                                 uint64_t total, uint64_t *first_id, rc_error *err)
 {
     /* Rolling changes the active segment, which a running sync relies on. */
-    while (q->syncing && q->active &&
-           (q->active->sealed || q->active->size + total > q->o.segment_bytes))
+    while (q->syncing && q->active && (q->active->sealed || !seg_fits(q, q->active, total)))
         pthread_cond_wait(&q->synced, &q->mu);
     rc_status st = check_room(q, total, err);
     if (st != RC_OK) return st;
