@@ -1703,6 +1703,38 @@ static void test_reused_segment_recovery(rc_queue_durability d)
     tdir_remove(&t);
 }
 
+/* A delivered segment is kept for reuse (its .del file keeps its bytes)
+ * only while its pages are in the page cache: writing part of an evicted
+ * page would read it back from disk first. */
+static void test_evicted_segment_not_kept(rc_queue_durability d)
+{
+    for (int evict = 0; evict < 2; evict++) {
+        tdir t;
+        tdir_make(&t);
+        rc_queue *q = open_queue(t.queue, d, 1 << 20, 600);
+        if (!q) {
+            tdir_remove(&t);
+            return;
+        }
+        CHECK(append_batch(q, 0, 5, 100) == RC_OK);
+        char seg[PATH_MAX], del[PATH_MAX];
+        seq_file(&t, 0, "seg", seg, sizeof seg);
+        seq_file(&t, 0, "del", del, sizeof del);
+        int fd = open(seg, O_RDONLY);
+        CHECK(fd >= 0);
+        if (fd >= 0 && evict) {
+            CHECK(fdatasync(fd) == 0); /* clean pages can be dropped */
+            CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+        }
+        if (fd >= 0) close(fd);
+        for (uint64_t id = 0; id < 5; id++)
+            CHECK(rc_queue_done_id(q, id));
+        CHECK(file_size(del) == (evict ? 0 : 5 * 116));
+        rc_queue_close(q);
+        tdir_remove(&t);
+    }
+}
+
 static void test_missing_after_crash(rc_queue_durability d)
 {
     char path[PATH_MAX], want_log[600];
@@ -2693,6 +2725,7 @@ int main(void)
         RUN(test_missing_segment(d));
         RUN(test_missing_after_crash(d));
         RUN(test_reused_segment_recovery(d));
+        RUN(test_evicted_segment_not_kept(d));
         RUN(test_lost_records_counted(d));
         RUN(test_without_manifest(d));
         RUN(test_small_queue_keeps_working(d));
