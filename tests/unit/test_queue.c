@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1703,6 +1704,21 @@ static void test_reused_segment_recovery(rc_queue_durability d)
     tdir_remove(&t);
 }
 
+/* Drops a file's pages from the page cache; false when they stay (a file
+ * system such as tmpfs has nowhere else to keep them). */
+static bool evict_pages(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return false;
+    bool gone = fdatasync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+    unsigned char vec[1];
+    void *map = gone ? mmap(NULL, 1, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    gone = map != MAP_FAILED && mincore(map, 1, vec) == 0 && !(vec[0] & 1);
+    if (map != MAP_FAILED) munmap(map, 1);
+    close(fd);
+    return gone;
+}
+
 /* A delivered segment is kept for reuse (its .del file keeps its bytes)
  * only while its pages are in the page cache: writing part of an evicted
  * page would read it back from disk first. */
@@ -1720,13 +1736,12 @@ static void test_evicted_segment_not_kept(rc_queue_durability d)
         char seg[PATH_MAX], del[PATH_MAX];
         seq_file(&t, 0, "seg", seg, sizeof seg);
         seq_file(&t, 0, "del", del, sizeof del);
-        int fd = open(seg, O_RDONLY);
-        CHECK(fd >= 0);
-        if (fd >= 0 && evict) {
-            CHECK(fdatasync(fd) == 0); /* clean pages can be dropped */
-            CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+        if (evict && !evict_pages(seg)) {
+            fprintf(stderr, "  skipped: %s keeps its pages in memory whatever we ask\n", seg);
+            rc_queue_close(q);
+            tdir_remove(&t);
+            return;
         }
-        if (fd >= 0) close(fd);
         for (uint64_t id = 0; id < 5; id++)
             CHECK(rc_queue_done_id(q, id));
         CHECK(file_size(del) == (evict ? 0 : 5 * 116));
