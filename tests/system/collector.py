@@ -15,6 +15,7 @@ Standard library only: the tests must run on a bare Debian with python3.
 import http.client
 import json
 import os
+import random
 import shutil
 import socket
 import sys
@@ -35,12 +36,36 @@ COLLECTOR_BIN = os.environ.get("RC_BIN", os.path.join(SOURCE_DIR, "build", "resp
 
 
 
+def listener_port_range():
+    """Where the tests' listeners take their ports: below the kernel's
+    ephemeral range, from which outgoing connections draw their local ports,
+    so that none can take a collector's port between its stop and its
+    restart on the same ports. None when that range leaves no room."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (max(1024, low - 12000), low - 1) if low - 1024 >= 4000 else None
+
+
 def free_ports(n):
-    """n distinct free loopback ports: every socket stays bound until all
-    are known, so the kernel cannot hand the same port out twice."""
+    """n distinct free loopback ports (see listener_port_range): every
+    socket stays bound until all are known, so none is handed out twice."""
+    span = listener_port_range()
     socks = []
     try:
-        for _ in range(n):
+        for _ in range(20 * n + 100):
+            if len(socks) == n:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", random.randint(*span) if span else 0))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:  # the range is crowded: let the kernel choose
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             socks.append(s)

@@ -22,18 +22,44 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const sourceDir = process.env.RC_SOURCE_DIR || path.resolve(here, '../../..');
 export const collectorBin = process.env.RC_BIN || path.join(sourceDir, 'build', 'respan-collector');
 
-/* Distinct free loopback ports: all listeners stay open until every port
- * is known, so the kernel cannot hand the same one out twice. */
+/* Where the tests' listeners take their ports: below the kernel's
+ * ephemeral range, from which outgoing connections draw their local ports,
+ * so that none can take a collector's port between its stop and its
+ * restart on the same ports. null when that range leaves no room. */
+function listenerPortRange() {
+  try {
+    const low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+    return low - 1024 >= 4000 ? [Math.max(1024, low - 12000), low - 1] : null;
+  } catch {
+    return null;
+  }
+}
+
+function listenOn(srv, port) {
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', resolve);
+  });
+}
+
+/* Distinct free loopback ports (see listenerPortRange): all listeners stay
+ * open until every port is known, so none is handed out twice. */
 export async function freePorts(n) {
+  const span = listenerPortRange();
   const servers = [];
   try {
-    for (let i = 0; i < n; i++) {
+    for (let tries = 0; servers.length < n; tries++) {
       const srv = net.createServer();
-      await new Promise((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(0, '127.0.0.1', resolve);
-      });
-      servers.push(srv);
+      /* When the range is crowded (many tries taken), the kernel chooses. */
+      const port = span && tries < 20 * n + 100
+        ? span[0] + Math.floor(Math.random() * (span[1] - span[0] + 1))
+        : 0;
+      try {
+        await listenOn(srv, port);
+        servers.push(srv);
+      } catch (e) {
+        if (port === 0) throw e;
+      }
     }
     return servers.map((s) => s.address().port);
   } finally {
