@@ -596,16 +596,6 @@ static cand cand_of_json(const json_t *j)
     return c;
 }
 
-/* A double that is a whole number within int64_t, as one (rc_av_int's
- * rule: a cast of anything else is undefined). */
-static bool double_as_int(double d, int64_t *out)
-{
-    otlp_any_value v = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
-    v.value_case = RC_AV_DOUBLE;
-    v.double_value = d;
-    return rc_av_int(&v, out);
-}
-
 /* Reads c as the fact's type into out (strings not yet materialised).
  * False when c does not fit; C_NONE (absent, empty) is neither fit nor
  * rejected and is filtered by the caller. */
@@ -615,13 +605,13 @@ static bool coerce(rc_fact_type t, const cand *c, rc_fact *out)
     case RC_FACT_STR:
         if (c->kind == C_STR) return true;
         if (c->kind == C_INT) return true;
-        return c->kind == C_DOUBLE && double_as_int(c->d, &out->i);
+        return c->kind == C_DOUBLE && rc_double_int(c->d, &out->i);
     case RC_FACT_INT:
         if (c->kind == C_INT) {
             out->i = c->i;
             return true;
         }
-        if (c->kind == C_DOUBLE) return double_as_int(c->d, &out->i);
+        if (c->kind == C_DOUBLE) return rc_double_int(c->d, &out->i);
         return c->kind == C_STR && rc_parse_int(c->s, c->len, &out->i);
     case RC_FACT_DOUBLE:
         if (c->kind == C_INT) {

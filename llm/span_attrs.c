@@ -96,6 +96,15 @@ bool rc_parse_double(const char *s, size_t n, double *out)
 
 /* --- typed reads ------------------------------------------------------------ */
 
+bool rc_double_int(double d, int64_t *out)
+{
+    /* 2^63 is exactly representable; anything at or past it is not int64. */
+    if (!isfinite(d) || d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
+        return false;
+    *out = (int64_t)d;
+    return true;
+}
+
 bool rc_av_int(const otlp_any_value *v, int64_t *out)
 {
     if (!v) return false;
@@ -103,15 +112,8 @@ bool rc_av_int(const otlp_any_value *v, int64_t *out)
     case RC_AV_INT:
         *out = v->int_value;
         return true;
-    case RC_AV_DOUBLE: {
-        double d = v->double_value;
-        /* 2^63 is exactly representable; anything at or past it is not int64. */
-        if (!isfinite(d) || d != floor(d) || d < -9223372036854775808.0 ||
-            d >= 9223372036854775808.0)
-            return false;
-        *out = (int64_t)d;
-        return true;
-    }
+    case RC_AV_DOUBLE:
+        return rc_double_int(v->double_value, out);
     case RC_AV_STRING:
         return v->string_value && rc_parse_int(v->string_value, strlen(v->string_value), out);
     default:

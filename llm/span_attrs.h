@@ -73,6 +73,9 @@ bool rc_av_looks_like_json(const otlp_any_value *v);
  * must be the number, surrounding blanks allowed. */
 bool rc_parse_int(const char *s, size_t n, int64_t *out);
 bool rc_parse_double(const char *s, size_t n, double *out);
+/* A double with no fractional part within int64 range, as an int64 (the
+ * rule rc_av_int reads doubles by; casting any other double is undefined). */
+bool rc_double_int(double d, int64_t *out);
 
 /* --- writing ---------------------------------------------------------------- */
 
