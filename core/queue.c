@@ -493,21 +493,10 @@ static void retired_settle(rc_queue *q)
     q->n_retired = 0;
 }
 
-/* Unlinks the spares and closes the retired files still open (their .del
- * files stay until a manifest without them is written, or the next open).
- * At close. */
-static void spares_drop(rc_queue *q)
-{
-    for (size_t i = 0; i < q->n_spares; i++)
-        del_file_remove(q, &q->spares[i]);
-    q->n_spares = 0;
-    for (size_t i = 0; i < q->n_retired; i++)
-        kept_close(q, &q->retired[i]);
-}
-
-/* Gives the disk the kept files take back, for an append that needs it:
- * spares are unlinked; retired files kept open are emptied (their .del
- * files stay until a manifest without them is written). Under mu. */
+/* Gives the disk the kept files take back, for an append that needs it
+ * and at close: spares are unlinked; retired files kept open are emptied
+ * (their .del files stay until a manifest without them is written, or the
+ * next open). Under mu. */
 static void kept_drop(rc_queue *q)
 {
     for (size_t i = 0; i < q->n_spares; i++)
@@ -1391,7 +1380,7 @@ void rc_queue_close(rc_queue *q)
         }
         free(s);
     }
-    spares_drop(q);
+    kept_drop(q);
     free(q->retired);
     if (q->lock_fd >= 0) close(q->lock_fd);
     pthread_cond_destroy(&q->avail);
@@ -1435,8 +1424,8 @@ static void undo_appends(rc_queue *q, size_t n)
         s->live--;
         s->records--;
         entry_drop_copy(q, e);
-        uint64_t cut = s->fd >= 0 ? s->size - e->off : REC_HDR + (uint64_t)e->len;
         if (s->fd < 0) {
+            uint64_t cut = REC_HDR + (uint64_t)e->len;
             s->size -= cut;
             q->bytes -= cut;
             continue;
@@ -1600,13 +1589,14 @@ static rc_status wait_synced(rc_queue *q, uint64_t my_seq, rc_error *err)
     return RC_OK;
 }
 
-/* Whether `total` more bytes fit: the kept files give their disk back
- * first. Under mu. */
+/* Whether `total` more bytes fit; when they do only without the kept
+ * files, those give their disk back. Under mu. */
 static rc_status check_room(rc_queue *q, uint64_t total, rc_error *err)
 {
-    if (q->bytes + q->kept_bytes + total <= q->o.max_bytes) return RC_OK;
-    kept_drop(q);
-    if (q->bytes + total <= q->o.max_bytes) return RC_OK;
+    if (q->bytes + total <= q->o.max_bytes) {
+        if (q->bytes + q->kept_bytes + total > q->o.max_bytes) kept_drop(q);
+        return RC_OK;
+    }
     rc_error_set(err, "%s: sending queue is full (%.1f of %.1f MiB), retry later", q->name,
                  (double)q->bytes / (1 << 20), (double)q->o.max_bytes / (1 << 20));
     return RC_EBUSY;
